@@ -1,0 +1,96 @@
+// Package archive writes and reads segments, the encrypted data objects of a repository.
+//
+// A segment is one age file, segments/<id>.age, whose plaintext is a concatenation of LZ4 frames;
+// each frame holds exactly one tar entry (header, data, padding) and the last frame holds the tar
+// end-of-archive blocks. That layout serves two readers at once: cfbackup restores a single item by
+// decrypting only the byte range of its frame (age.DecryptReaderAt over ranged store reads), and an
+// operator without cfbackup recovers everything with `age -d -i key seg.age | lz4 -dc | tar x`.
+//
+// Items (a table dump, an object) have unknown size when they start but a tar header needs the size
+// first, so items are cut into chunks of at most ChunkSize bytes, each buffered in memory and stored as
+// its own tar entry: "<name>" for a one-chunk item, "<name>.part000001", "<name>.part000002", … otherwise.
+// docs/FORMAT.md specifies the format.
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrIntegrity: stored data does not match what the catalogue recorded (size, SHA-256, authentication).
+	ErrIntegrity = errors.New("integrity check failed")
+	// ErrNoIdentity: none of the given identities can decrypt a segment (wrong key, or a damaged header).
+	ErrNoIdentity = errors.New("no identity matches the segment")
+	// ErrBadName: an item name is not a clean relative slash path (it would be unsafe for `tar x`).
+	ErrBadName = errors.New("invalid item name")
+	// ErrClosed: the Writer was closed or aborted.
+	ErrClosed = errors.New("archive writer closed")
+)
+
+const (
+	// DefaultChunkSize bounds the memory one chunk buffer takes.
+	DefaultChunkSize = 8 << 20
+	// DefaultSegmentSize keeps segments large enough for cheap listing and small enough to upload in parallel.
+	DefaultSegmentSize = 512 << 20
+	// SegmentPrefix is where segments live in a repository.
+	SegmentPrefix = "segments/"
+	// SegmentSuffix is the extension of segment objects.
+	SegmentSuffix = ".age"
+)
+
+// Chunk locates one tar entry (one LZ4 frame) inside a segment's age plaintext.
+type Chunk struct {
+	Segment string `json:"segment"`
+	// Offset and Length are the LZ4 frame's byte range in the decrypted segment.
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+	// Size is the number of item bytes in the chunk (uncompressed, without tar framing).
+	Size int64 `json:"size"`
+}
+
+// ItemRef is what the catalogue records for one item, enough to read it back alone and check it.
+type ItemRef struct {
+	Name   string  `json:"name"`
+	Size   int64   `json:"size"`
+	SHA256 string  `json:"sha256"` // hex of the uncompressed item
+	Chunks []Chunk `json:"chunks"`
+}
+
+// SegmentInfo is what the manifest records for one segment, enough to verify it without a key.
+type SegmentInfo struct {
+	ID        string `json:"id"`
+	Key       string `json:"key"`
+	Size      int64  `json:"size"`       // ciphertext bytes
+	SHA256    string `json:"sha256"`     // hex of the ciphertext
+	PlainSize int64  `json:"plain_size"` // age plaintext bytes (the LZ4 frames)
+}
+
+// SegmentKey is the store key of segment id.
+func SegmentKey(id string) string { return SegmentPrefix + id + SegmentSuffix }
+
+// EntryName is the tar entry name of chunk i (0-based) of an item split into n chunks.
+func EntryName(name string, i, n int) string {
+	if n == 1 {
+		return name
+	}
+	return fmt.Sprintf("%s.part%06d", name, i+1)
+}
+
+// ValidName reports whether name may be used for an item: a clean, relative slash path without ".."
+// or NUL, so extracting a segment with tar never writes outside the target directory.
+func ValidName(name string) error {
+	if name == "" || name == "." || strings.HasPrefix(name, "/") || path.Clean(name) != name ||
+		strings.ContainsRune(name, 0) || strings.Contains(name, "\\") {
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == ".." {
+			return fmt.Errorf("%w: %q", ErrBadName, name)
+		}
+	}
+	return nil
+}

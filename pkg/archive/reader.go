@@ -1,0 +1,473 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"filippo.io/age"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// ReadAheadWindow is the most one ranged GET fetches while OpenItem reads sequentially, so a large item
+// costs a few GETs instead of one per 64 KiB age chunk.
+const ReadAheadWindow = 4 << 20
+
+const (
+	ageChunk    = 64 << 10
+	ageEncChunk = ageChunk + 16
+)
+
+// storeError marks an error that came from the store (network, permissions), not from the bytes.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// classify tells store trouble from bad bytes: only the latter is an integrity failure.
+func classify(err error, what string, src *rangeReaderAt) error {
+	var se *storeError
+	var nim *age.NoIdentityMatchError
+	if src != nil {
+		src.mu.Lock()
+		if src.storeErr != nil {
+			err = src.storeErr
+		}
+		src.mu.Unlock()
+	}
+	switch {
+	case errors.As(err, &se), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", what, err)
+	case errors.As(err, &nim):
+		return fmt.Errorf("%w: %s (wrong key, or a damaged segment header: run verify): %v", ErrNoIdentity, what, err)
+	default:
+		return fmt.Errorf("%w: %s: %w", ErrIntegrity, what, err)
+	}
+}
+
+// rangeReaderAt serves age.DecryptReaderAt from ranged store reads, fetching up to a window at a time
+// but never past the range the caller said it needs.
+type rangeReaderAt struct {
+	ctx  context.Context
+	st   store.Store
+	key  string
+	size int64
+
+	mu       sync.Mutex
+	buf      []byte
+	bufOff   int64
+	lo, hi   int64 // range expected to be read; fetches inside it may extend to hi
+	gets     int
+	fetched  int64
+	maxFetch int64
+	storeErr error // first store error, so decoding failures caused by it are not called corruption
+}
+
+func (r *rangeReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := int64(len(p))
+	if off+want > r.size {
+		want = r.size - off
+	}
+	if off < r.bufOff || off+want > r.bufOff+int64(len(r.buf)) {
+		n := want
+		if off >= r.lo && off < r.hi {
+			n = max(n, min(r.maxFetch, r.hi-off))
+		} else {
+			n = max(n, min(r.maxFetch, ageEncChunk))
+		}
+		n = min(n, r.size-off)
+		if err := r.fetch(off, n); err != nil {
+			return 0, err
+		}
+	}
+	c := copy(p, r.buf[off-r.bufOff:])
+	if c < len(p) {
+		return c, io.EOF
+	}
+	return c, nil
+}
+
+func (r *rangeReaderAt) fetch(off, n int64) error {
+	rc, err := r.st.Open(r.ctx, r.key, off, n)
+	if err != nil {
+		return r.noteStoreErr(err)
+	}
+	defer rc.Close()
+	if int64(cap(r.buf)) < n {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	got, err := io.ReadFull(rc, r.buf)
+	r.gets++
+	r.fetched += int64(got)
+	if err != nil {
+		r.buf = r.buf[:0]
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("segment %s is shorter than recorded (%d bytes at %d, got %d): %w", r.key, n, off, got, io.ErrUnexpectedEOF)
+		}
+		return r.noteStoreErr(err)
+	}
+	r.bufOff = off
+	return nil
+}
+
+func (r *rangeReaderAt) noteStoreErr(err error) error {
+	se := &storeError{fmt.Errorf("read %s: %w", r.key, err)}
+	if r.storeErr == nil {
+		r.storeErr = se
+	}
+	return se
+}
+
+// expect narrows read-ahead to the ciphertext holding plaintext [a, b) of a segment whose header and
+// nonce take hdr bytes.
+func (r *rangeReaderAt) expect(hdr, a, b int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lo = hdr + (a/ageChunk)*ageEncChunk
+	r.hi = min(hdr+((b-1)/ageChunk+1)*ageEncChunk, r.size)
+}
+
+// openSegment is an authenticated random-access view of one segment's plaintext.
+type openSegment struct {
+	info  SegmentInfo
+	src   *rangeReaderAt
+	plain io.ReaderAt
+	size  int64
+	hdr   int64
+}
+
+func openSegmentAt(ctx context.Context, st store.Store, seg SegmentInfo, ids []age.Identity) (*openSegment, error) {
+	src := &rangeReaderAt{ctx: ctx, st: st, key: seg.Key, size: seg.Size, maxFetch: ReadAheadWindow}
+	if src.key == "" {
+		src.key = SegmentKey(seg.ID)
+	}
+	plain, size, err := age.DecryptReaderAt(src, seg.Size, ids...)
+	if err != nil {
+		return nil, classify(err, "segment "+seg.ID, src)
+	}
+	if seg.PlainSize != 0 && size != seg.PlainSize {
+		return nil, fmt.Errorf("%w: segment %s: plaintext is %d bytes, recorded %d", ErrIntegrity, seg.ID, size, seg.PlainSize)
+	}
+	chunks := max(1, (size+ageChunk-1)/ageChunk)
+	return &openSegment{info: seg, src: src, plain: plain, size: size, hdr: seg.Size - size - 16*chunks}, nil
+}
+
+// OpenItem reads one item back using ranged reads of only the frames it occupies, and checks its size
+// and SHA-256 at EOF (a mismatch, or any authentication failure, is an error matching ErrIntegrity that
+// names the item and segment). Data returned before EOF is authenticated by age but not yet checked
+// against the catalogue, so callers must treat a final error as fatal for everything they wrote.
+func OpenItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, ids []age.Identity, ref ItemRef) (io.ReadCloser, error) {
+	if len(ref.Chunks) == 0 {
+		return nil, fmt.Errorf("%w: item %q has no chunks", ErrIntegrity, ref.Name)
+	}
+	var total int64
+	for i, c := range ref.Chunks {
+		if _, ok := segs[c.Segment]; !ok {
+			return nil, fmt.Errorf("item %q: chunk %d: segment %s is not in the manifest", ref.Name, i, c.Segment)
+		}
+		if c.Offset < 0 || c.Length <= 0 || c.Size < 0 {
+			return nil, fmt.Errorf("%w: item %q: chunk %d has an invalid range", ErrIntegrity, ref.Name, i)
+		}
+		total += c.Size
+	}
+	if total != ref.Size {
+		return nil, fmt.Errorf("%w: item %q: chunk sizes add up to %d, item size is %d", ErrIntegrity, ref.Name, total, ref.Size)
+	}
+	return &itemReader{ctx: ctx, st: st, segs: segs, ids: ids, ref: ref, hash: sha256.New(), next: 0}, nil
+}
+
+type itemReader struct {
+	ctx  context.Context
+	st   store.Store
+	segs map[string]SegmentInfo
+	ids  []age.Identity
+	ref  ItemRef
+
+	seg   *openSegment
+	next  int // index of the next chunk to open
+	cur   io.Reader
+	lz    *lz4.Reader
+	chunk Chunk
+	left  int64 // bytes left in the current chunk
+	hash  hash.Hash
+	n     int64
+	err   error
+}
+
+func (it *itemReader) where() string {
+	return fmt.Sprintf("item %q, chunk %d, segment %s", it.ref.Name, it.next, it.chunk.Segment)
+}
+
+func (it *itemReader) openChunk() error {
+	c := it.ref.Chunks[it.next]
+	it.chunk = c
+	if it.seg == nil || it.seg.info.ID != c.Segment {
+		s, err := openSegmentAt(it.ctx, it.st, it.segs[c.Segment], it.ids)
+		if err != nil {
+			return fmt.Errorf("item %q: %w", it.ref.Name, err)
+		}
+		it.seg = s
+	}
+	if c.Offset+c.Length > it.seg.size || c.Offset+c.Length < c.Offset {
+		return fmt.Errorf("%w: %s: range %d+%d beyond plaintext size %d", ErrIntegrity, it.where(), c.Offset, c.Length, it.seg.size)
+	}
+	it.seg.src.expect(it.seg.hdr, c.Offset, c.Offset+c.Length)
+	it.lz = lz4.NewReader(io.NewSectionReader(it.seg.plain, c.Offset, c.Length))
+	_ = it.lz.Apply(lz4.ConcurrencyOption(1))
+	tr := tar.NewReader(it.lz)
+	h, err := tr.Next()
+	if err != nil {
+		return classify(err, it.where()+": tar header", it.seg.src)
+	}
+	want := EntryName(it.ref.Name, it.next, len(it.ref.Chunks))
+	if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+		return fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
+	}
+	it.cur = tr
+	it.left = c.Size
+	return nil
+}
+
+// endChunk reads the rest of the frame (padding, checksum) so LZ4's content checksum is verified.
+func (it *itemReader) endChunk() error {
+	if _, err := io.Copy(io.Discard, it.lz); err != nil {
+		return classify(err, it.where()+": frame end", it.seg.src)
+	}
+	it.cur, it.lz = nil, nil
+	it.next++
+	return nil
+}
+
+func (it *itemReader) Read(p []byte) (int, error) {
+	if it.err != nil {
+		return 0, it.err
+	}
+	for {
+		if err := it.ctx.Err(); err != nil {
+			it.err = err
+			return 0, err
+		}
+		if it.cur == nil {
+			if it.next == len(it.ref.Chunks) {
+				it.err = it.finish()
+				return 0, it.err
+			}
+			if err := it.openChunk(); err != nil {
+				it.err = err
+				return 0, err
+			}
+		}
+		if it.left == 0 {
+			if err := it.endChunk(); err != nil {
+				it.err = err
+				return 0, err
+			}
+			continue
+		}
+		if int64(len(p)) > it.left {
+			p = p[:it.left]
+		}
+		n, err := it.cur.Read(p)
+		it.hash.Write(p[:n])
+		it.n += int64(n)
+		it.left -= int64(n)
+		if err == io.EOF && it.left > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			it.err = classify(err, it.where(), it.seg.src)
+			return n, it.err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (it *itemReader) finish() error {
+	sum := hex.EncodeToString(it.hash.Sum(nil))
+	if it.n != it.ref.Size || sum != it.ref.SHA256 {
+		return fmt.Errorf("%w: item %q (segment %s): read %d bytes sha256 %s, recorded %d bytes sha256 %s",
+			ErrIntegrity, it.ref.Name, it.chunk.Segment, it.n, sum, it.ref.Size, it.ref.SHA256)
+	}
+	return io.EOF
+}
+
+// Close releases the reader; it does not check integrity (read to EOF for that).
+func (it *itemReader) Close() error {
+	if it.err == nil {
+		it.err = ErrClosed
+	}
+	return nil
+}
+
+// hashReader hashes and counts the ciphertext as it streams past.
+type hashReader struct {
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	err error // first store error
+}
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	if err != nil && err != io.EOF {
+		err = &storeError{err}
+		if h.err == nil {
+			h.err = err
+		}
+	}
+	return n, err
+}
+
+func (h *hashReader) check(seg SegmentInfo) error {
+	sum := hex.EncodeToString(h.h.Sum(nil))
+	if h.n != seg.Size || sum != seg.SHA256 {
+		return fmt.Errorf("%w: segment %s: %d bytes sha256 %s, recorded %d bytes sha256 %s",
+			ErrIntegrity, seg.ID, h.n, sum, seg.Size, seg.SHA256)
+	}
+	return nil
+}
+
+func segKey(seg SegmentInfo) string {
+	if seg.Key != "" {
+		return seg.Key
+	}
+	return SegmentKey(seg.ID)
+}
+
+// ReadSegment streams a whole segment with one sequential GET and calls fn for every tar entry in
+// order (names include ".partNNNNNN" for multi-chunk items). Entry data is authenticated by age as it
+// is read; the ciphertext SHA-256 and size are checked at the end, and a decoding failure is reported as
+// ErrIntegrity when the ciphertext does not match the record. An error from fn is returned as is.
+func ReadSegment(ctx context.Context, st store.Store, seg SegmentInfo, ids []age.Identity, fn func(name string, r io.Reader) error) error {
+	rc, err := st.Open(ctx, segKey(seg), 0, -1)
+	if err != nil {
+		return fmt.Errorf("open segment %s: %w", seg.ID, err)
+	}
+	defer rc.Close()
+	hr := &hashReader{r: rc, h: sha256.New()}
+	fnErr, err := readSegment(hr, ids, fn)
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		if hr.err != nil {
+			return fmt.Errorf("read segment %s: %w", seg.ID, hr.err)
+		}
+		var nim *age.NoIdentityMatchError
+		if errors.As(err, &nim) || ctx.Err() != nil {
+			return classify(err, "segment "+seg.ID, nil)
+		}
+		// Bad bytes: say whether the stored object changed since it was written.
+		if _, derr := io.Copy(io.Discard, hr); derr == nil {
+			if cerr := hr.check(seg); cerr != nil {
+				return fmt.Errorf("%w (%v)", cerr, err)
+			}
+		}
+		return classify(err, "segment "+seg.ID, nil)
+	}
+	if _, err := io.Copy(io.Discard, hr); err != nil {
+		return fmt.Errorf("read segment %s: %w", seg.ID, err)
+	}
+	return hr.check(seg)
+}
+
+func readSegment(src io.Reader, ids []age.Identity, fn func(string, io.Reader) error) (fnErr, err error) {
+	ar, err := age.Decrypt(src, ids...)
+	if err != nil {
+		return nil, err
+	}
+	lz := lz4.NewReader(ar)
+	_ = lz.Apply(lz4.ConcurrencyOption(1))
+	tr := tar.NewReader(lz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+			return nil, fmt.Errorf("unexpected tar entry type %q for %q", h.Typeflag, h.Name)
+		}
+		er := &errRecorder{r: tr}
+		if err := fn(h.Name, er); err != nil {
+			if er.err != nil { // fn failed because the bytes underneath are bad
+				return nil, er.err
+			}
+			return fmt.Errorf("entry %q: %w", h.Name, err), nil
+		}
+		if er.err != nil {
+			return nil, er.err
+		}
+	}
+	// The rest of the last frame and the age stream's final chunk must authenticate, and nothing may follow.
+	rest, err := io.Copy(io.Discard, lz)
+	if err != nil {
+		return nil, err
+	}
+	if rest != 0 {
+		return nil, fmt.Errorf("%d bytes after the tar end-of-archive", rest)
+	}
+	return nil, nil
+}
+
+// errRecorder remembers a decoding error fn saw, so it is not mistaken for fn's own failure.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// VerifySegment checks that a segment exists with the recorded size and ciphertext SHA-256. It needs no
+// identity, so `verify` runs on hosts that only hold recipients.
+func VerifySegment(ctx context.Context, st store.Store, seg SegmentInfo) error {
+	fi, err := st.Stat(ctx, segKey(seg))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: segment %s: %w", ErrIntegrity, seg.ID, err)
+		}
+		return fmt.Errorf("stat segment %s: %w", seg.ID, err)
+	}
+	if fi.Size != seg.Size {
+		return fmt.Errorf("%w: segment %s: stored %d bytes, recorded %d", ErrIntegrity, seg.ID, fi.Size, seg.Size)
+	}
+	rc, err := st.Open(ctx, segKey(seg), 0, -1)
+	if err != nil {
+		return fmt.Errorf("open segment %s: %w", seg.ID, err)
+	}
+	defer rc.Close()
+	hr := &hashReader{r: rc, h: sha256.New()}
+	if _, err := io.Copy(io.Discard, hr); err != nil {
+		return fmt.Errorf("read segment %s: %w", seg.ID, err)
+	}
+	return hr.check(seg)
+}

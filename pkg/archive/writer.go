@@ -1,0 +1,499 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// WriterOptions configures a Writer. Store and Recipients are required.
+type WriterOptions struct {
+	Store      store.Store
+	Recipients []age.Recipient
+	// SegmentSize: a segment is finished once it holds this many compressed bytes (default 512 MiB).
+	SegmentSize int64
+	// ChunkSize is the largest tar entry's payload; memory is about ChunkSize × 2 × (Concurrency+3).
+	ChunkSize int
+	// Concurrency is the number of parallel LZ4 compressors (default runtime.NumCPU()).
+	Concurrency int
+	// NewID names segments (default: 16 random bytes, hex).
+	NewID func() string
+	// Now stamps tar entries' modification time (default time.Now).
+	Now func() time.Time
+}
+
+// Writer turns a sequence of items into uploaded segments. Chunks are compressed in parallel while
+// earlier ones are encrypted and streamed to the store, so neither the item nor the segment is ever
+// held whole in memory or on disk. WriteItem, Close and Abort must not be called concurrently.
+type Writer struct {
+	opts   WriterOptions
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	work    chan *job // to the compressors
+	ordered chan *job // to the sink, in write order
+	workers sync.WaitGroup
+	sinkEnd chan struct{}
+	eoa     []byte // LZ4 frame holding the tar end-of-archive blocks
+
+	rawPool sync.Pool
+	outPool sync.Pool
+
+	mu      sync.Mutex
+	err     error // first failure; sticky
+	done    []*segment
+	uploads sync.WaitGroup
+
+	cur    *segment // owned by the sink goroutine
+	closed bool
+}
+
+type job struct {
+	entry string
+	data  *[]byte // raw payload (pooled)
+	mtime time.Time
+	frame *bytes.Buffer // compressed frame (pooled)
+	err   error
+	ready chan struct{} // closed when frame is compressed
+	chunk Chunk
+	saved chan struct{} // closed when the sink has placed (or failed to place) the frame
+}
+
+type segment struct {
+	id, key string
+	pw      *io.PipeWriter
+	aw      io.WriteCloser
+	hash    hash.Hash
+	n       int64 // ciphertext bytes
+	plain   int64 // plaintext bytes
+	putDone chan struct{}
+	putErr  error
+}
+
+func (s *segment) Write(p []byte) (int, error) {
+	n, err := s.pw.Write(p)
+	s.hash.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// NewWriter checks the options (refusing to run without usable recipients: nothing is ever stored in
+// plaintext) and starts the compression pipeline.
+func NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
+	if opts.Store == nil {
+		return nil, errors.New("archive: no store")
+	}
+	if len(opts.Recipients) == 0 {
+		return nil, errors.New("archive: no recipients: refusing to write unencrypted data")
+	}
+	// age checks recipient compatibility (post-quantum vs classic) when a file starts; fail now, not mid-backup.
+	if w, err := age.Encrypt(io.Discard, opts.Recipients...); err != nil {
+		return nil, fmt.Errorf("archive: recipients: %w", err)
+	} else {
+		_ = w.Close()
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = DefaultChunkSize
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = runtime.NumCPU()
+	}
+	if opts.NewID == nil {
+		opts.NewID = randomID
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Writer{
+		opts:    opts,
+		ctx:     ctx,
+		cancel:  cancel,
+		work:    make(chan *job, opts.Concurrency),
+		ordered: make(chan *job, opts.Concurrency+1),
+		sinkEnd: make(chan struct{}),
+	}
+	chunk := opts.ChunkSize
+	w.rawPool.New = func() any { b := make([]byte, chunk); return &b }
+	w.outPool.New = func() any { return bytes.NewBuffer(make([]byte, 0, chunk+chunk/64+4096)) }
+	eoa, err := compressFrame(newLZ4Writer(), new(bytes.Buffer), nil, make([]byte, 1024), nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	w.eoa = eoa.Bytes()
+	for i := 0; i < opts.Concurrency; i++ {
+		w.workers.Add(1)
+		go w.compressor()
+	}
+	go w.sink()
+	return w, nil
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func newLZ4Writer() *lz4.Writer {
+	zw := lz4.NewWriter(nil)
+	_ = zw.Apply(lz4.BlockSizeOption(lz4.Block4Mb), lz4.ConcurrencyOption(1), lz4.ChecksumOption(true))
+	return zw
+}
+
+// compressFrame writes one LZ4 frame holding hdr, data and zero padding to 512 bytes. pierrec/lz4 stores
+// any block that does not shrink as an uncompressed block, so incompressible data costs one copy.
+func compressFrame(zw *lz4.Writer, out *bytes.Buffer, hdr, data, pad []byte) (*bytes.Buffer, error) {
+	out.Reset()
+	zw.Reset(out)
+	if err := zw.Apply(lz4.SizeOption(uint64(len(hdr) + len(data) + len(pad)))); err != nil {
+		return nil, fmt.Errorf("lz4 options: %w", err)
+	}
+	for _, p := range [][]byte{hdr, data, pad} {
+		if len(p) == 0 {
+			continue
+		}
+		if _, err := zw.Write(p); err != nil {
+			return nil, fmt.Errorf("lz4 compress: %w", err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("lz4 compress: %w", err)
+	}
+	return out, nil
+}
+
+var zeroBlock [512]byte
+
+func (w *Writer) compressor() {
+	defer w.workers.Done()
+	zw := newLZ4Writer()
+	var hb bytes.Buffer
+	for j := range w.work {
+		if w.failed() == nil {
+			j.frame, j.err = w.compressJob(zw, &hb, j)
+		}
+		w.rawPool.Put(j.data)
+		j.data = nil
+		close(j.ready)
+	}
+}
+
+func (w *Writer) compressJob(zw *lz4.Writer, hb *bytes.Buffer, j *job) (*bytes.Buffer, error) {
+	data := *j.data
+	hb.Reset()
+	tw := tar.NewWriter(hb)
+	if err := tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     j.entry,
+		Mode:     0o600,
+		Size:     int64(len(data)),
+		ModTime:  j.mtime,
+	}); err != nil {
+		return nil, fmt.Errorf("tar header for %q: %w", j.entry, err)
+	}
+	var pad []byte
+	if r := len(data) % 512; r != 0 {
+		pad = zeroBlock[:512-r]
+	}
+	out := w.outPool.Get().(*bytes.Buffer)
+	f, err := compressFrame(zw, out, hb.Bytes(), data, pad)
+	if err != nil {
+		w.outPool.Put(out)
+	}
+	return f, err
+}
+
+func (w *Writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// sink writes compressed frames, in order, into the current segment and rolls segments over.
+func (w *Writer) sink() {
+	defer close(w.sinkEnd)
+	for j := range w.ordered {
+		<-j.ready
+		if j.err != nil {
+			w.fail(j.err)
+		}
+		if j.frame != nil {
+			if w.failed() == nil {
+				if err := w.place(j); err != nil {
+					w.fail(err)
+				}
+			}
+			w.outPool.Put(j.frame)
+			j.frame = nil
+		}
+		close(j.saved)
+	}
+	if w.cur != nil {
+		if err := w.failed(); err != nil {
+			w.cur.pw.CloseWithError(err) // a failed Put leaves no object
+		} else if err := w.finish(w.cur); err != nil {
+			w.fail(err)
+		}
+		w.cur = nil
+	}
+}
+
+func (w *Writer) place(j *job) error {
+	if w.cur == nil {
+		s, err := w.startSegment()
+		if err != nil {
+			return err
+		}
+		w.cur = s
+	}
+	s := w.cur
+	j.chunk.Segment = s.id
+	j.chunk.Offset = s.plain
+	j.chunk.Length = int64(j.frame.Len())
+	if _, err := s.aw.Write(j.frame.Bytes()); err != nil {
+		return w.uploadErr(s, err)
+	}
+	s.plain += j.chunk.Length
+	if s.plain >= w.opts.SegmentSize {
+		w.cur = nil
+		return w.finish(s)
+	}
+	return nil
+}
+
+// uploadErr prefers the store's error over the pipe's echo of it.
+func (w *Writer) uploadErr(s *segment, err error) error {
+	select {
+	case <-s.putDone:
+		if s.putErr != nil {
+			return fmt.Errorf("upload segment %s: %w", s.id, s.putErr)
+		}
+	default:
+	}
+	return fmt.Errorf("write segment %s: %w", s.id, err)
+}
+
+func (w *Writer) startSegment() (*segment, error) {
+	id := w.opts.NewID()
+	s := &segment{id: id, key: SegmentKey(id), hash: sha256.New(), putDone: make(chan struct{})}
+	pr, pw := io.Pipe()
+	s.pw = pw
+	w.uploads.Add(1)
+	go func() {
+		defer w.uploads.Done()
+		stop := context.AfterFunc(w.ctx, func() { pr.CloseWithError(w.ctx.Err()) })
+		err := w.opts.Store.Put(w.ctx, s.key, pr, store.PutOptions{IfNotExists: true})
+		stop()
+		s.putErr = err
+		if err == nil {
+			err = errUploadEnded
+		}
+		pr.CloseWithError(err) // unblock the sink if Put returned before reading everything
+		close(s.putDone)
+	}()
+	aw, err := age.Encrypt(s, w.opts.Recipients...)
+	if err != nil {
+		pw.CloseWithError(err)
+		return nil, fmt.Errorf("age encrypt: %w", err)
+	}
+	s.aw = aw
+	return s, nil
+}
+
+var errUploadEnded = errors.New("segment upload ended")
+
+// finish writes the end-of-archive frame, closes the age stream and hands the segment to its upload.
+func (w *Writer) finish(s *segment) error {
+	if _, err := s.aw.Write(w.eoa); err != nil {
+		s.pw.CloseWithError(err)
+		return w.uploadErr(s, err)
+	}
+	s.plain += int64(len(w.eoa))
+	if err := s.aw.Close(); err != nil {
+		s.pw.CloseWithError(err)
+		return w.uploadErr(s, err)
+	}
+	s.pw.Close()
+	w.mu.Lock()
+	w.done = append(w.done, s)
+	w.mu.Unlock()
+	return nil
+}
+
+// WriteItem streams r into the archive under name and returns where its chunks went.
+// It returns once every chunk is inside a segment's encrypted stream; the segment becomes durable
+// only when Close succeeds. A failure here (including a failed segment upload) makes the Writer unusable.
+func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
+	if w.closed {
+		return ItemRef{}, ErrClosed
+	}
+	if err := ValidName(name); err != nil {
+		return ItemRef{}, err
+	}
+	if err := w.failed(); err != nil {
+		return ItemRef{}, err
+	}
+	ref := ItemRef{Name: name}
+	h := sha256.New()
+	mtime := w.opts.Now().Truncate(time.Second)
+	var jobs []*job
+	var pending *[]byte // one chunk of look-ahead decides between "name" and "name.partNNNNNN"
+	submit := func(data *[]byte, entry string) {
+		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{})}
+		j.chunk.Size = int64(len(*data))
+		jobs = append(jobs, j)
+		w.ordered <- j
+		w.work <- j
+	}
+	var readErr error
+	for part := 0; ; part++ {
+		if err := w.ctx.Err(); err != nil {
+			readErr = err
+			break
+		}
+		buf := w.rawPool.Get().(*[]byte)
+		*buf = (*buf)[:cap(*buf)]
+		n, err := io.ReadFull(r, *buf)
+		*buf = (*buf)[:n]
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			w.rawPool.Put(buf)
+			readErr = fmt.Errorf("read item %q: %w", name, err)
+			break
+		}
+		h.Write(*buf)
+		ref.Size += int64(n)
+		if n == 0 && part > 0 {
+			w.rawPool.Put(buf)
+			break
+		}
+		if pending != nil {
+			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1))
+		}
+		pending = buf
+		if n < len(*buf) || err != nil {
+			break
+		}
+	}
+	if readErr == nil && pending != nil {
+		entry := name
+		if len(jobs) > 0 {
+			entry = fmt.Sprintf("%s.part%06d", name, len(jobs)+1)
+		}
+		submit(pending, entry)
+	} else if pending != nil {
+		w.rawPool.Put(pending)
+	}
+	for _, j := range jobs {
+		<-j.saved
+		ref.Chunks = append(ref.Chunks, j.chunk)
+	}
+	if readErr != nil {
+		// Chunks already placed would belong to a half item; the caller must abort.
+		w.fail(readErr)
+		return ItemRef{}, readErr
+	}
+	if err := w.failed(); err != nil {
+		return ItemRef{}, err
+	}
+	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return ref, nil
+}
+
+// Close finishes the last segment, waits for every upload, checks each object's size with Stat and
+// returns the segments in write order. On failure it deletes what it uploaded (best effort).
+func (w *Writer) Close() ([]SegmentInfo, error) {
+	if w.closed {
+		return nil, ErrClosed
+	}
+	w.shutdown()
+	defer w.cancel()
+	if err := w.failed(); err != nil {
+		w.cleanup()
+		return nil, err
+	}
+	infos := make([]SegmentInfo, 0, len(w.done))
+	for _, s := range w.done {
+		if s.putErr != nil {
+			w.cleanup()
+			return nil, fmt.Errorf("upload segment %s: %w", s.id, s.putErr)
+		}
+		fi, err := w.opts.Store.Stat(w.ctx, s.key)
+		if err != nil {
+			w.cleanup()
+			return nil, fmt.Errorf("check uploaded segment %s: %w", s.id, err)
+		}
+		if fi.Size != s.n {
+			w.cleanup()
+			return nil, fmt.Errorf("%w: segment %s: stored %d bytes, wrote %d", ErrIntegrity, s.id, fi.Size, s.n)
+		}
+		infos = append(infos, SegmentInfo{
+			ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain,
+		})
+	}
+	return infos, nil
+}
+
+// Abort stops the pipeline and the uploads and deletes any segment already stored (best effort),
+// so an interrupted backup leaves nothing behind; prune's grace-period sweep covers what this misses.
+func (w *Writer) Abort() {
+	if w.closed {
+		return
+	}
+	w.fail(ErrClosed)
+	w.cancel()
+	w.shutdown()
+	w.cleanup()
+}
+
+func (w *Writer) shutdown() {
+	w.closed = true
+	close(w.work)
+	close(w.ordered)
+	w.workers.Wait()
+	<-w.sinkEnd
+	if w.failed() != nil {
+		w.cancel() // stop uploads still streaming a segment that will never be used
+	}
+	w.uploads.Wait()
+}
+
+func (w *Writer) cleanup() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 30*time.Second)
+	defer cancel()
+	for _, s := range w.done {
+		<-s.putDone
+		if s.putErr == nil {
+			_ = w.opts.Store.Delete(ctx, s.key)
+		}
+	}
+}
