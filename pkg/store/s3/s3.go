@@ -1,0 +1,535 @@
+// Package s3 stores a repository in an S3-compatible bucket (Cloudflare R2, AWS S3, MinIO, versitygw).
+//
+// Uploads stream: an object of unknown size is cut into equal-size parts (R2 rejects unequal
+// non-final parts) uploaded with bounded concurrency from a reused buffer pool, so memory stays near
+// PartSize × (Concurrency+1) per Put whatever the object size. Small objects take one PutObject.
+// Conditional creates use If-None-Match: * on PutObject and CompleteMultipartUpload. The client is
+// configured for the lowest common denominator of providers: no SDK-default streamed checksums or
+// aws-chunked bodies (R2 rejected them), Content-MD5 on every part, seekable bodies with a known length.
+// Each request (including each part) is retried by the SDK's standard retryer.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Limits and defaults of the multipart upload.
+const (
+	// DefaultPartSize balances throughput against memory (PartSize × (Concurrency+1) per Put).
+	DefaultPartSize = 16 << 20
+	// MinPartSize is the smallest non-final part AWS S3 and R2 accept.
+	MinPartSize = 5 << 20
+	// MaxPartSize is the largest part R2 accepts (5 GiB − 5 MiB).
+	MaxPartSize = 5<<30 - 5<<20
+	// MaxParts is the S3 and R2 limit on parts per upload.
+	MaxParts = 10000
+	// DefaultConcurrency is the number of parts in flight per Put.
+	DefaultConcurrency = 4
+	// R2Concurrency is used against R2, which throttles parallel parts of one upload.
+	R2Concurrency = 2
+)
+
+// Sentinel errors of this package.
+var (
+	// ErrConfig: the Config cannot work; the message names the field.
+	ErrConfig = errors.New("s3 store: invalid configuration")
+	// ErrNoSuchBucket: the bucket does not exist (kept apart from ErrNotFound so a typo in the
+	// bucket name never looks like an empty repository).
+	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
+	// ErrTooLarge: the object needs more than MaxParts parts of PartSize.
+	ErrTooLarge = errors.New("object too large for the configured part size")
+)
+
+// Config selects a bucket and how to reach it. Secrets in it are never printed.
+type Config struct {
+	Bucket string
+	// Prefix is prepended (with a "/") to every key, so several repositories can share a bucket.
+	Prefix string
+	// Endpoint is the S3 endpoint URL; empty means AWS S3.
+	Endpoint string
+	// Region defaults to "auto" for R2 and "us-east-1" otherwise.
+	Region string
+	// AccessKeyID and SecretAccessKey select static credentials; when both are empty the SDK's
+	// default chain (environment, shared files, instance role) is used.
+	AccessKeyID, SecretAccessKey, SessionToken string
+	// PathStyle forces path-style addressing; it is on anyway for any non-AWS Endpoint.
+	PathStyle bool
+	// PartSize is the size of each multipart part (default DefaultPartSize, at least MinPartSize).
+	PartSize int64
+	// Concurrency is the number of parts uploaded at once per Put (default 4, 2 for R2).
+	Concurrency int
+	// HTTPClient replaces the SDK's HTTP client (tests, proxies).
+	HTTPClient *http.Client
+}
+
+// Store is a bucket (and prefix) holding one repository.
+type Store struct {
+	client      *awss3.Client
+	bucket      string
+	prefix      string // "" or ends in "/"
+	partSize    int64
+	concurrency int
+	pool        sync.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// IsR2 reports whether endpoint is a Cloudflare R2 S3 endpoint, whose quirks the store adapts to.
+func IsR2(endpoint string) bool {
+	return strings.HasSuffix(hostOf(endpoint), "r2.cloudflarestorage.com")
+}
+
+func isAWS(endpoint string) bool {
+	h := hostOf(endpoint)
+	return strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn")
+}
+
+func hostOf(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
+}
+
+// New checks cfg and builds the client; it makes no request, so a missing bucket surfaces on first use.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, fmt.Errorf("%w: bucket name is empty", ErrConfig)
+	}
+	if cfg.Endpoint != "" {
+		if u, err := url.Parse(cfg.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: endpoint must be an http(s) URL like https://ACCOUNT.r2.cloudflarestorage.com", ErrConfig)
+		}
+	}
+	r2 := IsR2(cfg.Endpoint)
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+		if r2 {
+			region = "auto"
+		}
+	}
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	if partSize < MinPartSize || partSize > MaxPartSize {
+		return nil, fmt.Errorf("%w: part size %d outside [%d, %d]", ErrConfig, partSize, MinPartSize, MaxPartSize)
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+		if r2 {
+			conc = R2Concurrency
+		}
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		if err := store.ValidateKey(prefix); err != nil {
+			return nil, fmt.Errorf("%w: prefix: %w", ErrConfig, err)
+		}
+		prefix += "/"
+	}
+
+	var awsCfg aws.Config
+	if cfg.AccessKeyID != "" || cfg.SecretAccessKey != "" {
+		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
+			return nil, fmt.Errorf("%w: set both the access key ID and the secret access key", ErrConfig)
+		}
+		awsCfg = aws.Config{
+			Region:      region,
+			Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken),
+		}
+	} else {
+		var err error
+		awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		if err != nil {
+			return nil, fmt.Errorf("s3 store: load default AWS config: %w", err)
+		}
+	}
+	if cfg.HTTPClient != nil {
+		awsCfg.HTTPClient = cfg.HTTPClient
+	}
+	awsCfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	awsCfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle || (cfg.Endpoint != "" && !isAWS(cfg.Endpoint))
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	s := &Store{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: partSize, concurrency: conc}
+	s.pool.New = func() any { b := make([]byte, partSize); return &b }
+	return s, nil
+}
+
+// Location is s3://bucket/prefix, never credentials or endpoint secrets.
+func (s *Store) Location() string {
+	return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+func (s *Store) full(key string) string { return s.prefix + key }
+
+func md5b64(b []byte) *string {
+	sum := md5.Sum(b)
+	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+}
+
+// fill reads until buf is full or the reader ends. Unlike io.ReadFull it never mistakes a reader's
+// own io.ErrUnexpectedEOF (a truncated source) for a clean end of stream.
+func fill(ctx context.Context, r io.Reader, buf []byte) (n int, eof bool, err error) {
+	for n < len(buf) {
+		if err := ctx.Err(); err != nil {
+			return n, false, err
+		}
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
+}
+
+func (s *Store) getBuf() *[]byte  { return s.pool.Get().(*[]byte) }
+func (s *Store) putBuf(b *[]byte) { s.pool.Put(b) }
+
+// Put streams r to key; see the package comment for how.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) error {
+	if err := store.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b1 := s.getBuf()
+	defer s.putBuf(b1)
+	n1, eof, err := fill(ctx, r, *b1)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if eof {
+		return s.putSingle(ctx, key, (*b1)[:n1], opts)
+	}
+	b2 := s.getBuf()
+	n2, eof, err := fill(ctx, r, *b2)
+	if err != nil {
+		s.putBuf(b2)
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if n2 == 0 && eof { // exactly one part's worth
+		s.putBuf(b2)
+		return s.putSingle(ctx, key, (*b1)[:n1], opts)
+	}
+	return s.putMultipart(ctx, key, b1, b2, n2, eof, r, opts)
+}
+
+func (s *Store) putSingle(ctx context.Context, key string, data []byte, opts store.PutOptions) error {
+	in := &awss3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(s.full(key)),
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		ContentMD5:    md5b64(data),
+	}
+	if opts.IfNotExists {
+		in.IfNoneMatch = aws.String("*")
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in.Body = bytes.NewReader(data)
+		_, err := s.client.PutObject(ctx, in)
+		// AWS answers 409 ConditionalRequestConflict when a concurrent conditional write is in
+		// flight; retrying then yields the real answer (200 or 412).
+		if err != nil && errorCode(err) == "ConditionalRequestConflict" && attempt < 5 {
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+			continue
+		}
+		return mapErr("put", key, err)
+	}
+}
+
+type partResult struct {
+	num  int32
+	etag *string
+}
+
+// putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns b2.
+func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, opts store.PutOptions) (retErr error) {
+	full := s.full(key)
+	if opts.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
+		if _, err := s.Stat(ctx, key); err == nil {
+			s.putBuf(b2)
+			return fmt.Errorf("put %s: %w", key, store.ErrExists)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			s.putBuf(b2)
+			return err
+		}
+	}
+	created, err := s.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(full),
+	})
+	if err != nil {
+		s.putBuf(b2)
+		return mapErr("put", key, err)
+	}
+	uploadID := created.UploadId
+	defer func() {
+		if retErr != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
+				Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
+			})
+		}
+	}()
+
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		parts    []partResult
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, s.concurrency)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	// upload takes ownership of buf (returned to the pool when the part is done). The buffer
+	// being filled plus at most Concurrency parts in flight bound the memory.
+	upload := func(num int32, buf *[]byte, n int) bool {
+		select {
+		case sem <- struct{}{}:
+		case <-uctx.Done():
+			if buf != b1 {
+				s.putBuf(buf)
+			}
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if buf != b1 { // b1 is released by Put
+				defer s.putBuf(buf)
+			}
+			data := (*buf)[:n]
+			out, err := s.client.UploadPart(uctx, &awss3.UploadPartInput{
+				Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
+				PartNumber: aws.Int32(num), Body: bytes.NewReader(data),
+				ContentLength: aws.Int64(int64(n)), ContentMD5: md5b64(data),
+			})
+			if err != nil {
+				fail(mapErr(fmt.Sprintf("put part %d of", num), key, err))
+				return
+			}
+			mu.Lock()
+			parts = append(parts, partResult{num, out.ETag})
+			mu.Unlock()
+		}()
+		return true
+	}
+
+	num := int32(1)
+	ok := upload(num, b1, len(*b1))
+	if ok && n2 > 0 {
+		num++
+		ok = upload(num, b2, n2)
+	} else {
+		s.putBuf(b2)
+	}
+	for ok && !eof {
+		if num >= MaxParts {
+			fail(fmt.Errorf("put %s: %w (%d parts of %d bytes)", key, ErrTooLarge, MaxParts, s.partSize))
+			break
+		}
+		buf := s.getBuf()
+		var n int
+		n, eof, err = fill(uctx, r, *buf)
+		if err != nil {
+			s.putBuf(buf)
+			if ctx.Err() != nil {
+				err = ctx.Err() // the caller's cancellation, not our own after a failed part
+			}
+			fail(fmt.Errorf("put %s: %w", key, err))
+			break
+		}
+		if n == 0 {
+			s.putBuf(buf)
+			break
+		}
+		num++
+		ok = upload(num, buf, n)
+	}
+	wg.Wait()
+	mu.Lock()
+	err = firstErr
+	mu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(parts, func(a, b partResult) int { return int(a.num - b.num) })
+	completed := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: p.etag}
+	}
+	in := &awss3.CompleteMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	}
+	if opts.IfNotExists {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if _, err := s.client.CompleteMultipartUpload(ctx, in); err != nil {
+		return mapErr("put", key, err)
+	}
+	return nil
+}
+
+// Open reads a byte range with a ranged GET.
+func (s *Store) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
+	}
+	if length == 0 {
+		if _, err := s.Stat(ctx, key); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	in := &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))}
+	if offset > 0 || length > 0 {
+		rng := fmt.Sprintf("bytes=%d-", offset)
+		if length > 0 {
+			rng += fmt.Sprint(offset + length - 1)
+		}
+		in.Range = aws.String(rng)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable || errorCode(err) == "InvalidRange" {
+			// The object exists but the range starts at or past its end (or it is empty).
+			return io.NopCloser(bytes.NewReader(nil)), nil
+		}
+		return nil, mapErr("open", key, err)
+	}
+	return out.Body, nil
+}
+
+// Stat uses HeadObject.
+func (s *Store) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))})
+	if err != nil {
+		return store.ObjectInfo{}, mapErr("stat", key, err)
+	}
+	return store.ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+// List pages through ListObjectsV2; S3 returns keys in byte order, as the contract requires.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	if err := store.ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	p := awss3.NewListObjectsV2Paginator(s.client, &awss3.ListObjectsV2Input{
+		Bucket: aws.String(s.bucket), Prefix: aws.String(s.full(prefix)),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return mapErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if err := fn(store.ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete checks the object exists (S3 deletes of missing keys succeed silently) and deletes it.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.Stat(ctx, key); err != nil {
+		return err
+	}
+	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))})
+	return mapErr("delete", key, err)
+}
+
+func httpStatus(err error) int {
+	var sc interface{ HTTPStatusCode() int }
+	if errors.As(err, &sc) {
+		return sc.HTTPStatusCode()
+	}
+	return 0
+}
+
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// mapErr adds the store sentinel while keeping the SDK error (and its HTTP status) in the chain.
+func mapErr(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	code, status := errorCode(err), httpStatus(err)
+	switch {
+	case code == "NoSuchBucket":
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrNoSuchBucket, err)
+	case code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:
+		return fmt.Errorf("%s %s: %w: %w", op, key, store.ErrNotFound, err)
+	case code == "PreconditionFailed" || status == http.StatusPreconditionFailed:
+		return fmt.Errorf("%s %s: %w: %w", op, key, store.ErrExists, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, key, err)
+}

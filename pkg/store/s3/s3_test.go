@@ -1,0 +1,163 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
+	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/s3"
+	"github.com/cfbackup/cfbackup/pkg/store/storetest"
+)
+
+func newStore(t testing.TB, srv *s3server.Server, bucket, prefix string) *s3.Store {
+	t.Helper()
+	s, err := s3.New(context.Background(), s3.Config{
+		Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
+		PartSize: s3.MinPartSize, Concurrency: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "conformance", false)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) store.Store {
+		// A fresh prefix per test also proves List strips the prefix and never leaks other repositories.
+		return newStore(t, srv, "conformance", fmt.Sprintf("repos/%d", n.Add(1)))
+	})
+}
+
+func TestConformanceNoPrefixObjectLockBucket(t *testing.T) {
+	srv := s3server.Start(t)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) store.Store {
+		b := fmt.Sprintf("locked-%d", n.Add(1))
+		srv.CreateBucket(t, b, true) // versioned: deletes leave markers, which must read as ErrNotFound
+		return newStore(t, srv, b, "")
+	})
+}
+
+// A failed multipart upload is aborted: no upload is left to accrue storage charges.
+func TestFailedMultipartIsAborted(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	s := newStore(t, srv, "bkt", "p")
+	boom := errors.New("boom")
+	r := io.MultiReader(io.LimitReader(rand.Reader, 3*s3.MinPartSize+7), iotestErr{boom})
+	if err := s.Put(context.Background(), "seg", r, store.PutOptions{}); !errors.Is(err, boom) {
+		t.Fatalf("Put = %v", err)
+	}
+	out, err := srv.Client().ListMultipartUploads(context.Background(), &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left behind", len(out.Uploads))
+	}
+}
+
+type iotestErr struct{ err error }
+
+func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
+
+// A conditional multipart create racing a plain Put that lands first is refused at Complete.
+func TestConditionalMultipartRefused(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	s := newStore(t, srv, "bkt", "")
+	ctx := context.Background()
+	// The plain Put lands while the last part is read: after the store's pre-check, before Complete.
+	r := &hookReader{r: io.LimitReader(rand.Reader, 2*s3.MinPartSize+1), at: 2*s3.MinPartSize + 1, hook: func() {
+		if _, err := srv.Client().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("m"), Body: strings.NewReader("first")}); err != nil {
+			t.Error(err)
+		}
+	}}
+	if err := s.Put(ctx, "m", r, store.PutOptions{IfNotExists: true}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("Put = %v, want ErrExists", err)
+	}
+	rc, err := s.Open(ctx, "m", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, _ := io.ReadAll(rc); string(b) != "first" {
+		t.Fatalf("object = %d bytes, want the first writer's", len(b))
+	}
+}
+
+type hookReader struct {
+	r    io.Reader
+	n    int64
+	at   int64
+	hook func()
+	done bool
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += int64(n)
+	if !h.done && h.n >= h.at {
+		h.done = true
+		h.hook()
+	}
+	return n, err
+}
+
+func TestMissingBucket(t *testing.T) {
+	srv := s3server.Start(t)
+	s := newStore(t, srv, "no-such-bucket", "")
+	_, err := s.Stat(context.Background(), "config.json")
+	if !errors.Is(err, s3.ErrNoSuchBucket) && !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Stat in missing bucket = %v", err)
+	}
+	err = s.Put(context.Background(), "config.json", bytes.NewReader([]byte("{}")), store.PutOptions{})
+	if !errors.Is(err, s3.ErrNoSuchBucket) {
+		t.Fatalf("Put in missing bucket = %v, want ErrNoSuchBucket", err)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		cfg  s3.Config
+		ok   bool
+	}{
+		{"no bucket", s3.Config{AccessKeyID: "a", SecretAccessKey: "b"}, false},
+		{"half credentials", s3.Config{Bucket: "b", AccessKeyID: "a"}, false},
+		{"tiny parts", s3.Config{Bucket: "b", AccessKeyID: "a", SecretAccessKey: "b", PartSize: 1 << 20}, false},
+		{"bad endpoint", s3.Config{Bucket: "b", AccessKeyID: "a", SecretAccessKey: "b", Endpoint: "r2.example"}, false},
+		{"r2", s3.Config{Bucket: "b", AccessKeyID: "a", SecretAccessKey: "b", Endpoint: "https://acct.r2.cloudflarestorage.com"}, true},
+	} {
+		_, err := s3.New(ctx, c.cfg)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: New err = %v", c.name, err)
+		}
+		if err != nil && !errors.Is(err, s3.ErrConfig) {
+			t.Errorf("%s: error %v does not match ErrConfig", c.name, err)
+		}
+	}
+	s, _ := s3.New(ctx, s3.Config{Bucket: "bk", Prefix: "/team/repo/", AccessKeyID: "AKIDSECRETISH", SecretAccessKey: "verysecret"})
+	if loc := s.Location(); loc != "s3://bk/team/repo" || strings.Contains(loc, "secret") {
+		t.Errorf("Location = %q", loc)
+	}
+	if !s3.IsR2("https://0123.eu.r2.cloudflarestorage.com") || s3.IsR2("https://s3.amazonaws.com") {
+		t.Error("IsR2 misclassifies endpoints")
+	}
+}
