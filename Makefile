@@ -1,0 +1,42 @@
+# Small phony targets over the go tool. `make demo` and `make test` are the README's two commands.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/cfbackup/cfbackup/internal/cli.Version=$(VERSION)
+BIN     := .bin
+
+.PHONY: all build test test-short bench fuzz lint demo tools clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cfbackup ./cmd/cfbackup
+	$(GO) build -trimpath -o $(BIN)/cfemu ./cmd/cfemu
+
+# Every test, with the race detector. Needs the tools from `make tools` (CI installs them via .ci/run).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/engine/ ./pkg/store/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadSegment -fuzztime 30s ./pkg/archive/
+	$(GO) test -run '^$$' -fuzz FuzzScanner -fuzztime 30s ./pkg/source/d1/sqldump/
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+
+# The whole story on a local emulated Cloudflare account: no account, no Docker.
+demo: build
+	scripts/demo.sh
+
+tools:
+	scripts/install-tools.sh
+
+clean:
+	rm -rf $(BIN)/cfbackup $(BIN)/cfemu demo

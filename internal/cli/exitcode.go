@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/internal/config"
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/keys"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
+)
+
+// Exit codes: the one place they are defined. docs/EXIT_CODES.md documents them; keep both in step.
+const (
+	ExitOK          = 0   // success
+	ExitFailure     = 1   // any failure not covered below (storage errors, bugs)
+	ExitUsage       = 2   // bad flags, arguments or configuration
+	ExitRepository  = 3   // repository missing, already there, or of an unsupported format
+	ExitKey         = 4   // identity or recipient missing, unreadable or not matching
+	ExitCloudflare  = 5   // Cloudflare API: token rejected, unreachable, task failed
+	ExitIntegrity   = 6   // data does not match its recorded hashes, or a restored database fails its checks
+	ExitNotFound    = 7   // snapshot, database or table does not exist
+	ExitRefused     = 8   // the target exists or holds data; nothing was changed (use --yes / another target)
+	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
+)
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode maps an error to its exit status, most specific first.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid):
+		return ExitUsage
+	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):
+		return ExitIntegrity
+	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
+		return ExitRepository
+	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, keys.ErrExists), errors.Is(err, engine.ErrKey):
+		return ExitKey
+	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, engine.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, engine.ErrRefused):
+		return ExitRefused
+	case errors.Is(err, cloudflare.ErrAuth), errors.Is(err, cloudflare.ErrUnreachable), errors.Is(err, cloudflare.ErrTaskFailed), errors.Is(err, cloudflare.ErrConfig), errors.Is(err, cloudflare.ErrSignedURLExpired):
+		return ExitCloudflare
+	default:
+		return ExitFailure
+	}
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"filippo.io/age"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/internal/config"
+	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/keys"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/open"
+)
+
+// Factory hands commands their dependencies lazily: nothing is opened until a command asks.
+type Factory struct {
+	IO     IO
+	Getenv func(string) string
+
+	configFile string
+	jsonOut    bool
+	noProgress bool
+
+	cfg *config.Config
+	log *slog.Logger
+}
+
+// load reads the configuration once the flags are parsed (root PersistentPreRunE).
+func (f *Factory) load(cmd *cobra.Command) error {
+	cfg, err := config.Load(f.configFile, cmd.Flags(), f.Getenv)
+	if err != nil {
+		return err
+	}
+	f.cfg = cfg
+	f.log = newLogger(f.IO.Err, cfg.LogLevel)
+	return nil
+}
+
+// Config is the loaded configuration.
+func (f *Factory) Config() *config.Config { return f.cfg }
+
+// Log is the stderr logger.
+func (f *Factory) Log() *slog.Logger {
+	if f.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return f.log
+}
+
+// Store opens the configured repository location (not checking that a repository is there).
+func (f *Factory) Store(ctx context.Context) (store.Store, error) {
+	c := f.cfg
+	return open.Open(ctx, c.Repository, open.Options{
+		S3Endpoint:      c.S3Endpoint,
+		S3Region:        c.S3Region,
+		AccessKeyID:     c.AWSAccessKeyID,
+		SecretAccessKey: c.AWSSecretAccessKey,
+		SessionToken:    c.AWSSessionToken,
+		PathStyle:       c.S3PathStyle,
+	})
+}
+
+// Repo opens the repository.
+func (f *Factory) Repo(ctx context.Context) (*repo.Repo, error) {
+	st, err := f.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return repo.Open(ctx, st)
+}
+
+// Identities reads the identity file; required reports whether its absence is an error.
+func (f *Factory) Identities(required bool) ([]age.Identity, error) {
+	path := f.cfg.IdentityFile
+	if path == "" {
+		if required {
+			return nil, fmt.Errorf("%w: this command decrypts data and needs an identity: pass --identity-file FILE or set CFBACKUP_IDENTITY_FILE (make one with 'cfbackup key generate')", engine.ErrKey)
+		}
+		return nil, nil
+	}
+	ids, err := keys.ReadIdentityFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", engine.ErrKey, err)
+	}
+	if err := keys.CheckPermissions(path); err != nil {
+		f.Log().Warn("identity file permissions", "path", path, "warning", err)
+	}
+	return ids, nil
+}
+
+// Cloudflare builds the API client from the environment (token) and configuration.
+func (f *Factory) Cloudflare() (*cloudflare.Client, error) {
+	return cloudflare.New(cloudflare.Config{
+		AccountID: f.cfg.CloudflareAccountID,
+		APIToken:  f.cfg.CloudflareAPIToken,
+		BaseURL:   f.cfg.CloudflareAPIURL,
+	})
+}
+
+// Engine binds an opened repository to logging and progress.
+func (f *Factory) Engine(r *repo.Repo) *engine.Engine {
+	return &engine.Engine{Repo: r, Log: f.Log(), Progress: f.progress(), Tool: "cfbackup " + Version}
+}
+
+func (f *Factory) progress() engine.Progress {
+	if f.noProgress || f.jsonOut || !isTerminal(f.IO.Err) {
+		return nil
+	}
+	return &barProgress{w: f}
+}
+
+// barProgress shows a progressbar/v3 bar on stderr (terminals only).
+type barProgress struct {
+	w   *Factory
+	bar *progressbar.ProgressBar
+}
+
+func (b *barProgress) Start(label string, total int64) {
+	if total <= 0 {
+		total = -1
+	}
+	b.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(b.w.IO.Err),
+		progressbar.OptionSetDescription(label),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetWidth(30),
+	)
+}
+
+func (b *barProgress) Add(n int) {
+	if b.bar != nil {
+		_ = b.bar.Add(n)
+	}
+}
+
+func (b *barProgress) Finish() {
+	if b.bar != nil {
+		_ = b.bar.Finish()
+		b.bar = nil
+	}
+}

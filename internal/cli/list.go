@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+)
+
+// ListOptions are the flags of 'list'.
+type ListOptions struct {
+	f         *Factory
+	Component string
+}
+
+// NewCmdList lists snapshots.
+func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
+	o := &ListOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List snapshots, newest first",
+		Long: `List the repository's snapshots, newest first: id, time, components, databases, original and stored
+sizes, labels. It reads only plaintext manifest metadata and needs no identity.`,
+		Example: `  cfbackup list
+  cfbackup list --json | jq -r '.[0].id'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(o)
+			}
+			return listRun(cmd, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Component, "component", "", "only snapshots that contain this component")
+	return cmd
+}
+
+// listEntry is the JSON contract of one snapshot in 'list --json' (docs/CLI_JSON_OUTPUT.md).
+type listEntry struct {
+	ID         string            `json:"id"`
+	Time       time.Time         `json:"time"`
+	Duration   string            `json:"duration"`
+	Components []string          `json:"components"`
+	Databases  []string          `json:"databases"`
+	Items      int64             `json:"items"`
+	Size       int64             `json:"size"`
+	StoredSize int64             `json:"stored_size"`
+	Segments   int               `json:"segments"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Host       string            `json:"host,omitempty"`
+	Sources    []manifest.Source `json:"sources"`
+}
+
+func listRun(cmd *cobra.Command, o *ListOptions) error {
+	ctx := cmd.Context()
+	r, err := o.f.Repo(ctx)
+	if err != nil {
+		return err
+	}
+	snaps, bad, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	for k, e := range bad {
+		o.f.Log().Warn("unreadable manifest", "key", k, "err", e)
+	}
+	entries := []listEntry{}
+	for _, m := range snaps {
+		if o.Component != "" && !containsStr(m.Components, o.Component) {
+			continue
+		}
+		e := listEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
+			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}}
+		for _, s := range m.Sources {
+			e.Databases = append(e.Databases, s.Name)
+		}
+		entries = append(entries, e)
+	}
+	if o.f.jsonOut {
+		return writeJSON(o.f.IO.Out, entries)
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(o.f.IO.Out, "No snapshots in %s yet. Take one with 'cfbackup backup'.\n", r.Store.Location())
+		return nil
+	}
+	tw := tabwriter.NewWriter(o.f.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tCOMPONENTS\tDATABASES\tSIZE\tSTORED\tLABELS")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(e.Components, ","),
+			strings.Join(e.Databases, ","), humanBytes(e.Size), humanBytes(e.StoredSize), labelString(e.Labels))
+	}
+	return tw.Flush()
+}
+
+func labelString(m map[string]string) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	for i, k := range ks {
+		ks[i] = k + "=" + m[k]
+	}
+	return strings.Join(ks, ",")
+}
+
+func containsStr(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

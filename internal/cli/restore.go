@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source/d1"
+)
+
+// RestoreOptions are the flags of 'restore'.
+type RestoreOptions struct {
+	f          *Factory
+	Snapshot   string
+	Component  string
+	Database   string
+	Tables     []string
+	ToFile     string
+	ToDatabase string
+	Create     bool
+	InPlace    bool
+	Yes        bool
+	DryRun     bool
+	ImportMax  int64
+}
+
+// NewCmdRestore restores D1 data from a snapshot.
+func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command {
+	o := &RestoreOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "restore SNAPSHOT|latest --component d1 (--to-file F | --to-database DB [--create] | --in-place --yes)",
+		Short: "Restore a D1 database (or some tables) from a snapshot",
+		Long: `Restore one D1 database from a snapshot, whole or only --table T, to exactly one target:
+
+  --to-file F.sqlite        a new local SQLite file; then PRAGMA integrity_check, foreign_key_check and
+                            every table's row count against the snapshot. Nothing is left at F on failure.
+  --to-database DB          an existing, empty D1 database (name or UUID) through D1's import API;
+    --create                 create DB first. Dumps over the import limit are split into several files.
+  --in-place --yes          replace the original database's contents. cfbackup first records the
+                            database's current Time Travel bookmark and prints the command that undoes
+                            the restore.
+
+Every item is checked against its SHA-256 while it is read. --dry-run prints the plan and changes nothing.
+Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
+		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
+  cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
+  cfbackup restore latest --d1-database app --to-database app-restored --create
+  cfbackup restore latest --d1-database app --in-place --yes`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Snapshot = args[0]
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return restoreRun(cmd, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Component, "component", "d1", "component to restore (d1)")
+	fl.StringVar(&o.Database, "d1-database", "", "database in the snapshot (name or UUID); optional when the snapshot has one")
+	fl.StringSliceVar(&o.Tables, "table", nil, "restore only these tables (repeatable)")
+	fl.StringVar(&o.ToFile, "to-file", "", "restore into a new local SQLite file")
+	fl.StringVar(&o.ToDatabase, "to-database", "", "restore into this D1 database (name or UUID), which must be empty")
+	fl.BoolVar(&o.Create, "create", false, "with --to-database: create the database first")
+	fl.BoolVar(&o.InPlace, "in-place", false, "replace the original D1 database's contents (needs --yes)")
+	fl.BoolVar(&o.Yes, "yes", false, "confirm a restore over live data")
+	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
+	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
+	_ = fl.MarkHidden("import-file-limit")
+	return cmd
+}
+
+// restorePlan is what --dry-run prints (and --json returns).
+type restorePlan struct {
+	Snapshot string          `json:"snapshot"`
+	Database manifest.Source `json:"database"`
+	Target   string          `json:"target"`
+	Tables   []planTable     `json:"tables"`
+	Bytes    int64           `json:"bytes"`
+}
+
+type planTable struct {
+	Table string `json:"table"`
+	Kind  string `json:"kind"`
+	Rows  int64  `json:"rows"`
+	Bytes int64  `json:"bytes"`
+}
+
+func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
+	ctx := cmd.Context()
+	if o.Component != d1.Component {
+		return usageError{fmt.Errorf("--component %q: only d1 can be restored yet", o.Component)}
+	}
+	targets := 0
+	for _, set := range []bool{o.ToFile != "", o.ToDatabase != "", o.InPlace} {
+		if set {
+			targets++
+		}
+	}
+	if targets != 1 {
+		return usageError{errors.New("choose exactly one target: --to-file F, --to-database DB, or --in-place --yes")}
+	}
+	if o.Create && o.ToDatabase == "" {
+		return usageError{errors.New("--create goes with --to-database")}
+	}
+	if o.InPlace && !o.Yes && !o.DryRun {
+		return fmt.Errorf("%w: --in-place overwrites the live database; add --yes to confirm (try --dry-run first)", engine.ErrRefused)
+	}
+	r, err := o.f.Repo(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := r.FindSnapshot(ctx, o.Snapshot, d1.Component)
+	if err != nil {
+		return err
+	}
+	src, err := pickSource(m, o.Database)
+	if err != nil {
+		return err
+	}
+	ids, err := o.f.Identities(true)
+	if err != nil {
+		return err
+	}
+	cat, err := engine.OpenCatalogue(m, ids)
+	if err != nil {
+		return err
+	}
+	sel, err := d1.Select(cat, src.ID, o.Tables)
+	if err != nil {
+		return fmt.Errorf("%w: %v", engine.ErrNotFound, err)
+	}
+	plan := restorePlan{Snapshot: m.ID, Database: src}
+	switch {
+	case o.ToFile != "":
+		plan.Target = "file:" + o.ToFile
+	case o.ToDatabase != "":
+		plan.Target = "d1:" + o.ToDatabase
+	default:
+		plan.Target = "d1:" + src.Name + " (in place)"
+	}
+	for _, it := range sel.Items {
+		plan.Tables = append(plan.Tables, planTable{Table: it.Table, Kind: it.Kind, Rows: it.Rows, Bytes: it.Size})
+		plan.Bytes += it.Size
+	}
+	out := o.f.IO.Out
+	if o.DryRun {
+		if o.f.jsonOut {
+			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "plan": plan})
+		}
+		fmt.Fprintf(out, "Would restore D1 database %s from snapshot %s (%s) into %s:\n", src.Name, m.ID, m.Time.Local().Format("2006-01-02 15:04:05"), plan.Target)
+		for _, t := range plan.Tables {
+			name := t.Table
+			if t.Kind == "schema" {
+				name = "(indexes, views, triggers)"
+			}
+			fmt.Fprintf(out, "  %-8s %-30s %8d rows %10s\n", t.Kind, name, t.Rows, humanBytes(t.Bytes))
+		}
+		return nil
+	}
+	eng := o.f.Engine(r)
+	open := eng.Opener(m, ids)
+	if o.ToFile != "" {
+		res, err := d1.RestoreToFile(ctx, open, sel, o.ToFile)
+		if err != nil {
+			return restoreErr(err)
+		}
+		if o.f.jsonOut {
+			return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": plan.Target, "tables": res.Tables, "statements": res.Statements, "checks": "integrity_check ok, foreign_key_check ok, row counts match"})
+		}
+		fmt.Fprintf(out, "Restored D1 database %s from snapshot %s into %s: %d table(s), %d statement(s); integrity_check, foreign_key_check and row counts OK.\n",
+			src.Name, m.ID, o.ToFile, len(res.Tables), res.Statements)
+		return nil
+	}
+
+	cf, err := o.f.Cloudflare()
+	if err != nil {
+		return err
+	}
+	var target cloudflare.Database
+	dopt := d1.DatabaseOptions{ImportLimit: o.ImportMax}
+	undo := ""
+	if o.InPlace {
+		target, err = cf.ResolveDatabase(ctx, src.ID)
+		if err != nil {
+			return err
+		}
+		dopt.InPlace = true
+		bm, err := cf.CurrentBookmark(ctx, target.UUID)
+		if err != nil {
+			return fmt.Errorf("record the current Time Travel bookmark before restoring in place: %w (nothing was changed)", err)
+		}
+		undo = fmt.Sprintf("wrangler d1 time-travel restore %s --bookmark=%s", target.Name, bm)
+		fmt.Fprintf(o.f.IO.Err, "Before restoring, %s was at Time Travel bookmark %s.\nTo undo this restore: %s\n", target.Name, bm, undo)
+	} else if o.Create {
+		target, err = cf.CreateDatabase(ctx, o.ToDatabase)
+		if err != nil {
+			return err
+		}
+	} else {
+		target, err = cf.ResolveDatabase(ctx, o.ToDatabase)
+		if err != nil {
+			return err
+		}
+	}
+	res, err := d1.RestoreToDatabase(ctx, cf, open, sel, target, dopt)
+	if err != nil {
+		if undo != "" {
+			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s", restoreErr(err), undo)
+		}
+		return restoreErr(err)
+	}
+	if o.f.jsonOut {
+		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": target, "files": res.Files, "bytes": res.Bytes, "final_bookmark": res.FinalBookmark, "tables": res.Tables, "undo": undo})
+	}
+	fmt.Fprintf(out, "Restored D1 database %s from snapshot %s into D1 database %s (%s): %d import file(s), %s, %d table(s) with matching row counts. Final bookmark %s.\n",
+		src.Name, m.ID, target.Name, target.UUID, res.Files, humanBytes(res.Bytes), len(res.Tables), res.FinalBookmark)
+	if undo != "" {
+		fmt.Fprintf(out, "To undo: %s\n", undo)
+	}
+	return nil
+}
+
+func pickSource(m *manifest.Manifest, name string) (manifest.Source, error) {
+	srcs := engine.SourcesOf(m, d1.Component)
+	if name != "" {
+		if s, ok := m.SourceByName(d1.Component, name); ok {
+			return s, nil
+		}
+	} else if len(srcs) == 1 {
+		return srcs[0], nil
+	}
+	names := make([]string, 0, len(srcs))
+	for _, s := range srcs {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	if name == "" {
+		return manifest.Source{}, usageError{fmt.Errorf("snapshot %s has %d D1 databases; pick one with --d1-database (%s)", m.ID, len(srcs), strings.Join(names, ", "))}
+	}
+	return manifest.Source{}, fmt.Errorf("%w: D1 database %q is not in snapshot %s (it has: %s)", engine.ErrNotFound, name, m.ID, strings.Join(names, ", "))
+}
+
+func restoreErr(err error) error {
+	switch {
+	case errors.Is(err, d1.ErrTargetNotEmpty):
+		return fmt.Errorf("%w: %v", engine.ErrRefused, err)
+	case errors.Is(err, d1.ErrMismatch):
+		return fmt.Errorf("%w: %v", engine.ErrIntegrity, err)
+	case errors.Is(err, d1.ErrNotInSnapshot):
+		return fmt.Errorf("%w: %v", engine.ErrNotFound, err)
+	}
+	return err
+}

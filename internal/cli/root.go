@@ -1,0 +1,160 @@
+// Package cli is cfbackup's command-line interface: thin cobra commands over pkg/engine.
+//
+// Main builds the dependencies, runs the root command and maps the error to an exit code in one place
+// (exitcode.go), so end-to-end scripts can run it in-process. Each command is an Options struct, a
+// NewCmdX constructor, and a run function; dependencies come lazily from a Factory, so a command that
+// needs no store or no Cloudflare client never builds one.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// Version is set at build time with -ldflags "-X github.com/cfbackup/cfbackup/internal/cli.Version=…".
+var Version = "dev"
+
+// Main runs cfbackup with the process's arguments and environment and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, os.Args[1:], IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv)
+}
+
+// IO holds the streams a command talks to.
+type IO struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Run executes one command line; it is Main without the process globals, for tests.
+func Run(ctx context.Context, args []string, ios IO, getenv func(string) string) int {
+	f := &Factory{IO: ios, Getenv: getenv}
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	root.SetIn(ios.In)
+	root.SetOut(ios.Out)
+	root.SetErr(ios.Err)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %v", context.Canceled, err)
+	}
+	code := exitCode(err)
+	if code == ExitInterrupted {
+		fmt.Fprintln(ios.Err, "cfbackup: interrupted; no snapshot was written by this run and earlier snapshots are untouched")
+	} else {
+		fmt.Fprintf(ios.Err, "cfbackup: %v\n", err)
+	}
+	if f.jsonOut && code != ExitOK {
+		enc := json.NewEncoder(ios.Out)
+		_ = enc.Encode(map[string]any{"message_type": "error", "error": err.Error(), "exit_code": code})
+	}
+	return code
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cfbackup",
+		Short: "Back up and restore Cloudflare D1, Durable Objects and R2 into encrypted archives",
+		Long: `cfbackup backs up what a Cloudflare Workers application keeps — D1 databases today — into an
+age-encrypted, LZ4-compressed repository on a local directory or any S3-compatible store, and restores
+it, whole or one table at a time, with verification at every step.
+
+Start here:
+  cfbackup key generate -o ~/.config/cfbackup/key.txt
+  cfbackup init --repo ./cfbackup-repo --recipient age1...
+  cfbackup backup --component d1
+  cfbackup list
+  cfbackup verify latest --read-data --identity-file ~/.config/cfbackup/key.txt
+  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite --identity-file ~/.config/cfbackup/key.txt
+
+Settings come from flags, then CFBACKUP_* environment variables, then cfbackup.yaml (see docs/CONFIG.md).
+Secrets only come from the environment or files: CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY,
+CFBACKUP_IDENTITY_FILE.`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return f.load(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&f.configFile, "config", "", "config file (default: ./cfbackup.yaml, then ~/.config/cfbackup/cfbackup.yaml; env CFBACKUP_CONFIG)")
+	pf.StringP("repo", "r", "", "repository: a local path, file://PATH or s3://BUCKET/PREFIX (env CFBACKUP_REPOSITORY; default ./cfbackup-repo)")
+	pf.String("identity-file", "", "age identity file, for commands that decrypt (env CFBACKUP_IDENTITY_FILE)")
+	pf.String("log-level", "", "log level on stderr: debug, info, warn, error (env CFBACKUP_LOG_LEVEL)")
+	pf.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON on stdout (documented in docs/CLI_JSON_OUTPUT.md)")
+	pf.BoolVar(&f.noProgress, "no-progress", false, "never show a progress bar (it is shown only on a terminal anyway)")
+
+	root.AddCommand(
+		NewCmdKey(f),
+		NewCmdInit(f, nil),
+		NewCmdBackup(f, nil),
+		NewCmdList(f, nil),
+		NewCmdVerify(f, nil),
+		NewCmdRestore(f, nil),
+	)
+	for _, c := range root.Commands() {
+		appendExitCodes(c)
+	}
+	return root
+}
+
+const exitHelp = `
+Exit status:
+  0 success · 1 failure · 2 usage error · 3 repository missing/exists/unsupported · 4 key problem
+  5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists) · 130 interrupted
+  (docs/EXIT_CODES.md)`
+
+func appendExitCodes(c *cobra.Command) {
+	if c.Runnable() && !strings.Contains(c.Long, "Exit status:") {
+		c.Long = strings.TrimRight(c.Long, "\n") + "\n" + exitHelp
+	}
+	for _, sub := range c.Commands() {
+		appendExitCodes(sub)
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}

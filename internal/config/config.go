@@ -1,0 +1,200 @@
+// Package config turns the config file, CFBACKUP_* environment variables and flags into one typed,
+// validated Config. It is the only place that touches viper (a fresh viper.New() per run, never the
+// global), so precedence is defined once: flag > environment > config file > default.
+//
+// Secrets (API tokens, S3 keys, age identities) are never read from flags or the config file: they come
+// from the environment or from files whose paths are configured here.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// ErrInvalid: a setting has a bad value; the message names the setting and the fix.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is every non-secret setting, plus the secrets read from the environment.
+type Config struct {
+	Repository     string   `mapstructure:"repository"`
+	IdentityFile   string   `mapstructure:"identity_file"`
+	Recipients     []string `mapstructure:"recipients"`
+	RecipientsFile string   `mapstructure:"recipients_file"`
+	WriterKeyFile  string   `mapstructure:"writer_key_file"`
+
+	S3Endpoint  string `mapstructure:"s3_endpoint"`
+	S3Region    string `mapstructure:"s3_region"`
+	S3PathStyle bool   `mapstructure:"s3_path_style"`
+
+	CloudflareAccountID string `mapstructure:"cloudflare_account_id"`
+	CloudflareAPIURL    string `mapstructure:"cloudflare_api_url"`
+
+	SegmentSize int64  `mapstructure:"segment_size"`
+	ChunkSize   int    `mapstructure:"chunk_size"`
+	LogLevel    string `mapstructure:"log_level"`
+
+	// Secrets: environment only.
+	CloudflareAPIToken string `mapstructure:"-"`
+	AWSAccessKeyID     string `mapstructure:"-"`
+	AWSSecretAccessKey string `mapstructure:"-"`
+	AWSSessionToken    string `mapstructure:"-"`
+
+	// File is the config file that was read, if any.
+	File string `mapstructure:"-"`
+}
+
+// DefaultRepository is used when nothing names a repository: a local directory in the working directory.
+const DefaultRepository = "./cfbackup-repo"
+
+// Load reads the config file (explicit path, or cfbackup.yaml in the working directory or the user's
+// config directory), then CFBACKUP_* variables, then the flags that were set on the command line.
+// getenv is injected so tests and in-process scripts control the environment.
+func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.SetDefault("repository", DefaultRepository)
+	v.SetDefault("log_level", "info")
+	v.SetDefault("segment_size", int64(512<<20))
+	v.SetDefault("chunk_size", 8<<20)
+	v.SetDefault("s3_path_style", false)
+	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url"} {
+		v.SetDefault(k, "")
+	}
+	v.SetDefault("recipients", []string{})
+
+	if file == "" {
+		file = getenv("CFBACKUP_CONFIG")
+	}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+		}
+		defer f.Close()
+		if err := v.ReadConfig(f); err != nil {
+			return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+		}
+	} else {
+		for _, cand := range candidates(getenv) {
+			if f, err := os.Open(cand); err == nil {
+				err = v.ReadConfig(f)
+				f.Close()
+				if err != nil {
+					return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, cand, err)
+				}
+				file = cand
+				break
+			}
+		}
+	}
+
+	// Environment: CFBACKUP_<KEY>, read through getenv so it can be injected.
+	for _, k := range v.AllKeys() {
+		if val := getenv("CFBACKUP_" + strings.ToUpper(k)); val != "" {
+			if k == "recipients" {
+				v.Set(k, splitList(val))
+			} else {
+				v.Set(k, val)
+			}
+		}
+	}
+	// A few settings have well-known names of their own.
+	if v.GetString("cloudflare_account_id") == "" {
+		v.Set("cloudflare_account_id", getenv("CLOUDFLARE_ACCOUNT_ID"))
+	}
+	if v.GetString("s3_region") == "" {
+		v.Set("s3_region", getenv("AWS_REGION"))
+	}
+
+	// Flags that were set explicitly win.
+	if flags != nil {
+		flags.VisitAll(func(fl *pflag.Flag) {
+			if !fl.Changed {
+				return
+			}
+			key := strings.ReplaceAll(fl.Name, "-", "_")
+			if key == "repo" {
+				key = "repository"
+			}
+			if key == "recipient" {
+				key = "recipients"
+			}
+			if !v.IsSet(key) && !isKnown(v, key) {
+				return
+			}
+			if sv, ok := fl.Value.(pflag.SliceValue); ok {
+				v.Set(key, sv.GetSlice())
+				return
+			}
+			v.Set(key, fl.Value.String())
+		})
+	}
+
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c.File = file
+	c.CloudflareAPIToken = getenv("CLOUDFLARE_API_TOKEN")
+	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
+	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
+	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
+	if c.CloudflareAPIURL == "" {
+		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
+	}
+	return &c, c.Validate()
+}
+
+// Validate checks values that can be checked without touching the network.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.Repository) == "" {
+		return fmt.Errorf("%w: repository is empty: set --repo or CFBACKUP_REPOSITORY", ErrInvalid)
+	}
+	if c.SegmentSize < 1<<20 {
+		return fmt.Errorf("%w: segment_size %d is below 1 MiB", ErrInvalid, c.SegmentSize)
+	}
+	if c.ChunkSize < 64<<10 || c.ChunkSize > 256<<20 {
+		return fmt.Errorf("%w: chunk_size %d must be between 64 KiB and 256 MiB", ErrInvalid, c.ChunkSize)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("%w: log_level %q: use debug, info, warn or error", ErrInvalid, c.LogLevel)
+	}
+	return nil
+}
+
+func isKnown(v *viper.Viper, key string) bool {
+	for _, k := range v.AllKeys() {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+func candidates(getenv func(string) string) []string {
+	out := []string{"cfbackup.yaml"}
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		out = append(out, filepath.Join(d, "cfbackup", "cfbackup.yaml"))
+	} else if h := getenv("HOME"); h != "" {
+		out = append(out, filepath.Join(h, ".config", "cfbackup", "cfbackup.yaml"))
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

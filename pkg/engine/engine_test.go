@@ -1,0 +1,428 @@
+package engine_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/cfbackup/cfbackup/internal/cftest"
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/internal/seed"
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/keys"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/local"
+)
+
+// fixture is a seeded emulated account, a local repository and keys.
+type fixture struct {
+	srv    *cftest.Server
+	cf     *cloudflare.Client
+	repo   *repo.Repo
+	eng    *engine.Engine
+	ids    []age.Identity
+	dbUUID string
+	seedDB string
+	base   string
+}
+
+func newFixture(t *testing.T, users int) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	seedPath := filepath.Join(dir, "seed.sqlite")
+	if _, err := seed.Generate(ctx, seedPath, seed.Options{Users: users, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	srv, base := cftest.Start(t, cftest.Options{ExactIntegers: true})
+	uuid, err := srv.AddDatabase("app", seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := cloudflare.New(cloudflare.Config{AccountID: srv.AccountID(), APIToken: "test-token", BaseURL: base + "/client/v4", PollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := local.New(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idStr, rcp, err := keys.Generate(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(dir, "key.txt")
+	if err := keys.WriteIdentityFile(idFile, idStr, rcp); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keys.ReadIdentityFile(idFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := repo.Init(ctx, st, repo.InitOptions{Recipients: []string{rcp}, SegmentSize: 16 << 10, ChunkSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{srv: srv, cf: cf, repo: r, eng: &engine.Engine{Repo: r}, ids: ids, dbUUID: uuid, seedDB: seedPath, base: base + "/client/v4"}
+}
+
+func (f *fixture) backup(t *testing.T, ctx context.Context) (*manifest.Manifest, error) {
+	t.Helper()
+	o := engine.BackupOptions{D1Databases: []string{"app"}, Labels: map[string]string{"ticket": "OPS-1"}}
+	plan, err := f.eng.PlanBackup(ctx, f.cf, o)
+	if err != nil {
+		return nil, err
+	}
+	return f.eng.Backup(ctx, f.cf, plan, o)
+}
+
+// tableRows reads every row of a table as strings (quote()d, so types and exact values compare).
+func tableRows(t *testing.T, path, table string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cols, err := db.Query(fmt.Sprintf(`SELECT name FROM pragma_table_info('%s')`, table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q []string
+	for cols.Next() {
+		var c string
+		cols.Scan(&c)
+		q = append(q, fmt.Sprintf(`quote("%s")`, c))
+	}
+	cols.Close()
+	rows, err := db.Query(fmt.Sprintf(`SELECT %s FROM "%s" ORDER BY rowid`, strings.Join(q, "||','||"), table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func scalar(t *testing.T, path, q string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var s string
+	if err := db.QueryRow(q).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return s
+}
+
+var seedTables = []string{"users", "groups", "user_groups", "oidc_clients", "auth_events"}
+
+func TestBackupVerifyRestoreToFile(t *testing.T) {
+	f := newFixture(t, 60)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Sources) != 1 || m.Sources[0].Name != "app" || m.Sources[0].AtBookmark == "" || m.Sources[0].Tables != len(seedTables) {
+		t.Fatalf("manifest sources = %+v", m.Sources)
+	}
+	if len(m.Segments) < 2 {
+		t.Fatalf("expected the 16 KiB segment limit to roll over, got %d segment(s)", len(m.Segments))
+	}
+	// The plaintext manifest must not leak table names or row content (invariant 3).
+	raw := readKey(t, f.repo.Store, manifest.Key(m.Time, m.ID))
+	for _, leak := range []string{"auth_events", "oidc_clients", "password_hash", "users_fts"} {
+		if strings.Contains(raw, leak) {
+			t.Errorf("plaintext manifest contains %q", leak)
+		}
+	}
+
+	if _, err := f.eng.Verify(ctx, m, engine.VerifyOptions{}); err != nil {
+		t.Fatalf("quick verify: %v", err)
+	}
+	res, err := f.eng.Verify(ctx, m, engine.VerifyOptions{ReadData: true, Identities: f.ids})
+	if err != nil {
+		t.Fatalf("read-data verify: %v", err)
+	}
+	if res.Items != int(m.Items) {
+		t.Fatalf("verified %d items, manifest has %d", res.Items, m.Items)
+	}
+
+	cat, err := engine.OpenCatalogue(m, f.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := d1.Select(cat, f.dbUUID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "restored.sqlite")
+	fr, err := d1.RestoreToFile(ctx, f.eng.Opener(m, f.ids), sel, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range seedTables {
+		want, got := tableRows(t, f.seedDB, tbl), tableRows(t, out, tbl)
+		if !reflect.DeepEqual(want, got) {
+			t.Errorf("table %s differs after restore: %d rows vs %d", tbl, len(want), len(got))
+		}
+		if fr.Tables[tbl] != int64(len(want)) {
+			t.Errorf("restore reported %d rows for %s, want %d", fr.Tables[tbl], tbl, len(want))
+		}
+	}
+	// Index, view, trigger and the rebuilt FTS5 table came back and work.
+	for _, q := range []string{
+		`SELECT count(*) FROM sqlite_master WHERE type='index' AND name='idx_auth_events_user_at'`,
+		`SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name='users_touch'`,
+		`SELECT count(*) FROM active_users`,
+		`SELECT count(*) FROM users_fts WHERE users_fts MATCH 'example'`,
+	} {
+		if a, b := scalar(t, f.seedDB, q), scalar(t, out, q); a != b {
+			t.Errorf("%s: seed %s, restored %s", q, a, b)
+		}
+	}
+	if scalar(t, out, `SELECT count(*) FROM users_fts WHERE users_fts MATCH 'example'`) == "0" {
+		t.Errorf("FTS index is empty after restore")
+	}
+
+	// A second restore to the same path is refused and leaves the first file alone.
+	if _, err := d1.RestoreToFile(ctx, f.eng.Opener(m, f.ids), sel, out); !errors.Is(err, d1.ErrTargetNotEmpty) {
+		t.Fatalf("restore over existing file: %v", err)
+	}
+
+	// One table alone.
+	one, err := d1.Select(cat, f.dbUUID, []string{"groups"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(t.TempDir(), "groups.sqlite")
+	if _, err := d1.RestoreToFile(ctx, f.eng.Opener(m, f.ids), one, out2); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar(t, out2, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'`); got != "1" {
+		t.Errorf("single-table restore created %s tables", got)
+	}
+	if _, err := d1.Select(cat, f.dbUUID, []string{"nope"}); !errors.Is(err, d1.ErrNotInSnapshot) {
+		t.Errorf("unknown table: %v", err)
+	}
+}
+
+func TestRestoreToNewD1Database(t *testing.T) {
+	f := newFixture(t, 30)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := engine.OpenCatalogue(m, f.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := d1.Select(cat, f.dbUUID, nil)
+	target, err := f.cf.CreateDatabase(ctx, "app-restored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small import limit forces several import files.
+	res, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, target, d1.DatabaseOptions{ImportLimit: 400 << 10 * 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files < 2 {
+		t.Errorf("expected the dump to be split into several import files, got %d", res.Files)
+	}
+	path := f.srv.DatabasePath(target.UUID)
+	for _, tbl := range seedTables {
+		if want, got := tableRows(t, f.seedDB, tbl), tableRows(t, path, tbl); !reflect.DeepEqual(want, got) {
+			t.Errorf("table %s differs in the restored D1 database: %d vs %d rows", tbl, len(want), len(got))
+		}
+	}
+	// Restoring again into the now non-empty database is refused, nothing changes.
+	if _, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, target, d1.DatabaseOptions{}); !errors.Is(err, d1.ErrTargetNotEmpty) {
+		t.Fatalf("restore into non-empty database: %v", err)
+	}
+}
+
+func TestRestoreInPlaceUndoableWithTimeTravel(t *testing.T) {
+	f := newFixture(t, 20)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage the live database after the backup.
+	if _, _, err := f.cf.Raw(ctx, f.dbUUID, "DELETE FROM auth_events"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.cf.CurrentBookmark(ctx, f.dbUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := engine.OpenCatalogue(m, f.ids)
+	sel, _ := d1.Select(cat, f.dbUUID, nil)
+	db, _ := f.cf.GetDatabase(ctx, f.dbUUID)
+	if _, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, db, d1.DatabaseOptions{InPlace: true}); err != nil {
+		t.Fatal(err)
+	}
+	path := f.srv.DatabasePath(f.dbUUID)
+	if want, got := tableRows(t, f.seedDB, "auth_events"), tableRows(t, path, "auth_events"); !reflect.DeepEqual(want, got) {
+		t.Fatalf("in-place restore did not bring auth_events back: %d vs %d rows", len(want), len(got))
+	}
+	// The recorded bookmark undoes the restore.
+	if _, err := f.cf.RestoreBookmark(ctx, f.dbUUID, before); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar(t, path, "SELECT count(*) FROM auth_events"); got != "0" {
+		t.Fatalf("undo via Time Travel left %s auth_events", got)
+	}
+}
+
+func TestCorruptionAndWrongKeyAreCaught(t *testing.T) {
+	f := newFixture(t, 20)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wrong identity.
+	other, _, _ := keys.Generate(false)
+	oid, err := age.ParseX25519Identity(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.OpenCatalogue(m, []age.Identity{oid}); !errors.Is(err, engine.ErrKey) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Flip one byte in the middle of a segment file.
+	seg := m.Segments[0]
+	p := filepath.Join(f.repo.Store.Location(), filepath.FromSlash(seg.Key))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.eng.Verify(ctx, m, engine.VerifyOptions{})
+	if !errors.Is(err, engine.ErrIntegrity) || !strings.Contains(err.Error(), seg.Key) {
+		t.Fatalf("quick verify after corruption: %v", err)
+	}
+	_, err = f.eng.Verify(ctx, m, engine.VerifyOptions{ReadData: true, Identities: f.ids})
+	if !errors.Is(err, engine.ErrIntegrity) {
+		t.Fatalf("read-data verify after corruption: %v", err)
+	}
+}
+
+// failingStore fails every segment upload after the first few bytes, like a network cut mid-backup.
+type failingStore struct {
+	store.Store
+	after int64
+}
+
+func (s failingStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) error {
+	if strings.HasPrefix(key, archive.SegmentPrefix) {
+		return s.Store.Put(ctx, key, io.MultiReader(io.LimitReader(r, s.after), errReader{}), o)
+	}
+	return s.Store.Put(ctx, key, r, o)
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+func TestFailedOrCancelledBackupLeavesNoSnapshot(t *testing.T) {
+	f := newFixture(t, 20)
+	ctx := context.Background()
+	good, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A storage failure mid-upload.
+	broken := &engine.Engine{Repo: &repo.Repo{Store: failingStore{Store: f.repo.Store, after: 10 << 10}, Config: f.repo.Config}}
+	o := engine.BackupOptions{D1Databases: []string{"app"}}
+	plan, err := broken.PlanBackup(ctx, f.cf, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broken.Backup(ctx, f.cf, plan, o); err == nil {
+		t.Fatal("backup through a failing store succeeded")
+	}
+	// A cancelled context.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := f.eng.Backup(cctx, f.cf, plan, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled backup: %v", err)
+	}
+	snaps, bad, err := f.repo.ListSnapshots(ctx)
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
+	}
+	if len(snaps) != 1 || snaps[0].ID != good.ID {
+		t.Fatalf("snapshots after failed backups: %d", len(snaps))
+	}
+	if _, err := f.eng.Verify(ctx, good, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
+		t.Fatalf("earlier snapshot damaged: %v", err)
+	}
+}
+
+func TestExpiredSignedURLAndRateLimitsAreRetried(t *testing.T) {
+	f := newFixture(t, 10)
+	ctx := context.Background()
+	f.srv.InjectFaults(cftest.Faults{Status429: 2, Status5xx: 1, RetryAfter: time.Millisecond})
+	if _, err := f.backup(t, ctx); err != nil {
+		t.Fatalf("backup with 429/5xx faults: %v", err)
+	}
+}
+
+func TestUnknownDatabaseAndBadToken(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	_, err := f.eng.PlanBackup(ctx, f.cf, engine.BackupOptions{D1Databases: []string{"nope"}})
+	if !errors.Is(err, cloudflare.ErrNotFound) || !strings.Contains(err.Error(), "app") {
+		t.Fatalf("unknown database: %v", err)
+	}
+	bad, _ := cloudflare.New(cloudflare.Config{AccountID: f.srv.AccountID(), APIToken: "wrong", BaseURL: f.base, MaxRetries: 1})
+	if _, err := f.eng.PlanBackup(ctx, bad, engine.BackupOptions{}); !errors.Is(err, cloudflare.ErrAuth) {
+		t.Fatalf("bad token: %v", err)
+	}
+}
+
+func readKey(t *testing.T, st store.Store, key string) string {
+	t.Helper()
+	rc, err := st.Open(context.Background(), key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}

@@ -1,0 +1,226 @@
+// Package manifest defines a snapshot's manifest: the one object whose existence makes a snapshot real.
+//
+// A manifest is written last, with a conditional create, after every segment it names has been stored
+// and checked (DESIGN.md invariant 1). It has two halves. The plaintext half carries only operational
+// metadata (times, sizes, counts, component and database names, labels, bookmarks, hashes of
+// ciphertext), so list, verify (quick), prune and report work without any identity. The catalogue —
+// item names, table names, per-item offsets and plaintext hashes — is age-encrypted inside the manifest
+// (invariant 3).
+package manifest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
+)
+
+// FormatVersion is the manifest format this build writes and the highest major version it reads.
+const FormatVersion = 1
+
+var (
+	// ErrFormat: the manifest is not valid JSON of the expected shape.
+	ErrFormat = errors.New("malformed manifest")
+	// ErrVersion: the manifest was written by a newer, incompatible cfbackup.
+	ErrVersion = errors.New("unsupported manifest format version")
+)
+
+// Manifest is one snapshot. Everything here except Catalogue is plaintext by design.
+type Manifest struct {
+	Format     int               `json:"format"`
+	ID         string            `json:"id"`
+	Time       time.Time         `json:"time"`
+	Duration   Duration          `json:"duration"`
+	Host       string            `json:"host,omitempty"`
+	Actor      string            `json:"actor,omitempty"`
+	Tool       string            `json:"tool,omitempty"`
+	Components []string          `json:"components"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	// Sources summarises each database (bucket, namespace) captured.
+	Sources []Source `json:"sources"`
+	// Segments lists every segment object the catalogue references, with ciphertext size and SHA-256.
+	Segments []archive.SegmentInfo `json:"segments"`
+	// Items and sizes over all sources.
+	Items      int64 `json:"items"`
+	Size       int64 `json:"size"`        // uncompressed bytes of all items
+	StoredSize int64 `json:"stored_size"` // ciphertext bytes of all segments
+	// Catalogue is base64( age( gzip( JSON Catalogue ) ) ) to all repository recipients.
+	Catalogue string `json:"catalogue"`
+}
+
+// Source is one captured database (or, later, bucket or namespace): plaintext operational metadata.
+type Source struct {
+	Component string `json:"component"` // "d1"
+	ID        string `json:"id"`        // D1 database UUID
+	Name      string `json:"name"`
+	Version   string `json:"version,omitempty"`
+	Items     int64  `json:"items"`
+	Size      int64  `json:"size"`
+	Tables    int    `json:"tables,omitempty"`
+	// AtBookmark is D1's Time Travel bookmark of the exported state.
+	AtBookmark string `json:"at_bookmark,omitempty"`
+	// Blocked is how long the database could not serve queries while it was exported.
+	Blocked Duration `json:"blocked,omitempty"`
+}
+
+// Catalogue is the encrypted half: where every item is and what it must hash to.
+type Catalogue struct {
+	Items []Item `json:"items"`
+}
+
+// Item is one restorable unit: a D1 table's SQL, a D1 schema part, a virtual table's definition and rows.
+type Item struct {
+	Component string `json:"component"`
+	Source    string `json:"source"` // Source.ID
+	Kind      string `json:"kind"`   // "table", "schema", "virtual"
+	Table     string `json:"table,omitempty"`
+	Rows      int64  `json:"rows"`
+	archive.ItemRef
+}
+
+// Duration marshals as a Go duration string ("1.5s") so manifests stay readable.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Key is the store key of a manifest: snapshots/<UTC time>-<id>.json, so a plain listing sorts by time.
+func Key(t time.Time, id string) string {
+	return "snapshots/" + t.UTC().Format("20060102T150405Z") + "-" + id + ".json"
+}
+
+// IDFromKey extracts the snapshot id from a manifest key, or "" when the key is not one.
+func IDFromKey(key string) string {
+	name := strings.TrimPrefix(key, "snapshots/")
+	if name == key || !strings.HasSuffix(name, ".json") {
+		return ""
+	}
+	name = strings.TrimSuffix(name, ".json")
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 {
+		return ""
+	}
+	return name[i+1:]
+}
+
+// SealCatalogue encrypts the catalogue to the recipients and stores it in m.
+func (m *Manifest) SealCatalogue(c *Catalogue, recipients []age.Recipient) error {
+	var buf bytes.Buffer
+	enc, err := age.Encrypt(&buf, recipients...)
+	if err != nil {
+		return fmt.Errorf("encrypt catalogue: %w", err)
+	}
+	zw := gzip.NewWriter(enc)
+	if err := json.NewEncoder(zw).Encode(c); err != nil {
+		return fmt.Errorf("encode catalogue: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	m.Catalogue = base64.StdEncoding.EncodeToString(buf.Bytes())
+	return nil
+}
+
+// OpenCatalogue decrypts the catalogue with the identities.
+func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
+	raw, err := base64.StdEncoding.DecodeString(m.Catalogue)
+	if err != nil {
+		return nil, fmt.Errorf("%w: catalogue is not base64: %v", ErrFormat, err)
+	}
+	dec, err := age.Decrypt(bytes.NewReader(raw), ids...)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("decrypt catalogue of snapshot %s: %w", m.ID, err)
+		}
+		return nil, fmt.Errorf("decrypt catalogue of snapshot %s: %w", m.ID, err)
+	}
+	zr, err := gzip.NewReader(dec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: catalogue of snapshot %s: %v", ErrFormat, m.ID, err)
+	}
+	var c Catalogue
+	if err := json.NewDecoder(zr).Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: catalogue of snapshot %s: %v", ErrFormat, m.ID, err)
+	}
+	return &c, nil
+}
+
+// Encode writes the manifest as indented JSON.
+func (m *Manifest) Encode(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}
+
+// Decode reads a manifest and refuses unknown major versions (invariant 4: fail closed).
+func Decode(r io.Reader) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(io.LimitReader(r, 256<<20))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if m.Format == 0 || m.ID == "" {
+		return nil, fmt.Errorf("%w: missing format or id", ErrFormat)
+	}
+	if m.Format > FormatVersion {
+		return nil, fmt.Errorf("%w: snapshot %s has format %d, this cfbackup reads up to %d: upgrade cfbackup", ErrVersion, m.ID, m.Format, FormatVersion)
+	}
+	return &m, nil
+}
+
+// SegmentMap indexes the manifest's segments by id, as archive.OpenItem wants them.
+func (m *Manifest) SegmentMap() map[string]archive.SegmentInfo {
+	out := make(map[string]archive.SegmentInfo, len(m.Segments))
+	for _, s := range m.Segments {
+		out[s.ID] = s
+	}
+	return out
+}
+
+// SourceByName finds a source by name or id within a component.
+func (m *Manifest) SourceByName(component, nameOrID string) (Source, bool) {
+	for _, s := range m.Sources {
+		if s.Component == component && (s.Name == nameOrID || s.ID == nameOrID) {
+			return s, true
+		}
+	}
+	return Source{}, false
+}
+
+// SortNewestFirst orders manifests by time, newest first (ties by id for stability).
+func SortNewestFirst(ms []*Manifest) {
+	sort.Slice(ms, func(i, j int) bool {
+		if !ms[i].Time.Equal(ms[j].Time) {
+			return ms[i].Time.After(ms[j].Time)
+		}
+		return ms[i].ID > ms[j].ID
+	})
+}

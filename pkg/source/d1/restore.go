@@ -1,0 +1,333 @@
+package d1
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
+)
+
+var (
+	// ErrNotInSnapshot: a requested table or database is not in the snapshot.
+	ErrNotInSnapshot = errors.New("not in this snapshot")
+	// ErrTargetNotEmpty: the restore target already holds data; nothing was changed.
+	ErrTargetNotEmpty = errors.New("restore target is not empty")
+	// ErrMismatch: the restored data does not match the catalogue (row counts).
+	ErrMismatch = errors.New("restored data does not match the snapshot")
+)
+
+// Opener reads one item from the archive, verifying it (archive.OpenItem bound to a snapshot).
+type Opener func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error)
+
+// Selection is the ordered list of items one restore replays, and the table filter.
+type Selection struct {
+	Items  []manifest.Item
+	Tables map[string]bool // nil: every table
+}
+
+// Select picks a database's items from the catalogue in replay order — tables (dump order), then the
+// schema part (indexes, views, triggers), then virtual tables — keeping only the named tables if any.
+func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selection, error) {
+	var tbl, schema, virt []manifest.Item
+	have := map[string]bool{}
+	for _, it := range cat.Items {
+		if it.Component != Component || it.Source != sourceID {
+			continue
+		}
+		switch it.Kind {
+		case "schema":
+			schema = append(schema, it)
+		case "virtual":
+			virt = append(virt, it)
+			have[it.Table] = true
+		default:
+			tbl = append(tbl, it)
+			have[it.Table] = true
+		}
+	}
+	sel := Selection{}
+	if len(tables) > 0 {
+		sel.Tables = map[string]bool{}
+		var missing []string
+		for _, t := range tables {
+			if !have[t] {
+				missing = append(missing, t)
+			}
+			sel.Tables[t] = true
+		}
+		if len(missing) > 0 {
+			return sel, fmt.Errorf("table %s: %w (it has: %s)", strings.Join(missing, ", "), ErrNotInSnapshot, strings.Join(sortedKeys(have), ", "))
+		}
+	}
+	keep := func(it manifest.Item) bool { return sel.Tables == nil || sel.Tables[it.Table] }
+	for _, it := range tbl {
+		if keep(it) {
+			sel.Items = append(sel.Items, it)
+		}
+	}
+	sel.Items = append(sel.Items, schema...)
+	for _, it := range virt {
+		if keep(it) {
+			sel.Items = append(sel.Items, it)
+		}
+	}
+	return sel, nil
+}
+
+// Stream replays the selection as one SQL text stream. prefix is written first (after the PRAGMA),
+// e.g. the DROP statements of an in-place restore. Schema statements are filtered to the selected
+// tables. Integrity errors of any item end the stream with that error.
+func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(writeStream(ctx, open, sel, prefix, pw))
+	}()
+	return pr
+}
+
+func writeStream(ctx context.Context, open Opener, sel Selection, prefix string, w io.Writer) error {
+	if _, err := io.WriteString(w, "PRAGMA defer_foreign_keys=TRUE;\n"+prefix); err != nil {
+		return err
+	}
+	for _, it := range sel.Items {
+		rc, err := open(ctx, it.ItemRef)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", it.Name, err)
+		}
+		if it.Kind == "schema" {
+			err = copySchema(w, rc, sel.Tables)
+		} else {
+			_, err = io.Copy(w, rc)
+			if err == nil {
+				_, err = io.WriteString(w, "\n")
+			}
+		}
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", it.Name, err)
+		}
+	}
+	return nil
+}
+
+// copySchema copies schema statements, leaving out PRAGMAs (the stream has its own) and, when a
+// table filter is set, everything that does not belong to a selected table.
+func copySchema(w io.Writer, r io.Reader, tables map[string]bool) error {
+	sc := sqldump.NewScanner(r, 64<<20)
+	for {
+		st, err := sc.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if st.Kind == sqldump.Pragma {
+			continue
+		}
+		if tables != nil && (st.Kind == sqldump.CreateView || !tables[st.Table]) {
+			continue
+		}
+		if _, err := io.WriteString(w, strings.TrimSpace(st.SQL)+"\n"); err != nil {
+			return err
+		}
+	}
+}
+
+// FileResult reports a restore to a local SQLite file.
+type FileResult struct {
+	Path       string
+	Statements int64
+	Tables     map[string]int64 // table → rows found after restore
+}
+
+// RestoreToFile replays the selection into a new SQLite file at path, then runs integrity_check and
+// foreign_key_check and compares every table's row count with the catalogue. The file is built as
+// path+".partial" and renamed only when everything passed: a failed restore leaves nothing at path.
+func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string) (*FileResult, error) {
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("%s: %w: the file exists; choose a new --to-file path or remove it", path, ErrTargetNotEmpty)
+	}
+	tmp := path + ".partial"
+	_ = os.Remove(tmp)
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+			os.Remove(tmp + "-journal")
+			os.Remove(tmp + "-wal")
+			os.Remove(tmp + "-shm")
+		}
+	}()
+	db, err := sql.Open("sqlite", tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stream := Stream(ctx, open, sel, "")
+	defer stream.Close()
+	st, err := sqldump.Load(ctx, conn, stream, sqldump.LoadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("load into %s: %w", path, err)
+	}
+	if err := sqldump.Check(ctx, conn); err != nil {
+		return nil, err
+	}
+	res := &FileResult{Path: path, Statements: st.Statements, Tables: map[string]int64{}}
+	for _, it := range sel.Items {
+		if it.Kind != "table" {
+			continue
+		}
+		n, err := sqldump.CountRows(ctx, conn, it.Table)
+		if err != nil {
+			return nil, err
+		}
+		res.Tables[it.Table] = n
+		if n != it.Rows {
+			return nil, fmt.Errorf("%w: table %s has %d rows, the snapshot recorded %d", ErrMismatch, it.Table, n, it.Rows)
+		}
+	}
+	conn.Close()
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	ok = true
+	return res, nil
+}
+
+// DatabaseOptions tune a restore into a D1 database.
+type DatabaseOptions struct {
+	// InPlace drops the selected objects of the live database first (the caller has recorded a
+	// Time Travel bookmark to undo it). Without it the target must hold no tables.
+	InPlace bool
+	// ImportLimit is the largest file one import may take (D1: 5 GB); larger restores are split.
+	ImportLimit int64
+}
+
+// DatabaseResult reports a restore into D1.
+type DatabaseResult struct {
+	Database      cloudflare.Database
+	Files         int
+	Bytes         int64
+	FinalBookmark string
+	Tables        map[string]int64
+}
+
+// RestoreToDatabase replays the selection into a D1 database through the import API. The SQL is
+// produced twice from the archive — once to learn each file's size and MD5 (D1 wants them before the
+// upload), once to upload it — so nothing is staged on disk or held in memory.
+func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener, sel Selection, target cloudflare.Database, o DatabaseOptions) (*DatabaseResult, error) {
+	if o.ImportLimit <= 0 {
+		o.ImportLimit = 5_000_000_000
+	}
+	live, err := listSchema(ctx, api, target.UUID)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if o.InPlace {
+		prefix = dropStatements(live, sel.Tables)
+	} else {
+		for _, ob := range live {
+			if ob.Type == "table" {
+				return nil, fmt.Errorf("D1 database %s: %w (it has table %s): restore into a new database with --to-database NEW --create, or replace it with --in-place --yes", target.Name, ErrTargetNotEmpty, ob.Name)
+			}
+		}
+	}
+	plans, err := func() ([]sqldump.PartPlan, error) {
+		s := Stream(ctx, open, sel, prefix)
+		defer s.Close()
+		return sqldump.PlanParts(s, sqldump.PlanOptions{Limit: o.ImportLimit, Prologue: "PRAGMA defer_foreign_keys=TRUE;\n"})
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("prepare import: %w", err)
+	}
+	res := &DatabaseResult{Database: target, Tables: map[string]int64{}}
+	for _, plan := range plans {
+		plan := plan
+		imp, err := api.Import(ctx, target.UUID, plan.MD5, plan.Bytes, func() (io.ReadCloser, error) {
+			s := Stream(ctx, open, sel, prefix)
+			pr, pw := io.Pipe()
+			go func() {
+				_, err := io.CopyN(io.Discard, s, plan.InputOffset)
+				if err == nil {
+					err = sqldump.WritePart(pw, s, plan)
+				}
+				s.Close()
+				pw.CloseWithError(err)
+			}()
+			return pr, nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("import file %d of %d into %s: %w", res.Files+1, len(plans), target.Name, err)
+		}
+		res.Files++
+		res.Bytes += plan.Bytes
+		res.FinalBookmark = imp.FinalBookmark
+	}
+	for _, it := range sel.Items {
+		if it.Kind != "table" {
+			continue
+		}
+		_, rows, err := api.Raw(ctx, target.UUID, "SELECT count(*) FROM "+sqldump.QuoteIdent(it.Table))
+		if err != nil {
+			return res, fmt.Errorf("count rows of %s: %w", it.Table, err)
+		}
+		var n int64
+		if len(rows) == 1 && len(rows[0]) == 1 {
+			fmt.Sscan(numString(rows[0][0]), &n)
+		}
+		res.Tables[it.Table] = n
+		if n != it.Rows {
+			return res, fmt.Errorf("%w: table %s in %s has %d rows, the snapshot recorded %d", ErrMismatch, it.Table, target.Name, n, it.Rows)
+		}
+	}
+	return res, nil
+}
+
+// dropStatements removes what an in-place restore will recreate: everything when no table filter is
+// set, else the selected tables (their indexes and triggers go with them).
+func dropStatements(live []schemaObject, tables map[string]bool) string {
+	var b strings.Builder
+	order := []string{"view", "trigger", "table"}
+	for _, typ := range order {
+		for _, ob := range live {
+			if ob.Type != typ {
+				continue
+			}
+			if tables != nil && !(typ == "table" && tables[ob.Name]) {
+				continue
+			}
+			fmt.Fprintf(&b, "DROP %s IF EXISTS %s;\n", strings.ToUpper(typ), sqldump.QuoteIdent(ob.Name))
+		}
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

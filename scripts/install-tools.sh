@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Go modules: the age, lz4 and sqlite3 CLIs (interop tests) and a
+# versitygw S3 server for loopback (store tests). Idempotent; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for p in age lz4 sqlite3; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+go mod download
+bash scripts/install-versitygw.sh
