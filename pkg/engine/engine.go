@@ -333,7 +333,10 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 		}
 		if rnd == nil {
 			seed := time.Now().UnixNano()
-			rnd = func(k int) int { seed = seed*6364136223846793005 + 1442695040888963407; return int(uint64(seed)>>33) % k }
+			rnd = func(k int) int {
+				seed = seed*6364136223846793005 + 1442695040888963407
+				return int(uint64(seed)>>33) % k
+			}
 		}
 		want := int(float64(n)*pct/100 + 0.999999)
 		if want < 1 && n > 0 {
