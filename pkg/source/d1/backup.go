@@ -110,6 +110,16 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		}
 	}
 
+	if exportTables != nil {
+		// An export limited to named tables leaves out indexes, triggers, views and sqlite_sequence
+		// (D1 filters them by name), so they are captured from the live schema instead.
+		it, err := backupSchema(ctx, api, w, db, objs, vtabs)
+		if err != nil {
+			return src, nil, err
+		}
+		items = append(items, it)
+	}
+
 	names := make([]string, 0, len(vtabs))
 	for n := range vtabs {
 		names = append(names, n)
@@ -191,6 +201,8 @@ func ItemName(uuid, kind, table string) string {
 	switch kind {
 	case "schema":
 		return "d1/" + uuid + "/schema.sql"
+	case "schema-live":
+		return "d1/" + uuid + "/schema-live.sql"
 	case "virtual":
 		return "d1/" + uuid + "/virtual/" + escapeName(table) + ".sql"
 	default:
@@ -333,4 +345,42 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.fn(n)
 	}
 	return n, err
+}
+
+// backupSchema writes the indexes, triggers and views of the live schema (except those of virtual
+// tables' shadow tables) and the AUTOINCREMENT counters, as one "schema" item.
+func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, objs []schemaObject, vtabs map[string]string) (manifest.Item, error) {
+	var b strings.Builder
+	var tables []string
+	for _, ob := range objs {
+		if ob.Type == "table" {
+			tables = append(tables, ob.Name)
+		}
+	}
+	shadow := map[string]bool{}
+	for _, s := range sqldump.ShadowTables(vtabs, tables) {
+		shadow[s] = true
+	}
+	for _, typ := range []string{"index", "trigger", "view"} {
+		for _, ob := range objs {
+			if ob.Type != typ || ob.SQL == "" || shadow[ob.Table] || vtabs[ob.Table] != "" {
+				continue
+			}
+			b.WriteString(strings.TrimSpace(ob.SQL) + ";\n")
+		}
+	}
+	if _, rows, err := api.Raw(ctx, db.UUID, "SELECT name, CAST(seq AS TEXT) FROM sqlite_sequence"); err == nil {
+		for _, r := range rows {
+			if len(r) == 2 && !shadow[str(r[0])] {
+				name, seq := sqldump.FormatValue(str(r[0])), str(r[1])
+				fmt.Fprintf(&b, "UPDATE sqlite_sequence SET seq = %s WHERE name = %s;\n", seq, name)
+				fmt.Fprintf(&b, "INSERT INTO sqlite_sequence (name, seq) SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = %s);\n", name, seq, name)
+			}
+		}
+	}
+	ref, err := w.WriteItem(ItemName(db.UUID, "schema-live", ""), strings.NewReader(b.String()))
+	if err != nil {
+		return manifest.Item{}, &storeError{err}
+	}
+	return manifest.Item{Component: Component, Source: db.UUID, Kind: "schema", ItemRef: ref}, nil
 }
