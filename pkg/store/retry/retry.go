@@ -1,0 +1,248 @@
+// Package retry wraps any store so that transient failures (network errors, 5xx, 408, 429) are
+// retried with exponential backoff and jitter, while answers that will not change on retry
+// (not found, exists, read-only, invalid key, other 4xx, the caller's cancellation) return at once.
+//
+// Put consumes its reader, so it is retried only when that is safe: when the reader is an
+// io.Seeker (rewound to where it started) or when the failed attempt read no byte at all.
+// Streams of unknown size are the S3 store's job: it retries each part internally (the SDK
+// retryer re-sends a part from its buffer), so a transient error there rarely reaches this layer.
+package retry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Options tunes the backoff. Zero values take the defaults.
+type Options struct {
+	// Attempts is the total number of tries including the first (default 5).
+	Attempts int
+	// Base is the first backoff (default 200ms); each retry doubles it up to Max (default 10s).
+	Base, Max time.Duration
+	// Sleep waits d or until ctx is done (default: a timer); tests inject a fake.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Store retries the calls of the store it wraps.
+type Store struct {
+	inner store.Store
+	opts  Options
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New wraps s.
+func New(s store.Store, opts Options) *Store {
+	if opts.Attempts <= 0 {
+		opts.Attempts = 5
+	}
+	if opts.Base <= 0 {
+		opts.Base = 200 * time.Millisecond
+	}
+	if opts.Max <= 0 {
+		opts.Max = 10 * time.Second
+	}
+	if opts.Max < opts.Base {
+		opts.Max = opts.Base
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	return &Store{inner: s, opts: opts}
+}
+
+// Unwrap returns the wrapped store, so callers can find optional capabilities beneath the decorator.
+func (s *Store) Unwrap() store.Store { return s.inner }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Retryable reports whether err is worth retrying: anything but the store's definite answers,
+// context errors, permission and key errors, and 4xx statuses other than 408 and 429.
+func Retryable(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrReadOnly),
+		errors.Is(err, store.ErrInvalidKey),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, fs.ErrPermission):
+		return false
+	}
+	var sc interface{ HTTPStatusCode() int }
+	if errors.As(err, &sc) {
+		c := sc.HTTPStatusCode()
+		if c >= 400 && c < 500 && c != 408 && c != 429 {
+			return false
+		}
+	}
+	return true
+}
+
+// backoff returns the wait before retry number n (0-based): exponential, capped, with "equal
+// jitter" (half fixed, half random) so that many clients do not retry in lockstep.
+func (s *Store) backoff(n int) time.Duration {
+	d := s.opts.Base << min(n, 30)
+	if d > s.opts.Max || d <= 0 {
+		d = s.opts.Max
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// do runs fn until it succeeds, fails permanently, or the attempts are used up.
+func (s *Store) do(ctx context.Context, fn func() error) error {
+	var err error
+	for n := 0; ; n++ {
+		err = fn()
+		var p permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+		if !Retryable(err) || n+1 >= s.opts.Attempts {
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if serr := s.opts.Sleep(ctx, s.backoff(n)); serr != nil {
+			return err
+		}
+	}
+}
+
+// countingReader records whether any byte was consumed (which makes a retry of a plain stream
+// unsafe) and the reader's own error (a failing source is not the store's transient fault).
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+// seekingCounter keeps a seekable body seekable for the inner store while counting.
+type seekingCounter struct {
+	*countingReader
+	s io.Seeker
+}
+
+func (s seekingCounter) Seek(off int64, whence int) (int64, error) { return s.s.Seek(off, whence) }
+
+// Put retries only while the body can be replayed; see the package comment.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) error {
+	seeker, canSeek := r.(io.Seeker)
+	var start int64
+	if canSeek {
+		var err error
+		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			canSeek = false
+		}
+	}
+	first := true
+	return s.do(ctx, func() error {
+		if !first && canSeek {
+			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
+				return permanent{err}
+			}
+		}
+		first = false
+		cr := &countingReader{r: r}
+		var body io.Reader = cr
+		if canSeek {
+			body = seekingCounter{cr, seeker}
+		}
+		err := s.inner.Put(ctx, key, body, opts)
+		switch {
+		case err == nil:
+			return nil
+		case cr.err != nil:
+			return permanent{err} // the source failed, not the store
+		case !canSeek && cr.n > 0:
+			return permanent{err} // the stream is partly consumed: a retry would store a truncated object
+		}
+		return err
+	})
+}
+
+// permanent stops retries while keeping the error chain intact.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Open retries opening; the returned stream is not retried mid-read.
+func (s *Store) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := s.do(ctx, func() (err error) {
+		rc, err = s.inner.Open(ctx, key, offset, length)
+		return err
+	})
+	return rc, err
+}
+
+// Stat is idempotent and retried freely.
+func (s *Store) Stat(ctx context.Context, key string) (store.ObjectInfo, error) {
+	var info store.ObjectInfo
+	err := s.do(ctx, func() (err error) {
+		info, err = s.inner.Stat(ctx, key)
+		return err
+	})
+	return info, err
+}
+
+// List is retried; since keys arrive in lexical order, a retry skips every key up to the last one
+// already delivered, so fn sees each key once. An error from fn itself is returned, not retried.
+func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInfo) error) error {
+	var (
+		last      string
+		delivered bool
+		fnErr     error
+	)
+	return s.do(ctx, func() error {
+		err := s.inner.List(ctx, prefix, func(oi store.ObjectInfo) error {
+			if delivered && oi.Key <= last {
+				return nil
+			}
+			if err := fn(oi); err != nil {
+				fnErr = err
+				return err
+			}
+			last, delivered = oi.Key, true
+			return nil
+		})
+		if fnErr != nil {
+			return permanent{err}
+		}
+		return err
+	})
+}
+
+// Delete is retried; a retry after a delete that succeeded but whose answer was lost reports
+// ErrNotFound, which callers that prune treat as done.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	return s.do(ctx, func() error { return s.inner.Delete(ctx, key) })
+}
+
+// Location is the wrapped store's.
+func (s *Store) Location() string { return s.inner.Location() }
