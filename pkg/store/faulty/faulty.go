@@ -82,14 +82,18 @@ func (f *Store) FailDelete(n int, err error) { f.Fail(OpDelete, n, err) }
 
 // FailAfter makes the nth call of op reach the inner store and then report err anyway, as when
 // the server acted but the answer was lost (meaningful for Put and Delete).
-func (f *Store) FailAfter(op Op, n int, err error) { f.add(op, n, fault{err: err, after: true, midK: -1}) }
+func (f *Store) FailAfter(op Op, n int, err error) {
+	f.add(op, n, fault{err: err, after: true, midK: -1})
+}
 
 // FailPutMidway makes the nth Put's body fail with err after k bytes, as a dropped connection
 // would; the inner store sees a failing reader and must leave no object.
 func (f *Store) FailPutMidway(n int, k int64, err error) { f.add(OpPut, n, fault{err: err, midK: k}) }
 
 // FailListMidway makes the nth List deliver k objects to fn and then fail with err.
-func (f *Store) FailListMidway(n, k int, err error) { f.add(OpList, n, fault{err: err, midK: int64(k)}) }
+func (f *Store) FailListMidway(n, k int, err error) {
+	f.add(OpList, n, fault{err: err, midK: int64(k)})
+}
 
 // TruncateReads makes every stream opened on key ("" = any key) end after k bytes: with a clean
 // EOF when err is nil (silent truncation), else with err.
