@@ -21,7 +21,7 @@ func QuoteIdent(name string) string {
 //
 // Literal encoding matches dumpSql: nil → NULL; strings '…' with ” doubling, and a string holding
 // \n or \r wrapped in replace(…,'\n',char(10)) exactly as D1/sqlite3 do so each statement stays on
-// one line; []byte → X'hex'; integers exact; float64 in the shortest form that round-trips, always
+// one line; []byte → X'hex' (also when nil or empty); integers exact; float64 in the shortest form that round-trips, always
 // with a '.' or exponent so it stays REAL (±Inf as ±9.0e999, NaN as NULL, as SQLite stores it);
 // bool → 1/0; json.Number verbatim when it is a valid number (quoted as text otherwise). Other types
 // are written as their fmt.Sprint text.
@@ -54,10 +54,7 @@ func FormatValue(v any) string {
 		return "NULL"
 	case string:
 		return quoteString(x)
-	case []byte:
-		if x == nil {
-			return "NULL"
-		}
+	case []byte: // nil too: database/sql scans NULL into any as nil, and an empty BLOB may come back as []byte(nil)
 		return "X'" + hex.EncodeToString(x) + "'"
 	case int64:
 		return strconv.FormatInt(x, 10)

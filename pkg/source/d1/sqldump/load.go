@@ -15,6 +15,10 @@ var ErrCheckFailed = errors.New("sqlite check failed")
 // LoadOptions tunes Load.
 type LoadOptions struct {
 	MaxStatement int // per-statement memory bound; 0 = DefaultMaxStatement
+	// SkipForeignKeyCheck leaves out the foreign_key_check before commit. Set it when the parts of
+	// one dump are loaded by separate Load calls (a child table's part may come before its parent's)
+	// and run Check once after the last part.
+	SkipForeignKeyCheck bool
 }
 
 // LoadStats counts what Load executed.
@@ -26,21 +30,37 @@ type LoadStats struct {
 	Bytes      int64 // SQL bytes executed
 }
 
-// Load executes a stream of statements (a dump, or parts of one concatenated) into conn, typically a
-// modernc.org/sqlite connection on a local file, in one transaction with foreign keys deferred to
-// commit, so table order in the dump does not matter and a failure leaves the database unchanged.
+// Load executes a stream of statements (a dump, or parts of one) into conn, a modernc.org/sqlite
+// connection on a local file, in one transaction, so a failure leaves the database unchanged.
 // BEGIN/COMMIT statements in the input are skipped. A failing statement is named by its number and
-// the start of its text (never its values beyond 60 bytes).
-func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (LoadStats, error) {
-	var stats LoadStats
+// the first 60 bytes of its text.
+//
+// Foreign keys: D1 dumps tables in creation (rowid) order, so a child table can come before its
+// parent, and with enforcement on SQLite rejects an INSERT whose parent table does not exist yet
+// ("no such table"), even with defer_foreign_keys. Load therefore switches enforcement off for its
+// transaction (restoring the connection's setting afterwards) and instead runs PRAGMA
+// foreign_key_check before committing, failing with ErrCheckFailed on any violation, unless
+// opts.SkipForeignKeyCheck.
+func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (stats LoadStats, err error) {
+	var fk int
+	if err := conn.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return stats, fmt.Errorf("read foreign_keys: %w", err)
+	}
+	if fk == 1 {
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys=OFF"); err != nil {
+			return stats, fmt.Errorf("foreign keys off: %w", err)
+		}
+		defer func() {
+			if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys=ON"); rerr != nil && err == nil {
+				err = fmt.Errorf("restore foreign_keys: %w", rerr)
+			}
+		}()
+	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return stats, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys=ON"); err != nil {
-		return stats, fmt.Errorf("defer foreign keys: %w", err)
-	}
 	sc := NewScanner(r, opts.MaxStatement)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -69,10 +89,53 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (L
 			stats.Tables++
 		}
 	}
+	if !opts.SkipForeignKeyCheck {
+		problems, err := foreignKeyProblems(ctx, tx)
+		if err != nil {
+			return stats, err
+		}
+		if len(problems) > 0 {
+			return stats, fmt.Errorf("%w: %s", ErrCheckFailed, strings.Join(problems, "; "))
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return stats, fmt.Errorf("commit: %w", err)
 	}
 	return stats, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// foreignKeyProblems describes up to 10 foreign key violations (and how many there are in all).
+func foreignKeyProblems(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return nil, fmt.Errorf("foreign_key_check: %w", err)
+	}
+	var problems []string
+	nfk := 0
+	for rows.Next() {
+		var table, parent string
+		var rowid sql.NullInt64
+		var fkid int64
+		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("foreign_key_check: %w", err)
+		}
+		nfk++
+		if nfk <= 10 {
+			problems = append(problems, fmt.Sprintf("foreign key: %s rowid %v has no parent in %s (fk %d)", table, rowid.Int64, parent, fkid))
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("foreign_key_check: %w", err)
+	}
+	if nfk > 10 {
+		problems = append(problems, fmt.Sprintf("… %d foreign key violations in total", nfk))
+	}
+	return problems, nil
 }
 
 // Check runs PRAGMA integrity_check and PRAGMA foreign_key_check; a restore is only trusted when
@@ -96,30 +159,11 @@ func Check(ctx context.Context, conn *sql.Conn) error {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return fmt.Errorf("integrity_check: %w", err)
 	}
-	rows, err = conn.QueryContext(ctx, "PRAGMA foreign_key_check")
+	fkp, err := foreignKeyProblems(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("foreign_key_check: %w", err)
+		return err
 	}
-	nfk := 0
-	for rows.Next() {
-		var table, parent string
-		var rowid sql.NullInt64
-		var fkid int64
-		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
-			rows.Close()
-			return fmt.Errorf("foreign_key_check: %w", err)
-		}
-		nfk++
-		if nfk <= 10 {
-			problems = append(problems, fmt.Sprintf("foreign key: %s rowid %v has no parent in %s (fk %d)", table, rowid.Int64, parent, fkid))
-		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("foreign_key_check: %w", err)
-	}
-	if nfk > 10 {
-		problems = append(problems, fmt.Sprintf("… %d foreign key violations in total", nfk))
-	}
+	problems = append(problems, fkp...)
 	if len(problems) > 0 {
 		if len(problems) > 11 {
 			problems = append(problems[:10], "…")
