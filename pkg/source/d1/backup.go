@@ -110,6 +110,12 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		}
 	}
 
+	fixups, err := backupBigIntegers(ctx, api, w, db, items, o.Log)
+	if err != nil {
+		return src, nil, err
+	}
+	items = append(items, fixups...)
+
 	if exportTables != nil {
 		// An export limited to named tables leaves out indexes, triggers, views and sqlite_sequence
 		// (D1 filters them by name), so they are captured from the live schema instead.
@@ -201,6 +207,8 @@ func ItemName(uuid, kind, table string) string {
 	switch kind {
 	case "schema":
 		return "d1/" + uuid + "/schema.sql"
+	case "fixup":
+		return "d1/" + uuid + "/fixups/" + escapeName(table) + ".sql"
 	case "schema-live":
 		return "d1/" + uuid + "/schema-live.sql"
 	case "virtual":
@@ -383,4 +391,69 @@ func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db 
 		return manifest.Item{}, &storeError{err}
 	}
 	return manifest.Item{Component: Component, Source: db.UUID, Kind: "schema", ItemRef: ref}, nil
+}
+
+// bigIntLimit is 2^53: D1's export passes integers through a JavaScript number, so larger ones come out
+// rounded. cfbackup reads those values again as text and stores UPDATE statements that put them back.
+const bigIntLimit = "9007199254740992"
+
+// backupBigIntegers captures, for every exported table, the exact value of each integer beyond ±2^53
+// as a "fixup" item of UPDATE statements keyed by rowid (replayed right after the table's rows).
+// Read right after the export; a row changed in between gets its newer exact value.
+func backupBigIntegers(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) ([]manifest.Item, error) {
+	var out []manifest.Item
+	for _, it := range items {
+		if it.Kind != "table" || it.Rows == 0 {
+			continue
+		}
+		_, crow, err := api.Raw(ctx, db.UUID, "SELECT name FROM pragma_table_info(?1)", it.Table)
+		if err != nil {
+			return nil, fmt.Errorf("columns of %s: %w", it.Table, err)
+		}
+		var names, conds, sel []string
+		for _, r := range crow {
+			c := str(r[0])
+			q := sqldump.QuoteIdent(c)
+			names = append(names, c)
+			big := fmt.Sprintf("(typeof(%s)='integer' AND (%s > %s OR %s < -%s))", q, q, bigIntLimit, q, bigIntLimit)
+			conds = append(conds, big)
+			sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN CAST(%s AS TEXT) END", big, q))
+		}
+		var b strings.Builder
+		last := "-9223372036854775808"
+		q := sqldump.QuoteIdent(it.Table)
+		const page = 1000
+		failed := false
+		for {
+			_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT CAST(rowid AS TEXT), %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) AND (%s) ORDER BY rowid LIMIT %d",
+				strings.Join(sel, ", "), q, strings.Join(conds, " OR "), page), last)
+			if err != nil {
+				// WITHOUT ROWID tables have no rowid; others may time out on huge tables.
+				log.Warn("could not check for integers beyond 2^53; D1's export may have rounded them", "database", db.Name, "table", it.Table, "err", err)
+				failed = true
+				break
+			}
+			for _, r := range rows {
+				last = str(r[0])
+				for i, v := range r[1:] {
+					if v == nil || i >= len(names) {
+						continue
+					}
+					fmt.Fprintf(&b, "UPDATE %s SET %s = %s WHERE rowid = %s;\n", q, sqldump.QuoteIdent(names[i]), str(v), last)
+				}
+			}
+			if len(rows) < page {
+				break
+			}
+		}
+		if failed || b.Len() == 0 {
+			continue
+		}
+		ref, err := w.WriteItem(ItemName(db.UUID, "fixup", it.Table), strings.NewReader(b.String()))
+		if err != nil {
+			return nil, &storeError{err}
+		}
+		out = append(out, manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: it.Table, ItemRef: ref})
+	}
+	return out, nil
 }

@@ -39,7 +39,7 @@ type Selection struct {
 // Select picks a database's items from the catalogue in replay order — tables (dump order), then the
 // schema part (indexes, views, triggers), then virtual tables — keeping only the named tables if any.
 func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selection, error) {
-	var tbl, schema, virt []manifest.Item
+	var tbl, fix, schema, virt []manifest.Item
 	have := map[string]bool{}
 	for _, it := range cat.Items {
 		if it.Component != Component || it.Source != sourceID {
@@ -51,6 +51,8 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 		case "virtual":
 			virt = append(virt, it)
 			have[it.Table] = true
+		case "fixup":
+			fix = append(fix, it)
 		default:
 			tbl = append(tbl, it)
 			have[it.Table] = true
@@ -72,6 +74,11 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 	}
 	keep := func(it manifest.Item) bool { return sel.Tables == nil || sel.Tables[it.Table] }
 	for _, it := range tbl {
+		if keep(it) {
+			sel.Items = append(sel.Items, it)
+		}
+	}
+	for _, it := range fix {
 		if keep(it) {
 			sel.Items = append(sel.Items, it)
 		}

@@ -101,3 +101,32 @@ func VirtualTableInfo(createSQL string) (module, externalContent string, content
 	flush()
 	return module, externalContent, contentless
 }
+
+// ReferencedTables returns the parent tables a CREATE TABLE statement's foreign keys name
+// (REFERENCES clauses), deduplicated, in order, without the table itself. D1 enforces foreign keys
+// on import and rejects rows whose parent table does not exist yet, so a restore that imports
+// table parts separately must order parents first; this gives it the edges.
+func ReferencedTables(createTableSQL string) []string {
+	l := &lexer{s: createTableSQL}
+	self := ""
+	var out []string
+	seen := map[string]bool{}
+	for {
+		t, ok := l.next()
+		if !ok {
+			return out
+		}
+		if t.is("TABLE") && self == "" {
+			l.skipIfNotExists()
+			self = strings.ToLower(l.name())
+			continue
+		}
+		if t.is("REFERENCES") {
+			p := l.name()
+			if k := strings.ToLower(p); p != "" && k != self && !seen[k] {
+				seen[k] = true
+				out = append(out, p)
+			}
+		}
+	}
+}
