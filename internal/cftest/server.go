@@ -57,6 +57,7 @@ type Server struct {
 	base   atomic.Value // string
 	n429   atomic.Int64
 	n5xx   atomic.Int64
+	retry  atomic.Int64 // Retry-After in nanoseconds
 
 	mu      sync.Mutex
 	dbs     map[string]*database
@@ -129,11 +130,12 @@ func New(opts Options) (*Server, error) {
 
 // InjectFaults arms the fault counters (goroutine-safe).
 func (s *Server) InjectFaults(f Faults) {
+	if f.RetryAfter <= 0 {
+		f.RetryAfter = time.Second
+	}
+	s.retry.Store(int64(f.RetryAfter))
 	s.n429.Store(int64(f.Status429))
 	s.n5xx.Store(int64(f.Status5xx))
-	if f.RetryAfter > 0 {
-		s.opts.Faults = &Faults{RetryAfter: f.RetryAfter}
-	}
 }
 
 // FaultsFromEnv reads CFEMU_FAULT_429 and CFEMU_FAULT_5XX.
@@ -314,10 +316,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.n429.Load() > 0 && s.n429.Add(-1) >= 0 {
-			ra := time.Second
-			if s.opts.Faults != nil && s.opts.Faults.RetryAfter > 0 {
-				ra = s.opts.Faults.RetryAfter
-			}
+			ra := time.Duration(s.retry.Load())
 			w.Header().Set("Retry-After", strconv.Itoa(int((ra+time.Second-1)/time.Second)))
 			fail(w, http.StatusTooManyRequests, 971, "Please wait and consider throttling your request speed")
 			return
