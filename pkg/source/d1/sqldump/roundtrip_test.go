@@ -96,6 +96,21 @@ func populate(t testing.TB, conn *sql.Conn) {
 // (exact) where D1 uses JavaScript numbers.
 func d1Dump(t testing.TB, conn *sql.Conn) string {
 	t.Helper()
+	dump, err := d1DumpTables(t, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dump
+}
+
+// d1DumpTables is d1Dump with dump_options.tables: like D1 it refuses virtual tables among the
+// exported tables, and keeps an index, trigger or view only if its own name is in the list.
+func d1DumpTables(t testing.TB, conn *sql.Conn, filter []string) (string, error) {
+	t.Helper()
+	keep := map[string]bool{}
+	for _, f := range filter {
+		keep[f] = true
+	}
 	ctx := context.Background()
 	out := []string{"PRAGMA defer_foreign_keys=TRUE;"}
 	type tbl struct{ name, sql string }
@@ -114,7 +129,12 @@ func d1Dump(t testing.TB, conn *sql.Conn) string {
 	rows.Close()
 	quoted := regexp.MustCompile(`^CREATE TABLE ['"]`)
 	for _, tb := range tables {
+		if len(keep) > 0 && !keep[tb.name] {
+			continue
+		}
 		switch {
+		case strings.HasPrefix(tb.sql, "CREATE VIRTUAL TABLE"):
+			return "", errors.New("D1 Export error: cannot export databases with Virtual Tables (fts5)")
 		case tb.name == "sqlite_sequence":
 			out = append(out, "DELETE FROM sqlite_sequence;")
 		case strings.HasPrefix(tb.name, "sqlite_") || strings.HasPrefix(tb.name, "_cf_"):
@@ -146,17 +166,20 @@ func d1Dump(t testing.TB, conn *sql.Conn) string {
 		}
 		rows.Close()
 	}
-	rows, err = conn.QueryContext(ctx, `SELECT sql FROM sqlite_schema AS o WHERE sql NOT NULL AND type IN ('index','trigger','view') ORDER BY type COLLATE NOCASE`)
+	rows, err = conn.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema AS o WHERE sql NOT NULL AND type IN ('index','trigger','view') ORDER BY type COLLATE NOCASE`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var s string
-		rows.Scan(&s)
+		var n, s string
+		rows.Scan(&n, &s)
+		if len(keep) > 0 && !keep[n] {
+			continue
+		}
 		out = append(out, s+";")
 	}
 	rows.Close()
-	return strings.Join(out, "\n")
+	return strings.Join(out, "\n"), nil
 }
 
 func tableColumns(t testing.TB, conn *sql.Conn, table string) []string {
