@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// An empty BLOB must stay a BLOB (X''), not turn into NULL.
+// An empty BLOB must stay a BLOB (X”), not turn into NULL.
 func TestDumpEmptyBlob(t *testing.T) {
 	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "b.sqlite"))
 	if err != nil {
