@@ -58,7 +58,7 @@ func RewriteLarge(st Statement, limit int) ([]string, error) {
 		if size <= limit {
 			break
 		}
-		sub := len(subquery(len(staged) + 1))
+		sub := len(subquery(len(order))) // widest key: a conservative estimate
 		if vals[i].end-vals[i].start <= sub {
 			break
 		}
@@ -86,6 +86,9 @@ func RewriteLarge(st Statement, limit int) ([]string, error) {
 		pos = v.end
 	}
 	final.WriteString(st.SQL[pos:])
+	if final.Len() > limit {
+		return nil, tooLarge(fmt.Sprintf("still %d bytes after moving its string and BLOB values out", final.Len()))
+	}
 	out = append(out, final.String(), "DROP TABLE "+QuoteIdent(StageTable)+";")
 	return out, nil
 }
@@ -115,7 +118,7 @@ func sortByPos(idx []int, vals []valueExpr) {
 }
 
 // stageValue builds value v under key k in the stage table in statements of at most limit bytes.
-// Text is cut only between UTF-8 characters and escaped per chunk (FormatValue), so no '' escape or
+// Text is cut only between UTF-8 characters and escaped per chunk (FormatValue), so no ” escape or
 // newline marker is ever split; BLOB chunks are concatenated with CAST(… AS BLOB) so the column keeps
 // BLOB type and every byte, NULs included.
 func stageValue(k int, v valueExpr, limit int) ([]string, error) {
