@@ -259,6 +259,9 @@ func (it *itemReader) Read(p []byte) (int, error) {
 	if it.err != nil {
 		return 0, it.err
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		if err := it.ctx.Err(); err != nil {
 			it.err = err
