@@ -93,7 +93,9 @@ type Store struct {
 	prefix      string // "" or ends in "/"
 	partSize    int64
 	concurrency int
-	pool        sync.Pool
+	// free is a bounded free list of part buffers: unlike sync.Pool it survives GC, so a long
+	// upload reuses the same Concurrency+1 buffers instead of allocating per part.
+	free chan *[]byte
 }
 
 var _ store.Store = (*Store)(nil)
@@ -185,9 +187,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	s := &Store{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: partSize, concurrency: conc}
-	s.pool.New = func() any { b := make([]byte, partSize); return &b }
-	return s, nil
+	return &Store{
+		client: client, bucket: cfg.Bucket, prefix: prefix, partSize: partSize, concurrency: conc,
+		free: make(chan *[]byte, conc+1),
+	}, nil
 }
 
 // Location is s3://bucket/prefix, never credentials or endpoint secrets.
@@ -221,8 +224,22 @@ func fill(ctx context.Context, r io.Reader, buf []byte) (n int, eof bool, err er
 	return n, false, nil
 }
 
-func (s *Store) getBuf() *[]byte  { return s.pool.Get().(*[]byte) }
-func (s *Store) putBuf(b *[]byte) { s.pool.Put(b) }
+func (s *Store) getBuf() *[]byte {
+	select {
+	case b := <-s.free:
+		return b
+	default:
+		b := make([]byte, s.partSize)
+		return &b
+	}
+}
+
+func (s *Store) putBuf(b *[]byte) {
+	select {
+	case s.free <- b:
+	default: // more buffers than one Put needs (concurrent Puts): let GC have it
+	}
+}
 
 // Put streams r to key; see the package comment for how.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) error {
