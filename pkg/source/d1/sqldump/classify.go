@@ -40,6 +40,14 @@ func (l *lexer) next() (tok, bool) {
 			if c == '[' {
 				q = ']'
 			}
+			if k := strings.IndexByte(l.s[l.i+1:], q); k >= 0 {
+				end := l.i + 1 + k
+				if q == ']' || end+1 >= len(l.s) || l.s[end+1] != q { // no doubled quote: no copy
+					t := tok{text: l.s[l.i+1 : end], quoted: true}
+					l.i = end + 1
+					return t, true
+				}
+			}
 			var b strings.Builder
 			j := l.i + 1
 			for {

@@ -1,0 +1,63 @@
+package sqldump
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+)
+
+var (
+	benchOnce sync.Once
+	benchDump []byte
+)
+
+// benchInput is 64 MiB of D1-style dump: a few tables of typical INSERT rows (ints, quoted text
+// with escapes, BLOBs, REALs, NULLs).
+func benchInput() []byte {
+	benchOnce.Do(func() {
+		var b bytes.Buffer
+		b.WriteString("PRAGMA defer_foreign_keys=TRUE;")
+		for i := 0; b.Len() < 64<<20; i++ {
+			if i%100000 == 0 {
+				fmt.Fprintf(&b, "\nCREATE TABLE t%d(id INTEGER PRIMARY KEY, name TEXT, data BLOB, v REAL, n);", i/100000)
+			}
+			fmt.Fprintf(&b, "\nINSERT INTO \"t%d\" (\"id\",\"name\",\"data\",\"v\",\"n\") VALUES(%d,'customer ''%d''; with -- text /* x */',X'%x',%g,NULL);",
+				i/100000, i, i, []byte(fmt.Sprintf("blob-%d", i)), float64(i)*1.25)
+		}
+		benchDump = b.Bytes()
+	})
+	return benchDump
+}
+
+func BenchmarkScanner(b *testing.B) {
+	in := benchInput()
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := NewScanner(bytes.NewReader(in), 0)
+		for {
+			if _, err := sc.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkSplit(b *testing.B) {
+	in := benchInput()
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		err := Split(bytes.NewReader(in), SplitOptions{}, func(p *Part, r io.Reader) error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
