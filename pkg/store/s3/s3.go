@@ -250,22 +250,25 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		return err
 	}
 	b1 := s.getBuf()
-	defer s.putBuf(b1)
 	n1, eof, err := fill(ctx, r, *b1)
 	if err != nil {
+		s.putBuf(b1)
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if eof {
+		defer s.putBuf(b1)
 		return s.putSingle(ctx, key, (*b1)[:n1], opts)
 	}
 	b2 := s.getBuf()
 	n2, eof, err := fill(ctx, r, *b2)
 	if err != nil {
+		s.putBuf(b1)
 		s.putBuf(b2)
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if n2 == 0 && eof { // exactly one part's worth
 		s.putBuf(b2)
+		defer s.putBuf(b1)
 		return s.putSingle(ctx, key, (*b1)[:n1], opts)
 	}
 	return s.putMultipart(ctx, key, b1, b2, n2, eof, r, opts)
@@ -303,14 +306,17 @@ type partResult struct {
 	etag *string
 }
 
-// putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns b2.
+// putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns
+// both buffers and returns each to the free list as soon as its part is uploaded.
 func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, opts store.PutOptions) (retErr error) {
 	full := s.full(key)
 	if opts.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
 		if _, err := s.Stat(ctx, key); err == nil {
+			s.putBuf(b1)
 			s.putBuf(b2)
 			return fmt.Errorf("put %s: %w", key, store.ErrExists)
 		} else if !errors.Is(err, store.ErrNotFound) {
+			s.putBuf(b1)
 			s.putBuf(b2)
 			return err
 		}
@@ -319,6 +325,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 		Bucket: aws.String(s.bucket), Key: aws.String(full),
 	})
 	if err != nil {
+		s.putBuf(b1)
 		s.putBuf(b2)
 		return mapErr("put", key, err)
 	}
@@ -356,18 +363,14 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 		select {
 		case sem <- struct{}{}:
 		case <-uctx.Done():
-			if buf != b1 {
-				s.putBuf(buf)
-			}
+			s.putBuf(buf)
 			return false
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if buf != b1 { // b1 is released by Put
-				defer s.putBuf(buf)
-			}
+			defer s.putBuf(buf)
 			data := (*buf)[:n]
 			out, err := s.client.UploadPart(uctx, &awss3.UploadPartInput{
 				Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
