@@ -17,6 +17,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/retry"
 	"github.com/cfbackup/cfbackup/pkg/store/s3"
 	"github.com/cfbackup/cfbackup/pkg/store/storetest"
 )
@@ -41,6 +42,16 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		// A fresh prefix per test also proves List strips the prefix and never leaks other repositories.
 		return newStore(t, srv, "conformance", fmt.Sprintf("repos/%d", n.Add(1)))
+	})
+}
+
+// The stack the CLI uses (open.Open): retry over S3.
+func TestConformanceRetryWrapped(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "wrapped", false)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return retry.New(newStore(t, srv, "wrapped", fmt.Sprintf("r%d", n.Add(1))), retry.Options{})
 	})
 }
 
