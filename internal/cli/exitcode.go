@@ -40,17 +40,17 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid):
+	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage):
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):
 		return ExitIntegrity
 	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
 		return ExitRepository
-	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, keys.ErrExists), errors.Is(err, engine.ErrKey):
+	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey
 	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, engine.ErrNotFound):
 		return ExitNotFound
-	case errors.Is(err, engine.ErrRefused):
+	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists):
 		return ExitRefused
 	case errors.Is(err, cloudflare.ErrAuth), errors.Is(err, cloudflare.ErrUnreachable), errors.Is(err, cloudflare.ErrTaskFailed), errors.Is(err, cloudflare.ErrConfig), errors.Is(err, cloudflare.ErrSignedURLExpired):
 		return ExitCloudflare

@@ -55,6 +55,9 @@ A mismatch names the object and the item and exits 6.`,
 
 func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 	ctx := cmd.Context()
+	if err := engine.ValidateSubset(o.Subset); err != nil {
+		return err
+	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err

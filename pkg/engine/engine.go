@@ -32,6 +32,8 @@ var (
 	ErrKey = errors.New("key problem")
 	// ErrNotFound: the thing asked for is not in the snapshot or the account.
 	ErrNotFound = errors.New("not found")
+	// ErrUsage: an option value is malformed.
+	ErrUsage = errors.New("invalid option")
 	// ErrRefused: the target exists or holds data; nothing was changed.
 	ErrRefused = errors.New("refused")
 )
@@ -321,6 +323,12 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 	return res, nil
 }
 
+// ValidateSubset checks a --read-data-subset value before any work starts.
+func ValidateSubset(spec string) error {
+	_, err := subset(1, spec, nil)
+	return err
+}
+
 // subset parses "n/t" or "x%" into a segment filter.
 func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 	if spec == "" {
@@ -329,7 +337,7 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 	if strings.HasSuffix(spec, "%") {
 		var pct float64
 		if _, err := fmt.Sscanf(strings.TrimSuffix(spec, "%"), "%g", &pct); err != nil || pct <= 0 || pct > 100 {
-			return nil, fmt.Errorf("--read-data-subset %q: give a percentage between 0 and 100, like 10%%", spec)
+			return nil, fmt.Errorf("%w: --read-data-subset %q: give a percentage between 0 and 100, like 10%%", ErrUsage, spec)
 		}
 		if rnd == nil {
 			seed := time.Now().UnixNano()
@@ -358,7 +366,7 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 	}
 	var k, t int
 	if _, err := fmt.Sscanf(spec, "%d/%d", &k, &t); err != nil || t < 1 || k < 1 || k > t {
-		return nil, fmt.Errorf("--read-data-subset %q: use n/t with 1 ≤ n ≤ t (e.g. 1/5) or a percentage (e.g. 10%%)", spec)
+		return nil, fmt.Errorf("%w: --read-data-subset %q: use n/t with 1 ≤ n ≤ t (e.g. 1/5) or a percentage (e.g. 10%%)", ErrUsage, spec)
 	}
 	return func(i int) bool { return i%t == k-1 }, nil
 }

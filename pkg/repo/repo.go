@@ -43,6 +43,8 @@ var (
 	ErrVersion = errors.New("unsupported repository format version")
 	// ErrSnapshotNotFound: no snapshot matches the id (or the repository has none).
 	ErrSnapshotNotFound = errors.New("snapshot not found")
+	// ErrBadRecipient: a recipient could not be parsed.
+	ErrBadRecipient = errors.New("bad recipient")
 	// ErrNoRecipients: init was given no recipient.
 	ErrNoRecipients = errors.New("no recipient given")
 )
@@ -89,7 +91,7 @@ func Init(ctx context.Context, st store.Store, o InitOptions) (*Repo, []byte, er
 	}
 	rcp, err := keys.ParseRecipients(o.Recipients)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: %v (a recipient is the public key 'age1…' that 'cfbackup key generate' prints, not the identity file)", ErrBadRecipient, err)
 	}
 	if _, err := st.Stat(ctx, ConfigKey); err == nil {
 		return nil, nil, fmt.Errorf("%w at %s: choose another --repo, or use the existing one", ErrExists, st.Location())
