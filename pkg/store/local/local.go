@@ -80,7 +80,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	dst := s.path(key)
 	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.mkdirAll(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if opts.IfNotExists {
@@ -126,6 +126,35 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("put %s: sync dir: %w", key, err)
+	}
+	return nil
+}
+
+// mkdirAll creates the missing directories between the root and dir, fsyncing each parent so a
+// new directory entry survives a crash together with the object published inside it.
+func (s *Store) mkdirAll(dir string) error {
+	rel, err := filepath.Rel(s.root, dir)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return nil
+	}
+	cur := s.root
+	for _, el := range strings.Split(rel, string(filepath.Separator)) {
+		next := filepath.Join(cur, el)
+		err := os.Mkdir(next, 0o755)
+		switch {
+		case err == nil:
+			if err := syncDir(cur); err != nil {
+				return err
+			}
+		case errors.Is(err, fs.ErrExist):
+			// made earlier or concurrently; a file in the way fails at CreateTemp
+		default:
+			return err
+		}
+		cur = next
 	}
 	return nil
 }

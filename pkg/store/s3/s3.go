@@ -294,8 +294,12 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, opts sto
 		// AWS answers 409 ConditionalRequestConflict when a concurrent conditional write is in
 		// flight; retrying then yields the real answer (200 or 412).
 		if err != nil && errorCode(err) == "ConditionalRequestConflict" && attempt < 5 {
-			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
-			continue
+			select {
+			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		return mapErr("put", key, err)
 	}
