@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/pierrec/lz4/v4"
 
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -27,7 +26,7 @@ type WriterOptions struct {
 	Recipients []age.Recipient
 	// SegmentSize: a segment is finished once it holds this many compressed bytes (default 512 MiB).
 	SegmentSize int64
-	// ChunkSize is the largest tar entry's payload; memory is about ChunkSize × 2 × (Concurrency+3).
+	// ChunkSize is the largest tar entry's payload; buffers take at most ChunkSize × (2×Concurrency+6).
 	ChunkSize int
 	// Concurrency is the number of parallel LZ4 compressors (default runtime.NumCPU()).
 	Concurrency int
@@ -51,8 +50,8 @@ type Writer struct {
 	sinkEnd chan struct{}
 	eoa     []byte // LZ4 frame holding the tar end-of-archive blocks
 
-	rawPool sync.Pool
-	outPool sync.Pool
+	raw *freeList // chunk payload buffers
+	out *freeList // compressed frame buffers
 
 	mu      sync.Mutex
 	err     error // first failure; sticky
@@ -65,9 +64,9 @@ type Writer struct {
 
 type job struct {
 	entry string
-	data  *[]byte // raw payload (pooled)
+	data  *[]byte // raw payload (from w.raw)
 	mtime time.Time
-	frame *bytes.Buffer // compressed frame (pooled)
+	frame *[]byte // compressed frame (from w.out)
 	err   error
 	ready chan struct{} // closed when frame is compressed
 	chunk Chunk
@@ -132,14 +131,11 @@ func NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 		sinkEnd: make(chan struct{}),
 	}
 	chunk := opts.ChunkSize
-	w.rawPool.New = func() any { b := make([]byte, chunk); return &b }
-	w.outPool.New = func() any { return bytes.NewBuffer(make([]byte, 0, chunk+chunk/64+4096)) }
-	eoa, err := compressFrame(newLZ4Writer(), new(bytes.Buffer), nil, make([]byte, 1024), nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	w.eoa = eoa.Bytes()
+	// In flight at most: Concurrency+1 queued for the sink, one in the sink, one being read and one
+	// held back by WriteItem's look-ahead; compressed frames wait only between compressor and sink.
+	w.raw = newFreeList(opts.Concurrency+4, func() []byte { return make([]byte, chunk) })
+	w.out = newFreeList(opts.Concurrency+2, func() []byte { return make([]byte, 0, frameBound(chunk+64<<10)) })
+	w.eoa = (&frameWriter{}).frame(nil, make([]byte, 1024))
 	for i := 0; i < opts.Concurrency; i++ {
 		w.workers.Add(1)
 		go w.compressor()
@@ -156,51 +152,53 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newLZ4Writer() *lz4.Writer {
-	zw := lz4.NewWriter(nil)
-	_ = zw.Apply(lz4.BlockSizeOption(lz4.Block4Mb), lz4.ConcurrencyOption(1), lz4.ChecksumOption(true))
-	return zw
+// freeList hands out at most max buffers, allocated on first use and recycled, so memory stays
+// bounded and the garbage collector never sees multi-megabyte buffers churn (a sync.Pool drops them at
+// every GC, which made GC the writer's bottleneck).
+type freeList struct {
+	free  chan *[]byte
+	slots chan struct{}
+	alloc func() []byte
 }
 
-// compressFrame writes one LZ4 frame holding hdr, data and zero padding to 512 bytes. pierrec/lz4 stores
-// any block that does not shrink as an uncompressed block, so incompressible data costs one copy.
-func compressFrame(zw *lz4.Writer, out *bytes.Buffer, hdr, data, pad []byte) (*bytes.Buffer, error) {
-	out.Reset()
-	zw.Reset(out)
-	if err := zw.Apply(lz4.SizeOption(uint64(len(hdr) + len(data) + len(pad)))); err != nil {
-		return nil, fmt.Errorf("lz4 options: %w", err)
-	}
-	for _, p := range [][]byte{hdr, data, pad} {
-		if len(p) == 0 {
-			continue
-		}
-		if _, err := zw.Write(p); err != nil {
-			return nil, fmt.Errorf("lz4 compress: %w", err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("lz4 compress: %w", err)
-	}
-	return out, nil
+func newFreeList(max int, alloc func() []byte) *freeList {
+	return &freeList{free: make(chan *[]byte, max), slots: make(chan struct{}, max), alloc: alloc}
 }
+
+func (f *freeList) get() *[]byte {
+	select {
+	case b := <-f.free:
+		return b
+	default:
+	}
+	select {
+	case b := <-f.free:
+		return b
+	case f.slots <- struct{}{}:
+		b := f.alloc()
+		return &b
+	}
+}
+
+func (f *freeList) put(b *[]byte) { f.free <- b }
 
 var zeroBlock [512]byte
 
 func (w *Writer) compressor() {
 	defer w.workers.Done()
-	zw := newLZ4Writer()
+	fw := &frameWriter{}
 	var hb bytes.Buffer
 	for j := range w.work {
 		if w.failed() == nil {
-			j.frame, j.err = w.compressJob(zw, &hb, j)
+			j.frame, j.err = w.compressJob(fw, &hb, j)
 		}
-		w.rawPool.Put(j.data)
+		w.raw.put(j.data)
 		j.data = nil
 		close(j.ready)
 	}
 }
 
-func (w *Writer) compressJob(zw *lz4.Writer, hb *bytes.Buffer, j *job) (*bytes.Buffer, error) {
+func (w *Writer) compressJob(fw *frameWriter, hb *bytes.Buffer, j *job) (*[]byte, error) {
 	data := *j.data
 	hb.Reset()
 	tw := tar.NewWriter(hb)
@@ -217,12 +215,9 @@ func (w *Writer) compressJob(zw *lz4.Writer, hb *bytes.Buffer, j *job) (*bytes.B
 	if r := len(data) % 512; r != 0 {
 		pad = zeroBlock[:512-r]
 	}
-	out := w.outPool.Get().(*bytes.Buffer)
-	f, err := compressFrame(zw, out, hb.Bytes(), data, pad)
-	if err != nil {
-		w.outPool.Put(out)
-	}
-	return f, err
+	out := w.out.get()
+	*out = fw.frame(*out, hb.Bytes(), data, pad)
+	return out, nil
 }
 
 func (w *Writer) failed() error {
@@ -253,7 +248,7 @@ func (w *Writer) sink() {
 					w.fail(err)
 				}
 			}
-			w.outPool.Put(j.frame)
+			w.out.put(j.frame)
 			j.frame = nil
 		}
 		close(j.saved)
@@ -279,8 +274,8 @@ func (w *Writer) place(j *job) error {
 	s := w.cur
 	j.chunk.Segment = s.id
 	j.chunk.Offset = s.plain
-	j.chunk.Length = int64(j.frame.Len())
-	if _, err := s.aw.Write(j.frame.Bytes()); err != nil {
+	j.chunk.Length = int64(len(*j.frame))
+	if _, err := s.aw.Write(*j.frame); err != nil {
 		return w.uploadErr(s, err)
 	}
 	s.plain += j.chunk.Length
@@ -381,19 +376,19 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 			readErr = err
 			break
 		}
-		buf := w.rawPool.Get().(*[]byte)
+		buf := w.raw.get()
 		*buf = (*buf)[:cap(*buf)]
 		n, err := io.ReadFull(r, *buf)
 		*buf = (*buf)[:n]
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-			w.rawPool.Put(buf)
+			w.raw.put(buf)
 			readErr = fmt.Errorf("read item %q: %w", name, err)
 			break
 		}
 		h.Write(*buf)
 		ref.Size += int64(n)
 		if n == 0 && part > 0 {
-			w.rawPool.Put(buf)
+			w.raw.put(buf)
 			break
 		}
 		if pending != nil {
@@ -411,7 +406,7 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 		}
 		submit(pending, entry)
 	} else if pending != nil {
-		w.rawPool.Put(pending)
+		w.raw.put(pending)
 	}
 	for _, j := range jobs {
 		<-j.saved

@@ -1,0 +1,106 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/pierrec/lz4/v4"
+)
+
+// The writer builds LZ4 frames itself from lz4.Compressor blocks instead of using lz4.Writer: the
+// latter takes a fresh 4 MiB block buffer from a sync.Pool per frame, and with 8 MiB chunks the
+// garbage it leaves made GC the bottleneck (SegmentWriter ran at ~45 MB/s on 2 cores, ~200 MB/s with
+// GOGC=off). Frames written here use only buffers the Writer owns.
+//
+// Frame layout (LZ4 frame format v1.6.x): magic 0x184D2204, FLG 0x60 (version 01, independent
+// blocks, no block checksum, no content size, no content checksum), BD 0x70 (4 MiB max block),
+// header checksum; then blocks (4-byte little-endian size, high bit set = stored uncompressed) and
+// the 4-byte zero end mark.
+const (
+	maxBlock  = 4 << 20
+	endMark   = 4
+	uncompBit = 1 << 31
+)
+
+// frameHeader is taken from pierrec/lz4's own writer with the same options, so the header checksum
+// is computed by a real implementation rather than by hand.
+var frameHeader = func() []byte {
+	var b bytes.Buffer
+	zw := lz4.NewWriter(&b)
+	if err := zw.Apply(lz4.BlockSizeOption(lz4.Block4Mb), lz4.ChecksumOption(false), lz4.ConcurrencyOption(1)); err != nil {
+		panic(err)
+	}
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
+	hdr := b.Bytes()[:7]
+	if binary.LittleEndian.Uint32(hdr) != 0x184D2204 || hdr[4] != 0x60 || hdr[5] != 0x70 {
+		panic(fmt.Sprintf("unexpected lz4 frame header % x", hdr))
+	}
+	return bytes.Clone(hdr)
+}()
+
+// frameBound is the most bytes a frame of n payload bytes can take.
+func frameBound(n int) int {
+	blocks := (n + maxBlock - 1) / maxBlock
+	return len(frameHeader) + n + 4*blocks + endMark
+}
+
+// frameWriter compresses one frame at a time; each compressor goroutine owns one.
+type frameWriter struct {
+	c       lz4.Compressor
+	scratch []byte // assembles a block that straddles pieces
+}
+
+// frame appends to out[:0] one LZ4 frame holding the concatenation of pieces and returns it.
+// A block that does not shrink is stored uncompressed, so incompressible data costs one copy.
+func (fw *frameWriter) frame(out []byte, pieces ...[]byte) []byte {
+	total := 0
+	for _, p := range pieces {
+		total += len(p)
+	}
+	if need := frameBound(total); cap(out) < need {
+		out = make([]byte, 0, need)
+	}
+	out = append(out[:0], frameHeader...)
+	pi, po := 0, 0 // current piece and offset in it
+	for left := total; left > 0; {
+		n := min(left, maxBlock)
+		var src []byte
+		for pi < len(pieces) && po == len(pieces[pi]) {
+			pi, po = pi+1, 0
+		}
+		if len(pieces[pi])-po >= n {
+			src = pieces[pi][po : po+n]
+			po += n
+		} else {
+			if cap(fw.scratch) < n {
+				fw.scratch = make([]byte, maxBlock)
+			}
+			src = fw.scratch[:0]
+			for len(src) < n {
+				for po == len(pieces[pi]) {
+					pi, po = pi+1, 0
+				}
+				take := min(n-len(src), len(pieces[pi])-po)
+				src = append(src, pieces[pi][po:po+take]...)
+				po += take
+			}
+		}
+		pos := len(out)
+		out = out[:pos+4+n]
+		// dst is only len(src) long: an error or 0 means "does not shrink", so store the block as is.
+		z, err := fw.c.CompressBlock(src, out[pos+4:])
+		if err != nil || z == 0 || z >= n {
+			copy(out[pos+4:], src)
+			binary.LittleEndian.PutUint32(out[pos:], uint32(n)|uncompBit)
+			z = n
+		} else {
+			binary.LittleEndian.PutUint32(out[pos:], uint32(z))
+		}
+		out = out[:pos+4+z]
+		left -= n
+	}
+	return append(out, 0, 0, 0, 0)
+}
