@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	_ "modernc.org/sqlite"
 )
@@ -288,6 +289,9 @@ func splitAll(t *testing.T, dump string) []splitPart {
 	t.Helper()
 	var parts []splitPart
 	err := Split(strings.NewReader(dump), SplitOptions{}, func(p *Part, r io.Reader) error {
+		if len(dump) < 1<<20 {
+			r = iotest.OneByteReader(r) // exercise the part reader's statement/newline boundaries
+		}
 		b, err := io.ReadAll(r)
 		if err != nil {
 			return err

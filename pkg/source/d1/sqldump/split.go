@@ -83,7 +83,7 @@ func Split(r io.Reader, opts SplitOptions, emit func(p *Part, r io.Reader) error
 		if sp.err != nil {
 			return sp.err
 		}
-		if !pr.done || len(pr.cur) > 0 {
+		if !pr.done || len(pr.cur) > 0 || pr.nl {
 			return fmt.Errorf("table %q: %w", p.Table, ErrPartNotConsumed)
 		}
 	}
@@ -152,21 +152,25 @@ func (sp *splitter) nextData() (Statement, error) {
 type partReader struct {
 	sp   *splitter
 	part *Part
-	cur  string
+	cur  string // rest of the current statement
+	nl   bool   // its "\n" is still to come
 	done bool
 }
 
 func (pr *partReader) take(st Statement) {
-	pr.cur = st.SQL + "\n"
+	pr.cur, pr.nl = st.SQL, true
 	pr.part.Statements++
-	pr.part.Bytes += int64(len(pr.cur))
+	pr.part.Bytes += int64(len(st.SQL) + 1)
 	if st.Kind == Insert {
 		pr.part.Rows++
 	}
 }
 
 func (pr *partReader) Read(p []byte) (int, error) {
-	for len(pr.cur) == 0 {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(pr.cur) == 0 && !pr.nl {
 		if pr.done {
 			return 0, io.EOF
 		}
@@ -191,6 +195,11 @@ func (pr *partReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, pr.cur)
 	pr.cur = pr.cur[n:]
+	if len(pr.cur) == 0 && pr.nl && n < len(p) {
+		p[n] = '\n'
+		n++
+		pr.nl = false
+	}
 	return n, nil
 }
 
