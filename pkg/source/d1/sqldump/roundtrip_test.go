@@ -489,6 +489,25 @@ func TestLoadErrorNamesStatement(t *testing.T) {
 	}
 }
 
+func TestLoadCancelled(t *testing.T) {
+	_, conn := openDB(t, filepath.Join(t.TempDir(), "c.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := io.MultiReader(strings.NewReader("CREATE TABLE a(x);INSERT INTO a VALUES(1);"), readerFunc(func(p []byte) (int, error) {
+		cancel()
+		return copy(p, "INSERT INTO a VALUES(2);"), io.EOF
+	}))
+	if _, err := Load(ctx, conn, r, LoadOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if tabs := userTables(t, conn); len(tabs) != 0 {
+		t.Errorf("cancelled load left tables %q", tabs)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
 func TestCheckReportsForeignKeyViolation(t *testing.T) {
 	ctx := context.Background()
 	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "fk.db")) // foreign keys off: violations get stored

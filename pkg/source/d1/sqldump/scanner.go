@@ -54,6 +54,7 @@ const (
 var kindNames = [...]string{"other", "pragma", "create-table", "create-virtual-table", "create-index",
 	"create-view", "create-trigger", "insert", "delete", "transaction"}
 
+// String names the kind for logs and error messages.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
