@@ -21,7 +21,8 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/engine/ ./pkg/store/...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/store/...
+	scripts/bench-d1.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadSegment -fuzztime 30s ./pkg/archive/
