@@ -2,8 +2,10 @@ package sqldump
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -57,6 +59,22 @@ func BenchmarkSplit(b *testing.B) {
 			return err
 		})
 		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoad measures restore speed into a local modernc SQLite file (16 MiB of INSERTs).
+func BenchmarkLoad(b *testing.B) {
+	in := benchInput()
+	cut := bytes.IndexByte(in[16<<20:], '\n') + 16<<20
+	in = in[:cut]
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		b.StopTimer()
+		_, conn := openDB(b, filepath.Join(b.TempDir(), "bench.db"))
+		b.StartTimer()
+		if _, err := Load(context.Background(), conn, bytes.NewReader(in), LoadOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
