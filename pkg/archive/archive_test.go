@@ -12,9 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -589,4 +591,80 @@ func TestEscapeHatchStandardTools(t *testing.T) {
 	if got := strings.Fields(string(list)); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("tar -t:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// textStream yields n bytes of SQL-like text without holding them.
+type textStream struct {
+	left int64
+	line []byte
+	pos  int
+}
+
+func (s *textStream) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && s.left > 0 {
+		if s.pos == len(s.line) {
+			s.line = fmt.Appendf(s.line[:0], "INSERT INTO \"t\" VALUES(%d,'row %d');\n", s.left, s.left*7919)
+			s.pos = 0
+		}
+		c := copy(p[n:], s.line[s.pos:min(len(s.line), s.pos+int(min(int64(len(p)-n), s.left)))])
+		s.pos += c
+		n += c
+		s.left -= int64(c)
+	}
+	return n, nil
+}
+
+func TestWriterMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 96 MiB")
+	}
+	_, recs := newKey(t)
+	st := &discardStore{sizes: map[string]int64{}}
+	w, err := NewWriter(context.Background(), WriterOptions{Store: st, Recipients: recs, ChunkSize: 512 << 10, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	stop := make(chan struct{})
+	peak := make(chan uint64)
+	go func() {
+		var m runtime.MemStats
+		var max uint64
+		for {
+			select {
+			case <-stop:
+				peak <- max
+				return
+			case <-time.After(5 * time.Millisecond):
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > max {
+					max = m.HeapInuse
+				}
+			}
+		}
+	}()
+	const size = 96 << 20
+	ref, err := w.WriteItem("big.sql", &textStream{left: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	p := <-peak
+	if ref.Size != size || len(ref.Chunks) != size/(512<<10) {
+		t.Fatalf("%d bytes in %d chunks", ref.Size, len(ref.Chunks))
+	}
+	// Buffers: 512 KiB × (2×2+6) = 5 MiB; a writer that held the item would need 96 MiB.
+	if grow := int64(p) - int64(base.HeapInuse); grow > 32<<20 {
+		t.Fatalf("heap grew by %d MiB while streaming a %d MiB item", grow>>20, size>>20)
+	}
+	t.Logf("peak heap growth %d MiB", (int64(p)-int64(base.HeapInuse))>>20)
 }

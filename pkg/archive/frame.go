@@ -76,7 +76,7 @@ func (fw *frameWriter) frame(out []byte, pieces ...[]byte) []byte {
 			po += n
 		} else {
 			if cap(fw.scratch) < n {
-				fw.scratch = make([]byte, maxBlock)
+				fw.scratch = make([]byte, n)
 			}
 			src = fw.scratch[:0]
 			for len(src) < n {
