@@ -249,7 +249,7 @@ func TestRestoreToNewD1Database(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A small import limit forces several import files.
-	res, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, target, d1.DatabaseOptions{ImportLimit: 400 << 10 * 4})
+	res, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, target, d1.DatabaseOptions{ImportLimit: 200 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -260,10 +260,16 @@ func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener,
 			}
 		}
 	}
-	plans, err := func() ([]sqldump.PartPlan, error) {
+	// D1's import refuses statements over 100,000 bytes; rows that large are rewritten into
+	// several statements. The rewrite is deterministic, so both passes see the same bytes.
+	importStream := func() (io.Reader, io.Closer) {
 		s := Stream(ctx, open, sel, prefix)
-		defer s.Close()
-		return sqldump.PlanParts(s, sqldump.PlanOptions{Limit: o.ImportLimit, Prologue: "PRAGMA defer_foreign_keys=TRUE;\n"})
+		return sqldump.NewRewriter(s, 0, 0), s
+	}
+	plans, err := func() ([]sqldump.PartPlan, error) {
+		r, c := importStream()
+		defer c.Close()
+		return sqldump.PlanParts(r, sqldump.PlanOptions{Limit: o.ImportLimit, Prologue: "PRAGMA defer_foreign_keys=TRUE;\n"})
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("prepare import: %w", err)
@@ -272,14 +278,14 @@ func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener,
 	for _, plan := range plans {
 		plan := plan
 		imp, err := api.Import(ctx, target.UUID, plan.MD5, plan.Bytes, func() (io.ReadCloser, error) {
-			s := Stream(ctx, open, sel, prefix)
+			r, c := importStream()
 			pr, pw := io.Pipe()
 			go func() {
-				_, err := io.CopyN(io.Discard, s, plan.InputOffset)
+				_, err := io.CopyN(io.Discard, r, plan.InputOffset)
 				if err == nil {
-					err = sqldump.WritePart(pw, s, plan)
+					err = sqldump.WritePart(pw, r, plan)
 				}
-				s.Close()
+				c.Close()
 				pw.CloseWithError(err)
 			}()
 			return pr, nil
@@ -315,16 +321,46 @@ func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener,
 // set, else the selected tables (their indexes and triggers go with them).
 func dropStatements(live []schemaObject, tables map[string]bool) string {
 	var b strings.Builder
-	order := []string{"view", "trigger", "table"}
-	for _, typ := range order {
+	vtabs := map[string]string{}
+	var names []string
+	for _, ob := range live {
+		if ob.Type == "table" {
+			names = append(names, ob.Name)
+			if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(ob.SQL)), "CREATE VIRTUAL TABLE") {
+				vtabs[ob.Name] = ob.SQL
+			}
+		}
+	}
+	shadow := map[string]bool{}
+	for _, n := range sqldump.ShadowTables(vtabs, names) {
+		shadow[n] = true
+	}
+	drop := func(typ, name string) {
+		fmt.Fprintf(&b, "DROP %s IF EXISTS %s;\n", typ, sqldump.QuoteIdent(name))
+	}
+	if tables == nil {
 		for _, ob := range live {
-			if ob.Type != typ {
-				continue
+			if ob.Type == "view" {
+				drop("VIEW", ob.Name)
 			}
-			if tables != nil && !(typ == "table" && tables[ob.Name]) {
-				continue
+		}
+		for _, ob := range live {
+			if ob.Type == "trigger" {
+				drop("TRIGGER", ob.Name)
 			}
-			fmt.Fprintf(&b, "DROP %s IF EXISTS %s;\n", strings.ToUpper(typ), sqldump.QuoteIdent(ob.Name))
+		}
+	}
+	// Virtual tables before the tables they index (FTS5 reads its content table when dropped),
+	// then the rest in reverse creation order, children before parents.
+	for _, ob := range live {
+		if ob.Type == "table" && vtabs[ob.Name] != "" && (tables == nil || tables[ob.Name]) {
+			drop("TABLE", ob.Name)
+		}
+	}
+	for i := len(live) - 1; i >= 0; i-- {
+		ob := live[i]
+		if ob.Type == "table" && vtabs[ob.Name] == "" && !shadow[ob.Name] && (tables == nil || tables[ob.Name]) {
+			drop("TABLE", ob.Name)
 		}
 	}
 	return b.String()
