@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"net/http"
+	"sync/atomic"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -42,18 +44,28 @@ type fixture struct {
 
 func newFixture(t *testing.T, users int) *fixture {
 	t.Helper()
+	return newFixtureWith(t, users, cftest.Options{}, nil)
+}
+
+// newFixtureWith lets a test set the emulator's options and the client's HTTP transport.
+func newFixtureWith(t *testing.T, users int, copts cftest.Options, rt http.RoundTripper) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	seedPath := filepath.Join(dir, "seed.sqlite")
 	if _, err := seed.Generate(ctx, seedPath, seed.Options{Users: users, Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
-	srv, base := cftest.Start(t, cftest.Options{}) // D1-like: the export rounds integers beyond 2^53
+	srv, base := cftest.Start(t, copts) // D1-like: the export rounds integers beyond 2^53
 	uuid, err := srv.AddDatabase("app", seedPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := cloudflare.New(cloudflare.Config{AccountID: srv.AccountID(), APIToken: "test-token", BaseURL: base + "/client/v4", PollInterval: time.Millisecond})
+	var hc *http.Client
+	if rt != nil {
+		hc = &http.Client{Transport: rt}
+	}
+	cf, err := cloudflare.New(cloudflare.Config{AccountID: srv.AccountID(), APIToken: "test-token", BaseURL: base + "/client/v4", PollInterval: time.Millisecond, HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +406,7 @@ func TestFailedOrCancelledBackupLeavesNoSnapshot(t *testing.T) {
 	}
 }
 
-func TestExpiredSignedURLAndRateLimitsAreRetried(t *testing.T) {
+func TestRateLimitsAndServerErrorsAreRetried(t *testing.T) {
 	f := newFixture(t, 10)
 	ctx := context.Background()
 	f.srv.InjectFaults(cftest.Faults{Status429: 2, Status5xx: 1, RetryAfter: time.Millisecond})
@@ -425,4 +437,39 @@ func readKey(t *testing.T, st store.Store, key string) string {
 	defer rc.Close()
 	b, _ := io.ReadAll(rc)
 	return string(b)
+}
+
+// clockJump advances the emulator's clock by two hours just before the first signed-URL download,
+// so the real server finds that URL expired, as a slow start after a long export would.
+type clockJump struct {
+	offset *atomic.Int64
+	jumped atomic.Bool
+	downloads atomic.Int32
+}
+
+func (c *clockJump) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/cfemu/signed/") {
+		c.downloads.Add(1)
+		if c.jumped.CompareAndSwap(false, true) {
+			c.offset.Add(int64(2 * time.Hour))
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestExpiredSignedURLExportsAgain(t *testing.T) {
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	cj := &clockJump{offset: &offset}
+	f := newFixtureWith(t, 10, cftest.Options{Now: now}, cj)
+	m, err := f.backup(t, context.Background())
+	if err != nil {
+		t.Fatalf("backup after an expired signed URL: %v", err)
+	}
+	if got := cj.downloads.Load(); got != 2 {
+		t.Fatalf("downloads = %d, want 2 (the expired one, then a fresh export's)", got)
+	}
+	if _, err := f.eng.Verify(context.Background(), m, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
+		t.Fatal(err)
+	}
 }
