@@ -2,16 +2,16 @@ package engine_test
 
 import (
 	"context"
-	"net/http"
-	"sync/atomic"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -442,8 +442,8 @@ func readKey(t *testing.T, st store.Store, key string) string {
 // clockJump advances the emulator's clock by two hours just before the first signed-URL download,
 // so the real server finds that URL expired, as a slow start after a long export would.
 type clockJump struct {
-	offset *atomic.Int64
-	jumped atomic.Bool
+	offset    *atomic.Int64
+	jumped    atomic.Bool
 	downloads atomic.Int32
 }
 
