@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
 )
 
 // ErrInvalid: a setting has a bad value; the message names the setting and the fix.
@@ -61,7 +63,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("repository", DefaultRepository)
 	v.SetDefault("log_level", "info")
 	v.SetDefault("segment_size", int64(512<<20))
-	v.SetDefault("chunk_size", 8<<20)
+	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
 	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url"} {
 		v.SetDefault(k, "")

@@ -32,8 +32,9 @@ var (
 )
 
 const (
-	// DefaultChunkSize bounds the memory one chunk buffer takes.
-	DefaultChunkSize = 8 << 20
+	// DefaultChunkSize bounds the memory one chunk buffer takes; the writer holds about
+	// ChunkSize × (2×Concurrency+6) bytes at most (60 MiB with 4 MiB chunks on 2 cores).
+	DefaultChunkSize = 4 << 20
 	// DefaultSegmentSize keeps segments large enough for cheap listing and small enough to upload in parallel.
 	DefaultSegmentSize = 512 << 20
 	// SegmentPrefix is where segments live in a repository.

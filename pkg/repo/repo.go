@@ -20,6 +20,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -114,7 +115,7 @@ func Init(ctx context.Context, st store.Store, o InitOptions) (*Repo, []byte, er
 		cfg.SegmentSize = 512 << 20
 	}
 	if cfg.ChunkSize <= 0 {
-		cfg.ChunkSize = 8 << 20
+		cfg.ChunkSize = archive.DefaultChunkSize
 	}
 	for _, r := range o.Recipients {
 		r = strings.TrimSpace(r)
