@@ -174,12 +174,10 @@ func (e *Engine) Backup(ctx context.Context, cf *cloudflare.Client, plan *Backup
 		Actor:      actor(o.Actor),
 		Tool:       e.Tool,
 	}
-	var total int64
-	for _, d := range plan.Databases {
-		total += d.FileSize
-	}
+	// The dump's size is unknown in advance (SQL text is larger than the database file), so the bar
+	// shows bytes and rate rather than a percentage.
 	pr := e.progress()
-	pr.Start("backup", total)
+	pr.Start("backup", -1)
 	for _, db := range plan.Databases {
 		e.log().Info("backing up D1 database", "database", db.Name, "uuid", db.UUID, "size", db.FileSize)
 		src, items, err := d1.Backup(ctx, cf, w, db, d1.BackupOptions{Log: e.log(), Progress: pr.Add})
