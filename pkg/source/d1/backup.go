@@ -259,17 +259,24 @@ func str(v any) string {
 // 'rebuild' for external-content FTS, its rows for regular FTS (read with quote() so every value
 // survives exactly), nothing for contentless tables (which cannot be read back).
 func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string) (manifest.Item, error) {
-	pr, pw := io.Pipe()
 	var rows int64
-	go func() {
-		pw.CloseWithError(writeVirtual(ctx, api, db.UUID, name, create, pw, &rows))
-	}()
-	ref, err := w.WriteItem(ItemName(db.UUID, "virtual", name), pr)
-	pr.CloseWithError(errors.New("archive writer stopped"))
+	ref, err := writeGenerated(w, ItemName(db.UUID, "virtual", name), func(pw io.Writer) error {
+		return writeVirtual(ctx, api, db.UUID, name, create, pw, &rows)
+	})
 	if err != nil {
 		return manifest.Item{}, fmt.Errorf("virtual table %s: %w", name, err)
 	}
 	return manifest.Item{Component: Component, Source: db.UUID, Kind: "virtual", Table: name, Rows: rows, ItemRef: ref}, nil
+}
+
+// writeGenerated streams what gen writes into one archive item, so generated SQL (virtual-table rows,
+// big-integer fixups) never sits in memory whole. A gen error fails the item.
+func writeGenerated(w ItemWriter, name string, gen func(io.Writer) error) (archive.ItemRef, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(gen(pw)) }()
+	ref, err := w.WriteItem(name, pr)
+	pr.CloseWithError(errors.New("archive writer stopped"))
+	return ref, err
 }
 
 func writeVirtual(ctx context.Context, api *cloudflare.Client, id, name, create string, w io.Writer, rows *int64) error {
@@ -397,6 +404,9 @@ func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db 
 // rounded. cfbackup reads those values again as text and stores UPDATE statements that put them back.
 const bigIntLimit = "9007199254740992"
 
+// bigIntPage is how many rows with big integers one query returns.
+const bigIntPage = 1000
+
 // backupBigIntegers captures, for every exported table, the exact value of each integer beyond ±2^53
 // as a "fixup" item of UPDATE statements keyed by rowid (replayed right after the table's rows).
 // Read right after the export; a row changed in between gets its newer exact value.
@@ -419,39 +429,42 @@ func backupBigIntegers(ctx context.Context, api *cloudflare.Client, w ItemWriter
 			conds = append(conds, big)
 			sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN CAST(%s AS TEXT) END", big, q))
 		}
-		var b strings.Builder
-		last := "-9223372036854775808"
 		q := sqldump.QuoteIdent(it.Table)
-		const page = 1000
-		failed := false
-		for {
-			_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT CAST(rowid AS TEXT), %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) AND (%s) ORDER BY rowid LIMIT %d",
-				strings.Join(sel, ", "), q, strings.Join(conds, " OR "), page), last)
-			if err != nil {
-				// WITHOUT ROWID tables have no rowid; others may time out on huge tables.
-				log.Warn("could not check for integers beyond 2^53; D1's export may have rounded them", "database", db.Name, "table", it.Table, "err", err)
-				failed = true
-				break
-			}
-			for _, r := range rows {
-				last = str(r[0])
-				for i, v := range r[1:] {
-					if v == nil || i >= len(names) {
-						continue
-					}
-					fmt.Fprintf(&b, "UPDATE %s SET %s = %s WHERE rowid = %s;\n", q, sqldump.QuoteIdent(names[i]), str(v), last)
-				}
-			}
-			if len(rows) < page {
-				break
-			}
-		}
-		if failed || b.Len() == 0 {
+		query := fmt.Sprintf("SELECT CAST(rowid AS TEXT), %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) AND (%s) ORDER BY rowid LIMIT %d",
+			strings.Join(sel, ", "), q, strings.Join(conds, " OR "), bigIntPage)
+		_, rows, err := api.Raw(ctx, db.UUID, query, "-9223372036854775808")
+		if err != nil {
+			// WITHOUT ROWID tables have no rowid; others may time out on huge tables.
+			log.Warn("could not check for integers beyond 2^53; D1's export may have rounded them", "database", db.Name, "table", it.Table, "err", err)
 			continue
 		}
-		ref, err := w.WriteItem(ItemName(db.UUID, "fixup", it.Table), strings.NewReader(b.String()))
+		if len(rows) == 0 {
+			continue
+		}
+		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", it.Table), func(pw io.Writer) error {
+			for {
+				last := ""
+				for _, r := range rows {
+					last = str(r[0])
+					for i, v := range r[1:] {
+						if v == nil || i >= len(names) {
+							continue
+						}
+						if _, err := fmt.Fprintf(pw, "UPDATE %s SET %s = %s WHERE rowid = %s;\n", q, sqldump.QuoteIdent(names[i]), str(v), last); err != nil {
+							return err
+						}
+					}
+				}
+				if len(rows) < bigIntPage {
+					return nil
+				}
+				if _, rows, err = api.Raw(ctx, db.UUID, query, last); err != nil {
+					return fmt.Errorf("read integers beyond 2^53 of %s: %w", it.Table, err)
+				}
+			}
+		})
 		if err != nil {
-			return nil, &storeError{err}
+			return nil, err
 		}
 		out = append(out, manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: it.Table, ItemRef: ref})
 	}
