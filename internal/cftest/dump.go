@@ -11,8 +11,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
 // ErrVirtualTables is D1's refusal to export a database holding virtual tables.
@@ -220,9 +218,42 @@ func sqlLiteral(v any, exact bool) string {
 	}
 }
 
-// quoteText quotes text the way miniflare's dumpSql does (sqlite shell's
-// output_quoted_escaped_string); cfbackup's own formatter ports the same function.
-func quoteText(v string) string { return sqldump.FormatValue(v) }
+// quoteText ports sqlite shell's output_quoted_escaped_string as miniflare does.
+func quoteText(v string) string {
+	hasNL := strings.Contains(v, "\n")
+	hasCR := strings.Contains(v, "\r")
+	if !hasNL && !hasCR {
+		return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	}
+	nl := unusedString(v, `\n`, `\012`)
+	cr := unusedString(v, `\r`, `\015`)
+	esc := strings.ReplaceAll(v, "'", "''")
+	esc = strings.ReplaceAll(esc, "\n", nl)
+	esc = strings.ReplaceAll(esc, "\r", cr)
+	out := "'" + esc + "'"
+	if hasCR {
+		out = "replace(" + out + ",'" + cr + "',char(13))"
+	}
+	if hasNL {
+		out = "replace(" + out + ",'" + nl + "',char(10))"
+	}
+	return out
+}
+
+func unusedString(v, primary, secondary string) string {
+	if !strings.Contains(v, primary) {
+		return primary
+	}
+	if !strings.Contains(v, secondary) {
+		return secondary
+	}
+	for i := 0; ; i++ {
+		c := "(" + primary + strconv.Itoa(i) + ")"
+		if !strings.Contains(v, c) {
+			return c
+		}
+	}
+}
 
 // jsNumber formats f like JavaScript's Number.prototype.toString, which is what
 // the D1 dump writes for every numeric cell.
