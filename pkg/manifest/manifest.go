@@ -156,10 +156,6 @@ func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
 	}
 	dec, err := age.Decrypt(bytes.NewReader(raw), ids...)
 	if err != nil {
-		var nm *age.NoIdentityMatchError
-		if errors.As(err, &nm) {
-			return nil, fmt.Errorf("decrypt catalogue of snapshot %s: %w", m.ID, err)
-		}
 		return nil, fmt.Errorf("decrypt catalogue of snapshot %s: %w", m.ID, err)
 	}
 	zr, err := gzip.NewReader(dec)
@@ -187,7 +183,7 @@ func Decode(r io.Reader) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
-	if m.Format == 0 || m.ID == "" {
+	if m.Format < 1 || m.ID == "" {
 		return nil, fmt.Errorf("%w: missing format or id", ErrFormat)
 	}
 	if m.Format > FormatVersion {

@@ -188,6 +188,11 @@ func exportOnce(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cl
 	var items []manifest.Item
 	err = sqldump.Split(r, sqldump.SplitOptions{MaxStatement: o.MaxStatement}, func(p *sqldump.Part, pr io.Reader) error {
 		name := ItemName(db.UUID, p.Kind, p.Table)
+		if p.Continued {
+			// More rows of a table seen earlier in the dump: a distinct item name, so tar
+			// extraction does not overwrite the first part.
+			name = strings.TrimSuffix(name, ".sql") + fmt.Sprintf(".cont%d.sql", p.Index)
+		}
 		ref, err := w.WriteItem(name, pr)
 		if err != nil {
 			return &storeError{fmt.Errorf("write %s: %w", name, err)}

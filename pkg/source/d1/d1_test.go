@@ -97,3 +97,10 @@ func TestDropStatementsOrder(t *testing.T) {
 		t.Fatalf("filtered drops = %v", got)
 	}
 }
+
+func TestSelectRefusesUnknownItemKinds(t *testing.T) {
+	cat := &manifest.Catalogue{Items: []manifest.Item{item("table", "users"), item("hologram", "users")}}
+	if _, err := Select(cat, "db1", nil); err == nil || !strings.Contains(err.Error(), "upgrade cfbackup") {
+		t.Fatalf("unknown kind: %v", err)
+	}
+}

@@ -53,9 +53,12 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			have[it.Table] = true
 		case "fixup":
 			fix = append(fix, it)
-		default:
+		case "table":
 			tbl = append(tbl, it)
 			have[it.Table] = true
+		default:
+			// Fail closed: an item kind from a newer cfbackup must not be replayed as table SQL.
+			return Selection{}, fmt.Errorf("item %s has kind %q, which this cfbackup does not know: upgrade cfbackup", it.Name, it.Kind)
 		}
 	}
 	sel := Selection{}
@@ -90,6 +93,18 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 		}
 	}
 	return sel, nil
+}
+
+// rowsPerTable sums the recorded rows of each table (a table whose rows were not contiguous in the
+// dump has several items).
+func (s Selection) rowsPerTable() map[string]int64 {
+	out := map[string]int64{}
+	for _, it := range s.Items {
+		if it.Kind == "table" {
+			out[it.Table] += it.Rows
+		}
+	}
+	return out
 }
 
 // Stream replays the selection as one SQL text stream. prefix is written first (after the PRAGMA),
@@ -197,17 +212,14 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 		return nil, err
 	}
 	res := &FileResult{Path: path, Statements: st.Statements, Tables: map[string]int64{}}
-	for _, it := range sel.Items {
-		if it.Kind != "table" {
-			continue
-		}
-		n, err := sqldump.CountRows(ctx, conn, it.Table)
+	for table, want := range sel.rowsPerTable() {
+		n, err := sqldump.CountRows(ctx, conn, table)
 		if err != nil {
 			return nil, err
 		}
-		res.Tables[it.Table] = n
-		if n != it.Rows {
-			return nil, fmt.Errorf("%w: table %s has %d rows, the snapshot recorded %d", ErrMismatch, it.Table, n, it.Rows)
+		res.Tables[table] = n
+		if n != want {
+			return nil, fmt.Errorf("%w: table %s has %d rows, the snapshot recorded %d", ErrMismatch, table, n, want)
 		}
 	}
 	conn.Close()
@@ -297,21 +309,18 @@ func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener,
 		res.Bytes += plan.Bytes
 		res.FinalBookmark = imp.FinalBookmark
 	}
-	for _, it := range sel.Items {
-		if it.Kind != "table" {
-			continue
-		}
-		_, rows, err := api.Raw(ctx, target.UUID, "SELECT count(*) FROM "+sqldump.QuoteIdent(it.Table))
+	for table, want := range sel.rowsPerTable() {
+		_, rows, err := api.Raw(ctx, target.UUID, "SELECT count(*) FROM "+sqldump.QuoteIdent(table))
 		if err != nil {
-			return res, fmt.Errorf("count rows of %s: %w", it.Table, err)
+			return res, fmt.Errorf("count rows of %s: %w", table, err)
 		}
 		var n int64
 		if len(rows) == 1 && len(rows[0]) == 1 {
 			fmt.Sscan(numString(rows[0][0]), &n)
 		}
-		res.Tables[it.Table] = n
-		if n != it.Rows {
-			return res, fmt.Errorf("%w: table %s in %s has %d rows, the snapshot recorded %d", ErrMismatch, it.Table, target.Name, n, it.Rows)
+		res.Tables[table] = n
+		if n != want {
+			return res, fmt.Errorf("%w: table %s in %s has %d rows, the snapshot recorded %d", ErrMismatch, table, target.Name, n, want)
 		}
 	}
 	return res, nil
