@@ -26,7 +26,11 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadSegment -fuzztime 30s ./pkg/archive/
+	$(GO) test -run '^$$' -fuzz FuzzOpenItem -fuzztime 30s ./pkg/archive/
 	$(GO) test -run '^$$' -fuzz FuzzScanner -fuzztime 30s ./pkg/source/d1/sqldump/
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime 30s ./pkg/source/d1/sqldump/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeManifest -fuzztime 30s ./pkg/manifest/
+	$(GO) test -run '^$$' -fuzz FuzzOpenCatalogue -fuzztime 30s ./pkg/manifest/
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
