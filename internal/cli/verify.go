@@ -15,6 +15,7 @@ type VerifyOptions struct {
 	Snapshot string
 	ReadData bool
 	Subset   string
+	NoRecord bool
 }
 
 // NewCmdVerify checks a snapshot.
@@ -30,7 +31,8 @@ and ciphertext SHA-256 (each segment is read once).
 --read-data also decrypts and decompresses every item and checks its SHA-256 (needs an identity).
 --read-data-subset n/t checks the n-th of t groups of segments (run 1/7 … 7/7 on successive days),
 or x% a random x percent of segments.
-A mismatch names the object and the item and exits 6.`,
+A mismatch names the object and the item and exits 6. The result is recorded in the repository
+under verify/ (plaintext: time, snapshot, mode, counts, problems) unless --no-record.`,
 		Example: `  cfbackup verify
   cfbackup verify latest --read-data --identity-file key.txt
   cfbackup verify 3f2a --read-data-subset 10% --identity-file key.txt --json`,
@@ -50,6 +52,7 @@ A mismatch names the object and the item and exits 6.`,
 	}
 	cmd.Flags().BoolVar(&o.ReadData, "read-data", false, "decrypt and check every item (needs an identity)")
 	cmd.Flags().StringVar(&o.Subset, "read-data-subset", "", "read only some segments: n/t or x%")
+	cmd.Flags().BoolVar(&o.NoRecord, "no-record", false, "do not record the result under verify/ in the repository")
 	return cmd
 }
 
@@ -70,7 +73,7 @@ func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 	if err != nil {
 		return err
 	}
-	res, verr := o.f.Engine(r).Verify(ctx, m, engine.VerifyOptions{ReadData: o.ReadData, Subset: o.Subset, Identities: ids})
+	res, verr := o.f.Engine(r).Verify(ctx, m, engine.VerifyOptions{ReadData: o.ReadData, Subset: o.Subset, Identities: ids, Record: !o.NoRecord})
 	if res == nil {
 		return verr
 	}

@@ -4,7 +4,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Sentinel errors the CLI maps to exit codes.
@@ -104,8 +107,12 @@ func (e *Engine) PlanBackup(ctx context.Context, cf *cloudflare.Client, o Backup
 		comps = []string{d1.Component}
 	}
 	for _, c := range comps {
-		if c != d1.Component {
-			return nil, fmt.Errorf("%w: component %q is not supported yet (supported: d1)", ErrNotFound, c)
+		switch c {
+		case d1.Component:
+		case "do", "r2", "config":
+			return nil, fmt.Errorf("%w: --component %s is not supported by this version yet (supported: d1)", ErrUsage, c)
+		default:
+			return nil, fmt.Errorf("%w: unknown component %q (components: d1, do, r2, config)", ErrUsage, c)
 		}
 	}
 	plan := &BackupPlan{Components: comps}
@@ -225,18 +232,48 @@ type VerifyOptions struct {
 	Identities []age.Identity
 	// Rand picks the random subset; default a time-seeded source.
 	Rand func(n int) int
+	// Record stores the result under verify/ so reports can show verification coverage over time.
+	Record bool
+}
+
+// VerifyPrefix is where verification results are recorded: verify/<UTC time>-<snapshot id>.json.
+const VerifyPrefix = "verify/"
+
+func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
+	// The record is plaintext: keep segment keys, but never item or table names (invariant 3).
+	rec := *res
+	rec.Problems = nil
+	items := 0
+	for _, p := range res.Problems {
+		if strings.HasPrefix(p, "segment ") {
+			rec.Problems = append(rec.Problems, p)
+		} else {
+			items++
+		}
+	}
+	if items > 0 {
+		rec.Problems = append(rec.Problems, fmt.Sprintf("%d item(s) failed their SHA-256 check", items))
+	}
+	b, err := json.MarshalIndent(&rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	key := VerifyPrefix + res.Time.Format("20060102T150405.000000000Z") + "-" + res.Snapshot + ".json"
+	return e.Repo.Store.Put(ctx, key, bytes.NewReader(append(b, '\n')), store.PutOptions{IfNotExists: true})
 }
 
 // VerifyResult is one snapshot's verification outcome.
 type VerifyResult struct {
-	Snapshot       string   `json:"snapshot"`
-	Mode           string   `json:"mode"`
-	Segments       int      `json:"segments_checked"`
-	SegmentsTotal  int      `json:"segments_total"`
-	Items          int      `json:"items_checked"`
-	BytesRead      int64    `json:"bytes_read"`
-	Problems       []string `json:"problems,omitempty"`
-	DurationMillis int64    `json:"duration_ms"`
+	Time           time.Time `json:"time"`
+	OK             bool      `json:"ok"`
+	Snapshot       string    `json:"snapshot"`
+	Mode           string    `json:"mode"`
+	Segments       int       `json:"segments_checked"`
+	SegmentsTotal  int       `json:"segments_total"`
+	Items          int       `json:"items_checked"`
+	BytesRead      int64     `json:"bytes_read"`
+	Problems       []string  `json:"problems,omitempty"`
+	DurationMillis int64     `json:"duration_ms"`
 }
 
 // Verify checks a snapshot. The quick mode needs no identity: every segment exists with its recorded
@@ -315,6 +352,13 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 		}
 	}
 	res.DurationMillis = e.now().Sub(start).Milliseconds()
+	res.Time = start.UTC()
+	res.OK = len(res.Problems) == 0
+	if o.Record {
+		if err := e.recordVerify(ctx, res); err != nil {
+			e.log().Warn("could not record the verification result", "err", err)
+		}
+	}
 	if len(res.Problems) > 0 {
 		return res, fmt.Errorf("%w: snapshot %s: %d problem(s): %s", ErrIntegrity, m.ID, len(res.Problems), strings.Join(res.Problems, "; "))
 	}

@@ -473,3 +473,24 @@ func TestExpiredSignedURLExportsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestVerifyRecordsResultWithoutNames(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.eng.Verify(ctx, m, engine.VerifyOptions{ReadData: true, Identities: f.ids, Record: true}); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	f.repo.Store.List(ctx, engine.VerifyPrefix, func(oi store.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+	if len(keys) != 1 || !strings.HasSuffix(keys[0], "-"+m.ID+".json") {
+		t.Fatalf("verify records: %v", keys)
+	}
+	rec := readKey(t, f.repo.Store, keys[0])
+	if !strings.Contains(rec, `"ok": true`) || !strings.Contains(rec, `"mode": "read-data"`) || strings.Contains(rec, "users") {
+		t.Fatalf("record = %s", rec)
+	}
+}
