@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"sort"
@@ -111,9 +112,6 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	if o.Create && o.ToDatabase == "" {
 		return usageError{errors.New("--create goes with --to-database")}
 	}
-	if o.InPlace && !o.Yes && !o.DryRun {
-		return fmt.Errorf("%w: --in-place overwrites the live database; add --yes to confirm (try --dry-run first)", engine.ErrRefused)
-	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err
@@ -125,6 +123,11 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	src, err := pickSource(m, o.Database)
 	if err != nil {
 		return err
+	}
+	if o.InPlace && !o.Yes && !o.DryRun {
+		if err := confirmByName(o.f, src.Name); err != nil {
+			return err
+		}
 	}
 	ids, err := o.f.Identities(true)
 	if err != nil {
@@ -259,4 +262,17 @@ func restoreErr(err error) error {
 		return fmt.Errorf("%w: %v", engine.ErrNotFound, err)
 	}
 	return err
+}
+
+// confirmByName asks for the target's name on a terminal; elsewhere --yes is required.
+func confirmByName(f *Factory, name string) error {
+	if !isTerminal(f.IO.In) || !isTerminal(f.IO.Err) {
+		return fmt.Errorf("%w: --in-place overwrites the live database %s; add --yes to confirm (try --dry-run first)", engine.ErrRefused, name)
+	}
+	fmt.Fprintf(f.IO.Err, "This replaces the contents of the live D1 database %q.\nType its name to continue: ", name)
+	line, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+	if strings.TrimSpace(line) != name {
+		return fmt.Errorf("%w: confirmation did not match %q; nothing was changed", engine.ErrRefused, name)
+	}
+	return nil
 }
