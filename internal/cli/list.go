@@ -25,7 +25,10 @@ func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 		Use:   "list",
 		Short: "List snapshots, newest first",
 		Long: `List the repository's snapshots, newest first: id, time, components, databases, original and stored
-sizes, labels. It reads only plaintext manifest metadata and needs no identity.`,
+sizes, labels. It reads only plaintext manifest metadata and needs no identity.
+
+On a terminal it prints a table; piped, one snapshot per line with tab-separated fields
+(id, RFC 3339 time, components, databases, size and stored size in bytes, labels); --json for everything.`,
 		Example: `  cfbackup list
   cfbackup list --json | jq -r '.[0].id'`,
 		Args: cobra.NoArgs,
@@ -86,6 +89,14 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(o.f.IO.Out, "No snapshots in %s yet. Take one with 'cfbackup backup'.\n", r.Store.Location())
+		return nil
+	}
+	// A table for people on a terminal; plain tab-separated fields (exact bytes, RFC 3339) for pipes.
+	if !isTerminal(o.f.IO.Out) {
+		for _, e := range entries {
+			fmt.Fprintf(o.f.IO.Out, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", e.ID, e.Time.Format(time.RFC3339), strings.Join(e.Components, ","),
+				strings.Join(e.Databases, ","), e.Size, e.StoredSize, labelString(e.Labels))
+		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.IO.Out, 0, 4, 2, ' ', 0)
