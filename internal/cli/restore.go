@@ -172,7 +172,9 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	eng := o.f.Engine(r)
 	open := eng.Opener(m, ids)
 	if o.ToFile != "" {
+		finish := eng.StartProgress("restore", plan.Bytes)
 		res, err := d1.RestoreToFile(ctx, open, sel, o.ToFile)
+		finish()
 		if err != nil {
 			return restoreErr(err)
 		}
@@ -214,7 +216,10 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 			return err
 		}
 	}
+	// The SQL is produced twice (plan the import files, then upload them): the bar counts both passes.
+	finish := eng.StartProgress("restore", 2*plan.Bytes)
 	res, err := d1.RestoreToDatabase(ctx, cf, open, sel, target, dopt)
+	finish()
 	if err != nil {
 		if undo != "" {
 			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s", restoreErr(err), undo)

@@ -413,12 +413,38 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 	return func(i int) bool { return i%t == k-1 }, nil
 }
 
-// Opener binds archive.OpenItem to a snapshot for the sources' restore functions.
+// Opener binds archive.OpenItem to a snapshot for the sources' restore functions. Bytes read are
+// reported to the progress sink (see StartProgress).
 func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) d1.Opener {
 	segs := m.SegmentMap()
+	pr := e.progress()
 	return func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
-		return archive.OpenItem(ctx, e.Repo.Store, segs, ids, ref)
+		rc, err := archive.OpenItem(ctx, e.Repo.Store, segs, ids, ref)
+		if err != nil {
+			return nil, err
+		}
+		return progressReader{rc, pr}, nil
 	}
+}
+
+// StartProgress shows progress of work the caller drives (a restore) and returns the function that ends it.
+func (e *Engine) StartProgress(label string, total int64) (finish func()) {
+	pr := e.progress()
+	pr.Start(label, total)
+	return pr.Finish
+}
+
+type progressReader struct {
+	io.ReadCloser
+	pr Progress
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.pr.Add(n)
+	}
+	return n, err
 }
 
 // OpenCatalogue decrypts a snapshot's catalogue, classifying key errors.
