@@ -50,7 +50,7 @@ func exitCode(err error) int {
 		return ExitKey
 	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, engine.ErrNotFound):
 		return ExitNotFound
-	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists):
+	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists), errors.Is(err, cloudflare.ErrExists):
 		return ExitRefused
 	case errors.Is(err, cloudflare.ErrAuth), errors.Is(err, cloudflare.ErrUnreachable), errors.Is(err, cloudflare.ErrTaskFailed), errors.Is(err, cloudflare.ErrConfig), errors.Is(err, cloudflare.ErrSignedURLExpired):
 		return ExitCloudflare

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -57,6 +59,11 @@ classic X25519 recipients in one repository, and need age 1.3 or newer to decryp
 func keyGenerateRun(o *KeyGenerateOptions) error {
 	if o.Output == "" {
 		return usageError{fmt.Errorf("--output FILE is required: the identity is a secret and is never printed")}
+	}
+	if dir := filepath.Dir(o.Output); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create the directory for %s: %w", o.Output, err)
+		}
 	}
 	id, rcp, err := keys.Generate(o.PQ)
 	if err != nil {

@@ -36,6 +36,8 @@ var (
 	ErrSignedURLExpired = errors.New("signed URL expired")
 	// ErrTaskFailed: an asynchronous export or import ended with status "error".
 	ErrTaskFailed = errors.New("cloudflare task failed")
+	// ErrExists: the resource (a database name) is already taken.
+	ErrExists = errors.New("already exists in the Cloudflare account")
 	// ErrConfig: required settings (account id, token) are missing.
 	ErrConfig = errors.New("cloudflare settings incomplete")
 )
@@ -115,7 +117,9 @@ func classify(err error, what string) error {
 		msg := apiMessage(apiErr)
 		switch {
 		case apiErr.StatusCode == http.StatusUnauthorized || apiErr.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("%s: %w (HTTP %d: %s); check CLOUDFLARE_API_TOKEN and that it has D1 Edit permission on account %s", what, ErrAuth, apiErr.StatusCode, msg, "the configured account")
+			return fmt.Errorf("%s: %w (HTTP %d: %s); check CLOUDFLARE_API_TOKEN and that it has D1 Edit permission on account %s", what, ErrAuth, apiErr.StatusCode, msg, accountOf(apiErr))
+		case hasCode(apiErr, 7502) || apiErr.StatusCode == http.StatusConflict:
+			return fmt.Errorf("%s: %w (HTTP %d: %s)", what, ErrExists, apiErr.StatusCode, msg)
 		case apiErr.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%s: %w (HTTP 404: %s)", what, ErrNotFound, msg)
 		default:
@@ -128,6 +132,28 @@ func classify(err error, what string) error {
 		return fmt.Errorf("%s: %w: %v (check network access and CFBACKUP_CLOUDFLARE_API_URL)", what, ErrUnreachable, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+func hasCode(e *d1.Error, code int64) bool {
+	for _, ed := range e.Errors {
+		if ed.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// accountOf names the account in a request path (…/accounts/<id>/…), for error messages.
+func accountOf(e *d1.Error) string {
+	if e.Request != nil {
+		parts := strings.Split(e.Request.URL.Path, "/")
+		for i := 0; i+1 < len(parts); i++ {
+			if parts[i] == "accounts" {
+				return parts[i+1]
+			}
+		}
+	}
+	return "(CLOUDFLARE_ACCOUNT_ID)"
 }
 
 func apiMessage(e *d1.Error) string {

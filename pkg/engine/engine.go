@@ -242,7 +242,7 @@ const VerifyPrefix = "verify/"
 func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 	// The record is plaintext: keep segment keys, but never item or table names (invariant 3).
 	rec := *res
-	rec.Problems = nil
+	rec.Problems = []string{}
 	items := 0
 	for _, p := range res.Problems {
 		if strings.HasPrefix(p, "segment ") {
@@ -272,7 +272,7 @@ type VerifyResult struct {
 	SegmentsTotal  int       `json:"segments_total"`
 	Items          int       `json:"items_checked"`
 	BytesRead      int64     `json:"bytes_read"`
-	Problems       []string  `json:"problems,omitempty"`
+	Problems       []string  `json:"problems"`
 	DurationMillis int64     `json:"duration_ms"`
 }
 
@@ -281,7 +281,7 @@ type VerifyResult struct {
 // Problems are collected, not stopped at; the error wraps ErrIntegrity when there is any.
 func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptions) (*VerifyResult, error) {
 	start := e.now()
-	res := &VerifyResult{Snapshot: m.ID, Mode: "quick", SegmentsTotal: len(m.Segments)}
+	res := &VerifyResult{Snapshot: m.ID, Mode: "quick", SegmentsTotal: len(m.Segments), Problems: []string{}}
 	selected, err := subset(len(m.Segments), o.Subset, o.Rand)
 	if err != nil {
 		return nil, err
