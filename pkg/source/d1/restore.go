@@ -202,6 +202,11 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 		return nil, err
 	}
 	defer conn.Close()
+	// The file only becomes visible by the final rename, so a rollback journal and fsyncs during the
+	// load buy nothing: a failed load deletes the .partial file instead.
+	if _, err := conn.ExecContext(ctx, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF"); err != nil {
+		return nil, err
+	}
 	stream := Stream(ctx, open, sel, "")
 	defer stream.Close()
 	st, err := sqldump.Load(ctx, conn, stream, sqldump.LoadOptions{})
@@ -222,8 +227,14 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 			return nil, fmt.Errorf("%w: table %s has %d rows, the snapshot recorded %d", ErrMismatch, table, n, want)
 		}
 	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE"); err != nil {
+		return nil, err
+	}
 	conn.Close()
 	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	if err := syncFile(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -382,4 +393,17 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// syncFile flushes a file to disk (the load ran with synchronous=OFF) before it is renamed into place.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
