@@ -20,6 +20,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
@@ -533,11 +534,7 @@ func TestNoItemsNoSegments(t *testing.T) {
 
 // The escape hatch: standard tools alone recover every item from a segment on disk.
 func TestEscapeHatchStandardTools(t *testing.T) {
-	for _, tool := range []string{"age", "lz4", "tar", "bash"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	tools.Require(t, "age", "lz4", "tar", "bash")
 	dir := t.TempDir()
 	st, err := local.New(filepath.Join(dir, "repo"))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
 	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/repo"
@@ -287,11 +288,7 @@ func TestCompatV1ByHand(t *testing.T) {
 	if *updateCompat {
 		t.Skip("regenerating")
 	}
-	for _, tool := range []string{"age", "lz4", "tar", "jq", "sqlite3", "base64", "gunzip", "sha256sum"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	tools.Require(t, "age", "lz4", "tar", "jq", "sqlite3", "base64", "gunzip", "sha256sum")
 	dir := copyCompat(t)
 	want := loadExpect(t, dir)
 	doc, err := os.ReadFile("../../docs/FORMAT.md")

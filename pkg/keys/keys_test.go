@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 )
 
 func roundTrip(t *testing.T, recs []age.Recipient, ids []age.Identity) {
@@ -187,9 +189,7 @@ func TestFingerprint(t *testing.T) {
 
 // The real age CLI decrypts with a file written by WriteIdentityFile.
 func TestIdentityFileWorksWithAgeCLI(t *testing.T) {
-	if _, err := exec.LookPath("age"); err != nil {
-		t.Skip("age CLI not installed")
-	}
+	tools.Require(t, "age")
 	id, rec, _ := Generate(false) // age 1.1.1 on this machine predates post-quantum keys
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key.txt")

@@ -20,6 +20,8 @@ import (
 	"testing/iotest"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 )
 
 // openDB opens a modernc SQLite file with foreign keys enforced, as D1 does.
@@ -390,9 +392,7 @@ func TestSplitLoadD1Dump(t *testing.T) {
 }
 
 func TestSplitLoadSqlite3CLIDump(t *testing.T) {
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Skip("sqlite3 CLI not installed")
-	}
+	tools.Require(t, "sqlite3")
 	ctx := context.Background()
 	path, src := makeSource(t)
 	out, err := exec.Command("sqlite3", path, ".dump").Output()
