@@ -571,17 +571,25 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// checkSigned answers like S3 does for a presigned URL with a bad signature or past its expiry.
+func (s *Server) checkSigned(w http.ResponseWriter, r *http.Request, tok string, found bool, expires time.Time) bool {
+	if !found || !hmac.Equal([]byte(r.URL.Query().Get("X-Amz-Signature")), []byte(s.signature(tok, expires))) {
+		s3Error(w, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+		return false
+	}
+	if s.opts.Now().After(expires) {
+		s3Error(w, 403, "AccessDenied", "Request has expired")
+		return false
+	}
+	return true
+}
+
 func (s *Server) serveSigned(w http.ResponseWriter, r *http.Request) {
 	tok := r.PathValue("token")
 	s.mu.Lock()
 	obj, found := s.signed[tok]
 	s.mu.Unlock()
-	if !found || !hmac.Equal([]byte(r.URL.Query().Get("X-Amz-Signature")), []byte(s.signature(tok, obj.expires))) {
-		s3Error(w, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
-		return
-	}
-	if s.opts.Now().After(obj.expires) {
-		s3Error(w, 403, "AccessDenied", "Request has expired")
+	if !s.checkSigned(w, r, tok, found, obj.expires) {
 		return
 	}
 	f, err := os.Open(obj.path)
@@ -726,12 +734,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	slot, found := s.uploads[tok]
 	s.mu.Unlock()
-	if !found || !hmac.Equal([]byte(r.URL.Query().Get("X-Amz-Signature")), []byte(s.signature(tok, slot.expires))) {
-		s3Error(w, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
-		return
-	}
-	if s.opts.Now().After(slot.expires) {
-		s3Error(w, 403, "AccessDenied", "Request has expired")
+	if !s.checkSigned(w, r, tok, found, slot.expires) {
 		return
 	}
 	if r.ContentLength > s.opts.ImportLimit {

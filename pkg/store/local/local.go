@@ -57,19 +57,6 @@ func (s *Store) Location() string { return s.root }
 
 func (s *Store) path(key string) string { return filepath.Join(s.root, filepath.FromSlash(key)) }
 
-// ctxReader stops a copy as soon as the context is cancelled, so a cancelled Put returns promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Put streams r into a temp file next to the object and publishes it atomically.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (err error) {
 	if err := store.ValidateKey(key); err != nil {
@@ -100,7 +87,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		}
 		_ = os.Remove(tmp) // after link or on failure; after rename it is already gone
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(f, store.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := f.Sync(); err != nil {

@@ -36,25 +36,13 @@ func New() *Store { return &Store{objs: map[string]object{}, now: time.Now} }
 // Location identifies the store in messages.
 func (s *Store) Location() string { return "mem://" }
 
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // Put reads r fully, then publishes the object under the lock so conditional creates are atomic.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) error {
 	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
 	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(&buf, store.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
