@@ -494,3 +494,49 @@ func TestVerifyRecordsResultWithoutNames(t *testing.T) {
 		t.Fatalf("record = %s", rec)
 	}
 }
+
+// A child table created before its parent is dumped first by D1; replaying that order into a database
+// that enforces foreign keys fails with "no such table". Restore must put parents first.
+func TestRestoreOrdersParentsBeforeChildren(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "app.sql")
+	os.WriteFile(script, []byte(`
+CREATE TABLE orders(id INTEGER PRIMARY KEY, customer INTEGER NOT NULL REFERENCES customers(id));
+CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);
+INSERT INTO customers VALUES(1,'ada'),(2,'bob');
+INSERT INTO orders VALUES(10,1),(11,2),(12,2);
+`), 0o644)
+	f := newFixture(t, 3)
+	uuid, err := f.srv.AddDatabase("shop", script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := engine.BackupOptions{D1Databases: []string{"shop"}}
+	plan, err := f.eng.PlanBackup(ctx, f.cf, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.eng.Backup(ctx, f.cf, plan, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := engine.OpenCatalogue(m, f.ids)
+	sel, err := d1.Select(cat, uuid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.Items[0].Table != "customers" {
+		t.Fatalf("replay starts with %s, want the parent table customers", sel.Items[0].Table)
+	}
+	target, err := f.cf.CreateDatabase(ctx, "shop-restored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d1.RestoreToDatabase(ctx, f.cf, f.eng.Opener(m, f.ids), sel, target, d1.DatabaseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar(t, f.srv.DatabasePath(target.UUID), "SELECT group_concat(id||':'||customer) FROM orders"); got != "10:1,11:2,12:2" {
+		t.Fatalf("orders = %s", got)
+	}
+}

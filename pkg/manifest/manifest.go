@@ -85,6 +85,8 @@ type Item struct {
 	Kind      string `json:"kind"`   // "table", "schema", "virtual"
 	Table     string `json:"table,omitempty"`
 	Rows      int64  `json:"rows"`
+	// References are the tables a "table" item's foreign keys point to; restore replays parents first.
+	References []string `json:"references,omitempty"`
 	archive.ItemRef
 }
 

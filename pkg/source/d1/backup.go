@@ -139,6 +139,18 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		items = append(items, it)
 	}
 
+	refs := map[string][]string{}
+	for _, ob := range objs {
+		if ob.Type == "table" && vtabs[ob.Name] == "" {
+			refs[ob.Name] = sqldump.ReferencedTables(ob.SQL)
+		}
+	}
+	for i := range items {
+		if items[i].Kind == "table" {
+			items[i].References = refs[items[i].Table]
+		}
+	}
+
 	src.AtBookmark = exp.AtBookmark
 	src.Blocked = manifest.Duration(exp.Blocked)
 	for _, it := range items {

@@ -76,6 +76,7 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 		}
 	}
 	keep := func(it manifest.Item) bool { return sel.Tables == nil || sel.Tables[it.Table] }
+	tbl = parentsFirst(tbl)
 	for _, it := range tbl {
 		if keep(it) {
 			sel.Items = append(sel.Items, it)
@@ -93,6 +94,43 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 		}
 	}
 	return sel, nil
+}
+
+// parentsFirst orders table items so every table comes after the tables its foreign keys reference
+// (D1 dumps in creation order, and an INSERT into a child whose parent table does not exist yet fails
+// even with deferred foreign keys). Otherwise dump order is kept; items of one table stay together in
+// their order; reference cycles keep dump order.
+func parentsFirst(items []manifest.Item) []manifest.Item {
+	var order []string
+	byTable := map[string][]manifest.Item{}
+	refs := map[string][]string{}
+	for _, it := range items {
+		if _, ok := byTable[it.Table]; !ok {
+			order = append(order, it.Table)
+		}
+		byTable[it.Table] = append(byTable[it.Table], it)
+		refs[it.Table] = append(refs[it.Table], it.References...)
+	}
+	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	var out []manifest.Item
+	var visit func(t string)
+	visit = func(t string) {
+		if state[t] != 0 {
+			return
+		}
+		state[t] = 1
+		for _, p := range refs[t] {
+			if _, ok := byTable[p]; ok && p != t {
+				visit(p)
+			}
+		}
+		state[t] = 2
+		out = append(out, byTable[t]...)
+	}
+	for _, t := range order {
+		visit(t)
+	}
+	return out
 }
 
 // rowsPerTable sums the recorded rows of each table (a table whose rows were not contiguous in the
