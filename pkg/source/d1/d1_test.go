@@ -104,3 +104,17 @@ func TestSelectRefusesUnknownItemKinds(t *testing.T) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 }
+
+func TestParentsFirst(t *testing.T) {
+	tb := func(name string, refs ...string) manifest.Item {
+		it := item("table", name)
+		it.References = refs
+		return it
+	}
+	in := []manifest.Item{tb("c", "b"), tb("b", "a"), tb("x"), tb("a"), tb("c"), tb("p", "q"), tb("q", "p"), tb("self", "self")}
+	got := names(parentsFirst(in))
+	want := []string{"table:a", "table:b", "table:c", "table:c", "table:x", "table:q", "table:p", "table:self"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("order = %v, want %v", got, want)
+	}
+}
