@@ -508,15 +508,45 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestItemReadErrorFailsWriter(t *testing.T) {
-	_, recs := newKey(t)
+// A failing source loses only its own item: the Writer goes on, so a source can try again, and the
+// half item's chunks stay in the segment unreferenced.
+func TestItemReadErrorLosesOnlyThatItem(t *testing.T) {
+	id, recs := newKey(t)
 	st := mem.New()
 	w, _ := NewWriter(context.Background(), WriterOptions{Store: st, Recipients: recs, ChunkSize: 64 << 10})
 	if _, err := w.WriteItem("a", &errReader{n: 200_000}); err == nil || !strings.Contains(err.Error(), "connection reset") {
 		t.Fatal(err)
 	}
+	want := bytes.Repeat([]byte("retry "), 40_000)
+	ref, err := w.WriteItem("a", bytes.NewReader(want))
+	if err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	segs, err := w.Close()
+	if err != nil {
+		t.Fatalf("Close after a failed then a good item: %v", err)
+	}
+	got, err := readItem(t, st, segs, []age.Identity{id}, ref)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("retried item: %d bytes, %v", len(got), err)
+	}
+}
+
+// Cancellation still ends the Writer and leaves no segment.
+func TestCancelledItemFailsWriter(t *testing.T) {
+	_, recs := newKey(t)
+	st := mem.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, _ := NewWriter(ctx, WriterOptions{Store: st, Recipients: recs, ChunkSize: 64 << 10})
+	if _, err := w.WriteItem("x", bytes.NewReader(make([]byte, 100_000))); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := w.WriteItem("a", bytes.NewReader(make([]byte, 200_000))); err == nil {
+		t.Fatal("WriteItem after cancel succeeded")
+	}
 	if _, err := w.Close(); err == nil {
-		t.Fatal("Close after a failed item succeeded")
+		t.Fatal("Close after cancel succeeded")
 	}
 	if k := listSegments(t, st); len(k) != 0 {
 		t.Fatalf("left behind: %v", k)

@@ -347,7 +347,8 @@ func (w *Writer) finish(s *segment) error {
 
 // WriteItem streams r into the archive under name and returns where its chunks went.
 // It returns once every chunk is inside a segment's encrypted stream; the segment becomes durable
-// only when Close succeeds. A failure here (including a failed segment upload) makes the Writer unusable.
+// only when Close succeeds. If r fails, only this item is lost and the Writer stays usable; any other
+// failure (a failed segment upload, cancellation) makes the Writer unusable.
 func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 	if w.closed {
 		return ItemRef{}, ErrClosed
@@ -413,8 +414,13 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 		ref.Chunks = append(ref.Chunks, j.chunk)
 	}
 	if readErr != nil {
-		// Chunks already placed would belong to a half item; the caller must abort.
-		w.fail(readErr)
+		// Only this item is lost: chunks it already placed stay in the segment unreferenced (no
+		// catalogue names them; prune reclaims them with the segment), and the Writer stays usable so
+		// a source can try the item again — e.g. export a database again after a dropped download.
+		// Cancellation still ends the Writer.
+		if w.ctx.Err() != nil {
+			w.fail(readErr)
+		}
 		return ItemRef{}, readErr
 	}
 	if err := w.failed(); err != nil {

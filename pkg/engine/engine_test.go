@@ -27,6 +27,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/faulty"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
 
@@ -538,5 +539,60 @@ INSERT INTO orders VALUES(10,1),(11,2),(12,2);
 	}
 	if got := scalar(t, f.srv.DatabasePath(target.UUID), "SELECT group_concat(id||':'||customer) FROM orders"); got != "10:1,11:2,12:2" {
 		t.Fatalf("orders = %s", got)
+	}
+}
+
+// breakFirstDownload cuts the first export download after k bytes, as a dropped connection would,
+// so the backup exports again and the first attempt's chunks stay in the segment unreferenced.
+type breakFirstDownload struct {
+	k    int64
+	done atomic.Bool
+}
+
+func (b *breakFirstDownload) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && strings.Contains(r.URL.Path, "/cfemu/signed/") && b.done.CompareAndSwap(false, true) {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(io.LimitReader(resp.Body, b.k), errReader{}), resp.Body}
+	}
+	return resp, err
+}
+
+func TestVerifyReadsEachSegmentOnceAndSeesPastOrphans(t *testing.T) {
+	ctx := context.Background()
+	f := newFixtureWith(t, 40, cftest.Options{}, &breakFirstDownload{k: 300 << 10})
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatalf("backup after a broken download: %v", err)
+	}
+	counted := faulty.New(f.repo.Store)
+	e := &engine.Engine{Repo: &repo.Repo{Store: counted, Config: f.repo.Config}}
+	res, err := e.Verify(ctx, m, engine.VerifyOptions{ReadData: true, Identities: f.ids})
+	if err != nil {
+		t.Fatalf("verify with orphaned chunks of the first attempt in the segments: %v", err)
+	}
+	if res.Items != int(m.Items) {
+		t.Fatalf("checked %d items of %d", res.Items, m.Items)
+	}
+	// Every segment is read once in full; only items the fast path could not confirm (those with an
+	// orphaned namesake) are read again, by range.
+	if got, all := counted.TotalBytesRead(), m.StoredSize; got < all || got > all+all/2 {
+		t.Fatalf("verify read %d bytes for %d stored", got, all)
+	}
+
+	// A clean snapshot is read exactly once.
+	clean, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted.Reset()
+	before := counted.TotalBytesRead()
+	if _, err := e.Verify(ctx, clean, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.TotalBytesRead() - before; got != clean.StoredSize {
+		t.Fatalf("verify --read-data read %d bytes, want exactly the %d stored", got, clean.StoredSize)
 	}
 }

@@ -193,12 +193,11 @@ func exportOnce(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cl
 		return nil, exp, err
 	}
 	defer body.Close()
-	var r io.Reader = body
-	if o.Progress != nil {
-		r = &countingReader{r: body, fn: o.Progress}
-	}
+	// src remembers a download failure, so a broken connection (retry: export again) is told apart
+	// from a failing repository (no retry) when WriteItem reports either as a failed item.
+	src := &sourceReader{r: body, fn: o.Progress}
 	var items []manifest.Item
-	err = sqldump.Split(r, sqldump.SplitOptions{MaxStatement: o.MaxStatement}, func(p *sqldump.Part, pr io.Reader) error {
+	err = sqldump.Split(src, sqldump.SplitOptions{MaxStatement: o.MaxStatement}, func(p *sqldump.Part, pr io.Reader) error {
 		name := ItemName(db.UUID, p.Kind, p.Table)
 		if p.Continued {
 			// More rows of a table seen earlier in the dump: a distinct item name, so tar
@@ -207,12 +206,19 @@ func exportOnce(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cl
 		}
 		ref, err := w.WriteItem(name, pr)
 		if err != nil {
+			if src.err != nil {
+				return fmt.Errorf("download export: %w", src.err)
+			}
 			return &storeError{fmt.Errorf("write %s: %w", name, err)}
 		}
 		items = append(items, manifest.Item{Component: Component, Source: db.UUID, Kind: p.Kind, Table: p.Table, Rows: p.Rows, ItemRef: ref})
 		return nil
 	})
 	if err != nil {
+		var se *storeError
+		if src.err != nil && !errors.As(err, &se) {
+			err = fmt.Errorf("download export: %w", src.err)
+		}
 		return nil, exp, fmt.Errorf("stream export of %s: %w", db.Name, err)
 	}
 	return items, exp, nil
@@ -366,15 +372,20 @@ func numString(v any) string {
 	}
 }
 
-type countingReader struct {
-	r  io.Reader
-	fn func(int)
+// sourceReader reports bytes read to fn (if set) and remembers the first read error other than EOF.
+type sourceReader struct {
+	r   io.Reader
+	fn  func(int)
+	err error
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+func (c *sourceReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if n > 0 {
+	if n > 0 && c.fn != nil {
 		c.fn(n)
+	}
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
 	}
 	return n, err
 }
