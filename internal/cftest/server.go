@@ -435,15 +435,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		fail(w, 500, 7500, err.Error())
 		return
 	}
-	d := s.db(id)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	res, err := s.describe(r.Context(), d)
-	if err != nil {
-		fail(w, 500, 7500, err.Error())
-		return
-	}
-	ok(w, 200, res, nil)
+	s.get(w, r, s.db(id))
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, d *database) {

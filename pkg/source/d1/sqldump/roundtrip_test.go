@@ -236,24 +236,17 @@ func tableDump(t testing.TB, conn *sql.Conn, table string) [][]any {
 }
 
 func userTables(t testing.TB, conn *sql.Conn) []string {
-	t.Helper()
-	rows, err := conn.QueryContext(context.Background(), "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		out = append(out, n)
-	}
-	return out
+	return strings1(t, conn, "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
 }
 
 func schemaOf(t testing.TB, conn *sql.Conn) []string {
+	return strings1(t, conn, "SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1")
+}
+
+// strings1 returns the single text column of a query's rows.
+func strings1(t testing.TB, conn *sql.Conn, q string) []string {
 	t.Helper()
-	rows, err := conn.QueryContext(context.Background(), "SELECT type || ' ' || name FROM sqlite_schema ORDER BY 1")
+	rows, err := conn.QueryContext(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
