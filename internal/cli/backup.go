@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
 // BackupOptions are the flags of 'backup'.
@@ -17,6 +19,11 @@ type BackupOptions struct {
 	Databases  []string
 	Labels     []string
 	DryRun     bool
+
+	// Per-component flags live in backup_<component>.go.
+	r2     r2BackupFlags
+	do     doBackupFlags
+	config configBackupFlags
 }
 
 // NewCmdBackup takes a snapshot.
@@ -43,10 +50,13 @@ While D1 exports a database it serves no queries: the summary says for how long.
 			return backupRun(cmd, o)
 		},
 	}
-	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up (d1)")
+	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: d1, do, r2, config (comma-separated or repeated)")
 	cmd.Flags().StringSliceVar(&o.Databases, "d1-database", nil, "D1 database name or UUID; repeat for several (default: every database)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
+	o.r2.addFlags(cmd)
+	o.do.addFlags(cmd)
+	o.config.addFlags(cmd)
 	return cmd
 }
 
@@ -75,28 +85,48 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	if err != nil {
 		return err
 	}
-	cf, err := o.f.Cloudflare()
-	if err != nil {
-		return err
+	if err := engine.ValidateComponents(o.Components); err != nil {
+		return usageError{err}
 	}
 	eng := o.f.Engine(r)
 	bo := engine.BackupOptions{Components: o.Components, D1Databases: o.Databases, Labels: labels, DryRun: o.DryRun}
-	plan, err := eng.PlanBackup(ctx, cf, bo)
-	if err != nil {
-		return err
+	plan := &engine.BackupPlan{Components: o.Components}
+	for _, c := range o.Components {
+		var err error
+		switch c {
+		case d1.Component:
+			var cf *cloudflare.Client
+			if cf, err = o.f.Cloudflare(); err == nil {
+				err = eng.PlanD1(ctx, cf, plan, o.Databases)
+			}
+		case "r2":
+			err = o.r2.plan(ctx, o, eng, plan)
+		case "do":
+			err = o.do.plan(ctx, o, eng, plan)
+		case "config":
+			err = o.config.plan(ctx, o, eng, plan)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
-			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "components": plan.Components, "databases": plan.Databases})
+			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "components": plan.Components, "databases": plan.Databases, "details": plan.Details})
 		}
-		fmt.Fprintf(out, "Would back up %d D1 database(s) into %s:\n", len(plan.Databases), r.Store.Location())
-		for _, d := range plan.Databases {
-			fmt.Fprintf(out, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
+		if len(plan.Databases) > 0 {
+			fmt.Fprintf(out, "Would back up %d D1 database(s) into %s:\n", len(plan.Databases), r.Store.Location())
+			for _, d := range plan.Databases {
+				fmt.Fprintf(out, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
+			}
 		}
+		o.r2.printPlan(out, plan)
+		o.do.printPlan(out, plan)
+		o.config.printPlan(out, plan)
 		return nil
 	}
-	m, err := eng.Backup(ctx, cf, plan, bo)
+	m, err := eng.Backup(ctx, plan, bo)
 	if err != nil {
 		return err
 	}
@@ -106,7 +136,12 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	}
 	fmt.Fprintf(out, "Snapshot %s saved (%s, %d item(s), %s → %s stored in %d segment(s)).\n", m.ID, time.Duration(m.Duration).Round(time.Millisecond), m.Items, humanBytes(m.Size), humanBytes(m.StoredSize), len(m.Segments))
 	for _, s := range m.Sources {
-		fmt.Fprintf(out, "  d1 %-20s %3d table(s) %10s  bookmark %s  blocked %s\n", s.Name, s.Tables, humanBytes(s.Size), s.AtBookmark, time.Duration(s.Blocked).Round(time.Millisecond))
+		switch s.Component {
+		case d1.Component:
+			fmt.Fprintf(out, "  d1 %-20s %3d table(s) %10s  bookmark %s  blocked %s\n", s.Name, s.Tables, humanBytes(s.Size), s.AtBookmark, time.Duration(s.Blocked).Round(time.Millisecond))
+		default:
+			fmt.Fprintf(out, "  %-2s %-20s %6d item(s) %10s\n", s.Component, s.Name, s.Items, humanBytes(s.Size))
+		}
 	}
 	return nil
 }

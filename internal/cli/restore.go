@@ -29,6 +29,11 @@ type RestoreOptions struct {
 	Yes        bool
 	DryRun     bool
 	ImportMax  int64
+
+	// Per-component flags live in restore_<component>.go.
+	r2     r2RestoreFlags
+	do     doRestoreFlags
+	config configRestoreFlags
 }
 
 // NewCmdRestore restores D1 data from a snapshot.
@@ -65,7 +70,7 @@ Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.Component, "component", "d1", "component to restore (d1)")
+	fl.StringVar(&o.Component, "component", "d1", "component to restore: d1, do, r2 or config")
 	fl.StringVar(&o.Database, "d1-database", "", "database in the snapshot (name or UUID); optional when the snapshot has one")
 	fl.StringSliceVar(&o.Tables, "table", nil, "restore only these tables (repeatable)")
 	fl.StringVar(&o.ToFile, "to-file", "", "restore into a new local SQLite file")
@@ -76,6 +81,9 @@ Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 	_ = fl.MarkHidden("import-file-limit")
+	o.r2.addFlags(cmd)
+	o.do.addFlags(cmd)
+	o.config.addFlags(cmd)
 	return cmd
 }
 
@@ -96,10 +104,21 @@ type planTable struct {
 }
 
 func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
-	ctx := cmd.Context()
-	if o.Component != d1.Component {
-		return usageError{fmt.Errorf("--component %q: only d1 can be restored yet", o.Component)}
+	switch o.Component {
+	case d1.Component:
+		return restoreD1(cmd, o)
+	case "r2":
+		return o.r2.run(cmd, o)
+	case "do":
+		return o.do.run(cmd, o)
+	case "config":
+		return o.config.run(cmd, o)
 	}
+	return usageError{engine.ValidateComponents([]string{o.Component})}
+}
+
+func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
+	ctx := cmd.Context()
 	targets := 0
 	for _, set := range []bool{o.ToFile != "", o.ToDatabase != "", o.InPlace} {
 		if set {

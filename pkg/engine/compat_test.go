@@ -141,7 +141,7 @@ func TestCompatGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := eng.Backup(ctx, cf, plan, o)
+	m, err := eng.Backup(ctx, plan, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os/user"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -97,67 +98,179 @@ type BackupOptions struct {
 	Actor       string
 }
 
-// BackupPlan is what a backup would do (returned for --dry-run and before a real run).
+// BackupPlan is what a backup would do (returned for --dry-run and before a real run). Each component's
+// planner resolves its sources (reading the account, writing nothing) and adds one Capture per source.
 type BackupPlan struct {
 	Components []string              `json:"components"`
-	Databases  []cloudflare.Database `json:"databases"`
+	Databases  []cloudflare.Database `json:"databases,omitempty"`
+	// Details holds the other components' plans (buckets, namespaces, scripts) for --dry-run output,
+	// keyed by component.
+	Details map[string]any `json:"details,omitempty"`
+
+	captures []Capture
 }
 
-// PlanBackup resolves the databases a backup will capture; it reads the account, writes nothing.
+// Capture backs up one source (a database, a bucket, a namespace) into the snapshot being written.
+type Capture struct {
+	Component string
+	Name      string
+	Run       func(ctx context.Context, s *Session) error
+}
+
+// AddCapture appends a source to the plan; captures run in the order they were added.
+func (p *BackupPlan) AddCapture(c Capture) { p.captures = append(p.captures, c) }
+
+// Captures lists the plan's sources.
+func (p *BackupPlan) Captures() []Capture { return p.captures }
+
+// Components lists every component name and whether this build can back it up.
+var Components = []string{"d1", "do", "r2", "config"}
+
+// ValidateComponents checks --component values.
+func ValidateComponents(comps []string) error {
+	for _, c := range comps {
+		ok := false
+		for _, k := range Components {
+			ok = ok || c == k
+		}
+		if !ok {
+			return fmt.Errorf("%w: unknown component %q (components: %s)", ErrUsage, c, strings.Join(Components, ", "))
+		}
+	}
+	return nil
+}
+
+// PlanBackup plans a D1-only backup (the components other than d1 are planned by their own planners;
+// see PlanD1).
 func (e *Engine) PlanBackup(ctx context.Context, cf *cloudflare.Client, o BackupOptions) (*BackupPlan, error) {
 	comps := o.Components
 	if len(comps) == 0 {
 		comps = []string{d1.Component}
 	}
-	for _, c := range comps {
-		switch c {
-		case d1.Component:
-		case "do", "r2", "config":
-			return nil, fmt.Errorf("%w: --component %s is not supported by this version yet (supported: d1)", ErrUsage, c)
-		default:
-			return nil, fmt.Errorf("%w: unknown component %q (components: d1, do, r2, config)", ErrUsage, c)
-		}
+	if err := ValidateComponents(comps); err != nil {
+		return nil, err
 	}
 	plan := &BackupPlan{Components: comps}
-	if len(o.D1Databases) == 0 {
+	for _, c := range comps {
+		if c != d1.Component {
+			return nil, fmt.Errorf("%w: --component %s needs its own planner (use the CLI)", ErrUsage, c)
+		}
+	}
+	if err := e.PlanD1(ctx, cf, plan, o.D1Databases); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// PlanD1 resolves the D1 databases a backup will capture and adds them to the plan.
+func (e *Engine) PlanD1(ctx context.Context, cf *cloudflare.Client, plan *BackupPlan, names []string) error {
+	var dbs []cloudflare.Database
+	if len(names) == 0 {
 		all, err := cf.ListDatabases(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(all) == 0 {
-			return nil, fmt.Errorf("%w: the account has no D1 database", ErrNotFound)
+			return fmt.Errorf("%w: the account has no D1 database", ErrNotFound)
 		}
 		for _, d := range all {
 			full, err := cf.GetDatabase(ctx, d.UUID)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			plan.Databases = append(plan.Databases, full)
+			dbs = append(dbs, full)
 		}
-		return plan, nil
+	} else {
+		seen := map[string]bool{}
+		for _, n := range names {
+			d, err := cf.ResolveDatabase(ctx, n)
+			if err != nil {
+				return err
+			}
+			if !seen[d.UUID] {
+				seen[d.UUID] = true
+				dbs = append(dbs, d)
+			}
+		}
 	}
-	seen := map[string]bool{}
-	for _, n := range o.D1Databases {
-		d, err := cf.ResolveDatabase(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if !seen[d.UUID] {
-			seen[d.UUID] = true
-			plan.Databases = append(plan.Databases, d)
-		}
+	for _, db := range dbs {
+		db := db
+		plan.Databases = append(plan.Databases, db)
+		plan.AddCapture(Capture{Component: d1.Component, Name: db.Name, Run: func(ctx context.Context, s *Session) error {
+			s.Log.Info("backing up D1 database", "database", db.Name, "uuid", db.UUID, "size", db.FileSize)
+			src, items, err := d1.Backup(ctx, cf, s.Writer, db, d1.BackupOptions{Log: s.Log, Progress: s.Progress.Add})
+			if err != nil {
+				return fmt.Errorf("back up D1 database %s: %w", db.Name, err)
+			}
+			s.Add(src, items...)
+			return nil
+		}})
 	}
-	return plan, nil
+	return nil
+}
+
+// Session is what a Capture sees of the snapshot being written. Add and Reference may be called from
+// several goroutines; the Writer may not (see archive.Writer).
+type Session struct {
+	// SnapshotID is the id the manifest will have.
+	SnapshotID string
+	Writer     *archive.Writer
+	Repo       *repo.Repo
+	Log        *slog.Logger
+	Progress   Progress
+
+	mu      sync.Mutex
+	sources []manifest.Source
+	items   []manifest.Item
+	refs    map[string]archive.SegmentInfo
+	objects []manifest.Object
+}
+
+// Add records a captured source and its catalogue items.
+func (s *Session) Add(src manifest.Source, items ...manifest.Item) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sources = append(s.sources, src)
+	s.items = append(s.items, items...)
+}
+
+// Reference records segments of earlier snapshots that this snapshot's items point into (incremental
+// backups): they are listed in the manifest so verify checks them and prune keeps them.
+func (s *Session) Reference(segs ...archive.SegmentInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == nil {
+		s.refs = map[string]archive.SegmentInfo{}
+	}
+	for _, g := range segs {
+		s.refs[g.ID] = g
+	}
+}
+
+// PutObject stores a side object the snapshot owns (an incremental index) with a conditional create
+// and records its key, size and SHA-256 in the manifest; it is written before the manifest.
+func (s *Session) PutObject(ctx context.Context, key string, data []byte) error {
+	if err := s.Repo.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{IfNotExists: true}); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	s.mu.Lock()
+	s.objects = append(s.objects, manifest.Object{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	s.mu.Unlock()
+	return nil
 }
 
 // Backup captures the plan into a new snapshot. Segments are written first, the manifest last with a
 // conditional create: if anything fails or the context is cancelled, no snapshot appears and earlier
 // snapshots are untouched (only unreferenced segment objects may remain, for prune to collect).
-func (e *Engine) Backup(ctx context.Context, cf *cloudflare.Client, plan *BackupPlan, o BackupOptions) (*manifest.Manifest, error) {
+func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) (*manifest.Manifest, error) {
 	start := e.now()
 	rcp, err := e.Repo.Recipients()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	if len(plan.captures) == 0 {
+		return nil, fmt.Errorf("%w: nothing to back up", ErrNotFound)
 	}
 	w, err := archive.NewWriter(ctx, archive.WriterOptions{
 		Store:       e.Repo.Store,
@@ -174,7 +287,6 @@ func (e *Engine) Backup(ctx context.Context, cf *cloudflare.Client, plan *Backup
 			w.Abort()
 		}
 	}()
-	var cat manifest.Catalogue
 	m := &manifest.Manifest{
 		Format:     manifest.FormatVersion,
 		ID:         repo.NewSnapshotID(),
@@ -188,28 +300,37 @@ func (e *Engine) Backup(ctx context.Context, cf *cloudflare.Client, plan *Backup
 	// shows bytes and rate rather than a percentage.
 	pr := e.progress()
 	pr.Start("backup", -1)
-	for _, db := range plan.Databases {
-		e.log().Info("backing up D1 database", "database", db.Name, "uuid", db.UUID, "size", db.FileSize)
-		src, items, err := d1.Backup(ctx, cf, w, db, d1.BackupOptions{Log: e.log(), Progress: pr.Add})
-		if err != nil {
+	sess := &Session{SnapshotID: m.ID, Writer: w, Repo: e.Repo, Log: e.log(), Progress: pr}
+	for _, c := range plan.captures {
+		if err := c.Run(ctx, sess); err != nil {
 			pr.Finish()
-			return nil, fmt.Errorf("back up D1 database %s: %w", db.Name, err)
+			return nil, err
 		}
-		m.Sources = append(m.Sources, src)
-		cat.Items = append(cat.Items, items...)
 	}
 	pr.Finish()
 	segs, err := w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("store segments: %w", err)
 	}
+	cat := manifest.Catalogue{Items: sess.items}
+	m.Sources = sess.sources
+	m.Objects = sess.objects
 	m.Segments = segs
+	for _, s := range segs {
+		m.StoredSize += s.Size
+		delete(sess.refs, s.ID)
+	}
+	refIDs := make([]string, 0, len(sess.refs))
+	for id := range sess.refs {
+		refIDs = append(refIDs, id)
+	}
+	sort.Strings(refIDs)
+	for _, id := range refIDs {
+		m.Segments = append(m.Segments, sess.refs[id])
+	}
 	for _, it := range cat.Items {
 		m.Items++
 		m.Size += it.Size
-	}
-	for _, s := range segs {
-		m.StoredSize += s.Size
 	}
 	if err := m.SealCatalogue(&cat, rcp); err != nil {
 		return nil, err

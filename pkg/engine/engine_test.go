@@ -100,7 +100,7 @@ func (f *fixture) backup(t *testing.T, ctx context.Context) (*manifest.Manifest,
 	if err != nil {
 		return nil, err
 	}
-	return f.eng.Backup(ctx, f.cf, plan, o)
+	return f.eng.Backup(ctx, plan, o)
 }
 
 // tableRows reads every row of a table as strings (quote()d, so types and exact values compare).
@@ -386,13 +386,13 @@ func TestFailedOrCancelledBackupLeavesNoSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := broken.Backup(ctx, f.cf, plan, o); err == nil {
+	if _, err := broken.Backup(ctx, plan, o); err == nil {
 		t.Fatal("backup through a failing store succeeded")
 	}
 	// A cancelled context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := f.eng.Backup(cctx, f.cf, plan, o); !errors.Is(err, context.Canceled) {
+	if _, err := f.eng.Backup(cctx, plan, o); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled backup: %v", err)
 	}
 	snaps, bad, err := f.repo.ListSnapshots(ctx)
@@ -518,7 +518,7 @@ INSERT INTO orders VALUES(10,1),(11,2),(12,2);
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := f.eng.Backup(ctx, f.cf, plan, o)
+	m, err := f.eng.Backup(ctx, plan, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,8 +48,11 @@ type Manifest struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	// Sources summarises each database (bucket, namespace) captured.
 	Sources []Source `json:"sources"`
-	// Segments lists every segment object the catalogue references, with ciphertext size and SHA-256.
+	// Segments lists every segment object the catalogue references, with ciphertext size and SHA-256:
+	// those this snapshot wrote, and those of earlier snapshots its incremental items point into.
 	Segments []archive.SegmentInfo `json:"segments"`
+	// Objects are other objects the snapshot owns (an incremental index), written before the manifest.
+	Objects []Object `json:"objects,omitempty"`
 	// Items and sizes over all sources.
 	Items      int64 `json:"items"`
 	Size       int64 `json:"size"`        // uncompressed bytes of all items
@@ -71,6 +74,13 @@ type Source struct {
 	AtBookmark string `json:"at_bookmark,omitempty"`
 	// Blocked is how long the database could not serve queries while it was exported.
 	Blocked Duration `json:"blocked,omitempty"`
+}
+
+// Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
+type Object struct {
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // Catalogue is the encrypted half: where every item is and what it must hash to.
