@@ -65,6 +65,7 @@ type Server struct {
 	exports map[string]*exportTask // key uuid+"/"+at_bookmark
 	imports map[string]*importTask // key uuid+"/"+at_bookmark
 	uploads map[string]uploadSlot  // token → slot
+	do      doState
 }
 
 type signedObj struct {
@@ -305,6 +306,9 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST "+p+"/{uuid}/raw", s.withDB(s.query(true)))
 	api.HandleFunc("GET "+p+"/{uuid}/time_travel/bookmark", s.withDB(s.getBookmark))
 	api.HandleFunc("POST "+p+"/{uuid}/time_travel/restore", s.withDB(s.restore))
+	dp := "/client/v4/accounts/{acct}/workers/durable_objects/namespaces"
+	api.HandleFunc("GET "+dp, s.listNamespaces)
+	api.HandleFunc("GET "+dp+"/{ns}/objects", s.listObjects)
 	api.HandleFunc("/client/v4/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, 7003, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
 	})

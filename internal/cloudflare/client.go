@@ -1,7 +1,7 @@
 // Package cloudflare holds every Cloudflare REST call cfbackup makes, and nothing else.
 //
 // It sits on the generated SDK github.com/cloudflare/cloudflare-go/v7 (pinned at v7.10.0), through its
-// sub-packages only (d1, option): importing the SDK's root package links every Cloudflare service
+// sub-packages only (d1, durable_objects, option): importing the SDK's root package links every Cloudflare service
 // (+17 MB, minutes of cold build). Minor SDK releases break APIs, so the rest of cfbackup sees only the
 // small types declared here, and errors are classified into the sentinels below so the CLI can map them
 // to exit codes and to messages that name the fix.
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/cloudflare-go/v7/d1"
+	"github.com/cloudflare/cloudflare-go/v7/durable_objects"
 	"github.com/cloudflare/cloudflare-go/v7/option"
 )
 
@@ -62,6 +63,7 @@ type Config struct {
 type Client struct {
 	cfg  Config
 	db   *d1.DatabaseService
+	do   *durable_objects.DurableObjectService
 	http *http.Client
 }
 
@@ -98,7 +100,7 @@ func New(cfg Config) (*Client, error) {
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(cfg.MaxRetries),
 	}
-	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), http: hc}, nil
+	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), do: durable_objects.NewDurableObjectService(opts...), http: hc}, nil
 }
 
 // AccountID is the account the client is scoped to.
