@@ -116,6 +116,7 @@ CFBACKUP_IDENTITY_FILE.`,
 		NewCmdList(f, nil),
 		NewCmdVerify(f, nil),
 		NewCmdRestore(f, nil),
+		NewCmdCopy(f, nil),
 	)
 	for _, c := range root.Commands() {
 		appendExitCodes(c)

@@ -41,6 +41,9 @@ type Config struct {
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
 
+	// Replicas are other repositories that 'copy --to NAME' and 'backup --copy-to NAME' replicate to.
+	Replicas map[string]Replica `mapstructure:"replicas"`
+
 	// Secrets: environment only.
 	CloudflareAPIToken string `mapstructure:"-"`
 	AWSAccessKeyID     string `mapstructure:"-"`
@@ -49,6 +52,16 @@ type Config struct {
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
+}
+
+// Replica is a second repository (another region, jurisdiction or provider). Its S3 keys come from
+// CFBACKUP_REPLICA_<NAME>_AWS_ACCESS_KEY_ID / _AWS_SECRET_ACCESS_KEY / _AWS_SESSION_TOKEN, else the
+// main AWS_* variables.
+type Replica struct {
+	Repository  string `mapstructure:"repository"`
+	S3Endpoint  string `mapstructure:"s3_endpoint"`
+	S3Region    string `mapstructure:"s3_region"`
+	S3PathStyle bool   `mapstructure:"s3_path_style"`
 }
 
 // DefaultRepository is used when nothing names a repository: a local directory in the working directory.
@@ -163,6 +176,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize < 64<<10 || c.ChunkSize > 256<<20 {
 		return fmt.Errorf("%w: chunk_size %d must be between 64 KiB and 256 MiB", ErrInvalid, c.ChunkSize)
+	}
+	for name, r := range c.Replicas {
+		if strings.TrimSpace(r.Repository) == "" {
+			return fmt.Errorf("%w: replicas.%s.repository is empty: give the replica's location (a path or s3://bucket/prefix)", ErrInvalid, name)
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
