@@ -48,7 +48,7 @@ func exitCode(err error) int {
 		return ExitRepository
 	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey
-	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, cloudflare.ErrOutsideWindow), errors.Is(err, engine.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists), errors.Is(err, cloudflare.ErrExists):
 		return ExitRefused

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,9 @@ type RestoreOptions struct {
 	Yes        bool
 	DryRun     bool
 	ImportMax  int64
+	At         string
+	TimeTravel bool
+	NoSafety   bool
 
 	// Per-component flags live in restore_<component>.go.
 	r2     r2RestoreFlags
@@ -81,6 +85,9 @@ Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 	_ = fl.MarkHidden("import-file-limit")
+	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT: RFC 3339 or 'DURATION ago' (2h ago, 3d ago); picks the newest snapshot at or before it")
+	fl.BoolVar(&o.TimeTravel, "time-travel", false, "with --at and --in-place: restore D1 with Time Travel (inside its retention window) instead of from the archive")
+	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	o.r2.addFlags(cmd)
 	o.do.addFlags(cmd)
 	o.config.addFlags(cmd)
@@ -104,6 +111,32 @@ type planTable struct {
 }
 
 func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
+	if o.At != "" {
+		if o.Snapshot != "" {
+			return usageError{errors.New("give a SNAPSHOT or --at TIME, not both")}
+		}
+		t, err := parseAt(o.At, time.Now())
+		if err != nil {
+			return usageError{err}
+		}
+		if o.DryRun && !cmd.Flags().Changed("component") && !o.TimeTravel {
+			return pointInTimePlan(cmd, o, t)
+		}
+		if !o.TimeTravel {
+			r, err := o.f.Repo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			m, err := r.FindSnapshotAt(cmd.Context(), t, o.Component)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.UTC().Format(time.RFC3339), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
+			o.Snapshot = m.ID
+		}
+	} else if o.TimeTravel {
+		return usageError{errors.New("--time-travel needs --at TIME (and --in-place)")}
+	}
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)
@@ -119,6 +152,9 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 
 func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	ctx := cmd.Context()
+	if o.TimeTravel {
+		return restoreD1TimeTravel(cmd, o)
+	}
 	targets := 0
 	for _, set := range []bool{o.ToFile != "", o.ToDatabase != "", o.InPlace} {
 		if set {
@@ -224,6 +260,11 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 		}
 		undo = fmt.Sprintf("wrangler d1 time-travel restore %s --bookmark=%s", target.Name, bm)
 		fmt.Fprintf(o.f.IO.Err, "Before restoring, %s was at Time Travel bookmark %s.\nTo undo this restore: %s\n", target.Name, bm, undo)
+		if safe, err := safetySnapshot(cmd, o, eng, cf, target, m.ID); err != nil {
+			return err
+		} else if safe != nil {
+			undo += fmt.Sprintf("  (or from the safety snapshot: cfbackup restore %s --d1-database %s --in-place --yes)", safe.ID, target.Name)
+		}
 	} else if o.Create {
 		target, err = cf.CreateDatabase(ctx, o.ToDatabase)
 		if err != nil {

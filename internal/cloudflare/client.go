@@ -39,6 +39,8 @@ var (
 	ErrTaskFailed = errors.New("cloudflare task failed")
 	// ErrExists: the resource (a database name) is already taken.
 	ErrExists = errors.New("already exists in the Cloudflare account")
+	// ErrOutsideWindow: a Time Travel time or bookmark is outside the database's retention window.
+	ErrOutsideWindow = errors.New("outside the Time Travel retention window")
 	// ErrConfig: required settings (account id, token) are missing.
 	ErrConfig = errors.New("cloudflare settings incomplete")
 )
