@@ -117,6 +117,7 @@ CFBACKUP_IDENTITY_FILE.`,
 		NewCmdVerify(f, nil),
 		NewCmdRestore(f, nil),
 		NewCmdCopy(f, nil),
+		NewCmdTestRestore(f, nil),
 	)
 	for _, c := range root.Commands() {
 		appendExitCodes(c)

@@ -41,6 +41,9 @@ type Config struct {
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
 
+	// TestRestore holds the checks test-restore runs on every restored D1 database.
+	TestRestore TestRestore `mapstructure:"test_restore"`
+
 	// Replicas are other repositories that 'copy --to NAME' and 'backup --copy-to NAME' replicate to.
 	Replicas map[string]Replica `mapstructure:"replicas"`
 
@@ -52,6 +55,18 @@ type Config struct {
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
+}
+
+// TestRestore is the test_restore block of the config file.
+type TestRestore struct {
+	Assertions []Assertion `mapstructure:"assertions"`
+}
+
+// Assertion is one SQL check: the first value of the first row compared with Expect (">= 1000").
+type Assertion struct {
+	Database string `mapstructure:"database"`
+	SQL      string `mapstructure:"sql"`
+	Expect   string `mapstructure:"expect"`
 }
 
 // Replica is a second repository (another region, jurisdiction or provider). Its S3 keys come from
@@ -176,6 +191,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize < 64<<10 || c.ChunkSize > 256<<20 {
 		return fmt.Errorf("%w: chunk_size %d must be between 64 KiB and 256 MiB", ErrInvalid, c.ChunkSize)
+	}
+	for i, a := range c.TestRestore.Assertions {
+		if strings.TrimSpace(a.SQL) == "" {
+			return fmt.Errorf("%w: test_restore.assertions[%d] has no sql", ErrInvalid, i)
+		}
 	}
 	for name, r := range c.Replicas {
 		if strings.TrimSpace(r.Repository) == "" {
