@@ -247,7 +247,7 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	}
 	var target cloudflare.Database
 	dopt := d1.DatabaseOptions{ImportLimit: o.ImportMax}
-	undo := ""
+	undo, safeID := "", ""
 	if o.InPlace {
 		target, err = cf.ResolveDatabase(ctx, src.ID)
 		if err != nil {
@@ -263,7 +263,7 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 		if safe, err := safetySnapshot(cmd, o, eng, cf, target, m.ID); err != nil {
 			return err
 		} else if safe != nil {
-			undo += fmt.Sprintf("  (or from the safety snapshot: cfbackup restore %s --d1-database %s --in-place --yes)", safe.ID, target.Name)
+			safeID = safe.ID
 		}
 	} else if o.Create {
 		target, err = cf.CreateDatabase(ctx, o.ToDatabase)
@@ -282,17 +282,17 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	finish()
 	if err != nil {
 		if undo != "" {
-			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s", restoreErr(err), undo)
+			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s%s", restoreErr(err), undo, safetyHint(safeID, target.Name))
 		}
 		return restoreErr(err)
 	}
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": target, "files": res.Files, "bytes": res.Bytes, "final_bookmark": res.FinalBookmark, "tables": res.Tables, "undo": undo})
+		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": target, "files": res.Files, "bytes": res.Bytes, "final_bookmark": res.FinalBookmark, "tables": res.Tables, "undo": undo, "safety_snapshot": safeID})
 	}
 	fmt.Fprintf(out, "Restored D1 database %s from snapshot %s into D1 database %s (%s): %d import file(s), %s, %d table(s) with matching row counts. Final bookmark %s.\n",
 		src.Name, m.ID, target.Name, target.UUID, res.Files, humanBytes(res.Bytes), len(res.Tables), res.FinalBookmark)
 	if undo != "" {
-		fmt.Fprintf(out, "To undo: %s\n", undo)
+		fmt.Fprintf(out, "To undo: %s%s\n", undo, safetyHint(safeID, target.Name))
 	}
 	return nil
 }

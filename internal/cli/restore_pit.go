@@ -201,3 +201,11 @@ func safetySnapshot(cmd *cobra.Command, o *RestoreOptions, eng *engine.Engine, c
 func holdSafetySnapshot(ctx context.Context, eng *engine.Engine, m *manifest.Manifest) error {
 	return nil // wired to holds once they exist
 }
+
+// safetyHint names the archive way back for an in-place restore.
+func safetyHint(snapshot, db string) string {
+	if snapshot == "" {
+		return ""
+	}
+	return fmt.Sprintf("\n  (or from the safety snapshot: cfbackup restore %s --d1-database %s --in-place --yes)", snapshot, db)
+}
