@@ -27,7 +27,7 @@ func TestWorkersConfigCalls(t *testing.T) {
 		t.Fatalf("got %d scripts, want 2", len(scripts))
 	}
 	var app struct {
-		ID     string `json:"id"`
+		ID     string                     `json:"id"`
 		Routes []struct{ Pattern string } `json:"routes"`
 	}
 	if err := json.Unmarshal(scripts[0], &app); err != nil || app.ID != "app" || len(app.Routes) != 1 || app.Routes[0].Pattern != "api.example.com/*" {
