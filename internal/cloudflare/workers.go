@@ -3,7 +3,9 @@ package cloudflare
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 
 	"github.com/cloudflare/cloudflare-go/v7/d1"
@@ -37,6 +39,15 @@ func decodeEnvelope(raw json.RawMessage, what string) (envelope, error) {
 	return env, nil
 }
 
+// classifyFor is classify with the token permission the call needs named in an auth failure.
+func classifyFor(err error, what, perm string) error {
+	var apiErr *workers.Error
+	if errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusUnauthorized || apiErr.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("%s: %w (HTTP %d: %s); check that CLOUDFLARE_API_TOKEN has %s permission on account %s", what, ErrAuth, apiErr.StatusCode, apiMessage(apiErr), perm, accountOf(apiErr))
+	}
+	return classify(err, what)
+}
+
 // rawArray splits a JSON array result into its elements (null is an empty list).
 func rawArray(res json.RawMessage, what string) ([]json.RawMessage, error) {
 	if len(res) == 0 || string(res) == "null" {
@@ -59,7 +70,7 @@ func (c *Client) ListWorkerScripts(ctx context.Context) ([]json.RawMessage, erro
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Scripts.List(ctx, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	if err != nil {
@@ -76,7 +87,7 @@ func (c *Client) WorkerSettings(ctx context.Context, script string) (json.RawMes
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Scripts.ScriptAndVersionSettings.Get(ctx, script, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	return env.Result, err
@@ -89,7 +100,7 @@ func (c *Client) WorkerSecrets(ctx context.Context, script string) ([]json.RawMe
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Scripts.Secrets.List(ctx, script, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	if err != nil {
@@ -106,7 +117,7 @@ func (c *Client) WorkerSchedules(ctx context.Context, script string) ([]json.Raw
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Scripts.Schedules.Get(ctx, script, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	if err != nil {
@@ -131,7 +142,7 @@ func (c *Client) WorkerSubdomain(ctx context.Context, script string) (json.RawMe
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Scripts.Subdomain.Get(ctx, script, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	return env.Result, err
@@ -145,7 +156,7 @@ func (c *Client) ListWorkerDomains(ctx context.Context) ([]json.RawMessage, erro
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Domains.List(ctx, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Scripts Read")
 	}
 	env, err := decodeEnvelope(raw, what)
 	if err != nil {
@@ -162,7 +173,7 @@ func (c *Client) ListZoneWorkerRoutes(ctx context.Context, zoneID string) ([]jso
 	p.ZoneID.Value, p.ZoneID.Present = zoneID, true
 	var raw json.RawMessage
 	if _, err := c.workers().Routes.List(ctx, p, option.WithResponseBodyInto(&raw)); err != nil {
-		return nil, classify(err, what)
+		return nil, classifyFor(err, what, "Workers Routes Read on the zone")
 	}
 	env, err := decodeEnvelope(raw, what)
 	if err != nil {
@@ -188,7 +199,7 @@ func (c *Client) ListR2BucketsRaw(ctx context.Context) ([]json.RawMessage, error
 		}
 		var raw json.RawMessage
 		if _, err := svc.List(ctx, p, option.WithResponseBodyInto(&raw)); err != nil {
-			return nil, classify(err, what)
+			return nil, classifyFor(err, what, "Workers R2 Storage Read")
 		}
 		env, err := decodeEnvelope(raw, what)
 		if err != nil {
@@ -217,7 +228,7 @@ func (c *Client) ListR2BucketsRaw(ctx context.Context) ([]json.RawMessage, error
 
 // ListDatabasesRaw returns every D1 database list entry, raw (page-numbered pagination).
 func (c *Client) ListDatabasesRaw(ctx context.Context) ([]json.RawMessage, error) {
-	return pagedRaw("list D1 databases", func(page int) (json.RawMessage, error) {
+	return pagedRaw("list D1 databases", "D1 Read", func(page int) (json.RawMessage, error) {
 		var p d1.DatabaseListParams
 		p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 		p.PerPage.Value, p.PerPage.Present = 100, true
@@ -230,7 +241,7 @@ func (c *Client) ListDatabasesRaw(ctx context.Context) ([]json.RawMessage, error
 
 // ListNamespacesRaw returns every Durable Object namespace list entry, raw.
 func (c *Client) ListNamespacesRaw(ctx context.Context) ([]json.RawMessage, error) {
-	return pagedRaw("list Durable Object namespaces", func(page int) (json.RawMessage, error) {
+	return pagedRaw("list Durable Object namespaces", "Workers Scripts Read", func(page int) (json.RawMessage, error) {
 		var p durable_objects.NamespaceListParams
 		p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 		p.PerPage.Value, p.PerPage.Present = 1000, true
@@ -242,12 +253,12 @@ func (c *Client) ListNamespacesRaw(ctx context.Context) ([]json.RawMessage, erro
 }
 
 // pagedRaw follows page-numbered pagination (page, per_page, total_count) until a short or empty page.
-func pagedRaw(what string, fetch func(page int) (json.RawMessage, error)) ([]json.RawMessage, error) {
+func pagedRaw(what, perm string, fetch func(page int) (json.RawMessage, error)) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	for page := 1; ; page++ {
 		raw, err := fetch(page)
 		if err != nil {
-			return nil, classify(err, what)
+			return nil, classifyFor(err, what, perm)
 		}
 		env, err := decodeEnvelope(raw, what)
 		if err != nil {

@@ -121,3 +121,19 @@ func TestWorkersCallsRetry429(t *testing.T) {
 		t.Fatalf("after 429, 429, 500 the call should succeed: %v", err)
 	}
 }
+
+func TestWorkersAuthErrorNamesPermission(t *testing.T) {
+	s, url := cftest.Start(t, cftest.Options{})
+	c, err := cloudflare.New(cloudflare.Config{AccountID: s.AccountID(), APIToken: "wrong", BaseURL: url + "/client/v4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ListWorkerScripts(context.Background())
+	if !errors.Is(err, cloudflare.ErrAuth) || !strings.Contains(err.Error(), "Workers Scripts Read") {
+		t.Fatalf("got %v, want ErrAuth naming Workers Scripts Read", err)
+	}
+	_, err = c.ListR2BucketsRaw(context.Background())
+	if !errors.Is(err, cloudflare.ErrAuth) || !strings.Contains(err.Error(), "R2 Storage Read") {
+		t.Fatalf("got %v, want ErrAuth naming R2 Storage Read", err)
+	}
+}

@@ -31,7 +31,7 @@ type fixture struct {
 	ids []age.Identity
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{srv: srv, cf: cf, eng: &engine.Engine{Repo: r}, ids: ids}
 }
 
-func (f *fixture) backup(t *testing.T, st *config.State) *manifest.Manifest {
+func (f *fixture) backup(t testing.TB, st *config.State) *manifest.Manifest {
 	t.Helper()
 	plan := &engine.BackupPlan{Components: []string{config.Component}}
 	plan.AddCapture(engine.Capture{Component: config.Component, Name: st.AccountID, Run: func(ctx context.Context, s *engine.Session) error {
@@ -275,4 +275,23 @@ type partial struct{ *cloudflare.Client }
 
 func (partial) ListR2BucketsRaw(context.Context) ([]json.RawMessage, error) {
 	return nil, fmt.Errorf("list R2 buckets: %w (HTTP 403)", cloudflare.ErrAuth)
+}
+
+// BenchmarkCaptureBackup measures capturing and storing the configuration of 200 scripts (about 1,000
+// REST calls against the emulator on loopback).
+func BenchmarkCaptureBackup(b *testing.B) {
+	f := newFixture(b)
+	for i := range 200 {
+		f.srv.PutWorkerScript(cftest.WorkerScript{Name: fmt.Sprintf("w%03d", i), CompatibilityDate: "2026-07-01", Schedules: []string{"* * * * *"},
+			Bindings: []map[string]any{{"type": "plain_text", "name": "A", "text": "x"}, {"type": "secret_text", "name": "S", "text": "y"}}})
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := config.Capture(ctx, f.cf, config.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.backup(b, st)
+	}
 }
