@@ -45,7 +45,8 @@ Needs CLOUDFLARE_API_TOKEN (D1 Edit) and CLOUDFLARE_ACCOUNT_ID in the environmen
 While D1 exports a database it serves no queries: the summary says for how long.`,
 		Example: `  cfbackup backup
   cfbackup backup --component d1 --d1-database app --label ticket=OPS-123
-  cfbackup backup --dry-run --json`,
+  cfbackup backup --dry-run --json
+  cfbackup backup --component d1,config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {

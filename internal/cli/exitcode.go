@@ -11,6 +11,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
@@ -25,6 +26,7 @@ const (
 	ExitIntegrity   = 6   // data does not match its recorded hashes, or a restored database fails its checks
 	ExitNotFound    = 7   // snapshot, database or table does not exist
 	ExitRefused     = 8   // the target exists or holds data; nothing was changed (use --yes / another target)
+	ExitDiffers     = 9   // restore --component config --diff: the live configuration differs from the snapshot
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -40,6 +42,8 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.Is(err, configsrc.ErrDiffers):
+		return ExitDiffers
 	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage):
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):

@@ -57,11 +57,17 @@ func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command 
                             the restore.
 
 Every item is checked against its SHA-256 while it is read. --dry-run prints the plan and changes nothing.
-Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
+Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).
+
+--component config is never applied to the account: --to-dir DIR writes the Workers configuration and
+inventory as JSON files, --diff compares it with the live account (exit status 9 when they differ);
+see docs/CONFIG_COMPONENT.md.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
-  cfbackup restore latest --d1-database app --in-place --yes`,
+  cfbackup restore latest --d1-database app --in-place --yes
+  cfbackup restore latest --component config --to-dir ./account-config
+  cfbackup restore latest --component config --diff`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {

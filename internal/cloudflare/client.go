@@ -67,6 +67,8 @@ type Client struct {
 	db   *d1.DatabaseService
 	do   *durable_objects.DurableObjectService
 	http *http.Client
+	// opts build the SDK services the other files create on demand (workers, r2).
+	opts []option.RequestOption
 }
 
 // New checks the settings and builds a client. It makes no request.
@@ -102,7 +104,7 @@ func New(cfg Config) (*Client, error) {
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(cfg.MaxRetries),
 	}
-	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), do: durable_objects.NewDurableObjectService(opts...), http: hc}, nil
+	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), do: durable_objects.NewDurableObjectService(opts...), http: hc, opts: opts}, nil
 }
 
 // AccountID is the account the client is scoped to.
