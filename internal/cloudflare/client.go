@@ -123,7 +123,7 @@ func classify(err error, what string) error {
 		msg := apiMessage(apiErr)
 		switch {
 		case apiErr.StatusCode == http.StatusUnauthorized || apiErr.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("%s: %w (HTTP %d: %s); check CLOUDFLARE_API_TOKEN and that it has D1 Edit permission on account %s", what, ErrAuth, apiErr.StatusCode, msg, accountOf(apiErr))
+			return fmt.Errorf("%s: %w (HTTP %d: %s); check CLOUDFLARE_API_TOKEN and its permissions on account %s (D1 Edit for d1; Workers Scripts Read for do and config; see docs/CONFIG.md)", what, ErrAuth, apiErr.StatusCode, msg, accountOf(apiErr))
 		case hasCode(apiErr, 7502) || apiErr.StatusCode == http.StatusConflict:
 			return fmt.Errorf("%s: %w (HTTP %d: %s)", what, ErrExists, apiErr.StatusCode, msg)
 		case apiErr.StatusCode == http.StatusNotFound:
