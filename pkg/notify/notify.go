@@ -285,7 +285,9 @@ func (s SMTP) send(c *smtp.Client, tcfg *tls.Config, e Event) error {
 
 func (s SMTP) message(e Event) []byte {
 	var b bytes.Buffer
-	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, strings.NewReplacer("\r", " ", "\n", " ").Replace(v)) }
+	hdr := func(k, v string) {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, strings.NewReplacer("\r", " ", "\n", " ").Replace(v))
+	}
 	hdr("From", s.From)
 	hdr("To", strings.Join(s.To, ", "))
 	hdr("Subject", e.Subject())
