@@ -41,11 +41,24 @@ type Config struct {
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
 
+	// Notifications and metrics after backup, verify, test-restore and prune (docs/NOTIFICATIONS.md).
+	// The webhook URL often embeds a token: it has no flag (environment or config file only).
+	NotifyOn        string `mapstructure:"notify_on"`
+	NotifyWebhook   string `mapstructure:"notify_webhook"`
+	SMTPHost        string `mapstructure:"smtp_host"`
+	SMTPPort        int    `mapstructure:"smtp_port"`
+	SMTPUsername    string `mapstructure:"smtp_username"`
+	SMTPFrom        string `mapstructure:"smtp_from"`
+	SMTPTo          string `mapstructure:"smtp_to"` // comma-separated
+	MetricsTextfile string `mapstructure:"metrics_textfile"`
+	MetricsPush     string `mapstructure:"metrics_push"`
+
 	// Secrets: environment only.
 	CloudflareAPIToken string `mapstructure:"-"`
 	AWSAccessKeyID     string `mapstructure:"-"`
 	AWSSecretAccessKey string `mapstructure:"-"`
 	AWSSessionToken    string `mapstructure:"-"`
+	SMTPPassword       string `mapstructure:"-"` // CFBACKUP_SMTP_PASSWORD
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -69,6 +82,10 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
+	for _, k := range []string{"notify_on", "notify_webhook", "smtp_host", "smtp_username", "smtp_from", "smtp_to", "metrics_textfile", "metrics_push"} {
+		v.SetDefault(k, "")
+	}
+	v.SetDefault("smtp_port", 587)
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -147,6 +164,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
+	c.SMTPPassword = getenv("CFBACKUP_SMTP_PASSWORD")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}
