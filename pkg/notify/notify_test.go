@@ -1,20 +1,17 @@
 package notify_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/smtpserver"
 	"github.com/cfbackup/cfbackup/pkg/notify"
 )
 
@@ -89,103 +86,6 @@ func TestWebhookErrors(t *testing.T) {
 	}
 }
 
-// smtpServer is a tiny real SMTP server: it speaks enough of RFC 5321 (EHLO, AUTH PLAIN, MAIL, RCPT,
-// DATA, QUIT) for net/smtp and records what it received.
-type smtpServer struct {
-	addr string
-	mu   sync.Mutex
-	from string
-	rcpt []string
-	data string
-	auth string
-}
-
-func startSMTP(t *testing.T, withAuth bool) *smtpServer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	s := &smtpServer{addr: l.Addr().String()}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c, withAuth)
-		}
-	}()
-	return s
-}
-
-func (s *smtpServer) serve(c net.Conn, withAuth bool) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	say := func(l string) { io.WriteString(c, l+"\r\n") }
-	say("220 test ESMTP")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
-		switch verb {
-		case "EHLO", "HELO":
-			if withAuth {
-				say("250-test")
-				say("250 AUTH PLAIN")
-			} else {
-				say("250 test")
-			}
-		case "AUTH":
-			b, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "AUTH PLAIN "))
-			s.mu.Lock()
-			s.auth = string(b)
-			s.mu.Unlock()
-			if strings.HasSuffix(string(b), "\x00right") {
-				say("235 ok")
-			} else {
-				say("535 bad credentials")
-			}
-		case "MAIL":
-			s.mu.Lock()
-			s.from = line
-			s.mu.Unlock()
-			say("250 ok")
-		case "RCPT":
-			s.mu.Lock()
-			s.rcpt = append(s.rcpt, line)
-			s.mu.Unlock()
-			say("250 ok")
-		case "DATA":
-			say("354 go on")
-			var b strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				b.WriteString(l)
-			}
-			s.mu.Lock()
-			s.data = b.String()
-			s.mu.Unlock()
-			say("250 queued")
-		case "QUIT":
-			say("221 bye")
-			return
-		default:
-			say("502 unknown")
-		}
-	}
-}
-
 func hostPort(t *testing.T, addr string) (string, int) {
 	h, p, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(p)
@@ -193,33 +93,36 @@ func hostPort(t *testing.T, addr string) (string, int) {
 }
 
 func TestSMTP(t *testing.T) {
-	srv := startSMTP(t, true)
-	h, p := hostPort(t, srv.addr)
+	srv := smtpserver.Start(t, "right")
+	h, p := hostPort(t, srv.Addr)
 	m := notify.SMTP{Host: h, Port: p, Username: "bot", Password: "right", From: "cfbackup@example.com", To: []string{"ops@example.com", "cto@example.com"}}
 	if err := m.Notify(context.Background(), event(true)); err != nil {
 		t.Fatal(err)
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.from != "MAIL FROM:<cfbackup@example.com>" && !strings.HasPrefix(srv.from, "MAIL FROM:<cfbackup@example.com>") {
-		t.Fatalf("from %q", srv.from)
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
 	}
-	if len(srv.rcpt) != 2 || !strings.Contains(srv.rcpt[1], "cto@example.com") {
-		t.Fatalf("rcpt %q", srv.rcpt)
+	msg := msgs[0]
+	if !strings.HasPrefix(msg.From, "MAIL FROM:<cfbackup@example.com>") {
+		t.Fatalf("from %q", msg.From)
 	}
-	if srv.auth != "\x00bot\x00right" {
-		t.Fatalf("auth %q", srv.auth)
+	if len(msg.To) != 2 || !strings.Contains(msg.To[1], "cto@example.com") {
+		t.Fatalf("rcpt %q", msg.To)
+	}
+	if msg.Auth != "\x00bot\x00right" {
+		t.Fatalf("auth %q", msg.Auth)
 	}
 	for _, want := range []string{"Subject: cfbackup backup FAILED on h1 (d1)\r\n", "To: ops@example.com, cto@example.com\r\n", "Content-Type: text/plain; charset=utf-8", "Error (exit 5): D1 export failed: token rejected\r\n", "Repository: s3://b/p\r\n"} {
-		if !strings.Contains(srv.data, want) {
-			t.Errorf("message lacks %q:\n%s", want, srv.data)
+		if !strings.Contains(msg.Data, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg.Data)
 		}
 	}
 }
 
 func TestSMTPErrors(t *testing.T) {
-	srv := startSMTP(t, true)
-	h, p := hostPort(t, srv.addr)
+	srv := smtpserver.Start(t, "right")
+	h, p := hostPort(t, srv.Addr)
 	m := notify.SMTP{Host: h, Port: p, Username: "bot", Password: "wrong", From: "a@b.c", To: []string{"d@e.f"}}
 	if err := m.Notify(context.Background(), event(false)); err == nil || !strings.Contains(err.Error(), "authenticate as bot") || strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("err %v", err)
