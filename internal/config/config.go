@@ -42,9 +42,8 @@ type Config struct {
 	LogLevel    string `mapstructure:"log_level"`
 
 	// Notifications and metrics after backup, verify, test-restore and prune (docs/NOTIFICATIONS.md).
-	// The webhook URL often embeds a token: it has no flag (environment or config file only).
+	// The webhook URL embeds a token, so it is a secret: CFBACKUP_NOTIFY_WEBHOOK only.
 	NotifyOn        string `mapstructure:"notify_on"`
-	NotifyWebhook   string `mapstructure:"notify_webhook"`
 	SMTPHost        string `mapstructure:"smtp_host"`
 	SMTPPort        int    `mapstructure:"smtp_port"`
 	SMTPUsername    string `mapstructure:"smtp_username"`
@@ -59,6 +58,7 @@ type Config struct {
 	AWSSecretAccessKey string `mapstructure:"-"`
 	AWSSessionToken    string `mapstructure:"-"`
 	SMTPPassword       string `mapstructure:"-"` // CFBACKUP_SMTP_PASSWORD
+	NotifyWebhook      string `mapstructure:"-"` // CFBACKUP_NOTIFY_WEBHOOK
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -82,10 +82,10 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
-	for _, k := range []string{"notify_on", "notify_webhook", "smtp_host", "smtp_username", "smtp_from", "smtp_to", "metrics_textfile", "metrics_push"} {
+	for _, k := range []string{"notify_on", "smtp_host", "smtp_username", "smtp_from", "smtp_to", "metrics_textfile", "metrics_push"} {
 		v.SetDefault(k, "")
 	}
-	v.SetDefault("smtp_port", 587)
+	v.SetDefault("smtp_port", 0) // 0: 587 (STARTTLS when offered); 465 is TLS from the start
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -165,6 +165,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
 	c.SMTPPassword = getenv("CFBACKUP_SMTP_PASSWORD")
+	c.NotifyWebhook = getenv("CFBACKUP_NOTIFY_WEBHOOK")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}
