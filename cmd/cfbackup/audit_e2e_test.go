@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,5 +63,23 @@ func TestKilledBackupInAuditTrail(t *testing.T) {
 	}
 	if text := e.must("audit", "verify"); !strings.Contains(text, "unfinished: #4") {
 		t.Fatalf("audit verify text:\n%s", text)
+	}
+
+	// Ctrl-C: the run records its end (exit 130) before it exits.
+	st, stderr = interruptedBackup(t, e, os.Interrupt)
+	if st.ExitCode() != 130 {
+		t.Fatalf("exit %d; stderr:\n%s", st.ExitCode(), stderr)
+	}
+	out = e.must("audit", "list", "--json")
+	var recs []struct {
+		Seq      int    `json:"seq"`
+		Result   string `json:"result"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &recs); err != nil {
+		t.Fatal(err)
+	}
+	if last := recs[len(recs)-1]; len(recs) != 6 || last.Result != "error" || last.ExitCode != 130 {
+		t.Fatalf("records after Ctrl-C: %+v", recs)
 	}
 }

@@ -78,10 +78,16 @@ func flagTrue(cmd *cobra.Command, name string) bool {
 func addHookFlags(root *cobra.Command) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		if slices.Contains(reportedCommands, commandName(c)) && c.Flags().Lookup("notify-on") == nil {
-			c.Flags().String("notify-on", "", "notify on failure (default), success (and failure) or always; webhook and SMTP settings come from env/config (docs/NOTIFICATIONS.md; env CFBACKUP_NOTIFY_ON)")
-			c.Flags().String("metrics-textfile", "", "write Prometheus metrics to this node_exporter textfile (env CFBACKUP_METRICS_TEXTFILE)")
-			c.Flags().String("metrics-push", "", "push Prometheus metrics to this Pushgateway URL (env CFBACKUP_METRICS_PUSH)")
+		if slices.Contains(reportedCommands, commandName(c)) {
+			for _, fl := range [][2]string{
+				{"notify-on", "notify on failure (default), success (and failure) or always; webhook and SMTP settings come from env/config (docs/NOTIFICATIONS.md; env CFBACKUP_NOTIFY_ON)"},
+				{"metrics-textfile", "write Prometheus metrics to this node_exporter textfile (env CFBACKUP_METRICS_TEXTFILE)"},
+				{"metrics-push", "push Prometheus metrics to this Pushgateway URL (env CFBACKUP_METRICS_PUSH)"},
+			} {
+				if c.Flags().Lookup(fl[0]) == nil {
+					c.Flags().String(fl[0], "", fl[1])
+				}
+			}
 		}
 		for _, s := range c.Commands() {
 			walk(s)
