@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Go modules: the age, lz4 and sqlite3 CLIs (interop tests) and a
-# versitygw S3 server for loopback (store tests). Idempotent; safe to run again.
+# Installs what the tests need beyond Go modules: the age, lz4 and sqlite3 CLIs (interop tests), headless
+# Chromium (the HTML report test) and a versitygw S3 server for loopback (store tests). Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 for p in age lz4 sqlite3 jq; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+# Headless Chromium renders the HTML report in pkg/report's test.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

@@ -33,7 +33,7 @@ type BackupOptions struct {
 // NewCmdBackup takes a snapshot.
 func NewCmdBackup(f *Factory, runF func(*BackupOptions) error) *cobra.Command {
 	o := &BackupOptions{f: f}
-	cmd := &cobra.Command{
+	cmd := mutating(&cobra.Command{
 		Use:   "backup",
 		Short: "Take a snapshot of D1 databases into the repository",
 		Long: `Take one snapshot. For each D1 database, cfbackup runs D1's export, streams the SQL dump from
@@ -54,7 +54,7 @@ While D1 exports a database it serves no queries: the summary says for how long.
 			}
 			return backupRun(cmd, o)
 		},
-	}
+	})
 	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: d1, do, r2, config (comma-separated or repeated)")
 	cmd.Flags().StringSliceVar(&o.Databases, "d1-database", nil, "D1 database name or UUID; repeat for several (default: every database)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
@@ -136,6 +136,7 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	if err != nil {
 		return err
 	}
+	o.f.SetResult(resultFromManifest(m))
 	copies, cerr := copyAfterBackup(cmd, o, eng, m)
 	if o.f.jsonOut {
 		if err := writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "time": m.Time, "duration": time.Duration(m.Duration).String(),

@@ -168,6 +168,12 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 			}
 		}
 	}
+	rr := RunResult{}
+	for _, res := range results {
+		rr.Snapshots = append(rr.Snapshots, res.Snapshot)
+		rr.Bytes += res.BytesCopied
+	}
+	o.f.SetResult(rr)
 	if o.f.jsonOut {
 		return writeJSON(out, map[string]any{"message_type": "summary", "to": dstStore.Location(), "created": created, "snapshots": results})
 	}

@@ -31,6 +31,11 @@ type Factory struct {
 
 	cfg *config.Config
 	log *slog.Logger
+
+	// Hooks (hooks.go): the command line, the run's state, and what the command published (SetResult).
+	args   []string
+	run    runState
+	result *RunResult
 }
 
 // load reads the configuration once the flags are parsed (root PersistentPreRunE).

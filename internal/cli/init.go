@@ -24,7 +24,7 @@ type InitOptions struct {
 // NewCmdInit creates a repository.
 func NewCmdInit(f *Factory, runF func(*InitOptions) error) *cobra.Command {
 	o := &InitOptions{f: f}
-	cmd := &cobra.Command{
+	cmd := mutating(&cobra.Command{
 		Use:   "init",
 		Short: "Create a new, empty repository",
 		Long: `Create a repository at --repo (a local path, file://PATH, or s3://BUCKET/PREFIX with
@@ -44,7 +44,7 @@ a copy is written to --writer-key-file (default ~/.config/cfbackup/writer-<repo 
 			}
 			return initRun(cmd, o)
 		},
-	}
+	})
 	cmd.Flags().StringSliceVar(&o.Recipients, "recipient", nil, "age recipient (public key); repeat or comma-separate (env CFBACKUP_RECIPIENTS)")
 	cmd.Flags().StringVar(&o.RecipientsFile, "recipients-file", "", "file with one recipient per line (env CFBACKUP_RECIPIENTS_FILE)")
 	cmd.Flags().StringVar(&o.WriterKeyFile, "writer-key-file", "", "where to write the local copy of the writer secret (env CFBACKUP_WRITER_KEY_FILE)")

@@ -33,7 +33,7 @@ type KeyGenerateOptions struct {
 // NewCmdKeyGenerate writes a new identity file.
 func NewCmdKeyGenerate(f *Factory, runF func(*KeyGenerateOptions) error) *cobra.Command {
 	o := &KeyGenerateOptions{f: f}
-	cmd := &cobra.Command{
+	cmd := mutating(&cobra.Command{
 		Use:   "generate -o FILE",
 		Short: "Create an age identity file and print its recipient",
 		Long: `Create a new age identity (private key) in FILE with mode 0600 and print its recipient (public key),
@@ -50,7 +50,7 @@ classic X25519 recipients in one repository, and need age 1.3 or newer to decryp
 			}
 			return keyGenerateRun(o)
 		},
-	}
+	})
 	cmd.Flags().BoolVar(&o.PQ, "pq", false, "post-quantum hybrid identity (ML-KEM-768 + X25519)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "identity file to create (required; never overwritten)")
 	return cmd

@@ -79,6 +79,7 @@ see docs/CONFIG_COMPONENT.md.`,
 			return restoreRun(cmd, o)
 		},
 	}
+	mutating(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Component, "component", "d1", "component to restore: d1, do, r2 or config")
 	fl.StringVar(&o.Database, "d1-database", "", "database in the snapshot (name or UUID); optional when the snapshot has one")
@@ -181,6 +182,7 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	if err != nil {
 		return err
 	}
+	o.f.SetResult(RunResult{Components: []string{d1.Component}, Snapshots: []string{m.ID}})
 	src, err := pickSource(m, o.Database)
 	if err != nil {
 		return err

@@ -45,14 +45,15 @@ func isTerminal(w any) bool {
 
 // Run executes one command line; it is Main without the process globals, for tests.
 func Run(ctx context.Context, args []string, ios IO, getenv func(string) string) int {
-	f := &Factory{IO: ios, Getenv: getenv}
+	f := &Factory{IO: ios, Getenv: getenv, args: args}
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(ios.In)
 	root.SetOut(ios.Out)
 	root.SetErr(ios.Err)
-	err := root.ExecuteContext(ctx)
+	ran, err := root.ExecuteContextC(ctx)
 	if err == nil {
+		f.afterRun(ctx, ran, nil, ExitOK)
 		return ExitOK
 	}
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -68,6 +69,7 @@ func Run(ctx context.Context, args []string, ios IO, getenv func(string) string)
 		enc := json.NewEncoder(ios.Out)
 		_ = enc.Encode(map[string]any{"message_type": "error", "error": err.Error(), "exit_code": code})
 	}
+	f.afterRun(ctx, ran, err, code)
 	return code
 }
 
@@ -95,7 +97,10 @@ CFBACKUP_IDENTITY_FILE.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return f.load(cmd)
+			if err := f.load(cmd); err != nil {
+				return err
+			}
+			return f.beforeRun(cmd)
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -118,7 +123,10 @@ CFBACKUP_IDENTITY_FILE.`,
 		NewCmdRestore(f, nil),
 		NewCmdCopy(f, nil),
 		NewCmdTestRestore(f, nil),
+		NewCmdAudit(f),
+		NewCmdReport(f, nil),
 	)
+	addHookFlags(root)
 	for _, c := range root.Commands() {
 		appendExitCodes(c)
 	}

@@ -124,6 +124,12 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	if res == nil {
 		return terr
 	}
+	rr := RunResult{Components: m.Components, Snapshots: []string{m.ID}}
+	for _, s := range res.Sources {
+		rr.Bytes += s.Bytes
+		rr.Items += int64(s.Items)
+	}
+	o.f.SetResult(rr)
 	out := o.f.IO.Out
 	if o.f.jsonOut {
 		if err := writeJSON(out, map[string]any{"message_type": "test_restore", "ok": res.OK, "result": res}); err != nil {

@@ -77,6 +77,9 @@ func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 	if res == nil {
 		return verr
 	}
+	vr := resultFromManifest(m)
+	vr.Bytes, vr.Items, vr.PerComponent = res.BytesRead, int64(res.Items), nil
+	o.f.SetResult(vr)
 	if o.f.jsonOut {
 		out := map[string]any{"message_type": "verify", "ok": verr == nil, "result": res}
 		if err := writeJSON(o.f.IO.Out, out); err != nil {

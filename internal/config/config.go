@@ -47,11 +47,24 @@ type Config struct {
 	// Replicas are other repositories that 'copy --to NAME' and 'backup --copy-to NAME' replicate to.
 	Replicas map[string]Replica `mapstructure:"replicas"`
 
+	// Notifications and metrics after backup, verify, test-restore and prune (docs/NOTIFICATIONS.md).
+	// The webhook URL embeds a token, so it is a secret: CFBACKUP_NOTIFY_WEBHOOK only.
+	NotifyOn        string `mapstructure:"notify_on"`
+	SMTPHost        string `mapstructure:"smtp_host"`
+	SMTPPort        int    `mapstructure:"smtp_port"`
+	SMTPUsername    string `mapstructure:"smtp_username"`
+	SMTPFrom        string `mapstructure:"smtp_from"`
+	SMTPTo          string `mapstructure:"smtp_to"` // comma-separated
+	MetricsTextfile string `mapstructure:"metrics_textfile"`
+	MetricsPush     string `mapstructure:"metrics_push"`
+
 	// Secrets: environment only.
 	CloudflareAPIToken string `mapstructure:"-"`
 	AWSAccessKeyID     string `mapstructure:"-"`
 	AWSSecretAccessKey string `mapstructure:"-"`
 	AWSSessionToken    string `mapstructure:"-"`
+	SMTPPassword       string `mapstructure:"-"` // CFBACKUP_SMTP_PASSWORD
+	NotifyWebhook      string `mapstructure:"-"` // CFBACKUP_NOTIFY_WEBHOOK
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -97,6 +110,10 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
+	for _, k := range []string{"notify_on", "smtp_host", "smtp_username", "smtp_from", "smtp_to", "metrics_textfile", "metrics_push"} {
+		v.SetDefault(k, "")
+	}
+	v.SetDefault("smtp_port", 0) // 0: 587 (STARTTLS when offered); 465 is TLS from the start
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -175,6 +192,8 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
+	c.SMTPPassword = getenv("CFBACKUP_SMTP_PASSWORD")
+	c.NotifyWebhook = getenv("CFBACKUP_NOTIFY_WEBHOOK")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}

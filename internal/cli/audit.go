@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/pkg/audit"
+	"github.com/cfbackup/cfbackup/pkg/engine"
+)
+
+// NewCmdAudit groups the audit-trail commands.
+func NewCmdAudit(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Show and check the repository's tamper-evident audit trail",
+		Long: `Every command that changes the repository or the account (init, backup, restore, key generate, and
+prune, hold, copy where present) appends an audit record under audit/ in the repository: who (the
+CFBACKUP_ACTOR variable, else user@host), what (command and arguments, secrets removed), when, the
+result and exit code, and the snapshot ids. A run writes a "started" record before it begins and an
+"ok" or "error" record when it ends, so a run that was killed still shows up. Each record carries the
+SHA-256 of the one before it (docs/AUDIT.md).`,
+	}
+	cmd.AddCommand(newCmdAuditVerify(f), newCmdAuditList(f))
+	return cmd
+}
+
+func newCmdAuditVerify(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit chain: no record deleted, edited or reordered",
+		Long: `Read every audit record and check the chain: each sequence number from 1 to the newest has exactly
+one record, each record hashes to the hash in its name, and each names the hash of the record before
+it. A deleted, edited, reordered or forked record is reported by sequence number and object key, and
+the command exits 6. Runs that started and never recorded their end (killed, crashed, or still
+running) are listed too; they do not break the chain. Needs no identity.`,
+		Example: `  cfbackup audit verify
+  cfbackup audit verify --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			r, err := f.Repo(ctx)
+			if err != nil {
+				return err
+			}
+			_, st, err := (&audit.Log{Store: r.Store}).Verify(ctx)
+			if err != nil {
+				return err
+			}
+			if f.jsonOut {
+				if err := writeJSON(f.IO.Out, map[string]any{"message_type": "audit_verify", "status": st}); err != nil {
+					return err
+				}
+			} else {
+				printAuditStatus(f, st)
+			}
+			if !st.OK {
+				return fmt.Errorf("%w: %w: %d problem(s) in %s", engine.ErrIntegrity, audit.ErrChain, len(st.Problems), r.Store.Location())
+			}
+			return nil
+		},
+	}
+}
+
+func printAuditStatus(f *Factory, st audit.Status) {
+	out := f.IO.Out
+	if st.OK {
+		fmt.Fprintf(out, "Audit chain OK: %d record(s), head #%d %s.\n", st.Records, st.HeadSeq, shortHash(st.HeadHash))
+	} else {
+		fmt.Fprintf(out, "Audit chain BROKEN: %d record(s) read, head #%d, %d problem(s):\n", st.Records, st.HeadSeq, len(st.Problems))
+		for _, p := range st.Problems {
+			fmt.Fprintf(out, "  #%d %s: %s\n", p.Seq, p.Key, p.Problem)
+		}
+	}
+	for _, g := range st.Gaps {
+		fmt.Fprintf(out, "  note: #%d %s\n", g.Seq, g.Problem)
+	}
+	for _, u := range st.Unfinished {
+		fmt.Fprintf(out, "  unfinished: #%d %s %s by %s on %s started and never recorded its end (killed, crashed or still running)\n",
+			u.Seq, u.Time.Format(time.RFC3339), u.Command, u.Actor, u.Host)
+	}
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func newCmdAuditList(f *Factory) *cobra.Command {
+	var since string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List audit records, oldest first",
+		Long: `List the audit records (oldest first): sequence number, time, actor, command, result, snapshot ids.
+--since limits them to a recent window (90d, 36h, or a date/time such as 2026-01-31). With --json, an
+array of the stored records exactly as documented in docs/AUDIT.md. The chain is checked on the way;
+problems are printed on stderr (run 'cfbackup audit verify' for the verdict and exit code).`,
+		Example: `  cfbackup audit list
+  cfbackup audit list --since 7d --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			r, err := f.Repo(ctx)
+			if err != nil {
+				return err
+			}
+			recs, st, err := (&audit.Log{Store: r.Store}).Verify(ctx)
+			if err != nil {
+				return err
+			}
+			if !st.OK {
+				fmt.Fprintf(f.IO.Err, "warning: the audit chain has %d problem(s); run 'cfbackup audit verify'\n", len(st.Problems))
+			}
+			out := []audit.Record{}
+			for _, rec := range recs {
+				if !rec.Time.Before(from) {
+					out = append(out, rec)
+				}
+			}
+			if f.jsonOut {
+				return writeJSON(f.IO.Out, out)
+			}
+			for _, rec := range out {
+				res := rec.Result
+				if rec.Result == audit.ResultError {
+					res = fmt.Sprintf("error(%d): %s", rec.ExitCode, firstLine(rec.Error))
+				}
+				fmt.Fprintf(f.IO.Out, "#%-5d %s  %-20s %-14s %s %s\n", rec.Seq, rec.Time.Format(time.RFC3339), rec.Actor, rec.Command, res, strings.Join(rec.Snapshots, ","))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "", "only records newer than this: a duration (90d, 12h) or a date (2026-01-31, RFC 3339)")
+	return cmd
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// parseSince reads --since: "" (everything), a duration with d/w suffixes allowed (90d, 2w, 36h), or a
+// date (2006-01-02) or RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	mult := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}
+	if m, ok := mult[s[len(s)-1]]; ok {
+		n, err := strconv.ParseFloat(s[:len(s)-1], 64)
+		if err == nil && n >= 0 {
+			return now.Add(-time.Duration(n * float64(m))), nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usageError{fmt.Errorf("--since %q: use a duration such as 90d, 2w or 36h, or a date such as 2026-01-31", s)}
+}

@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/pkg/report"
+)
+
+// ReportOptions are the flags of 'report'.
+type ReportOptions struct {
+	f      *Factory
+	Since  string
+	Format string
+	Output string
+}
+
+// NewCmdReport writes the compliance report.
+func NewCmdReport(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
+	o := &ReportOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "report [--since 90d] [--format text|json|csv|html] [-o FILE]",
+		Short: "Compliance report: backups, failures, retention, holds, verification, audit chain",
+		Long: `Summarise what the repository proves for a period (default: all history):
+
+  - backups per component with success and failure counts and rates (failures and runs that never
+    finished come from the audit trail), sizes and durations over time;
+  - the retention policy and what prune kept and deleted (prune/ records);
+  - legal holds, active and released (holds/ records);
+  - verification and test-restore coverage (verify/ records);
+  - the audit chain's status, and the recipients' key fingerprints.
+
+It reads only plaintext metadata: no identity is needed and nothing is decrypted.
+--format html writes one self-contained page with inline SVG charts that opens offline; json and
+csv are documented contracts (docs/CLI_JSON_OUTPUT.md); text (the default) is a short summary.
+The format follows -o's extension (.html, .json, .csv) when --format is not given.`,
+		Example: `  cfbackup report
+  cfbackup report --since 90d --format html -o report-q3.html
+  cfbackup report --since 2026-01-01 --format csv -o report.csv
+  cfbackup report --since 30d --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(o)
+			}
+			return reportRun(cmd, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Since, "since", "", "start of the period: a duration back from now (90d, 2w, 36h) or a date (2026-01-31, RFC 3339)")
+	cmd.Flags().StringVar(&o.Format, "format", "", "text, json, csv or html (default: from -o's extension, else text; json with --json)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "write the report to FILE instead of stdout (replaced atomically)")
+	return cmd
+}
+
+func reportFormat(o *ReportOptions) (string, error) {
+	format := strings.ToLower(o.Format)
+	if format == "" {
+		switch {
+		case o.f.jsonOut:
+			format = "json"
+		case o.Output != "":
+			switch strings.ToLower(filepath.Ext(o.Output)) {
+			case ".html", ".htm":
+				format = "html"
+			case ".json":
+				format = "json"
+			case ".csv":
+				format = "csv"
+			default:
+				format = "text"
+			}
+		default:
+			format = "text"
+		}
+	}
+	switch format {
+	case "text", "json", "csv", "html":
+		return format, nil
+	}
+	return "", usageError{fmt.Errorf("--format %q: use text, json, csv or html", o.Format)}
+}
+
+func reportRun(cmd *cobra.Command, o *ReportOptions) error {
+	ctx := cmd.Context()
+	format, err := reportFormat(o)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	since, err := parseSince(o.Since, now)
+	if err != nil {
+		return err
+	}
+	r, err := o.f.Repo(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := report.Build(ctx, r, report.Options{Since: since, Now: now})
+	if err != nil {
+		return err
+	}
+	if !rep.Audit.OK {
+		o.f.Log().Warn("the audit chain is broken; the report says where (run 'cfbackup audit verify')", "problems", len(rep.Audit.Problems))
+	}
+	write := func(w *bufio.Writer) error {
+		var err error
+		switch format {
+		case "json":
+			err = rep.WriteJSON(w)
+		case "csv":
+			err = rep.WriteCSV(w)
+		case "html":
+			err = rep.WriteHTML(w)
+		default:
+			err = rep.WriteText(w)
+		}
+		if err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	if o.Output == "" || o.Output == "-" {
+		return write(bufio.NewWriter(o.f.IO.Out))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(o.Output), "."+filepath.Base(o.Output)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(bufio.NewWriter(tmp)); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write the report: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), o.Output); err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	fmt.Fprintf(o.f.IO.Err, "Wrote the %s report to %s.\n", format, o.Output)
+	return nil
+}

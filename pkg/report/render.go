@@ -1,0 +1,208 @@
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WriteJSON writes the report as indented JSON (docs/CLI_JSON_OUTPUT.md).
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// CSVHeader is the CSV report's header; every row has a section naming what it is (docs/CLI_JSON_OUTPUT.md).
+var CSVHeader = []string{"section", "time", "component", "snapshot", "result", "count", "size_bytes", "stored_bytes", "items", "duration_seconds", "actor", "detail"}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func tsp(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return ts(*t)
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func f64(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+
+// WriteCSV writes the report as one CSV table: a header, then rows whose first column says what they are.
+func (r *Report) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	row := func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string) {
+		_ = cw.Write([]string{section, t, comp, snap, result, count, size, stored, items, dur, actor, detail})
+	}
+	_ = cw.Write(CSVHeader)
+	row("report", ts(r.Generated), "", "", "", "", "", "", "", "", "", fmt.Sprintf("repository=%s id=%s since=%s", r.Repository, r.RepositoryID, tsp(r.Since)))
+	for _, rc := range r.Recipients {
+		row("recipient", "", "", "", "", "", "", "", "", "", "", rc.Fingerprint+" "+rc.Recipient)
+	}
+	for _, c := range r.Components {
+		rate := ""
+		if c.SuccessRate != nil {
+			rate = strconv.FormatFloat(*c.SuccessRate, 'f', 4, 64)
+		}
+		row("component", tsp(c.LastSuccess), c.Component, "", rate, strconv.Itoa(c.Backups), i64(c.LastSize), "", "", f64(c.AvgDurationSeconds), "",
+			fmt.Sprintf("failures=%d unfinished=%d last_failure=%s", c.Failures, c.Unfinished, tsp(c.LastFailure)))
+	}
+	for _, b := range r.Backups {
+		var labels []string
+		for k, v := range b.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		row("backup", ts(b.Time), strings.Join(b.Components, ";"), b.Snapshot, "ok", "", i64(b.Size), i64(b.StoredSize), i64(b.Items), f64(b.DurationSeconds), b.Actor,
+			fmt.Sprintf("verified=%t read_data=%t test_restored=%t held=%t labels=%s", b.Verified, b.ReadDataChecked, b.TestRestored, b.Held, strings.Join(labels, ";")))
+	}
+	for _, f := range r.Failures {
+		row("failure", ts(f.Time), strings.Join(f.Components, ";"), "", f.Kind, strconv.Itoa(f.ExitCode), "", "", "", "", f.Actor, f.Command+": "+f.Error)
+	}
+	for _, p := range r.Retention.Runs {
+		res := "ok"
+		if p.DryRun {
+			res = "dry-run"
+		} else if len(p.Errors) > 0 {
+			res = "errors"
+		}
+		pol, _ := json.Marshal(p.Policy)
+		row("prune", ts(p.Time), "", "", res, strconv.Itoa(len(p.Removed)), i64(p.BytesFreed), "", i64(p.SegmentsDeleted), "", p.Actor, "policy="+string(pol)+errorsDetail(p.Errors))
+		for _, k := range p.Kept {
+			row("prune-kept", ts(p.Time), "", k.Snapshot, "kept", "", "", "", "", "", p.Actor, strings.Join(k.Reasons, ";"))
+		}
+		for _, x := range p.Removed {
+			row("prune-removed", ts(p.Time), strings.Join(x.Components, ";"), x.Snapshot, "removed", "", "", "", "", "", p.Actor, "snapshot time "+ts(x.Time))
+		}
+	}
+	for _, h := range r.Holds {
+		res := "released"
+		if h.Active {
+			res = "active"
+		} else if h.Released == nil {
+			res = "expired"
+		}
+		d := "reason=" + h.Reason
+		if h.Case != "" {
+			d += " case=" + h.Case
+		}
+		if h.Until != nil {
+			d += " until=" + tsp(h.Until)
+		}
+		if h.Released != nil {
+			d += fmt.Sprintf(" released=%s by=%s release_reason=%s", tsp(h.Released), h.ReleasedBy, h.ReleaseReason)
+		}
+		row("hold", ts(h.Time), "", h.Snapshot, res, "", "", "", "", "", h.Actor, d)
+	}
+	v := r.Verification
+	row("coverage", "", "", "", f64(v.Coverage), strconv.Itoa(v.Snapshots), "", "", "", "", "",
+		fmt.Sprintf("verified=%d read_data=%d (%.4f) test_restored=%d (%.4f) failed=%d", v.Verified, v.ReadData, v.ReadDataCoverage, v.TestRestored, v.TestRestoreCoverage, v.Failed))
+	for _, x := range v.Records {
+		res := "ok"
+		if !x.OK {
+			res = "failed"
+		}
+		row("verify", ts(x.Time), "", x.Snapshot, res, strconv.Itoa(x.Segments), "", "", strconv.Itoa(x.Items), f64(float64(x.DurationMillis)/1000), "", x.Mode+" "+strings.Join(x.Problems, "; "))
+	}
+	res := "ok"
+	if !r.Audit.OK {
+		res = "broken"
+	}
+	var probs []string
+	for _, p := range r.Audit.Problems {
+		probs = append(probs, fmt.Sprintf("#%d %s", p.Seq, p.Problem))
+	}
+	row("audit", "", "", "", res, strconv.Itoa(r.Audit.Records), "", "", "", "", "", fmt.Sprintf("head=%d %s %s", r.Audit.HeadSeq, r.Audit.HeadHash, strings.Join(probs, "; ")))
+	for _, wn := range r.Warnings {
+		row("warning", "", "", "", "", "", "", "", "", "", "", wn)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func errorsDetail(errs []any) string {
+	if len(errs) == 0 {
+		return ""
+	}
+	var s []string
+	for _, e := range errs {
+		s = append(s, fmt.Sprint(e))
+	}
+	return " errors=" + strings.Join(s, "; ")
+}
+
+// WriteText writes a short human summary (the default on a terminal).
+func (r *Report) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "cfbackup report for %s (repository %s), generated %s", r.Repository, r.RepositoryID, ts(r.Generated))
+	if r.Since != nil {
+		fmt.Fprintf(w, ", since %s", tsp(r.Since))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Backups per component:")
+	if len(r.Components) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, c := range r.Components {
+		rate := "n/a"
+		if c.SuccessRate != nil {
+			rate = fmt.Sprintf("%.1f%%", *c.SuccessRate*100)
+		}
+		fmt.Fprintf(w, "  %-7s %4d ok  %3d failed  %3d unfinished  success %-6s  last success %s\n", c.Component, c.Backups, c.Failures, c.Unfinished, rate, orNever(c.LastSuccess))
+	}
+	v := r.Verification
+	fmt.Fprintf(w, "Verification: %d of %d snapshot(s) verified (%.0f%%), %d with --read-data, %d test-restored; %d failed check(s).\n",
+		v.Verified, v.Snapshots, v.Coverage*100, v.ReadData, v.TestRestored, v.Failed)
+	if r.Retention.LastRun != nil {
+		removed := 0
+		var freed int64
+		for _, p := range r.Retention.Runs {
+			if !p.DryRun {
+				removed += len(p.Removed)
+				freed += p.BytesFreed
+			}
+		}
+		pol, _ := json.Marshal(r.Retention.Policy)
+		fmt.Fprintf(w, "Retention: policy %s (last prune %s); %d snapshot(s) removed, %d byte(s) freed in the window.\n", pol, tsp(r.Retention.LastRun), removed, freed)
+	} else {
+		fmt.Fprintln(w, "Retention: prune has never run.")
+	}
+	active := 0
+	for _, h := range r.Holds {
+		if h.Active {
+			active++
+		}
+	}
+	fmt.Fprintf(w, "Legal holds: %d active, %d listed.\n", active, len(r.Holds))
+	if r.Audit.OK {
+		fmt.Fprintf(w, "Audit chain: OK, %d record(s).\n", r.Audit.Records)
+	} else {
+		fmt.Fprintf(w, "Audit chain: BROKEN, %d problem(s) (run 'cfbackup audit verify').\n", len(r.Audit.Problems))
+	}
+	fmt.Fprintf(w, "Recipients:")
+	for _, rc := range r.Recipients {
+		fmt.Fprintf(w, " %s", rc.Fingerprint)
+	}
+	fmt.Fprintln(w)
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", wn)
+	}
+	return nil
+}
+
+func orNever(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return ts(*t)
+}

@@ -1,0 +1,499 @@
+// Package report assembles the compliance report: what was backed up (and what failed), what
+// retention kept and deleted, what is on legal hold, what was verified or test-restored, whether the
+// audit chain is intact, and to whom the data is encrypted. It reads only plaintext objects — manifest
+// summaries, audit/, prune/, holds/, verify/ and config.json — so it needs no identity, and renders
+// the result as JSON, CSV or one self-contained HTML file with inline SVG charts.
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/audit"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Prefixes of the records the report reads (docs/FORMAT.md).
+const (
+	HoldsPrefix  = "holds/"
+	PrunePrefix  = "prune/"
+	VerifyPrefix = "verify/"
+)
+
+// Options choose the report's window.
+type Options struct {
+	// Since is the start of the window; zero means everything.
+	Since time.Time
+	// Now is the report's time (tests inject it); default time.Now.
+	Now time.Time
+}
+
+// Report is the whole report; its JSON encoding is a documented contract (docs/CLI_JSON_OUTPUT.md).
+type Report struct {
+	Generated    time.Time          `json:"generated"`
+	Since        *time.Time         `json:"since"`
+	Repository   string             `json:"repository"`
+	RepositoryID string             `json:"repository_id"`
+	Recipients   []repo.Recipient   `json:"recipients"`
+	Components   []ComponentSummary `json:"components"`
+	Backups      []Backup           `json:"backups"`
+	Failures     []Failure          `json:"failures"`
+	Retention    Retention          `json:"retention"`
+	Holds        []Hold             `json:"holds"`
+	Verification Verification       `json:"verification"`
+	Audit        audit.Status       `json:"audit"`
+	// Warnings name objects the report could not read (it reports what it can).
+	Warnings []string `json:"warnings"`
+}
+
+// ComponentSummary is one component's backups in the window.
+type ComponentSummary struct {
+	Component string `json:"component"`
+	// Backups counts snapshots that include the component; Failures backup runs that recorded an error;
+	// Unfinished backup runs that started and never recorded an end (killed or crashed).
+	Backups    int `json:"backups"`
+	Failures   int `json:"failures"`
+	Unfinished int `json:"unfinished"`
+	// SuccessRate is Backups / (Backups + Failures + Unfinished); null when there was no run.
+	SuccessRate        *float64   `json:"success_rate"`
+	LastSuccess        *time.Time `json:"last_success"`
+	LastFailure        *time.Time `json:"last_failure"`
+	LastSize           int64      `json:"last_size"`
+	AvgDurationSeconds float64    `json:"avg_duration_seconds"`
+}
+
+// Backup is one snapshot in the window.
+type Backup struct {
+	Snapshot        string            `json:"snapshot"`
+	Time            time.Time         `json:"time"`
+	Components      []string          `json:"components"`
+	ComponentSizes  map[string]int64  `json:"component_sizes"`
+	Items           int64             `json:"items"`
+	Size            int64             `json:"size"`
+	StoredSize      int64             `json:"stored_size"`
+	DurationSeconds float64           `json:"duration_seconds"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Host            string            `json:"host,omitempty"`
+	Actor           string            `json:"actor,omitempty"`
+	Verified        bool              `json:"verified"`
+	ReadDataChecked bool              `json:"read_data_verified"`
+	TestRestored    bool              `json:"test_restored"`
+	Held            bool              `json:"held"`
+}
+
+// Failure is a failed or unfinished run from the audit trail.
+type Failure struct {
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	Command    string    `json:"command"`
+	Kind       string    `json:"kind"` // "error" | "unfinished"
+	Actor      string    `json:"actor"`
+	Host       string    `json:"host"`
+	Components []string  `json:"components"`
+	Error      string    `json:"error"`
+	ExitCode   int       `json:"exit_code"`
+}
+
+// Retention is what prune runs recorded under prune/ in the window.
+type Retention struct {
+	// Policy is the newest prune run's policy (flags as given); null when prune never ran.
+	Policy  map[string]any `json:"policy"`
+	LastRun *time.Time     `json:"last_run"`
+	Runs    []PruneRun     `json:"runs"`
+}
+
+// PruneRun is one prune/ record (docs/FORMAT.md).
+type PruneRun struct {
+	Key             string         `json:"key"`
+	Time            time.Time      `json:"time"`
+	Actor           string         `json:"actor"`
+	Policy          map[string]any `json:"policy"`
+	DryRun          bool           `json:"dry_run"`
+	Kept            []PruneKept    `json:"kept"`
+	Removed         []PruneRemoved `json:"removed"`
+	SegmentsDeleted int64          `json:"segments_deleted"`
+	BytesFreed      int64          `json:"bytes_freed"`
+	Errors          []any          `json:"errors"`
+}
+
+// PruneKept is a snapshot a prune run kept, and by which rules.
+type PruneKept struct {
+	Snapshot string   `json:"snapshot"`
+	Reasons  []string `json:"reasons"`
+}
+
+// PruneRemoved is a snapshot a prune run removed.
+type PruneRemoved struct {
+	Snapshot   string    `json:"snapshot"`
+	Time       time.Time `json:"time"`
+	Components []string  `json:"components"`
+}
+
+// Hold is a legal hold (holds/ records): its add record and, once released, its release record.
+type Hold struct {
+	Snapshot      string     `json:"snapshot"`
+	ID            string     `json:"id"`
+	Reason        string     `json:"reason"`
+	Case          string     `json:"case,omitempty"`
+	Until         *time.Time `json:"until"`
+	Actor         string     `json:"actor"`
+	Time          time.Time  `json:"time"`
+	Active        bool       `json:"active"`
+	Released      *time.Time `json:"released"`
+	ReleasedBy    string     `json:"released_by,omitempty"`
+	ReleaseReason string     `json:"release_reason,omitempty"`
+}
+
+type holdRecord struct {
+	ID       string     `json:"id"`
+	Snapshot string     `json:"snapshot"`
+	Reason   string     `json:"reason"`
+	Case     string     `json:"case"`
+	Until    *time.Time `json:"until"`
+	Actor    string     `json:"actor"`
+	Time     time.Time  `json:"time"`
+	Action   string     `json:"action"`
+}
+
+// Verification is verification and test-restore coverage of the window's snapshots.
+type Verification struct {
+	Snapshots    int `json:"snapshots"`
+	Verified     int `json:"verified"`
+	ReadData     int `json:"read_data_verified"`
+	TestRestored int `json:"test_restored"`
+	// Coverage ratios over Snapshots (0 when there is none).
+	Coverage            float64        `json:"coverage"`
+	ReadDataCoverage    float64        `json:"read_data_coverage"`
+	TestRestoreCoverage float64        `json:"test_restore_coverage"`
+	Failed              int            `json:"failed"`
+	Records             []VerifyRecord `json:"records"`
+}
+
+// VerifyRecord is one verify/ record (engine.VerifyResult's stored form). A test-restore records its
+// outcome the same way with a mode starting with "test-restore".
+type VerifyRecord struct {
+	Time           time.Time `json:"time"`
+	OK             bool      `json:"ok"`
+	Snapshot       string    `json:"snapshot"`
+	Mode           string    `json:"mode"`
+	Segments       int       `json:"segments_checked"`
+	SegmentsTotal  int       `json:"segments_total"`
+	Items          int       `json:"items_checked"`
+	BytesRead      int64     `json:"bytes_read"`
+	Problems       []string  `json:"problems"`
+	DurationMillis int64     `json:"duration_ms"`
+}
+
+// Build reads the repository and assembles the report.
+func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	rep := &Report{Generated: now, Repository: r.Store.Location(), RepositoryID: r.Config.ID, Recipients: r.Config.Recipients,
+		Components: []ComponentSummary{}, Backups: []Backup{}, Failures: []Failure{}, Holds: []Hold{}, Warnings: []string{},
+		Retention: Retention{Runs: []PruneRun{}}, Verification: Verification{Records: []VerifyRecord{}}}
+	if rep.Recipients == nil {
+		rep.Recipients = []repo.Recipient{}
+	}
+	if !o.Since.IsZero() {
+		s := o.Since.UTC()
+		rep.Since = &s
+	}
+	in := func(t time.Time) bool { return o.Since.IsZero() || !t.Before(o.Since) }
+
+	snaps, bad, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	for k, e := range bad {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: unreadable manifest: %v", k, e))
+	}
+	recs, st, err := (&audit.Log{Store: r.Store}).Verify(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit trail: %w", err)
+	}
+	rep.Audit = st
+	holds, err := readHolds(ctx, r.Store, now, rep)
+	if err != nil {
+		return nil, err
+	}
+	var verifies []VerifyRecord
+	if err := readJSON(ctx, r.Store, VerifyPrefix, rep, func(key string, raw []byte) error {
+		var v VerifyRecord
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		verifies = append(verifies, v)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var runs []PruneRun
+	if err := readJSON(ctx, r.Store, PrunePrefix, rep, func(key string, raw []byte) error {
+		var p PruneRun
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		p.Key = key
+		runs = append(runs, p)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// Holds: every active hold, and the others created or released in the window.
+	held := map[string]bool{}
+	for _, h := range holds {
+		if h.Active {
+			held[h.Snapshot] = true
+		}
+		if h.Active || in(h.Time) || (h.Released != nil && in(*h.Released)) {
+			rep.Holds = append(rep.Holds, h)
+		}
+	}
+	sort.Slice(rep.Holds, func(i, j int) bool { return rep.Holds[i].Time.Before(rep.Holds[j].Time) })
+
+	// Verification records, by snapshot.
+	type cov struct{ ok, readData, testRestore bool }
+	covered := map[string]*cov{}
+	for _, v := range verifies {
+		c := covered[v.Snapshot]
+		if c == nil {
+			c = &cov{}
+			covered[v.Snapshot] = c
+		}
+		if v.OK {
+			switch {
+			case strings.HasPrefix(v.Mode, "test-restore"):
+				c.testRestore, c.ok = true, true
+			case strings.HasPrefix(v.Mode, "read-data"):
+				c.readData, c.ok = true, true
+			default:
+				c.ok = true
+			}
+		}
+	}
+
+	// Backups in the window, oldest first.
+	comps := map[string]*ComponentSummary{}
+	durations := map[string][]float64{}
+	summary := func(c string) *ComponentSummary {
+		s := comps[c]
+		if s == nil {
+			s = &ComponentSummary{Component: c}
+			comps[c] = s
+		}
+		return s
+	}
+	inWindow := map[string]bool{}
+	for i := len(snaps) - 1; i >= 0; i-- { // ListSnapshots is newest first
+		m := snaps[i]
+		if !in(m.Time) {
+			continue
+		}
+		inWindow[m.ID] = true
+		b := Backup{Snapshot: m.ID, Time: m.Time.UTC(), Components: m.Components, ComponentSizes: map[string]int64{}, Items: m.Items, Size: m.Size,
+			StoredSize: m.StoredSize, DurationSeconds: time.Duration(m.Duration).Seconds(), Labels: m.Labels, Host: m.Host, Actor: m.Actor, Held: held[m.ID]}
+		if b.Components == nil {
+			b.Components = []string{}
+		}
+		for _, s := range m.Sources {
+			b.ComponentSizes[s.Component] += s.Size
+		}
+		if c := covered[m.ID]; c != nil {
+			b.Verified, b.ReadDataChecked, b.TestRestored = c.ok, c.readData, c.testRestore
+		}
+		rep.Backups = append(rep.Backups, b)
+		for _, c := range b.Components {
+			s := summary(c)
+			s.Backups++
+			t := b.Time
+			s.LastSuccess = &t
+			s.LastSize = b.ComponentSizes[c]
+			durations[c] = append(durations[c], b.DurationSeconds)
+		}
+	}
+
+	// Failures from the audit trail: backup runs that recorded an error, and runs that never ended.
+	unfinished := map[int64]bool{}
+	for _, u := range st.Unfinished {
+		unfinished[u.Seq] = true
+	}
+	for _, rec := range recs {
+		if !in(rec.Time) {
+			continue
+		}
+		kind := ""
+		switch {
+		case rec.Result == audit.ResultError:
+			kind = "error"
+		case unfinished[rec.Seq]:
+			kind = "unfinished"
+		default:
+			continue
+		}
+		comps := rec.Components
+		if comps == nil {
+			comps = []string{}
+		}
+		rep.Failures = append(rep.Failures, Failure{Seq: rec.Seq, Time: rec.Time, Command: rec.Command, Kind: kind, Actor: rec.Actor, Host: rec.Host,
+			Components: comps, Error: rec.Error, ExitCode: rec.ExitCode})
+		if rec.Command != "backup" {
+			continue
+		}
+		if len(comps) == 0 {
+			comps = []string{"unknown"}
+		}
+		for _, c := range comps {
+			s := summary(c)
+			if kind == "error" {
+				s.Failures++
+			} else {
+				s.Unfinished++
+			}
+			t := rec.Time
+			if s.LastFailure == nil || t.After(*s.LastFailure) {
+				s.LastFailure = &t
+			}
+		}
+	}
+	for _, s := range comps {
+		if n := s.Backups + s.Failures + s.Unfinished; n > 0 {
+			rate := float64(s.Backups) / float64(n)
+			s.SuccessRate = &rate
+		}
+		if d := durations[s.Component]; len(d) > 0 {
+			var sum float64
+			for _, x := range d {
+				sum += x
+			}
+			s.AvgDurationSeconds = sum / float64(len(d))
+		}
+		rep.Components = append(rep.Components, *s)
+	}
+	sort.Slice(rep.Components, func(i, j int) bool { return rep.Components[i].Component < rep.Components[j].Component })
+
+	// Retention: prune runs in the window; the policy of the newest run.
+	sort.Slice(runs, func(i, j int) bool { return runs[i].Time.Before(runs[j].Time) })
+	for _, p := range runs {
+		if in(p.Time) {
+			rep.Retention.Runs = append(rep.Retention.Runs, p)
+		}
+	}
+	if len(runs) > 0 {
+		last := runs[len(runs)-1]
+		rep.Retention.Policy = last.Policy
+		t := last.Time
+		rep.Retention.LastRun = &t
+	}
+
+	// Verification coverage of the window's snapshots.
+	v := &rep.Verification
+	v.Snapshots = len(inWindow)
+	for id := range inWindow {
+		if c := covered[id]; c != nil {
+			if c.ok {
+				v.Verified++
+			}
+			if c.readData {
+				v.ReadData++
+			}
+			if c.testRestore {
+				v.TestRestored++
+			}
+		}
+	}
+	if v.Snapshots > 0 {
+		v.Coverage = float64(v.Verified) / float64(v.Snapshots)
+		v.ReadDataCoverage = float64(v.ReadData) / float64(v.Snapshots)
+		v.TestRestoreCoverage = float64(v.TestRestored) / float64(v.Snapshots)
+	}
+	sort.Slice(verifies, func(i, j int) bool { return verifies[i].Time.Before(verifies[j].Time) })
+	for _, x := range verifies {
+		if in(x.Time) {
+			if !x.OK {
+				v.Failed++
+			}
+			v.Records = append(v.Records, x)
+		}
+	}
+	sort.Strings(rep.Warnings)
+	return rep, nil
+}
+
+// readJSON calls fn for every .json object under prefix; objects that fail to read or parse become
+// warnings, storage listing errors are returned.
+func readJSON(ctx context.Context, st store.Store, prefix string, rep *Report, fn func(key string, raw []byte) error) error {
+	var keys []string
+	if err := st.List(ctx, prefix, func(oi store.ObjectInfo) error {
+		if strings.HasSuffix(oi.Key, ".json") {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	for _, k := range keys {
+		rc, err := st.Open(ctx, k, 0, -1)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", k, err))
+			continue
+		}
+		raw, err := io.ReadAll(io.LimitReader(rc, 16<<20))
+		rc.Close()
+		if err == nil {
+			err = fn(k, raw)
+		}
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %v", k, err))
+		}
+	}
+	return nil
+}
+
+// readHolds pairs add and release records: holds/<snapshot>/<hold-id>.json and <hold-id>-release.json.
+func readHolds(ctx context.Context, st store.Store, now time.Time, rep *Report) ([]Hold, error) {
+	adds := map[string]holdRecord{}
+	releases := map[string]holdRecord{}
+	if err := readJSON(ctx, st, HoldsPrefix, rep, func(key string, raw []byte) error {
+		var h holdRecord
+		if err := json.Unmarshal(raw, &h); err != nil {
+			return err
+		}
+		base := strings.TrimSuffix(key, ".json")
+		if h.Action == "release" || strings.HasSuffix(base, "-release") {
+			releases[strings.TrimSuffix(base, "-release")] = h
+		} else {
+			adds[base] = h
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []Hold
+	for base, a := range adds {
+		h := Hold{Snapshot: a.Snapshot, ID: a.ID, Reason: a.Reason, Case: a.Case, Until: a.Until, Actor: a.Actor, Time: a.Time.UTC()}
+		if h.Snapshot == "" {
+			h.Snapshot = strings.Split(strings.TrimPrefix(base, HoldsPrefix), "/")[0]
+		}
+		rel, released := releases[base]
+		if released {
+			t := rel.Time.UTC()
+			h.Released, h.ReleasedBy, h.ReleaseReason = &t, rel.Actor, rel.Reason
+		}
+		h.Active = !released && (h.Until == nil || h.Until.After(now))
+		out = append(out, h)
+	}
+	return out, nil
+}
