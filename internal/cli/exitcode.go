@@ -11,6 +11,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
@@ -25,6 +26,8 @@ const (
 	ExitIntegrity   = 6   // data does not match its recorded hashes, or a restored database fails its checks
 	ExitNotFound    = 7   // snapshot, database or table does not exist
 	ExitRefused     = 8   // the target exists or holds data; nothing was changed (use --yes / another target)
+	ExitLocked      = 9   // another process holds a conflicting repository lock; nothing was changed
+	ExitPolicy      = 10  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -40,6 +43,12 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.Is(err, engine.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, engine.ErrPolicyViolation):
+		return ExitPolicy
+	case errors.Is(err, retention.ErrPolicy):
+		return ExitUsage
 	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage):
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):

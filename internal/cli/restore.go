@@ -104,6 +104,11 @@ type planTable struct {
 }
 
 func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
+	unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 )
 
 // ErrInvalid: a setting has a bad value; the message names the setting and the fix.
@@ -40,6 +41,10 @@ type Config struct {
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
+
+	// Retention is the config file's `retention:` block (docs/RETENTION.md); Validate checks it and
+	// RetentionPolicies parses it.
+	Retention map[string]any `mapstructure:"retention"`
 
 	// Secrets: environment only.
 	CloudflareAPIToken string `mapstructure:"-"`
@@ -169,6 +174,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("%w: log_level %q: use debug, info, warn or error", ErrInvalid, c.LogLevel)
 	}
+	if _, err := c.RetentionPolicies(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -199,4 +207,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// RetentionPolicies parses the `retention:` block; errors wrap ErrInvalid and retention.ErrPolicy.
+func (c *Config) RetentionPolicies() (retention.Policies, error) {
+	ps, err := retention.ParseConfig(c.Retention)
+	if err != nil {
+		return ps, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return ps, nil
 }
