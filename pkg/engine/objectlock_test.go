@@ -11,6 +11,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/retry"
@@ -77,4 +78,61 @@ func TestHoldSetsObjectLockLegalHolds(t *testing.T) {
 	}
 	f.verifyAll(t)
 	_ = newer
+}
+
+// init --object-lock-retention: everything written carries retention, a snapshot the policy lets go
+// stays until its retention ends (kept as "object-lock", not an error), and prune extends the
+// retention of what it keeps — not of what it lets go.
+func TestObjectLockRetentionOnEverythingWritten(t *testing.T) {
+	ctx := context.Background()
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "worm", true)
+	srv.CreateBucket(t, "plain", false)
+	mk := func(bucket string) store.Store {
+		raw, err := s3.New(ctx, s3.Config{Bucket: bucket, Prefix: "repo", Endpoint: srv.Endpoint, Region: srv.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return retry.New(raw, retry.Options{Attempts: 2})
+	}
+	if _, _, err := repo.Init(ctx, mk("plain"), repo.InitOptions{Recipients: []string{testRecipient(t)}, ObjectLock: &repo.ObjectLock{Mode: "governance", Days: 1}}); !errors.Is(err, repo.ErrObjectLock) {
+		t.Fatalf("init with retention on a bucket without Object Lock: %v", err)
+	}
+	st := mk("worm")
+	f := newPruneFixtureWith(t, st, &repo.ObjectLock{Mode: "governance", Days: 1})
+	lk, _ := store.AsObjectLocker(st)
+	mode, until, err := lk.Retention(ctx, "config.json")
+	if err != nil || mode != store.RetentionGovernance || until.Before(time.Now().Add(23*time.Hour)) {
+		t.Fatalf("config.json retention %q %v %v", mode, until, err)
+	}
+	a := f.snapshot(t, "media", nil, nil)
+	f.clk.Add(time.Hour)
+	b := f.snapshot(t, "media", nil, nil)
+	for _, k := range append(engine.SnapshotObjects(a), engine.SnapshotObjects(b)...) {
+		if mode, _, err := lk.Retention(ctx, k); err != nil || mode != store.RetentionGovernance {
+			t.Fatalf("%s: retention %q %v", k, mode, err)
+		}
+	}
+	// 20 hours later a is past its policy but not its retention; b's retention gets extended.
+	f.clk.Add(20 * time.Hour)
+	res, err := f.eng.Prune(ctx, engine.PruneOptions{Policies: retention.Policies{Default: retention.Policy{Last: 1}}, Grace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 || keptIDs(res)[a.ID][0] != "object-lock" {
+		t.Fatalf("kept %v removed %v", res.Kept, res.Removed)
+	}
+	if res.RetentionExtended != len(engine.SnapshotObjects(b)) {
+		t.Fatalf("extended %d, want %d", res.RetentionExtended, len(engine.SnapshotObjects(b)))
+	}
+	_, ub, _ := lk.Retention(ctx, engine.SnapshotObjects(b)[0])
+	_, ua, _ := lk.Retention(ctx, engine.SnapshotObjects(a)[0])
+	if !ub.After(time.Now().Add(40*time.Hour)) || ua.After(time.Now().Add(25*time.Hour)) {
+		t.Fatalf("retention of kept %v, of let-go %v", ub, ua)
+	}
+	// Lock objects are exempt: prune could take and release its lock.
+	if keys := f.keys(t, "locks/"); len(keys) != 0 {
+		t.Fatalf("locks left: %v", keys)
+	}
+	f.verifyAll(t)
 }

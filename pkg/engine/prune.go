@@ -81,6 +81,8 @@ type PruneResult struct {
 	PendingBytes int64    `json:"pending_bytes"`
 	Violations   []string `json:"violations,omitempty"`
 	Errors       []string `json:"errors"`
+	// RetentionExtended counts objects of kept snapshots whose Object Lock retention prune extended.
+	RetentionExtended int `json:"retention_extended,omitempty"`
 	// RecordKey is where the record was written ("" with DryRun).
 	RecordKey string `json:"record_key,omitempty"`
 }
@@ -188,6 +190,12 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 			continue
 		}
 		if err := e.deleteChecked(ctx, lk, manifest.Key(m.Time, m.ID)); err != nil {
+			if errors.Is(err, store.ErrObjectLocked) {
+				// Its Object Lock retention has not run out: the store keeps it, and so do we.
+				e.log().Info("snapshot still under Object Lock retention; kept until it ends", "snapshot", m.ID)
+				res.Kept = append(res.Kept, PruneKept{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Reasons: []string{"object-lock"}})
+				continue
+			}
 			fail("remove snapshot %s: %v", m.ID, err)
 			continue
 		}
@@ -213,6 +221,13 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 		fail("sweep: %v", err)
 	}
 
+	if !o.DryRun && lk != nil && e.Repo.Config.ObjectLock != nil {
+		unkept := map[string]bool{}
+		for _, m := range remove {
+			unkept[m.ID] = true
+		}
+		e.extendRetention(ctx, lk, snaps, unkept, now, res)
+	}
 	if !o.DryRun {
 		res.RecordKey = PrunePrefix + now.Format("20060102T150405Z") + "-" + res.RunID + ".json"
 		if err := putJSON(ctx, e.Repo.Store, res.RecordKey, res); err != nil {
@@ -332,6 +347,10 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 			return err
 		}
 		if err := e.deleteChecked(ctx, lk, k); err != nil {
+			if errors.Is(err, store.ErrObjectLocked) {
+				res.PendingBytes += oi.Size // under retention: a later prune deletes it
+				continue
+			}
 			res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", k, err))
 			continue
 		}
@@ -383,4 +402,35 @@ func (e *Engine) deleteChecked(ctx context.Context, lk store.ObjectLocker, key s
 		return fmt.Errorf("check delete of %s: %w", key, serr)
 	}
 	return nil
+}
+
+// extendRetention keeps kept snapshots under Object Lock: every object of a kept snapshot whose
+// retention ends within half the repository's period gets it extended to a full period from now.
+func (e *Engine) extendRetention(ctx context.Context, lk store.ObjectLocker, snaps []*manifest.Manifest, unkept map[string]bool, now time.Time, res *PruneResult) {
+	ol := e.Repo.Config.ObjectLock
+	seen := map[string]bool{}
+	for _, m := range snaps {
+		if unkept[m.ID] {
+			continue
+		}
+		for _, k := range SnapshotObjects(m) {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			_, until, err := lk.Retention(ctx, k)
+			if err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("read retention of %s: %v", k, err))
+				continue
+			}
+			if until.After(now.Add(ol.Period() / 2)) {
+				continue
+			}
+			if err := lk.SetRetention(ctx, k, ol.Mode, now.Add(ol.Period())); err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("extend retention of %s: %v", k, err))
+				continue
+			}
+			res.RetentionExtended++
+		}
+	}
 }

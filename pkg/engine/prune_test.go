@@ -44,6 +44,20 @@ type pruneFixture struct {
 
 func newPruneFixture(t *testing.T, st store.Store) *pruneFixture {
 	t.Helper()
+	return newPruneFixtureWith(t, st, nil)
+}
+
+func testRecipient(t *testing.T) string {
+	t.Helper()
+	_, rcp, err := keys.Generate(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rcp
+}
+
+func newPruneFixtureWith(t *testing.T, st store.Store, ol *repo.ObjectLock) *pruneFixture {
+	t.Helper()
 	if st == nil {
 		st = mem.New()
 	}
@@ -59,7 +73,7 @@ func newPruneFixture(t *testing.T, st store.Store) *pruneFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := repo.Init(context.Background(), st, repo.InitOptions{Recipients: []string{rcp}, SegmentSize: 1 << 20})
+	r, _, err := repo.Init(context.Background(), st, repo.InitOptions{Recipients: []string{rcp}, SegmentSize: 1 << 20, ObjectLock: ol})
 	if err != nil {
 		t.Fatal(err)
 	}

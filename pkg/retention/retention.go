@@ -29,6 +29,8 @@ const (
 	RuleYearly  = "yearly"
 	RuleWithin  = "within"
 	RuleLabel   = "label"
+	// RuleNoPolicy keeps a group's snapshots when no policy applies to it (see Policies.AllowRemoveAll).
+	RuleNoPolicy = "no-policy"
 )
 
 // Policy is one set of keep rules. A snapshot is kept when any rule keeps it. Counts of zero mean
@@ -106,6 +108,9 @@ type Policies struct {
 	Sources    map[string]Policy
 	// Location is the time zone of the calendar rules (default UTC).
 	Location *time.Location
+	// AllowRemoveAll lets an empty policy remove a group's snapshots. Without it a group whose policy
+	// is empty keeps everything (reason "no-policy"), so configuring d1 alone never wipes r2.
+	AllowRemoveAll bool
 }
 
 // For returns the policy that applies to g.
@@ -229,6 +234,11 @@ func Evaluate(snaps []Snapshot, ps Policies, now time.Time) Result {
 				byGroup[i][g.String()] = append(byGroup[i][g.String()], rule)
 			}
 		}
+		if p.Empty() && !ps.AllowRemoveAll {
+			for _, i := range idx {
+				keep(i, RuleNoPolicy)
+			}
+		}
 		for n, i := range idx {
 			if n < p.Last {
 				keep(i, RuleLast)
@@ -290,7 +300,7 @@ func Evaluate(snaps []Snapshot, ps Policies, now time.Time) Result {
 			}
 		}
 	}
-	order := []string{RuleLast, RuleHourly, RuleDaily, RuleWeekly, RuleMonthly, RuleYearly, RuleWithin, RuleLabel}
+	order := []string{RuleLast, RuleHourly, RuleDaily, RuleWeekly, RuleMonthly, RuleYearly, RuleWithin, RuleLabel, RuleNoPolicy}
 	for i, s := range sorted {
 		if reasons[i] == nil {
 			res.Remove = append(res.Remove, s)

@@ -81,7 +81,13 @@ func TestEvaluate(t *testing.T) {
 			Policies{Default: Policy{Last: 1, Labels: map[string]string{"ticket": "OPS-1"}}}, map[string][]string{"a": {"last"}, "b": {"label"}}},
 		{"several reasons", snaps("2026-03-10T10:00:00Z", "2026-03-09T10:00:00Z"),
 			Policies{Default: Policy{Last: 1, Daily: 1, Monthly: 1}}, map[string][]string{"a": {"last", "daily", "monthly"}}},
-		{"empty policy keeps nothing", snaps("2026-03-10T10:00:00Z"), Policies{}, map[string][]string{}},
+		{"empty policy keeps everything", snaps("2026-03-10T10:00:00Z"), Policies{}, map[string][]string{"a": {"no-policy"}}},
+		{"empty policy with AllowRemoveAll keeps nothing", snaps("2026-03-10T10:00:00Z"), Policies{AllowRemoveAll: true}, map[string][]string{}},
+		{"a component without a policy keeps its snapshots", []Snapshot{
+			{ID: "a", Time: ts("2026-03-10T10:00:00Z"), Groups: []Group{{"d1", "app"}}},
+			{ID: "b", Time: ts("2026-03-09T10:00:00Z"), Groups: []Group{{"d1", "app"}}},
+			{ID: "c", Time: ts("2026-03-08T10:00:00Z"), Groups: []Group{{"r2", "media"}}},
+		}, Policies{Components: map[string]Policy{"d1": {Last: 1}}}, map[string][]string{"a": {"last"}, "c": {"no-policy"}}},
 		{"per component and per source", []Snapshot{
 			{ID: "a", Time: ts("2026-03-10T10:00:00Z"), Groups: []Group{{"d1", "app"}, {"r2", "media"}}},
 			{ID: "b", Time: ts("2026-03-09T10:00:00Z"), Groups: []Group{{"d1", "app"}}},
