@@ -53,7 +53,7 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):
 		return ExitIntegrity
-	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
+	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrObjectLock), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
 		return ExitRepository
 	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey
