@@ -78,7 +78,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 // Delete removes every version of key (a plain DELETE in a versioned bucket would only hide the bytes
 // behind a delete marker, where prune could never find them again); the store refuses while the
 // retention lasts.
-func (s *Store) Delete(ctx context.Context, key string) error { return s.locker.DeleteVersions(ctx, key) }
+func (s *Store) Delete(ctx context.Context, key string) error {
+	return s.locker.DeleteVersions(ctx, key)
+}
 
 // Location is the wrapped store's.
 func (s *Store) Location() string { return s.inner.Location() }
