@@ -181,7 +181,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 	sort.Slice(res.Kept, func(i, j int) bool { return res.Kept[i].Time > res.Kept[j].Time })
 
 	// Phase 0: forget the removed snapshots (their manifests). Their data stays until swept.
-	gone := map[string]bool{}
+	gone, retained := map[string]bool{}, map[string]bool{}
 	for _, m := range remove {
 		rm := PruneRemoved{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Components: m.Components, StoredSize: m.StoredSize}
 		if o.DryRun {
@@ -194,6 +194,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 				// Its Object Lock retention has not run out: the store keeps it, and so do we.
 				e.log().Info("snapshot still under Object Lock retention; kept until it ends", "snapshot", m.ID)
 				res.Kept = append(res.Kept, PruneKept{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Reasons: []string{"object-lock"}})
+				retained[m.ID] = true
 				continue
 			}
 			fail("remove snapshot %s: %v", m.ID, err)
@@ -205,7 +206,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 	}
 	if o.Enforce {
 		for _, s := range ev.Remove {
-			if !held[s.ID] && (!gone[s.ID] || o.DryRun) {
+			if !held[s.ID] && !retained[s.ID] && (!gone[s.ID] || o.DryRun) {
 				res.Violations = append(res.Violations, fmt.Sprintf("snapshot %s (%s) outlives its retention policy", s.ID, s.Time.UTC().Format(time.RFC3339)))
 			}
 		}
