@@ -11,6 +11,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -135,4 +136,39 @@ func TestObjectLockRetentionOnEverythingWritten(t *testing.T) {
 		t.Fatalf("locks left: %v", keys)
 	}
 	f.verifyAll(t)
+}
+
+// Releasing one hold clears the legal hold only on objects no other active hold needs: an incremental
+// snapshot's hold keeps the base segment it references held.
+func TestReleaseKeepsLegalHoldsOtherHoldsNeed(t *testing.T) {
+	ctx := context.Background()
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "vault2", true)
+	raw, err := s3.New(ctx, s3.Config{Bucket: "vault2", Endpoint: srv.Endpoint, Region: srv.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newPruneFixture(t, raw)
+	base := f.snapshot(t, "media", nil, nil)
+	f.clk.Add(time.Hour)
+	inc := f.snapshot(t, "media", nil, base)
+	for _, m := range []*manifest.Manifest{base, inc} {
+		if _, err := f.eng.AddHold(ctx, m, engine.HoldOptions{Reason: "case"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := f.eng.ReleaseHold(ctx, base.ID, engine.HoldOptions{Reason: "base no longer needed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The base's manifest is released; its segment is still needed by the held incremental.
+	if res.LegalHolds != 1 {
+		t.Fatalf("cleared %d legal holds, want 1 (the base manifest only)", res.LegalHolds)
+	}
+	if on, _ := raw.LegalHold(ctx, base.Segments[0].Key); !on {
+		t.Fatal("shared segment lost its legal hold while another hold needs it")
+	}
+	if on, _ := raw.LegalHold(ctx, engine.SnapshotObjects(base)[0]); on {
+		t.Fatal("base manifest still held")
+	}
 }

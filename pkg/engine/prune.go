@@ -394,10 +394,14 @@ func (e *Engine) deleteChecked(ctx context.Context, lk store.ObjectLocker, key s
 	} else {
 		err = e.Repo.Store.Delete(ctx, key)
 	}
+	_, serr := e.Repo.Store.Stat(ctx, key)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if errors.Is(serr, store.ErrNotFound) {
+			return nil // the delete happened; only its answer was lost
+		}
 		return err
 	}
-	if _, serr := e.Repo.Store.Stat(ctx, key); serr == nil {
+	if serr == nil {
 		return fmt.Errorf("delete %s reported success but the object is still there", key)
 	} else if !errors.Is(serr, store.ErrNotFound) {
 		return fmt.Errorf("check delete of %s: %w", key, serr)

@@ -22,6 +22,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/faulty"
 	"github.com/cfbackup/cfbackup/pkg/store/mem"
 )
 
@@ -457,4 +458,55 @@ func TestHoldBadInput(t *testing.T) {
 		t.Fatalf("holds %+v %v", hs, err)
 	}
 	_ = ids
+}
+
+// Every delete's result is checked: a failed delete is reported (and the snapshot stays whole), a
+// delete whose answer was lost but which happened is not an error.
+func TestPruneChecksEveryDelete(t *testing.T) {
+	ctx := context.Background()
+	fs := faulty.New(mem.New())
+	f := newPruneFixture(t, fs)
+	a := f.snapshot(t, "media", nil, nil)
+	f.clk.Add(time.Hour)
+	b := f.snapshot(t, "media", nil, nil)
+	f.clk.Add(time.Hour)
+	f.snapshot(t, "media", nil, nil)
+	pol := retention.Policies{Default: retention.Policy{Last: 1}}
+	n := fs.Calls(faulty.OpDelete)
+	fs.FailDelete(n+1, errors.New("disk on fire"))                     // the first manifest delete fails
+	fs.FailAfter(faulty.OpDelete, n+2, errors.New("connection reset")) // the second happens, its answer is lost
+	res, err := f.eng.Prune(ctx, engine.PruneOptions{Policies: pol, Grace: -1})
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") || len(res.Errors) != 1 {
+		t.Fatalf("err %v, errors %v", err, res.Errors)
+	}
+	if len(res.Removed) != 1 || res.Removed[0].Snapshot != a.ID {
+		t.Fatalf("removed %v (want only %s; %s's delete failed)", res.Removed, a.ID, b.ID)
+	}
+	f.verifyAll(t) // b is still whole: its segment was not collected
+	if len(f.keys(t, "prune/")) != 1 {
+		t.Fatal("no prune record for a run with errors")
+	}
+}
+
+// A holder that cannot refresh its lock stops (its context is cancelled) before the lock expires.
+func TestLockLostCancelsHolder(t *testing.T) {
+	fs := faulty.New(mem.New())
+	f := newPruneFixture(t, fs)
+	l, lctx, err := f.eng.Lock(context.Background(), engine.LockOptions{Kind: engine.LockShared, Command: "backup", TTL: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(context.Background())
+	n := fs.Calls(faulty.OpPut)
+	for i := 1; i <= 1000; i++ {
+		fs.FailPut(n+i, errors.New("store unreachable"))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lctx.Err() == nil && time.Now().Before(deadline) {
+		f.clk.Add(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if lctx.Err() == nil {
+		t.Fatal("lost lock did not cancel its holder")
+	}
 }
