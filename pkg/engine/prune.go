@@ -329,6 +329,11 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 	}
 	sort.Strings(keys)
 	deleted := map[string]bool{}
+	pr := e.progress()
+	if !o.DryRun {
+		pr.Start("prune", int64(len(keys)))
+		defer pr.Finish()
+	}
 	for _, k := range keys {
 		oi := objs[k]
 		if now.Sub(markedAt[k]) < grace || now.Sub(oi.ModTime) < grace {
@@ -356,6 +361,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 			continue
 		}
 		deleted[k] = true
+		pr.Add(1)
 		res.BytesFreed += oi.Size
 		if strings.HasPrefix(k, "segments/") {
 			res.SegmentsDeleted++
