@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,12 @@ func lockRepo(cmd *cobra.Command, f *Factory, kind string, dryRun bool) (unlock 
 	eng := f.Engine(r)
 	l, lctx, err := eng.Lock(ctx, engine.LockOptions{Kind: kind, Command: cmd.Name(), Retry: retryLock(cmd)})
 	if err != nil {
+		// verify only reads: with read-only credentials it cannot write a lock object, and that must
+		// not stop it. A conflicting lock (prune running) still does.
+		if cmd.Name() == "verify" && !errors.Is(err, engine.ErrLocked) && ctx.Err() == nil {
+			f.Log().Warn("could not take a shared lock (read-only credentials?); verifying without one", "err", err)
+			return func() {}, nil
+		}
 		return nil, err
 	}
 	cmd.SetContext(lctx)
