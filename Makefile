@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cfbackup/cfbackup/internal/cli.Version=$(VERSION)
 BIN     := .bin
 
-.PHONY: all build test test-short bench fuzz lint demo tools clean
+.PHONY: all build test test-short bench fuzz lint demo drill tools clean
 
 all: build
 
@@ -39,6 +39,10 @@ lint:
 # The whole story on a local emulated Cloudflare account: no account, no Docker.
 demo: build
 	scripts/demo.sh
+
+# The complete-failure disaster-recovery drill on the local stack, timed (docs/RUNBOOK.md).
+drill: build tools
+	scripts/drill.sh
 
 tools:
 	scripts/install-tools.sh

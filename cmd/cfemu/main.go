@@ -34,6 +34,7 @@ type options struct {
 	d1                                            []string
 	seedUsers                                     int
 	exactIntegers                                 bool
+	seedWorkers                                   bool
 }
 
 // Main runs cfemu and returns the process exit code (0 ok, 1 error, 2 usage).
@@ -79,6 +80,7 @@ Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 	f.StringVar(&o.seedName, "seed", "", "add a generated OIDC-style demo database with this name")
 	f.IntVar(&o.seedUsers, "seed-users", 1000, "users in the --seed database")
 	f.StringVar(&o.envFile, "env-file", "", "also write the export lines to this file once the server is up")
+	f.BoolVar(&o.seedWorkers, "seed-workers", false, "add an example Workers configuration (scripts \"app\" and \"cron\" with vars, secrets, bindings, cron triggers, a route, a custom domain; an R2 bucket and a Durable Object namespace)")
 	f.BoolVar(&o.exactIntegers, "exact-integers", false, "export integers beyond 2^53 exactly (real D1 rounds them through a double)")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -149,6 +151,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		if _, err := srv.AddDatabase(o.seedName, p); err != nil && !errors.Is(err, cftest.ErrDuplicateName) {
 			return err
 		}
+	}
+	if o.seedWorkers {
+		srv.SeedWorkersExample()
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

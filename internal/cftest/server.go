@@ -66,6 +66,7 @@ type Server struct {
 	imports map[string]*importTask // key uuid+"/"+at_bookmark
 	uploads map[string]uploadSlot  // token → slot
 	do      doState
+	workers workersState
 }
 
 type signedObj struct {
@@ -309,6 +310,7 @@ func (s *Server) Handler() http.Handler {
 	dp := "/client/v4/accounts/{acct}/workers/durable_objects/namespaces"
 	api.HandleFunc("GET "+dp, s.listNamespaces)
 	api.HandleFunc("GET "+dp+"/{ns}/objects", s.listObjects)
+	s.registerWorkers(api)
 	api.HandleFunc("/client/v4/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, 7003, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
 	})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
@@ -19,6 +22,7 @@ type BackupOptions struct {
 	Databases  []string
 	Labels     []string
 	DryRun     bool
+	CopyTo     []string
 
 	// Per-component flags live in backup_<component>.go.
 	r2     r2BackupFlags
@@ -41,7 +45,8 @@ Needs CLOUDFLARE_API_TOKEN (D1 Edit) and CLOUDFLARE_ACCOUNT_ID in the environmen
 While D1 exports a database it serves no queries: the summary says for how long.`,
 		Example: `  cfbackup backup
   cfbackup backup --component d1 --d1-database app --label ticket=OPS-123
-  cfbackup backup --dry-run --json`,
+  cfbackup backup --dry-run --json
+  cfbackup backup --component d1,config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -54,6 +59,7 @@ While D1 exports a database it serves no queries: the summary says for how long.
 	cmd.Flags().StringSliceVar(&o.Databases, "d1-database", nil, "D1 database name or UUID; repeat for several (default: every database)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
+	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.r2.addFlags(cmd)
 	o.do.addFlags(cmd)
 	o.config.addFlags(cmd)
@@ -135,9 +141,13 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	if err != nil {
 		return err
 	}
+	copies, cerr := copyAfterBackup(cmd, o, eng, m)
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "time": m.Time, "duration": time.Duration(m.Duration).String(),
-			"components": m.Components, "sources": m.Sources, "items": m.Items, "size": m.Size, "stored_size": m.StoredSize, "segments": len(m.Segments), "labels": m.Labels})
+		if err := writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "time": m.Time, "duration": time.Duration(m.Duration).String(),
+			"components": m.Components, "sources": m.Sources, "items": m.Items, "size": m.Size, "stored_size": m.StoredSize, "segments": len(m.Segments), "labels": m.Labels, "copies": copies}); err != nil {
+			return err
+		}
+		return cerr
 	}
 	fmt.Fprintf(out, "Snapshot %s saved (%s, %d item(s), %s → %s stored in %d segment(s)).\n", m.ID, time.Duration(m.Duration).Round(time.Millisecond), m.Items, humanBytes(m.Size), humanBytes(m.StoredSize), len(m.Segments))
 	for _, s := range m.Sources {
@@ -148,7 +158,36 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 			fmt.Fprintf(out, "  %-2s %-20s %6d item(s) %10s\n", s.Component, s.Name, s.Items, humanBytes(s.Size))
 		}
 	}
-	return nil
+	for _, c := range copies {
+		fmt.Fprintf(out, "Copied to %s: %d segment(s), %s, verified at the destination.\n", c["to"], c["segments_copied"], humanBytes(c["bytes_copied"].(int64)))
+	}
+	return cerr
+}
+
+// copyAfterBackup replicates a fresh snapshot to every --copy-to destination. The snapshot is already
+// saved: a failed copy is reported (and exits non-zero) but never undoes the backup.
+func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m *manifest.Manifest) ([]map[string]any, error) {
+	var out []map[string]any
+	var errs []error
+	for _, to := range o.CopyTo {
+		st, err := o.f.ReplicaStore(cmd.Context(), to)
+		if err == nil {
+			var dst *repo.Repo
+			var created bool
+			if dst, created, err = eng.InitReplica(cmd.Context(), st); err == nil {
+				if created {
+					fmt.Fprintf(o.f.IO.Err, "Created a replica of repository %s at %s.\n", eng.Repo.Config.ID, st.Location())
+				}
+				var res *engine.CopyResult
+				if res, err = eng.Copy(cmd.Context(), dst, m, engine.CopyOptions{}); err == nil {
+					out = append(out, map[string]any{"to": st.Location(), "segments_copied": res.SegmentsCopied, "bytes_copied": res.BytesCopied, "verified": res.Verified})
+					continue
+				}
+			}
+		}
+		errs = append(errs, fmt.Errorf("snapshot %s is saved, but copying it to %s failed: %w (retry with: cfbackup copy --to %s %s)", m.ID, to, err, to, m.ID))
+	}
+	return out, errors.Join(errs...)
 }
 
 func humanBytes(n int64) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
+	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
@@ -26,8 +27,9 @@ const (
 	ExitIntegrity   = 6   // data does not match its recorded hashes, or a restored database fails its checks
 	ExitNotFound    = 7   // snapshot, database or table does not exist
 	ExitRefused     = 8   // the target exists or holds data; nothing was changed (use --yes / another target)
-	ExitLocked      = 9   // another process holds a conflicting repository lock; nothing was changed
-	ExitPolicy      = 10  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
+	ExitDiffers     = 9   // restore --component config --diff: the live configuration differs from the snapshot
+	ExitLocked      = 10  // another process holds a conflicting repository lock; nothing was changed
+	ExitPolicy      = 11  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -43,6 +45,8 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.Is(err, configsrc.ErrDiffers):
+		return ExitDiffers
 	case errors.Is(err, engine.ErrLocked):
 		return ExitLocked
 	case errors.Is(err, engine.ErrPolicyViolation):
@@ -57,7 +61,7 @@ func exitCode(err error) int {
 		return ExitRepository
 	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey
-	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, cloudflare.ErrOutsideWindow), errors.Is(err, engine.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists), errors.Is(err, cloudflare.ErrExists):
 		return ExitRefused

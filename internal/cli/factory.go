@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -64,6 +65,32 @@ func (f *Factory) Store(ctx context.Context) (store.Store, error) {
 		SecretAccessKey: c.AWSSecretAccessKey,
 		SessionToken:    c.AWSSessionToken,
 		PathStyle:       c.S3PathStyle,
+	})
+}
+
+// ReplicaStore opens a replica named in the configuration (replicas.NAME) or, failing that, a location
+// given directly (a path, file:// or s3:// with the main S3 settings).
+func (f *Factory) ReplicaStore(ctx context.Context, nameOrLocation string) (store.Store, error) {
+	c := f.cfg
+	r, ok := c.Replicas[nameOrLocation]
+	if !ok {
+		r = config.Replica{Repository: nameOrLocation, S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3PathStyle: c.S3PathStyle}
+	}
+	env := func(k, fallback string) string {
+		if ok {
+			if v := f.Getenv("CFBACKUP_REPLICA_" + strings.ToUpper(strings.ReplaceAll(nameOrLocation, "-", "_")) + "_" + k); v != "" {
+				return v
+			}
+		}
+		return fallback
+	}
+	return open.Open(ctx, r.Repository, open.Options{
+		S3Endpoint:      r.S3Endpoint,
+		S3Region:        r.S3Region,
+		AccessKeyID:     env("AWS_ACCESS_KEY_ID", c.AWSAccessKeyID),
+		SecretAccessKey: env("AWS_SECRET_ACCESS_KEY", c.AWSSecretAccessKey),
+		SessionToken:    env("AWS_SESSION_TOKEN", c.AWSSessionToken),
+		PathStyle:       r.S3PathStyle,
 	})
 }
 

@@ -62,7 +62,7 @@ Safety:
     run beside) backup, restore and verify, and they wait for it.
   * Every delete is checked; a prune record is written under prune/.
   * An empty policy is refused unless --unsafe-allow-remove-all.
---dry-run prints the plan and changes nothing. --enforce exits 10 when a snapshot outlives its policy
+--dry-run prints the plan and changes nothing. --enforce exits 11 when a snapshot outlives its policy
 or require_within (--require-within 26h) finds no recent snapshot.`,
 		Example: `  cfbackup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
   cfbackup prune --keep-last 48 --component d1 --source r2/media --keep-within 30d
@@ -97,7 +97,7 @@ or require_within (--require-within 26h) finds no recent snapshot.`,
 	fl.StringSliceVar(&o.Sources, "source", nil, "apply the flags' policy only to these sources, component/name (e.g. d1/app)")
 	fl.StringVar(&o.Grace, "grace", "24h", "how long unreferenced data waits (marked) before it is deleted")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
-	fl.BoolVar(&o.Enforce, "enforce", false, "exit 10 when a snapshot outlives its policy or a required snapshot is missing")
+	fl.BoolVar(&o.Enforce, "enforce", false, "exit 11 when a snapshot outlives its policy or a required snapshot is missing")
 	fl.BoolVar(&o.UnsafeAllowRemoveAll, "unsafe-allow-remove-all", false, "allow an empty policy, which removes every snapshot that is not held")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,9 @@ type RestoreOptions struct {
 	Yes        bool
 	DryRun     bool
 	ImportMax  int64
+	At         string
+	TimeTravel bool
+	NoSafety   bool
 
 	// Per-component flags live in restore_<component>.go.
 	r2     r2RestoreFlags
@@ -53,11 +57,17 @@ func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command 
                             the restore.
 
 Every item is checked against its SHA-256 while it is read. --dry-run prints the plan and changes nothing.
-Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
+Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).
+
+--component config is never applied to the account: --to-dir DIR writes the Workers configuration and
+inventory as JSON files, --diff compares it with the live account (exit status 9 when they differ);
+see docs/CONFIG_COMPONENT.md.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
-  cfbackup restore latest --d1-database app --in-place --yes`,
+  cfbackup restore latest --d1-database app --in-place --yes
+  cfbackup restore latest --component config --to-dir ./account-config
+  cfbackup restore latest --component config --diff`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -81,6 +91,9 @@ Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 	_ = fl.MarkHidden("import-file-limit")
+	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT: RFC 3339 or 'DURATION ago' (2h ago, 3d ago); picks the newest snapshot at or before it")
+	fl.BoolVar(&o.TimeTravel, "time-travel", false, "with --at and --in-place: restore D1 with Time Travel (inside its retention window) instead of from the archive")
+	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	o.r2.addFlags(cmd)
 	o.do.addFlags(cmd)
 	o.config.addFlags(cmd)
@@ -104,11 +117,39 @@ type planTable struct {
 }
 
 func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
-	unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
-	if err != nil {
-		return err
+	if o.At != "" {
+		if o.Snapshot != "" {
+			return usageError{errors.New("give a SNAPSHOT or --at TIME, not both")}
+		}
+		t, err := parseAt(o.At, time.Now())
+		if err != nil {
+			return usageError{err}
+		}
+		if o.DryRun && !cmd.Flags().Changed("component") && !o.TimeTravel {
+			return pointInTimePlan(cmd, o, t)
+		}
+		if !o.TimeTravel {
+			r, err := o.f.Repo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			m, err := r.FindSnapshotAt(cmd.Context(), t, o.Component)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.UTC().Format(time.RFC3339), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
+			o.Snapshot = m.ID
+		}
+	} else if o.TimeTravel {
+		return usageError{errors.New("--time-travel needs --at TIME (and --in-place)")}
 	}
-	defer unlock()
+	if !o.TimeTravel {
+		unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)
@@ -124,6 +165,9 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 
 func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	ctx := cmd.Context()
+	if o.TimeTravel {
+		return restoreD1TimeTravel(cmd, o)
+	}
 	targets := 0
 	for _, set := range []bool{o.ToFile != "", o.ToDatabase != "", o.InPlace} {
 		if set {
@@ -216,7 +260,7 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	}
 	var target cloudflare.Database
 	dopt := d1.DatabaseOptions{ImportLimit: o.ImportMax}
-	undo := ""
+	undo, safeID := "", ""
 	if o.InPlace {
 		target, err = cf.ResolveDatabase(ctx, src.ID)
 		if err != nil {
@@ -229,6 +273,11 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 		}
 		undo = fmt.Sprintf("wrangler d1 time-travel restore %s --bookmark=%s", target.Name, bm)
 		fmt.Fprintf(o.f.IO.Err, "Before restoring, %s was at Time Travel bookmark %s.\nTo undo this restore: %s\n", target.Name, bm, undo)
+		if safe, err := safetySnapshot(cmd, o, eng, cf, target, m.ID); err != nil {
+			return err
+		} else if safe != nil {
+			safeID = safe.ID
+		}
 	} else if o.Create {
 		target, err = cf.CreateDatabase(ctx, o.ToDatabase)
 		if err != nil {
@@ -246,17 +295,17 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	finish()
 	if err != nil {
 		if undo != "" {
-			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s", restoreErr(err), undo)
+			return fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s%s", restoreErr(err), undo, safetyHint(safeID, target.Name))
 		}
 		return restoreErr(err)
 	}
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": target, "files": res.Files, "bytes": res.Bytes, "final_bookmark": res.FinalBookmark, "tables": res.Tables, "undo": undo})
+		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "database": src.Name, "target": target, "files": res.Files, "bytes": res.Bytes, "final_bookmark": res.FinalBookmark, "tables": res.Tables, "undo": undo, "safety_snapshot": safeID})
 	}
 	fmt.Fprintf(out, "Restored D1 database %s from snapshot %s into D1 database %s (%s): %d import file(s), %s, %d table(s) with matching row counts. Final bookmark %s.\n",
 		src.Name, m.ID, target.Name, target.UUID, res.Files, humanBytes(res.Bytes), len(res.Tables), res.FinalBookmark)
 	if undo != "" {
-		fmt.Fprintf(out, "To undo: %s\n", undo)
+		fmt.Fprintf(out, "To undo: %s%s\n", undo, safetyHint(safeID, target.Name))
 	}
 	return nil
 }

@@ -117,6 +117,8 @@ CFBACKUP_IDENTITY_FILE.`,
 		NewCmdList(f, nil),
 		NewCmdVerify(f, nil),
 		NewCmdRestore(f, nil),
+		NewCmdCopy(f, nil),
+		NewCmdTestRestore(f, nil),
 		NewCmdPrune(f, nil),
 		NewCmdHold(f),
 	)
@@ -130,7 +132,8 @@ const exitHelp = `
 Exit status:
   0 success · 1 failure · 2 usage error · 3 repository missing/exists/unsupported · 4 key problem
   5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists)
-  9 repository locked · 10 retention policy violated (prune --enforce) · 130 interrupted
+  9 config differs (restore --diff) · 10 repository locked · 11 retention policy violated (prune --enforce)
+  130 interrupted
   (docs/EXIT_CODES.md)`
 
 func appendExitCodes(c *cobra.Command) {

@@ -44,6 +44,7 @@ func TestScripts(t *testing.T) {
 				if err != nil {
 					return err
 				}
+				env.Values[emuKey{}] = srv
 				env.Setenv("CFBACKUP_CLOUDFLARE_API_URL", base+"/client/v4")
 				env.Setenv("CLOUDFLARE_ACCOUNT_ID", srv.AccountID())
 				env.Setenv("CLOUDFLARE_API_TOKEN", "test-token")
@@ -55,6 +56,7 @@ func TestScripts(t *testing.T) {
 				return nil
 			},
 			Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+				"emu-workers": emuWorkers,
 				// corrupt FILE OFFSET: flip one byte of a stored object, as a failing disk would.
 				"corrupt": func(ts *testscript.TestScript, neg bool, args []string) {
 					if len(args) != 2 {

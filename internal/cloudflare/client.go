@@ -39,6 +39,8 @@ var (
 	ErrTaskFailed = errors.New("cloudflare task failed")
 	// ErrExists: the resource (a database name) is already taken.
 	ErrExists = errors.New("already exists in the Cloudflare account")
+	// ErrOutsideWindow: a Time Travel time or bookmark is outside the database's retention window.
+	ErrOutsideWindow = errors.New("outside the Time Travel retention window")
 	// ErrConfig: required settings (account id, token) are missing.
 	ErrConfig = errors.New("cloudflare settings incomplete")
 )
@@ -65,6 +67,8 @@ type Client struct {
 	db   *d1.DatabaseService
 	do   *durable_objects.DurableObjectService
 	http *http.Client
+	// opts build the SDK services the other files create on demand (workers, r2).
+	opts []option.RequestOption
 }
 
 // New checks the settings and builds a client. It makes no request.
@@ -100,7 +104,7 @@ func New(cfg Config) (*Client, error) {
 		option.WithHTTPClient(hc),
 		option.WithMaxRetries(cfg.MaxRetries),
 	}
-	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), do: durable_objects.NewDurableObjectService(opts...), http: hc}, nil
+	return &Client{cfg: cfg, db: d1.NewDatabaseService(opts...), do: durable_objects.NewDurableObjectService(opts...), http: hc, opts: opts}, nil
 }
 
 // AccountID is the account the client is scoped to.

@@ -304,6 +304,23 @@ func (c *Client) CurrentBookmark(ctx context.Context, id string) (string, error)
 	return r.Bookmark, nil
 }
 
+// BookmarkAt returns the Time Travel bookmark of the database's state at t (the nearest one at or
+// before t). A time outside the retention window is ErrOutsideWindow.
+func (c *Client) BookmarkAt(ctx context.Context, id string, t time.Time) (string, error) {
+	var p d1.DatabaseTimeTravelGetBookmarkParams
+	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
+	p.Timestamp.Value, p.Timestamp.Present = t.UTC(), true
+	r, err := c.db.TimeTravel.GetBookmark(ctx, id, p)
+	if err != nil {
+		var apiErr *d1.Error
+		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusBadRequest {
+			return "", fmt.Errorf("get Time Travel bookmark at %s: %w (%s)", t.UTC().Format(time.RFC3339), ErrOutsideWindow, apiMessage(apiErr))
+		}
+		return "", classify(err, "get Time Travel bookmark")
+	}
+	return r.Bookmark, nil
+}
+
 // TimeTravelRestore is the answer of a Time Travel restore; PreviousBookmark undoes it.
 type TimeTravelRestore struct {
 	Bookmark, PreviousBookmark, Message string

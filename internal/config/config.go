@@ -42,6 +42,12 @@ type Config struct {
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
 
+	// TestRestore holds the checks test-restore runs on every restored D1 database.
+	TestRestore TestRestore `mapstructure:"test_restore"`
+
+	// Replicas are other repositories that 'copy --to NAME' and 'backup --copy-to NAME' replicate to.
+	Replicas map[string]Replica `mapstructure:"replicas"`
+
 	// Retention is the config file's `retention:` block (docs/RETENTION.md); Validate checks it and
 	// RetentionPolicies parses it.
 	Retention map[string]any `mapstructure:"retention"`
@@ -54,6 +60,28 @@ type Config struct {
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
+}
+
+// TestRestore is the test_restore block of the config file.
+type TestRestore struct {
+	Assertions []Assertion `mapstructure:"assertions"`
+}
+
+// Assertion is one SQL check: the first value of the first row compared with Expect (">= 1000").
+type Assertion struct {
+	Database string `mapstructure:"database"`
+	SQL      string `mapstructure:"sql"`
+	Expect   string `mapstructure:"expect"`
+}
+
+// Replica is a second repository (another region, jurisdiction or provider). Its S3 keys come from
+// CFBACKUP_REPLICA_<NAME>_AWS_ACCESS_KEY_ID / _AWS_SECRET_ACCESS_KEY / _AWS_SESSION_TOKEN, else the
+// main AWS_* variables.
+type Replica struct {
+	Repository  string `mapstructure:"repository"`
+	S3Endpoint  string `mapstructure:"s3_endpoint"`
+	S3Region    string `mapstructure:"s3_region"`
+	S3PathStyle bool   `mapstructure:"s3_path_style"`
 }
 
 // DefaultRepository is used when nothing names a repository: a local directory in the working directory.
@@ -168,6 +196,16 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize < 64<<10 || c.ChunkSize > 256<<20 {
 		return fmt.Errorf("%w: chunk_size %d must be between 64 KiB and 256 MiB", ErrInvalid, c.ChunkSize)
+	}
+	for i, a := range c.TestRestore.Assertions {
+		if strings.TrimSpace(a.SQL) == "" {
+			return fmt.Errorf("%w: test_restore.assertions[%d] has no sql", ErrInvalid, i)
+		}
+	}
+	for name, r := range c.Replicas {
+		if strings.TrimSpace(r.Repository) == "" {
+			return fmt.Errorf("%w: replicas.%s.repository is empty: give the replica's location (a path or s3://bucket/prefix)", ErrInvalid, name)
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -328,6 +328,33 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 	}
 }
 
+// FindSnapshotAt returns the newest snapshot taken at or before t that has the component (any
+// component when empty): the point-in-time pick of 'restore --at'.
+func (r *Repo) FindSnapshotAt(ctx context.Context, t time.Time, component string) (*manifest.Manifest, error) {
+	snaps, _, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var oldest *manifest.Manifest
+	for _, m := range snaps {
+		if component != "" && !contains(m.Components, component) {
+			continue
+		}
+		if !m.Time.After(t) {
+			return m, nil
+		}
+		oldest = m
+	}
+	what := "snapshot"
+	if component != "" {
+		what = component + " snapshot"
+	}
+	if oldest == nil {
+		return nil, fmt.Errorf("%w: the repository has no %s; run 'cfbackup backup' first", ErrSnapshotNotFound, what)
+	}
+	return nil, fmt.Errorf("%w: %s is before the oldest %s (%s, %s)", ErrSnapshotNotFound, t.UTC().Format(time.RFC3339), what, oldest.ID, oldest.Time.UTC().Format(time.RFC3339))
+}
+
 // NewSnapshotID returns a random snapshot id.
 func NewSnapshotID() string { return randomHex(8) }
 
