@@ -82,6 +82,11 @@ func parseLabels(in []string) (map[string]string, error) {
 }
 
 func backupRun(cmd *cobra.Command, o *BackupOptions) error {
+	unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx := cmd.Context()
 	labels, err := parseLabels(o.Labels)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
@@ -27,6 +28,8 @@ const (
 	ExitNotFound    = 7   // snapshot, database or table does not exist
 	ExitRefused     = 8   // the target exists or holds data; nothing was changed (use --yes / another target)
 	ExitDiffers     = 9   // restore --component config --diff: the live configuration differs from the snapshot
+	ExitLocked      = 10  // another process holds a conflicting repository lock; nothing was changed
+	ExitPolicy      = 11  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -44,11 +47,17 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.Is(err, configsrc.ErrDiffers):
 		return ExitDiffers
+	case errors.Is(err, engine.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, engine.ErrPolicyViolation):
+		return ExitPolicy
+	case errors.Is(err, retention.ErrPolicy):
+		return ExitUsage
 	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage):
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):
 		return ExitIntegrity
-	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
+	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrObjectLock), errors.Is(err, repo.ErrVersion), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):
 		return ExitRepository
 	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey

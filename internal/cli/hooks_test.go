@@ -111,7 +111,9 @@ func TestHooksAfterBackup(t *testing.T) {
 		rc.webhooks[0]["snapshots"].([]any)[0] != snap || rc.webhooks[0]["actor"] != "cron" {
 		t.Fatalf("webhook %v", rc.webhooks)
 	}
-	if len(rc.pushes) != 1 || !strings.HasPrefix(rc.pushes[0], "POST /metrics/job/cfbackup/command/backup/instance/") {
+	// The Pushgateway client orders grouping labels as it likes: check each is there.
+	if len(rc.pushes) != 1 || !strings.HasPrefix(rc.pushes[0], "POST /metrics/job/cfbackup/") ||
+		!strings.Contains(rc.pushes[0]+"/", "/command/backup/") || !strings.Contains(rc.pushes[0], "/instance/") {
 		t.Fatalf("pushes %v", rc.pushes)
 	}
 	rc.mu.Unlock()

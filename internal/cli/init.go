@@ -19,6 +19,8 @@ type InitOptions struct {
 	Recipients     []string
 	RecipientsFile string
 	WriterKeyFile  string
+	// Object Lock retention (init_objectlock.go).
+	lock objectLockFlags
 }
 
 // NewCmdInit creates a repository.
@@ -48,6 +50,7 @@ a copy is written to --writer-key-file (default ~/.config/cfbackup/writer-<repo 
 	cmd.Flags().StringSliceVar(&o.Recipients, "recipient", nil, "age recipient (public key); repeat or comma-separate (env CFBACKUP_RECIPIENTS)")
 	cmd.Flags().StringVar(&o.RecipientsFile, "recipients-file", "", "file with one recipient per line (env CFBACKUP_RECIPIENTS_FILE)")
 	cmd.Flags().StringVar(&o.WriterKeyFile, "writer-key-file", "", "where to write the local copy of the writer secret (env CFBACKUP_WRITER_KEY_FILE)")
+	o.lock.addFlags(cmd)
 	return cmd
 }
 
@@ -63,11 +66,15 @@ func initRun(cmd *cobra.Command, o *InitOptions) error {
 		}
 		rcps = append(rcps, fromFile...)
 	}
+	ol, err := o.lock.parse()
+	if err != nil {
+		return err
+	}
 	st, err := o.f.Store(ctx)
 	if err != nil {
 		return err
 	}
-	r, secret, err := repo.Init(ctx, st, repo.InitOptions{Recipients: rcps, SegmentSize: cfg.SegmentSize, ChunkSize: cfg.ChunkSize})
+	r, secret, err := repo.Init(ctx, st, repo.InitOptions{Recipients: rcps, SegmentSize: cfg.SegmentSize, ChunkSize: cfg.ChunkSize, ObjectLock: ol})
 	if err != nil {
 		return err
 	}
@@ -85,13 +92,16 @@ func initRun(cmd *cobra.Command, o *InitOptions) error {
 		return fmt.Errorf("repository created, but writing the writer secret copy failed: %w (it is also stored encrypted in the repository at %s)", err, repo.WriterKeyKey)
 	}
 	if o.f.jsonOut {
-		return writeJSON(o.f.IO.Out, map[string]any{"repository": st.Location(), "id": r.Config.ID, "recipients": r.Config.Recipients, "writer_key_file": wk, "format": r.Config.Format})
+		return writeJSON(o.f.IO.Out, map[string]any{"repository": st.Location(), "id": r.Config.ID, "recipients": r.Config.Recipients, "writer_key_file": wk, "format": r.Config.Format, "object_lock": r.Config.ObjectLock})
 	}
 	fmt.Fprintf(o.f.IO.Out, "Created repository %s at %s for %d recipient(s).\n", r.Config.ID, st.Location(), len(r.Config.Recipients))
 	for _, x := range r.Config.Recipients {
 		fmt.Fprintf(o.f.IO.Out, "  %s  %s\n", x.Fingerprint, x.Recipient)
 	}
 	fmt.Fprintf(o.f.IO.Out, "Writer secret: %s (mode 0600; also in the repository at %s, encrypted to the recipients).\n", wk, repo.WriterKeyKey)
+	if ol != nil {
+		fmt.Fprintf(o.f.IO.Out, "Object Lock: everything written gets %s retention for %d day(s); prune extends it for what it keeps.\n", ol.Mode, ol.Days)
+	}
 	return nil
 }
 

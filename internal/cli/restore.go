@@ -144,6 +144,13 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	} else if o.TimeTravel {
 		return usageError{errors.New("--time-travel needs --at TIME (and --in-place)")}
 	}
+	if !o.TimeTravel || !o.NoSafety { // a Time Travel restore writes only its safety snapshot
+		unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)

@@ -193,13 +193,21 @@ func safetySnapshot(cmd *cobra.Command, o *RestoreOptions, eng *engine.Engine, c
 	if err := holdSafetySnapshot(ctx, eng, m); err != nil {
 		eng.Log.Warn("could not hold the safety snapshot", "snapshot", m.ID, "err", err)
 	}
-	fmt.Fprintf(o.f.IO.Err, "Safety snapshot %s of %s taken before the restore (label pre-restore).\n", m.ID, db.Name)
+	fmt.Fprintf(o.f.IO.Err, "Safety snapshot %s of %s taken before the restore (label pre-restore, held for %d days).\n", m.ID, db.Name, SafetyHoldDays)
 	return m, nil
 }
 
-// holdSafetySnapshot keeps a safety snapshot out of prune's reach for 7 days.
+// SafetyHoldDays is how long a safety snapshot is held (out of prune's reach) by default.
+const SafetyHoldDays = 7
+
+// holdSafetySnapshot keeps a safety snapshot out of prune's reach for a week (and under an Object Lock
+// legal hold where the store has one); 'cfbackup hold release' ends it earlier.
 func holdSafetySnapshot(ctx context.Context, eng *engine.Engine, m *manifest.Manifest) error {
-	return nil // wired to holds once they exist
+	_, err := eng.AddHold(ctx, m, engine.HoldOptions{
+		Reason: "safety snapshot taken before a restore over live data",
+		Until:  time.Now().Add(SafetyHoldDays * 24 * time.Hour),
+	})
+	return err
 }
 
 // safetyHint names the archive way back for an in-place restore.

@@ -113,6 +113,7 @@ CFBACKUP_IDENTITY_FILE.`,
 	pf.String("log-level", "", "log level on stderr: debug, info, warn, error (env CFBACKUP_LOG_LEVEL)")
 	pf.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON on stdout (documented in docs/CLI_JSON_OUTPUT.md)")
 	pf.BoolVar(&f.noProgress, "no-progress", false, "never show a progress bar (it is shown only on a terminal anyway)")
+	pf.Duration("retry-lock", 0, "if the repository is locked by another process, keep trying this long (e.g. 10m)")
 
 	root.AddCommand(
 		NewCmdKey(f),
@@ -125,6 +126,8 @@ CFBACKUP_IDENTITY_FILE.`,
 		NewCmdTestRestore(f, nil),
 		NewCmdAudit(f),
 		NewCmdReport(f, nil),
+		NewCmdPrune(f, nil),
+		NewCmdHold(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {
@@ -136,7 +139,9 @@ CFBACKUP_IDENTITY_FILE.`,
 const exitHelp = `
 Exit status:
   0 success · 1 failure · 2 usage error · 3 repository missing/exists/unsupported · 4 key problem
-  5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists) · 130 interrupted
+  5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists)
+  9 config differs (restore --diff) · 10 repository locked · 11 retention policy violated (prune --enforce)
+  130 interrupted
   (docs/EXIT_CODES.md)`
 
 func appendExitCodes(c *cobra.Command) {

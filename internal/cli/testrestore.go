@@ -85,10 +85,15 @@ reports show restore coverage over time. Any failed check exits 6. Needs an iden
 }
 
 func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
-	ctx := cmd.Context()
 	if err := engine.ValidateComponents(o.Components); err != nil {
 		return usageError{err}
 	}
+	unlock, err := lockRepo(cmd, o.f, engine.LockShared, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ctx := cmd.Context()
 	var asserts []engine.Assertion
 	// Expectations pair with the --assert flags in order; an --assert followed directly by another
 	// has none. Cobra loses the interleaving, so pair by position: the first len(Expects) asserts.

@@ -57,10 +57,15 @@ under verify/ (plaintext: time, snapshot, mode, counts, problems) unless --no-re
 }
 
 func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
-	ctx := cmd.Context()
 	if err := engine.ValidateSubset(o.Subset); err != nil {
 		return err
 	}
+	unlock, err := lockRepo(cmd, o.f, engine.LockShared, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ctx := cmd.Context()
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 )
 
 // ErrInvalid: a setting has a bad value; the message names the setting and the fix.
@@ -57,6 +58,10 @@ type Config struct {
 	SMTPTo          string `mapstructure:"smtp_to"` // comma-separated
 	MetricsTextfile string `mapstructure:"metrics_textfile"`
 	MetricsPush     string `mapstructure:"metrics_push"`
+
+	// Retention is the config file's `retention:` block (docs/RETENTION.md); Validate checks it and
+	// RetentionPolicies parses it.
+	Retention map[string]any `mapstructure:"retention"`
 
 	// Secrets: environment only.
 	CloudflareAPIToken string `mapstructure:"-"`
@@ -226,6 +231,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("%w: log_level %q: use debug, info, warn or error", ErrInvalid, c.LogLevel)
 	}
+	if _, err := c.RetentionPolicies(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -256,4 +264,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// RetentionPolicies parses the `retention:` block; errors wrap ErrInvalid and retention.ErrPolicy.
+func (c *Config) RetentionPolicies() (retention.Policies, error) {
+	ps, err := retention.ParseConfig(c.Retention)
+	if err != nil {
+		return ps, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return ps, nil
 }

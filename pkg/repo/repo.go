@@ -24,6 +24,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/retain"
 )
 
 // FormatVersion is the repository format this build writes and the highest major version it opens.
@@ -48,6 +49,8 @@ var (
 	ErrBadRecipient = errors.New("bad recipient")
 	// ErrNoRecipients: init was given no recipient.
 	ErrNoRecipients = errors.New("no recipient given")
+	// ErrObjectLock: Object Lock retention was asked for where the store cannot provide it.
+	ErrObjectLock = errors.New("object lock unavailable")
 )
 
 // Recipient is a public key every segment and catalogue is encrypted to.
@@ -67,7 +70,19 @@ type Config struct {
 	ChunkSize   int   `json:"chunk_size"`
 	// WriterKey is where the writer secret (for keyed hashes of item names) is kept, encrypted to the recipients.
 	WriterKey string `json:"writer_key"`
+	// ObjectLock, when set, puts S3 Object Lock retention on everything written (init
+	// --object-lock-retention); prune extends it for what it keeps.
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
 }
+
+// ObjectLock is the repository's S3 Object Lock retention: mode GOVERNANCE or COMPLIANCE for Days.
+type ObjectLock struct {
+	Mode string `json:"mode"`
+	Days int    `json:"days"`
+}
+
+// Period is the retention as a duration.
+func (o *ObjectLock) Period() time.Duration { return time.Duration(o.Days) * 24 * time.Hour }
 
 // Repo is an opened repository.
 type Repo struct {
@@ -81,6 +96,8 @@ type InitOptions struct {
 	SegmentSize int64
 	ChunkSize   int
 	Now         func() time.Time
+	// ObjectLock asks for retention on everything written; the store must have Object Lock enabled.
+	ObjectLock *ObjectLock
 }
 
 // Init creates a repository: config.json by conditional create (so two inits can't both win) and the
@@ -110,6 +127,30 @@ func Init(ctx context.Context, st store.Store, o InitOptions) (*Repo, []byte, er
 		SegmentSize: o.SegmentSize,
 		ChunkSize:   o.ChunkSize,
 		WriterKey:   WriterKeyKey,
+		ObjectLock:  o.ObjectLock,
+	}
+	if cfg.ObjectLock != nil {
+		mode := strings.ToUpper(cfg.ObjectLock.Mode)
+		if (mode != store.RetentionGovernance && mode != store.RetentionCompliance) || cfg.ObjectLock.Days < 1 {
+			return nil, nil, fmt.Errorf("%w: object lock retention needs mode governance or compliance and at least 1 day", ErrObjectLock)
+		}
+		cfg.ObjectLock.Mode = mode
+		lk, ok := store.AsObjectLocker(st)
+		on := false
+		if ok {
+			var err error
+			if on, err = lk.ObjectLockEnabled(ctx); err != nil {
+				return nil, nil, fmt.Errorf("read the bucket's Object Lock configuration: %w", err)
+			}
+		}
+		if !on {
+			return nil, nil, fmt.Errorf("%w: %s has no S3 Object Lock: create the bucket with Object Lock enabled (R2 has none: use a bucket lock rule instead, see docs/RETENTION.md), or leave out --object-lock-retention", ErrObjectLock, st.Location())
+		}
+		rs, err := retain.New(st, mode, cfg.ObjectLock.Period(), now)
+		if err != nil {
+			return nil, nil, err
+		}
+		st = rs
 	}
 	if cfg.SegmentSize <= 0 {
 		cfg.SegmentSize = 512 << 20
@@ -168,6 +209,14 @@ func Open(ctx context.Context, st store.Store) (*Repo, error) {
 	}
 	if cfg.Format < 1 || len(cfg.Recipients) == 0 {
 		return nil, fmt.Errorf("%w at %s: config.json lacks format or recipients", ErrNotRepo, st.Location())
+	}
+	if cfg.ObjectLock != nil {
+		// Fail closed: a repository that promises retention is never written without it.
+		rs, err := retain.New(st, cfg.ObjectLock.Mode, cfg.ObjectLock.Period(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrObjectLock, err)
+		}
+		return &Repo{Store: rs, Config: cfg}, nil
 	}
 	return &Repo{Store: st, Config: cfg}, nil
 }

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cfbackup/cfbackup/pkg/engine"
+)
+
+// lockRepo takes a repository lock for cmd (shared for backup, restore, verify, copy; prune takes its
+// exclusive lock inside the engine) and makes cmd's context the lock's, so the command stops if the
+// lock is lost. With dryRun nothing is locked. unlock releases it; call it when the command ends.
+func lockRepo(cmd *cobra.Command, f *Factory, kind string, dryRun bool) (unlock func(), err error) {
+	if dryRun {
+		return func() {}, nil
+	}
+	ctx := cmd.Context()
+	r, err := f.Repo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	eng := f.Engine(r)
+	l, lctx, err := eng.Lock(ctx, engine.LockOptions{Kind: kind, Command: cmd.Name(), Retry: retryLock(cmd)})
+	if err != nil {
+		// verify only reads: with read-only credentials it cannot write a lock object, and that must
+		// not stop it. A conflicting lock (prune running) still does.
+		if cmd.Name() == "verify" && !errors.Is(err, engine.ErrLocked) && ctx.Err() == nil {
+			f.Log().Warn("could not take a shared lock (read-only credentials?); verifying without one", "err", err)
+			return func() {}, nil
+		}
+		return nil, err
+	}
+	cmd.SetContext(lctx)
+	return func() {
+		if err := l.Release(context.WithoutCancel(ctx)); err != nil {
+			f.Log().Warn("could not remove the repository lock (it expires by itself)", "err", err)
+		}
+	}, nil
+}
+
+// retryLock is the --retry-lock duration (0 when not given).
+func retryLock(cmd *cobra.Command) time.Duration {
+	d, err := cmd.Flags().GetDuration("retry-lock")
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+type pflagFlag = pflag.Flag
+
+// flagValue is a flag's value as given: a list for slice flags, else its string.
+func flagValue(fl *pflag.Flag) any {
+	if sv, ok := fl.Value.(pflag.SliceValue); ok {
+		return sv.GetSlice()
+	}
+	return fl.Value.String()
+}

@@ -1,0 +1,447 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/retention"
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Prune records and marks (docs/FORMAT.md).
+const (
+	// PrunePrefix holds one record per prune run: prune/<20060102T150405Z>-<run-id>.json.
+	PrunePrefix = "prune/"
+	// MarkPrefix holds prune's first phase: marks/<20060102T150405Z>-<run-id>.json lists unreferenced
+	// data objects seen at that time; a later run deletes those still unreferenced after the grace period.
+	MarkPrefix = "marks/"
+)
+
+// ErrPolicyViolation: enforcement found a snapshot that outlives its policy or a required snapshot missing.
+var ErrPolicyViolation = errors.New("retention policy violated")
+
+// DefaultGrace is how long an unreferenced object waits between being marked and being deleted: longer
+// than any backup runs, so the segments of a backup in progress (not yet named by a manifest) are safe.
+const DefaultGrace = 24 * time.Hour
+
+// PruneOptions choose what prune keeps and how it deletes.
+type PruneOptions struct {
+	Policies retention.Policies
+	// Policy is the policy as the user gave it (flags or config), recorded verbatim in the prune record.
+	Policy any
+	DryRun bool
+	// Grace is the minimum age of an unreferenced object and of its mark before it is deleted
+	// (default DefaultGrace; negative means zero).
+	Grace time.Duration
+	// UnsafeAllowRemoveAll allows an empty policy (which removes every unheld snapshot).
+	UnsafeAllowRemoveAll bool
+	// Enforce turns violations (see PruneResult.Violations) into ErrPolicyViolation.
+	Enforce bool
+	Actor   string
+	Lock    LockOptions // Retry and TTL of the exclusive lock
+}
+
+// PruneKept is a kept snapshot with every reason ("last", "daily", …, "hold").
+type PruneKept struct {
+	Snapshot string   `json:"snapshot"`
+	Time     string   `json:"time"`
+	Reasons  []string `json:"reasons"`
+}
+
+// PruneRemoved is a snapshot prune removed (or, with --dry-run, would remove).
+type PruneRemoved struct {
+	Snapshot   string   `json:"snapshot"`
+	Time       string   `json:"time"`
+	Components []string `json:"components"`
+	StoredSize int64    `json:"stored_size"`
+}
+
+// PruneResult is the plan and outcome of one prune run; without DryRun it is also the prune record.
+type PruneResult struct {
+	Time            time.Time      `json:"time"`
+	RunID           string         `json:"run_id"`
+	Actor           string         `json:"actor"`
+	Policy          any            `json:"policy"`
+	DryRun          bool           `json:"dry_run"`
+	Grace           string         `json:"grace"`
+	Kept            []PruneKept    `json:"kept"`
+	Removed         []PruneRemoved `json:"removed"`
+	SegmentsDeleted int            `json:"segments_deleted"`
+	ObjectsDeleted  int            `json:"objects_deleted"`
+	BytesFreed      int64          `json:"bytes_freed"`
+	// Marked are unreferenced objects marked in this run; Pending the bytes waiting for their grace
+	// period (deleted by a later prune).
+	Marked       int      `json:"marked"`
+	PendingBytes int64    `json:"pending_bytes"`
+	Violations   []string `json:"violations,omitempty"`
+	Errors       []string `json:"errors"`
+	// RetentionExtended counts objects of kept snapshots whose Object Lock retention prune extended.
+	RetentionExtended int `json:"retention_extended,omitempty"`
+	// RecordKey is where the record was written ("" with DryRun).
+	RecordKey string `json:"record_key,omitempty"`
+}
+
+type markRecord struct {
+	Time time.Time `json:"time"`
+	Run  string    `json:"run"`
+	Keys []string  `json:"keys"`
+}
+
+// Prune applies a retention policy under an exclusive lock: it removes the manifests of snapshots no
+// rule keeps (never a held one), then deletes data objects (segments, indexes) that no remaining
+// snapshot references once they have been marked unreferenced for at least the grace period, and
+// writes a prune record. Every delete is checked; failures are collected in Errors and the error
+// returned names how many.
+func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error) {
+	if err := o.Policies.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if o.Policies.Empty() && !o.UnsafeAllowRemoveAll {
+		return nil, fmt.Errorf("%w: the retention policy is empty, so prune would remove every unheld snapshot: give --keep-last/--keep-daily/… (or a retention: block in the config file), or pass --unsafe-allow-remove-all if that is really meant", ErrUsage)
+	}
+	o.Policies.AllowRemoveAll = o.UnsafeAllowRemoveAll
+	grace := o.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
+	if grace < 0 {
+		grace = 0
+	}
+	if !o.DryRun {
+		lo := o.Lock
+		lo.Kind, lo.Command, lo.Actor = LockExclusive, "prune", o.Actor
+		lock, lctx, err := e.Lock(ctx, lo)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = lock.Release(ctx) }()
+		ctx = lctx
+	}
+	var lk store.ObjectLocker
+	if l, ok := e.objectLocker(ctx); ok {
+		lk = l
+	}
+	now := e.now().UTC()
+	res := &PruneResult{Time: now, RunID: repo.NewSnapshotID(), Actor: actor(o.Actor), Policy: o.Policy, DryRun: o.DryRun,
+		Grace: retention.FormatDuration(grace), Kept: []PruneKept{}, Removed: []PruneRemoved{}, Errors: []string{}}
+	fail := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		res.Errors = append(res.Errors, msg)
+		e.log().Error("prune", "problem", msg)
+	}
+
+	snaps, bad, err := e.Repo.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held, err := e.HeldSnapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read holds (prune never runs without knowing them): %w", err)
+	}
+	byID := map[string]*manifest.Manifest{}
+	var in []retention.Snapshot
+	for _, m := range snaps {
+		byID[m.ID] = m
+		s := retention.Snapshot{ID: m.ID, Time: m.Time, Labels: m.Labels}
+		for _, src := range m.Sources {
+			s.Groups = append(s.Groups, retention.Group{Component: src.Component, Source: src.Name})
+		}
+		if len(s.Groups) == 0 {
+			for _, c := range m.Components {
+				s.Groups = append(s.Groups, retention.Group{Component: c})
+			}
+		}
+		in = append(in, s)
+	}
+	ev := retention.Evaluate(in, o.Policies, now)
+	for _, v := range ev.Violations {
+		res.Violations = append(res.Violations, v.Message)
+	}
+	for _, k := range ev.Keep {
+		r := k.Reasons
+		if held[k.ID] {
+			r = append(r, "hold")
+		}
+		res.Kept = append(res.Kept, PruneKept{Snapshot: k.ID, Time: k.Time.UTC().Format(time.RFC3339), Reasons: r})
+	}
+	var remove []*manifest.Manifest
+	for _, s := range ev.Remove {
+		if held[s.ID] {
+			res.Kept = append(res.Kept, PruneKept{Snapshot: s.ID, Time: s.Time.UTC().Format(time.RFC3339), Reasons: []string{"hold"}})
+			continue
+		}
+		remove = append(remove, byID[s.ID])
+	}
+	sort.Slice(res.Kept, func(i, j int) bool { return res.Kept[i].Time > res.Kept[j].Time })
+
+	// Phase 0: forget the removed snapshots (their manifests). Their data stays until swept.
+	gone, retained := map[string]bool{}, map[string]bool{}
+	for _, m := range remove {
+		rm := PruneRemoved{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Components: m.Components, StoredSize: m.StoredSize}
+		if o.DryRun {
+			res.Removed = append(res.Removed, rm)
+			gone[m.ID] = true
+			continue
+		}
+		if err := e.deleteChecked(ctx, lk, manifest.Key(m.Time, m.ID)); err != nil {
+			if errors.Is(err, store.ErrObjectLocked) {
+				// Its Object Lock retention has not run out: the store keeps it, and so do we.
+				e.log().Info("snapshot still under Object Lock retention; kept until it ends", "snapshot", m.ID)
+				res.Kept = append(res.Kept, PruneKept{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Reasons: []string{"object-lock"}})
+				retained[m.ID] = true
+				continue
+			}
+			fail("remove snapshot %s: %v", m.ID, err)
+			continue
+		}
+		e.log().Info("snapshot removed", "snapshot", m.ID, "time", m.Time)
+		res.Removed = append(res.Removed, rm)
+		gone[m.ID] = true
+	}
+	if o.Enforce {
+		for _, s := range ev.Remove {
+			if !held[s.ID] && !retained[s.ID] && (!gone[s.ID] || o.DryRun) {
+				res.Violations = append(res.Violations, fmt.Sprintf("snapshot %s (%s) outlives its retention policy", s.ID, s.Time.UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+
+	// Phase 1 and 2: mark unreferenced data objects, sweep those marked at least grace ago.
+	if len(bad) > 0 {
+		for k, err := range bad {
+			fail("unreadable manifest %s: %v", k, err)
+		}
+		fail("no data deleted: with an unreadable manifest prune cannot know which segments it needs (fix or remove it, then run prune again)")
+	} else if err := e.sweep(ctx, lk, o, grace, now, snaps, gone, res); err != nil {
+		fail("sweep: %v", err)
+	}
+
+	if !o.DryRun && lk != nil && e.Repo.Config.ObjectLock != nil {
+		unkept := map[string]bool{}
+		for _, m := range remove {
+			unkept[m.ID] = true
+		}
+		e.extendRetention(ctx, lk, snaps, unkept, now, res)
+	}
+	if !o.DryRun {
+		res.RecordKey = PrunePrefix + now.Format("20060102T150405Z") + "-" + res.RunID + ".json"
+		if err := putJSON(ctx, e.Repo.Store, res.RecordKey, res); err != nil {
+			fail("write prune record %s: %v", res.RecordKey, err)
+			res.RecordKey = ""
+		}
+	}
+	if len(res.Errors) > 0 {
+		return res, fmt.Errorf("prune finished with %d problem(s): %s", len(res.Errors), strings.Join(res.Errors, "; "))
+	}
+	if o.Enforce && len(res.Violations) > 0 {
+		return res, fmt.Errorf("%w: %s", ErrPolicyViolation, strings.Join(res.Violations, "; "))
+	}
+	return res, nil
+}
+
+func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOptions, grace time.Duration, now time.Time, snaps []*manifest.Manifest, gone map[string]bool, res *PruneResult) error {
+	referenced := map[string]bool{}
+	for _, m := range snaps {
+		if gone[m.ID] {
+			continue
+		}
+		for _, k := range SnapshotObjects(m) {
+			referenced[k] = true
+		}
+	}
+	objs := map[string]store.ObjectInfo{}
+	for _, p := range []string{"segments/", "index/"} {
+		if err := e.Repo.Store.List(ctx, p, func(oi store.ObjectInfo) error {
+			if !referenced[oi.Key] {
+				objs[oi.Key] = oi
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("list %s: %w", p, err)
+		}
+	}
+	// Existing marks: when each unreferenced key was first seen unreferenced.
+	var markKeys []string
+	if err := e.Repo.Store.List(ctx, MarkPrefix, func(oi store.ObjectInfo) error {
+		if strings.HasSuffix(oi.Key, ".json") {
+			markKeys = append(markKeys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list marks: %w", err)
+	}
+	markedAt := map[string]time.Time{}
+	marks := map[string]markRecord{}
+	for _, mk := range markKeys {
+		var mr markRecord
+		if err := readJSON(ctx, e.Repo.Store, mk, &mr); err != nil {
+			return fmt.Errorf("read mark %s: %w", mk, err)
+		}
+		marks[mk] = mr
+		for _, k := range mr.Keys {
+			if t, ok := markedAt[k]; !ok || mr.Time.Before(t) {
+				markedAt[k] = mr.Time
+			}
+		}
+	}
+	var fresh []string
+	for k := range objs {
+		if _, ok := markedAt[k]; !ok {
+			fresh = append(fresh, k)
+			markedAt[k] = now
+		}
+	}
+	sort.Strings(fresh)
+	res.Marked = len(fresh)
+	if len(fresh) > 0 && !o.DryRun {
+		mk := MarkPrefix + now.Format("20060102T150405Z") + "-" + res.RunID + ".json"
+		mr := markRecord{Time: now, Run: res.RunID, Keys: fresh}
+		if err := putJSON(ctx, e.Repo.Store, mk, mr); err != nil {
+			return fmt.Errorf("write mark %s: %w", mk, err)
+		}
+		marks[mk] = mr
+	}
+	// In a dry run, the segments of the snapshots it would remove count as pending.
+	if o.DryRun {
+		for _, m := range snaps {
+			if !gone[m.ID] {
+				continue
+			}
+			for _, s := range m.Segments {
+				if !referenced[s.Key] {
+					if _, ok := objs[s.Key]; !ok {
+						objs[s.Key] = store.ObjectInfo{Key: s.Key, Size: s.Size, ModTime: now}
+						markedAt[s.Key] = now
+					}
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(objs))
+	for k := range objs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	deleted := map[string]bool{}
+	pr := e.progress()
+	if !o.DryRun {
+		pr.Start("prune", int64(len(keys)))
+		defer pr.Finish()
+	}
+	for _, k := range keys {
+		oi := objs[k]
+		if now.Sub(markedAt[k]) < grace || now.Sub(oi.ModTime) < grace {
+			res.PendingBytes += oi.Size
+			continue
+		}
+		if o.DryRun {
+			res.BytesFreed += oi.Size
+			if strings.HasPrefix(k, "segments/") {
+				res.SegmentsDeleted++
+			} else {
+				res.ObjectsDeleted++
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := e.deleteChecked(ctx, lk, k); err != nil {
+			if errors.Is(err, store.ErrObjectLocked) {
+				res.PendingBytes += oi.Size // under retention: a later prune deletes it
+				continue
+			}
+			res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", k, err))
+			continue
+		}
+		deleted[k] = true
+		pr.Add(1)
+		res.BytesFreed += oi.Size
+		if strings.HasPrefix(k, "segments/") {
+			res.SegmentsDeleted++
+		} else {
+			res.ObjectsDeleted++
+		}
+	}
+	if o.DryRun {
+		return nil
+	}
+	// A mark is done when none of its keys is still waiting (deleted, gone, or referenced again).
+	for mk, mr := range marks {
+		done := true
+		for _, k := range mr.Keys {
+			if _, waiting := objs[k]; waiting && !deleted[k] {
+				done = false
+				break
+			}
+		}
+		if done {
+			if err := e.deleteChecked(ctx, lk, mk); err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("delete finished mark %s: %v", mk, err))
+			}
+		}
+	}
+	e.log().Info("prune sweep", "segments_deleted", res.SegmentsDeleted, "objects_deleted", res.ObjectsDeleted, "bytes_freed", res.BytesFreed, "marked", res.Marked, "pending_bytes", res.PendingBytes)
+	return nil
+}
+
+// deleteChecked deletes key — every version of it where the bucket has Object Lock (a plain DELETE
+// there only hides the bytes) — and confirms it is gone. An object already gone is not an error.
+func (e *Engine) deleteChecked(ctx context.Context, lk store.ObjectLocker, key string) error {
+	var err error
+	if lk != nil {
+		err = lk.DeleteVersions(ctx, key)
+	} else {
+		err = e.Repo.Store.Delete(ctx, key)
+	}
+	_, serr := e.Repo.Store.Stat(ctx, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if errors.Is(serr, store.ErrNotFound) {
+			return nil // the delete happened; only its answer was lost
+		}
+		return err
+	}
+	if serr == nil {
+		return fmt.Errorf("delete %s reported success but the object is still there", key)
+	} else if !errors.Is(serr, store.ErrNotFound) {
+		return fmt.Errorf("check delete of %s: %w", key, serr)
+	}
+	return nil
+}
+
+// extendRetention keeps kept snapshots under Object Lock: every object of a kept snapshot whose
+// retention ends within half the repository's period gets it extended to a full period from now.
+func (e *Engine) extendRetention(ctx context.Context, lk store.ObjectLocker, snaps []*manifest.Manifest, unkept map[string]bool, now time.Time, res *PruneResult) {
+	ol := e.Repo.Config.ObjectLock
+	seen := map[string]bool{}
+	for _, m := range snaps {
+		if unkept[m.ID] {
+			continue
+		}
+		for _, k := range SnapshotObjects(m) {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			_, until, err := lk.Retention(ctx, k)
+			if err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("read retention of %s: %v", k, err))
+				continue
+			}
+			if until.After(now.Add(ol.Period() / 2)) {
+				continue
+			}
+			if err := lk.SetRetention(ctx, k, ol.Mode, now.Add(ol.Period())); err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("extend retention of %s: %v", k, err))
+				continue
+			}
+			res.RetentionExtended++
+		}
+	}
+}
