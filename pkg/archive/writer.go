@@ -350,14 +350,48 @@ func (w *Writer) finish(s *segment) error {
 // only when Close succeeds. If r fails, only this item is lost and the Writer stays usable; any other
 // failure (a failed segment upload, cancellation) makes the Writer unusable.
 func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
+	p, err := w.WriteItemAsync(name, r)
+	if err != nil {
+		return ItemRef{}, err
+	}
+	return p.Wait()
+}
+
+// PendingItem is an item whose bytes are all handed to the compressors but not yet placed in a segment.
+type PendingItem struct {
+	w    *Writer
+	ref  ItemRef
+	jobs []*job
+}
+
+// Wait blocks until every chunk of the item is inside a segment's encrypted stream and returns where.
+// Call Wait for every PendingItem, in any order; WriteItemAsync's look-ahead is bounded by the
+// Writer's buffers, not by how many items are pending.
+func (p *PendingItem) Wait() (ItemRef, error) {
+	for _, j := range p.jobs {
+		<-j.saved
+		p.ref.Chunks = append(p.ref.Chunks, j.chunk)
+	}
+	p.jobs = nil
+	if err := p.w.failed(); err != nil {
+		return ItemRef{}, err
+	}
+	return p.ref, nil
+}
+
+// WriteItemAsync reads r to its end and queues its chunks for compression, returning before they are
+// compressed and placed: many small items (R2 objects) then keep every compressor busy instead of
+// one item at a time. The catalogue order is the call order. Like WriteItem it must not be called
+// concurrently with itself or WriteItem; a read error loses only this item.
+func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) {
 	if w.closed {
-		return ItemRef{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if err := ValidName(name); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
 	if err := w.failed(); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
 	ref := ItemRef{Name: name}
 	h := sha256.New()
@@ -409,11 +443,10 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 	} else if pending != nil {
 		w.raw.put(pending)
 	}
-	for _, j := range jobs {
-		<-j.saved
-		ref.Chunks = append(ref.Chunks, j.chunk)
-	}
 	if readErr != nil {
+		for _, j := range jobs {
+			<-j.saved
+		}
 		// Only this item is lost: chunks it already placed stay in the segment unreferenced (no
 		// catalogue names them; prune reclaims them with the segment), and the Writer stays usable so
 		// a source can try the item again — e.g. export a database again after a dropped download.
@@ -421,13 +454,13 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 		if w.ctx.Err() != nil {
 			w.fail(readErr)
 		}
-		return ItemRef{}, readErr
+		return nil, readErr
 	}
 	if err := w.failed(); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
 	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return ref, nil
+	return &PendingItem{w: w, ref: ref, jobs: jobs}, nil
 }
 
 // Close finishes the last segment, waits for every upload, checks each object's size with Stat and
