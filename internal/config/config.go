@@ -37,6 +37,11 @@ type Config struct {
 	CloudflareAccountID string `mapstructure:"cloudflare_account_id"`
 	CloudflareAPIURL    string `mapstructure:"cloudflare_api_url"`
 
+	// R2 source (component r2): S3 endpoint (default https://<account>.r2.cloudflarestorage.com) and
+	// parallel object GETs (0: the default, 8).
+	R2Endpoint    string `mapstructure:"r2_endpoint"`
+	R2Concurrency int    `mapstructure:"r2_concurrency"`
+
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
@@ -46,6 +51,8 @@ type Config struct {
 	AWSAccessKeyID     string `mapstructure:"-"`
 	AWSSecretAccessKey string `mapstructure:"-"`
 	AWSSessionToken    string `mapstructure:"-"`
+	R2AccessKeyID      string `mapstructure:"-"`
+	R2SecretAccessKey  string `mapstructure:"-"`
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -69,6 +76,8 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
+	v.SetDefault("r2_endpoint", "")
+	v.SetDefault("r2_concurrency", 0)
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -147,6 +156,11 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
+	c.R2AccessKeyID = getenv("CFBACKUP_R2_ACCESS_KEY_ID")
+	c.R2SecretAccessKey = getenv("CFBACKUP_R2_SECRET_ACCESS_KEY")
+	if c.R2Endpoint == "" && c.CloudflareAccountID != "" {
+		c.R2Endpoint = "https://" + c.CloudflareAccountID + ".r2.cloudflarestorage.com"
+	}
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}
@@ -163,6 +177,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ChunkSize < 64<<10 || c.ChunkSize > 256<<20 {
 		return fmt.Errorf("%w: chunk_size %d must be between 64 KiB and 256 MiB", ErrInvalid, c.ChunkSize)
+	}
+	if c.R2Concurrency < 0 || c.R2Concurrency > 256 {
+		return fmt.Errorf("%w: r2_concurrency %d must be between 1 and 256 (0 means the default, 8)", ErrInvalid, c.R2Concurrency)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
