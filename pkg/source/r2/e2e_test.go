@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -567,4 +566,3 @@ func compareDir(t *testing.T, dir string, model map[string]obj) {
 	}
 }
 
-var _ = time.Second
