@@ -565,4 +565,3 @@ func compareDir(t *testing.T, dir string, model map[string]obj) {
 		t.Fatalf("directory has %d objects, want %d", len(seen), len(model))
 	}
 }
-
