@@ -27,7 +27,7 @@ const (
 	// streamed straight into the archive writer when their turn comes.
 	SmallObject = 4 << 20
 	// PrefetchBudget bounds the bytes of prefetched objects waiting for the writer.
-	PrefetchBudget = 32 << 20
+	PrefetchBudget = 24 << 20
 )
 
 // BackupOptions select what one bucket backup captures.
@@ -45,6 +45,8 @@ type BackupOptions struct {
 	Log          *slog.Logger
 	// Progress receives bytes as they are read from the bucket (or reused).
 	Progress func(int)
+	// PrefetchBudget overrides PrefetchBudget (tests).
+	PrefetchBudget int64
 	// BeforeGet is called before each object GET (tests delete objects or cancel here).
 	BeforeGet func(key string)
 }
@@ -356,14 +358,20 @@ type prefetcher struct {
 	fetch  []int
 	st     *Stats
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	next    int
-	budget  int64
-	results []chan fetched
-	wg      sync.WaitGroup
-	free    [][]byte
+	mu        sync.Mutex
+	cond      *sync.Cond
+	next      int
+	turn      int // the claim whose turn it is to take budget
+	budget    int64
+	limit     int64 // the whole budget
+	results   []chan fetched
+	wg        sync.WaitGroup
+	free      [][]byte
+	freeBytes int64
 }
+
+// freeListBytes bounds the prefetch buffers kept for reuse.
+const freeListBytes = 8 << 20
 
 type fetched struct {
 	buf  *pbuf // nil for a large object (the writer fetches it)
@@ -378,7 +386,11 @@ type pbuf struct {
 
 func newPrefetcher(ctx context.Context, c *Client, o BackupOptions, objs []Object, fetch []int, conc int, st *Stats) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: PrefetchBudget,
+	budget := int64(PrefetchBudget)
+	if o.PrefetchBudget > 0 {
+		budget = o.PrefetchBudget
+	}
+	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: budget, limit: budget,
 		results: make([]chan fetched, len(fetch))}
 	p.cond = sync.NewCond(&p.mu)
 	for i := range p.results {
@@ -412,15 +424,24 @@ func (p *prefetcher) worker() {
 		p.next++
 		ob := p.objs[p.fetch[n]]
 		if ob.Size > SmallObject {
+			for p.turn != n && p.ctx.Err() == nil {
+				p.cond.Wait()
+			}
+			p.turn++
+			p.cond.Broadcast()
 			p.mu.Unlock()
 			p.results[n] <- fetched{}
 			continue
 		}
-		need := cost(ob.Size)
-		for p.budget < need && p.ctx.Err() == nil {
+		// Budget is granted strictly in claim order (turn): were a later object to take it first,
+		// the writer could wait forever for an earlier one that cannot get any.
+		need := min(cost(ob.Size), p.limit)
+		for (p.turn != n || p.budget < need) && p.ctx.Err() == nil {
 			p.cond.Wait()
 		}
 		p.budget -= need
+		p.turn++
+		p.cond.Broadcast()
 		p.mu.Unlock()
 		p.results[n] <- p.get(ob, need)
 	}
@@ -460,6 +481,7 @@ func (p *prefetcher) alloc(n int) []byte {
 	for i, b := range p.free {
 		if cap(b) >= n {
 			p.free = append(p.free[:i], p.free[i+1:]...)
+			p.freeBytes -= int64(cap(b))
 			return b[:n]
 		}
 	}
@@ -483,11 +505,10 @@ func (p *prefetcher) refetch(n int) {
 		p.results[n] <- fetched{}
 		return
 	}
+	// The writer waits for this object alone: take the budget without waiting (objects after it may
+	// hold it all), going over by at most one small object.
 	p.mu.Lock()
 	need := cost(ob.Size)
-	for p.budget < need && p.ctx.Err() == nil {
-		p.cond.Wait()
-	}
 	p.budget -= need
 	p.mu.Unlock()
 	p.results[n] <- p.get(ob, need)
@@ -499,8 +520,10 @@ func (p *prefetcher) release(b *pbuf) {
 	}
 	p.mu.Lock()
 	p.budget += b.cost
-	if b.b != nil && len(p.free) < 64 && cap(b.b) >= 64<<10 {
+	// Keep a few buffers for reuse, within a fixed byte total so they never add up past the budget.
+	if b.b != nil && cap(b.b) >= 64<<10 && p.freeBytes+int64(cap(b.b)) <= freeListBytes {
 		p.free = append(p.free, b.b)
+		p.freeBytes += int64(cap(b.b))
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()

@@ -235,3 +235,16 @@ func TestDirRestoreAwkwardKeys(t *testing.T) {
 		t.Fatalf("conflict: %v", err)
 	}
 }
+
+// A prefetch budget smaller than a few objects must never deadlock: budget goes to claims in order.
+func TestSmallPrefetchBudget(t *testing.T) {
+	e := newEnv(t, "src")
+	ctx := context.Background()
+	seed(t, e, "src", 200)
+	for i := 0; i < 3; i++ {
+		_, st, err := e.backup(ctx, r2.BackupOptions{Bucket: "src", Concurrency: 8, PrefetchBudget: 70 << 10, WriterSecret: []byte{}})
+		if err != nil || st.Objects != 200 {
+			t.Fatalf("%+v %v", st, err)
+		}
+	}
+}
