@@ -46,7 +46,7 @@ measure() { # key label command...
   local gets; gets=$(grep -o 'gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
   printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) "${gets:+  body GETs $gets}"
 }
-measure cfb_full  "cfbackup backup (full)"            "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
 measure cfb_noop  "cfbackup backup (no change)"       "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
 seed -bucket src -objects "$N" -size "$SIZE" -mutate 5 -seed 2
 measure cfb_inc   "cfbackup backup (5 % changed)"     "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress

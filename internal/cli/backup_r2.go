@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ func (b *r2BackupFlags) addFlags(cmd *cobra.Command) {
 	fl.BoolVar(&b.Strict, "strict", false, "fail when an object is deleted between listing and download (default: skip it with a warning)")
 	fl.IntVar(&b.Concurrency, "r2-concurrency", 0, "parallel object downloads (env CFBACKUP_R2_CONCURRENCY; default 8)")
 }
+
+// r2MemoryLimit is the Go soft memory limit an R2 backup sets when GOMEMLIMIT is not set.
+const r2MemoryLimit = 100 << 20
 
 // r2Client builds the S3 client for the r2 component from the configuration and environment.
 func r2Client(f *Factory) (*r2.Client, error) {
@@ -70,6 +74,12 @@ func (b *r2BackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 	plan.Details["r2"] = map[string]any{"buckets": buckets, "prefix_set": b.Prefix != ""}
 	if o.DryRun {
 		return nil
+	}
+	// The pipeline holds ~75 MiB of buffers (archive chunks, prefetched objects); with the default
+	// GOGC the heap would grow to twice that between collections. A soft limit keeps peak RSS near
+	// 100 MiB (measured: 146 → 97 MiB, and faster) unless the operator sets GOMEMLIMIT.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(r2MemoryLimit)
 	}
 	secret, serr := writerSecret(ctx, o.f, eng.Repo)
 	if serr != nil {
