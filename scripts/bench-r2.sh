@@ -4,7 +4,7 @@
 # BENCH_R2_OBJECTS objects (default 2000) totalling BENCH_R2_SIZE bytes (default 1 GiB; ~63 % text,
 # ~37 % random). Both tools keep their repository in a local directory. Reports wall time, objects/s,
 # peak RSS (/usr/bin/time) and, for cfbackup, the object body GETs it made.
-# Needs: versitygw (scripts/install-versitygw.sh), rclone and restic (Debian packages; `make tools-bench`).
+# Needs: versitygw (scripts/install-versitygw.sh), rclone and restic (Debian packages: CFBACKUP_BENCH_TOOLS=1 scripts/install-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${BENCH_R2_OBJECTS:-2000}; SIZE=${BENCH_R2_SIZE:-1073741824}

@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 for p in age lz4 sqlite3 jq; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+# The R2 benchmark (make bench-r2) compares against rclone + restic; tests do not need them.
+if [ "${CFBACKUP_BENCH_TOOLS:-}" = 1 ]; then
+  for p in rclone restic; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
