@@ -138,7 +138,7 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	eng := o.f.Engine(r)
 	conc := o.f.Config().R2Concurrency
 	if conc == 0 {
-		conc = 4
+		conc = 8
 	}
 	start := time.Now()
 	finish := eng.StartProgress("restore", plan.Bytes)

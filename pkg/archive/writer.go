@@ -71,6 +71,10 @@ type job struct {
 	ready chan struct{} // closed when frame is compressed
 	chunk Chunk
 	saved chan struct{} // closed when the sink has placed (or failed to place) the frame
+	// hash: the job is a whole one-chunk item whose SHA-256 the compressor computes (in parallel),
+	// into sum.
+	hash bool
+	sum  [sha256.Size]byte
 }
 
 type segment struct {
@@ -190,6 +194,9 @@ func (w *Writer) compressor() {
 	var hb bytes.Buffer
 	for j := range w.work {
 		if w.failed() == nil {
+			if j.hash {
+				j.sum = sha256.Sum256(*j.data)
+			}
 			j.frame, j.err = w.compressJob(fw, &hb, j)
 		}
 		w.raw.put(j.data)
@@ -371,6 +378,9 @@ func (p *PendingItem) Wait() (ItemRef, error) {
 	for _, j := range p.jobs {
 		<-j.saved
 		p.ref.Chunks = append(p.ref.Chunks, j.chunk)
+		if j.hash {
+			p.ref.SHA256 = hex.EncodeToString(j.sum[:])
+		}
 	}
 	p.jobs = nil
 	if err := p.w.failed(); err != nil {
@@ -398,9 +408,16 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 	mtime := w.opts.Now().Truncate(time.Second)
 	var jobs []*job
 	var pending *[]byte // one chunk of look-ahead decides between "name" and "name.partNNNNNN"
-	submit := func(data *[]byte, entry string) {
+	submit := func(data *[]byte, entry string, last bool) {
 		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{})}
 		j.chunk.Size = int64(len(*data))
+		// A one-chunk item (most R2 objects) is hashed by its compressor, in parallel with other
+		// items; a multi-chunk item's hash runs here, in order.
+		if last && len(jobs) == 0 {
+			j.hash = true
+		} else {
+			h.Write(*data)
+		}
 		jobs = append(jobs, j)
 		w.ordered <- j
 		w.work <- j
@@ -420,14 +437,13 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 			readErr = fmt.Errorf("read item %q: %w", name, err)
 			break
 		}
-		h.Write(*buf)
 		ref.Size += int64(n)
 		if n == 0 && part > 0 {
 			w.raw.put(buf)
 			break
 		}
 		if pending != nil {
-			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1))
+			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1), false)
 		}
 		pending = buf
 		if n < len(*buf) || err != nil {
@@ -439,7 +455,7 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 		if len(jobs) > 0 {
 			entry = fmt.Sprintf("%s.part%06d", name, len(jobs)+1)
 		}
-		submit(pending, entry)
+		submit(pending, entry, true)
 	} else if pending != nil {
 		w.raw.put(pending)
 	}
@@ -459,7 +475,9 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 	if err := w.failed(); err != nil {
 		return nil, err
 	}
-	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
+	if !jobs[0].hash {
+		ref.SHA256 = hex.EncodeToString(h.Sum(nil))
+	}
 	return &PendingItem{w: w, ref: ref, jobs: jobs}, nil
 }
 
