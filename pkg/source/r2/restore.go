@@ -326,14 +326,11 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEnt
 	}
 	defer rc.Close()
 	if t.Dir == "" {
-		if *buf == nil {
-			*buf = make([]byte, min(c.partSize, max(e.Size, 1)))
+		// Each worker keeps one buffer, grown to the largest object (at most one part) it has seen.
+		if need := min(c.partSize, e.Size); int64(cap(*buf)) < need {
+			*buf = make([]byte, need)
 		}
-		err := c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, *buf)
-		if int64(cap(*buf)) < min(c.partSize, e.Size) {
-			*buf = nil // Put allocated a bigger one; next object makes its own
-		}
-		return err
+		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, *buf)
 	}
 	path := filepath.Join(t.Dir, filepath.FromSlash(e.Target))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
