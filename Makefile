@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cfbackup/cfbackup/internal/cli.Version=$(VERSION)
 BIN     := .bin
 
-.PHONY: all build test test-short bench fuzz lint demo drill tools clean
+.PHONY: all build test test-short bench bench-r2 fuzz lint demo drill tools clean
 
 all: build
 
@@ -23,6 +23,11 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/store/...
 	scripts/bench-d1.sh
+	$(MAKE) bench-r2
+
+# R2: cfbackup vs rclone copy + restic on a loopback S3 server (needs rclone, restic: CFBACKUP_BENCH_TOOLS=1 make tools).
+bench-r2:
+	scripts/bench-r2.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadSegment -fuzztime 30s ./pkg/archive/

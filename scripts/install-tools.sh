@@ -7,6 +7,10 @@ need=()
 for p in age lz4 sqlite3 jq; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
 # Headless Chromium renders the HTML report in pkg/report's test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The R2 benchmark (make bench-r2) compares against rclone + restic; tests do not need them.
+if [ "${CFBACKUP_BENCH_TOOLS:-}" = 1 ]; then
+  for p in rclone restic; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

@@ -14,6 +14,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
+	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
 
 // Exit codes: the one place they are defined. docs/EXIT_CODES.md documents them; keep both in step.
@@ -53,7 +54,7 @@ func exitCode(err error) int {
 		return ExitPolicy
 	case errors.Is(err, retention.ErrPolicy):
 		return ExitUsage
-	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage):
+	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage), errors.Is(err, r2.ErrConfig):
 		return ExitUsage
 	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity):
 		return ExitIntegrity
@@ -61,11 +62,12 @@ func exitCode(err error) int {
 		return ExitRepository
 	case errors.Is(err, repo.ErrNoRecipients), errors.Is(err, repo.ErrBadRecipient), errors.Is(err, engine.ErrKey):
 		return ExitKey
-	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, cloudflare.ErrOutsideWindow), errors.Is(err, engine.ErrNotFound):
+	case errors.Is(err, repo.ErrSnapshotNotFound), errors.Is(err, cloudflare.ErrNotFound), errors.Is(err, cloudflare.ErrOutsideWindow), errors.Is(err, engine.ErrNotFound),
+		errors.Is(err, r2.ErrNoSuchBucket), errors.Is(err, r2.ErrNotInSnapshot), errors.Is(err, r2.ErrVanished):
 		return ExitNotFound
-	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists), errors.Is(err, cloudflare.ErrExists):
+	case errors.Is(err, engine.ErrRefused), errors.Is(err, keys.ErrExists), errors.Is(err, cloudflare.ErrExists), errors.Is(err, r2.ErrConflict), errors.Is(err, r2.ErrBadKey):
 		return ExitRefused
-	case errors.Is(err, cloudflare.ErrAuth), errors.Is(err, cloudflare.ErrUnreachable), errors.Is(err, cloudflare.ErrTaskFailed), errors.Is(err, cloudflare.ErrConfig), errors.Is(err, cloudflare.ErrSignedURLExpired):
+	case errors.Is(err, r2.ErrAccessDenied), errors.Is(err, cloudflare.ErrAuth), errors.Is(err, cloudflare.ErrUnreachable), errors.Is(err, cloudflare.ErrTaskFailed), errors.Is(err, cloudflare.ErrConfig), errors.Is(err, cloudflare.ErrSignedURLExpired):
 		return ExitCloudflare
 	default:
 		return ExitFailure

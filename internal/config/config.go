@@ -38,6 +38,11 @@ type Config struct {
 	CloudflareAccountID string `mapstructure:"cloudflare_account_id"`
 	CloudflareAPIURL    string `mapstructure:"cloudflare_api_url"`
 
+	// R2 source (component r2): S3 endpoint (default https://<account>.r2.cloudflarestorage.com) and
+	// parallel object GETs (0: the default, 8).
+	R2Endpoint    string `mapstructure:"r2_endpoint"`
+	R2Concurrency int    `mapstructure:"r2_concurrency"`
+
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
@@ -70,6 +75,8 @@ type Config struct {
 	AWSSessionToken    string `mapstructure:"-"`
 	SMTPPassword       string `mapstructure:"-"` // CFBACKUP_SMTP_PASSWORD
 	NotifyWebhook      string `mapstructure:"-"` // CFBACKUP_NOTIFY_WEBHOOK
+	R2AccessKeyID      string `mapstructure:"-"`
+	R2SecretAccessKey  string `mapstructure:"-"`
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -119,6 +126,8 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("smtp_port", 0) // 0: 587 (STARTTLS when offered); 465 is TLS from the start
+	v.SetDefault("r2_endpoint", "")
+	v.SetDefault("r2_concurrency", 0)
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -199,6 +208,11 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
 	c.SMTPPassword = getenv("CFBACKUP_SMTP_PASSWORD")
 	c.NotifyWebhook = getenv("CFBACKUP_NOTIFY_WEBHOOK")
+	c.R2AccessKeyID = getenv("CFBACKUP_R2_ACCESS_KEY_ID")
+	c.R2SecretAccessKey = getenv("CFBACKUP_R2_SECRET_ACCESS_KEY")
+	if c.R2Endpoint == "" && c.CloudflareAccountID != "" {
+		c.R2Endpoint = "https://" + c.CloudflareAccountID + ".r2.cloudflarestorage.com"
+	}
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}
@@ -225,6 +239,9 @@ func (c *Config) Validate() error {
 		if strings.TrimSpace(r.Repository) == "" {
 			return fmt.Errorf("%w: replicas.%s.repository is empty: give the replica's location (a path or s3://bucket/prefix)", ErrInvalid, name)
 		}
+	}
+	if c.R2Concurrency < 0 || c.R2Concurrency > 256 {
+		return fmt.Errorf("%w: r2_concurrency %d must be between 1 and 256 (0 means the default, 8)", ErrInvalid, c.R2Concurrency)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

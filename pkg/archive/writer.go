@@ -71,6 +71,10 @@ type job struct {
 	ready chan struct{} // closed when frame is compressed
 	chunk Chunk
 	saved chan struct{} // closed when the sink has placed (or failed to place) the frame
+	// hash: the job is a whole one-chunk item whose SHA-256 the compressor computes (in parallel),
+	// into sum.
+	hash bool
+	sum  [sha256.Size]byte
 }
 
 type segment struct {
@@ -190,6 +194,9 @@ func (w *Writer) compressor() {
 	var hb bytes.Buffer
 	for j := range w.work {
 		if w.failed() == nil {
+			if j.hash {
+				j.sum = sha256.Sum256(*j.data)
+			}
 			j.frame, j.err = w.compressJob(fw, &hb, j)
 		}
 		w.raw.put(j.data)
@@ -350,23 +357,67 @@ func (w *Writer) finish(s *segment) error {
 // only when Close succeeds. If r fails, only this item is lost and the Writer stays usable; any other
 // failure (a failed segment upload, cancellation) makes the Writer unusable.
 func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
+	p, err := w.WriteItemAsync(name, r)
+	if err != nil {
+		return ItemRef{}, err
+	}
+	return p.Wait()
+}
+
+// PendingItem is an item whose bytes are all handed to the compressors but not yet placed in a segment.
+type PendingItem struct {
+	w    *Writer
+	ref  ItemRef
+	jobs []*job
+}
+
+// Wait blocks until every chunk of the item is inside a segment's encrypted stream and returns where.
+// Call Wait for every PendingItem, in any order; WriteItemAsync's look-ahead is bounded by the
+// Writer's buffers, not by how many items are pending.
+func (p *PendingItem) Wait() (ItemRef, error) {
+	for _, j := range p.jobs {
+		<-j.saved
+		p.ref.Chunks = append(p.ref.Chunks, j.chunk)
+		if j.hash {
+			p.ref.SHA256 = hex.EncodeToString(j.sum[:])
+		}
+	}
+	p.jobs = nil
+	if err := p.w.failed(); err != nil {
+		return ItemRef{}, err
+	}
+	return p.ref, nil
+}
+
+// WriteItemAsync reads r to its end and queues its chunks for compression, returning before they are
+// compressed and placed: many small items (R2 objects) then keep every compressor busy instead of
+// one item at a time. The catalogue order is the call order. Like WriteItem it must not be called
+// concurrently with itself or WriteItem; a read error loses only this item.
+func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) {
 	if w.closed {
-		return ItemRef{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if err := ValidName(name); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
 	if err := w.failed(); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
 	ref := ItemRef{Name: name}
 	h := sha256.New()
 	mtime := w.opts.Now().Truncate(time.Second)
 	var jobs []*job
 	var pending *[]byte // one chunk of look-ahead decides between "name" and "name.partNNNNNN"
-	submit := func(data *[]byte, entry string) {
+	submit := func(data *[]byte, entry string, last bool) {
 		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{})}
 		j.chunk.Size = int64(len(*data))
+		// A one-chunk item (most R2 objects) is hashed by its compressor, in parallel with other
+		// items; a multi-chunk item's hash runs here, in order.
+		if last && len(jobs) == 0 {
+			j.hash = true
+		} else {
+			h.Write(*data)
+		}
 		jobs = append(jobs, j)
 		w.ordered <- j
 		w.work <- j
@@ -386,14 +437,13 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 			readErr = fmt.Errorf("read item %q: %w", name, err)
 			break
 		}
-		h.Write(*buf)
 		ref.Size += int64(n)
 		if n == 0 && part > 0 {
 			w.raw.put(buf)
 			break
 		}
 		if pending != nil {
-			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1))
+			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1), false)
 		}
 		pending = buf
 		if n < len(*buf) || err != nil {
@@ -405,15 +455,14 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 		if len(jobs) > 0 {
 			entry = fmt.Sprintf("%s.part%06d", name, len(jobs)+1)
 		}
-		submit(pending, entry)
+		submit(pending, entry, true)
 	} else if pending != nil {
 		w.raw.put(pending)
 	}
-	for _, j := range jobs {
-		<-j.saved
-		ref.Chunks = append(ref.Chunks, j.chunk)
-	}
 	if readErr != nil {
+		for _, j := range jobs {
+			<-j.saved
+		}
 		// Only this item is lost: chunks it already placed stay in the segment unreferenced (no
 		// catalogue names them; prune reclaims them with the segment), and the Writer stays usable so
 		// a source can try the item again — e.g. export a database again after a dropped download.
@@ -421,13 +470,15 @@ func (w *Writer) WriteItem(name string, r io.Reader) (ItemRef, error) {
 		if w.ctx.Err() != nil {
 			w.fail(readErr)
 		}
-		return ItemRef{}, readErr
+		return nil, readErr
 	}
 	if err := w.failed(); err != nil {
-		return ItemRef{}, err
+		return nil, err
 	}
-	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return ref, nil
+	if !jobs[0].hash {
+		ref.SHA256 = hex.EncodeToString(h.Sum(nil))
+	}
+	return &PendingItem{w: w, ref: ref, jobs: jobs}, nil
 }
 
 // Close finishes the last segment, waits for every upload, checks each object's size with Stat and

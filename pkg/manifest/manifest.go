@@ -74,6 +74,12 @@ type Source struct {
 	AtBookmark string `json:"at_bookmark,omitempty"`
 	// Blocked is how long the database could not serve queries while it was exported.
 	Blocked Duration `json:"blocked,omitempty"`
+	// R2 buckets: the parent snapshot, objects reused from it (not downloaded), objects skipped
+	// because they vanished between listing and GET, and the incremental index object.
+	Parent  string `json:"parent,omitempty"`
+	Reused  int64  `json:"reused,omitempty"`
+	Skipped int64  `json:"skipped,omitempty"`
+	Index   string `json:"index,omitempty"`
 }
 
 // Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
@@ -97,7 +103,23 @@ type Item struct {
 	Rows      int64  `json:"rows"`
 	// References are the tables a "table" item's foreign keys point to; restore replays parents first.
 	References []string `json:"references,omitempty"`
+	// R2 objects (Kind "object"): the key and what restore puts back with it (docs/R2.md).
+	Object *ObjectMeta `json:"object,omitempty"`
 	archive.ItemRef
+}
+
+// ObjectMeta is an R2 object's key and HTTP metadata, kept only inside the encrypted catalogue.
+type ObjectMeta struct {
+	Key                string            `json:"key"`
+	ETag               string            `json:"etag"`
+	LastModified       time.Time         `json:"last_modified"`
+	ContentType        string            `json:"content_type,omitempty"`
+	CacheControl       string            `json:"cache_control,omitempty"`
+	ContentEncoding    string            `json:"content_encoding,omitempty"`
+	ContentDisposition string            `json:"content_disposition,omitempty"`
+	ContentLanguage    string            `json:"content_language,omitempty"`
+	Expires            string            `json:"expires,omitempty"`
+	Metadata           map[string]string `json:"metadata,omitempty"`
 }
 
 // Duration marshals as a Go duration string ("1.5s") so manifests stay readable.

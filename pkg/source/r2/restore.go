@@ -1,0 +1,388 @@
+package r2
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+)
+
+// Opener reads one item back (engine.Engine.Opener binds archive.OpenItem to a snapshot).
+type Opener func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error)
+
+// ErrNotInSnapshot: an object or prefix asked for is not in the snapshot.
+var ErrNotInSnapshot = errors.New("not in the snapshot")
+
+// Overwrite policies for objects that already exist at the target with different data.
+const (
+	OverwriteFail      = "fail"      // refuse the whole restore before writing anything (default)
+	OverwriteSkip      = "skip"      // leave the existing object alone
+	OverwriteOverwrite = "overwrite" // replace it
+)
+
+// DirIndexName is the file a directory restore writes at its top with every object's key, path,
+// size, SHA-256 and metadata (JSON lines). Encoded paths never start with "%c", so it cannot collide.
+const DirIndexName = "%cfbackup-objects.jsonl"
+
+// Select picks a bucket's objects from a catalogue: all of them, those under prefix, or the given keys.
+func Select(cat *manifest.Catalogue, bucket, prefix string, keys []string) ([]manifest.Item, error) {
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	var out []manifest.Item
+	for _, it := range cat.Items {
+		if it.Component != Component || it.Source != bucket || it.Object == nil {
+			continue
+		}
+		k := it.Object.Key
+		if len(keys) > 0 {
+			if !want[k] {
+				continue
+			}
+			delete(want, k)
+		} else if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		out = append(out, it)
+	}
+	if len(want) > 0 {
+		var missing []string
+		for k := range want {
+			missing = append(missing, fmt.Sprintf("%q", k))
+		}
+		sort.Strings(missing)
+		if len(missing) > 5 {
+			missing = append(missing[:5], fmt.Sprintf("and %d more", len(missing)-5))
+		}
+		return nil, fmt.Errorf("%w: object(s) %s of bucket %s", ErrNotInSnapshot, strings.Join(missing, ", "), bucket)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no object of bucket %s under prefix %q", ErrNotInSnapshot, bucket, prefix)
+	}
+	return out, nil
+}
+
+// Target is where a restore writes: a bucket (with an optional key prefix) or a local directory.
+type Target struct {
+	Bucket string
+	// Prefix is prepended to every restored key after StripPrefix is removed from it.
+	Prefix      string
+	StripPrefix string
+	Dir         string
+	Overwrite   string
+}
+
+func (t Target) String() string {
+	if t.Dir != "" {
+		return "dir:" + t.Dir
+	}
+	return "r2://" + t.Bucket + "/" + t.Prefix
+}
+
+// PlanEntry is one object of a restore plan.
+type PlanEntry struct {
+	Key    string `json:"key"`
+	Target string `json:"target"` // key in the target bucket, or path under the directory
+	Size   int64  `json:"size"`
+	// Action: "put" (absent at the target), "same" (already there with the same size and ETag or
+	// SHA-256: left alone), "conflict" (different data there), "skip" (conflict, --overwrite skip)
+	// or "overwrite" (conflict, --overwrite overwrite).
+	Action string `json:"action"`
+
+	item manifest.Item
+}
+
+// Plan is what a restore will do (printed by --dry-run).
+type Plan struct {
+	Target    string      `json:"target"`
+	Objects   int         `json:"objects"`
+	Bytes     int64       `json:"bytes"`
+	Puts      int         `json:"puts"`
+	Same      int         `json:"same"`
+	Conflicts int         `json:"conflicts"`
+	Entries   []PlanEntry `json:"entries"`
+
+	t Target
+}
+
+// PlanRestore decides, for every selected object, what the restore will do at the target. It reads
+// the target (one listing of the bucket prefix, or a stat and hash per existing file) and writes nothing.
+func PlanRestore(ctx context.Context, c *Client, items []manifest.Item, t Target) (*Plan, error) {
+	switch t.Overwrite {
+	case "":
+		t.Overwrite = OverwriteFail
+	case OverwriteFail, OverwriteSkip, OverwriteOverwrite:
+	default:
+		return nil, fmt.Errorf("%w: --overwrite %q: use skip, overwrite or fail", ErrConfig, t.Overwrite)
+	}
+	p := &Plan{Target: t.String(), t: t}
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = t.Prefix + strings.TrimPrefix(it.Object.Key, t.StripPrefix)
+	}
+	type have struct {
+		size int64
+		etag string
+	}
+	existing := map[string]have{}
+	var paths map[string]string
+	if t.Dir != "" {
+		paths = EncodePaths(keys)
+	} else {
+		if c == nil {
+			return nil, fmt.Errorf("%w: no R2 client for a bucket target", ErrConfig)
+		}
+		lp := commonPrefix(keys)
+		if err := c.List(ctx, t.Bucket, lp, func(o Object) error {
+			existing[o.Key] = have{o.Size, o.ETag}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("read the target bucket %s: %w", t.Bucket, err)
+		}
+	}
+	for i, it := range items {
+		e := PlanEntry{Key: it.Object.Key, Target: keys[i], Size: it.Size, Action: "put", item: it}
+		if t.Dir != "" {
+			e.Target = paths[keys[i]]
+			same, exists, err := sameFile(filepath.Join(t.Dir, filepath.FromSlash(e.Target)), it)
+			if err != nil {
+				return nil, err
+			}
+			if exists {
+				e.Action = "conflict"
+				if same {
+					e.Action = "same"
+				}
+			}
+		} else if h, ok := existing[keys[i]]; ok {
+			e.Action = "conflict"
+			if h.size == it.Size && h.etag == it.Object.ETag {
+				e.Action = "same"
+			}
+		}
+		if e.Action == "conflict" && t.Overwrite != OverwriteFail {
+			e.Action = t.Overwrite
+		}
+		switch e.Action {
+		case "put", "overwrite":
+			p.Puts++
+			p.Bytes += it.Size
+		case "same":
+			p.Same++
+		case "conflict":
+			p.Conflicts++
+		}
+		p.Objects++
+		p.Entries = append(p.Entries, e)
+	}
+	return p, nil
+}
+
+func commonPrefix(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	p := keys[0]
+	for _, k := range keys[1:] {
+		for !strings.HasPrefix(k, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+func sameFile(path string, it manifest.Item) (same, exists bool, err error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != it.Size {
+		return false, true, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, true, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, true, err
+	}
+	return hex.EncodeToString(h.Sum(nil)) == it.SHA256, true, nil
+}
+
+// Result counts what a restore did.
+type Result struct {
+	Restored int   `json:"restored"`
+	Bytes    int64 `json:"bytes"`
+	Same     int   `json:"same"`
+	Skipped  int   `json:"skipped"`
+}
+
+// Restore carries out a plan with concurrency parallel objects. With --overwrite fail and any
+// conflict it writes nothing. Every object is read through open (ranged reads of only its frames) and
+// checked against its SHA-256 before its last byte is committed: a bucket object is PUT only after the
+// check (multipart uploads are aborted), a file is written to a temporary name and renamed after it.
+// On failure the error says how many objects were already written; running again with
+// --overwrite skip finishes the rest.
+func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency int) (Result, error) {
+	var res Result
+	if p.Conflicts > 0 {
+		var ex []string
+		for _, e := range p.Entries {
+			if e.Action == "conflict" && len(ex) < 5 {
+				ex = append(ex, fmt.Sprintf("%q", e.Target))
+			}
+		}
+		return res, fmt.Errorf("%w: %d object(s) at %s differ from the snapshot (%s); nothing was written: choose --overwrite skip or overwrite, or another target",
+			ErrConflict, p.Conflicts, p.Target, strings.Join(ex, ", "))
+	}
+	if concurrency <= 0 {
+		concurrency = 4
+	}
+	t := p.t
+	if t.Dir != "" {
+		if err := os.MkdirAll(t.Dir, 0o755); err != nil {
+			return res, err
+		}
+	}
+	work := make(chan int)
+	var mu sync.Mutex
+	var firstErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := range work {
+				e := p.Entries[i]
+				err := restoreOne(ctx, c, open, t, e, &buf)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("restore object %q: %w", e.Key, err)
+					cancel()
+				} else if err == nil {
+					res.Restored++
+					res.Bytes += e.Size
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i, e := range p.Entries {
+		switch e.Action {
+		case "same":
+			res.Same++
+			continue
+		case "skip":
+			res.Skipped++
+			continue
+		}
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return res, fmt.Errorf("%w (%d object(s) were already written to %s; run again with --overwrite skip to finish)", firstErr, res.Restored, p.Target)
+	}
+	if t.Dir != "" {
+		if err := writeDirIndex(t.Dir, p); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEntry, buf *[]byte) error {
+	rc, err := open(ctx, e.item.ItemRef)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if t.Dir == "" {
+		// Each worker keeps one buffer, grown to the largest object (at most one part) it has seen.
+		if need := min(c.partSize, e.Size); int64(cap(*buf)) < need {
+			*buf = make([]byte, need)
+		}
+		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, *buf)
+	}
+	path := filepath.Join(t.Dir, filepath.FromSlash(e.Target))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadKey, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".cfbackup-tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, rc)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if !e.item.Object.LastModified.IsZero() {
+			_ = os.Chtimes(tmp.Name(), e.item.Object.LastModified, e.item.Object.LastModified)
+		}
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// DirEntry is one line of a directory restore's DirIndexName file.
+type DirEntry struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	manifest.ObjectMeta
+}
+
+func writeDirIndex(dir string, p *Plan) error {
+	f, err := os.CreateTemp(dir, ".cfbackup-tmp-*")
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	for _, e := range p.Entries {
+		if e.Action == "skip" {
+			continue
+		}
+		if err := enc.Encode(DirEntry{Path: e.Target, Size: e.Size, SHA256: e.item.SHA256, ObjectMeta: *e.item.Object}); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, DirIndexName))
+}

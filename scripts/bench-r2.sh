@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# R2 benchmark: cfbackup against `rclone copy` + `restic backup` (and `restic restore` + `rclone copy`
+# back up), side by side against one loopback S3 server (versitygw) holding a bucket of
+# BENCH_R2_OBJECTS objects (default 2000) totalling BENCH_R2_SIZE bytes (default 1 GiB; ~63 % text,
+# ~37 % random). Both tools keep their repository in a local directory. Reports wall time, objects/s,
+# peak RSS (/usr/bin/time) and, for cfbackup, the object body GETs it made.
+# Needs: versitygw (scripts/install-versitygw.sh), rclone and restic (Debian packages: CFBACKUP_BENCH_TOOLS=1 scripts/install-tools.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${BENCH_R2_OBJECTS:-2000}; SIZE=${BENCH_R2_SIZE:-1073741824}
+for t in rclone restic /usr/bin/time; do command -v "$t" >/dev/null || { echo "bench-r2: $t missing (apt-get install rclone restic time)"; exit 1; }; done
+B=$PWD/.bin; D=$(mktemp -d /tmp/cfbackup-bench-r2.XXXXXX)
+VGW=${CFBACKUP_VERSITYGW:-$B/versitygw}; [ -x "$VGW" ] || VGW=$(command -v versitygw)
+trap 'kill $GW 2>/dev/null || true; rm -rf "$D"' EXIT
+make -s build
+go build -o "$B/r2seed" ./scripts/r2seed
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+AK=bench$RANDOM; SK=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+mkdir -p "$D/gw" "$D/gwv"
+ROOT_ACCESS_KEY=$AK ROOT_SECRET_KEY=$SK "$VGW" --port 127.0.0.1:$PORT --health /healthz --quiet posix --versioning-dir "$D/gwv" "$D/gw" >"$D/gw.log" 2>&1 &
+GW=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+EP=http://127.0.0.1:$PORT
+seed() { "$B/r2seed" -endpoint "$EP" -access-key "$AK" -secret-key "$SK" "$@"; }
+seed -bucket src -objects "$N" -size "$SIZE" -create
+for b in dst-cfb dst-restic; do seed -bucket $b -objects 0 -create; done
+
+export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
+export CFBACKUP_R2_ENDPOINT=$EP CFBACKUP_R2_ACCESS_KEY_ID=$AK CFBACKUP_R2_SECRET_ACCESS_KEY=$SK
+R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
+"$B/cfbackup" init --recipient "$R" >/dev/null
+unset AWS_CA_BUNDLE
+export RCLONE_CONFIG_S_TYPE=s3 RCLONE_CONFIG_S_PROVIDER=Other RCLONE_CONFIG_S_ENDPOINT=$EP RCLONE_CONFIG_S_ACCESS_KEY_ID=$AK RCLONE_CONFIG_S_SECRET_ACCESS_KEY=$SK
+RC="rclone --expect-continue-timeout 0 --transfers 8 --checkers 16"
+export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$D/restic
+restic init -q
+
+size=$(du -sb "$D/gw/src" | cut -f1)
+printf 'Bucket: %d objects, %d MiB on a loopback versitygw; %s cores\n\n' "$N" $((size/1048576)) "$(nproc)"
+declare -A T
+measure() { # key label command...
+  local key=$1 label=$2; shift 2
+  /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
+  read -r secs kb <"$D/time"
+  T[$key]=$secs
+  local gets; gets=$(grep -o 'gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
+  printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) "${gets:+  body GETs $gets}"
+}
+measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+measure cfb_noop  "cfbackup backup (no change)"       "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+seed -bucket src -objects "$N" -size "$SIZE" -mutate 5 -seed 2
+measure cfb_inc   "cfbackup backup (5 % changed)"     "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+measure cfb_rest  "cfbackup restore → bucket"         "$B/cfbackup" restore latest --component r2 --to-bucket dst-cfb --no-progress
+
+measure cfb_one   "cfbackup restore one object"       "$B/cfbackup" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
+measure rc_down   "rclone copy bucket → dir"          $RC copy s:src "$D/mirror"
+measure rs_back   "restic backup dir"                 restic backup -q "$D/mirror"
+measure rs_rest   "restic restore → dir"              restic restore -q latest --target "$D/rr"
+measure rc_up     "rclone copy dir → bucket"          $RC copy "$D/rr$D/mirror" s:dst-restic
+echo
+b1=$(echo "${T[rc_down]}+${T[rs_back]}" | bc -l); r1=$(echo "${T[rs_rest]}+${T[rc_up]}" | bc -l)
+printf 'backup:  cfbackup %.2f s vs rclone+restic %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_full]}" "$b1" "$(echo "${T[cfb_full]}/$b1" | bc -l)"
+printf 'restore: cfbackup %.2f s vs restic+rclone %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_rest]}" "$r1" "$(echo "${T[cfb_rest]}/$r1" | bc -l)"
+printf 'no-change incremental: %.2f s (target < 2 s)\n' "${T[cfb_noop]}"
