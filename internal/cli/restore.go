@@ -53,11 +53,18 @@ func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command 
                             the restore.
 
 Every item is checked against its SHA-256 while it is read. --dry-run prints the plan and changes nothing.
-Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).`,
+Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).
+
+--component do restores Durable Objects through the Worker module (docs/DURABLE_OBJECTS.md) into the
+objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --ids-from FILE.
+Object IDs are bound to their namespace: a restore into another account needs the original names.
+Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
+safety snapshot of them is taken first.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
-  cfbackup restore latest --d1-database app --in-place --yes`,
+  cfbackup restore latest --d1-database app --in-place --yes
+  cfbackup restore latest --component do --do-namespace sessions --object-id 7c1e… --dry-run`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {

@@ -37,6 +37,11 @@ type Config struct {
 	CloudflareAccountID string `mapstructure:"cloudflare_account_id"`
 	CloudflareAPIURL    string `mapstructure:"cloudflare_api_url"`
 
+	// WorkerURL is the application Worker that routes /__cfbackup/ to its Durable Objects (--component do).
+	WorkerURL string `mapstructure:"worker_url"`
+	// WorkerSecretFile holds the Worker module's secret (alternative to CFBACKUP_WORKER_SECRET).
+	WorkerSecretFile string `mapstructure:"worker_secret_file"`
+
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
@@ -46,6 +51,7 @@ type Config struct {
 	AWSAccessKeyID     string `mapstructure:"-"`
 	AWSSecretAccessKey string `mapstructure:"-"`
 	AWSSessionToken    string `mapstructure:"-"`
+	WorkerSecret       string `mapstructure:"-"` // CFBACKUP_WORKER_SECRET
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -65,7 +71,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("segment_size", int64(512<<20))
 	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
-	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url"} {
+	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
@@ -147,6 +153,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
 	c.AWSSessionToken = getenv("AWS_SESSION_TOKEN")
+	c.WorkerSecret = getenv("CFBACKUP_WORKER_SECRET")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}

@@ -74,6 +74,8 @@ type Source struct {
 	AtBookmark string `json:"at_bookmark,omitempty"`
 	// Blocked is how long the database could not serve queries while it was exported.
 	Blocked Duration `json:"blocked,omitempty"`
+	// Class is a Durable Object namespace's class: the Worker module routes requests by it.
+	Class string `json:"class,omitempty"`
 }
 
 // Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
@@ -97,6 +99,8 @@ type Item struct {
 	Rows      int64  `json:"rows"`
 	// References are the tables a "table" item's foreign keys point to; restore replays parents first.
 	References []string `json:"references,omitempty"`
+	// Object is a Durable Object item's object ID (64 hex digits, bound to its namespace).
+	Object string `json:"object,omitempty"`
 	archive.ItemRef
 }
 
