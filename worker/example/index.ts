@@ -94,6 +94,37 @@ export class SessionStore extends withCfbackup(DurableObject) {   // cfbackup, l
       if (i % 5 !== 0) await st.setAlarm(4_102_444_800_000 + i); // far future (2100), so it never fires in tests
       return new Response("ok");
     }
+    if (env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/fill") {
+      // Bulk data for benchmarks: mb rows of 1 MiB pseudo-random blobs (below the 2 MB row limit).
+      const mb = Number(url.searchParams.get("mb"));
+      const sql = this.ctx.storage.sql;
+      sql.exec("CREATE TABLE IF NOT EXISTS blobs(id INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+      const rnd = seeded(mb);
+      for (let k = 0; k < mb; k++) {
+        const b = new Uint8Array(1 << 20);
+        for (let j = 0; j < b.length; j += 4096) b[j] = Math.floor(rnd() * 256);
+        sql.exec("INSERT INTO blobs(data) VALUES (?)", b);
+      }
+      return new Response("ok");
+    }
+    if (env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/digest") {
+      // A digest of everything the object stores, for comparing large objects without shipping them.
+      const st = this.ctx.storage;
+      const enc = new TextEncoder();
+      const parts: Uint8Array[] = [enc.encode(JSON.stringify([...(await st.list())].map(([k, v]) => [k, describe(v)])))];
+      for (const t of st.sql.exec("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' ORDER BY name").toArray()) {
+        for (const r of st.sql.exec(`SELECT * FROM "${t.name}" ORDER BY rowid`).raw()) {
+          for (const v of r) parts.push(v instanceof ArrayBuffer ? new Uint8Array(v) : enc.encode(JSON.stringify(describe(v))));
+        }
+      }
+      let n = 0;
+      for (const p of parts) n += p.length;
+      const all = new Uint8Array(n);
+      let o = 0;
+      for (const p of parts) { all.set(p, o); o += p.length; }
+      const d = await crypto.subtle.digest("SHA-256", all);
+      return Response.json({ bytes: n, sha256: [...new Uint8Array(d)].map((x) => x.toString(16).padStart(2, "0")).join(""), alarm: await st.getAlarm() });
+    }
     if (env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/inspect") return Response.json(await inspect(this.ctx));
     return new Response("not found", { status: 404 });
   }
