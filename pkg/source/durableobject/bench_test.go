@@ -88,7 +88,7 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 }
 
 // BenchmarkSmallObjects: 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
-// alarm; about 4 KB of NDJSON each). Run: go test -run '^$' -bench SmallObjects -benchtime 1x ./pkg/source/durableobject/
+// alarm; about 2 KB of NDJSON each). Run: go test -run '^$' -bench SmallObjects -benchtime 1x ./pkg/source/durableobject/
 func BenchmarkSmallObjects(b *testing.B) {
 	w := workerd.Start(b, workerd.Options{Secret: secret})
 	n := 10000
