@@ -19,14 +19,13 @@ import (
 
 // doRestoreFlags are restore's flags for the do component.
 type doRestoreFlags struct {
-	Namespace    string
-	ObjectIDs    []string
-	IDsFrom      string
-	Concurrency  int
-	WorkerURL    string
-	NoSafety     bool
-	ChunkBytes   int
-	AllowPartial bool
+	Namespace   string
+	ObjectIDs   []string
+	IDsFrom     string
+	Concurrency int
+	WorkerURL   string
+	NoSafety    bool
+	ChunkBytes  int
 }
 
 func (b *doRestoreFlags) addFlags(cmd *cobra.Command) {
@@ -254,7 +253,6 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 		undo = fmt.Sprintf("cfbackup restore %s --component do --yes", sm.ID)
 		fmt.Fprintf(o.f.IO.Err, "Safety snapshot %s holds the %d live object(s) this restore overwrites.\nTo undo this restore: %s\n", sm.ID, plan.Live, undo)
 	}
-	client.Attempts = 4
 	open := durableobject.Opener(eng.Opener(m, idents))
 	finish := eng.StartProgress("restore", plan.Bytes)
 	var results []durableobject.ObjectResult
