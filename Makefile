@@ -14,6 +14,7 @@ build:
 
 # Every test, with the race detector. Needs the tools from `make tools` (CI installs them via .ci/run).
 test:
+	cd worker && npm test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
@@ -23,6 +24,7 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/store/...
 	scripts/bench-d1.sh
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./pkg/source/durableobject/
 	$(MAKE) bench-r2
 
 # R2: cfbackup vs rclone copy + restic on a loopback S3 server (needs rclone, restic: CFBACKUP_BENCH_TOOLS=1 make tools).

@@ -17,4 +17,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 go mod download
+# The Durable Object module's tests run the real Workers runtime (npm miniflare 4, pinned in
+# worker/package-lock.json); Node 20 or newer.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+fi
+(cd worker && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 bash scripts/install-versitygw.sh

@@ -32,6 +32,8 @@ func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 type options struct {
 	listen, dataDir, accountID, envFile, seedName string
 	d1                                            []string
+	do                                            []string
+	workerURL                                     string
 	seedUsers                                     int
 	exactIntegers                                 bool
 	seedWorkers                                   bool
@@ -45,7 +47,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Short: "Run an emulated Cloudflare account (D1 REST API backed by local SQLite files)",
 		Long: `cfemu serves the Cloudflare REST endpoints cfbackup uses for D1 — list, get, create,
 delete, export (polling + signed URL), import (init/upload/ingest/poll), query, raw and
-Time Travel — on top of real SQLite files in --data-dir. It prints the environment a
+Time Travel — on top of real SQLite files in --data-dir. With --do it also lists Durable
+Object namespaces and objects, read from a local workerd's persisted state (wrangler dev
+--persist-to, miniflare), so 'cfbackup backup --component do' runs against a local Worker. It prints the environment a
 shell needs to point cfbackup at it, then serves until SIGINT/SIGTERM.
 
 The API token comes from CFEMU_TOKEN (default: a random one, printed; this is a fake account).
@@ -81,6 +85,8 @@ Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 	f.IntVar(&o.seedUsers, "seed-users", 1000, "users in the --seed database")
 	f.StringVar(&o.envFile, "env-file", "", "also write the export lines to this file once the server is up")
 	f.BoolVar(&o.seedWorkers, "seed-workers", false, "add an example Workers configuration (scripts \"app\" and \"cron\" with vars, secrets, bindings, cron triggers, a route, a custom domain; an R2 bucket and a Durable Object namespace)")
+	f.StringArrayVar(&o.do, "do", nil, "add a Durable Object namespace whose objects are listed from a local workerd's state: SCRIPT/CLASS=PERSIST_DIR[,kv]; repeatable (see docs/DURABLE_OBJECTS.md)")
+	f.StringVar(&o.workerURL, "worker-url", "", "also print CFBACKUP_WORKER_URL=URL (the local Worker serving those namespaces)")
 	f.BoolVar(&o.exactIntegers, "exact-integers", false, "export integers beyond 2^53 exactly (real D1 rounds them through a double)")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -141,6 +147,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	for _, spec := range o.do {
+		ns, dir, err := parseDOSpec(spec)
+		if err != nil {
+			return err
+		}
+		srv.AddNamespace(ns)
+		srv.SetObjectLister(ns.ID, cftest.ObjectsFromState(dir))
+	}
 	if o.seedName != "" {
 		p := filepath.Join(opts.DataDir, "seed-"+o.seedName+".sqlite")
 		if _, err := os.Stat(p); err != nil {
@@ -167,6 +181,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	env := fmt.Sprintf("export CFBACKUP_CLOUDFLARE_API_URL=%s/client/v4\nexport CLOUDFLARE_ACCOUNT_ID=%s\nexport CLOUDFLARE_API_TOKEN=%s\n",
 		base, opts.AccountID, opts.Token)
+	if o.workerURL != "" {
+		env += fmt.Sprintf("export CFBACKUP_WORKER_URL=%s\n", o.workerURL)
+	}
 	fmt.Fprint(stdout, env)
 	if o.envFile != "" {
 		tmp := o.envFile + ".tmp"

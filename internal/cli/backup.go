@@ -42,11 +42,16 @@ table, and records the export's Time Travel bookmark and how long the database w
 manifest is written last: an interrupted or failed backup leaves no snapshot and damages nothing.
 
 Needs CLOUDFLARE_API_TOKEN (D1 Edit) and CLOUDFLARE_ACCOUNT_ID in the environment; no identity.
-While D1 exports a database it serves no queries: the summary says for how long.`,
+While D1 exports a database it serves no queries: the summary says for how long.
+
+--component do backs up Durable Objects: their IDs are listed over the REST API, and each object with
+stored data is exported through cfbackup's Worker module mounted in the application
+(CFBACKUP_WORKER_URL, and CFBACKUP_WORKER_SECRET or CFBACKUP_WORKER_SECRET_FILE; docs/DURABLE_OBJECTS.md).`,
 		Example: `  cfbackup backup
   cfbackup backup --component d1 --d1-database app --label ticket=OPS-123
   cfbackup backup --dry-run --json
-  cfbackup backup --component d1,config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718`,
+  cfbackup backup --component d1,config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718
+  cfbackup backup --component do --do-namespace sessions --do-concurrency 8`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {

@@ -33,6 +33,7 @@ type RestoreOptions struct {
 	At         string
 	TimeTravel bool
 	NoSafety   bool
+	ToDir      string
 
 	// Per-component flags live in restore_<component>.go.
 	r2     r2RestoreFlags
@@ -61,13 +62,20 @@ Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).
 
 --component config is never applied to the account: --to-dir DIR writes the Workers configuration and
 inventory as JSON files, --diff compares it with the live account (exit status 9 when they differ);
-see docs/CONFIG_COMPONENT.md.`,
+see docs/CONFIG_COMPONENT.md.
+
+--component do restores Durable Objects through the Worker module (docs/DURABLE_OBJECTS.md) into the
+objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --ids-from FILE.
+Object IDs are bound to their namespace: a restore into another account needs the original names.
+Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
+safety snapshot of them is taken first.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
   cfbackup restore latest --d1-database app --in-place --yes
   cfbackup restore latest --component config --to-dir ./account-config
-  cfbackup restore latest --component config --diff`,
+  cfbackup restore latest --component config --diff
+  cfbackup restore latest --component do --do-namespace sessions --object-id 7c1e… --dry-run`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -92,6 +100,7 @@ see docs/CONFIG_COMPONENT.md.`,
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 	_ = fl.MarkHidden("import-file-limit")
+	fl.StringVar(&o.ToDir, "to-dir", "", "r2: restore objects into this local directory (keys become paths, docs/R2.md); config: write the configuration as JSON files there (nothing is applied)")
 	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT: RFC 3339 or 'DURATION ago' (2h ago, 3d ago); picks the newest snapshot at or before it")
 	fl.BoolVar(&o.TimeTravel, "time-travel", false, "with --at and --in-place: restore D1 with Time Travel (inside its retention window) instead of from the archive")
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
@@ -168,6 +177,9 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 	ctx := cmd.Context()
 	if o.TimeTravel {
 		return restoreD1TimeTravel(cmd, o)
+	}
+	if o.ToDir != "" {
+		return usageError{errors.New("--to-dir is for --component r2 and config; a D1 database restores --to-file F.sqlite")}
 	}
 	targets := 0
 	for _, set := range []bool{o.ToFile != "", o.ToDatabase != "", o.InPlace} {

@@ -24,7 +24,6 @@ type configRestoreFlags struct {
 
 func (b *configRestoreFlags) addFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&b.ToDir, "to-dir", "", "with --component config: write the snapshot's configuration as JSON files into this directory (nothing is applied to the account)")
 	fl.BoolVar(&b.Diff, "diff", false, "with --component config: compare the snapshot's configuration with the live account; exit status 9 when they differ")
 	fl.StringSliceVar(&b.Scripts, "config-script", nil, "with --component config: only these Workers scripts (repeatable)")
 	fl.StringSliceVar(&b.Zones, "config-zone", nil, "with --component config --diff: zone IDs whose routes to read live (default: the zones the snapshot listed)")
@@ -41,6 +40,7 @@ type configRestorePlan struct {
 // run writes a snapshot's configuration out (--to-dir) and/or compares it with the account (--diff).
 // It never changes anything in the Cloudflare account.
 func (b *configRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
+	b.ToDir = o.ToDir
 	ctx := cmd.Context()
 	if b.ToDir == "" && !b.Diff {
 		return usageError{errors.New("--component config needs --to-dir DIR (write the configuration as files) and/or --diff (compare it with the live account); it is never applied to the account")}

@@ -37,7 +37,6 @@ func (b *r2RestoreFlags) addFlags(cmd *cobra.Command) {
 	fl.StringVar(&b.ObjectsFrom, "objects-from", "", "R2: restore the object keys listed in this file, one per line")
 	fl.StringVar(&b.ToBucket, "to-bucket", "", "R2: restore into this bucket instead of the original one")
 	fl.StringVar(&b.ToPrefix, "to-prefix", "", "R2: put restored keys under this prefix (replacing --prefix when given)")
-	fl.StringVar(&b.ToDir, "to-dir", "", "R2: restore into this local directory (keys become paths; see docs/R2.md)")
 	fl.StringVar(&b.Overwrite, "overwrite", "fail", "R2: when the target holds different data under a key: fail (write nothing), skip or overwrite")
 }
 
@@ -50,6 +49,7 @@ type r2RestorePlanJSON struct {
 
 // run restores r2 sources from a snapshot.
 func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
+	b.ToDir = o.ToDir
 	ctx := cmd.Context()
 	switch b.Overwrite {
 	case r2.OverwriteFail, r2.OverwriteSkip, r2.OverwriteOverwrite:

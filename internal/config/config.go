@@ -42,6 +42,10 @@ type Config struct {
 	// parallel object GETs (0: the default, 8).
 	R2Endpoint    string `mapstructure:"r2_endpoint"`
 	R2Concurrency int    `mapstructure:"r2_concurrency"`
+	// WorkerURL is the application Worker that routes /__cfbackup/ to its Durable Objects (--component do).
+	WorkerURL string `mapstructure:"worker_url"`
+	// WorkerSecretFile holds the Worker module's secret (alternative to CFBACKUP_WORKER_SECRET).
+	WorkerSecretFile string `mapstructure:"worker_secret_file"`
 
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
@@ -77,6 +81,7 @@ type Config struct {
 	NotifyWebhook      string `mapstructure:"-"` // CFBACKUP_NOTIFY_WEBHOOK
 	R2AccessKeyID      string `mapstructure:"-"`
 	R2SecretAccessKey  string `mapstructure:"-"`
+	WorkerSecret       string `mapstructure:"-"` // CFBACKUP_WORKER_SECRET
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -118,7 +123,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("segment_size", int64(512<<20))
 	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
-	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url"} {
+	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
@@ -213,6 +218,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	if c.R2Endpoint == "" && c.CloudflareAccountID != "" {
 		c.R2Endpoint = "https://" + c.CloudflareAccountID + ".r2.cloudflarestorage.com"
 	}
+	c.WorkerSecret = getenv("CFBACKUP_WORKER_SECRET")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}

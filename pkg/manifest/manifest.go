@@ -80,6 +80,8 @@ type Source struct {
 	Reused  int64  `json:"reused,omitempty"`
 	Skipped int64  `json:"skipped,omitempty"`
 	Index   string `json:"index,omitempty"`
+	// Class is a Durable Object namespace's class: the Worker module routes requests by it.
+	Class string `json:"class,omitempty"`
 }
 
 // Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
@@ -105,6 +107,8 @@ type Item struct {
 	References []string `json:"references,omitempty"`
 	// R2 objects (Kind "object"): the key and what restore puts back with it (docs/R2.md).
 	Object *ObjectMeta `json:"object,omitempty"`
+	// ObjectID is a Durable Object item's object ID (64 hex digits, bound to its namespace).
+	ObjectID string `json:"object_id,omitempty"`
 	archive.ItemRef
 }
 

@@ -1,0 +1,217 @@
+// Package workerd starts the example app of worker/ (cfbackup's Durable Object module) in the real
+// Workers runtime — workerd through the npm package miniflare — for Go tests and benchmarks.
+//
+// Like tools.Require, a missing Node or npm install skips the test on a developer machine and fails
+// it in CI (CI set), so a missing install step can never turn into a silently green run.
+package workerd
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Worker is a running example app.
+type Worker struct {
+	// URL is the Worker's base URL (http://127.0.0.1:port).
+	URL string
+	// Persist is the directory holding Durable Object state: Persist/oidc-example-<Class>/<id>.sqlite.
+	Persist string
+
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	done   chan struct{}
+	stderr *syncBuffer
+}
+
+// Options configure Start.
+type Options struct {
+	// Secret becomes the Worker's CFBACKUP_SECRET; empty starts a Worker without one.
+	Secret string
+	// Persist is the state directory (default: a new temporary directory).
+	Persist string
+}
+
+// ScriptName is the example Worker's name; the persisted state of class C is in <Persist>/<ScriptName>-<C>.
+const ScriptName = "oidc-example"
+
+var buildOnce sync.Once
+var buildErr error
+
+// Root returns the repository root (the directory holding go.mod), found from the working directory.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root (go.mod) not found")
+		}
+		dir = parent
+	}
+}
+
+// Require skips (locally) or fails (in CI) unless node and worker/node_modules are installed; it
+// builds worker/dist once per test binary.
+func Require(t testing.TB) string {
+	t.Helper()
+	root := Root(t)
+	missing := ""
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = "node"
+	} else if _, err := os.Stat(filepath.Join(root, "worker", "node_modules", "miniflare")); err != nil {
+		missing = "worker/node_modules (npm ci in worker/)"
+	}
+	if missing != "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed, and CI is set: .ci/run must install it (scripts/install-tools.sh)", missing)
+		}
+		t.Skipf("%s not installed: run make tools", missing)
+	}
+	buildOnce.Do(func() {
+		cmd := exec.Command("node", filepath.Join("node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json")
+		cmd.Dir = filepath.Join(root, "worker")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build worker/: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return root
+}
+
+// Start runs the example app until the test ends.
+func Start(t testing.TB, o Options) *Worker {
+	t.Helper()
+	root := Require(t)
+	if o.Persist == "" {
+		o.Persist = t.TempDir()
+	}
+	w, err := start(root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+func start(root string, o Options) (*Worker, error) {
+	cmd := exec.Command("node", filepath.Join(root, "worker", "test", "harness.mjs"), "--persist", o.Persist)
+	cmd.Dir = filepath.Join(root, "worker")
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CFBACKUP_SECRET=") {
+			env = append(env, kv)
+		}
+	}
+	if o.Secret != "" {
+		env = append(env, "CFBACKUP_SECRET="+o.Secret)
+	}
+	cmd.Env = append(env, "CLOUDFLARE_CF_FETCH_ENABLED=false", "DO_NOT_TRACK=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{Persist: o.Persist, cmd: cmd, stdin: stdin, done: make(chan struct{}), stderr: &syncBuffer{}}
+	cmd.Stderr = w.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = cmd.Wait(); close(w.done) }()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l, ok := <-lines:
+		var ready struct{ URL string }
+		if !ok || json.Unmarshal([]byte(l), &ready) != nil || ready.URL == "" {
+			w.Stop()
+			return nil, fmt.Errorf("worker harness did not start: %q\n%s", l, w.stderr.String())
+		}
+		w.URL = ready.URL
+	case <-time.After(60 * time.Second):
+		w.Stop()
+		return nil, fmt.Errorf("worker harness did not start within 60 s\n%s", w.stderr.String())
+	}
+	return w, nil
+}
+
+// Stop shuts the runtime down (closing stdin makes the harness dispose miniflare); the state stays.
+func (w *Worker) Stop() {
+	if w.cmd == nil || w.cmd.Process == nil {
+		return
+	}
+	_ = w.stdin.Close()
+	select {
+	case <-w.done:
+	case <-time.After(15 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.done
+	}
+}
+
+// Restart stops the runtime and starts it again on the same state directory (or a wiped one).
+func (w *Worker) Restart(t testing.TB, secret string, wipe bool) {
+	t.Helper()
+	w.Stop()
+	if wipe {
+		if err := os.RemoveAll(w.Persist); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(w.Persist, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nw, err := start(Root(t), Options{Secret: secret, Persist: w.Persist})
+	if err != nil {
+		t.Fatal(err)
+	}
+	*w = *nw
+}
+
+// ClassDir is where the state of one class's objects is kept.
+func (w *Worker) ClassDir(class string) string {
+	return filepath.Join(w.Persist, ScriptName+"-"+class)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,249 @@
+package durableobject
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+)
+
+// Opener opens a catalogue item for reading (engine.Opener), checking its SHA-256 as it is read.
+type Opener func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error)
+
+// DefaultChunkBytes keeps import requests far below the Worker request-body limit (100 MB on Free/Pro).
+const DefaultChunkBytes = 4 << 20
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	// ChunkBytes is the largest import request body (default DefaultChunkBytes); one line larger than
+	// that is sent alone.
+	ChunkBytes int
+	// Attempts is how many times one object's import starts over from its first chunk after a
+	// transient failure (default 3). A started import is never resumed mid-way: chunk 0 wipes the
+	// object first, so starting over is safe.
+	Attempts    int
+	Concurrency int
+	Log         *slog.Logger
+	Progress    func(n int)
+}
+
+// ObjectResult is what the Worker reported writing into one object.
+type ObjectResult struct {
+	ID     string `json:"id"`
+	Chunks int    `json:"chunks"`
+	Atomic bool   `json:"atomic"` // the whole object was written in one transaction
+	KV     int64  `json:"kv"`
+	Tables int64  `json:"tables"`
+	Rows   int64  `json:"rows"`
+	Schema int64  `json:"schema"`
+	Alarm  *int64 `json:"alarm"`
+	Bytes  int64  `json:"bytes"`
+}
+
+type chunkReply struct {
+	Atomic bool   `json:"atomic"`
+	KV     int64  `json:"kv"`
+	Tables int64  `json:"tables"`
+	Rows   int64  `json:"rows"`
+	Schema int64  `json:"schema"`
+	Alarm  *int64 `json:"alarm"`
+}
+
+// ImportObject replays one object's export (r) into the object id of class, in chunks: the first
+// chunk makes the object delete everything it stores, the last one sets the alarm. It checks the
+// counts the Worker reports against the export's end line.
+func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader, chunkBytes int, progress func(int)) (ObjectResult, error) {
+	if chunkBytes <= 0 {
+		chunkBytes = DefaultChunkBytes
+	}
+	if progress == nil {
+		progress = func(int) {}
+	}
+	res := ObjectResult{ID: id}
+	br := bufio.NewReaderSize(r, 256<<10)
+	var hdr *Header
+	var end *End
+	var cur bytes.Buffer
+	send := func(final bool) error {
+		q := url.Values{"seq": {strconv.Itoa(res.Chunks)}, "final": {"0"}}
+		if final {
+			q.Set("final", "1")
+			if hdr.Alarm != nil {
+				q.Set("alarm", strconv.FormatInt(*hdr.Alarm, 10))
+			}
+		}
+		body := cur.Bytes()
+		var rep chunkReply
+		err := c.do(ctx, 1, http.MethodPost, class, id, "import", q, body, func(rd io.Reader) error {
+			return json.NewDecoder(rd).Decode(&rep)
+		})
+		if err != nil {
+			if res.Chunks > 0 {
+				return fmt.Errorf("%w (chunk %d: the object is partly restored; run the restore again, it starts over)", err, res.Chunks)
+			}
+			return err
+		}
+		progress(len(body))
+		res.Bytes += int64(len(body))
+		res.Chunks++
+		res.Atomic = rep.Atomic
+		res.KV += rep.KV
+		res.Tables += rep.Tables
+		res.Rows += rep.Rows
+		res.Schema += rep.Schema
+		if final {
+			res.Alarm = rep.Alarm
+		}
+		cur.Reset()
+		return nil
+	}
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				return res, fmt.Errorf("%w: item is truncated", ErrFormat)
+			}
+			if hdr == nil {
+				var h Header
+				if json.Unmarshal(line, &h) != nil || h.T != "header" || h.Format != Format {
+					return res, fmt.Errorf("%w: item does not start with a %s header", ErrFormat, Format)
+				}
+				hdr = &h
+			} else if bytes.HasPrefix(line, []byte(`{"t":"end"`)) {
+				var e End
+				if err := json.Unmarshal(line, &e); err != nil {
+					return res, fmt.Errorf("%w: bad end line: %v", ErrFormat, err)
+				}
+				end = &e
+			}
+			if cur.Len() > 0 && cur.Len()+len(line) > chunkBytes {
+				if err := send(false); err != nil {
+					return res, err
+				}
+			}
+			cur.Write(line)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	if hdr == nil || end == nil {
+		return res, fmt.Errorf("%w: item has no header or no end line", ErrFormat)
+	}
+	if err := send(true); err != nil {
+		return res, err
+	}
+	if res.KV != end.KV || res.Tables != end.Tables || res.Rows != end.Rows || res.Schema != end.Schema {
+		return res, fmt.Errorf("%w: object %s: wrote %d keys, %d tables, %d rows, %d schema objects; the backup has %d, %d, %d, %d",
+			ErrMismatch, id, res.KV, res.Tables, res.Rows, res.Schema, end.KV, end.Tables, end.Rows, end.Schema)
+	}
+	return res, nil
+}
+
+// permanent reports errors that starting over cannot fix.
+func permanent(err error) bool {
+	for _, e := range []error{ErrAuth, ErrNotConfigured, ErrNotFound, ErrRefused, ErrMismatch, ErrFormat, archive.ErrIntegrity, archive.ErrNoIdentity, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Restore imports the items into the objects they came from (IDs are bound to their namespace, so
+// the target is the same namespace, reached through the Worker routing class). Up to Concurrency
+// objects are restored at once. It returns the results of the objects restored, also on error.
+func Restore(ctx context.Context, c *Client, class string, items []manifest.Item, open Opener, o RestoreOptions) ([]ObjectResult, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	conc := o.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+	var pmu sync.Mutex
+	progress := func(n int) {
+		if o.Progress != nil {
+			pmu.Lock()
+			o.Progress(n)
+			pmu.Unlock()
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var out []ObjectResult
+	var first error
+	work := make(chan manifest.Item)
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				r, err := restoreOne(ctx, c, class, it, open, o, progress)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				} else if err == nil {
+					out = append(out, r)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	return out, first
+}
+
+func restoreOne(ctx context.Context, c *Client, class string, it manifest.Item, open Opener, o RestoreOptions, progress func(int)) (ObjectResult, error) {
+	var last error
+	for a := 0; a < o.Attempts; a++ {
+		rc, err := open(ctx, it.ItemRef)
+		if err != nil {
+			return ObjectResult{}, fmt.Errorf("restore Durable Object %s: %w", it.ObjectID, err)
+		}
+		res, err := c.ImportObject(ctx, class, it.ObjectID, rc, o.ChunkBytes, progress)
+		cerr := rc.Close()
+		if err == nil && cerr != nil {
+			err = cerr // the item's SHA-256 is checked on close
+		}
+		if err == nil {
+			o.Log.Debug("restored Durable Object", "class", class, "id", it.ObjectID, "chunks", res.Chunks, "atomic", res.Atomic)
+			return res, nil
+		}
+		last = fmt.Errorf("restore Durable Object %s: %w", it.ObjectID, err)
+		if permanent(err) {
+			return res, last
+		}
+		o.Log.Warn("Durable Object restore failed; starting it over", "id", it.ObjectID, "attempt", a+1, "err", err)
+	}
+	return ObjectResult{}, last
+}
