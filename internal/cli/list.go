@@ -100,10 +100,15 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.IO.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tCOMPONENTS\tDATABASES\tSIZE\tSTORED\tLABELS")
+	// Sources are databases, buckets, namespaces or an account: name them with their component.
+	fmt.Fprintln(tw, "ID\tTIME\tCOMPONENTS\tSOURCES\tSIZE\tSTORED\tLABELS")
 	for _, e := range entries {
+		srcs := make([]string, 0, len(e.Sources))
+		for _, s := range e.Sources {
+			srcs = append(srcs, s.Component+":"+s.Name)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(e.Components, ","),
-			strings.Join(e.Databases, ","), humanBytes(e.Size), humanBytes(e.StoredSize), labelString(e.Labels))
+			strings.Join(srcs, ","), humanBytes(e.Size), humanBytes(e.StoredSize), labelString(e.Labels))
 	}
 	return tw.Flush()
 }
