@@ -106,9 +106,15 @@ func initRun(cmd *cobra.Command, o *InitOptions) error {
 }
 
 func readRecipientLines(path string) ([]string, error) {
+	return readListFile(path, "recipients file")
+}
+
+// readListFile reads one entry per line, trimmed, skipping blank lines and # comments (recipients,
+// object IDs); what names the flag in errors.
+func readListFile(path, what string) ([]string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("recipients file: %w", err)}
+		return nil, usageError{fmt.Errorf("%s: %w", what, err)}
 	}
 	defer fh.Close()
 	var out []string

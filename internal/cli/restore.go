@@ -325,9 +325,15 @@ func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
 }
 
 func pickSource(m *manifest.Manifest, name string) (manifest.Source, error) {
-	srcs := engine.SourcesOf(m, d1.Component)
+	return pickComponentSource(m, d1.Component, "D1 database", "D1 databases", "--d1-database", name)
+}
+
+// pickComponentSource finds the source a restore reads: the one named (by name or id), or the only
+// one of its component; otherwise the error lists what the snapshot has.
+func pickComponentSource(m *manifest.Manifest, component, what, whats, flag, name string) (manifest.Source, error) {
+	srcs := engine.SourcesOf(m, component)
 	if name != "" {
-		if s, ok := m.SourceByName(d1.Component, name); ok {
+		if s, ok := m.SourceByName(component, name); ok {
 			return s, nil
 		}
 	} else if len(srcs) == 1 {
@@ -339,9 +345,9 @@ func pickSource(m *manifest.Manifest, name string) (manifest.Source, error) {
 	}
 	sort.Strings(names)
 	if name == "" {
-		return manifest.Source{}, usageError{fmt.Errorf("snapshot %s has %d D1 databases; pick one with --d1-database (%s)", m.ID, len(srcs), strings.Join(names, ", "))}
+		return manifest.Source{}, usageError{fmt.Errorf("snapshot %s has %d %s; pick one with %s (%s)", m.ID, len(srcs), whats, flag, strings.Join(names, ", "))}
 	}
-	return manifest.Source{}, fmt.Errorf("%w: D1 database %q is not in snapshot %s (it has: %s)", engine.ErrNotFound, name, m.ID, strings.Join(names, ", "))
+	return manifest.Source{}, fmt.Errorf("%w: %s %q is not in snapshot %s (it has: %s)", engine.ErrNotFound, what, name, m.ID, strings.Join(names, ", "))
 }
 
 func restoreErr(err error) error {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 
@@ -59,21 +58,7 @@ type doNsRestore struct {
 }
 
 func readIDs(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--ids-from: %v", err)}
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		out = append(out, l)
-	}
-	return out, sc.Err()
+	return readListFile(path, "--ids-from")
 }
 
 // run restores Durable Objects from a snapshot into the namespaces they came from.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"time"
 
@@ -174,21 +173,5 @@ func countAction(p *r2.Plan, action string) int {
 }
 
 func pickR2Source(m *manifest.Manifest, name string) (manifest.Source, error) {
-	srcs := engine.SourcesOf(m, r2.Component)
-	if name != "" {
-		if s, ok := m.SourceByName(r2.Component, name); ok {
-			return s, nil
-		}
-	} else if len(srcs) == 1 {
-		return srcs[0], nil
-	}
-	names := make([]string, 0, len(srcs))
-	for _, s := range srcs {
-		names = append(names, s.Name)
-	}
-	sort.Strings(names)
-	if name == "" {
-		return manifest.Source{}, usageError{fmt.Errorf("snapshot %s has %d R2 buckets; pick one with --r2-bucket (%s)", m.ID, len(srcs), strings.Join(names, ", "))}
-	}
-	return manifest.Source{}, fmt.Errorf("%w: R2 bucket %q is not in snapshot %s (it has: %s)", engine.ErrNotFound, name, m.ID, strings.Join(names, ", "))
+	return pickComponentSource(m, r2.Component, "R2 bucket", "R2 buckets", "--r2-bucket", name)
 }

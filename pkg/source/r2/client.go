@@ -27,6 +27,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	s3store "github.com/cfbackup/cfbackup/pkg/store/s3"
 )
 
 // Component is the component name in manifests and on the command line.
@@ -71,12 +72,6 @@ type Client struct {
 	endpoint string
 }
 
-// IsR2 reports whether endpoint is a Cloudflare R2 S3 endpoint.
-func IsR2(endpoint string) bool {
-	u, err := url.Parse(endpoint)
-	return err == nil && strings.HasSuffix(strings.ToLower(u.Hostname()), ".r2.cloudflarestorage.com")
-}
-
 // New checks cfg and builds the client; it makes no request.
 func New(cfg Config) (*Client, error) {
 	if cfg.Endpoint == "" {
@@ -91,7 +86,7 @@ func New(cfg Config) (*Client, error) {
 	region := cfg.Region
 	if region == "" {
 		region = "us-east-1"
-		if IsR2(cfg.Endpoint) {
+		if s3store.IsR2(cfg.Endpoint) {
 			region = "auto"
 		}
 	}
