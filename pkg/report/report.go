@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
+	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -175,20 +176,9 @@ type Verification struct {
 	Records             []VerifyRecord `json:"records"`
 }
 
-// VerifyRecord is one verify/ record (engine.VerifyResult's stored form). A test-restore records its
+// VerifyRecord is one verify/ record: engine.VerifyResult's stored form. A test-restore records its
 // outcome the same way with a mode starting with "test-restore".
-type VerifyRecord struct {
-	Time           time.Time `json:"time"`
-	OK             bool      `json:"ok"`
-	Snapshot       string    `json:"snapshot"`
-	Mode           string    `json:"mode"`
-	Segments       int       `json:"segments_checked"`
-	SegmentsTotal  int       `json:"segments_total"`
-	Items          int       `json:"items_checked"`
-	BytesRead      int64     `json:"bytes_read"`
-	Problems       []string  `json:"problems"`
-	DurationMillis int64     `json:"duration_ms"`
-}
+type VerifyRecord = engine.VerifyResult
 
 // Build reads the repository and assembles the report.
 func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
