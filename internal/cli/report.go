@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/report"
 )
 
@@ -101,7 +102,17 @@ func reportRun(cmd *cobra.Command, o *ReportOptions) error {
 	if err != nil {
 		return err
 	}
-	rep, err := report.Build(ctx, r, report.Options{Since: since, Now: now})
+	ro := report.Options{Since: since, Now: now}
+	// The configured retention policy is checked now with a dry-run prune (reads only, takes no lock).
+	if ps, err := o.f.Config().RetentionPolicies(); err == nil && !ps.Empty() {
+		res, err := o.f.Engine(r).Prune(ctx, engine.PruneOptions{Policies: ps, DryRun: true})
+		if err != nil {
+			o.f.Log().Warn("could not evaluate the retention policy for the report", "err", err)
+		} else {
+			ro.PolicyEvaluated, ro.PolicyViolations = true, res.Violations
+		}
+	}
+	rep, err := report.Build(ctx, r, ro)
 	if err != nil {
 		return err
 	}

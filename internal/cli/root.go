@@ -148,6 +148,15 @@ func appendExitCodes(c *cobra.Command) {
 	if c.Runnable() && !strings.Contains(c.Long, "Exit status:") {
 		c.Long = strings.TrimRight(c.Long, "\n") + "\n" + exitHelp
 	}
+	// Wrong positional arguments are usage errors (exit 2), like wrong flags.
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return usageError{fmt.Errorf("%v (see '%s --help')", err, cmd.CommandPath())}
+			}
+			return nil
+		}
+	}
 	for _, sub := range c.Commands() {
 		appendExitCodes(sub)
 	}

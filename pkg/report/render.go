@@ -86,6 +86,9 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			row("prune-removed", ts(p.Time), strings.Join(x.Components, ";"), x.Snapshot, "removed", "", "", "", "", "", p.Actor, "snapshot time "+ts(x.Time))
 		}
 	}
+	for _, v := range r.Retention.Violations {
+		row("policy-violation", ts(r.Generated), "", "", "violation", "", "", "", "", "", "", v)
+	}
 	for _, h := range r.Holds {
 		res := "released"
 		if h.Active {
@@ -176,6 +179,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "Retention: policy %s (last prune %s); %d snapshot(s) removed, %d byte(s) freed in the window.\n", pol, tsp(r.Retention.LastRun), removed, freed)
 	} else {
 		fmt.Fprintln(w, "Retention: prune has never run.")
+	}
+	if r.Retention.Evaluated {
+		if len(r.Retention.Violations) == 0 {
+			fmt.Fprintln(w, "Retention policy: compliant (every snapshot within its policy, required snapshots present).")
+		}
+		for _, v := range r.Retention.Violations {
+			fmt.Fprintf(w, "Retention policy VIOLATION: %s\n", v)
+		}
 	}
 	active := 0
 	for _, h := range r.Holds {

@@ -33,6 +33,11 @@ type Options struct {
 	Since time.Time
 	// Now is the report's time (tests inject it); default time.Now.
 	Now time.Time
+	// PolicyViolations are what the configured retention policy finds wrong now (snapshots that
+	// outlive it, required snapshots missing): evaluated by the caller with a dry-run prune.
+	PolicyViolations []string
+	// PolicyEvaluated says a retention policy is configured and was evaluated.
+	PolicyEvaluated bool
 }
 
 // Report is the whole report; its JSON encoding is a documented contract (docs/CLI_JSON_OUTPUT.md).
@@ -107,6 +112,10 @@ type Retention struct {
 	Policy  map[string]any `json:"policy"`
 	LastRun *time.Time     `json:"last_run"`
 	Runs    []PruneRun     `json:"runs"`
+	// Evaluated: the configured policy was checked against the repository when the report was made;
+	// Violations lists what it found (empty: compliant).
+	Evaluated  bool     `json:"evaluated"`
+	Violations []string `json:"violations"`
 }
 
 // PruneRun is one prune/ record (docs/FORMAT.md).
@@ -378,6 +387,8 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 			rep.Retention.Runs = append(rep.Retention.Runs, p)
 		}
 	}
+	rep.Retention.Evaluated = o.PolicyEvaluated
+	rep.Retention.Violations = append([]string{}, o.PolicyViolations...)
 	if len(runs) > 0 {
 		last := runs[len(runs)-1]
 		rep.Retention.Policy = last.Policy
