@@ -60,6 +60,8 @@ type Writer struct {
 
 	cur    *segment // owned by the sink goroutine
 	closed bool
+
+	subs []func(SegmentInfo) // OnSegment callbacks (under mu)
 }
 
 type job struct {
@@ -86,6 +88,7 @@ type segment struct {
 	plain   int64 // plaintext bytes
 	putDone chan struct{}
 	putErr  error
+	kept    bool // reported to OnSegment callbacks: never deleted by this Writer
 }
 
 func (s *segment) Write(p []byte) (int, error) {
@@ -318,6 +321,7 @@ func (w *Writer) startSegment() (*segment, error) {
 		stop()
 		s.putErr = err
 		if err == nil {
+			w.reportSegment(s)
 			err = errUploadEnded
 		}
 		pr.CloseWithError(err) // unblock the sink if Put returned before reading everything
@@ -544,8 +548,55 @@ func (w *Writer) cleanup() {
 	defer cancel()
 	for _, s := range w.done {
 		<-s.putDone
-		if s.putErr == nil {
+		if s.putErr == nil && !s.kept {
 			_ = w.opts.Store.Delete(ctx, s.key)
 		}
 	}
+}
+
+// OnSegment registers fn to be told about every later segment of this Writer whose upload has
+// completed and whose stored size checks out (Stat). fn runs on the upload's goroutine, before Close
+// returns, and may be called concurrently with WriteItem. A source keeps a journal with it, so an
+// interrupted backup resumes from the segments already stored (docs/FORMAT.md, "Journal").
+//
+// Once a callback is registered, the Writer never deletes a segment it reported (not on Abort, not
+// on a failed Close): a journal may point into it. Such a segment is unreferenced until a later
+// backup reuses it; prune collects it after its grace period otherwise.
+func (w *Writer) OnSegment(fn func(SegmentInfo)) {
+	w.mu.Lock()
+	w.subs = append(w.subs[:len(w.subs):len(w.subs)], fn)
+	w.mu.Unlock()
+}
+
+// reportSegment runs on s's upload goroutine after its Put succeeded: the sink closed the pipe, so
+// s.n, s.hash and s.plain are final.
+func (w *Writer) reportSegment(s *segment) {
+	w.mu.Lock()
+	subs := w.subs
+	w.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	fi, err := w.opts.Store.Stat(w.ctx, s.key)
+	if err != nil || fi.Size != s.n {
+		return // Close reports it
+	}
+	s.kept = true
+	info := SegmentInfo{ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain}
+	for _, fn := range subs {
+		fn(info)
+	}
+}
+
+// Ready reports whether Wait would return at once: every chunk of the item has been placed (or the
+// Writer failed). A source settles finished items early with it, e.g. to journal them for resume.
+func (p *PendingItem) Ready() bool {
+	for _, j := range p.jobs {
+		select {
+		case <-j.saved:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -224,6 +224,15 @@ type Session struct {
 	items   []manifest.Item
 	refs    map[string]archive.SegmentInfo
 	objects []manifest.Object
+	commit  []func(ctx context.Context, m *manifest.Manifest)
+}
+
+// AfterCommit registers fn to run once the snapshot's manifest is saved — a source deletes its resume
+// journal there. fn handles (logs) its own failures: the snapshot stands either way.
+func (s *Session) AfterCommit(fn func(ctx context.Context, m *manifest.Manifest)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commit = append(s.commit, fn)
 }
 
 // Add records a captured source and its catalogue items.
@@ -344,6 +353,9 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 		return nil, err
 	}
 	committed = true
+	for _, fn := range sess.commit {
+		fn(ctx, m)
+	}
 	return m, nil
 }
 

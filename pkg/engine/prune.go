@@ -21,6 +21,9 @@ const (
 	// MarkPrefix holds prune's first phase: marks/<20060102T150405Z>-<run-id>.json lists unreferenced
 	// data objects seen at that time; a later run deletes those still unreferenced after the grace period.
 	MarkPrefix = "marks/"
+	// JournalPrefix holds resume journals of backups in progress or interrupted (pkg/source/r2). No
+	// manifest names them: prune marks them and deletes them after the grace period like orphan segments.
+	JournalPrefix = "journal/"
 )
 
 // ErrPolicyViolation: enforcement found a snapshot that outlives its policy or a required snapshot missing.
@@ -256,7 +259,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 		}
 	}
 	objs := map[string]store.ObjectInfo{}
-	for _, p := range []string{"segments/", "index/"} {
+	for _, p := range []string{"segments/", "index/", JournalPrefix} {
 		if err := e.Repo.Store.List(ctx, p, func(oi store.ObjectInfo) error {
 			if !referenced[oi.Key] {
 				objs[oi.Key] = oi

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -57,6 +58,8 @@ type Stats struct {
 	Bytes, FetchedBytes               int64
 	// GETs counts object body GETs (atomically updated).
 	GETs int64
+	// Resumed counts the objects (also in Reused) taken from an interrupted backup's journal.
+	Resumed int64
 }
 
 // IndexKey is where a snapshot's index of one bucket is stored.
@@ -110,6 +113,10 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 			parent = nil
 		}
 	}
+	var res *resumer
+	if len(o.WriterSecret) > 0 {
+		res = newResumer(ctx, s, o.Bucket, ik, parent, log)
+	}
 
 	// Decide reuse; the rest is fetched.
 	items := make([]*manifest.Item, len(objs))
@@ -126,6 +133,15 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 				continue
 			}
 		}
+		if it, ok := res.reuse(ctx, s, ik.entryID(o.Bucket, ob.Key), ob); ok {
+			it.Source = o.Bucket
+			items[i] = &it
+			st.Reused++
+			st.Resumed++
+			st.Bytes += it.Size
+			progress(int(it.Size))
+			continue
+		}
 		fetch = append(fetch, i)
 	}
 
@@ -139,7 +155,8 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 	}
 	var queue []waiting
 	settle := func(keep int) error {
-		for len(queue) > keep {
+		// Items already placed are settled early too, so the resume journal can list them.
+		for len(queue) > keep || (len(queue) > 0 && res != nil && queue[0].p.Ready()) {
 			w := queue[0]
 			queue = queue[1:]
 			ref, err := w.p.Wait()
@@ -147,6 +164,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 				return err
 			}
 			items[w.i].ItemRef = ref
+			res.settled(*items[w.i])
 		}
 		return nil
 	}
@@ -276,6 +294,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 // parentIndex is the newest earlier snapshot of the bucket and its decrypted index.
 type parentIndex struct {
 	snapshot string
+	time     time.Time
 	ix       *Index
 	segs     map[string]archive.SegmentInfo
 }
@@ -344,7 +363,7 @@ func loadParent(ctx context.Context, r *repo.Repo, bucket string, ik indexKeys) 
 		if ix.Bucket != bucket {
 			return nil, fmt.Errorf("%w: index %s is of bucket %q", ErrIndex, src.Index, ix.Bucket)
 		}
-		return &parentIndex{snapshot: m.ID, ix: ix, segs: m.SegmentMap()}, nil
+		return &parentIndex{snapshot: m.ID, time: m.Time, ix: ix, segs: m.SegmentMap()}, nil
 	}
 	return nil, nil
 }

@@ -35,6 +35,10 @@ const (
 // size, SHA-256 and metadata (JSON lines). Encoded paths never start with "%c", so it cannot collide.
 const DirIndexName = "%cfbackup-objects.jsonl"
 
+// dirTempPrefix names a directory restore's files while they are written and checked. Like
+// DirIndexName it cannot be an encoded key, so a restore removes any such file left by a killed one.
+const dirTempPrefix = "%cfbackup-tmp-"
+
 // Select picks a bucket's objects from a catalogue: all of them, those under prefix, or the given keys.
 func Select(cat *manifest.Catalogue, bucket, prefix string, keys []string) ([]manifest.Item, error) {
 	want := map[string]bool{}
@@ -260,6 +264,7 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 			return res, err
 		}
+		removeStaleTemps(t.Dir, p)
 	}
 	work := make(chan int)
 	var mu sync.Mutex
@@ -308,6 +313,9 @@ feed:
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = ctx.Err()
 	}
+	if firstErr != nil && t.Dir != "" {
+		return res, fmt.Errorf("%w (%d file(s) were already written to %s; run the same command again to finish: files already there with the right SHA-256 are left alone)", firstErr, res.Restored, p.Target)
+	}
 	if firstErr != nil {
 		return res, fmt.Errorf("%w (%d object(s) were already written to %s; run again with --overwrite skip to finish)", firstErr, res.Restored, p.Target)
 	}
@@ -336,7 +344,7 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEnt
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cfbackup-tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), dirTempPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -365,7 +373,7 @@ type DirEntry struct {
 }
 
 func writeDirIndex(dir string, p *Plan) error {
-	f, err := os.CreateTemp(dir, ".cfbackup-tmp-*")
+	f, err := os.CreateTemp(dir, dirTempPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -385,4 +393,29 @@ func writeDirIndex(dir string, p *Plan) error {
 		return err
 	}
 	return os.Rename(f.Name(), filepath.Join(dir, DirIndexName))
+}
+
+// removeStaleTemps deletes the temporary files a killed directory restore left in the directories
+// this one writes to (an interrupted one removes its own). Two restores into one directory at the
+// same time are not supported.
+func removeStaleTemps(dir string, p *Plan) {
+	targets := map[string]bool{}
+	dirs := map[string]bool{dir: true}
+	for _, e := range p.Entries {
+		path := filepath.Join(dir, filepath.FromSlash(e.Target))
+		targets[path] = true
+		dirs[filepath.Dir(path)] = true
+	}
+	for d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, de := range ents {
+			path := filepath.Join(d, de.Name())
+			if strings.HasPrefix(de.Name(), dirTempPrefix) && de.Type().IsRegular() && !targets[path] {
+				_ = os.Remove(path)
+			}
+		}
+	}
 }

@@ -1,7 +1,7 @@
 // Package retain wraps a store whose bucket has S3 Object Lock so that every object written through
 // it gets a retention period (init --object-lock-retention): from then on the store itself refuses
-// to delete or overwrite it until the period ends, whoever asks. Lock objects and prune's marks are
-// exempt: they must be deleted when their holder is done.
+// to delete or overwrite it until the period ends, whoever asks. Lock objects, prune's marks and
+// resume journals are exempt: they must be deleted when their holder is done.
 package retain
 
 import (
@@ -15,7 +15,7 @@ import (
 )
 
 // Exempt lists key prefixes written without retention (short-lived bookkeeping).
-var Exempt = []string{"locks/", "marks/"}
+var Exempt = []string{"locks/", "marks/", "journal/"}
 
 // Store sets retention on every Put of the store it wraps.
 type Store struct {
