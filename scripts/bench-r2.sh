@@ -36,15 +36,22 @@ export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$D/restic
 restic init -q
 
 size=$(du -sb "$D/gw/src" | cut -f1)
-printf 'Bucket: %d objects, %d MiB on a loopback versitygw; %s cores\n\n' "$N" $((size/1048576)) "$(nproc)"
-declare -A T
+printf 'Bucket: %d objects, %d MiB on a loopback versitygw; %s cores; load average before: %s\n\n' "$N" $((size/1048576)) "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A T C
+# gwcpu prints the S3 server's CPU seconds so far (user+system, from /proc), so each step's server
+# cost is known apart from the tool's: on a loaded machine CPU seconds vary less than wall time.
+gwcpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$GW/stat"; }
 measure() { # key label command...
   local key=$1 label=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
-  read -r secs kb <"$D/time"
+  local g0; g0=$(gwcpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
+  read -r secs kb us ss <"$D/time"
   T[$key]=$secs
+  local sc; sc=$(echo "$(gwcpu)-$g0" | bc -l)
+  C[$key]=$(echo "$us+$ss+$sc" | bc -l)
   local gets; gets=$(grep -o 'gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
-  printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) "${gets:+  body GETs $gets}"
+  printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB  CPU %6.2f s  server CPU %6.2f s%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) \
+    "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}"
 }
 measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
 measure cfb_noop  "cfbackup backup (no change)"       "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
@@ -61,4 +68,8 @@ echo
 b1=$(echo "${T[rc_down]}+${T[rs_back]}" | bc -l); r1=$(echo "${T[rs_rest]}+${T[rc_up]}" | bc -l)
 printf 'backup:  cfbackup %.2f s vs rclone+restic %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_full]}" "$b1" "$(echo "${T[cfb_full]}/$b1" | bc -l)"
 printf 'restore: cfbackup %.2f s vs restic+rclone %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_rest]}" "$r1" "$(echo "${T[cfb_rest]}/$r1" | bc -l)"
+cb=$(echo "${C[rc_down]}+${C[rs_back]}" | bc -l); cr=$(echo "${C[rs_rest]}+${C[rc_up]}" | bc -l)
+printf 'CPU (tool + server), less sensitive to other load: backup %.1f s vs %.1f s (ratio %.2f), restore %.1f s vs %.1f s (ratio %.2f)\n' \
+  "${C[cfb_full]}" "$cb" "$(echo "${C[cfb_full]}/$cb" | bc -l)" "${C[cfb_rest]}" "$cr" "$(echo "${C[cfb_rest]}/$cr" | bc -l)"
 printf 'no-change incremental: %.2f s (target < 2 s)\n' "${T[cfb_noop]}"
+printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
