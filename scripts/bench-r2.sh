@@ -13,6 +13,8 @@ B=$PWD/.bin; D=$(mktemp -d /tmp/cfbackup-bench-r2.XXXXXX)
 VGW=${CFBACKUP_VERSITYGW:-$B/versitygw}; [ -x "$VGW" ] || VGW=$(command -v versitygw)
 trap 'kill $GW 2>/dev/null || true; rm -rf "$D"' EXIT
 make -s build
+# CFBACKUP_BENCH_BIN: another cfbackup binary to measure (say, a build of the previous commit).
+CFB=${CFBACKUP_BENCH_BIN:-$B/cfbackup}
 go build -o "$B/r2seed" ./scripts/r2seed
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 AK=bench$RANDOM; SK=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -27,8 +29,8 @@ for b in dst-cfb dst-restic; do seed -bucket $b -objects 0 -create; done
 
 export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
 export CFBACKUP_R2_ENDPOINT=$EP CFBACKUP_R2_ACCESS_KEY_ID=$AK CFBACKUP_R2_SECRET_ACCESS_KEY=$SK
-R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
-"$B/cfbackup" init --recipient "$R" >/dev/null
+R=$("$CFB" key generate -o "$D/key.txt" 2>/dev/null)
+"$CFB" init --recipient "$R" >/dev/null
 unset AWS_CA_BUNDLE
 export RCLONE_CONFIG_S_TYPE=s3 RCLONE_CONFIG_S_PROVIDER=Other RCLONE_CONFIG_S_ENDPOINT=$EP RCLONE_CONFIG_S_ACCESS_KEY_ID=$AK RCLONE_CONFIG_S_SECRET_ACCESS_KEY=$SK
 RC="rclone --expect-continue-timeout 0 --transfers 8 --checkers 16"
@@ -53,13 +55,13 @@ measure() { # key label command...
   printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB  CPU %6.2f s  server CPU %6.2f s%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) \
     "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}"
 }
-measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
-measure cfb_noop  "cfbackup backup (no change)"       "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$CFB" backup --component r2 --r2-bucket src --no-progress
+measure cfb_noop  "cfbackup backup (no change)"       "$CFB" backup --component r2 --r2-bucket src --no-progress
 seed -bucket src -objects "$N" -size "$SIZE" -mutate 5 -seed 2
-measure cfb_inc   "cfbackup backup (5 % changed)"     "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
-measure cfb_rest  "cfbackup restore → bucket"         "$B/cfbackup" restore latest --component r2 --to-bucket dst-cfb --no-progress
+measure cfb_inc   "cfbackup backup (5 % changed)"     "$CFB" backup --component r2 --r2-bucket src --no-progress
+measure cfb_rest  "cfbackup restore → bucket"         "$CFB" restore latest --component r2 --to-bucket dst-cfb --no-progress
 
-measure cfb_one   "cfbackup restore one object"       "$B/cfbackup" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
+measure cfb_one   "cfbackup restore one object"       "$CFB" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
 measure rc_down   "rclone copy bucket → dir"          $RC copy s:src "$D/mirror"
 measure rs_back   "restic backup dir"                 restic backup -q "$D/mirror"
 measure rs_rest   "restic restore → dir"              restic restore -q latest --target "$D/rr"

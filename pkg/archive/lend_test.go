@@ -53,6 +53,16 @@ func TestWriteItemBytes(t *testing.T) {
 		pend = append(pend, p)
 		want = append(want, b)
 	}
+	// A pending item must not keep a lent buffer alive once it is compressed (a queue of pending R2
+	// objects once held 160 MiB that way).
+	for i, p := range pend {
+		for _, j := range p.jobs {
+			<-j.ready
+			if j.release != nil || j.data != nil {
+				t.Fatalf("item %d: compressed job still holds the lent buffer", i)
+			}
+		}
+	}
 	var refs []ItemRef
 	for _, p := range pend {
 		ref, err := p.Wait()

@@ -204,6 +204,7 @@ func (w *Writer) compressor() {
 		}
 		if j.release != nil {
 			j.release()
+			j.release = nil // the closure holds the lent buffer; pending jobs must not keep it alive
 		} else {
 			w.raw.put(j.data)
 		}

@@ -527,6 +527,7 @@ func (p *prefetcher) release(b *pbuf) {
 		p.free = append(p.free, b.b)
 		p.freeBytes += int64(cap(b.b))
 	}
+	b.b = nil // a retained *pbuf (a pending item's job) must not keep the bytes alive
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
