@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"filippo.io/age"
@@ -120,5 +121,45 @@ func TestOpenerStillChecks(t *testing.T) {
 	op2.heads = op.heads // header bytes cached, but the identity must still unwrap the key
 	if err := read(op2, refs[0]); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("wrong identity with a cached header: %v", err)
+	}
+}
+
+// countingIdentity counts unwraps.
+type countingIdentity struct {
+	age.Identity
+	n atomic.Int64
+}
+
+func (c *countingIdentity) Unwrap(s []*age.Stanza) ([]byte, error) {
+	c.n.Add(1)
+	return c.Identity.Unwrap(s)
+}
+
+// An Opener unwraps each segment's file key once, however many items it reads from the segment;
+// with several identities the right one is found as age would.
+func TestOpenerUnwrapsOncePerSegment(t *testing.T) {
+	id, recs := newKey(t)
+	other, _ := newKey(t)
+	st := mem.New()
+	var items []item
+	for i := 0; i < 30; i++ {
+		items = append(items, item{fmt.Sprintf("o/%02d", i), sqlText(40_000, int64(i))})
+	}
+	refs, segs := writeAll(t, st, recs, WriterOptions{ChunkSize: 1 << 20, SegmentSize: 256 << 10}, items)
+	ci := &countingIdentity{Identity: id}
+	op := NewOpener(st, segMap(segs), []age.Identity{other, ci})
+	for i, ref := range refs {
+		rc, err := op.Open(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, items[i].data) {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	if n := ci.n.Load(); n != int64(len(segs)) {
+		t.Fatalf("%d unwraps for %d segments", n, len(segs))
 	}
 }
