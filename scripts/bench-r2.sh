@@ -13,6 +13,8 @@ B=$PWD/.bin; D=$(mktemp -d /tmp/cfbackup-bench-r2.XXXXXX)
 VGW=${CFBACKUP_VERSITYGW:-$B/versitygw}; [ -x "$VGW" ] || VGW=$(command -v versitygw)
 trap 'kill $GW 2>/dev/null || true; rm -rf "$D"' EXIT
 make -s build
+# CFBACKUP_BENCH_BIN: another cfbackup binary to measure (say, a build of the previous commit).
+CFB=${CFBACKUP_BENCH_BIN:-$B/cfbackup}
 go build -o "$B/r2seed" ./scripts/r2seed
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 AK=bench$RANDOM; SK=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -27,8 +29,8 @@ for b in dst-cfb dst-restic; do seed -bucket $b -objects 0 -create; done
 
 export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
 export CFBACKUP_R2_ENDPOINT=$EP CFBACKUP_R2_ACCESS_KEY_ID=$AK CFBACKUP_R2_SECRET_ACCESS_KEY=$SK
-R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
-"$B/cfbackup" init --recipient "$R" >/dev/null
+R=$("$CFB" key generate -o "$D/key.txt" 2>/dev/null)
+"$CFB" init --recipient "$R" >/dev/null
 unset AWS_CA_BUNDLE
 export RCLONE_CONFIG_S_TYPE=s3 RCLONE_CONFIG_S_PROVIDER=Other RCLONE_CONFIG_S_ENDPOINT=$EP RCLONE_CONFIG_S_ACCESS_KEY_ID=$AK RCLONE_CONFIG_S_SECRET_ACCESS_KEY=$SK
 RC="rclone --expect-continue-timeout 0 --transfers 8 --checkers 16"
@@ -36,23 +38,30 @@ export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$D/restic
 restic init -q
 
 size=$(du -sb "$D/gw/src" | cut -f1)
-printf 'Bucket: %d objects, %d MiB on a loopback versitygw; %s cores\n\n' "$N" $((size/1048576)) "$(nproc)"
-declare -A T
+printf 'Bucket: %d objects, %d MiB on a loopback versitygw; %s cores; load average before: %s\n\n' "$N" $((size/1048576)) "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A T C
+# gwcpu prints the S3 server's CPU seconds so far (user+system, from /proc), so each step's server
+# cost is known apart from the tool's: on a loaded machine CPU seconds vary less than wall time.
+gwcpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$GW/stat"; }
 measure() { # key label command...
   local key=$1 label=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
-  read -r secs kb <"$D/time"
+  local g0; g0=$(gwcpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
+  read -r secs kb us ss <"$D/time"
   T[$key]=$secs
+  local sc; sc=$(echo "$(gwcpu)-$g0" | bc -l)
+  C[$key]=$(echo "$us+$ss+$sc" | bc -l)
   local gets; gets=$(grep -o 'gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
-  printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) "${gets:+  body GETs $gets}"
+  printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB  CPU %6.2f s  server CPU %6.2f s%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) \
+    "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}"
 }
-measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
-measure cfb_noop  "cfbackup backup (no change)"       "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
+measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$CFB" backup --component r2 --r2-bucket src --no-progress
+measure cfb_noop  "cfbackup backup (no change)"       "$CFB" backup --component r2 --r2-bucket src --no-progress
 seed -bucket src -objects "$N" -size "$SIZE" -mutate 5 -seed 2
-measure cfb_inc   "cfbackup backup (5 % changed)"     "$B/cfbackup" backup --component r2 --r2-bucket src --no-progress
-measure cfb_rest  "cfbackup restore → bucket"         "$B/cfbackup" restore latest --component r2 --to-bucket dst-cfb --no-progress
+measure cfb_inc   "cfbackup backup (5 % changed)"     "$CFB" backup --component r2 --r2-bucket src --no-progress
+measure cfb_rest  "cfbackup restore → bucket"         "$CFB" restore latest --component r2 --to-bucket dst-cfb --no-progress
 
-measure cfb_one   "cfbackup restore one object"       "$B/cfbackup" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
+measure cfb_one   "cfbackup restore one object"       "$CFB" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
 measure rc_down   "rclone copy bucket → dir"          $RC copy s:src "$D/mirror"
 measure rs_back   "restic backup dir"                 restic backup -q "$D/mirror"
 measure rs_rest   "restic restore → dir"              restic restore -q latest --target "$D/rr"
@@ -61,4 +70,8 @@ echo
 b1=$(echo "${T[rc_down]}+${T[rs_back]}" | bc -l); r1=$(echo "${T[rs_rest]}+${T[rc_up]}" | bc -l)
 printf 'backup:  cfbackup %.2f s vs rclone+restic %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_full]}" "$b1" "$(echo "${T[cfb_full]}/$b1" | bc -l)"
 printf 'restore: cfbackup %.2f s vs restic+rclone %.2f s  (ratio %.2f; target ≤ 0.5)\n' "${T[cfb_rest]}" "$r1" "$(echo "${T[cfb_rest]}/$r1" | bc -l)"
+cb=$(echo "${C[rc_down]}+${C[rs_back]}" | bc -l); cr=$(echo "${C[rs_rest]}+${C[rc_up]}" | bc -l)
+printf 'CPU (tool + server), less sensitive to other load: backup %.1f s vs %.1f s (ratio %.2f), restore %.1f s vs %.1f s (ratio %.2f)\n' \
+  "${C[cfb_full]}" "$cb" "$(echo "${C[cfb_full]}/$cb" | bc -l)" "${C[cfb_rest]}" "$cr" "$(echo "${C[cfb_rest]}/$cr" | bc -l)"
 printf 'no-change incremental: %.2f s (target < 2 s)\n' "${T[cfb_noop]}"
+printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"

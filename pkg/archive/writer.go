@@ -77,6 +77,9 @@ type job struct {
 	// into sum.
 	hash bool
 	sum  [sha256.Size]byte
+	// release, when set, gives data back to the caller that lent it (WriteItemBytes) instead of
+	// returning it to w.raw.
+	release func()
 }
 
 type segment struct {
@@ -202,7 +205,12 @@ func (w *Writer) compressor() {
 			}
 			j.frame, j.err = w.compressJob(fw, &hb, j)
 		}
-		w.raw.put(j.data)
+		if j.release != nil {
+			j.release()
+			j.release = nil // the closure holds the lent buffer; pending jobs must not keep it alive
+		} else {
+			w.raw.put(j.data)
+		}
 		j.data = nil
 		close(j.ready)
 	}
@@ -483,6 +491,37 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 		ref.SHA256 = hex.EncodeToString(h.Sum(nil))
 	}
 	return &PendingItem{w: w, ref: ref, jobs: jobs}, nil
+}
+
+// WriteItemBytes is WriteItemAsync for an item already in memory (an R2 object the GET workers
+// prefetched): when it fits in one chunk the compressor reads data in place instead of copying it
+// into a chunk buffer, saving a copy of every byte and the buffer. done is called exactly once, when
+// data is no longer needed (the chunk is compressed, or on any error); until then the caller must
+// not modify data. Memory stays bounded by what the caller lends.
+func (w *Writer) WriteItemBytes(name string, data []byte, done func()) (*PendingItem, error) {
+	if len(data) > w.opts.ChunkSize {
+		p, err := w.WriteItemAsync(name, bytes.NewReader(data))
+		done()
+		return p, err
+	}
+	if w.closed {
+		done()
+		return nil, ErrClosed
+	}
+	if err := ValidName(name); err != nil {
+		done()
+		return nil, err
+	}
+	if err := w.failed(); err != nil {
+		done()
+		return nil, err
+	}
+	j := &job{entry: name, data: &data, mtime: w.opts.Now().Truncate(time.Second), ready: make(chan struct{}),
+		saved: make(chan struct{}), hash: true, release: done}
+	j.chunk.Size = int64(len(data))
+	w.ordered <- j
+	w.work <- j
+	return &PendingItem{w: w, ref: ItemRef{Name: name, Size: int64(len(data))}, jobs: []*job{j}}, nil
 }
 
 // Close finishes the last segment, waits for every upload, checks each object's size with Stat and

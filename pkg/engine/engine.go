@@ -611,10 +611,11 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 // Opener binds archive.OpenItem to a snapshot for the sources' restore functions. Bytes read are
 // reported to the progress sink (see StartProgress).
 func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) d1.Opener {
-	segs := m.SegmentMap()
+	// One archive.Opener for all items: it reads each segment's header once, not once per item.
+	op := archive.NewOpener(e.Repo.Store, m.SegmentMap(), ids)
 	pr := e.progress()
 	return func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
-		rc, err := archive.OpenItem(ctx, e.Repo.Store, segs, ids, ref)
+		rc, err := op.Open(ctx, ref)
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package r2
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -193,8 +192,9 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 			} else if res.err == nil {
 				meta, size = res.meta, int64(len(res.buf.b))
 				progress(len(res.buf.b))
-				p, err = s.Writer.WriteItemAsync(name, bytes.NewReader(res.buf.b))
-				pf.release(res.buf)
+				// The writer compresses the prefetch buffer in place and gives it back when done.
+				buf := res.buf
+				p, err = s.Writer.WriteItemBytes(name, buf.b, func() { pf.release(buf) })
 			} else {
 				err = res.err
 			}
@@ -546,6 +546,7 @@ func (p *prefetcher) release(b *pbuf) {
 		p.free = append(p.free, b.b)
 		p.freeBytes += int64(cap(b.b))
 	}
+	b.b = nil // a retained *pbuf (a pending item's job) must not keep the bytes alive
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
