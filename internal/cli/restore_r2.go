@@ -84,7 +84,7 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	m, err := r.FindSnapshot(ctx, o.Snapshot, r2.Component)
+	m, err := findR2Snapshot(ctx, r, o.Snapshot)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
 
@@ -69,4 +71,22 @@ func commonKeyPrefix(keys []string) string {
 		}
 	}
 	return p
+}
+
+// findR2Snapshot resolves restore's SNAPSHOT for r2. "latest" (or none) skips R2 safety snapshots:
+// they hold only the objects one restore overwrote, so restoring the newest full backup again after a
+// restore must not silently mean undoing it. Name a safety snapshot by ID to restore it.
+func findR2Snapshot(ctx context.Context, r *repo.Repo, ref string) (*manifest.Manifest, error) {
+	if ref == "" || ref == "latest" {
+		snaps, _, err := r.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range snaps {
+			if _, safety := m.Labels[r2.SafetyLabel]; !safety && slices.Contains(m.Components, r2.Component) {
+				return m, nil
+			}
+		}
+	}
+	return r.FindSnapshot(ctx, ref, r2.Component)
 }
