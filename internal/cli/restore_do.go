@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -113,6 +114,9 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	m, err := r.FindSnapshot(ctx, o.Snapshot, durableobject.Component)
 	if err != nil {
 		return err
+	}
+	if !slices.Contains(m.Components, durableobject.Component) {
+		return fmt.Errorf("%w: snapshot %s has no do component (it has: %s); see the ones that do: cfbackup list --component do", engine.ErrNotFound, m.ID, strings.Join(m.Components, ", "))
 	}
 	srcs := engine.SourcesOf(m, durableobject.Component)
 	if b.Namespace != "" {

@@ -87,6 +87,19 @@ func findR2Snapshot(ctx context.Context, r *repo.Repo, ref string) (*manifest.Ma
 				return m, nil
 			}
 		}
+		if len(snaps) > 0 {
+			if m, err := r.FindSnapshot(ctx, ref, r2.Component); err == nil && slices.Contains(m.Components, r2.Component) {
+				return m, nil // only safety snapshots hold r2
+			}
+			return nil, fmt.Errorf("%w: no snapshot holds the r2 component (%d snapshot(s) hold other components); back buckets up with: cfbackup backup --component r2", engine.ErrNotFound, len(snaps))
+		}
 	}
-	return r.FindSnapshot(ctx, ref, r2.Component)
+	m, err := r.FindSnapshot(ctx, ref, r2.Component)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(m.Components, r2.Component) {
+		return nil, fmt.Errorf("%w: snapshot %s has no r2 component (it has: %s); see the ones that do: cfbackup list --component r2", engine.ErrNotFound, m.ID, strings.Join(m.Components, ", "))
+	}
+	return m, nil
 }
