@@ -19,7 +19,7 @@
 #    RTO per component and in total.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=$PWD/.bin
+BIN=${DRILL_BIN:-$PWD/.bin}   # where cfbackup, cfemu and versitygw are (make build, make tools)
 D=$PWD/demo/drill
 USERS=${DRILL_USERS:-100000}
 R2_MB=${DRILL_R2_MB:-1024}
