@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 
@@ -115,8 +114,8 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(m.Components, durableobject.Component) {
-		return fmt.Errorf("%w: snapshot %s has no do component (it has: %s); see the ones that do: cfbackup list --component do", engine.ErrNotFound, m.ID, strings.Join(m.Components, ", "))
+	if err := snapshotHas(m, durableobject.Component); err != nil {
+		return err
 	}
 	srcs := engine.SourcesOf(m, durableobject.Component)
 	if b.Namespace != "" {

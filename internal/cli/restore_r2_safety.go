@@ -98,8 +98,8 @@ func findR2Snapshot(ctx context.Context, r *repo.Repo, ref string) (*manifest.Ma
 	if err != nil {
 		return nil, err
 	}
-	if !slices.Contains(m.Components, r2.Component) {
-		return nil, fmt.Errorf("%w: snapshot %s has no r2 component (it has: %s); see the ones that do: cfbackup list --component r2", engine.ErrNotFound, m.ID, strings.Join(m.Components, ", "))
+	if err := snapshotHas(m, r2.Component); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
