@@ -68,14 +68,23 @@ see docs/CONFIG_COMPONENT.md.
 objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --ids-from FILE.
 Object IDs are bound to their namespace: a restore into another account needs the original names.
 Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
-safety snapshot of them is taken first.`,
+safety snapshot of them is taken first.
+
+--component r2 puts objects back into their bucket (or --to-bucket B [--to-prefix P], or --to-dir DIR):
+all of them, --prefix P, or some --object KEY / --objects-from FILE. Objects already there with the
+same data are left alone; different data stops the restore before anything is written unless
+--overwrite skip, or --overwrite overwrite --yes, which first takes a safety snapshot of exactly the
+objects it replaces (label pre-restore, held 7 days) and prints the command that undoes the restore.
+'latest' skips R2 safety snapshots; name one by ID to restore it.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
   cfbackup restore latest --d1-database app --in-place --yes
   cfbackup restore latest --component config --to-dir ./account-config
   cfbackup restore latest --component config --diff
-  cfbackup restore latest --component do --do-namespace sessions --object-id 7c1e… --dry-run`,
+  cfbackup restore latest --component do --do-namespace sessions --object-id 7c1e… --dry-run
+  cfbackup restore latest --component r2 --r2-bucket assets --dry-run
+  cfbackup restore latest --component r2 --r2-bucket assets --prefix img/2026/ --overwrite overwrite --yes`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {

@@ -99,6 +99,9 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := snapshotHas(m, durableobject.Component); err != nil {
+		return err
+	}
 	srcs := engine.SourcesOf(m, durableobject.Component)
 	if b.Namespace != "" {
 		var pick []manifest.Source

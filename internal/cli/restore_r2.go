@@ -83,7 +83,7 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	m, err := r.FindSnapshot(ctx, o.Snapshot, r2.Component)
+	m, err := findR2Snapshot(ctx, r, o.Snapshot)
 	if err != nil {
 		return err
 	}
@@ -145,20 +145,34 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if conc == 0 {
 		conc = 8
 	}
+	safe, undo, err := r2SafetySnapshot(cmd, o, eng, cl, plan, t.Bucket, m.ID)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	finish := eng.StartProgress("restore", plan.Bytes)
 	res, err := r2.Restore(ctx, cl, r2.Opener(eng.Opener(m, ids)), plan, conc)
 	finish()
 	if err != nil {
+		if undo != "" {
+			return fmt.Errorf("%w\nTo roll back what was overwritten: %s", err, undo)
+		}
 		return err
 	}
 	el := time.Since(start)
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "bucket": src.Name, "target": plan.Target,
-			"restored": res.Restored, "bytes": res.Bytes, "same": res.Same, "skipped": res.Skipped, "duration": el.String()})
+		j := map[string]any{"message_type": "summary", "snapshot": m.ID, "bucket": src.Name, "target": plan.Target,
+			"restored": res.Restored, "bytes": res.Bytes, "same": res.Same, "skipped": res.Skipped, "duration": el.String()}
+		if safe != nil {
+			j["safety_snapshot"], j["undo"] = safe.ID, undo
+		}
+		return writeJSON(out, j)
 	}
 	fmt.Fprintf(out, "Restored %d object(s) (%s) of R2 bucket %s from snapshot %s into %s in %s; %d already identical, %d skipped. Every object matched its SHA-256.\n",
 		res.Restored, humanBytes(res.Bytes), src.Name, m.ID, plan.Target, el.Round(time.Millisecond), res.Same, res.Skipped)
+	if undo != "" {
+		fmt.Fprintf(out, "To undo: %s\n", undo)
+	}
 	return nil
 }
 

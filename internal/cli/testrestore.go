@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -22,6 +23,8 @@ type TestRestoreOptions struct {
 	Database   string
 	Keep       string
 	NoRecord   bool
+	// WorkerURL is a local Workers runtime to import sampled Durable Objects into.
+	WorkerURL string
 }
 
 var expectArg = regexp.MustCompile(`^\s*(>=|<=|==|!=|=|>|<)\s*\S`)
@@ -38,6 +41,16 @@ account; this command does not even read the Cloudflare settings — and check w
   d1   every database into a local SQLite file: every item's SHA-256 while reading, then
        PRAGMA integrity_check, foreign_key_check and each table's row count against the catalogue,
        then your assertions.
+  r2   every object (or --sample N / x% of them, picked at random) into a scratch directory:
+       each object's SHA-256 while reading, then every file re-read (size and SHA-256) and its
+       metadata (ETag, content type, custom metadata) compared with the catalogue.
+  do   every Durable Object (or a --sample) decoded: its SHA-256, every NDJSON line parses, the
+       end line's counts match the kv/table/row/schema lines and the catalogue. With
+       --scratch-worker-url (or CFBACKUP_TEST_RESTORE_WORKER_URL) the objects are also imported into
+       that local Workers runtime of the application (wrangler dev, miniflare; loopback addresses
+       only, never the production Worker), signed with CFBACKUP_TEST_RESTORE_WORKER_SECRET, and the
+       module's counts are compared again. A local runtime takes only IDs it can mint itself (the
+       same Worker and class names); it refuses IDs minted by Cloudflare, and says so.
 
 Assertions: --assert 'SQL' optionally followed by an expectation argument ('>= 1000', '= ok',
 '!= 0'); the first column of the first row is compared (numbers as numbers). Without an expectation
@@ -48,6 +61,8 @@ The result is recorded in the repository under verify/ (mode test-restore; count
 reports show restore coverage over time. Any failed check exits 6. Needs an identity.`,
 		Example: `  cfbackup test-restore
   cfbackup test-restore latest --assert 'SELECT count(*) FROM users' '>= 1000'
+  cfbackup test-restore --component r2 --sample 5%
+  CFBACKUP_TEST_RESTORE_WORKER_SECRET=... cfbackup test-restore --component do --sample 100 --scratch-worker-url http://127.0.0.1:8787
   cfbackup test-restore 3f2a --d1-database app --assert "SELECT value FROM meta WHERE key='schema'" '= 42' --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Positional arguments: an optional snapshot, then one expectation per --assert that has one.
@@ -81,6 +96,7 @@ reports show restore coverage over time. Any failed check exits 6. Needs an iden
 	fl.StringVar(&o.Database, "d1-database", "", "run the --assert checks only on this D1 database")
 	fl.StringVar(&o.Keep, "keep", "", "keep the restored files in this directory (default: a temporary directory, removed)")
 	fl.BoolVar(&o.NoRecord, "no-record", false, "do not record the result under verify/")
+	fl.StringVar(&o.WorkerURL, "scratch-worker-url", "", "import sampled Durable Objects into this local Workers runtime (or CFBACKUP_TEST_RESTORE_WORKER_URL)")
 	return cmd
 }
 
@@ -107,6 +123,22 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	for _, a := range o.f.Config().TestRestore.Assertions {
 		asserts = append(asserts, engine.Assertion{Database: a.Database, SQL: a.SQL, Expect: a.Expect})
 	}
+	if _, _, err := engine.ParseSample(o.Sample); err != nil {
+		return usageError{err}
+	}
+	cfg := o.f.Config()
+	scratchURL := o.WorkerURL
+	if scratchURL == "" {
+		scratchURL = cfg.TestRestoreWorkerURL
+	}
+	if scratchURL != "" {
+		if scratchURL, err = scratchWorkerURL(scratchURL, cfg.WorkerURL); err != nil {
+			return err
+		}
+		if cfg.TestRestoreWorkerSecret == "" {
+			return usageError{errors.New("a scratch Worker URL is set but CFBACKUP_TEST_RESTORE_WORKER_SECRET is not: set it to the local runtime's CFBACKUP_SECRET")}
+		}
+	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err
@@ -125,6 +157,7 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	}
 	res, terr := o.f.Engine(r).TestRestore(ctx, m, engine.TestRestoreOptions{
 		Identities: ids, Components: o.Components, Sample: o.Sample, Assertions: asserts, ScratchDir: o.Keep, Record: !o.NoRecord,
+		ScratchWorkerURL: scratchURL, ScratchWorkerSecret: cfg.TestRestoreWorkerSecret,
 	})
 	if res == nil {
 		return terr

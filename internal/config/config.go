@@ -46,6 +46,9 @@ type Config struct {
 	WorkerURL string `mapstructure:"worker_url"`
 	// WorkerSecretFile holds the Worker module's secret (alternative to CFBACKUP_WORKER_SECRET).
 	WorkerSecretFile string `mapstructure:"worker_secret_file"`
+	// TestRestoreWorkerURL is a local Workers runtime of the application that test-restore imports
+	// sampled Durable Objects into (CFBACKUP_TEST_RESTORE_WORKER_URL); never the production Worker.
+	TestRestoreWorkerURL string `mapstructure:"test_restore_worker_url"`
 
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
@@ -82,6 +85,8 @@ type Config struct {
 	R2AccessKeyID      string `mapstructure:"-"`
 	R2SecretAccessKey  string `mapstructure:"-"`
 	WorkerSecret       string `mapstructure:"-"` // CFBACKUP_WORKER_SECRET
+	// TestRestoreWorkerSecret signs requests to TestRestoreWorkerURL (CFBACKUP_TEST_RESTORE_WORKER_SECRET).
+	TestRestoreWorkerSecret string `mapstructure:"-"`
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
@@ -133,6 +138,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("smtp_port", 0) // 0: 587 (STARTTLS when offered); 465 is TLS from the start
 	v.SetDefault("r2_endpoint", "")
 	v.SetDefault("r2_concurrency", 0)
+	v.SetDefault("test_restore_worker_url", "")
 
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
@@ -219,6 +225,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 		c.R2Endpoint = "https://" + c.CloudflareAccountID + ".r2.cloudflarestorage.com"
 	}
 	c.WorkerSecret = getenv("CFBACKUP_WORKER_SECRET")
+	c.TestRestoreWorkerSecret = getenv("CFBACKUP_TEST_RESTORE_WORKER_SECRET")
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}

@@ -38,6 +38,11 @@ type TestRestoreOptions struct {
 	ScratchDir string
 	// Record stores the result under verify/ (mode "test-restore") for reports.
 	Record bool
+	// ScratchWorkerURL is a local Workers runtime of the application (wrangler dev, miniflare) that
+	// test-restore may import sampled Durable Objects into; never the production Worker. Empty: the
+	// objects are decoded and checked only. ScratchWorkerSecret signs those requests.
+	ScratchWorkerURL    string
+	ScratchWorkerSecret string
 }
 
 // TestRestoreCheck is one source's outcome.

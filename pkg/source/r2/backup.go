@@ -49,6 +49,28 @@ type BackupOptions struct {
 	PrefetchBudget int64
 	// BeforeGet is called before each object GET (tests delete objects or cancel here).
 	BeforeGet func(key string)
+	// Keys, when set, limits the backup to these keys (under Prefix): a restore's safety snapshot of
+	// exactly the objects it overwrites. Keys absent from the bucket are left out.
+	Keys []string
+}
+
+// SafetyLabel marks a snapshot that holds only the objects a restore overwrote; it is never the
+// parent of an incremental backup (its index covers those objects only).
+const SafetyLabel = "pre-restore"
+
+// onlyKeys keeps the listed objects whose key is in keys.
+func onlyKeys(objs []Object, keys []string) []Object {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	out := objs[:0]
+	for _, ob := range objs {
+		if want[ob.Key] {
+			out = append(out, ob)
+		}
+	}
+	return out
 }
 
 // Stats are counters of one bucket backup, for summaries and benchmarks.
@@ -89,6 +111,9 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 		return nil
 	}); err != nil {
 		return st, fmt.Errorf("list bucket %s: %w", o.Bucket, err)
+	}
+	if len(o.Keys) > 0 {
+		objs = onlyKeys(objs, o.Keys)
 	}
 	keys := make([]string, len(objs))
 	for i, ob := range objs {
@@ -328,7 +353,7 @@ func loadParent(ctx context.Context, r *repo.Repo, bucket string, ik indexKeys) 
 	}
 	for _, m := range snaps {
 		src, ok := m.SourceByName(Component, bucket)
-		if !ok {
+		if _, partial := m.Labels[SafetyLabel]; !ok || partial {
 			continue
 		}
 		if src.Index == "" {
