@@ -56,3 +56,34 @@ func TestFindSnapshotAt(t *testing.T) {
 		t.Errorf("a component never backed up: %v", err)
 	}
 }
+
+func TestLatestAndPointInTimePreferBackupsOverSafetySnapshots(t *testing.T) {
+	ctx := context.Background()
+	_, rcp := newKey(t)
+	r, _, err := repo.Init(ctx, mem.New(), repo.InitOptions{Recipients: []string{rcp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	save := func(id string, at time.Duration, comps []string, labels map[string]string) {
+		m := &manifest.Manifest{Format: manifest.FormatVersion, ID: id, Time: base.Add(at), Components: comps, Labels: labels}
+		if err := r.SaveManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("bbbb0001", 0, []string{"d1"}, nil)
+	save("bbbb0002", time.Hour, []string{"d1"}, map[string]string{repo.SafetyLabel: "app"})
+	save("bbbb0003", 2*time.Hour, []string{"do"}, map[string]string{repo.SafetyLabel: "do"})
+	for _, c := range []struct{ comp, want string }{{"d1", "bbbb0001"}, {"", "bbbb0001"}, {"do", "bbbb0003"}} {
+		m, err := r.FindSnapshot(ctx, "latest", c.comp)
+		if err != nil || m.ID != c.want {
+			t.Errorf("latest %q: %v %v, want %s", c.comp, m, err, c.want)
+		}
+	}
+	if m, err := r.FindSnapshotAt(ctx, base.Add(90*time.Minute), "d1"); err != nil || m.ID != "bbbb0001" {
+		t.Errorf("at +90m: %v %v, want the backup, not the safety snapshot", m, err)
+	}
+	if m, err := r.FindSnapshot(ctx, "bbbb0002", "d1"); err != nil || m.ID != "bbbb0002" {
+		t.Errorf("a safety snapshot by id: %v %v", m, err)
+	}
+}

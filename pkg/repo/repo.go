@@ -295,9 +295,13 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 		return nil, err
 	}
 	if ref == "" || ref == "latest" {
-		for _, m := range snaps {
-			if component == "" || contains(m.Components, component) {
-				return m, nil
+		// "latest" is the newest backup; a safety snapshot (taken by a restore of what it overwrote) is
+		// chosen only when nothing else has the component. Name one by id to use it.
+		for _, safety := range []bool{false, true} {
+			for _, m := range snaps {
+				if (component == "" || contains(m.Components, component)) && IsSafetySnapshot(m) == safety {
+					return m, nil
+				}
 			}
 		}
 		if len(bad) > 0 {
@@ -335,15 +339,23 @@ func (r *Repo) FindSnapshotAt(ctx context.Context, t time.Time, component string
 	if err != nil {
 		return nil, err
 	}
-	var oldest *manifest.Manifest
+	var oldest, safety *manifest.Manifest
 	for _, m := range snaps {
 		if component != "" && !contains(m.Components, component) {
 			continue
 		}
 		if !m.Time.After(t) {
-			return m, nil
+			if !IsSafetySnapshot(m) {
+				return m, nil
+			}
+			if safety == nil {
+				safety = m
+			}
 		}
 		oldest = m
+	}
+	if safety != nil {
+		return safety, nil
 	}
 	what := "snapshot"
 	if component != "" {
@@ -353,6 +365,16 @@ func (r *Repo) FindSnapshotAt(ctx context.Context, t time.Time, component string
 		return nil, fmt.Errorf("%w: the repository has no %s; run 'cfbackup backup' first", ErrSnapshotNotFound, what)
 	}
 	return nil, fmt.Errorf("%w: %s is before the oldest %s (%s, %s)", ErrSnapshotNotFound, t.UTC().Format(time.RFC3339), what, oldest.ID, oldest.Time.UTC().Format(time.RFC3339))
+}
+
+// SafetyLabel marks a snapshot a restore took of the live data it was about to overwrite.
+const SafetyLabel = "pre-restore"
+
+// IsSafetySnapshot reports whether m is a restore's safety snapshot: 'latest' and point-in-time picks
+// prefer real backups over them.
+func IsSafetySnapshot(m *manifest.Manifest) bool {
+	_, ok := m.Labels[SafetyLabel]
+	return ok
 }
 
 // NewSnapshotID returns a random snapshot id.

@@ -56,7 +56,7 @@ type BackupOptions struct {
 
 // SafetyLabel marks a snapshot that holds only the objects a restore overwrote; it is never the
 // parent of an incremental backup (its index covers those objects only).
-const SafetyLabel = "pre-restore"
+const SafetyLabel = repo.SafetyLabel
 
 // onlyKeys keeps the listed objects whose key is in keys.
 func onlyKeys(objs []Object, keys []string) []Object {
