@@ -68,28 +68,12 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 	open := r2.Opener(e.Opener(m, o.Identities))
 	var out []engine.TestRestoreCheck
 	for _, src := range engine.SourcesOf(m, r2.Component) {
-		chk := engine.TestRestoreCheck{Component: r2.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-		more := 0
-		var all []manifest.Item
-		for _, it := range cat.Items {
-			if it.Component == r2.Component && it.Source == src.Name && it.Object != nil {
-				all = append(all, it)
-			}
-		}
-		if int64(len(all)) != src.Items {
-			addProblem(&chk, &more, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
-		}
-		idx, err := engine.SampleIndexes(len(all), o.Sample)
+		chk, more, items, err := sampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
+			return it.Component == r2.Component && it.Source == src.Name && it.Object != nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		items := make([]manifest.Item, len(idx))
-		for i, j := range idx {
-			items[i] = all[j]
-			chk.Items++
-			chk.Bytes += all[j].Size
-		}
-		chk.Checks = append(chk.Checks, sampleNote(len(items), len(all)))
 		if len(items) == 0 {
 			out = append(out, chk)
 			continue
@@ -285,28 +269,12 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 	open := durableobject.Opener(e.Opener(m, o.Identities))
 	var out []engine.TestRestoreCheck
 	for _, src := range engine.SourcesOf(m, durableobject.Component) {
-		chk := engine.TestRestoreCheck{Component: durableobject.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-		more := 0
-		var all []manifest.Item
-		for _, it := range cat.Items {
-			if it.Component == durableobject.Component && it.Source == src.ID {
-				all = append(all, it)
-			}
-		}
-		if int64(len(all)) != src.Items {
-			addProblem(&chk, &more, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
-		}
-		idx, err := engine.SampleIndexes(len(all), o.Sample)
+		chk, more, items, err := sampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
+			return it.Component == durableobject.Component && it.Source == src.ID
+		})
 		if err != nil {
 			return nil, err
 		}
-		items := make([]manifest.Item, len(idx))
-		for i, j := range idx {
-			items[i] = all[j]
-			chk.Items++
-			chk.Bytes += all[j].Size
-		}
-		chk.Checks = append(chk.Checks, sampleNote(len(items), len(all)))
 		var mu sync.Mutex
 		decoded, imported := 0, 0
 		var refused error
@@ -406,4 +374,31 @@ func importDOItem(ctx context.Context, c *durableobject.Client, class string, op
 		err = cerr
 	}
 	return err
+}
+
+// sampleSource picks the catalogue items of one source (mine), checks their count against the
+// manifest, and takes the --sample of them; the check starts with what was picked.
+func sampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk engine.TestRestoreCheck, more int, items []manifest.Item, err error) {
+	var all []manifest.Item
+	chk = engine.TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
+	for _, it := range cat.Items {
+		if mine(it) {
+			all = append(all, it)
+		}
+	}
+	if int64(len(all)) != src.Items {
+		addProblem(&chk, &more, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
+	}
+	idx, err := engine.SampleIndexes(len(all), sample)
+	if err != nil {
+		return chk, more, nil, err
+	}
+	items = make([]manifest.Item, len(idx))
+	for i, j := range idx {
+		items[i] = all[j]
+		chk.Items++
+		chk.Bytes += all[j].Size
+	}
+	chk.Checks = append(chk.Checks, sampleNote(len(items), len(all)))
+	return chk, more, items, nil
 }

@@ -66,10 +66,25 @@ func (k indexKeys) entryID(bucket, key string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (k indexKeys) seal(ix *Index) ([]byte, error) {
+func (k indexKeys) seal(ix *Index) ([]byte, error) { return k.sealJSON(indexMagic, ix) }
+
+func (k indexKeys) open(b []byte) (*Index, error) {
+	var ix Index
+	if err := k.openJSON(b, indexMagic, "an r2 index", ErrIndex, &ix); err != nil {
+		return nil, err
+	}
+	if ix.Version != IndexVersion {
+		return nil, fmt.Errorf("%w: version %d, this cfbackup reads %d", ErrIndex, ix.Version, IndexVersion)
+	}
+	return &ix, nil
+}
+
+// sealJSON is the shared envelope of indexes and journals: magic || nonce || AES-GCM(gzip(JSON v)),
+// the magic as additional data so one kind can never pass for the other.
+func (k indexKeys) sealJSON(magic string, v any) ([]byte, error) {
 	var plain bytes.Buffer
 	zw := gzip.NewWriter(&plain)
-	if err := json.NewEncoder(zw).Encode(ix); err != nil {
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
@@ -79,39 +94,36 @@ func (k indexKeys) seal(ix *Index) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, len(indexMagic)+aead.NonceSize(), len(indexMagic)+aead.NonceSize()+plain.Len()+aead.Overhead())
-	copy(out, indexMagic)
-	if _, err := rand.Read(out[len(indexMagic):]); err != nil {
+	out := make([]byte, len(magic)+aead.NonceSize(), len(magic)+aead.NonceSize()+plain.Len()+aead.Overhead())
+	copy(out, magic)
+	if _, err := rand.Read(out[len(magic):]); err != nil {
 		return nil, err
 	}
-	return aead.Seal(out, out[len(indexMagic):], plain.Bytes(), []byte(indexMagic)), nil
+	return aead.Seal(out, out[len(magic):], plain.Bytes(), []byte(magic)), nil
 }
 
-func (k indexKeys) open(b []byte) (*Index, error) {
+// openJSON opens what sealJSON made into v; failures wrap errKind and name what (for messages).
+func (k indexKeys) openJSON(b []byte, magic, what string, errKind error, v any) error {
 	aead, err := k.aead()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	hdr := len(indexMagic) + aead.NonceSize()
-	if len(b) < hdr+aead.Overhead() || string(b[:len(indexMagic)]) != indexMagic {
-		return nil, fmt.Errorf("%w: not an r2 index", ErrIndex)
+	hdr := len(magic) + aead.NonceSize()
+	if len(b) < hdr+aead.Overhead() || string(b[:len(magic)]) != magic {
+		return fmt.Errorf("%w: not %s", errKind, what)
 	}
-	plain, err := aead.Open(nil, b[len(indexMagic):hdr], b[hdr:], []byte(indexMagic))
+	plain, err := aead.Open(nil, b[len(magic):hdr], b[hdr:], []byte(magic))
 	if err != nil {
-		return nil, fmt.Errorf("%w: written with another writer secret, or damaged", ErrIndex)
+		return fmt.Errorf("%w: written with another writer secret, or damaged", errKind)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(plain))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIndex, err)
+		return fmt.Errorf("%w: %v", errKind, err)
 	}
-	var ix Index
-	if err := json.NewDecoder(io.LimitReader(zr, 1<<30)).Decode(&ix); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIndex, err)
+	if err := json.NewDecoder(io.LimitReader(zr, 1<<30)).Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", errKind, err)
 	}
-	if ix.Version != IndexVersion {
-		return nil, fmt.Errorf("%w: version %d, this cfbackup reads %d", ErrIndex, ix.Version, IndexVersion)
-	}
-	return &ix, nil
+	return nil
 }
 
 func (k indexKeys) aead() (cipher.AEAD, error) {

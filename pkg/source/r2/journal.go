@@ -2,10 +2,7 @@ package r2
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,50 +59,15 @@ type Journal struct {
 	Segments map[string]archive.SegmentInfo `json:"segments"`
 }
 
-func (k indexKeys) sealJournal(j *Journal) ([]byte, error) {
-	var plain bytes.Buffer
-	zw := gzip.NewWriter(&plain)
-	if err := json.NewEncoder(zw).Encode(j); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	aead, err := k.aead()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, len(journalMagic)+aead.NonceSize(), len(journalMagic)+aead.NonceSize()+plain.Len()+aead.Overhead())
-	copy(out, journalMagic)
-	if _, err := rand.Read(out[len(journalMagic):]); err != nil {
-		return nil, err
-	}
-	return aead.Seal(out, out[len(journalMagic):], plain.Bytes(), []byte(journalMagic)), nil
-}
+func (k indexKeys) sealJournal(j *Journal) ([]byte, error) { return k.sealJSON(journalMagic, j) }
 
 // ErrJournal: a journal cannot be read with this writer secret (another secret, or damage).
 var ErrJournal = errors.New("resume journal unreadable")
 
 func (k indexKeys) openJournal(b []byte) (*Journal, error) {
-	aead, err := k.aead()
-	if err != nil {
-		return nil, err
-	}
-	hdr := len(journalMagic) + aead.NonceSize()
-	if len(b) < hdr+aead.Overhead() || string(b[:len(journalMagic)]) != journalMagic {
-		return nil, fmt.Errorf("%w: not an r2 journal", ErrJournal)
-	}
-	plain, err := aead.Open(nil, b[len(journalMagic):hdr], b[hdr:], []byte(journalMagic))
-	if err != nil {
-		return nil, fmt.Errorf("%w: written with another writer secret, or damaged", ErrJournal)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(plain))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJournal, err)
-	}
 	var j Journal
-	if err := json.NewDecoder(io.LimitReader(zr, 1<<30)).Decode(&j); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJournal, err)
+	if err := k.openJSON(b, journalMagic, "an r2 journal", ErrJournal, &j); err != nil {
+		return nil, err
 	}
 	if j.Version != JournalVersion {
 		return nil, fmt.Errorf("%w: version %d, this cfbackup reads %d", ErrJournal, j.Version, JournalVersion)
