@@ -297,7 +297,7 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 					if skip || ctx.Err() != nil {
 						continue
 					}
-					ierr := importDOItem(ctx, client, src.Class, open, it)
+					_, ierr := durableobject.RestoreObject(ctx, client, src.Class, it, open, durableobject.RestoreOptions{})
 					mu.Lock()
 					switch {
 					case ierr == nil:
@@ -362,18 +362,6 @@ func checkDOItem(ctx context.Context, open durableobject.Opener, it manifest.Ite
 		return fmt.Errorf("the end line counts %d kv and %d rows; the catalogue says %d in all", end.KV, end.Rows, it.Rows)
 	}
 	return nil
-}
-
-func importDOItem(ctx context.Context, c *durableobject.Client, class string, open durableobject.Opener, it manifest.Item) error {
-	rc, err := open(ctx, it.ItemRef)
-	if err != nil {
-		return err
-	}
-	_, err = c.ImportObject(ctx, class, it.ObjectID, rc, 0, nil)
-	if cerr := rc.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // sampleSource picks the catalogue items of one source (mine), checks their count against the

@@ -168,12 +168,7 @@ func permanent(err error) bool {
 // the target is the same namespace, reached through the Worker routing class). Up to Concurrency
 // objects are restored at once. It returns the results of the objects restored, also on error.
 func Restore(ctx context.Context, c *Client, class string, items []manifest.Item, open Opener, o RestoreOptions) ([]ObjectResult, error) {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = 3
-	}
+	o = o.withDefaults()
 	conc := o.Concurrency
 	if conc <= 0 {
 		conc = 4
@@ -221,6 +216,27 @@ feed:
 	close(work)
 	wg.Wait()
 	return out, first
+}
+
+func (o RestoreOptions) withDefaults() RestoreOptions {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	return o
+}
+
+// RestoreObject imports one object's item into its Durable Object as Restore does for each (the
+// item's SHA-256 checked, transient failures started over); test-restore uses it for a scratch Worker.
+func RestoreObject(ctx context.Context, c *Client, class string, it manifest.Item, open Opener, o RestoreOptions) (ObjectResult, error) {
+	o = o.withDefaults()
+	progress := o.Progress
+	if progress == nil {
+		progress = func(int) {}
+	}
+	return restoreOne(ctx, c, class, it, open, o, progress)
 }
 
 func restoreOne(ctx context.Context, c *Client, class string, it manifest.Item, open Opener, o RestoreOptions, progress func(int)) (ObjectResult, error) {
