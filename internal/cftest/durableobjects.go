@@ -76,26 +76,13 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	if !s.accountOK(w, r) {
 		return
 	}
-	q := r.URL.Query()
-	page, _ := strconv.Atoi(q.Get("page"))
-	per, _ := strconv.Atoi(q.Get("per_page"))
-	if page < 1 {
-		page = 1
-	}
-	if per < 1 {
-		per = 20
-	}
-	if per > 1000 {
-		per = 1000
-	}
+	pg := pageOf(r.URL.Query(), 20, 1000)
 	s.mu.Lock()
 	all := append([]Namespace(nil), s.do.namespaces...)
 	s.mu.Unlock()
-	items := []Namespace{}
-	for i := (page - 1) * per; i < len(all) && i < page*per; i++ {
-		items = append(items, all[i])
-	}
-	ok(w, 200, items, map[string]any{"page": page, "per_page": per, "count": len(items), "total_count": len(all)})
+	lo, hi := pg.window(len(all))
+	items := append([]Namespace{}, all[lo:hi]...)
+	ok(w, 200, items, pg.info(len(items), len(all)))
 }
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -369,17 +370,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	page, _ := strconv.Atoi(q.Get("page"))
-	per, _ := strconv.Atoi(q.Get("per_page"))
-	if page < 1 {
-		page = 1
-	}
-	if per < 1 {
-		per = 1000
-	}
-	if per > 10000 {
-		per = 10000
-	}
+	pg := pageOf(q, 1000, 10000)
 	s.mu.Lock()
 	var all []*database
 	for _, d := range s.dbs {
@@ -392,12 +383,43 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		return all[i].Order < all[j].Order
 	})
 	items := []map[string]any{}
-	for i := (page - 1) * per; i < len(all) && i < page*per; i++ {
-		d := all[i]
+	lo, hi := pg.window(len(all))
+	for _, d := range all[lo:hi] {
 		items = append(items, map[string]any{"uuid": d.UUID, "name": d.Name, "version": "production",
 			"created_at": d.CreatedAt.Format(time.RFC3339Nano), "jurisdiction": nil})
 	}
-	ok(w, 200, items, map[string]any{"page": page, "per_page": per, "count": len(items), "total_count": len(all)})
+	ok(w, 200, items, pg.info(len(items), len(all)))
+}
+
+// page is a page-numbered listing request (?page=&per_page=), as Cloudflare's list endpoints take it.
+type page struct{ n, per int }
+
+// pageOf reads page and per_page, defaulting per_page to def and capping it at max.
+func pageOf(q url.Values, def, max int) page {
+	p := page{}
+	p.n, _ = strconv.Atoi(q.Get("page"))
+	p.per, _ = strconv.Atoi(q.Get("per_page"))
+	if p.n < 1 {
+		p.n = 1
+	}
+	if p.per < 1 {
+		p.per = def
+	}
+	if p.per > max {
+		p.per = max
+	}
+	return p
+}
+
+// window is the slice [lo, hi) of a list of n that the page covers.
+func (p page) window(n int) (lo, hi int) {
+	lo = min((p.n-1)*p.per, n)
+	return lo, min(lo+p.per, n)
+}
+
+// info is the result_info of the page.
+func (p page) info(count, total int) map[string]any {
+	return map[string]any{"page": p.n, "per_page": p.per, "count": count, "total_count": total}
 }
 
 func (s *Server) describe(ctx context.Context, d *database) (map[string]any, error) {
