@@ -12,7 +12,6 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
-	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/faulty"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
@@ -72,33 +71,7 @@ func TestCopyToS3Replica(t *testing.T) {
 		t.Fatalf("third copy: %+v %v", res, err)
 	}
 	// The replica stands alone: list, verify --read-data and restore from it.
-	rep, err := repo.Open(ctx, s3st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2 := &engine.Engine{Repo: rep}
-	got, err := rep.FindSnapshot(ctx, "latest", d1.Component)
-	if err != nil || got.ID != m.ID {
-		t.Fatalf("latest at the replica: %v %v", got, err)
-	}
-	if _, err := e2.Verify(ctx, got, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := engine.OpenCatalogue(got, f.ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel, _ := d1.Select(cat, f.dbUUID, nil)
-	out := filepath.Join(t.TempDir(), "from-replica.sqlite")
-	if _, err := d1.RestoreToFile(ctx, e2.Opener(got, f.ids), sel, out); err != nil {
-		t.Fatal(err)
-	}
-	for _, tbl := range seedTables {
-		a, b := tableRows(t, f.seedDB, tbl), tableRows(t, out, tbl)
-		if len(a) != len(b) {
-			t.Fatalf("table %s: %d rows in the source, %d restored from the replica", tbl, len(a), len(b))
-		}
-	}
+	f.checkStandsAlone(t, ctx, s3st, m.ID, "the replica")
 }
 
 func TestCopyRefusesOtherRecipientsAndBadSource(t *testing.T) {

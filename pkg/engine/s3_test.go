@@ -10,6 +10,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/open"
 )
 
@@ -45,16 +46,24 @@ func TestBackupRestoreThroughS3(t *testing.T) {
 		t.Fatalf("want several segments, got %d", len(m.Segments))
 	}
 	// Reopen from scratch, as another host would.
-	r2, err := repo.Open(ctx, st)
+	f.checkStandsAlone(t, ctx, st, m.ID, "S3")
+}
+
+// checkStandsAlone opens the repository at st as another host would, finds the latest d1 snapshot
+// (it must be wantID), verifies it with --read-data, restores it to a file and compares every table
+// with the seeded database.
+func (f *fixture) checkStandsAlone(t *testing.T, ctx context.Context, st store.Store, wantID, where string) {
+	t.Helper()
+	r, err := repo.Open(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2 := &engine.Engine{Repo: r2}
-	got, err := r2.FindSnapshot(ctx, "latest", d1.Component)
-	if err != nil || got.ID != m.ID {
-		t.Fatalf("latest on S3: %v %v", got, err)
+	e := &engine.Engine{Repo: r}
+	got, err := r.FindSnapshot(ctx, "latest", d1.Component)
+	if err != nil || got.ID != wantID {
+		t.Fatalf("latest on %s: %v %v", where, got, err)
 	}
-	if _, err := e2.Verify(ctx, got, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
+	if _, err := e.Verify(ctx, got, engine.VerifyOptions{ReadData: true, Identities: f.ids}); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := engine.OpenCatalogue(got, f.ids)
@@ -62,13 +71,14 @@ func TestBackupRestoreThroughS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel, _ := d1.Select(cat, f.dbUUID, nil)
-	out := filepath.Join(t.TempDir(), "from-s3.sqlite")
-	if _, err := d1.RestoreToFile(ctx, e2.Opener(got, f.ids), sel, out); err != nil {
+	out := filepath.Join(t.TempDir(), "restored.sqlite")
+	if _, err := d1.RestoreToFile(ctx, e.Opener(got, f.ids), sel, out); err != nil {
 		t.Fatal(err)
 	}
 	for _, tbl := range seedTables {
 		if a, b := tableRows(t, f.seedDB, tbl), tableRows(t, out, tbl); len(a) != len(b) || (len(a) > 0 && a[len(a)-1] != b[len(b)-1]) {
-			t.Errorf("table %s differs after restore from S3", tbl)
+			t.Errorf("table %s differs after restore from %s (%d rows, %d restored)", tbl, where, len(a), len(b))
 		}
 	}
+
 }
