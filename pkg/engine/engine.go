@@ -225,6 +225,22 @@ type Session struct {
 	refs    map[string]archive.SegmentInfo
 	objects []manifest.Object
 	commit  []func(ctx context.Context, m *manifest.Manifest)
+	snaps   []*manifest.Manifest // the repository's snapshots, read once per backup (Snapshots)
+}
+
+// Snapshots lists the repository's readable snapshots, newest first, reading the manifests once per
+// backup however many sources ask (each R2 bucket looks for its parent).
+func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snaps == nil {
+		snaps, _, err := s.Repo.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.snaps = append([]*manifest.Manifest{}, snaps...)
+	}
+	return s.snaps, nil
 }
 
 // AfterCommit registers fn to run once the snapshot's manifest is saved — a source deletes its resume

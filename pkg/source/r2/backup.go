@@ -128,7 +128,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 	} else {
 		ik = deriveKeys(o.WriterSecret)
 		var err error
-		parent, err = loadParent(ctx, s.Repo, o.Bucket, ik)
+		parent, err = loadParent(ctx, s, o.Bucket, ik)
 		if err != nil {
 			if ctx.Err() != nil {
 				return st, ctx.Err()
@@ -346,8 +346,9 @@ func (p *parentIndex) segsOf(it manifest.Item) []archive.SegmentInfo {
 }
 
 // loadParent finds the newest snapshot with this bucket and reads its index; nil when there is none.
-func loadParent(ctx context.Context, r *repo.Repo, bucket string, ik indexKeys) (*parentIndex, error) {
-	snaps, _, err := r.ListSnapshots(ctx)
+func loadParent(ctx context.Context, s *engine.Session, bucket string, ik indexKeys) (*parentIndex, error) {
+	r := s.Repo
+	snaps, err := s.Snapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
