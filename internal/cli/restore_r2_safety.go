@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +34,7 @@ func r2SafetySnapshot(cmd *cobra.Command, o *RestoreOptions, eng *engine.Engine,
 	if serr != nil {
 		o.f.Log().Warn("writer secret unavailable: the safety snapshot downloads every object it holds", "err", serr)
 	}
-	prefix := commonKeyPrefix(keys)
+	prefix := r2.CommonPrefix(keys)
 	sp := &engine.BackupPlan{Components: []string{r2.Component}}
 	sp.AddCapture(engine.Capture{Component: r2.Component, Name: bucket, Run: func(ctx context.Context, s *engine.Session) error {
 		_, err := r2.Backup(ctx, cl, s, r2.BackupOptions{Bucket: bucket, Prefix: prefix, Keys: keys, WriterSecret: secret, Log: s.Log, Progress: s.Progress.Add})
@@ -59,41 +57,10 @@ func r2SafetySnapshot(cmd *cobra.Command, o *RestoreOptions, eng *engine.Engine,
 	return sm, undo, nil
 }
 
-// commonKeyPrefix is the longest prefix of every key, to list no more of the bucket than needed.
-func commonKeyPrefix(keys []string) string {
-	if len(keys) == 0 {
-		return ""
-	}
-	p := keys[0]
-	for _, k := range keys[1:] {
-		for !strings.HasPrefix(k, p) {
-			p = p[:len(p)-1]
-		}
-	}
-	return p
-}
-
-// findR2Snapshot resolves restore's SNAPSHOT for r2. "latest" (or none) skips R2 safety snapshots:
-// they hold only the objects one restore overwrote, so restoring the newest full backup again after a
-// restore must not silently mean undoing it. Name a safety snapshot by ID to restore it.
+// findR2Snapshot resolves restore's SNAPSHOT for r2 and checks it holds the component. "latest" prefers
+// real backups over safety snapshots (repo.FindSnapshot), so restoring the newest backup again after a
+// restore never silently means undoing it; name a safety snapshot by ID to restore it.
 func findR2Snapshot(ctx context.Context, r *repo.Repo, ref string) (*manifest.Manifest, error) {
-	if ref == "" || ref == "latest" {
-		snaps, _, err := r.ListSnapshots(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range snaps {
-			if _, safety := m.Labels[r2.SafetyLabel]; !safety && slices.Contains(m.Components, r2.Component) {
-				return m, nil
-			}
-		}
-		if len(snaps) > 0 {
-			if m, err := r.FindSnapshot(ctx, ref, r2.Component); err == nil && slices.Contains(m.Components, r2.Component) {
-				return m, nil // only safety snapshots hold r2
-			}
-			return nil, fmt.Errorf("%w: no snapshot holds the r2 component (%d snapshot(s) hold other components); back buckets up with: cfbackup backup --component r2", engine.ErrNotFound, len(snaps))
-		}
-	}
 	m, err := r.FindSnapshot(ctx, ref, r2.Component)
 	if err != nil {
 		return nil, err

@@ -304,6 +304,9 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 				}
 			}
 		}
+		if component != "" && len(snaps) > 0 {
+			return nil, fmt.Errorf("%w: no snapshot holds the %s component (%d snapshot(s) hold other components); back it up with: cfbackup backup --component %s", ErrSnapshotNotFound, component, len(snaps), component)
+		}
 		if len(bad) > 0 {
 			for k, e := range bad {
 				return nil, fmt.Errorf("%w: no readable snapshot (unreadable: %s: %v)", ErrSnapshotNotFound, k, e)

@@ -148,7 +148,7 @@ func PlanRestore(ctx context.Context, c *Client, items []manifest.Item, t Target
 		if c == nil {
 			return nil, fmt.Errorf("%w: no R2 client for a bucket target", ErrConfig)
 		}
-		lp := commonPrefix(keys)
+		lp := CommonPrefix(keys)
 		if err := c.List(ctx, t.Bucket, lp, func(o Object) error {
 			existing[o.Key] = have{o.Size, o.ETag}
 			return nil
@@ -194,7 +194,8 @@ func PlanRestore(ctx context.Context, c *Client, items []manifest.Item, t Target
 	return p, nil
 }
 
-func commonPrefix(keys []string) string {
+// CommonPrefix is the longest prefix of every key, so a listing reads no more of a bucket than needed.
+func CommonPrefix(keys []string) string {
 	if len(keys) == 0 {
 		return ""
 	}
