@@ -12,12 +12,15 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,6 +74,8 @@ type Client struct {
 	s3       *awss3.Client
 	partSize int64
 	endpoint string
+	// noCRC32C is set once the server answered 501 to a CRC32C checksum: SHA-256 from then on.
+	noCRC32C atomic.Bool
 }
 
 // New checks cfg and builds the client; it makes no request.
@@ -183,13 +188,15 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 }
 
 // Put uploads size bytes from r under key with the object's metadata: one PUT up to the part size,
-// otherwise a multipart upload of equal parts (R2 requires them), one part buffer at a time. Every
-// request body carries a checksum the server verifies, so it rejects a corrupted body: a one-PUT
-// object sends sum (the body's SHA-256, which a restore already has from the catalogue and has
-// checked by the time the body is complete) as x-amz-checksum-sha256, costing no hashing here;
-// without sum, and for every multipart part, Content-MD5 is computed. If r fails (an integrity error
-// at the item's end) the multipart upload is aborted and nothing appears under key.
-func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, sum []byte, m manifest.ObjectMeta, buf []byte) error {
+// otherwise a multipart upload of equal parts (R2 requires them), one part buffer at a time. r must
+// check its content at EOF (a restore's item reader checks the catalogue's SHA-256 there): Put reads
+// to EOF before it sends the last byte, so a body that fails the check is never committed. Every
+// request body also carries a checksum the server verifies, so it rejects a body corrupted on the
+// way: a one-PUT object sends x-amz-checksum-crc32c (hardware CRC32C, nearly free on both sides;
+// x-amz-checksum-sha256 made the server hash every restored byte a second time after MD5 for the
+// ETag), falling back to SHA-256 for good if a server answers 501 to CRC32C; multipart parts send
+// Content-MD5. If r fails the multipart upload is aborted and nothing appears under key.
+func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta, buf []byte) error {
 	if int64(cap(buf)) < min(size, c.partSize) {
 		buf = make([]byte, min(size, c.partSize))
 	}
@@ -205,17 +212,28 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 			}
 			return err
 		}
-		in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
-			ContentLength: aws.Int64(size)}
-		if len(sum) == sha256.Size {
+		put := func(crc bool) error {
+			in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
+				ContentLength: aws.Int64(size)}
 			// One checksum only: R2 refuses a request with two (CLOUDFLARE.md §4.4).
-			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
-		} else {
-			in.ContentMD5 = md5b64(b)
+			if crc {
+				in.ChecksumCRC32C = crc32cB64(b)
+			} else {
+				sum := sha256.Sum256(b)
+				in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+			}
+			setPutMeta(in, m)
+			_, err := c.s3.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+			return err
 		}
-		setPutMeta(in, m)
-		_, err := c.s3.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-		return mapErr("put", bucket+"/"+key, err)
+		if !c.noCRC32C.Load() {
+			err := put(true)
+			if !notImplemented(err) {
+				return mapErr("put", bucket+"/"+key, err)
+			}
+			c.noCRC32C.Store(true)
+		}
+		return mapErr("put", bucket+"/"+key, put(false))
 	}
 	cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
 	setCreateMeta(cin, m)
@@ -285,6 +303,26 @@ func strp(s string) *string {
 		return nil
 	}
 	return aws.String(s)
+}
+
+// castagnoli is the CRC32C table; Go computes it with the CPU's CRC instructions.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crc32cB64 is the x-amz-checksum-crc32c value of b: the big-endian CRC, base64.
+func crc32cB64(b []byte) *string {
+	var s [4]byte
+	binary.BigEndian.PutUint32(s[:], crc32.Checksum(b, castagnoli))
+	return aws.String(base64.StdEncoding.EncodeToString(s[:]))
+}
+
+// notImplemented is a server's 501 (R2 answered that to CRC headers before it supported them).
+func notImplemented(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NotImplemented" {
+		return true
+	}
+	var sc interface{ HTTPStatusCode() int }
+	return errors.As(err, &sc) && sc.HTTPStatusCode() == http.StatusNotImplemented
 }
 
 func md5b64(b []byte) *string {

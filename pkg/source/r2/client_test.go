@@ -3,52 +3,118 @@ package r2_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"io"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
 
-// Put sends the body's SHA-256 as x-amz-checksum-sha256 instead of hashing it again: the server must
-// store a body that matches and refuse one that does not (leaving no object), so a body damaged on its
-// way is never restored. Without a sum Put falls back to Content-MD5.
+// checksumTransport records the checksum header of every PUT and can damage a body on its way or
+// answer 501 to CRC32C the way R2 did before it supported CRC headers.
+type checksumTransport struct {
+	mu       sync.Mutex
+	seen     []string // "crc32c" or "sha256" per PUT that reached the server
+	corrupt  bool     // flip one byte of the next PUT body
+	no32c    bool     // answer 501 NotImplemented to a CRC32C PUT
+	refused  int      // PUTs answered 501 here
+	delegate http.RoundTripper
+}
+
+func (ct *checksumTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut {
+		return ct.delegate.RoundTrip(req)
+	}
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	crc, sha := req.Header.Get("X-Amz-Checksum-Crc32c"), req.Header.Get("X-Amz-Checksum-Sha256")
+	if crc != "" && ct.no32c {
+		ct.refused++
+		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>Header 'x-amz-checksum-crc32c' with value '` + crc + `' not implemented</Message></Error>`
+		return &http.Response{StatusCode: http.StatusNotImplemented, Status: "501 Not Implemented", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
+	}
+	switch {
+	case crc != "":
+		ct.seen = append(ct.seen, "crc32c")
+	case sha != "":
+		ct.seen = append(ct.seen, "sha256")
+	default:
+		ct.seen = append(ct.seen, "none")
+	}
+	if ct.corrupt && req.Body != nil {
+		ct.corrupt = false
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		b[len(b)/2] ^= 1
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.GetBody = nil
+	}
+	return ct.delegate.RoundTrip(req)
+}
+
+// Put sends a CRC32C of the body: the server stores a body that matches, refuses one damaged on its way
+// (leaving no object), and a server answering 501 to CRC32C gets SHA-256 instead, then and afterwards.
 func TestPutChecksum(t *testing.T) {
 	e := newEnv(t, "dst")
 	ctx := context.Background()
+	ct := &checksumTransport{delegate: http.DefaultTransport}
+	cl, err := r2.New(r2.Config{Endpoint: e.srv.Endpoint, Region: e.srv.Region, AccessKeyID: e.srv.AccessKey, SecretAccessKey: e.srv.SecretKey,
+		HTTPClient: &http.Client{Transport: ct}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	body := bytes.Repeat([]byte("restored object body\n"), 5000)
-	sum := sha256.Sum256(body)
-	put := func(key string, sum []byte) error {
-		return e.cl.Put(ctx, "dst", key, bytes.NewReader(body), int64(len(body)), sum, manifest.ObjectMeta{ContentType: "text/plain"}, nil)
+	put := func(key string) error {
+		return cl.Put(ctx, "dst", key, bytes.NewReader(body), int64(len(body)), manifest.ObjectMeta{ContentType: "text/plain"}, nil)
 	}
-	if err := put("good", sum[:]); err != nil {
-		t.Fatalf("put with the right SHA-256: %v", err)
-	}
-	if err := put("md5", nil); err != nil {
-		t.Fatalf("put with Content-MD5: %v", err)
-	}
-	for _, k := range []string{"good", "md5"} {
-		out, err := e.admin.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("dst"), Key: aws.String(k)})
+	stored := func(key string) {
+		t.Helper()
+		out, err := e.admin.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("dst"), Key: aws.String(key)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, _ := io.ReadAll(out.Body)
 		out.Body.Close()
 		if !bytes.Equal(got, body) || aws.ToString(out.ContentType) != "text/plain" {
-			t.Fatalf("%s: stored %d bytes (%s), want %d", k, len(got), aws.ToString(out.ContentType), len(body))
+			t.Fatalf("%s: stored %d bytes (%s), want %d", key, len(got), aws.ToString(out.ContentType), len(body))
 		}
 	}
-	bad := sum
-	bad[0] ^= 1
-	if err := put("bad", bad[:]); err != nil {
+	if err := put("good"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	stored("good")
+	ct.corrupt = true
+	if err := put("bad"); err != nil {
 		t.Logf("refused as it should be: %v", err)
 	} else {
-		t.Fatal("put with a wrong SHA-256 succeeded: the server did not check the checksum")
+		t.Fatal("put of a body damaged on its way succeeded: the server did not check the checksum")
 	}
-	if _, _, found, err := e.cl.Head(ctx, "dst", "bad"); err != nil || found {
+	if _, _, found, err := cl.Head(ctx, "dst", "bad"); err != nil || found {
 		t.Fatalf("after a refused put: found=%v err=%v, want no object", found, err)
+	}
+	ct.no32c = true
+	for _, k := range []string{"fallback-1", "fallback-2"} {
+		if err := put(k); err != nil {
+			t.Fatalf("put to a server without CRC32C: %v", err)
+		}
+		stored(k)
+	}
+	ct.corrupt = true
+	if err := put("bad-sha"); err == nil {
+		t.Fatal("put of a damaged body with SHA-256 succeeded: the server did not check the checksum")
+	}
+	want := []string{"crc32c", "crc32c", "sha256", "sha256", "sha256"}
+	if strings.Join(ct.seen, " ") != strings.Join(want, " ") || ct.refused != 1 {
+		t.Fatalf("checksums sent: %v with %d refused, want %v with 1 refused (the 501 is remembered)", ct.seen, ct.refused, want)
 	}
 }

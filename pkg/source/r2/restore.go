@@ -339,12 +339,8 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEnt
 		if need := min(c.partSize, e.Size); int64(cap(*buf)) < need {
 			*buf = make([]byte, need)
 		}
-		// The catalogue's SHA-256 is the whole body's; the reader checks it before Put sends anything.
-		sum, err := hex.DecodeString(e.item.SHA256)
-		if err != nil || len(sum) != sha256.Size {
-			return fmt.Errorf("%w: item %q: sha256 %q is not a hex SHA-256", archive.ErrIntegrity, e.item.Name, e.item.SHA256)
-		}
-		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, sum, *e.item.Object, *buf)
+		// The reader checks the catalogue's SHA-256 at EOF, which Put reaches before it commits.
+		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, *buf)
 	}
 	path := filepath.Join(t.Dir, filepath.FromSlash(e.Target))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
