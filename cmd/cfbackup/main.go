@@ -7,4 +7,9 @@ import (
 	"github.com/cfbackup/cfbackup/internal/cli"
 )
 
-func main() { os.Exit(cli.Main()) }
+func main() {
+	stop := startProfiles()
+	code := cli.Main()
+	stop()
+	os.Exit(code)
+}

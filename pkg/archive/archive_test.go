@@ -94,15 +94,37 @@ func segMap(segs []SegmentInfo) map[string]SegmentInfo {
 	return m
 }
 
+// readItem reads ref by streaming and again with ReadAll (reusing one Buffers across calls), and
+// fails the test unless both give the same bytes or the same kind of error.
 func readItem(t testing.TB, st store.Store, segs []SegmentInfo, ids []age.Identity, ref ItemRef) ([]byte, error) {
 	t.Helper()
+	got, err := readOne(st, segs, ids, ref, false)
+	all, err2 := readOne(st, segs, ids, ref, true)
+	if err == nil && (err2 != nil || !bytes.Equal(all, got)) {
+		t.Errorf("ReadAll %q: %v, %d bytes; Read gave %d bytes", ref.Name, err2, len(all), len(got))
+	}
+	for _, kind := range []error{ErrIntegrity, ErrNoIdentity} {
+		if errors.Is(err, kind) != errors.Is(err2, kind) {
+			t.Errorf("%q: Read failed with %v, ReadAll with %v", ref.Name, err, err2)
+		}
+	}
+	return got, err
+}
+
+// readOne reads ref with Read, or with ReadAll when whole is set.
+func readOne(st store.Store, segs []SegmentInfo, ids []age.Identity, ref ItemRef, whole bool) ([]byte, error) {
 	rc, err := OpenItem(context.Background(), st, segMap(segs), ids, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	if whole {
+		return rc.(WholeReader).ReadAll(&testBufs)
+	}
 	return io.ReadAll(rc)
 }
+
+var testBufs Buffers
 
 func testItems() []item {
 	return []item{
@@ -263,19 +285,21 @@ func TestOpenItemReadsOnlyItsRange(t *testing.T) {
 	if len(segs) != 1 {
 		t.Fatalf("%d segments", len(segs))
 	}
-	cs := &countingStore{Store: st}
-	got, err := readItem(t, cs, segs, []age.Identity{id}, refs[25])
-	if err != nil || !bytes.Equal(got, items[25].data) {
-		t.Fatal(err)
+	for _, whole := range []bool{false, true} {
+		cs := &countingStore{Store: st}
+		got, err := readOne(cs, segs, []age.Identity{id}, refs[25], whole)
+		if err != nil || !bytes.Equal(got, items[25].data) {
+			t.Fatal(err)
+		}
+		// Header + final chunk + the item's own ~200 KB: far below the 10 MB segment.
+		if r := cs.read.Load(); r > 400_000 || r*10 > segs[0].Size {
+			t.Fatalf("ReadAll %v: read %d bytes of a %d-byte segment", whole, r, segs[0].Size)
+		}
+		if g := cs.gets.Load(); g > 4 {
+			t.Fatalf("ReadAll %v: %d GETs for one item", whole, g)
+		}
+		t.Logf("ReadAll %v: read %d of %d bytes in %d GETs", whole, cs.read.Load(), segs[0].Size, cs.gets.Load())
 	}
-	// Header + final chunk + the item's own ~200 KB: far below the 10 MB segment.
-	if r := cs.read.Load(); r > 400_000 || r*10 > segs[0].Size {
-		t.Fatalf("read %d bytes of a %d-byte segment", r, segs[0].Size)
-	}
-	if g := cs.gets.Load(); g > 4 {
-		t.Fatalf("%d GETs for one item", g)
-	}
-	t.Logf("read %d of %d bytes in %d GETs", cs.read.Load(), segs[0].Size, cs.gets.Load())
 }
 
 func TestOpenItemLargeItemFewGETs(t *testing.T) {
@@ -283,15 +307,17 @@ func TestOpenItemLargeItemFewGETs(t *testing.T) {
 	st := mem.New()
 	data := sqlText(20<<20, 7)
 	refs, segs := writeAll(t, st, recs, WriterOptions{ChunkSize: 2 << 20}, []item{{"big.sql", data}})
-	cs := &countingStore{Store: st}
-	got, err := readItem(t, cs, segs, []age.Identity{id}, refs[0])
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatal(err)
-	}
-	// Without read-ahead this would be one GET per 64 KiB age chunk (>60).
-	maxGets := 3 + segs[0].Size/ReadAheadWindow + int64(len(refs[0].Chunks))
-	if g := cs.gets.Load(); g > maxGets {
-		t.Fatalf("%d GETs, want ≤ %d", g, maxGets)
+	for _, whole := range []bool{false, true} {
+		cs := &countingStore{Store: st}
+		got, err := readOne(cs, segs, []age.Identity{id}, refs[0], whole)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatal(err)
+		}
+		// Without read-ahead this would be one GET per 64 KiB age chunk (>60).
+		maxGets := 3 + segs[0].Size/ReadAheadWindow + int64(len(refs[0].Chunks))
+		if g := cs.gets.Load(); g > maxGets {
+			t.Fatalf("ReadAll %v: %d GETs, want ≤ %d", whole, g, maxGets)
+		}
 	}
 }
 

@@ -390,9 +390,8 @@ func (it *itemReader) where() string {
 	return fmt.Sprintf("item %q, chunk %d, segment %s", it.ref.Name, it.next, it.chunk.Segment)
 }
 
-func (it *itemReader) openChunk() error {
-	c := it.ref.Chunks[it.next]
-	it.chunk = c
+// openSeg makes it.seg the segment holding chunk c and checks that c lies inside it.
+func (it *itemReader) openSeg(c Chunk) error {
 	if it.seg == nil || it.seg.info.ID != c.Segment {
 		if it.seg != nil {
 			it.seg.src.release()
@@ -406,6 +405,15 @@ func (it *itemReader) openChunk() error {
 	}
 	if c.Offset+c.Length > it.seg.size || c.Offset+c.Length < c.Offset {
 		return fmt.Errorf("%w: %s: range %d+%d beyond plaintext size %d", ErrIntegrity, it.where(), c.Offset, c.Length, it.seg.size)
+	}
+	return nil
+}
+
+func (it *itemReader) openChunk() error {
+	c := it.ref.Chunks[it.next]
+	it.chunk = c
+	if err := it.openSeg(c); err != nil {
+		return err
 	}
 	it.seg.src.expect(it.seg.hdr, c.Offset, c.Offset+c.Length)
 	it.lz = lz4.NewReader(io.NewSectionReader(it.seg.plain, c.Offset, c.Length))

@@ -651,6 +651,19 @@ type progressReader struct {
 	pr Progress
 }
 
+// ReadAll reads the whole item (archive.WholeReader) and reports it as read.
+func (p progressReader) ReadAll(b *archive.Buffers) ([]byte, error) {
+	wr, ok := p.ReadCloser.(archive.WholeReader)
+	if !ok {
+		return nil, errors.New("engine: this reader cannot read items whole")
+	}
+	data, err := wr.ReadAll(b)
+	if len(data) > 0 {
+		p.pr.Add(len(data))
+	}
+	return data, err
+}
+
 func (p progressReader) Read(b []byte) (int, error) {
 	n, err := p.ReadCloser.Read(b)
 	if n > 0 {

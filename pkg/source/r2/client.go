@@ -212,28 +212,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 			}
 			return err
 		}
-		put := func(crc bool) error {
-			in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
-				ContentLength: aws.Int64(size)}
-			// One checksum only: R2 refuses a request with two (CLOUDFLARE.md §4.4).
-			if crc {
-				in.ChecksumCRC32C = crc32cB64(b)
-			} else {
-				sum := sha256.Sum256(b)
-				in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-			}
-			setPutMeta(in, m)
-			_, err := c.s3.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-			return err
-		}
-		if !c.noCRC32C.Load() {
-			err := put(true)
-			if !notImplemented(err) {
-				return mapErr("put", bucket+"/"+key, err)
-			}
-			c.noCRC32C.Store(true)
-		}
-		return mapErr("put", bucket+"/"+key, put(false))
+		return c.PutBytes(ctx, bucket, key, b, m)
 	}
 	cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
 	setCreateMeta(cin, m)
@@ -280,6 +259,33 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 		return mapErr("put", bucket+"/"+key, err)
 	}
 	return nil
+}
+
+// PutBytes uploads b under key with one PUT (b must not exceed the part size), with the checksum
+// header Put describes.
+func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m manifest.ObjectMeta) error {
+	put := func(crc bool) error {
+		in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
+			ContentLength: aws.Int64(int64(len(b)))}
+		// One checksum only: R2 refuses a request with two (CLOUDFLARE.md §4.4).
+		if crc {
+			in.ChecksumCRC32C = crc32cB64(b)
+		} else {
+			sum := sha256.Sum256(b)
+			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		}
+		setPutMeta(in, m)
+		_, err := c.s3.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		return err
+	}
+	if !c.noCRC32C.Load() {
+		err := put(true)
+		if !notImplemented(err) {
+			return mapErr("put", bucket+"/"+key, err)
+		}
+		c.noCRC32C.Store(true)
+	}
+	return mapErr("put", bucket+"/"+key, put(false))
 }
 
 func setPutMeta(in *awss3.PutObjectInput, m manifest.ObjectMeta) {

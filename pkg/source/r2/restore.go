@@ -277,7 +277,7 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf []byte
+			var buf workerBufs
 			for i := range work {
 				e := p.Entries[i]
 				err := restoreOne(ctx, c, open, t, e, &buf)
@@ -328,19 +328,36 @@ feed:
 	return res, nil
 }
 
-func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEntry, buf *[]byte) error {
+// keepBuffer is the largest buffer a restore worker keeps for its next object.
+const keepBuffer = 1 << 20
+
+// workerBufs is one restore worker's memory, reused from object to object.
+type workerBufs struct {
+	whole archive.Buffers // objects read whole and sent with one PUT
+	part  []byte          // multipart uploads' part buffer
+}
+
+func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEntry, buf *workerBufs) error {
 	rc, err := open(ctx, e.item.ItemRef)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	if t.Dir == "" {
-		// Each worker keeps one buffer, grown to the largest object (at most one part) it has seen.
-		if need := min(c.partSize, e.Size); int64(cap(*buf)) < need {
-			*buf = make([]byte, need)
+		// An object that fits one PUT is read whole (its SHA-256 checked) and sent from that buffer.
+		if wr, ok := rc.(archive.WholeReader); ok && e.Size <= c.partSize {
+			b, err := wr.ReadAll(&buf.whole)
+			if err == nil {
+				err = c.PutBytes(ctx, t.Bucket, e.Target, b, *e.item.Object)
+			}
+			buf.whole.Trim(keepBuffer)
+			return err
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which Put reaches before it commits.
-		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, *buf)
+		if int64(cap(buf.part)) < c.partSize {
+			buf.part = make([]byte, c.partSize)
+		}
+		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, buf.part)
 	}
 	path := filepath.Join(t.Dir, filepath.FromSlash(e.Target))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
