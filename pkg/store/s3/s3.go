@@ -186,6 +186,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.UsePathStyle = cfg.PathStyle || (cfg.Endpoint != "" && !isAWS(cfg.Endpoint))
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		if r2 {
+			// R2 does not implement "Expect: 100-continue" (CLOUDFLARE.md §4.3): without this every
+			// part upload over 2 MB would wait out the client's continue timeout first.
+			o.ContinueHeaderThresholdBytes = -1
+		}
 	})
 	return &Store{
 		client: client, bucket: cfg.Bucket, prefix: prefix, partSize: partSize, concurrency: conc,
