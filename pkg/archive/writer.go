@@ -51,7 +51,7 @@ type Writer struct {
 	eoa     []byte // LZ4 frame holding the tar end-of-archive blocks
 
 	raw *freeList // chunk payload buffers
-	out *freeList // compressed frame buffers
+	out *frameMem // compressed frame buffers
 
 	mu      sync.Mutex
 	err     error // first failure; sticky
@@ -68,7 +68,8 @@ type job struct {
 	entry string
 	data  *[]byte // raw payload (from w.raw)
 	mtime time.Time
-	frame *[]byte // compressed frame (from w.out)
+	frame *[]byte // compressed frame (from w.out, reserved for outN bytes)
+	outN  int
 	err   error
 	ready chan struct{} // closed when frame is compressed
 	chunk Chunk
@@ -133,18 +134,22 @@ func NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Writer{
-		opts:    opts,
-		ctx:     ctx,
-		cancel:  cancel,
-		work:    make(chan *job, opts.Concurrency),
-		ordered: make(chan *job, opts.Concurrency+1),
+		opts:   opts,
+		ctx:    ctx,
+		cancel: cancel,
+		work:   make(chan *job, opts.Concurrency),
+		// Jobs wait here in write order for the sink; what they hold is bounded elsewhere (raw chunk
+		// buffers, lent buffers, frame memory), so the queue can be long and compressors can work
+		// ahead of a slow job at its head.
+		ordered: make(chan *job, orderedQueue),
 		sinkEnd: make(chan struct{}),
 	}
 	chunk := opts.ChunkSize
-	// In flight at most: Concurrency+1 queued for the sink, one in the sink, one being read and one
-	// held back by WriteItem's look-ahead; compressed frames wait only between compressor and sink.
+	// Raw chunk buffers in flight at most: Concurrency+1 queued or being compressed, one in the
+	// sink's wait, one being read and one held back by WriteItem's look-ahead.
 	w.raw = newFreeList(opts.Concurrency+4, func() []byte { return make([]byte, chunk) })
-	w.out = newFreeList(opts.Concurrency+2, func() []byte { return make([]byte, 0, frameBound(chunk+64<<10)) })
+	// Compressed frames waiting for the sink: as much memory as Concurrency+2 chunk-sized frames.
+	w.out = newFrameMem(int64(opts.Concurrency+2) * int64(frameBound(chunk+frameSlack)))
 	w.eoa = (&frameWriter{}).frame(nil, make([]byte, 1024))
 	for i := 0; i < opts.Concurrency; i++ {
 		w.workers.Add(1)
@@ -152,6 +157,24 @@ func NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 	}
 	go w.sink()
 	return w, nil
+}
+
+// orderedQueue bounds the jobs waiting for the sink (their memory is bounded by frameMem).
+const orderedQueue = 1024
+
+// frameSlack is room reserved in a frame beyond its payload for the tar header (with PAX records for
+// long names) and padding; a frame that needs more grows its buffer.
+const frameSlack = 16 << 10
+
+// reserveFrame reserves the compressed frame buffer of a job of n payload bytes before it is queued.
+func (w *Writer) reserveFrame(j *job, n int) error {
+	j.outN = frameBound(n + frameSlack)
+	b, err := w.out.get(w.ctx, j.outN)
+	if err != nil {
+		return err
+	}
+	j.frame = &b
+	return nil
 }
 
 func randomID() string {
@@ -203,7 +226,12 @@ func (w *Writer) compressor() {
 			if j.hash {
 				j.sum = sha256.Sum256(*j.data)
 			}
-			j.frame, j.err = w.compressJob(fw, &hb, j)
+			// On failure the reserved buffer stays in j.frame for the sink to give back.
+			if f, err := w.compressJob(fw, &hb, j); err != nil {
+				j.err = err
+			} else {
+				j.frame = f
+			}
 		}
 		if j.release != nil {
 			j.release()
@@ -233,7 +261,7 @@ func (w *Writer) compressJob(fw *frameWriter, hb *bytes.Buffer, j *job) (*[]byte
 	if r := len(data) % 512; r != 0 {
 		pad = zeroBlock[:512-r]
 	}
-	out := w.out.get()
+	out := j.frame
 	*out = fw.frame(*out, hb.Bytes(), data, pad)
 	return out, nil
 }
@@ -266,7 +294,7 @@ func (w *Writer) sink() {
 					w.fail(err)
 				}
 			}
-			w.out.put(j.frame)
+			w.out.put(*j.frame, j.outN)
 			j.frame = nil
 		}
 		close(j.saved)
@@ -420,9 +448,13 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 	mtime := w.opts.Now().Truncate(time.Second)
 	var jobs []*job
 	var pending *[]byte // one chunk of look-ahead decides between "name" and "name.partNNNNNN"
-	submit := func(data *[]byte, entry string, last bool) {
+	submit := func(data *[]byte, entry string, last bool) error {
 		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{})}
 		j.chunk.Size = int64(len(*data))
+		if err := w.reserveFrame(j, len(*data)); err != nil {
+			w.raw.put(data)
+			return err
+		}
 		// A one-chunk item (most R2 objects) is hashed by its compressor, in parallel with other
 		// items; a multi-chunk item's hash runs here, in order.
 		if last && len(jobs) == 0 {
@@ -433,6 +465,7 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 		jobs = append(jobs, j)
 		w.ordered <- j
 		w.work <- j
+		return nil
 	}
 	var readErr error
 	for part := 0; ; part++ {
@@ -455,7 +488,12 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 			break
 		}
 		if pending != nil {
-			submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1), false)
+			if err := submit(pending, fmt.Sprintf("%s.part%06d", name, len(jobs)+1), false); err != nil {
+				pending = nil
+				w.raw.put(buf)
+				readErr = err
+				break
+			}
 		}
 		pending = buf
 		if n < len(*buf) || err != nil {
@@ -467,7 +505,7 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 		if len(jobs) > 0 {
 			entry = fmt.Sprintf("%s.part%06d", name, len(jobs)+1)
 		}
-		submit(pending, entry, true)
+		readErr = submit(pending, entry, true)
 	} else if pending != nil {
 		w.raw.put(pending)
 	}
@@ -519,6 +557,11 @@ func (w *Writer) WriteItemBytes(name string, data []byte, done func()) (*Pending
 	j := &job{entry: name, data: &data, mtime: w.opts.Now().Truncate(time.Second), ready: make(chan struct{}),
 		saved: make(chan struct{}), hash: true, release: done}
 	j.chunk.Size = int64(len(data))
+	if err := w.reserveFrame(j, len(data)); err != nil {
+		done()
+		w.fail(err)
+		return nil, err
+	}
 	w.ordered <- j
 	w.work <- j
 	return &PendingItem{w: w, ref: ItemRef{Name: name, Size: int64(len(data))}, jobs: []*job{j}}, nil

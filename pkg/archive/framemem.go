@@ -1,0 +1,98 @@
+package archive
+
+import (
+	"context"
+	"sync"
+)
+
+// frameMem hands out compressed-frame buffers within a byte budget. A buffer is reserved when a job is
+// submitted (in job order, by the one goroutine that submits) and given back when the sink has placed
+// its frame, so the frames waiting for the sink are bounded by bytes, not by a count of
+// ChunkSize-sized slots: many small objects (most R2 objects) can then be compressed ahead of a slow
+// one at the head of the queue instead of leaving the compressors idle while the sink waits for it.
+// Reserving in job order cannot deadlock: the oldest job's buffer is always reserved before any
+// younger one's. Buffers come in power-of-two classes and are recycled; memory held in recycled and
+// in-use buffers together never exceeds the budget (beyond one buffer when the budget is smaller).
+type frameMem struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	budget int64
+	held   int64            // bytes of every buffer allocated and not dropped (in use or free)
+	free   map[int][][]byte // by capacity
+}
+
+func newFrameMem(budget int64) *frameMem {
+	m := &frameMem{budget: budget, free: map[int][][]byte{}}
+	m.cond = sync.NewCond(&m.mu)
+	return m
+}
+
+// frameClass is the capacity of the buffers that hold n bytes: n rounded up to an eighth of the
+// power of two below it (at most 12.5 % waste), and at least 64 KiB.
+func frameClass(n int) int {
+	if n <= 64<<10 {
+		return 64 << 10
+	}
+	p := 64 << 10
+	for p*2 <= n {
+		p <<= 1
+	}
+	step := p / 8
+	return (n + step - 1) / step * step
+}
+
+// get returns an empty buffer with capacity of at least n, waiting for the sink to give back
+// buffers while the budget is used up; it fails only when ctx ends.
+func (m *frameMem) get(ctx context.Context, n int) ([]byte, error) {
+	c := frameClass(n)
+	stop := context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		m.cond.Broadcast()
+		m.mu.Unlock()
+	})
+	defer stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if l := m.free[c]; len(l) > 0 {
+			b := l[len(l)-1]
+			l[len(l)-1] = nil
+			m.free[c] = l[:len(l)-1]
+			return b[:0], nil
+		}
+		if m.held+int64(c) <= m.budget || m.held == 0 {
+			m.held += int64(c)
+			return make([]byte, 0, c), nil
+		}
+		// Free buffers of other sizes are dropped to make room before waiting.
+		dropped := false
+		for k, l := range m.free {
+			if len(l) > 0 {
+				l[len(l)-1] = nil // or the slice's array keeps the dropped buffer alive
+				m.free[k] = l[:len(l)-1]
+				m.held -= int64(k)
+				dropped = true
+				break
+			}
+		}
+		if !dropped {
+			m.cond.Wait()
+		}
+	}
+}
+
+// put gives a buffer back. One that outgrew its class (the frame writer had to grow it) is dropped.
+func (m *frameMem) put(b []byte, reserved int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := frameClass(reserved)
+	if cap(b) == c {
+		m.free[c] = append(m.free[c], b[:0])
+	} else {
+		m.held -= int64(c)
+	}
+	m.cond.Broadcast()
+}
