@@ -45,6 +45,9 @@ declare -A T C
 gwcpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$GW/stat"; }
 measure() { # key label command...
   local key=$1 label=$2; shift 2
+  # Flush what earlier steps wrote, so the kernel's writeback of it does not land inside this step
+  # (it takes CPU from whichever tool runs then: the same for every tool).
+  sync
   local g0; g0=$(gwcpu)
   /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
   read -r secs kb us ss <"$D/time"
