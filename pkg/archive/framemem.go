@@ -27,9 +27,10 @@ func newFrameMem(budget int64) *frameMem {
 	return m
 }
 
-// frameClass is the capacity of the buffers that hold n bytes: n rounded up to an eighth of the
-// power of two below it (at most 12.5 % waste), and at least 64 KiB.
-func frameClass(n int) int {
+// BufferClass is the capacity to allocate for a buffer of n bytes that is to be recycled: n rounded
+// up to an eighth of the power of two below it (at most 12.5 % waste, few distinct sizes), and at
+// least 64 KiB.
+func BufferClass(n int) int {
 	if n <= 64<<10 {
 		return 64 << 10
 	}
@@ -41,10 +42,11 @@ func frameClass(n int) int {
 	return (n + step - 1) / step * step
 }
 
-// get returns an empty buffer with capacity of at least n, waiting for the sink to give back
-// buffers while the budget is used up; it fails only when ctx ends.
-func (m *frameMem) get(ctx context.Context, n int) ([]byte, error) {
-	c := frameClass(n)
+// get returns an empty buffer with capacity of at least n and the bytes charged for it (give both
+// to put), waiting for the sink to give back buffers while the budget is used up; it fails only when
+// ctx ends. A free buffer of the smallest fitting size is reused.
+func (m *frameMem) get(ctx context.Context, n int) ([]byte, int, error) {
+	c := BufferClass(n)
 	stop := context.AfterFunc(ctx, func() {
 		m.mu.Lock()
 		m.cond.Broadcast()
@@ -55,23 +57,30 @@ func (m *frameMem) get(ctx context.Context, n int) ([]byte, error) {
 	defer m.mu.Unlock()
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if l := m.free[c]; len(l) > 0 {
+		best := 0
+		for k, l := range m.free {
+			if k >= c && len(l) > 0 && (best == 0 || k < best) {
+				best = k
+			}
+		}
+		if best > 0 {
+			l := m.free[best]
 			b := l[len(l)-1]
-			l[len(l)-1] = nil
-			m.free[c] = l[:len(l)-1]
-			return b[:0], nil
+			l[len(l)-1] = nil // or the slice's array keeps the buffer alive after it is dropped
+			m.free[best] = l[:len(l)-1]
+			return b[:0], best, nil
 		}
 		if m.held+int64(c) <= m.budget || m.held == 0 {
 			m.held += int64(c)
-			return make([]byte, 0, c), nil
+			return make([]byte, 0, c), c, nil
 		}
-		// Free buffers of other sizes are dropped to make room before waiting.
+		// Free buffers too small to fit are dropped to make room before waiting.
 		dropped := false
 		for k, l := range m.free {
 			if len(l) > 0 {
-				l[len(l)-1] = nil // or the slice's array keeps the dropped buffer alive
+				l[len(l)-1] = nil
 				m.free[k] = l[:len(l)-1]
 				m.held -= int64(k)
 				dropped = true
@@ -84,15 +93,15 @@ func (m *frameMem) get(ctx context.Context, n int) ([]byte, error) {
 	}
 }
 
-// put gives a buffer back. One that outgrew its class (the frame writer had to grow it) is dropped.
-func (m *frameMem) put(b []byte, reserved int) {
+// put gives back a buffer get charged bytes for. One the frame writer had to replace with a larger
+// one is dropped.
+func (m *frameMem) put(b []byte, charged int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := frameClass(reserved)
-	if cap(b) == c {
-		m.free[c] = append(m.free[c], b[:0])
+	if cap(b) == charged {
+		m.free[charged] = append(m.free[charged], b[:0])
 	} else {
-		m.held -= int64(c)
+		m.held -= int64(charged)
 	}
 	m.cond.Broadcast()
 }

@@ -68,7 +68,7 @@ type job struct {
 	entry string
 	data  *[]byte // raw payload (from w.raw)
 	mtime time.Time
-	frame *[]byte // compressed frame (from w.out, reserved for outN bytes)
+	frame *[]byte // compressed frame (from w.out, which charged outN bytes for it)
 	outN  int
 	err   error
 	ready chan struct{} // closed when frame is compressed
@@ -168,11 +168,11 @@ const frameSlack = 16 << 10
 
 // reserveFrame reserves the compressed frame buffer of a job of n payload bytes before it is queued.
 func (w *Writer) reserveFrame(j *job, n int) error {
-	j.outN = frameBound(n + frameSlack)
-	b, err := w.out.get(w.ctx, j.outN)
+	b, charged, err := w.out.get(w.ctx, frameBound(n+frameSlack))
 	if err != nil {
 		return err
 	}
+	j.outN = charged
 	j.frame = &b
 	return nil
 }

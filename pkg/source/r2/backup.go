@@ -522,17 +522,27 @@ func (p *prefetcher) get(ob Object, need int64) fetched {
 	return fetched{buf: buf, meta: meta}
 }
 
+// alloc reuses the smallest free buffer that fits, or allocates one of archive.BufferClass size so
+// that it fits many later objects too (exact sizes made almost every object allocate and zero anew).
 func (p *prefetcher) alloc(n int) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	best := -1
 	for i, b := range p.free {
-		if cap(b) >= n {
-			p.free = append(p.free[:i], p.free[i+1:]...)
-			p.freeBytes -= int64(cap(b))
-			return b[:n]
+		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
 		}
 	}
-	return make([]byte, n)
+	if best >= 0 {
+		b := p.free[best]
+		last := len(p.free) - 1
+		p.free[best] = p.free[last]
+		p.free[last] = nil
+		p.free = p.free[:last]
+		p.freeBytes -= int64(cap(b))
+		return b[:n]
+	}
+	return make([]byte, n, archive.BufferClass(n))
 }
 
 // result waits for the n-th object's fetch.
