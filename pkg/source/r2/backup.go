@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,7 +129,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 	} else {
 		ik = deriveKeys(o.WriterSecret)
 		var err error
-		parent, err = loadParent(ctx, s, o.Bucket, ik)
+		parent, err = loadParent(ctx, s, o.Bucket, o.Prefix, ik)
 		if err != nil {
 			if ctx.Err() != nil {
 				return st, ctx.Err()
@@ -267,7 +268,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 		}
 	}
 	st.Objects = int64(len(out))
-	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: st.Objects, Size: st.Bytes, Reused: st.Reused, Skipped: st.Skipped}
+	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: st.Objects, Size: st.Bytes, Reused: st.Reused, Skipped: st.Skipped, Prefix: o.Prefix}
 	if parent != nil {
 		src.Parent = parent.snapshot
 	}
@@ -346,13 +347,26 @@ func (p *parentIndex) segsOf(it manifest.Item) []archive.SegmentInfo {
 }
 
 // loadParent finds the newest snapshot with this bucket and reads its index; nil when there is none.
-func loadParent(ctx context.Context, s *engine.Session, bucket string, ik indexKeys) (*parentIndex, error) {
+// The parent covers the prefix being backed up when it can: a snapshot of only --r2-prefix P as
+// the parent of a whole-bucket backup would make it fetch everything outside P again.
+func loadParent(ctx context.Context, s *engine.Session, bucket, prefix string, ik indexKeys) (*parentIndex, error) {
 	r := s.Repo
 	snaps, err := s.Snapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var pick []*manifest.Manifest
 	for _, m := range snaps {
+		src, ok := m.SourceByName(Component, bucket)
+		if _, partial := m.Labels[SafetyLabel]; ok && !partial && strings.HasPrefix(prefix, src.Prefix) {
+			pick = append(pick, m)
+			break
+		}
+	}
+	if len(pick) == 0 {
+		pick = snaps
+	}
+	for _, m := range pick {
 		src, ok := m.SourceByName(Component, bucket)
 		if _, partial := m.Labels[SafetyLabel]; !ok || partial {
 			continue

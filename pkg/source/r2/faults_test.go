@@ -328,3 +328,39 @@ func TestRestoreFromDamagedSegment(t *testing.T) {
 	}
 	t.Logf("%d of %d objects written before the damaged one (%d damaged): %v", written, len(model), len(damaged), err)
 }
+
+// A whole-bucket backup after an --r2-prefix one takes the newest snapshot that covers the whole
+// bucket as its parent, so nothing unchanged is fetched again; a prefix backup may use either.
+func TestParentCoversPrefix(t *testing.T) {
+	e := newEnv(t, "src")
+	ctx := context.Background()
+	seed(t, e, "src", 30)
+	m1, _, err := e.backup(ctx, r2.BackupOptions{Bucket: "src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, st2, err := e.backup(ctx, r2.BackupOptions{Bucket: "src", Prefix: "k/001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src2, _ := m2.SourceByName(r2.Component, "src")
+	if st2.GETs != 0 || st2.Objects != 10 || src2.Prefix != "k/001" || src2.Parent != m1.ID {
+		t.Fatalf("prefix backup: %+v, source %+v", st2, src2)
+	}
+	m3, st3, err := e.backup(ctx, r2.BackupOptions{Bucket: "src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src3, _ := m3.SourceByName(r2.Component, "src")
+	if src3.Parent != m1.ID || st3.GETs != 0 || st3.Reused != 30 || src3.Prefix != "" {
+		t.Fatalf("whole-bucket backup after a prefix one: parent %s (want %s), %+v", src3.Parent, m1.ID, st3)
+	}
+	// A prefix backup takes the newest snapshot that covers its prefix: the whole-bucket m3.
+	m4, st4, err := e.backup(ctx, r2.BackupOptions{Bucket: "src", Prefix: "k/002"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src4, _ := m4.SourceByName(r2.Component, "src"); src4.Parent != m3.ID || st4.GETs != 0 {
+		t.Fatalf("prefix backup: parent %s (want %s), %+v", src4.Parent, m3.ID, st4)
+	}
+}
