@@ -185,7 +185,7 @@ func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m
 					fmt.Fprintf(o.f.IO.Err, "Created a replica of repository %s at %s.\n", eng.Repo.Config.ID, st.Location())
 				}
 				var res *engine.CopyResult
-				if res, err = eng.Copy(cmd.Context(), dst, m, engine.CopyOptions{}); err == nil {
+				if res, err = eng.Copy(cmd.Context(), dst, m, engine.CopyOptions{LockRetry: retryLock(cmd)}); err == nil {
 					out = append(out, map[string]any{"to": st.Location(), "segments_copied": res.SegmentsCopied, "bytes_copied": res.BytesCopied, "verified": res.Verified})
 					continue
 				}

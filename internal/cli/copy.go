@@ -40,7 +40,8 @@ For each snapshot: segments and side objects first — each streamed, checked ag
 SHA-256, and skipped when the destination already has it (so an interrupted copy resumes) —, then
 every segment is read back from the destination and checked (unless --no-verify), and the manifest
 is written last: a snapshot appears at the destination only once it is complete there. Running the
-same copy again changes nothing. No identity is needed.`,
+same copy again changes nothing. No identity is needed. Both repositories are locked shared while a
+snapshot is copied: a prune running at the destination makes the copy wait (--retry-lock) or exit 10.`,
 		Example: `  cfbackup copy --to dr-eu --all
   cfbackup copy --to s3://backups-eu/prod latest
   cfbackup copy --to /mnt/offsite 3f2a9c1e 77b0 --json`,
@@ -156,7 +157,7 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	}
 	var results []*engine.CopyResult
 	for _, m := range snaps {
-		res, err := eng.Copy(ctx, dst, m, engine.CopyOptions{SkipVerify: o.NoVerify})
+		res, err := eng.Copy(ctx, dst, m, engine.CopyOptions{SkipVerify: o.NoVerify, LockRetry: retryLock(cmd)})
 		if err != nil {
 			return fmt.Errorf("copy snapshot %s to %s: %w (snapshots copied before it are complete there; run the same command again to resume)", m.ID, dstStore.Location(), err)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
@@ -20,6 +21,8 @@ import (
 type CopyOptions struct {
 	// SkipVerify leaves out reading every segment back from the destination after the copy.
 	SkipVerify bool
+	// LockRetry keeps trying this long while the destination is locked by a prune (--retry-lock).
+	LockRetry time.Duration
 }
 
 // CopyResult is what one snapshot's copy did.
@@ -72,6 +75,18 @@ func (e *Engine) Copy(ctx context.Context, dst *repo.Repo, m *manifest.Manifest,
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("check destination: %w", err)
 	}
+	// A shared lock on the destination: a prune there must not sweep the segments this copy has
+	// written before their manifest exists, and waits (or is refused) until the copy ends.
+	dl, lctx, err := (&Engine{Repo: dst, Log: e.Log, Now: e.Now, Tool: e.Tool}).Lock(ctx, LockOptions{Kind: LockShared, Command: "copy", Retry: o.LockRetry})
+	if err != nil {
+		return nil, fmt.Errorf("lock the destination %s: %w", dst.Store.Location(), err)
+	}
+	defer func() {
+		if err := dl.Release(context.WithoutCancel(ctx)); err != nil {
+			e.log().Warn("could not remove the destination's lock (it expires by itself)", "err", err)
+		}
+	}()
+	ctx = lctx
 	var total int64
 	for _, s := range m.Segments {
 		total += s.Size

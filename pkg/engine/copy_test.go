@@ -132,3 +132,39 @@ func mustLocal(t *testing.T, dir string) store.Store {
 	}
 	return st
 }
+
+// Copy takes a shared lock on the destination: while a prune holds it exclusively the copy is refused
+// with ErrLocked before writing anything, and once it is free the copy runs and leaves no lock behind.
+func TestCopyLocksTheDestination(t *testing.T) {
+	f := newFixture(t, 10)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dst, _, err := f.eng.InitReplica(ctx, mustLocal(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deng := &engine.Engine{Repo: dst, Tool: "test"}
+	l, _, err := deng.Lock(ctx, engine.LockOptions{Kind: engine.LockExclusive, Command: "prune"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.eng.Copy(ctx, dst, m, engine.CopyOptions{}); !errors.Is(err, engine.ErrLocked) {
+		t.Fatalf("copy while the destination is locked by prune: %v, want ErrLocked", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, m.Segments[0].Key)); !os.IsNotExist(err) {
+		t.Fatalf("a segment was copied although the destination was locked: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.eng.Copy(ctx, dst, m, engine.CopyOptions{}); err != nil || res.AlreadyCopied {
+		t.Fatalf("copy after the lock was released: %+v %v", res, err)
+	}
+	if locks, err := deng.ListLocks(ctx); err != nil || len(locks) != 0 {
+		t.Fatalf("locks left at the destination: %v %v", locks, err)
+	}
+}
