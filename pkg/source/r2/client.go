@@ -74,7 +74,7 @@ type Client struct {
 	s3       *awss3.Client
 	partSize int64
 	endpoint string
-	// noCRC32C is set once the server answered 501 to a CRC32C checksum: SHA-256 from then on.
+	// noCRC32C is set once the server refused a CRC32C checksum header: SHA-256 from then on.
 	noCRC32C atomic.Bool
 }
 
@@ -197,7 +197,7 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 // request body also carries a checksum the server verifies, so it rejects a body corrupted on the
 // way: a one-PUT object sends x-amz-checksum-crc32c (hardware CRC32C, nearly free on both sides;
 // x-amz-checksum-sha256 made the server hash every restored byte a second time after MD5 for the
-// ETag), falling back to SHA-256 for good if a server answers 501 to CRC32C; multipart parts send
+// ETag), falling back to SHA-256 for good if a server refuses the CRC32C header; multipart parts send
 // Content-MD5. If r fails the multipart upload is aborted and nothing appears under key.
 func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta, buf []byte) error {
 	if int64(cap(buf)) < min(size, c.partSize) {
@@ -283,7 +283,7 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m m
 	}
 	if !c.noCRC32C.Load() {
 		err := put(true)
-		if !notImplemented(err) {
+		if !crcUnsupported(err) {
 			return mapErr("put", bucket+"/"+key, err)
 		}
 		c.noCRC32C.Store(true)
@@ -324,14 +324,27 @@ func crc32cB64(b []byte) *string {
 	return aws.String(base64.StdEncoding.EncodeToString(s[:]))
 }
 
-// notImplemented is a server's 501 (R2 answered that to CRC headers before it supported them).
-func notImplemented(err error) bool {
+// crcUnsupported says a server refused the CRC32C header itself: a 501 (R2 answered that to CRC
+// headers before it supported them), or a 400 other than BadDigest whose message names the header.
+func crcUnsupported(err error) bool {
 	var ae smithy.APIError
-	if errors.As(err, &ae) && ae.ErrorCode() == "NotImplemented" {
-		return true
+	code := ""
+	if errors.As(err, &ae) {
+		code = ae.ErrorCode()
 	}
 	var sc interface{ HTTPStatusCode() int }
-	return errors.As(err, &sc) && sc.HTTPStatusCode() == http.StatusNotImplemented
+	status := 0
+	if errors.As(err, &sc) {
+		status = sc.HTTPStatusCode()
+	}
+	switch {
+	case code == "NotImplemented" || status == http.StatusNotImplemented:
+		return true
+	case status == http.StatusBadRequest && code != "BadDigest" && ae != nil:
+		m := strings.ToLower(ae.ErrorMessage())
+		return strings.Contains(m, "crc32c") || strings.Contains(m, "checksum algorithm")
+	}
+	return false
 }
 
 func md5b64(b []byte) *string {

@@ -17,12 +17,13 @@ import (
 )
 
 // checksumTransport records the checksum header of every PUT and can damage a body on its way or
-// answer 501 to CRC32C the way R2 did before it supported CRC headers.
+// answer 501 (or 400) to CRC32C the way R2 did before it supported CRC headers.
 type checksumTransport struct {
 	mu       sync.Mutex
 	seen     []string // "crc32c" or "sha256" per PUT that reached the server
 	corrupt  bool     // flip one byte of the next PUT body
 	no32c    bool     // answer 501 NotImplemented to a CRC32C PUT
+	bad32c   bool     // answer 400 InvalidArgument naming the header instead
 	refused  int      // PUTs answered 501 here
 	delegate http.RoundTripper
 }
@@ -34,10 +35,14 @@ func (ct *checksumTransport) RoundTrip(req *http.Request) (*http.Response, error
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	crc, sha := req.Header.Get("X-Amz-Checksum-Crc32c"), req.Header.Get("X-Amz-Checksum-Sha256")
-	if crc != "" && ct.no32c {
+	if crc != "" && (ct.no32c || ct.bad32c) {
 		ct.refused++
-		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>Header 'x-amz-checksum-crc32c' with value '` + crc + `' not implemented</Message></Error>`
-		return &http.Response{StatusCode: http.StatusNotImplemented, Status: "501 Not Implemented", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		code, status, msg := "NotImplemented", http.StatusNotImplemented, "Header 'x-amz-checksum-crc32c' with value '"+crc+"' not implemented"
+		if ct.bad32c {
+			code, status, msg = "InvalidArgument", http.StatusBadRequest, "Unsupported header x-amz-checksum-crc32c"
+		}
+		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>` + code + `</Code><Message>` + msg + `</Message></Error>`
+		return &http.Response{StatusCode: status, Status: http.StatusText(status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
 	}
 	switch {
@@ -116,5 +121,19 @@ func TestPutChecksum(t *testing.T) {
 	want := []string{"crc32c", "crc32c", "sha256", "sha256", "sha256"}
 	if strings.Join(ct.seen, " ") != strings.Join(want, " ") || ct.refused != 1 {
 		t.Fatalf("checksums sent: %v with %d refused, want %v with 1 refused (the 501 is remembered)", ct.seen, ct.refused, want)
+	}
+	// A 400 that names the header is a refusal of CRC32C too; a BadDigest (above) is not.
+	ct2 := &checksumTransport{delegate: http.DefaultTransport, bad32c: true}
+	cl2, err := r2.New(r2.Config{Endpoint: e.srv.Endpoint, Region: e.srv.Region, AccessKeyID: e.srv.AccessKey, SecretAccessKey: e.srv.SecretKey,
+		HTTPClient: &http.Client{Transport: ct2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl2.Put(ctx, "dst", "fallback-400", bytes.NewReader(body), int64(len(body)), manifest.ObjectMeta{ContentType: "text/plain"}, nil); err != nil {
+		t.Fatalf("put to a server that refuses CRC32C with 400: %v", err)
+	}
+	stored("fallback-400")
+	if strings.Join(ct2.seen, " ") != "sha256" || ct2.refused != 1 {
+		t.Fatalf("checksums sent: %v with %d refused", ct2.seen, ct2.refused)
 	}
 }
