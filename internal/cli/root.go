@@ -78,21 +78,25 @@ func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cfbackup",
 		Short: "Back up and restore Cloudflare D1, Durable Objects and R2 into encrypted archives",
-		Long: `cfbackup backs up what a Cloudflare Workers application keeps — D1 databases today — into an
-age-encrypted, LZ4-compressed repository on a local directory or any S3-compatible store, and restores
-it, whole or one table at a time, with verification at every step.
+		Long: `cfbackup backs up what a Cloudflare Workers application keeps — D1 databases (component d1),
+Durable Object storage (do), R2 buckets (r2) and the Workers configuration around them (config) — into
+an age-encrypted, LZ4-compressed repository on a local directory or any S3-compatible store, and
+restores it, whole or in part (a table, an object, a prefix), to any point kept, with verification at
+every step.
 
 Start here:
   cfbackup key generate -o ~/.config/cfbackup/key.txt
   cfbackup init --repo ./cfbackup-repo --recipient age1...
-  cfbackup backup --component d1
+  cfbackup backup --component d1,r2    # components: d1 (default), do, r2, config
   cfbackup list
   cfbackup verify latest --read-data --identity-file ~/.config/cfbackup/key.txt
   cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite --identity-file ~/.config/cfbackup/key.txt
+  cfbackup restore latest --component r2 --r2-bucket media --to-dir ./media --identity-file ~/.config/cfbackup/key.txt
 
-Settings come from flags, then CFBACKUP_* environment variables, then cfbackup.yaml (see docs/CONFIG.md).
-Secrets only come from the environment or files: CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY,
-CFBACKUP_IDENTITY_FILE.`,
+Scheduled runs: prune (retention), test-restore (restore drills), report (compliance); docs/RUNBOOK.md
+for disaster recovery. Settings come from flags, then CFBACKUP_* environment variables, then
+cfbackup.yaml (see docs/CONFIG.md). Secrets only come from the environment or files:
+CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBACKUP_IDENTITY_FILE.`,
 		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
