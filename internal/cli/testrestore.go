@@ -180,10 +180,15 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 		state = "FAILED"
 	}
 	fmt.Fprintf(out, "Test restore of snapshot %s %s (%s, into scratch targets only):\n", m.ID, state, (time.Duration(res.DurationMillis) * time.Millisecond).String())
+	// Columns as wide as the longest component and source (a DO namespace id is 32 characters).
+	cw, sw := 6, 20
 	for _, s := range res.Sources {
-		fmt.Fprintf(out, "  %-6s %-20s %d item(s), %s: %s\n", s.Component, s.Source, s.Items, humanBytes(s.Bytes), strings.Join(s.Checks, ", "))
+		cw, sw = max(cw, len(s.Component)), max(sw, len(s.Source))
+	}
+	for _, s := range res.Sources {
+		fmt.Fprintf(out, "  %-*s %-*s %d item(s), %s: %s\n", cw, s.Component, sw, s.Source, s.Items, humanBytes(s.Bytes), strings.Join(s.Checks, ", "))
 		for _, p := range s.Problems {
-			fmt.Fprintf(out, "         PROBLEM: %s\n", p)
+			fmt.Fprintf(out, "  %*s PROBLEM: %s\n", cw, "", p)
 		}
 	}
 	if o.Keep != "" {
