@@ -198,7 +198,8 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 // way: a one-PUT object sends x-amz-checksum-crc32c (hardware CRC32C, nearly free on both sides;
 // x-amz-checksum-sha256 made the server hash every restored byte a second time after MD5 for the
 // ETag), falling back to SHA-256 for good if a server refuses the CRC32C header; multipart parts send
-// Content-MD5. If r fails the multipart upload is aborted and nothing appears under key.
+// CRC32C too (Content-MD5 after such a refusal). If r fails the multipart upload is aborted and
+// nothing appears under key.
 func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta, buf []byte) error {
 	if int64(cap(buf)) < min(size, c.partSize) {
 		buf = make([]byte, min(size, c.partSize))
@@ -217,16 +218,34 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 		}
 		return c.PutBytes(ctx, bucket, key, b, m)
 	}
-	cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
-	setCreateMeta(cin, m)
-	created, err := c.s3.CreateMultipartUpload(ctx, cin)
+	// Parts carry x-amz-checksum-crc32c (the upload declares CRC32C) unless the server refused CRC32C;
+	// then Content-MD5. A refusal of the first part starts the upload over with MD5.
+	crc := !c.noCRC32C.Load()
+	create := func() (*string, error) {
+		cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+		setCreateMeta(cin, m)
+		if crc {
+			cin.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+		}
+		out, err := c.s3.CreateMultipartUpload(ctx, cin)
+		if err != nil {
+			return nil, err
+		}
+		return out.UploadId, nil
+	}
+	id, err := create()
+	if crc && crcUnsupported(err) {
+		c.noCRC32C.Store(true)
+		crc = false
+		id, err = create()
+	}
 	if err != nil {
 		return mapErr("put", bucket+"/"+key, err)
 	}
 	abort := func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_, _ = c.s3.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: created.UploadId})
+		_, _ = c.s3.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id})
 	}
 	var parts []types.CompletedPart
 	b := buf[:c.partSize]
@@ -246,17 +265,37 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 				return err
 			}
 		}
-		out, err := c.s3.UploadPart(ctx, &awss3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: created.UploadId,
-			PartNumber: aws.Int32(num), Body: bytes.NewReader(b[:n]), ContentLength: aws.Int64(n), ContentMD5: md5b64(b[:n])},
-			awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		part := types.CompletedPart{PartNumber: aws.Int32(num)}
+		upload := func() (*awss3.UploadPartOutput, error) {
+			in := &awss3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id,
+				PartNumber: aws.Int32(num), Body: bytes.NewReader(b[:n]), ContentLength: aws.Int64(n)}
+			if crc {
+				in.ChecksumCRC32C = crc32cB64(b[:n])
+				part.ChecksumCRC32C = in.ChecksumCRC32C
+			} else {
+				in.ContentMD5 = md5b64(b[:n])
+				part.ChecksumCRC32C = nil
+			}
+			return c.s3.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		}
+		out, err := upload()
+		if err != nil && crc && num == 1 && crcUnsupported(err) {
+			abort()
+			c.noCRC32C.Store(true)
+			crc = false
+			if id, err = create(); err == nil {
+				out, err = upload()
+			}
+		}
 		if err != nil {
 			abort()
 			return mapErr("put", bucket+"/"+key, err)
 		}
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+		part.ETag = out.ETag
+		parts = append(parts, part)
 	}
 	_, err = c.s3.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		UploadId: created.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
+		UploadId: id, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
 	if err != nil {
 		abort()
 		return mapErr("put", bucket+"/"+key, err)

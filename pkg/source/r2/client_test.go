@@ -50,6 +50,8 @@ func (ct *checksumTransport) RoundTrip(req *http.Request) (*http.Response, error
 		ct.seen = append(ct.seen, "crc32c")
 	case sha != "":
 		ct.seen = append(ct.seen, "sha256")
+	case req.Header.Get("Content-Md5") != "":
+		ct.seen = append(ct.seen, "md5")
 	default:
 		ct.seen = append(ct.seen, "none")
 	}
@@ -135,5 +137,47 @@ func TestPutChecksum(t *testing.T) {
 	stored("fallback-400")
 	if strings.Join(ct2.seen, " ") != "sha256" || ct2.refused != 1 {
 		t.Fatalf("checksums sent: %v with %d refused", ct2.seen, ct2.refused)
+	}
+}
+
+// Multipart restores send CRC32C with every part (the upload declares it): the object is stored whole,
+// a part damaged on its way is refused and the upload aborted (no object), and a server refusing
+// CRC32C on the first part gets the upload started over with Content-MD5 parts.
+func TestPutMultipartChecksum(t *testing.T) {
+	e := newEnv(t, "dst")
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("multipart restored body\n"), 500_000) // 12 MB: 3 parts of 5 MiB
+	for _, c := range []struct {
+		name            string
+		no32c, corrupt  bool
+		want            string
+		wantErr, stored bool
+	}{
+		{name: "crc", want: "crc32c crc32c crc32c", stored: true},
+		{name: "damaged", corrupt: true, want: "crc32c", wantErr: true},
+		{name: "no-crc", no32c: true, want: "md5 md5 md5", stored: true},
+	} {
+		ct := &checksumTransport{delegate: http.DefaultTransport, no32c: c.no32c, corrupt: c.corrupt}
+		cl, err := r2.New(r2.Config{Endpoint: e.srv.Endpoint, Region: e.srv.Region, AccessKeyID: e.srv.AccessKey, SecretAccessKey: e.srv.SecretKey,
+			PartSize: 5 << 20, HTTPClient: &http.Client{Transport: ct}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cl.Put(ctx, "dst", c.name, bytes.NewReader(body), int64(len(body)), manifest.ObjectMeta{ContentType: "text/plain"}, nil)
+		if (err != nil) != c.wantErr {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := strings.Join(ct.seen, " "); got != c.want {
+			t.Fatalf("%s: checksums sent %q, want %q", c.name, got, c.want)
+		}
+		size, _, found, err := cl.Head(ctx, "dst", c.name)
+		if err != nil || found != c.stored {
+			t.Fatalf("%s: found=%v err=%v", c.name, found, err)
+		}
+		if c.stored {
+			if size != int64(len(body)) || !bytes.Equal(e.get(t, "dst", c.name), body) {
+				t.Fatalf("%s: stored %d bytes, want %d", c.name, size, len(body))
+			}
+		}
 	}
 }
