@@ -12,10 +12,8 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -234,7 +232,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 		return out.UploadId, nil
 	}
 	id, err := create()
-	if crc && crcUnsupported(err) {
+	if crc && s3store.CRCRefused(err) {
 		c.noCRC32C.Store(true)
 		crc = false
 		id, err = create()
@@ -270,7 +268,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 			in := &awss3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id,
 				PartNumber: aws.Int32(num), Body: bytes.NewReader(b[:n]), ContentLength: aws.Int64(n)}
 			if crc {
-				in.ChecksumCRC32C = crc32cB64(b[:n])
+				in.ChecksumCRC32C = s3store.CRC32C(b[:n])
 				part.ChecksumCRC32C = in.ChecksumCRC32C
 			} else {
 				in.ContentMD5 = md5b64(b[:n])
@@ -279,7 +277,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 			return c.s3.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 		}
 		out, err := upload()
-		if err != nil && crc && num == 1 && crcUnsupported(err) {
+		if err != nil && crc && num == 1 && s3store.CRCRefused(err) {
 			abort()
 			c.noCRC32C.Store(true)
 			crc = false
@@ -311,7 +309,7 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m m
 			ContentLength: aws.Int64(int64(len(b)))}
 		// One checksum only: R2 refuses a request with two (CLOUDFLARE.md §4.4).
 		if crc {
-			in.ChecksumCRC32C = crc32cB64(b)
+			in.ChecksumCRC32C = s3store.CRC32C(b)
 		} else {
 			sum := sha256.Sum256(b)
 			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
@@ -322,7 +320,7 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m m
 	}
 	if !c.noCRC32C.Load() {
 		err := put(true)
-		if !crcUnsupported(err) {
+		if !s3store.CRCRefused(err) {
 			return mapErr("put", bucket+"/"+key, err)
 		}
 		c.noCRC32C.Store(true)
@@ -351,39 +349,6 @@ func strp(s string) *string {
 		return nil
 	}
 	return aws.String(s)
-}
-
-// castagnoli is the CRC32C table; Go computes it with the CPU's CRC instructions.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// crc32cB64 is the x-amz-checksum-crc32c value of b: the big-endian CRC, base64.
-func crc32cB64(b []byte) *string {
-	var s [4]byte
-	binary.BigEndian.PutUint32(s[:], crc32.Checksum(b, castagnoli))
-	return aws.String(base64.StdEncoding.EncodeToString(s[:]))
-}
-
-// crcUnsupported says a server refused the CRC32C header itself: a 501 (R2 answered that to CRC
-// headers before it supported them), or a 400 other than BadDigest whose message names the header.
-func crcUnsupported(err error) bool {
-	var ae smithy.APIError
-	code := ""
-	if errors.As(err, &ae) {
-		code = ae.ErrorCode()
-	}
-	var sc interface{ HTTPStatusCode() int }
-	status := 0
-	if errors.As(err, &sc) {
-		status = sc.HTTPStatusCode()
-	}
-	switch {
-	case code == "NotImplemented" || status == http.StatusNotImplemented:
-		return true
-	case status == http.StatusBadRequest && code != "BadDigest" && ae != nil:
-		m := strings.ToLower(ae.ErrorMessage())
-		return strings.Contains(m, "crc32c") || strings.Contains(m, "checksum algorithm")
-	}
-	return false
 }
 
 func md5b64(b []byte) *string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -205,3 +206,78 @@ func TestPutMemoryBounded(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// Every upload carries a CRC32C the server verifies: a body or part damaged on its way is refused and
+// leaves no object (nor a multipart upload); a server refusing CRC32C gets Content-MD5 from then on.
+func TestUploadChecksums(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	ctx := context.Background()
+	ct := &s3server.ChecksumTransport{}
+	s, err := s3.New(ctx, s3.Config{
+		Bucket: "bkt", Prefix: "p", Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
+		PartSize: s3.MinPartSize, Concurrency: 2, HTTPClient: &http.Client{Transport: ct},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := bytes.Repeat([]byte("segment "), 1000)
+	big := make([]byte, 3*s3.MinPartSize+7)
+	_, _ = rand.Read(big)
+	check := func(key string, want []byte) {
+		t.Helper()
+		rc, err := s.Open(ctx, key, 0, -1)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: %d bytes stored, want %d", key, len(got), len(want))
+		}
+	}
+	absent := func(key string) {
+		t.Helper()
+		if _, err := s.Stat(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s after a refused upload: %v", key, err)
+		}
+		out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
+		if err != nil || len(out.Uploads) != 0 {
+			t.Fatalf("multipart uploads left: %v %v", out, err)
+		}
+	}
+	if err := s.Put(ctx, "small", bytes.NewReader(small), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "big", bytes.NewReader(big), store.PutOptions{IfNotExists: true}); err != nil {
+		t.Fatal(err)
+	}
+	check("small", small)
+	check("big", big)
+	if got, want := ct.Seen(), "crc32c crc32c crc32c crc32c crc32c"; got != want {
+		t.Fatalf("checksums sent %q, want %q", got, want)
+	}
+	ct.CorruptNext()
+	if err := s.Put(ctx, "small-bad", bytes.NewReader(small), store.PutOptions{}); err == nil {
+		t.Fatal("a damaged body was stored")
+	}
+	absent("small-bad")
+	ct.CorruptNext()
+	if err := s.Put(ctx, "big-bad", bytes.NewReader(big), store.PutOptions{}); err == nil {
+		t.Fatal("a damaged part was stored")
+	}
+	absent("big-bad")
+	ct.RefuseCRC32C(http.StatusNotImplemented, true)
+	if err := s.Put(ctx, "small-md5", bytes.NewReader(small), store.PutOptions{IfNotExists: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "big-md5", bytes.NewReader(big), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("small-md5", small)
+	check("big-md5", big)
+	if seen := ct.Seen(); !strings.HasSuffix(seen, "md5 md5 md5 md5 md5") || ct.Refused() != 1 {
+		t.Fatalf("after the server refused CRC32C: sent %q, %d refused", seen, ct.Refused())
+	}
+}
