@@ -240,11 +240,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size 
 	if err != nil {
 		return mapErr("put", bucket+"/"+key, err)
 	}
-	abort := func() {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_, _ = c.s3.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id})
-	}
+	abort := func() { s3store.AbortUpload(ctx, c.s3, bucket, key, id) }
 	var parts []types.CompletedPart
 	b := buf[:c.partSize]
 	for num, left := int32(1), size; left > 0; num++ {

@@ -405,26 +405,8 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 	}
 	uploadID := created.UploadId
 	defer func() {
-		if retErr == nil {
-			return
-		}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		// A part whose request was cancelled may still be landing on the server as the abort
-		// arrives and bring the upload back (AWS documents calling abort again): abort until
-		// ListParts says the upload is gone, a few times at most.
-		for i := 0; i < 4; i++ {
-			_, _ = s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
-				Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
-			})
-			if _, err := s.client.ListParts(actx, &awss3.ListPartsInput{Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID}); err != nil {
-				return // gone (NoSuchUpload), or the server cannot say: nothing more to do here
-			}
-			select {
-			case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
-			case <-actx.Done():
-				return
-			}
+		if retErr != nil {
+			AbortUpload(ctx, s.client, s.bucket, full, uploadID)
 		}
 	}()
 
@@ -541,6 +523,26 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 		return mapErr("put", key, err)
 	}
 	return nil
+}
+
+// AbortUpload aborts a multipart upload (even after ctx ended, for up to 30 s). A part whose request
+// was cancelled may still be landing on the server as the abort arrives and bring the upload back
+// (AWS documents calling abort again), so it aborts until ListParts says the upload is gone, a few
+// times at most.
+func AbortUpload(ctx context.Context, client *awss3.Client, bucket, key string, uploadID *string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 4; i++ {
+		_, _ = client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID})
+		if _, err := client.ListParts(actx, &awss3.ListPartsInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID}); err != nil {
+			return // gone (NoSuchUpload), or the server cannot say: nothing more to do here
+		}
+		select {
+		case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
+		case <-actx.Done():
+			return
+		}
+	}
 }
 
 // Open reads a byte range with a ranged GET.
