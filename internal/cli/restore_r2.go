@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -135,12 +134,8 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	if n := countAction(plan, "overwrite"); n > 0 && !o.Yes {
 		return fmt.Errorf("%w: %d object(s) at %s hold different data and --overwrite overwrite would replace them; add --yes to confirm (try --dry-run first)", engine.ErrRefused, n, plan.Target)
 	}
-	// Up to one 8 MiB part buffer and one LZ4 block buffer per worker: keep the heap near them (see
-	// backup_r2.go).
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(r2MemoryLimit)
-	}
 	eng := o.f.Engine(r)
+	setR2MemoryLimit(eng)
 	conc := o.f.Config().R2Concurrency
 	if conc == 0 {
 		conc = 8

@@ -38,16 +38,37 @@ type ObjectLocker interface {
 type Unwrapper interface{ Unwrap() Store }
 
 // AsObjectLocker finds the Object Lock capability of s or of any store it wraps.
-func AsObjectLocker(s Store) (ObjectLocker, bool) {
+func AsObjectLocker(s Store) (ObjectLocker, bool) { return find[ObjectLocker](s) }
+
+// find returns the first of s and the stores it wraps that implements T.
+func find[T any](s Store) (T, bool) {
 	for s != nil {
-		if l, ok := s.(ObjectLocker); ok {
-			return l, true
+		if t, ok := s.(T); ok {
+			return t, true
 		}
 		u, ok := s.(Unwrapper)
 		if !ok {
-			return nil, false
+			break
 		}
 		s = u.Unwrap()
 	}
-	return nil, false
+	var zero T
+	return zero, false
+}
+
+// UploadBufferer is implemented by stores that hold uploads in memory while they send them (the S3
+// store's part buffers).
+type UploadBufferer interface {
+	// UploadBufferBytes is the most memory the store's upload buffers take.
+	UploadBufferBytes() int64
+}
+
+// UploadBufferBytes is the memory s (or a store it wraps) takes for uploads in flight; 0 for stores
+// that write through (local, memory). A process that sets a soft memory limit adds it, or the live
+// heap sits at the limit and GC runs back to back.
+func UploadBufferBytes(s Store) int64 {
+	if b, ok := find[UploadBufferer](s); ok {
+		return b.UploadBufferBytes()
+	}
+	return 0
 }

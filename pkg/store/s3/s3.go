@@ -44,7 +44,7 @@ import (
 // Limits and defaults of the multipart upload.
 const (
 	// DefaultPartSize balances throughput against memory (PartSize × (Concurrency+1) per Put).
-	DefaultPartSize = 16 << 20
+	DefaultPartSize = 8 << 20
 	// MinPartSize is the smallest non-final part AWS S3 and R2 accept.
 	MinPartSize = 5 << 20
 	// MaxPartSize is the largest part R2 accepts (5 GiB − 5 MiB).
@@ -203,6 +203,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		free: make(chan *[]byte, conc+1),
 	}, nil
 }
+
+// UploadBufferBytes is the most memory the part buffers of uploads in flight take.
+func (s *Store) UploadBufferBytes() int64 { return s.partSize * int64(s.concurrency+1) }
 
 // Location is s3://bucket/prefix, never credentials or endpoint secrets.
 func (s *Store) Location() string {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/local"
 	"github.com/cfbackup/cfbackup/pkg/store/retry"
 	"github.com/cfbackup/cfbackup/pkg/store/s3"
 	"github.com/cfbackup/cfbackup/pkg/store/storetest"
@@ -280,4 +281,27 @@ func TestUploadChecksums(t *testing.T) {
 	if seen := ct.Seen(); !strings.HasSuffix(seen, "md5 md5 md5 md5 md5") || ct.Refused() != 1 {
 		t.Fatalf("after the server refused CRC32C: sent %q, %d refused", seen, ct.Refused())
 	}
+}
+
+// The S3 store reports its part buffers through the decorators wrapped around it, so a process that
+// sets a soft memory limit can add them; a local store holds none.
+func TestUploadBufferBytes(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	s := newStore(t, srv, "bkt", "p") // MinPartSize, Concurrency 3
+	if got, want := store.UploadBufferBytes(retry.New(s, retry.Options{})), int64(4*s3.MinPartSize); got != want {
+		t.Fatalf("UploadBufferBytes through retry = %d, want %d", got, want)
+	}
+	if got := store.UploadBufferBytes(retry.New(mustLocal(t), retry.Options{})); got != 0 {
+		t.Fatalf("local store: %d, want 0", got)
+	}
+}
+
+func mustLocal(t *testing.T) store.Store {
+	t.Helper()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
