@@ -135,7 +135,7 @@ func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 		return fmt.Errorf("%w: %d object(s) at %s hold different data and --overwrite overwrite would replace them; add --yes to confirm (try --dry-run first)", engine.ErrRefused, n, plan.Target)
 	}
 	eng := o.f.Engine(r)
-	setR2MemoryLimit(eng)
+	setR2MemoryLimit(eng, false)
 	conc := o.f.Config().R2Concurrency
 	if conc == 0 {
 		conc = 8
