@@ -102,6 +102,10 @@ type Store struct {
 	free chan *[]byte
 	// noCRC is set once the server refused a CRC32C header: Content-MD5 from then on.
 	noCRC atomic.Bool
+	// crcParts is set once a part with CRC32C was accepted; until then the first part of an upload
+	// goes alone, so a server that takes CRC32C at create but refuses it on parts costs a restart
+	// of that upload with Content-MD5, not a failed Put.
+	crcParts atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -385,8 +389,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 			return err
 		}
 	}
-	// Parts carry CRC32C (declared here) unless the server refused it before. A server that refuses
-	// it here is remembered; one that refuses it on a part fails this Put (later ones use MD5).
+	// Parts carry CRC32C (declared here) unless the server refused it before. A refusal here, or on
+	// the first part while no CRC32C part has been accepted yet, is remembered and the upload starts
+	// over with Content-MD5.
 	crc := !s.noCRC.Load()
 	create := func() (*awss3.CreateMultipartUploadOutput, error) {
 		cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(full)}
@@ -408,10 +413,53 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 	}
 	uploadID := created.UploadId
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && uploadID != nil {
 			AbortUpload(ctx, s.client, s.bucket, full, uploadID)
 		}
 	}()
+	sendPart := func(ctx context.Context, num int32, data []byte) (partResult, error) {
+		in := &awss3.UploadPartInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
+			PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		}
+		if crc {
+			in.ChecksumCRC32C = CRC32C(data)
+		} else {
+			in.ContentMD5 = md5b64(data)
+		}
+		out, err := s.client.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		if err != nil {
+			return partResult{}, err
+		}
+		if crc {
+			s.crcParts.Store(true)
+		}
+		return partResult{num, out.ETag, in.ChecksumCRC32C}, nil
+	}
+	var first *partResult // part 1 when it was sent alone
+	if crc && !s.crcParts.Load() {
+		p, err := sendPart(ctx, 1, *b1)
+		if CRCRefused(err) {
+			AbortUpload(ctx, s.client, s.bucket, full, uploadID)
+			s.noCRC.Store(true)
+			crc = false
+			if created, err = create(); err == nil {
+				uploadID = created.UploadId
+				p, err = sendPart(ctx, 1, *b1)
+			} else {
+				uploadID = nil // nothing left to abort
+			}
+		}
+		s.putBuf(b1)
+		if err != nil {
+			s.putBuf(b2)
+			if uploadID == nil {
+				return mapErr("put", key, err)
+			}
+			return mapErr("put part 1 of", key, err)
+		}
+		first = &p
+	}
 
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -444,17 +492,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 			defer wg.Done()
 			defer func() { <-sem }()
 			defer s.putBuf(buf)
-			data := (*buf)[:n]
-			in := &awss3.UploadPartInput{
-				Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
-				PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(n)),
-			}
-			if crc {
-				in.ChecksumCRC32C = CRC32C(data)
-			} else {
-				in.ContentMD5 = md5b64(data)
-			}
-			out, err := s.client.UploadPart(uctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+			p, err := sendPart(uctx, num, (*buf)[:n])
 			if err != nil {
 				if crc && CRCRefused(err) {
 					s.noCRC.Store(true)
@@ -463,14 +501,19 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 				return
 			}
 			mu.Lock()
-			parts = append(parts, partResult{num, out.ETag, in.ChecksumCRC32C})
+			parts = append(parts, p)
 			mu.Unlock()
 		}()
 		return true
 	}
 
 	num := int32(1)
-	ok := upload(num, b1, len(*b1))
+	ok := true
+	if first != nil {
+		parts = append(parts, *first)
+	} else {
+		ok = upload(num, b1, len(*b1))
+	}
 	if ok && n2 > 0 {
 		num++
 		ok = upload(num, b2, n2)

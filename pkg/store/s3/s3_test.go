@@ -283,6 +283,49 @@ func TestUploadChecksums(t *testing.T) {
 	}
 }
 
+// A server may take CRC32C when a multipart upload is created and refuse it on the parts: the
+// first multipart Put of a store sends part 1 alone, and on that refusal starts the upload over
+// with Content-MD5 instead of failing the backup's segment.
+func TestUploadPartChecksumRefused(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	ctx := context.Background()
+	for _, status := range []int{http.StatusNotImplemented, http.StatusBadRequest} {
+		ct := &s3server.ChecksumTransport{}
+		ct.RefuseCRC32C(status, false)
+		s, err := s3.New(ctx, s3.Config{
+			Bucket: "bkt", Endpoint: srv.Endpoint, Region: srv.Region,
+			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
+			PartSize: s3.MinPartSize, Concurrency: 2, HTTPClient: &http.Client{Transport: ct},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := make([]byte, 3*s3.MinPartSize+11)
+		_, _ = rand.Read(big)
+		key := fmt.Sprintf("big-%d", status)
+		if err := s.Put(ctx, key, bytes.NewReader(big), store.PutOptions{IfNotExists: true}); err != nil {
+			t.Fatalf("%d on parts: %v", status, err)
+		}
+		rc, err := s.Open(ctx, key, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, big) {
+			t.Fatalf("%d on parts: %d bytes stored, want %d", status, len(got), len(big))
+		}
+		if seen := ct.Seen(); seen != "md5 md5 md5 md5" || ct.Refused() != 1 {
+			t.Fatalf("%d on parts: sent %q, %d refused", status, seen, ct.Refused())
+		}
+		out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
+		if err != nil || len(out.Uploads) != 0 {
+			t.Fatalf("multipart uploads left: %v %v", out, err)
+		}
+	}
+}
+
 // The S3 store reports its part buffers through the decorators wrapped around it, so a process that
 // sets a soft memory limit can add them; a local store holds none.
 func TestUploadBufferBytes(t *testing.T) {
