@@ -118,7 +118,7 @@ func (b *r2BackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 			}
 			el := time.Since(start)
 			s.Log.Info("R2 bucket done", "bucket", bucket, "objects", st.Objects, "reused", st.Reused, "resumed", st.Resumed, "downloaded", st.Fetched,
-				"skipped", st.Skipped, "bytes", st.Bytes, "downloaded_bytes", st.FetchedBytes, "gets", st.GETs,
+				"skipped", st.Skipped, "bytes", st.Bytes, "downloaded_bytes", st.FetchedBytes, "gets", st.GETs, "range_gets", st.RangeGETs,
 				"objects_per_s", fmt.Sprintf("%.0f", float64(st.Objects)/max(el.Seconds(), 1e-3)), "duration", el.Round(time.Millisecond))
 			return nil
 		}})

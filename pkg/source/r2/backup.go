@@ -78,8 +78,10 @@ func onlyKeys(objs []Object, keys []string) []Object {
 type Stats struct {
 	Objects, Reused, Skipped, Fetched int64
 	Bytes, FetchedBytes               int64
-	// GETs counts object body GETs (atomically updated).
+	// GETs counts object body GETs (atomically updated): one per object fetched (and per retry).
 	GETs int64
+	// RangeGETs counts the further ranged GETs of large objects read in chunks (atomically updated).
+	RangeGETs int64
 	// Resumed counts the objects (also in Reused) taken from an interrupted backup's journal.
 	Resumed int64
 }
@@ -203,7 +205,11 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 			var r io.Reader
 			var size int64
 			res := pf.result(n)
-			if res.err == nil && res.buf == nil { // large: stream it now
+			if res.err == nil && res.body != nil { // large: ranged GETs already under way
+				meta, size = res.body.meta, res.body.size
+				p, err = s.Writer.WriteItemAsync(name, &exactReader{r: res.body, left: size, progress: progress})
+				res.body.Close()
+			} else if res.err == nil && res.buf == nil { // ranges refused, or grown since listing: stream it now
 				var body io.ReadCloser
 				atomic.AddInt64(&st.GETs, 1)
 				if o.BeforeGet != nil {
@@ -234,7 +240,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 				break
 			}
 			log.Warn("retrying object", "bucket", o.Bucket, "err", err)
-			pf.refetch(n)
+			pf.refetch(n, errors.Is(err, ErrChanged))
 		}
 		if errors.Is(err, ErrVanished) && ctx.Err() == nil {
 			if o.Strict {
@@ -408,8 +414,9 @@ func loadParent(ctx context.Context, s *engine.Session, bucket, prefix string, i
 	return nil, nil
 }
 
-// prefetcher runs the GET workers: they claim objects in key order, fetch small ones into buffers
-// within PrefetchBudget and leave large ones to the writer, which streams them in turn.
+// prefetcher runs the GET workers: they claim objects in key order and, within PrefetchBudget, fetch
+// small ones into buffers and start large ones as ranged GETs (rangedBody) that the writer reads in
+// turn.
 type prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -418,6 +425,7 @@ type prefetcher struct {
 	objs   []Object
 	fetch  []int
 	st     *Stats
+	conc   int
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -435,7 +443,8 @@ type prefetcher struct {
 const freeListBytes = 8 << 20
 
 type fetched struct {
-	buf  *pbuf // nil for a large object (the writer fetches it)
+	buf  *pbuf       // a small object's body
+	body *rangedBody // a large object's, being fetched; both nil: the writer streams it with one GET
 	meta manifest.ObjectMeta
 	err  error
 }
@@ -451,7 +460,7 @@ func newPrefetcher(ctx context.Context, c *Client, o BackupOptions, objs []Objec
 	if o.PrefetchBudget > 0 {
 		budget = o.PrefetchBudget
 	}
-	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: budget, limit: budget,
+	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: budget, limit: budget, conc: conc,
 		results: make([]chan fetched, len(fetch))}
 	p.cond = sync.NewCond(&p.mu)
 	for i := range p.results {
@@ -484,19 +493,13 @@ func (p *prefetcher) worker() {
 		n := p.next
 		p.next++
 		ob := p.objs[p.fetch[n]]
-		if ob.Size > SmallObject {
-			for p.turn != n && p.ctx.Err() == nil {
-				p.cond.Wait()
-			}
-			p.turn++
-			p.cond.Broadcast()
-			p.mu.Unlock()
-			p.results[n] <- fetched{}
-			continue
-		}
 		// Budget is granted strictly in claim order (turn): were a later object to take it first,
-		// the writer could wait forever for an earlier one that cannot get any.
+		// the writer could wait forever for an earlier one that cannot get any. A large object
+		// holds its range buffers' worth until the writer has read it.
 		need := min(cost(ob.Size), p.limit)
+		if ob.Size > SmallObject {
+			need = p.rangeNeed()
+		}
 		for (p.turn != n || p.budget < need) && p.ctx.Err() == nil {
 			p.cond.Wait()
 		}
@@ -504,8 +507,57 @@ func (p *prefetcher) worker() {
 		p.turn++
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		p.results[n] <- p.get(ob, need)
+		if ob.Size > SmallObject {
+			p.results[n] <- p.getLarge(ob, need)
+		} else {
+			p.results[n] <- p.get(ob, need)
+		}
 	}
+}
+
+// rangeNeed is the budget a large object's range buffers take: RangeStreams chunks (no more
+// streams than GET workers), fewer or smaller ones under a small budget.
+func (p *prefetcher) rangeNeed() int64 {
+	streams := int64(min(RangeStreams, p.conc))
+	return min(streams*RangeChunk, p.limit)
+}
+
+// getLarge starts the ranged GETs of a large object into need bytes of buffers; the writer's Close
+// of the body gives buffers and budget back. A server that ignores ranges, or an object now empty,
+// makes the writer stream it instead.
+func (p *prefetcher) getLarge(ob Object, need int64) fetched {
+	if p.o.BeforeGet != nil {
+		p.o.BeforeGet(ob.Key)
+	}
+	chunk := min(need, RangeChunk)
+	bufs := make([][]byte, need/chunk)
+	for i := range bufs {
+		bufs[i] = p.alloc(int(chunk))
+	}
+	giveBack := func(bufs [][]byte) { p.giveBack(bufs, need) }
+	rb, ranged, err := startRanged(p.ctx, p.c, p.o.Bucket, ob.Key, bufs, &p.wg, &p.st.GETs, &p.st.RangeGETs, giveBack)
+	if err != nil || !ranged {
+		giveBack(bufs)
+		if errors.Is(err, ErrRangeNotSatisfiable) {
+			err = nil
+		}
+		return fetched{err: err}
+	}
+	return fetched{body: rb}
+}
+
+// giveBack returns a large object's budget and keeps its buffers for reuse within freeListBytes.
+func (p *prefetcher) giveBack(bufs [][]byte, need int64) {
+	p.mu.Lock()
+	p.budget += need
+	for _, b := range bufs {
+		if p.freeBytes+int64(cap(b)) <= freeListBytes {
+			p.free = append(p.free, b)
+			p.freeBytes += int64(cap(b))
+		}
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 func (p *prefetcher) get(ob Object, need int64) fetched {
@@ -569,20 +621,28 @@ func (p *prefetcher) result(n int) fetched {
 	}
 }
 
-// refetch makes the n-th object's next result a fresh GET (after a failed read).
-func (p *prefetcher) refetch(n int) {
+// refetch makes the n-th object's next result a fresh GET (after a failed read); stream asks for
+// one GET stream instead of ranges (the object changed while it was read in ranges).
+func (p *prefetcher) refetch(n int, stream bool) {
 	ob := p.objs[p.fetch[n]]
-	if ob.Size > SmallObject {
+	if stream {
 		p.results[n] <- fetched{}
 		return
 	}
 	// The writer waits for this object alone: take the budget without waiting (objects after it may
-	// hold it all), going over by at most one small object.
+	// hold it all), going over by at most one object's share.
 	p.mu.Lock()
 	need := cost(ob.Size)
+	if ob.Size > SmallObject {
+		need = p.rangeNeed()
+	}
 	p.budget -= need
 	p.mu.Unlock()
-	p.results[n] <- p.get(ob, need)
+	if ob.Size > SmallObject {
+		p.results[n] <- p.getLarge(ob, need)
+	} else {
+		p.results[n] <- p.get(ob, need)
+	}
 }
 
 func (p *prefetcher) release(b *pbuf) {

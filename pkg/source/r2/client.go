@@ -49,6 +49,10 @@ var (
 	ErrConflict = errors.New("target already holds different data")
 	// ErrBadKey: the target cannot take the key (too long, or not representable as a file).
 	ErrBadKey = errors.New("key not accepted by the target")
+	// ErrRangeNotSatisfiable: a ranged GET started past the object's end (it shrank to zero bytes).
+	ErrRangeNotSatisfiable = errors.New("requested range not satisfiable")
+	// ErrChanged: the object was replaced while it was read in ranges (its ETag no longer matched).
+	ErrChanged = errors.New("object changed while it was read")
 )
 
 // Config says how to reach the buckets. Secrets in it are never printed or logged.
@@ -163,6 +167,40 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (io.ReadCloser, in
 	if err != nil {
 		return nil, 0, manifest.ObjectMeta{}, mapErr("get", bucket+"/"+key, err)
 	}
+	return out.Body, aws.ToInt64(out.ContentLength), metaOf(key, out), nil
+}
+
+// GetRange reads n bytes of key from off, only while the object's ETag is etag (unless etag is
+// empty). total is the object's size (from Content-Range); ranged is false when the server ignored
+// the Range header and body is the whole object. A range past the end of an object that shrank to
+// zero bytes is ErrRangeNotSatisfiable.
+func (c *Client) GetRange(ctx context.Context, bucket, key string, off, n int64, etag string) (body io.ReadCloser, total int64, m manifest.ObjectMeta, ranged bool, err error) {
+	in := &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	}
+	out, err := c.s3.GetObject(ctx, in)
+	if err != nil {
+		var sc interface{ HTTPStatusCode() int }
+		if errors.As(err, &sc) && sc.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable {
+			return nil, 0, manifest.ObjectMeta{}, false, fmt.Errorf("get %s/%s: %w: %w", bucket, key, ErrRangeNotSatisfiable, err)
+		}
+		return nil, 0, manifest.ObjectMeta{}, false, mapErr("get", bucket+"/"+key, err)
+	}
+	cr := aws.ToString(out.ContentRange) // "bytes 0-4194303/12345678"
+	if cr == "" {
+		return out.Body, aws.ToInt64(out.ContentLength), metaOf(key, out), false, nil
+	}
+	var first, last int64
+	if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &first, &last, &total); err != nil || first != off || last-first+1 != aws.ToInt64(out.ContentLength) {
+		out.Body.Close()
+		return nil, 0, manifest.ObjectMeta{}, false, fmt.Errorf("get %s/%s: unexpected Content-Range %q for bytes %d-%d", bucket, key, cr, off, off+n-1)
+	}
+	return out.Body, total, metaOf(key, out), true, nil
+}
+
+func metaOf(key string, out *awss3.GetObjectOutput) manifest.ObjectMeta {
 	m := manifest.ObjectMeta{
 		Key: key, ETag: aws.ToString(out.ETag), LastModified: aws.ToTime(out.LastModified),
 		ContentType: aws.ToString(out.ContentType), CacheControl: aws.ToString(out.CacheControl),
@@ -172,7 +210,7 @@ func (c *Client) Get(ctx context.Context, bucket, key string) (io.ReadCloser, in
 	if len(out.Metadata) > 0 {
 		m.Metadata = out.Metadata
 	}
-	return out.Body, aws.ToInt64(out.ContentLength), m, nil
+	return m
 }
 
 // Head returns an object's size and ETag; found is false when there is none.
@@ -372,6 +410,8 @@ func mapErr(op, what string, err error) error {
 		return fmt.Errorf("%s %s: %w: %w", op, what, ErrNoSuchBucket, err)
 	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || status == http.StatusForbidden:
 		return fmt.Errorf("%s %s: %w (check the R2 keys and the token's bucket permissions): %w", op, what, ErrAccessDenied, err)
+	case code == "PreconditionFailed" || status == http.StatusPreconditionFailed:
+		return fmt.Errorf("%s %s: %w: %w", op, what, ErrChanged, err)
 	case code == "NoSuchKey" || code == "NotFound" || status == http.StatusNotFound:
 		return fmt.Errorf("%s %s: %w: %w", op, what, ErrVanished, err)
 	case code == "KeyTooLongError" || code == "InvalidObjectName" || code == "InvalidArgument" && strings.Contains(err.Error(), "key"):
