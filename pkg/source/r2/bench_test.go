@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -137,5 +140,74 @@ func BenchmarkRestoreNew(b *testing.B) {
 		if _, err := r2.Restore(context.Background(), cl, r2.Opener(eng.Opener(m, ids)), plan, 8); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// slowLink makes every response wait latency before its headers and then arrive at no more than
+// perStream bytes per second: a long-distance link where one connection cannot fill the pipe.
+type slowLink struct {
+	latency   time.Duration
+	perStream float64
+}
+
+func (s slowLink) RoundTrip(req *http.Request) (*http.Response, error) {
+	time.Sleep(s.latency)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil {
+		resp.Body = &paced{ReadCloser: resp.Body, rate: s.perStream, start: time.Now()}
+	}
+	return resp, err
+}
+
+type paced struct {
+	io.ReadCloser
+	rate  float64
+	start time.Time
+	n     int64
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b[:min(len(b), 256<<10)])
+	p.n += int64(n)
+	if d := time.Duration(float64(p.n)/p.rate*float64(time.Second)) - time.Since(p.start); d > 0 {
+		time.Sleep(d)
+	}
+	return n, err
+}
+
+// BenchmarkLargeObjectsSlowLink: 8 objects of 32 MiB (half text) over a link of 20 ms latency and
+// 25 MB/s per connection. One GET stream per object would take about 11 s; ranged GETs in parallel
+// should take about a quarter of that. Run:
+// go test -run '^$' -bench LargeObjectsSlowLink -benchtime 1x ./pkg/source/r2/
+func BenchmarkLargeObjectsSlowLink(b *testing.B) {
+	srv := s3server.Start(b)
+	srv.CreateBucket(b, "src", false)
+	var total int64
+	for i := 0; i < 8; i++ {
+		o := bigObject(int64(i), 32<<20)
+		if _, err := srv.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("src"), Key: aws.String(fmt.Sprintf("media/%d.mp4", i)), Body: bytes.NewReader(o.data)}); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(len(o.data))
+	}
+	st, err := local.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	rp, _, err := repo.Init(context.Background(), st, repo.InitOptions{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := r2.New(r2.Config{Endpoint: srv.Endpoint, Region: srv.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
+		HTTPClient: &http.Client{Transport: slowLink{latency: 20 * time.Millisecond, perStream: 25e6}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng := &engine.Engine{Repo: rp}
+	b.SetBytes(total)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		benchBackup(b, cl, eng)
 	}
 }
