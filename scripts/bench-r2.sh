@@ -54,9 +54,10 @@ measure() { # key label command...
   T[$key]=$secs
   local sc; sc=$(echo "$(gwcpu)-$g0" | bc -l)
   C[$key]=$(echo "$us+$ss+$sc" | bc -l)
-  local gets; gets=$(grep -o 'gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
+  local gets; gets=$(grep -o ' gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
+  local rg; rg=$(grep -o 'range_gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)
   printf '%-34s %7.2f s  %8.0f objects/s  peak RSS %4d MiB  CPU %6.2f s  server CPU %6.2f s%s\n' "$label" "$secs" "$(echo "$N/$secs" | bc -l)" $((kb/1024)) \
-    "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}"
+    "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}${rg:+ (+$rg ranged)}"
 }
 measure cfb_full  "cfbackup backup (full)"            env ${BENCH_ENV:-} "$CFB" backup --component r2 --r2-bucket src --no-progress
 measure cfb_noop  "cfbackup backup (no change)"       "$CFB" backup --component r2 --r2-bucket src --no-progress
