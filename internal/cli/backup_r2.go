@@ -1,23 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
-	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -124,55 +117,6 @@ func (b *r2BackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 		}})
 	}
 	return nil
-}
-
-// writerSecret finds the repository's writer secret: the file at writer_key_file
-// (CFBACKUP_WRITER_KEY_FILE), the default path 'init' wrote, or keys/writer.age opened with the
-// identity when one is configured. A backup host normally has only the file.
-func writerSecret(ctx context.Context, f *Factory, r *repo.Repo) ([]byte, error) {
-	path := f.Config().WriterKeyFile
-	if path == "" {
-		if dir, err := os.UserConfigDir(); err == nil {
-			path = filepath.Join(dir, "cfbackup", "writer-"+r.Config.ID+".key")
-		}
-	}
-	var errs []error
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			return decodeSecret(b)
-		}
-		errs = append(errs, err)
-	}
-	if f.Config().IdentityFile != "" {
-		ids, err := f.Identities(false)
-		if err == nil {
-			var rc io.ReadCloser
-			if rc, err = r.Store.Open(ctx, repo.WriterKeyKey, 0, -1); err == nil {
-				defer rc.Close()
-				var dec io.Reader
-				if dec, err = age.Decrypt(rc, ids...); err == nil {
-					var b bytes.Buffer
-					if _, err = io.Copy(&b, io.LimitReader(dec, 4096)); err == nil {
-						return decodeSecret(b.Bytes())
-					}
-				}
-			}
-		}
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		errs = append(errs, errors.New("set CFBACKUP_WRITER_KEY_FILE"))
-	}
-	return nil, errors.Join(errs...)
-}
-
-func decodeSecret(b []byte) ([]byte, error) {
-	s, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(s) < 16 {
-		return nil, errors.New("writer secret file is not the hex secret 'cfbackup init' wrote")
-	}
-	return s, nil
 }
 
 func (b *r2BackupFlags) printPlan(w io.Writer, plan *engine.BackupPlan) {

@@ -113,7 +113,7 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	eng := o.f.Engine(r)
 	out := o.f.IO.Out
 	if o.DryRun {
-		dst, err := repo.Open(ctx, dstStore)
+		dst, err := o.f.OpenRepo(ctx, dstStore)
 		present := map[string]bool{}
 		switch {
 		case err == nil:
@@ -151,6 +151,12 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	dst, created, err := eng.InitReplica(ctx, dstStore)
 	if err != nil {
 		return err
+	}
+	if dst.Key() == nil && !dst.Legacy() {
+		// A replica made by its own init: authenticate it with its own key (file or identity).
+		if dst, err = o.f.OpenRepo(ctx, dstStore); err != nil {
+			return err
+		}
 	}
 	if created {
 		fmt.Fprintf(o.f.IO.Err, "Created a replica of repository %s at %s.\n", r.Config.ID, dstStore.Location())

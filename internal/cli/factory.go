@@ -99,13 +99,46 @@ func (f *Factory) ReplicaStore(ctx context.Context, nameOrLocation string) (stor
 	})
 }
 
-// Repo opens the repository.
+// Repo opens the repository and authenticates it with whatever key this host holds (see OpenRepo).
 func (f *Factory) Repo(ctx context.Context) (*repo.Repo, error) {
 	st, err := f.Store(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return repo.Open(ctx, st)
+	return f.OpenRepo(ctx, st)
+}
+
+// OpenRepo opens the repository in st and authenticates config.json with the writer secret — from
+// writer_key_file, the file 'init' wrote for this repository, or keys/writer.age unwrapped with the
+// configured identity — checked against repository_key_id when pinned. A host with no key gets the
+// repository unauthenticated: it can list (marked unchecked) but not choose, restore or write
+// snapshots (repo.RequireKey). A configuration that does not authenticate is refused (exit 6).
+func (f *Factory) OpenRepo(ctx context.Context, st store.Store) (*repo.Repo, error) {
+	r, err := repo.Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := writerSecret(ctx, f, r)
+	if err != nil {
+		return nil, err
+	}
+	pin := strings.TrimSpace(f.cfg.RepositoryKeyID)
+	if secret == nil {
+		if pin != "" {
+			return nil, fmt.Errorf("%w: repository_key_id is pinned on this host, so it must check the repository: %s", repo.ErrNoKey, r.RequireKey("this host").Error())
+		}
+		if r.Legacy() {
+			f.Log().Warn("repository format 1: its configuration and snapshots are not authenticated; upgrade it with 'cfbackup migrate'", "repository", st.Location())
+		}
+		return r, nil
+	}
+	if err := r.Authenticate(secret, repo.AuthOptions{KeyID: pin}); err != nil {
+		return nil, err
+	}
+	if r.Legacy() {
+		f.Log().Warn("repository format 1: its configuration and snapshots are not authenticated; upgrade it with 'cfbackup migrate'", "repository", st.Location())
+	}
+	return r, nil
 }
 
 // Identities reads the identity file; required reports whether its absence is an error.
@@ -127,6 +160,21 @@ func (f *Factory) Identities(required bool) ([]age.Identity, error) {
 	return ids, nil
 }
 
+// pinnedRecipients are the recipients this host was configured with (recipients, recipients_file):
+// on a backup host they pin what the repository may list (repo.CheckRecipients).
+func (f *Factory) pinnedRecipients() []string {
+	out := append([]string{}, f.cfg.Recipients...)
+	if f.cfg.RecipientsFile != "" {
+		if more, err := readRecipientLines(f.cfg.RecipientsFile); err == nil {
+			out = append(out, more...)
+		} else {
+			// Unreadable pin file: pin something that matches nothing, so the backup is refused.
+			out = append(out, "unreadable recipients_file "+f.cfg.RecipientsFile)
+		}
+	}
+	return out
+}
+
 // Cloudflare builds the API client from the environment (token) and configuration.
 func (f *Factory) Cloudflare() (*cloudflare.Client, error) {
 	return cloudflare.New(cloudflare.Config{
@@ -138,7 +186,7 @@ func (f *Factory) Cloudflare() (*cloudflare.Client, error) {
 
 // Engine binds an opened repository to logging and progress.
 func (f *Factory) Engine(r *repo.Repo) *engine.Engine {
-	return &engine.Engine{Repo: r, Log: f.Log(), Progress: f.progress(), Tool: "cfbackup " + Version}
+	return &engine.Engine{Repo: r, Log: f.Log(), Progress: f.progress(), Tool: "cfbackup " + Version, PinnedRecipients: f.pinnedRecipients()}
 }
 
 func (f *Factory) progress() engine.Progress {

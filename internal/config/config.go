@@ -30,6 +30,9 @@ type Config struct {
 	Recipients     []string `mapstructure:"recipients"`
 	RecipientsFile string   `mapstructure:"recipients_file"`
 	WriterKeyFile  string   `mapstructure:"writer_key_file"`
+	// RepositoryKeyID pins the writer secret's key id ("wk:…", printed by init and list): a host that
+	// unwraps keys/writer.age with its identity refuses a repository whose secret was replaced.
+	RepositoryKeyID string `mapstructure:"repository_key_id"`
 
 	S3Endpoint  string `mapstructure:"s3_endpoint"`
 	S3Region    string `mapstructure:"s3_region"`
@@ -128,7 +131,7 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("segment_size", int64(512<<20))
 	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
-	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
+	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "repository_key_id", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})

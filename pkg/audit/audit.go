@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	jsonseal "github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -67,22 +68,7 @@ var ErrChain = errors.New("audit chain broken")
 // Canonical is the byte string a record's hash is taken over: the record as a JSON object without its
 // "hash" member, keys sorted by byte order at every level, no insignificant whitespace, and <, > and &
 // not escaped. It works on the stored bytes, so fields a newer version adds are covered too.
-func Canonical(raw []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, err
-	}
-	delete(m, "hash")
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
+func Canonical(raw []byte) ([]byte, error) { return jsonseal.Canonical(raw, "hash") }
 
 // HashOf computes a record's hash from its JSON encoding (with or without its "hash" member).
 func HashOf(raw []byte) (string, error) {

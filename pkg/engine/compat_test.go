@@ -22,6 +22,7 @@ import (
 	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/keys"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
@@ -218,7 +219,13 @@ func TestCompatV1(t *testing.T) {
 	if err != nil || len(bad) != 0 || len(snaps) != 1 {
 		t.Fatalf("ListSnapshots = %d snapshots, bad %v, %v", len(snaps), bad, err)
 	}
-	m := snaps[0]
+	m, err := r.LoadManifest(ctx, snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Auth != manifest.AuthLegacy {
+		t.Errorf("a format 1 manifest reads as %q, want legacy", m.Auth)
+	}
 	if m.ID != want.Snapshot || m.Format != 1 || m.Items != want.Items || len(m.Segments) != want.Segments {
 		t.Fatalf("snapshot %s format %d items %d segments %d; expected.json says %+v", m.ID, m.Format, m.Items, len(m.Segments), want)
 	}

@@ -67,6 +67,16 @@ func (e *Engine) Copy(ctx context.Context, dst *repo.Repo, m *manifest.Manifest,
 	if err := CheckCopyTarget(e.Repo, dst); err != nil {
 		return nil, err
 	}
+	if err := dst.RequireWritable("copying into it"); err != nil {
+		return nil, err
+	}
+	if err := dst.RequireKey("copying into it"); err != nil {
+		return nil, err
+	}
+	m, err := e.Repo.LoadManifest(ctx, m)
+	if err != nil {
+		return nil, err
+	}
 	res := &CopyResult{Snapshot: m.ID, Segments: len(m.Segments), Objects: len(m.Objects)}
 	key := manifest.Key(m.Time, m.ID)
 	if _, err := dst.Store.Stat(ctx, key); err == nil {
@@ -191,6 +201,9 @@ func (c *countReader) Read(p []byte) (int, error) {
 func (e *Engine) InitReplica(ctx context.Context, st store.Store) (dst *repo.Repo, created bool, err error) {
 	dst, err = repo.Open(ctx, st)
 	if err == nil {
+		// A replica this repository initialised shares its writer secret; one made by its own init
+		// stays unauthenticated here and the caller authenticates it with that repository's key.
+		_ = dst.UseKeyOf(e.Repo)
 		return dst, false, nil
 	}
 	if !errors.Is(err, repo.ErrNotRepo) {
@@ -213,6 +226,11 @@ func (e *Engine) InitReplica(ctx context.Context, st store.Store) (dst *repo.Rep
 			return nil, false, fmt.Errorf("initialise replica at %s: %w", st.Location(), perr)
 		}
 	}
-	dst, err = repo.Open(ctx, st)
-	return dst, err == nil, err
+	if dst, err = repo.Open(ctx, st); err != nil {
+		return nil, false, err
+	}
+	if err := dst.UseKeyOf(e.Repo); err != nil {
+		return nil, false, err
+	}
+	return dst, true, nil
 }

@@ -66,6 +66,9 @@ type Engine struct {
 	Progress Progress
 	// Tool is recorded in manifests ("cfbackup v1.2.3").
 	Tool string
+	// PinnedRecipients, when set, are the only recipients this host encrypts to
+	// (CFBACKUP_RECIPIENTS / recipients_file): a repository listing others is refused.
+	PinnedRecipients []string
 }
 
 func (e *Engine) log() *slog.Logger {
@@ -290,6 +293,16 @@ func (s *Session) PutObject(ctx context.Context, key string, data []byte) error 
 // snapshots are untouched (only unreferenced segment objects may remain, for prune to collect).
 func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) (*manifest.Manifest, error) {
 	start := e.now()
+	// Encrypt only to an authenticated recipient list (and, when pinned, only to the pinned one).
+	if err := e.Repo.RequireWritable("backup"); err != nil {
+		return nil, err
+	}
+	if err := e.Repo.RequireKey("backup"); err != nil {
+		return nil, err
+	}
+	if err := e.Repo.CheckRecipients(e.PinnedRecipients); err != nil {
+		return nil, err
+	}
 	rcp, err := e.Repo.Recipients()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
@@ -426,6 +439,8 @@ type VerifyResult struct {
 	BytesRead      int64     `json:"bytes_read"`
 	Problems       []string  `json:"problems"`
 	DurationMillis int64     `json:"duration_ms"`
+	// Authenticity is how the manifest was authenticated: "authenticated", or "legacy" (format 1).
+	Authenticity string `json:"authenticity,omitempty"`
 }
 
 // Verify checks a snapshot. The quick mode needs no identity: every segment exists with its recorded
@@ -433,7 +448,15 @@ type VerifyResult struct {
 // Problems are collected, not stopped at; the error wraps ErrIntegrity when there is any.
 func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptions) (*VerifyResult, error) {
 	start := e.now()
+	m, err := e.loadChecked(ctx, m)
+	if err != nil {
+		return nil, err
+	}
 	res := &VerifyResult{Snapshot: m.ID, Mode: "quick", SegmentsTotal: len(m.Segments), Problems: []string{}}
+	res.Authenticity = string(m.Auth)
+	if m.Auth == manifest.AuthLegacy {
+		e.log().Warn("snapshot not authenticated: repository format 1 (run 'cfbackup migrate')", "snapshot", m.ID)
+	}
 	selected, err := subset(len(m.Segments), o.Subset, o.Rand)
 	if err != nil {
 		return nil, err
@@ -670,6 +693,19 @@ func (p progressReader) Read(b []byte) (int, error) {
 		p.pr.Add(n)
 	}
 	return n, err
+}
+
+// loadChecked reads m whole (a listing holds summaries only) and refuses one this host could not
+// authenticate: verify and test-restore are evidence, so they never vouch for a manifest unchecked.
+func (e *Engine) loadChecked(ctx context.Context, m *manifest.Manifest) (*manifest.Manifest, error) {
+	m, err := e.Repo.LoadManifest(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if m.Auth == manifest.AuthUnchecked {
+		return nil, e.Repo.RequireKey("checking a snapshot")
+	}
+	return m, nil
 }
 
 // OpenCatalogue decrypts a snapshot's catalogue, classifying key errors.

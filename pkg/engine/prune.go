@@ -109,6 +109,14 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 		return nil, fmt.Errorf("%w: the retention policy is empty, so prune would remove every unheld snapshot: give --keep-last/--keep-daily/… (or a retention: block in the config file), or pass --unsafe-allow-remove-all if that is really meant", ErrUsage)
 	}
 	o.Policies.AllowRemoveAll = o.UnsafeAllowRemoveAll
+	// Retention decides on manifests: only authenticated ones may count (a forged, future-dated one
+	// would otherwise be what --keep-last keeps).
+	if err := e.Repo.RequireWritable("prune"); err != nil {
+		return nil, err
+	}
+	if err := e.Repo.RequireKey("prune"); err != nil {
+		return nil, err
+	}
 	grace := o.Grace
 	if grace == 0 {
 		grace = DefaultGrace

@@ -54,7 +54,7 @@ func TestBackupRestoreThroughS3(t *testing.T) {
 // with the seeded database.
 func (f *fixture) checkStandsAlone(t *testing.T, ctx context.Context, st store.Store, wantID, where string) {
 	t.Helper()
-	r, err := repo.Open(ctx, st)
+	r, err := repo.OpenWithIdentities(ctx, st, f.ids, repo.AuthOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

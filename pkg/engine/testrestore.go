@@ -75,6 +75,10 @@ var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1}
 // what came back. Problems are collected per source; the error wraps ErrIntegrity when there is any.
 func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRestoreOptions) (*TestRestoreResult, error) {
 	start := e.now()
+	m, err := e.loadChecked(ctx, m)
+	if err != nil {
+		return nil, err
+	}
 	cat, err := OpenCatalogue(m, o.Identities)
 	if err != nil {
 		return nil, err

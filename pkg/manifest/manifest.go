@@ -26,7 +26,21 @@ import (
 )
 
 // FormatVersion is the manifest format this build writes and the highest major version it reads.
-const FormatVersion = 1
+// Format 2 manifests carry a MAC (pkg/seal, PurposeManifest); format 1 ones are read as before.
+const FormatVersion = 2
+
+// Auth is what is known of a manifest's authenticity once read (never stored).
+type Auth string
+
+// Authentication states a reader sets (pkg/repo).
+const (
+	// AuthOK: the MAC (or a migration's record of a format 1 manifest) checked with the writer secret.
+	AuthOK Auth = "authenticated"
+	// AuthUnchecked: the reader holds no key; it may only list the manifest, marked as unchecked.
+	AuthUnchecked Auth = "unchecked"
+	// AuthLegacy: a format 1 repository, where nothing can be authenticated (cfbackup migrate).
+	AuthLegacy Auth = "legacy"
+)
 
 var (
 	// ErrFormat: the manifest is not valid JSON of the expected shape.
@@ -59,6 +73,14 @@ type Manifest struct {
 	StoredSize int64 `json:"stored_size"` // ciphertext bytes of all segments
 	// Catalogue is base64( age( gzip( JSON Catalogue ) ) ) to all repository recipients.
 	Catalogue string `json:"catalogue"`
+	// MAC authenticates the manifest (format 2): HMAC-SHA256 over its canonical JSON without "mac",
+	// keyed from the writer secret (docs/FORMAT.md "Authentication").
+	MAC string `json:"mac,omitempty"`
+
+	// Auth is what the reader established about the manifest's authenticity.
+	Auth Auth `json:"-"`
+	// Summary: read for a listing, without the catalogue (repo.LoadManifest reads it whole).
+	Summary bool `json:"-"`
 }
 
 // Source is one captured database (or, later, bucket or namespace): plaintext operational metadata.
@@ -167,6 +189,17 @@ func IDFromKey(key string) string {
 	return name[i+1:]
 }
 
+// TimeFromKey extracts the time a manifest key names (to the second); ok is false for other keys.
+func TimeFromKey(key string) (t time.Time, ok bool) {
+	name := strings.TrimPrefix(key, "snapshots/")
+	i := strings.IndexByte(name, '-')
+	if name == key || i < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("20060102T150405Z", name[:i])
+	return t, err == nil
+}
+
 // SealCatalogue encrypts the catalogue to the recipients and stores it in m.
 func (m *Manifest) SealCatalogue(c *Catalogue, recipients []age.Recipient) error {
 	var buf bytes.Buffer
@@ -188,8 +221,17 @@ func (m *Manifest) SealCatalogue(c *Catalogue, recipients []age.Recipient) error
 	return nil
 }
 
-// OpenCatalogue decrypts the catalogue with the identities.
+// MaxCatalogueBytes bounds the decompressed catalogue of a manifest that claims items items: a
+// catalogue entry is a few hundred bytes (an R2 object's key and metadata at most ~12 KiB), so a
+// gzip bomb is stopped long before it exhausts memory.
+func MaxCatalogueBytes(items int64) int64 { return 1<<20 + max(items, 0)*16<<10 }
+
+// OpenCatalogue decrypts the catalogue with the identities. Its decompressed size is bounded by what
+// the manifest claims (MaxCatalogueBytes) and its item count must match the claim.
 func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
+	if m.Summary {
+		return nil, fmt.Errorf("catalogue of snapshot %s was not read (listing only): load the manifest whole first", m.ID)
+	}
 	raw, err := base64.StdEncoding.DecodeString(m.Catalogue)
 	if err != nil {
 		return nil, fmt.Errorf("%w: catalogue is not base64: %v", ErrFormat, err)
@@ -202,9 +244,17 @@ func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: catalogue of snapshot %s: %v", ErrFormat, m.ID, err)
 	}
+	limit := MaxCatalogueBytes(m.Items)
+	lr := &io.LimitedReader{R: zr, N: limit + 1}
 	var c Catalogue
-	if err := json.NewDecoder(zr).Decode(&c); err != nil {
+	if err := json.NewDecoder(lr).Decode(&c); err != nil {
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("%w: catalogue of snapshot %s decompresses to more than %d bytes, far more than its %d items need", ErrFormat, m.ID, limit, m.Items)
+		}
 		return nil, fmt.Errorf("%w: catalogue of snapshot %s: %v", ErrFormat, m.ID, err)
+	}
+	if int64(len(c.Items)) != m.Items {
+		return nil, fmt.Errorf("%w: catalogue of snapshot %s holds %d items, its manifest says %d", ErrFormat, m.ID, len(c.Items), m.Items)
 	}
 	return &c, nil
 }

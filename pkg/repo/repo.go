@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -23,12 +25,15 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/retain"
 )
 
 // FormatVersion is the repository format this build writes and the highest major version it opens.
-const FormatVersion = 1
+// Format 2 authenticates config.json and every manifest with the writer secret (docs/SECURITY.md);
+// format 1 repositories stay readable and are upgraded in place by 'cfbackup migrate'.
+const FormatVersion = 2
 
 // Object keys of the fixed parts of a repository.
 const (
@@ -51,6 +56,11 @@ var (
 	ErrNoRecipients = errors.New("no recipient given")
 	// ErrObjectLock: Object Lock retention was asked for where the store cannot provide it.
 	ErrObjectLock = errors.New("object lock unavailable")
+	// ErrUnauthenticated: config.json or a manifest does not authenticate with the writer secret:
+	// someone without the key made or changed it (a bucket writer), or the key is another repository's.
+	ErrUnauthenticated = errors.New("does not authenticate")
+	// ErrNoKey: the command must authenticate the repository and has neither the writer secret nor an identity.
+	ErrNoKey = errors.New("no key to authenticate the repository")
 )
 
 // Recipient is a public key every segment and catalogue is encrypted to.
@@ -73,6 +83,18 @@ type Config struct {
 	// ObjectLock, when set, puts S3 Object Lock retention on everything written (init
 	// --object-lock-retention); prune extends it for what it keeps.
 	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
+	// LegacyManifests are the format 1 manifests 'cfbackup migrate' vouched for (they carry no MAC).
+	LegacyManifests []LegacyManifest `json:"legacy_manifests,omitempty"`
+	// Migrated is when 'cfbackup migrate' upgraded the repository from format 1.
+	Migrated *time.Time `json:"migrated,omitempty"`
+	// MAC authenticates config.json (format 2): seal.PurposeConfig over its canonical JSON.
+	MAC string `json:"mac,omitempty"`
+}
+
+// LegacyManifest is a format 1 manifest a migration vouched for, by the SHA-256 of its stored bytes.
+type LegacyManifest struct {
+	Key    string `json:"key"`
+	SHA256 string `json:"sha256"`
 }
 
 // ObjectLock is the repository's S3 Object Lock retention: mode GOVERNANCE or COMPLIANCE for Days.
@@ -88,6 +110,10 @@ func (o *ObjectLock) Period() time.Duration { return time.Duration(o.Days) * 24 
 type Repo struct {
 	Store  store.Store
 	Config Config
+
+	raw    []byte    // config.json as stored, for its MAC
+	key    *seal.Key // set by Authenticate; nil: nothing read can be authenticated
+	legacy map[string]string
 }
 
 // InitOptions tune a new repository.
@@ -180,14 +206,32 @@ func Init(ctx context.Context, st store.Store, o InitOptions) (*Repo, []byte, er
 	if err := st.Put(ctx, WriterKeyKey, &enc, store.PutOptions{IfNotExists: true}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, nil, fmt.Errorf("store writer secret: %w", err)
 	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := st.Put(ctx, ConfigKey, bytes.NewReader(append(b, '\n')), store.PutOptions{IfNotExists: true}); err != nil {
+	key := seal.NewKey(secret)
+	b, err := SignedConfig(key, &cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.Put(ctx, ConfigKey, bytes.NewReader(b), store.PutOptions{IfNotExists: true}); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return nil, nil, fmt.Errorf("%w at %s", ErrExists, st.Location())
 		}
 		return nil, nil, fmt.Errorf("write config.json: %w", err)
 	}
-	return &Repo{Store: st, Config: cfg}, secret, nil
+	return &Repo{Store: st, Config: cfg, raw: b, key: key}, secret, nil
+}
+
+// SignedConfig encodes cfg as config.json with its MAC (format 2 and later).
+func SignedConfig(key *seal.Key, cfg *Config) ([]byte, error) {
+	cfg.MAC = ""
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MAC, err = key.MAC(seal.PurposeConfig, raw); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	return append(b, '\n'), err
 }
 
 // Open reads config.json and refuses a repository of a newer format.
@@ -200,8 +244,15 @@ func Open(ctx context.Context, st store.Store) (*Repo, error) {
 		return nil, fmt.Errorf("open repository %s: %w", st.Location(), err)
 	}
 	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config.json at %s: %w", st.Location(), err)
+	}
+	if len(raw) > maxConfigSize {
+		return nil, fmt.Errorf("%w at %s: config.json is larger than %d MiB", ErrNotRepo, st.Location(), maxConfigSize>>20)
+	}
 	var cfg Config
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&cfg); err != nil {
+	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("%w at %s: config.json is not valid: %v", ErrNotRepo, st.Location(), err)
 	}
 	if cfg.Format > FormatVersion {
@@ -216,12 +267,165 @@ func Open(ctx context.Context, st store.Store) (*Repo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrObjectLock, err)
 		}
-		return &Repo{Store: rs, Config: cfg}, nil
+		return newRepo(rs, cfg, raw), nil
 	}
-	return &Repo{Store: st, Config: cfg}, nil
+	return newRepo(st, cfg, raw), nil
+}
+
+// maxConfigSize bounds config.json before it is parsed (it holds the legacy manifest list of a
+// migrated repository: ~150 bytes per snapshot).
+const maxConfigSize = 16 << 20
+
+func newRepo(st store.Store, cfg Config, raw []byte) *Repo {
+	r := &Repo{Store: st, Config: cfg, raw: raw}
+	if len(cfg.LegacyManifests) > 0 {
+		r.legacy = make(map[string]string, len(cfg.LegacyManifests))
+		for _, l := range cfg.LegacyManifests {
+			r.legacy[l.Key] = l.SHA256
+		}
+	}
+	return r
+}
+
+// AuthOptions pin what a host expects of the repository beyond its own key.
+type AuthOptions struct {
+	// KeyID, when set, is the key id the writer secret must have (CFBACKUP_REPOSITORY_KEY_ID): a host
+	// that unwraps keys/writer.age with its identity then cannot be handed another secret. Implies
+	// format 2 or later: a config.json replaced by an unauthenticated format 1 one is then refused as
+	// a downgrade, not read as a legacy repository.
+	KeyID string
+}
+
+// Authenticate checks config.json with the writer secret and keeps the key for the manifests read
+// from now on. A format 1 repository has nothing to check (see Legacy); 'cfbackup migrate' upgrades it.
+func (r *Repo) Authenticate(secret []byte, o AuthOptions) error {
+	key := seal.NewKey(secret)
+	if o.KeyID != "" && !strings.EqualFold(strings.TrimSpace(o.KeyID), key.ID()) {
+		return fmt.Errorf("%w: the writer secret has key id %s, but this host pins %s (CFBACKUP_REPOSITORY_KEY_ID): keys/writer.age or the writer key file was replaced, or the pin names another repository",
+			ErrUnauthenticated, key.ID(), o.KeyID)
+	}
+	if o.KeyID != "" && r.Legacy() {
+		return fmt.Errorf("%w: %s at %s claims format %d, but this host pins a repository key (format 2 or later): "+
+			"someone replaced config.json with an unauthenticated one (a downgrade); restore config.json from a replica or backup of the bucket and rotate the bucket credentials",
+			ErrUnauthenticated, ConfigKey, r.Store.Location(), r.Config.Format)
+	}
+	if r.Config.Format >= 2 {
+		if err := key.Verify(seal.PurposeConfig, r.raw); err != nil {
+			return fmt.Errorf("%w: %s at %s: %v: it was written or changed by someone without the writer secret (leaked bucket credentials?), or the writer secret is another repository's; "+
+				"check CFBACKUP_WRITER_KEY_FILE, and if the key is right restore config.json from a replica or backup of the bucket and rotate the bucket credentials",
+				ErrUnauthenticated, ConfigKey, r.Store.Location(), err)
+		}
+	}
+	r.key = key
+	return nil
+}
+
+// ErrWriterKey: keys/writer.age cannot be opened with the identities given.
+var ErrWriterKey = errors.New("cannot open the writer secret")
+
+// WriterSecret unwraps keys/writer.age with the identities: how a restore host (which holds an
+// identity, not the writer key file) gets the key that authenticates the repository. A bucket writer
+// can replace keys/writer.age with a secret of its own, so a host that must not be fooled pins the
+// key id (AuthOptions.KeyID) or holds the writer key file instead.
+func (r *Repo) WriterSecret(ctx context.Context, ids []age.Identity) ([]byte, error) {
+	rc, err := r.Store.Open(ctx, WriterKeyKey, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read the writer secret %s: %w", WriterKeyKey, err)
+	}
+	defer rc.Close()
+	dec, err := age.Decrypt(io.LimitReader(store.ContextReader(ctx, rc), 64<<10), ids...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the identity cannot open %s (%v): it is not the identity of one of this repository's recipients", ErrWriterKey, WriterKeyKey, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(dec, 4096))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrWriterKey, WriterKeyKey, err)
+	}
+	return DecodeSecret(b)
+}
+
+// DecodeSecret parses a writer secret as init writes it: hex on the first line that is not a comment.
+func DecodeSecret(b []byte) ([]byte, error) {
+	var h string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			h = l
+			break
+		}
+	}
+	s, err := hex.DecodeString(h)
+	if err != nil || len(s) < 16 {
+		return nil, fmt.Errorf("%w: not the hex secret 'cfbackup init' wrote", ErrWriterKey)
+	}
+	return s, nil
+}
+
+// OpenWithIdentities opens the repository in st and authenticates it with the writer secret unwrapped
+// by the identities: what a restore host does.
+func OpenWithIdentities(ctx context.Context, st store.Store, ids []age.Identity, o AuthOptions) (*Repo, error) {
+	r, err := Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := r.WriterSecret(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Authenticate(secret, o); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// UseKeyOf authenticates r with src's key: a replica that 'copy' initialised from src shares its
+// configuration and writer secret. Fails (leaving r as it was) when r's configuration does not
+// authenticate with that key, e.g. a replica made with its own 'cfbackup init'.
+func (r *Repo) UseKeyOf(src *Repo) error {
+	if src.key == nil {
+		return src.RequireKey("copying")
+	}
+	if !r.Legacy() {
+		if err := src.key.Verify(seal.PurposeConfig, r.raw); err != nil {
+			return fmt.Errorf("%w: %s at %s: %v", ErrUnauthenticated, ConfigKey, r.Store.Location(), err)
+		}
+	}
+	r.key = src.key
+	return nil
+}
+
+// Key is the repository's authentication key, nil until Authenticate succeeded.
+func (r *Repo) Key() *seal.Key { return r.key }
+
+// Legacy reports a format 1 repository: nothing in it is authenticated until 'cfbackup migrate'.
+func (r *Repo) Legacy() bool { return r.Config.Format < 2 }
+
+// ErrLegacy: a format 1 repository is read-only until 'cfbackup migrate' upgrades it.
+var ErrLegacy = errors.New("repository format 1 is read-only")
+
+// RequireWritable refuses to write into a format 1 repository: nothing in it authenticates, so a
+// bucket writer could have replaced its recipients (or downgraded a format 2 config.json to format 1);
+// reading it stays possible, writing waits for 'cfbackup migrate'.
+func (r *Repo) RequireWritable(what string) error {
+	if !r.Legacy() {
+		return nil
+	}
+	return fmt.Errorf("%w for %s: %s at %s is format %d, whose configuration and snapshots are not authenticated; "+
+		"upgrade it once with 'cfbackup migrate' (needs the writer secret or an identity), then run this again",
+		ErrLegacy, what, ConfigKey, r.Store.Location(), r.Config.Format)
+}
+
+// RequireKey fails unless manifests read from now on can be authenticated: a format 2 repository
+// needs the writer secret or an identity. what names the command for the message.
+func (r *Repo) RequireKey(what string) error {
+	if r.key != nil || r.Legacy() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s must check that snapshots are genuine (a bucket writer can add manifests) and needs the writer secret (CFBACKUP_WRITER_KEY_FILE, the file 'cfbackup init' wrote) or an identity (--identity-file) to unwrap %s",
+		ErrNoKey, what, WriterKeyKey)
 }
 
 // Recipients parses the repository's recipients for encryption. Fails closed on any unusable one.
+// Callers that write check RequireWritable and RequireKey first (Engine.Backup does).
 func (r *Repo) Recipients() ([]age.Recipient, error) {
 	ss := make([]string, 0, len(r.Config.Recipients))
 	for _, x := range r.Config.Recipients {
@@ -233,8 +437,50 @@ func (r *Repo) Recipients() ([]age.Recipient, error) {
 	return keys.ParseRecipients(ss)
 }
 
+// CheckRecipients refuses a repository whose recipients are not exactly the pinned ones
+// (CFBACKUP_RECIPIENTS / recipients_file on a backup host): a host given a new writer secret along with
+// a changed recipient list still never encrypts to a key its operator did not name.
+func (r *Repo) CheckRecipients(pinned []string) error {
+	want := map[string]bool{}
+	for _, p := range pinned {
+		p = strings.TrimSpace(p)
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		want[keys.Fingerprint(p)] = true
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	have := map[string]bool{}
+	var extra []string
+	for _, x := range r.Config.Recipients {
+		have[x.Fingerprint] = true
+		if !want[x.Fingerprint] {
+			extra = append(extra, x.Fingerprint+" "+x.Recipient)
+		}
+	}
+	var missing []string
+	for fp := range want {
+		if !have[fp] {
+			missing = append(missing, fp)
+		}
+	}
+	if len(extra) == 0 && len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	return fmt.Errorf("%w: %s at %s lists other recipients than this host pins (CFBACKUP_RECIPIENTS / recipients_file): not pinned %v, missing %v; nothing was encrypted. "+
+		"If the change was intended, update the pinned recipients on this host; otherwise someone changed the repository",
+		ErrUnauthenticated, ConfigKey, r.Store.Location(), extra, missing)
+}
+
 // SaveManifest writes a manifest with a conditional create; this is the commit point of a snapshot.
+// In a format 2 repository it carries its MAC (so the repository's key is required).
 func (r *Repo) SaveManifest(ctx context.Context, m *manifest.Manifest) error {
+	if err := r.Seal(m); err != nil {
+		return err
+	}
 	var buf bytes.Buffer
 	if err := m.Encode(&buf); err != nil {
 		return err
@@ -246,7 +492,30 @@ func (r *Repo) SaveManifest(ctx context.Context, m *manifest.Manifest) error {
 	return nil
 }
 
-// ListSnapshots reads every manifest, newest first. Unreadable ones are returned in bad, not hidden.
+// Seal sets m's format and MAC for this repository (copy re-seals a manifest for its destination).
+func (r *Repo) Seal(m *manifest.Manifest) error {
+	if err := r.RequireWritable("writing a snapshot"); err != nil {
+		return err
+	}
+	if r.key == nil {
+		return r.RequireKey("writing a snapshot")
+	}
+	if m.Format < manifest.FormatVersion {
+		m.Format = manifest.FormatVersion
+	}
+	m.MAC = ""
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	m.MAC, err = r.key.MAC(seal.PurposeManifest, raw)
+	m.Auth = manifest.AuthOK
+	return err
+}
+
+// ListSnapshots reads every manifest, newest first, without their catalogues (LoadManifest reads one
+// whole), so memory holds one manifest at a time however many there are. Unreadable ones — and, with
+// a key, ones that do not authenticate — are returned in bad, never among snaps.
 func (r *Repo) ListSnapshots(ctx context.Context) (snaps []*manifest.Manifest, bad map[string]error, err error) {
 	var keysFound []string
 	err = r.Store.List(ctx, "snapshots/", func(oi store.ObjectInfo) error {
@@ -265,11 +534,24 @@ func (r *Repo) ListSnapshots(ctx context.Context) (snaps []*manifest.Manifest, b
 			bad[k] = err
 			continue
 		}
+		m.Catalogue = ""
+		m.Summary = true
 		snaps = append(snaps, m)
 	}
 	manifest.SortNewestFirst(snaps)
 	return snaps, bad, nil
 }
+
+// LoadManifest reads one manifest whole (with its catalogue), authenticated as ListSnapshots does.
+func (r *Repo) LoadManifest(ctx context.Context, m *manifest.Manifest) (*manifest.Manifest, error) {
+	if !m.Summary {
+		return m, nil
+	}
+	return r.loadKey(ctx, manifest.Key(m.Time, m.ID))
+}
+
+// maxManifestSize bounds a manifest read before it is parsed.
+const maxManifestSize = 256 << 20
 
 func (r *Repo) loadKey(ctx context.Context, key string) (*manifest.Manifest, error) {
 	rc, err := r.Store.Open(ctx, key, 0, -1)
@@ -277,19 +559,66 @@ func (r *Repo) loadKey(ctx context.Context, key string) (*manifest.Manifest, err
 		return nil, err
 	}
 	defer rc.Close()
-	m, err := manifest.Decode(rc)
+	raw, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(raw) > maxManifestSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d MiB", key, manifest.ErrFormat, maxManifestSize>>20)
+	}
+	m, err := manifest.Decode(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if id := manifest.IDFromKey(key); id != m.ID {
 		return nil, fmt.Errorf("%s: %w: id %q does not match its key", key, manifest.ErrFormat, m.ID)
 	}
+	if want := manifest.Key(m.Time, m.ID); want != key {
+		return nil, fmt.Errorf("%s: %w: its time %s does not match its key", key, manifest.ErrFormat, m.Time.UTC().Format(time.RFC3339))
+	}
+	if err := r.authenticate(key, raw, m); err != nil {
+		return nil, fmt.Errorf("snapshot %s (%s): %w", m.ID, key, err)
+	}
 	return m, nil
 }
 
-// FindSnapshot resolves "latest", a full id or a unique id prefix (of at least 4 characters).
-// With component set, "latest" means the newest snapshot that has that component.
+// authenticate sets m.Auth, or fails when m does not authenticate with the repository's key.
+func (r *Repo) authenticate(key string, raw []byte, m *manifest.Manifest) error {
+	switch {
+	case r.Legacy():
+		m.Auth = manifest.AuthLegacy
+		return nil
+	case r.key == nil:
+		m.Auth = manifest.AuthUnchecked
+		return nil
+	}
+	if !seal.HasMAC(raw) {
+		if want, ok := r.legacy[key]; ok {
+			sum := sha256.Sum256(raw)
+			if hex.EncodeToString(sum[:]) == want {
+				m.Auth = manifest.AuthOK
+				return nil
+			}
+			return fmt.Errorf("%w: a format 1 manifest that differs from the one 'cfbackup migrate' recorded", ErrUnauthenticated)
+		}
+		return fmt.Errorf("%w: the manifest carries no MAC (format 2 requires one): it was not written by cfbackup with this repository's writer secret", ErrUnauthenticated)
+	}
+	if err := r.key.Verify(seal.PurposeManifest, raw); err != nil {
+		return fmt.Errorf("%w: %v: it was made or changed without this repository's writer secret", ErrUnauthenticated, err)
+	}
+	m.Auth = manifest.AuthOK
+	return nil
+}
+
+// FindSnapshot resolves "latest", a full id or a unique id prefix (of at least 4 characters), and
+// returns the manifest whole. With component set, "latest" means the newest snapshot that has that
+// component. In a format 2 repository it needs the key (only authenticated manifests are chosen), and
+// "latest" is refused while a newer manifest is unreadable or does not authenticate: an older snapshot
+// is never chosen silently in place of a newer one the reader could not check.
 func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manifest.Manifest, error) {
+	if err := r.RequireKey("choosing a snapshot"); err != nil {
+		return nil, err
+	}
 	snaps, bad, err := r.ListSnapshots(ctx)
 	if err != nil {
 		return nil, err
@@ -300,17 +629,20 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 		for _, safety := range []bool{false, true} {
 			for _, m := range snaps {
 				if (component == "" || contains(m.Components, component)) && IsSafetySnapshot(m) == safety {
-					return m, nil
+					if err := newerUnreadable(m, bad); err != nil {
+						return nil, err
+					}
+					return r.LoadManifest(ctx, m)
 				}
+			}
+		}
+		if len(bad) > 0 {
+			for _, k := range sortedKeys(bad) {
+				return nil, fmt.Errorf("%w: no readable snapshot%s (unreadable: %s: %v)", ErrSnapshotNotFound, forComponent(component), k, bad[k])
 			}
 		}
 		if component != "" && len(snaps) > 0 {
 			return nil, fmt.Errorf("%w: no snapshot holds the %s component (%d snapshot(s) hold other components); back it up with: cfbackup backup --component %s", ErrSnapshotNotFound, component, len(snaps), component)
-		}
-		if len(bad) > 0 {
-			for k, e := range bad {
-				return nil, fmt.Errorf("%w: no readable snapshot (unreadable: %s: %v)", ErrSnapshotNotFound, k, e)
-			}
 		}
 		return nil, fmt.Errorf("%w: the repository has no snapshot yet; run 'cfbackup backup' first", ErrSnapshotNotFound)
 	}
@@ -322,11 +654,11 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 	}
 	switch len(found) {
 	case 1:
-		return found[0], nil
+		return r.LoadManifest(ctx, found[0])
 	case 0:
-		for k, e := range bad {
-			if manifest.IDFromKey(k) == ref {
-				return nil, fmt.Errorf("snapshot %s is unreadable: %w", ref, e)
+		for _, k := range sortedKeys(bad) {
+			if id := manifest.IDFromKey(k); id == ref || (len(ref) >= 4 && strings.HasPrefix(id, ref)) {
+				return nil, fmt.Errorf("snapshot %s is unusable: %w", ref, bad[k])
 			}
 		}
 		return nil, fmt.Errorf("%w: %q (see 'cfbackup list')", ErrSnapshotNotFound, ref)
@@ -335,21 +667,73 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 	}
 }
 
+// ErrNewerUnreadable: a point-in-time or "latest" pick would pass over a newer manifest that cannot be
+// read or authenticated.
+var ErrNewerUnreadable = errors.New("a newer snapshot is unreadable")
+
+// newerUnreadable refuses choosing m while a manifest at least as new as m (by the time its key
+// names) is unreadable or does not authenticate.
+func newerUnreadable(m *manifest.Manifest, bad map[string]error) error {
+	mt := m.Time.UTC().Truncate(time.Second)
+	for _, k := range sortedKeys(bad) {
+		t, ok := manifest.TimeFromKey(k)
+		if ok && t.Before(mt) {
+			continue
+		}
+		return fmt.Errorf("%w: %s (newer than %s, the snapshot that would be chosen) cannot be used: %v. "+
+			"Refusing to fall back to an older snapshot silently: look at 'cfbackup list' and 'cfbackup verify', then name the snapshot to use by its id "+
+			"(and remove %s if nobody with the writer secret wrote it)",
+			ErrNewerUnreadable, k, m.ID, bad[k], k)
+	}
+	return nil
+}
+
+func forComponent(c string) string {
+	if c == "" {
+		return ""
+	}
+	return " with the " + c + " component"
+}
+
+func sortedKeys(m map[string]error) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	return out
+}
+
 // FindSnapshotAt returns the newest snapshot taken at or before t that has the component (any
-// component when empty): the point-in-time pick of 'restore --at'.
+// component when empty): the point-in-time pick of 'restore --at'. t is compared at the precision
+// manifests are named with, the second, so the time 'list' prints selects that snapshot. Like
+// "latest", it refuses to pass over a newer (at or before t) manifest it cannot read or authenticate.
 func (r *Repo) FindSnapshotAt(ctx context.Context, t time.Time, component string) (*manifest.Manifest, error) {
-	snaps, _, err := r.ListSnapshots(ctx)
+	if err := r.RequireKey("choosing a snapshot"); err != nil {
+		return nil, err
+	}
+	snaps, bad, err := r.ListSnapshots(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Everything within the second t names is "at" t.
+	end := t.UTC().Truncate(time.Second).Add(time.Second - 1)
+	pick := func(m *manifest.Manifest) (*manifest.Manifest, error) {
+		for _, k := range sortedKeys(bad) {
+			if kt, ok := manifest.TimeFromKey(k); ok && !kt.After(end) && !kt.Before(m.Time.UTC().Truncate(time.Second)) {
+				return nil, newerUnreadable(m, map[string]error{k: bad[k]})
+			}
+		}
+		return r.LoadManifest(ctx, m)
 	}
 	var oldest, safety *manifest.Manifest
 	for _, m := range snaps {
 		if component != "" && !contains(m.Components, component) {
 			continue
 		}
-		if !m.Time.After(t) {
+		if !m.Time.After(end) {
 			if !IsSafetySnapshot(m) {
-				return m, nil
+				return pick(m)
 			}
 			if safety == nil {
 				safety = m
@@ -358,7 +742,7 @@ func (r *Repo) FindSnapshotAt(ctx context.Context, t time.Time, component string
 		oldest = m
 	}
 	if safety != nil {
-		return safety, nil
+		return pick(safety)
 	}
 	what := "snapshot"
 	if component != "" {

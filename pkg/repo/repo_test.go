@@ -84,7 +84,7 @@ func TestInitWritesConfigAndWriterSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]any{
-		"format": 1.0, "segment_size": float64(archive.DefaultSegmentSize), "chunk_size": float64(archive.DefaultChunkSize),
+		"format": 2.0, "segment_size": float64(archive.DefaultSegmentSize), "chunk_size": float64(archive.DefaultChunkSize),
 		"writer_key": "keys/writer.age", "created": "2026-11-22T07:00:00Z",
 	} {
 		if cfg[k] != want {
@@ -174,8 +174,8 @@ func TestOpenRefusals(t *testing.T) {
 		{"garbage", "this is not json", repo.ErrNotRepo},
 		{"format 0", `{"format":0,"recipients":` + rcpJSON + `}`, repo.ErrNotRepo},
 		{"no recipients", `{"format":1,"recipients":[]}`, repo.ErrNotRepo},
-		{"format 2", `{"format":2,"recipients":` + rcpJSON + `}`, repo.ErrVersion},
-		{"format 2, unknown shape", `{"format":2,"recipients":"moved to keys/"}`, repo.ErrNotRepo},
+		{"format 3", `{"format":3,"recipients":` + rcpJSON + `}`, repo.ErrVersion},
+		{"format 3, unknown shape", `{"format":3,"recipients":"moved to keys/"}`, repo.ErrNotRepo},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -196,9 +196,9 @@ func TestOpenRefusals(t *testing.T) {
 	// A config written in a newer format with an otherwise readable shape is refused by version,
 	// before anything looks at its fields.
 	st := mem.New()
-	put(t, st, repo.ConfigKey, `{"format":2,"recipients":`+rcpJSON+`,"chunk_size":1}`)
+	put(t, st, repo.ConfigKey, `{"format":3,"recipients":`+rcpJSON+`,"chunk_size":1}`)
 	if _, err := repo.Open(ctx, st); !errors.Is(err, repo.ErrVersion) {
-		t.Errorf("format 2: %v", err)
+		t.Errorf("format 3: %v", err)
 	}
 }
 
@@ -296,9 +296,11 @@ func TestFindSnapshot(t *testing.T) {
 		}
 	}
 	// Unreadable manifests: garbage, a newer format, and one whose id disagrees with its key.
-	put(t, st, "snapshots/20261122T130000Z-cccc000000000004.json", "{ truncated")
-	put(t, st, "snapshots/20261122T140000Z-dddd000000000005.json", `{"format":2,"id":"dddd000000000005"}`)
-	put(t, st, "snapshots/20261122T150000Z-eeee000000000006.json", `{"format":1,"id":"ffff000000000000"}`)
+	// They are older than every readable one: a newer unreadable one blocks "latest" (see
+	// TestLatestNeverFallsBackPastUnreadable).
+	put(t, st, "snapshots/20261122T070000Z-cccc000000000004.json", "{ truncated")
+	put(t, st, "snapshots/20261122T080000Z-dddd000000000005.json", `{"format":3,"id":"dddd000000000005"}`)
+	put(t, st, "snapshots/20261122T090000Z-eeee000000000006.json", `{"format":1,"id":"ffff000000000000"}`)
 	put(t, st, "snapshots/README.txt", "not a manifest") // not .json: not listed at all
 
 	snaps, bad, err := r.ListSnapshots(ctx)
@@ -315,10 +317,10 @@ func TestFindSnapshot(t *testing.T) {
 	if len(bad) != 3 {
 		t.Errorf("bad = %v, want the 3 unreadable manifests", bad)
 	}
-	if e := bad["snapshots/20261122T140000Z-dddd000000000005.json"]; !errors.Is(e, manifest.ErrVersion) {
+	if e := bad["snapshots/20261122T080000Z-dddd000000000005.json"]; !errors.Is(e, manifest.ErrVersion) {
 		t.Errorf("newer-format manifest: %v", e)
 	}
-	if e := bad["snapshots/20261122T150000Z-eeee000000000006.json"]; !errors.Is(e, manifest.ErrFormat) {
+	if e := bad["snapshots/20261122T090000Z-eeee000000000006.json"]; !errors.Is(e, manifest.ErrFormat) {
 		t.Errorf("id/key mismatch: %v", e)
 	}
 
@@ -355,7 +357,7 @@ func TestFindSnapshot(t *testing.T) {
 	}
 	// Asking for an unreadable snapshot by id says it is unreadable and why, instead of "not found".
 	_, err = r.FindSnapshot(ctx, "dddd000000000005", "")
-	if err == nil || errors.Is(err, repo.ErrSnapshotNotFound) || !errors.Is(err, manifest.ErrVersion) || !strings.Contains(err.Error(), "unreadable") {
+	if err == nil || errors.Is(err, repo.ErrSnapshotNotFound) || !errors.Is(err, manifest.ErrVersion) || !strings.Contains(err.Error(), "unusable") {
 		t.Errorf("unreadable snapshot by id: %v", err)
 	}
 }

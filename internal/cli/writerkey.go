@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+)
+
+// writerSecret finds the repository's writer secret: the file at writer_key_file
+// (CFBACKUP_WRITER_KEY_FILE; must be readable when set), else the default path 'init' wrote for this
+// repository, else keys/writer.age opened with the identity when one is configured. nil, nil: this
+// host holds no key. A backup host normally has only the file.
+func writerSecret(ctx context.Context, f *Factory, r *repo.Repo) ([]byte, error) {
+	path := f.Config().WriterKeyFile
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: writer key file (CFBACKUP_WRITER_KEY_FILE): %v", engine.ErrKey, err)
+		}
+		return decodeSecret(b)
+	}
+	if dir, err := os.UserConfigDir(); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "cfbackup", "writer-"+r.Config.ID+".key")); err == nil {
+			return decodeSecret(b)
+		}
+	}
+	if f.Config().IdentityFile == "" {
+		return nil, nil
+	}
+	ids, err := f.Identities(false)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := r.WriterSecret(ctx, ids)
+	if errors.Is(err, repo.ErrWriterKey) {
+		return nil, fmt.Errorf("%w: %v", engine.ErrKey, err)
+	}
+	return secret, err
+}
+
+func decodeSecret(b []byte) ([]byte, error) {
+	s, err := repo.DecodeSecret(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: writer key file: %v", engine.ErrKey, err)
+	}
+	return s, nil
+}
