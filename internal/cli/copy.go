@@ -113,7 +113,7 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	eng := o.f.Engine(r)
 	out := o.f.IO.Out
 	if o.DryRun {
-		dst, err := o.f.OpenRepo(ctx, dstStore)
+		dst, err := o.f.openReplicaRepo(ctx, dstStore)
 		present := map[string]bool{}
 		switch {
 		case err == nil:
@@ -152,9 +152,12 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := engine.CheckCopyTarget(r, dst); err != nil {
+		return err
+	}
 	if dst.Key() == nil && !dst.Legacy() {
 		// A replica made by its own init: authenticate it with its own key (file or identity).
-		if dst, err = o.f.OpenRepo(ctx, dstStore); err != nil {
+		if dst, err = o.f.openReplicaRepo(ctx, dstStore); err != nil {
 			return err
 		}
 	}

@@ -114,11 +114,21 @@ func (f *Factory) Repo(ctx context.Context) (*repo.Repo, error) {
 // repository unauthenticated: it can list (marked unchecked) but not choose, restore or write
 // snapshots (repo.RequireKey). A configuration that does not authenticate is refused (exit 6).
 func (f *Factory) OpenRepo(ctx context.Context, st store.Store) (*repo.Repo, error) {
+	return f.openRepo(ctx, st, false)
+}
+
+// openReplicaRepo opens a copy destination: like OpenRepo, but writer_key_file (the main
+// repository's secret) is not tried; the replica's own file (by its id) or the identity is.
+func (f *Factory) openReplicaRepo(ctx context.Context, st store.Store) (*repo.Repo, error) {
+	return f.openRepo(ctx, st, true)
+}
+
+func (f *Factory) openRepo(ctx context.Context, st store.Store, replica bool) (*repo.Repo, error) {
 	r, err := repo.Open(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	secret, err := writerSecret(ctx, f, r)
+	secret, err := writerSecret(ctx, f, r, replica)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,7 @@ func newHookEnv(t *testing.T) *hookEnv {
 		"HOME":                        dir,
 		"XDG_CONFIG_HOME":             filepath.Join(dir, ".config"),
 		"CFBACKUP_ACTOR":              "cron",
+		"CFBACKUP_WRITER_KEY_FILE":    filepath.Join(dir, "w.key"),
 	}}
 	out, _, code := h.run(t, "key", "generate", "-o", filepath.Join(dir, "key.txt"))
 	if code != 0 {

@@ -57,6 +57,9 @@ type listEntry struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	Host       string            `json:"host,omitempty"`
 	Sources    []manifest.Source `json:"sources"`
+	// Authenticity: "authenticated" (MAC checked with the writer secret), "unchecked" (this host
+	// holds no key) or "legacy" (format 1 repository). Manifests that fail are never listed here.
+	Authenticity string `json:"authenticity"`
 }
 
 func listRun(cmd *cobra.Command, o *ListOptions) error {
@@ -70,7 +73,7 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 		return err
 	}
 	for k, e := range bad {
-		o.f.Log().Warn("unreadable manifest", "key", k, "err", e)
+		o.f.Log().Warn("unreadable or unauthenticated manifest (not listed, never chosen)", "key", k, "err", e)
 	}
 	entries := []listEntry{}
 	for _, m := range snaps {
@@ -78,7 +81,7 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 			continue
 		}
 		e := listEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
-			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}}
+			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}, Authenticity: string(m.Auth)}
 		for _, s := range m.Sources {
 			e.Databases = append(e.Databases, s.Name)
 		}
@@ -98,6 +101,14 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 				strings.Join(e.Databases, ","), e.Size, e.StoredSize, labelString(e.Labels))
 		}
 		return nil
+	}
+	switch {
+	case r.Key() != nil && !r.Legacy():
+		fmt.Fprintf(o.f.IO.Err, "Repository %s, format %d, key id %s: every snapshot listed is authenticated.\n", r.Config.ID, r.Config.Format, r.Key().ID())
+	case r.Legacy():
+		fmt.Fprintf(o.f.IO.Err, "Repository %s is format 1: snapshots are NOT authenticated (run 'cfbackup migrate').\n", r.Config.ID)
+	default:
+		fmt.Fprintf(o.f.IO.Err, "Repository %s: this host has no key, so the snapshots below are NOT checked (set CFBACKUP_WRITER_KEY_FILE or --identity-file).\n", r.Config.ID)
 	}
 	tw := tabwriter.NewWriter(o.f.IO.Out, 0, 4, 2, ' ', 0)
 	// Sources are databases, buckets, namespaces or an account: name them with their component.

@@ -132,6 +132,8 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdReport(f, nil),
 		NewCmdPrune(f, nil),
 		NewCmdHold(f),
+		NewCmdUnlock(f, nil),
+		NewCmdMigrate(f, nil),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -15,14 +16,19 @@ import (
 // (CFBACKUP_WRITER_KEY_FILE; must be readable when set), else the default path 'init' wrote for this
 // repository, else keys/writer.age opened with the identity when one is configured. nil, nil: this
 // host holds no key. A backup host normally has only the file.
-func writerSecret(ctx context.Context, f *Factory, r *repo.Repo) ([]byte, error) {
+func writerSecret(ctx context.Context, f *Factory, r *repo.Repo, replica ...bool) ([]byte, error) {
 	path := f.Config().WriterKeyFile
-	if path != "" {
+	if path != "" && !(len(replica) > 0 && replica[0]) {
 		b, err := os.ReadFile(path)
-		if err != nil {
+		switch {
+		case err == nil:
+			return decodeSecret(b)
+		case errors.Is(err, fs.ErrNotExist) && f.Config().IdentityFile != "":
+			// A restore host in a disaster may have lost the file; its identity unwraps the secret.
+			f.Log().Warn("writer key file missing; unwrapping the writer secret with the identity instead", "path", path)
+		default:
 			return nil, fmt.Errorf("%w: writer key file (CFBACKUP_WRITER_KEY_FILE): %v", engine.ErrKey, err)
 		}
-		return decodeSecret(b)
 	}
 	if dir, err := os.UserConfigDir(); err == nil {
 		if b, err := os.ReadFile(filepath.Join(dir, "cfbackup", "writer-"+r.Config.ID+".key")); err == nil {

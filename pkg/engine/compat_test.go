@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io/fs"
 	"os"
@@ -24,7 +25,9 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
 
@@ -340,4 +343,86 @@ func fencedAfter(t *testing.T, doc, heading string) string {
 		t.Fatal("unterminated code block")
 	}
 	return rest[:k]
+}
+
+// A format 1 repository is read-only for this build until 'migrate' upgrades it in place: afterwards
+// its old snapshot authenticates (by the hash migrate recorded), a new one carries a MAC, and a
+// format 1 manifest that appears later — or an old one edited — does not authenticate.
+func TestMigrateV1(t *testing.T) {
+	if *updateCompat {
+		t.Skip("regenerating")
+	}
+	ctx := context.Background()
+	dir := copyCompat(t)
+	want := loadExpect(t, dir)
+	st, err := local.New(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keys.ReadIdentityFile(filepath.Join(dir, "key.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.OpenWithIdentities(ctx, st, ids, repo.AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RequireWritable("backup"); !errors.Is(err, repo.ErrLegacy) {
+		t.Fatalf("format 1 is writable: %v", err)
+	}
+	if _, err := (&engine.Engine{Repo: r}).Prune(ctx, engine.PruneOptions{Policies: retention.Policies{Default: retention.Policy{Last: 1}}}); !errors.Is(err, repo.ErrLegacy) {
+		t.Fatalf("prune in a format 1 repository: %v", err)
+	}
+	plan, err := r.Migrate(ctx, time.Now(), true)
+	if err != nil || len(plan.Vouched) != 1 {
+		t.Fatalf("dry run: %+v, %v", plan, err)
+	}
+	if c, _ := repo.Open(ctx, st); c.Config.Format != 1 {
+		t.Fatalf("dry run changed config.json")
+	}
+	res, err := r.Migrate(ctx, time.Now(), false)
+	if err != nil || len(res.Vouched) != 1 {
+		t.Fatalf("migrate: %+v, %v", res, err)
+	}
+	if _, err := st.Stat(ctx, repo.ConfigV1Backup); err != nil {
+		t.Errorf("format 1 config not kept: %v", err)
+	}
+	if _, err := r.Migrate(ctx, time.Now(), false); !errors.Is(err, repo.ErrExists) {
+		t.Errorf("second migrate: %v", err)
+	}
+	r2, err := repo.OpenWithIdentities(ctx, st, ids, repo.AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Config.Format != repo.FormatVersion || r2.Legacy() {
+		t.Fatalf("format after migrate: %d", r2.Config.Format)
+	}
+	m, err := r2.FindSnapshot(ctx, "latest", "d1")
+	if err != nil || m.ID != want.Snapshot || m.Auth != manifest.AuthOK {
+		t.Fatalf("old snapshot after migrate: %+v, %v", m, err)
+	}
+	if _, err := (&engine.Engine{Repo: r2}).Verify(ctx, m, engine.VerifyOptions{ReadData: true, Identities: ids}); err != nil {
+		t.Errorf("read-data verify after migrate: %v", err)
+	}
+	// A bucket writer drops in a format 1 manifest (no MAC) after the migration: refused.
+	raw, err := os.ReadFile(filepath.Join(dir, "repo", filepath.FromSlash(res.Vouched[0].Key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(raw), m.ID, "ffff00000000ffff", 1)
+	fkey := manifest.Key(m.Time, "ffff00000000ffff")
+	if err := st.Put(ctx, fkey, strings.NewReader(forged), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.FindSnapshot(ctx, "ffff00000000ffff", ""); !errors.Is(err, repo.ErrUnauthenticated) {
+		t.Errorf("format 1 manifest added after migrate: %v", err)
+	}
+	// And the vouched one, edited, no longer authenticates.
+	edited := strings.Replace(string(raw), `"components"`, `"host": "evil", "components"`, 1)
+	if err := st.Put(ctx, res.Vouched[0].Key, strings.NewReader(edited), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.FindSnapshot(ctx, m.ID, ""); !errors.Is(err, repo.ErrUnauthenticated) {
+		t.Errorf("edited vouched manifest: %v", err)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -499,6 +500,24 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 	} else if err := e.verifyData(ctx, m, cat, selected, o.Identities, res, pr); err != nil {
 		return nil, err
 	}
+	// What the next backup relies on is checked too, so damage there is found by the scheduled verify
+	// rather than by a backup falling back to a full one: side objects (R2 indexes) by their recorded
+	// hash, and — with an identity — the writer secret against the repository's key.
+	for _, ob := range m.Objects {
+		if err := verifyObject(ctx, e.Repo.Store, ob); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			res.Problems = append(res.Problems, fmt.Sprintf("object %s: %v", ob.Key, err))
+		}
+	}
+	if o.ReadData && e.Repo.Key() != nil && !e.Repo.Legacy() {
+		if secret, err := e.Repo.WriterSecret(ctx, o.Identities); err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: %v", repo.WriterKeyKey, err))
+		} else if id := seal.NewKey(secret).ID(); id != e.Repo.Key().ID() {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: holds the secret with key id %s, but the repository authenticates with %s: it was replaced", repo.WriterKeyKey, id, e.Repo.Key().ID()))
+		}
+	}
 	res.DurationMillis = e.now().Sub(start).Milliseconds()
 	res.Time = start.UTC()
 	res.OK = len(res.Problems) == 0
@@ -511,6 +530,27 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 		return res, fmt.Errorf("%w: snapshot %s: %d problem(s): %s", ErrIntegrity, m.ID, len(res.Problems), strings.Join(res.Problems, "; "))
 	}
 	return res, nil
+}
+
+// verifyObject reads a side object whole and checks its recorded size and SHA-256.
+func verifyObject(ctx context.Context, st store.Store, ob manifest.Object) error {
+	rc, err := st.Open(ctx, ob.Key, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(store.ContextReader(ctx, rc), ob.Size+1))
+	if err != nil {
+		return err
+	}
+	if n != ob.Size {
+		return fmt.Errorf("%w: %d bytes, recorded %d", archive.ErrIntegrity, n, ob.Size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != ob.SHA256 {
+		return fmt.Errorf("%w: SHA-256 %s, recorded %s", archive.ErrIntegrity, got, ob.SHA256)
+	}
+	return nil
 }
 
 // verifyData reads each selected segment once, sequentially: archive.ReadSegment checks the

@@ -34,6 +34,12 @@ const (
 // TTL/3, so a lock older than its expiry belongs to a process that is gone.
 const DefaultLockTTL = 5 * time.Minute
 
+// MaxLockTTL bounds how far ahead a lock object may claim to be valid: holders refresh every
+// TTL/3, so no honest lock claims more. A lock claiming more (a lock object written with an expiry in
+// 2099 by someone holding only the bucket's credentials) is stale, with a warning, instead of
+// blocking backups and prunes for ever.
+const MaxLockTTL = time.Hour
+
 // LockInfo is a lock object (docs/FORMAT.md): who holds the repository, how, and until when.
 type LockInfo struct {
 	ID      string    `json:"id"`
@@ -201,9 +207,15 @@ func (e *Engine) tryLock(ctx context.Context, o LockOptions) (*Lock, error) {
 	return l, nil
 }
 
-// stale: expired, or held by a process of this host that no longer runs.
+// stale: expired, claiming more than MaxLockTTL, or held by a process of this host that no longer runs.
 func (e *Engine) stale(h LockInfo) bool {
-	if !e.now().Before(h.Expires) {
+	now := e.now()
+	if !now.Before(h.Expires) {
+		return true
+	}
+	if h.Expires.Sub(now) > MaxLockTTL || h.Expires.Sub(h.Time) > MaxLockTTL {
+		e.log().Warn("ignoring a lock that claims more than the longest valid lock period (treated as stale)",
+			"lock", h.ID, "holder_host", h.Host, "command", h.Command, "since", h.Time, "expires", h.Expires, "max", MaxLockTTL)
 		return true
 	}
 	if h.Host == hostname() && h.PID > 0 && h.PID != os.Getpid() {
@@ -212,6 +224,38 @@ func (e *Engine) stale(h LockInfo) bool {
 		}
 	}
 	return false
+}
+
+// UnlockResult is one lock object 'cfbackup unlock' looked at.
+type UnlockResult struct {
+	Lock    LockInfo `json:"lock"`
+	Stale   bool     `json:"stale"`
+	Removed bool     `json:"removed"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// Unlock removes lock objects: only stale ones (expired, claiming more than MaxLockTTL, or of a
+// dead process on this host) with staleOnly, else every one — for a lock left by a process that is
+// known to be gone before it would expire. Removing a live backup's lock is safe for its data (prune
+// deletes only what stayed unreferenced for its grace period) but lets a prune run beside it.
+func (e *Engine) Unlock(ctx context.Context, staleOnly, dryRun bool) ([]UnlockResult, error) {
+	locks, err := e.ListLocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []UnlockResult{}
+	for _, l := range locks {
+		r := UnlockResult{Lock: l, Stale: e.stale(l)}
+		if (r.Stale || !staleOnly) && !dryRun {
+			if err := e.Repo.Store.Delete(ctx, lockKey(l.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
+				r.Error = err.Error()
+			} else {
+				r.Removed = true
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // refresh replaces the lock object with a fresh one every ttl/3 (objects are never rewritten: a new

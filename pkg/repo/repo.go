@@ -554,32 +554,41 @@ func (r *Repo) LoadManifest(ctx context.Context, m *manifest.Manifest) (*manifes
 const maxManifestSize = 256 << 20
 
 func (r *Repo) loadKey(ctx context.Context, key string) (*manifest.Manifest, error) {
-	rc, err := r.Store.Open(ctx, key, 0, -1)
+	raw, m, err := r.readManifest(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxManifestSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if len(raw) > maxManifestSize {
-		return nil, fmt.Errorf("%s: %w: larger than %d MiB", key, manifest.ErrFormat, maxManifestSize>>20)
-	}
-	m, err := manifest.Decode(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if id := manifest.IDFromKey(key); id != m.ID {
-		return nil, fmt.Errorf("%s: %w: id %q does not match its key", key, manifest.ErrFormat, m.ID)
-	}
-	if want := manifest.Key(m.Time, m.ID); want != key {
-		return nil, fmt.Errorf("%s: %w: its time %s does not match its key", key, manifest.ErrFormat, m.Time.UTC().Format(time.RFC3339))
 	}
 	if err := r.authenticate(key, raw, m); err != nil {
 		return nil, fmt.Errorf("snapshot %s (%s): %w", m.ID, key, err)
 	}
 	return m, nil
+}
+
+// readManifest reads and decodes a manifest (bounded) and checks it against its key; not authenticated.
+func (r *Repo) readManifest(ctx context.Context, key string) ([]byte, *manifest.Manifest, error) {
+	rc, err := r.Store.Open(ctx, key, 0, -1)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxManifestSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(raw) > maxManifestSize {
+		return nil, nil, fmt.Errorf("%s: %w: larger than %d MiB", key, manifest.ErrFormat, maxManifestSize>>20)
+	}
+	m, err := manifest.Decode(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if id := manifest.IDFromKey(key); id != m.ID {
+		return nil, nil, fmt.Errorf("%s: %w: id %q does not match its key", key, manifest.ErrFormat, m.ID)
+	}
+	if want := manifest.Key(m.Time, m.ID); want != key {
+		return nil, nil, fmt.Errorf("%s: %w: its time %s does not match its key", key, manifest.ErrFormat, m.Time.UTC().Format(time.RFC3339))
+	}
+	return raw, m, nil
 }
 
 // authenticate sets m.Auth, or fails when m does not authenticate with the repository's key.
@@ -782,4 +791,82 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// MigrateResult is what Migrate did (or, with dryRun, would do).
+type MigrateResult struct {
+	From       int               `json:"from"`
+	To         int               `json:"to"`
+	Vouched    []LegacyManifest  `json:"vouched"`
+	Unreadable map[string]string `json:"unreadable"`
+	Backup     string            `json:"backup"`
+}
+
+// ConfigV1Backup keeps the format 1 config.json a migration replaced (for a rollback with older cfbackup).
+const ConfigV1Backup = "config.v1.json"
+
+// Migrate upgrades a format 1 repository to format 2 in place: config.json gets the MAC and the list
+// of the existing manifests, each by the SHA-256 of its stored bytes, so they authenticate without
+// being rewritten (they may be under Object Lock). The old config.json is kept as config.v1.json.
+// Whoever runs it vouches for the snapshots listed: check 'cfbackup list' first. Needs the key
+// (Authenticate). Manifests that cannot be read are not vouched for and are reported.
+func (r *Repo) Migrate(ctx context.Context, now time.Time, dryRun bool) (*MigrateResult, error) {
+	if !r.Legacy() {
+		return nil, fmt.Errorf("%w: %s at %s is already format %d", ErrExists, ConfigKey, r.Store.Location(), r.Config.Format)
+	}
+	if r.key == nil {
+		return nil, fmt.Errorf("%w: migrate signs the configuration and needs the writer secret (CFBACKUP_WRITER_KEY_FILE) or an identity (--identity-file)", ErrNoKey)
+	}
+	res := &MigrateResult{From: r.Config.Format, To: FormatVersion, Vouched: []LegacyManifest{}, Unreadable: map[string]string{}, Backup: ConfigV1Backup}
+	var found []string
+	if err := r.Store.List(ctx, "snapshots/", func(oi store.ObjectInfo) error {
+		if strings.HasSuffix(oi.Key, ".json") {
+			found = append(found, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	sort.Strings(found)
+	for _, k := range found {
+		raw, m, err := r.readManifest(ctx, k)
+		if err != nil {
+			res.Unreadable[k] = err.Error()
+			continue
+		}
+		if m.Format != 1 || seal.HasMAC(raw) {
+			res.Unreadable[k] = "not a format 1 manifest"
+			continue
+		}
+		sum := sha256.Sum256(raw)
+		res.Vouched = append(res.Vouched, LegacyManifest{Key: k, SHA256: hex.EncodeToString(sum[:])})
+	}
+	if dryRun {
+		return res, nil
+	}
+	rc, err := r.Store.Open(ctx, ConfigKey, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	err = r.Store.Put(ctx, ConfigV1Backup, rc, store.PutOptions{IfNotExists: true})
+	rc.Close()
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, fmt.Errorf("keep the format 1 configuration as %s: %w", ConfigV1Backup, err)
+	}
+	cfg := r.Config
+	cfg.Format = FormatVersion
+	cfg.LegacyManifests = res.Vouched
+	t := now.UTC()
+	cfg.Migrated = &t
+	b, err := SignedConfig(r.key, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Store.Put(ctx, ConfigKey, bytes.NewReader(b), store.PutOptions{}); err != nil {
+		return nil, fmt.Errorf("write the format %d %s: %w (the format 1 one is unchanged or kept as %s)", FormatVersion, ConfigKey, err, ConfigV1Backup)
+	}
+	key := r.key
+	*r = *newRepo(r.Store, cfg, b)
+	r.key = key
+	return res, nil
 }
