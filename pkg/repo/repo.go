@@ -311,9 +311,9 @@ func (r *Repo) Authenticate(secret []byte, o AuthOptions) error {
 	}
 	if r.Config.Format >= 2 {
 		if err := key.Verify(seal.PurposeConfig, r.raw); err != nil {
-			return fmt.Errorf("%w: %s at %s: %v: it was written or changed by someone without the writer secret (leaked bucket credentials?), or the writer secret is another repository's; "+
+			return fmt.Errorf("%s at %s %w (%v): it was written or changed by someone without the writer secret (leaked bucket credentials?), or the writer secret is another repository's; "+
 				"check CFBACKUP_WRITER_KEY_FILE, and if the key is right restore config.json from a replica or backup of the bucket and rotate the bucket credentials",
-				ErrUnauthenticated, ConfigKey, r.Store.Location(), err)
+				ConfigKey, r.Store.Location(), ErrUnauthenticated, err)
 		}
 	}
 	r.key = key
