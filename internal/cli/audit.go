@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
 // NewCmdAudit groups the audit-trail commands.
@@ -139,7 +139,7 @@ problems are printed on stderr (run 'cfbackup audit verify' for the verdict and 
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only records newer than this: a duration (90d, 12h) or a date (2026-01-31, RFC 3339)")
+	cmd.Flags().StringVar(&since, "since", "", "only records newer than this: a duration back from now (90d, 12h) or a time (2026-01-31, 2026-01-31T09:00:00Z); docs/CONFIG.md \"Times and durations\"")
 	return cmd
 }
 
@@ -150,27 +150,15 @@ func firstLine(s string) string {
 	return s
 }
 
-// parseSince reads --since: "" (everything), a duration with d/w suffixes allowed (90d, 2w, 36h), or a
-// date (2006-01-02) or RFC 3339 time.
+// parseSince reads --since in the one time grammar (docs/CONFIG.md "Times and durations"): "" is
+// everything, a bare duration counts back from now (90d, 2w, 36h).
 func parseSince(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+	t, err := timespec.ParseTime(s, now, nil, timespec.BarePast)
+	if err != nil {
+		return time.Time{}, usageError{fmt.Errorf("--since: %w", err)}
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
-	}
-	mult := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}
-	if m, ok := mult[s[len(s)-1]]; ok {
-		n, err := strconv.ParseFloat(s[:len(s)-1], 64)
-		if err == nil && n >= 0 {
-			return now.Add(-time.Duration(n * float64(m))), nil
-		}
-	} else if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, usageError{fmt.Errorf("--since %q: use a duration such as 90d, 2w or 36h, or a date such as 2026-01-31", s)}
+	return t.Time, nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
-	"github.com/cfbackup/cfbackup/pkg/retention"
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/s3"
 )
@@ -45,8 +45,9 @@ func newCmdHoldAdd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add SNAPSHOT --reason TEXT [--case ID] [--until TIME]",
 		Short: "Place a legal hold on a snapshot",
-		Long: `Place a hold on SNAPSHOT (an id, a unique prefix, or latest). --until (RFC 3339 time, or a duration
-such as 90d from now) ends the hold by itself; without it the hold lasts until 'hold release'.`,
+		Long: `Place a hold on SNAPSHOT (an id, a unique prefix, or latest). --until (a time such as
+2027-01-31T00:00:00Z or 2027-01-31 — local midnight —, or a duration from now such as 90d; docs/CONFIG.md
+"Times and durations") ends the hold by itself; without it the hold lasts until 'hold release'.`,
 		Example: `  cfbackup hold add 3f2a9c1e --reason "litigation hold" --case LEGAL-42
   cfbackup hold add latest --reason "audit 2026" --until 2027-01-31T00:00:00Z`,
 		Args:        cobra.ExactArgs(1),
@@ -58,7 +59,7 @@ such as 90d from now) ends the hold by itself; without it the hold lasts until '
 	}
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why the snapshot is held (required)")
 	cmd.Flags().StringVar(&o.Case, "case", "", "case or ticket id")
-	cmd.Flags().StringVar(&o.Until, "until", "", "end of the hold: RFC 3339 time or a duration from now (e.g. 90d)")
+	cmd.Flags().StringVar(&o.Until, "until", "", "end of the hold: a time (2027-01-31T00:00:00Z, 2027-01-31) or a duration from now (90d); docs/CONFIG.md \"Times and durations\"")
 	return cmd
 }
 
@@ -135,21 +136,17 @@ func newCmdHoldList(f *Factory) *cobra.Command {
 	return cmd
 }
 
+// parseUntil reads --until in the one time grammar (docs/CONFIG.md "Times and durations"); a bare
+// duration counts from now (90d).
 func parseUntil(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
-	}
-	d, err := retention.ParseDuration(s)
+	t, err := timespec.ParseTime(s, now, nil, timespec.BareFuture)
 	if err != nil {
-		return time.Time{}, usageError{fmt.Errorf("--until %q: give an RFC 3339 time (2027-01-31T00:00:00Z), a date (2027-01-31) or a duration from now (90d)", s)}
+		return time.Time{}, usageError{fmt.Errorf("--until: %w", err)}
 	}
-	return now.Add(d), nil
+	return t.Time, nil
 }
 
 func holdAddRun(cmd *cobra.Command, o *HoldOptions) error {

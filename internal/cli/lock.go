@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
 // lockRepo takes a repository lock for cmd (shared for backup, restore, verify, copy; prune takes its
@@ -44,12 +45,29 @@ func lockRepo(cmd *cobra.Command, f *Factory, kind string, dryRun bool) (unlock 
 
 // retryLock is the --retry-lock duration (0 when not given).
 func retryLock(cmd *cobra.Command) time.Duration {
-	d, err := cmd.Flags().GetDuration("retry-lock")
-	if err != nil {
-		return 0
+	if fl := cmd.Flags().Lookup("retry-lock"); fl != nil {
+		if d, ok := fl.Value.(*durationFlag); ok {
+			return time.Duration(*d)
+		}
 	}
-	return d
+	return 0
 }
+
+// durationFlag is a duration flag in the one grammar of pkg/timespec (1d12h, 1.5d, 90m), not Go's.
+type durationFlag time.Duration
+
+func (d *durationFlag) Set(s string) error {
+	v, err := timespec.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationFlag(v)
+	return nil
+}
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Type() string { return "duration" }
 
 type pflagFlag = pflag.Flag
 

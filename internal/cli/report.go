@@ -53,7 +53,7 @@ The format follows -o's extension (.html, .json, .csv) when --format is not give
 			return reportRun(cmd, o)
 		},
 	}
-	cmd.Flags().StringVar(&o.Since, "since", "", "start of the period: a duration back from now (90d, 2w, 36h) or a date (2026-01-31, RFC 3339)")
+	cmd.Flags().StringVar(&o.Since, "since", "", "start of the period: a duration back from now (90d, 2w, 1d12h) or a time (2026-01-31, 2026-01-31T09:00:00Z); docs/CONFIG.md \"Times and durations\"")
 	cmd.Flags().StringVar(&o.Format, "format", "", "text, json, csv or html (default: from -o's extension, else text; json with --json)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "write the report to FILE instead of stdout (replaced atomically)")
 	return cmd

@@ -110,7 +110,7 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	fl.Int64Var(&o.ImportMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 	_ = fl.MarkHidden("import-file-limit")
 	fl.StringVar(&o.ToDir, "to-dir", "", "r2: restore objects into this local directory (keys become paths, docs/R2.md); config: write the configuration as JSON files there (nothing is applied)")
-	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT: RFC 3339 or 'DURATION ago' (2h ago, 3d ago); picks the newest snapshot at or before it")
+	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT (2026-12-03T13:19:44Z, '2026-12-03 13:19:44' local, '2h ago', yesterday; docs/CONFIG.md \"Times and durations\"): the newest snapshot at or before it, a time to the second covering that second")
 	fl.BoolVar(&o.TimeTravel, "time-travel", false, "with --at and --in-place: restore D1 with Time Travel (inside its retention window) instead of from the archive")
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	o.r2.addFlags(cmd)
@@ -152,11 +152,13 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 			if err != nil {
 				return err
 			}
-			m, err := r.FindSnapshotAt(cmd.Context(), t, o.Component)
+			// The newest snapshot not after the last instant the time names (a time written to the
+			// second covers that second: the time 'list' prints selects that snapshot).
+			m, err := r.FindSnapshotAt(cmd.Context(), t.Last(), o.Component)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.UTC().Format(time.RFC3339), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
+			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.Time.UTC().Format(time.RFC3339Nano), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
 			o.Snapshot = m.ID
 		}
 	} else if o.TimeTravel {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,44 +13,28 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
-// parseAt reads --at: an RFC 3339 time, or "DURATION ago" where DURATION is a Go duration or a
-// number of days ("3d ago", "1d12h ago" is not accepted: use "36h ago").
-func parseAt(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		if t.After(now) {
-			return time.Time{}, fmt.Errorf("--at %s is in the future", s)
-		}
-		return t, nil
+// parseAt reads --at in the one time grammar (pkg/timespec, docs/CONFIG.md "Times and durations"):
+// a bare duration is refused ("2h" might mean 02:00: write "2h ago"), and so is a time in the future.
+// Point-in-time lookups use the returned time's Last(): a time written to the second covers that
+// whole second, so the time 'list' prints selects the snapshot it printed.
+func parseAt(s string, now time.Time) (timespec.Time, error) {
+	t, err := timespec.ParseTime(s, now, nil, timespec.BareNone)
+	if err != nil {
+		return timespec.Time{}, fmt.Errorf("--at: %w", err)
 	}
-	if d, ok := strings.CutSuffix(s, " ago"); ok {
-		d = strings.TrimSpace(d)
-		var dur time.Duration
-		if n, ok := strings.CutSuffix(d, "d"); ok {
-			days, err := strconv.ParseFloat(n, 64)
-			if err != nil {
-				return time.Time{}, fmt.Errorf("--at %q: %q is not a number of days", s, n)
-			}
-			dur = time.Duration(days * float64(24*time.Hour))
-		} else {
-			var err error
-			if dur, err = time.ParseDuration(d); err != nil {
-				return time.Time{}, fmt.Errorf("--at %q: %v", s, err)
-			}
-		}
-		if dur < 0 {
-			return time.Time{}, fmt.Errorf("--at %q: the duration must be positive", s)
-		}
-		return now.Add(-dur), nil
+	if t.Time.After(now) {
+		return timespec.Time{}, fmt.Errorf("--at %s is in the future", strings.TrimSpace(s))
 	}
-	return time.Time{}, fmt.Errorf("--at %q: give an RFC 3339 time (2026-11-21T09:30:00Z) or a duration ago (90m ago, 2h ago, 3d ago)", s)
+	return t, nil
 }
 
 // pointInTimePlan prints, for every component, the snapshot 'restore --at' would use and the skew
 // between the picks (components captured at different moments).
-func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, t time.Time) error {
+func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) error {
+	t := at.Last()
 	ctx := cmd.Context()
 	r, err := o.f.Repo(ctx)
 	if err != nil {
@@ -89,9 +72,9 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, t time.Time) error {
 	skew := newest.Sub(oldest)
 	out := o.f.IO.Out
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "at": t.UTC(), "components": picks, "skew": skew.String()})
+		return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "at": at.Time.UTC(), "components": picks, "skew": skew.String()})
 	}
-	fmt.Fprintf(out, "Point in time %s:\n", t.UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "Point in time %s:\n", at.Time.UTC().Format(time.RFC3339Nano))
 	for _, p := range picks {
 		if p.Problem != "" {
 			fmt.Fprintf(out, "  %-6s —  %s\n", p.Component, p.Problem)
@@ -113,10 +96,11 @@ func restoreD1TimeTravel(cmd *cobra.Command, o *RestoreOptions) error {
 	if o.Database == "" {
 		return usageError{errors.New("--time-travel needs --d1-database NAME (the live database to rewind)")}
 	}
-	t, err := parseAt(o.At, time.Now())
+	at, err := parseAt(o.At, time.Now())
 	if err != nil {
 		return usageError{err}
 	}
+	t := at.Last()
 	cf, err := o.f.Cloudflare()
 	if err != nil {
 		return err

@@ -117,7 +117,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 	pf.String("log-level", "", "log level on stderr: debug, info, warn, error (env CFBACKUP_LOG_LEVEL)")
 	pf.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON on stdout (documented in docs/CLI_JSON_OUTPUT.md)")
 	pf.BoolVar(&f.noProgress, "no-progress", false, "never show a progress bar (it is shown only on a terminal anyway)")
-	pf.Duration("retry-lock", 0, "if the repository is locked by another process, keep trying this long (e.g. 10m)")
+	pf.Var(new(durationFlag), "retry-lock", "if the repository is locked by another process, keep trying this long (e.g. 10m, 1h; docs/CONFIG.md \"Times and durations\")")
 
 	root.AddCommand(
 		NewCmdKey(f),

@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
 // ErrPolicy: a policy or retention setting is malformed; the message names it and the fix.
@@ -326,51 +326,14 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// ParseDuration reads Go durations plus whole days and weeks: "26h", "30d", "2w", "1d12h".
+// ParseDuration reads a duration in cfbackup's one grammar (pkg/timespec: 26h, 30d, 2w, 1d12h, 1.5d);
+// errors wrap ErrPolicy.
 func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("%w: empty duration", ErrPolicy)
+	d, err := timespec.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	if strings.HasPrefix(s, "-") {
-		return 0, fmt.Errorf("%w: duration %q is negative", ErrPolicy, s)
-	}
-	var total time.Duration
-	rest := s
-	for rest != "" {
-		i := 0
-		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9') {
-			i++
-		}
-		if i == 0 || i == len(rest) {
-			break
-		}
-		unit := rest[i]
-		if unit != 'd' && unit != 'w' {
-			break
-		}
-		n, err := strconv.Atoi(rest[:i])
-		if err != nil {
-			return 0, fmt.Errorf("%w: duration %q: %v", ErrPolicy, s, err)
-		}
-		day := 24 * time.Hour
-		if unit == 'w' {
-			day *= 7
-		}
-		total += time.Duration(n) * day
-		rest = rest[i+1:]
-	}
-	if rest != "" {
-		d, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, fmt.Errorf("%w: duration %q: use a number with a unit: 90m, 26h, 30d, 2w", ErrPolicy, s)
-		}
-		total += d
-	}
-	if total < 0 {
-		return 0, fmt.Errorf("%w: duration %q is negative", ErrPolicy, s)
-	}
-	return total, nil
+	return d, nil
 }
 
 // FormatDuration prints whole days as "30d" and anything else as Go does.

@@ -169,7 +169,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{"26h": 26 * time.Hour, "30d": 720 * time.Hour, "2w": 336 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute} {
+	for in, want := range map[string]time.Duration{"26h": 26 * time.Hour, "30d": 720 * time.Hour, "2w": 336 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute, "1.5d": 36 * time.Hour, "0": 0} {
 		got, err := ParseDuration(in)
 		if err != nil || got != want {
 			t.Errorf("%s: %v %v, want %v", in, got, err, want)

@@ -35,7 +35,7 @@ var ErrSyntax = errors.New("invalid time or duration")
 // DurationHelp and TimeHelp are the short forms error messages show.
 const (
 	DurationHelp = "a duration such as 90s, 45m, 36h, 1d12h, 1.5d or 2w"
-	TimeHelp     = "a time such as 2026-12-03T13:19:44Z, '2026-12-03 13:19:44' (local time), 2026-12-03, '2h ago', now or yesterday"
+	TimeHelp     = "a time such as 2026-12-03T13:19:44Z (RFC 3339), '2026-12-03 13:19:44' (local time), 2026-12-03, '2h ago', now or yesterday"
 )
 
 var units = map[string]time.Duration{
