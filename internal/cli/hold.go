@@ -9,9 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
-	"github.com/cfbackup/cfbackup/pkg/timespec"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/s3"
+	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
 // HoldOptions are the flags of 'hold add|release|list'.
