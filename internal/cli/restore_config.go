@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -132,33 +133,10 @@ func (b *configRestoreFlags) diff(cmd *cobra.Command, o *RestoreOptions, m *mani
 	if cf.AccountID() != old.AccountID {
 		fmt.Fprintf(o.f.IO.Err, "cfbackup: note: snapshot %s is of account %s; comparing with account %s\n", m.ID, old.AccountID, cf.AccountID())
 	}
-	zones := b.Zones
-	if len(zones) == 0 {
-		if zr, ok := old.Inventory["zone_routes"].(configsrc.Doc); ok {
-			for z := range zr {
-				zones = append(zones, z)
-			}
-			sort.Strings(zones)
-		}
-	}
-	// Scripts: those asked for, or the live account's scripts; a script named in the snapshot but
-	// gone from the account shows up as removed.
-	live, err := configsrc.Capture(ctx, cf, configsrc.Options{Zones: zones, Log: o.f.Log()})
+	changes, err := liveConfigDiff(ctx, o.f, cf, old, b.Zones, b.Scripts)
 	if err != nil {
 		return err
 	}
-	if len(b.Scripts) > 0 {
-		keep := map[string]bool{}
-		for _, s := range b.Scripts {
-			keep[s] = true
-		}
-		for n := range live.Scripts {
-			if !keep[n] {
-				delete(live.Scripts, n)
-			}
-		}
-	}
-	changes := configsrc.Diff(old, live)
 	out := o.f.IO.Out
 	if o.f.jsonOut {
 		if changes == nil {
@@ -187,4 +165,34 @@ func (b *configRestoreFlags) diff(cmd *cobra.Command, o *RestoreOptions, m *mani
 		return fmt.Errorf("%w: %d difference(s) in %s", configsrc.ErrDiffers, len(changes), strings.Join(list, ", "))
 	}
 	return nil
+}
+
+// liveConfigDiff reads the live account's configuration — routes of the zones given, else of those the
+// snapshot listed; only the given scripts when any, else every live script (a script in the snapshot
+// but gone from the account shows up as removed) — and compares the snapshot's with it.
+func liveConfigDiff(ctx context.Context, f *Factory, cf configsrc.API, old *configsrc.State, zones, scripts []string) ([]configsrc.Change, error) {
+	if len(zones) == 0 {
+		if zr, ok := old.Inventory["zone_routes"].(configsrc.Doc); ok {
+			for z := range zr {
+				zones = append(zones, z)
+			}
+			sort.Strings(zones)
+		}
+	}
+	live, err := configsrc.Capture(ctx, cf, configsrc.Options{Zones: zones, Log: f.Log()})
+	if err != nil {
+		return nil, err
+	}
+	if len(scripts) > 0 {
+		keep := map[string]bool{}
+		for _, s := range scripts {
+			keep[s] = true
+		}
+		for n := range live.Scripts {
+			if !keep[n] {
+				delete(live.Scripts, n)
+			}
+		}
+	}
+	return configsrc.Diff(old, live), nil
 }

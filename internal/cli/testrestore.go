@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 )
 
 // TestRestoreOptions are the flags of 'test-restore'.
@@ -25,6 +27,8 @@ type TestRestoreOptions struct {
 	NoRecord   bool
 	// WorkerURL is a local Workers runtime to import sampled Durable Objects into.
 	WorkerURL string
+	// Diff compares the configuration component with the live account (reads Cloudflare).
+	Diff bool
 }
 
 var expectArg = regexp.MustCompile(`^\s*(>=|<=|==|!=|=|>|<)\s*\S`)
@@ -36,7 +40,8 @@ func NewCmdTestRestore(f *Factory, runF func(*TestRestoreOptions) error) *cobra.
 		Use:   "test-restore [SNAPSHOT|latest] [--assert SQL [EXPECTATION]]...",
 		Short: "Prove a snapshot restores: restore into scratch targets and check the result",
 		Long: `Restore a snapshot (default: latest) into scratch targets only — never into the Cloudflare
-account; this command does not even read the Cloudflare settings — and check what comes back:
+account; without --diff this command does not even read the Cloudflare settings — and check what
+comes back:
 
   d1   every database into a local SQLite file: every item's SHA-256 while reading, then
        PRAGMA integrity_check, foreign_key_check and each table's row count against the catalogue,
@@ -51,6 +56,12 @@ account; this command does not even read the Cloudflare settings — and check w
        only, never the production Worker), signed with CFBACKUP_TEST_RESTORE_WORKER_SECRET, and the
        module's counts are compared again. A local runtime takes only IDs it can mint itself (the
        same Worker and class names); it refuses IDs minted by Cloudflare, and says so.
+  config every configuration document (inventory, one per Workers script) decrypted (SHA-256),
+       parsed and compared with the catalogue (item names, kinds, account, script names, the
+       inventory's script list, the manifest's counts), written as files exactly as
+       'restore --component config --to-dir' writes them and read back. With --diff the result is
+       also compared with the live account (this reads the Cloudflare settings); differences are
+       listed, not failures — the account may have changed since.
 
 Assertions: --assert 'SQL' optionally followed by an expectation argument ('>= 1000', '= ok',
 '!= 0'); the first column of the first row is compared (numbers as numbers). Without an expectation
@@ -58,7 +69,11 @@ the value must be true (not 0, NULL or empty). --d1-database limits the assertio
 assertions can also come from the config file (test_restore.assertions: [{database, sql, expect}]).
 
 The result is recorded in the repository under verify/ (mode test-restore; counts only, no names) so
-reports show restore coverage over time. Any failed check exits 6. Needs an identity.`,
+reports show restore coverage over time; each problem has a kind — integrity (stored data missing,
+damaged or not matching the catalogue), restore (intact data that did not restore or whose restored
+copy failed its checks), assertion, error (the check could not run) or unsupported (this build cannot
+test the component) — and the record says which (failure_kind, docs/FORMAT.md). Any failed check exits 6.
+Needs an identity.`,
 		Example: `  cfbackup test-restore
   cfbackup test-restore latest --assert 'SELECT count(*) FROM users' '>= 1000'
   cfbackup test-restore --component r2 --sample 5%
@@ -96,6 +111,7 @@ reports show restore coverage over time. Any failed check exits 6. Needs an iden
 	fl.StringVar(&o.Database, "d1-database", "", "run the --assert checks only on this D1 database")
 	fl.StringVar(&o.Keep, "keep", "", "keep the restored files in this directory (default: a temporary directory, removed)")
 	fl.BoolVar(&o.NoRecord, "no-record", false, "do not record the result under verify/")
+	fl.BoolVar(&o.Diff, "diff", false, "config: also compare the restored configuration with the live account (reads Cloudflare; differences are listed, not failures)")
 	fl.StringVar(&o.WorkerURL, "scratch-worker-url", "", "import sampled Durable Objects into this local Workers runtime (or CFBACKUP_TEST_RESTORE_WORKER_URL)")
 	return cmd
 }
@@ -155,10 +171,23 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	res, terr := o.f.Engine(r).TestRestore(ctx, m, engine.TestRestoreOptions{
+	topts := engine.TestRestoreOptions{
 		Identities: ids, Components: o.Components, Sample: o.Sample, Assertions: asserts, ScratchDir: o.Keep, Record: !o.NoRecord,
 		ScratchWorkerURL: scratchURL, ScratchWorkerSecret: cfg.TestRestoreWorkerSecret,
-	})
+	}
+	if o.Diff {
+		if !containsStr(m.Components, configsrc.Component) || (len(o.Components) > 0 && !containsStr(o.Components, configsrc.Component)) {
+			return usageError{fmt.Errorf("--diff compares the config component, which this test-restore does not include (snapshot %s has: %s)", m.ID, strings.Join(m.Components, ", "))}
+		}
+		cf, err := o.f.Cloudflare()
+		if err != nil {
+			return err
+		}
+		topts.ConfigDiff = func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error) {
+			return liveConfigDiff(ctx, o.f, cf, restored, nil, nil)
+		}
+	}
+	res, terr := o.f.Engine(r).TestRestore(ctx, m, topts)
 	if res == nil {
 		return terr
 	}
@@ -187,8 +216,16 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	}
 	for _, s := range res.Sources {
 		fmt.Fprintf(out, "  %-*s %-*s %d item(s), %s: %s\n", cw, s.Component, sw, s.Source, s.Items, humanBytes(s.Bytes), strings.Join(s.Checks, ", "))
-		for _, p := range s.Problems {
-			fmt.Fprintf(out, "  %*s PROBLEM: %s\n", cw, "", p)
+		for i, p := range s.Problems {
+			kind := engine.FailureError
+			if i < len(s.ProblemKinds) {
+				kind = s.ProblemKinds[i]
+			}
+			fmt.Fprintf(out, "  %*s PROBLEM (%s): %s\n", cw, "", kind, p)
+		}
+		if len(s.LiveChanges) > 0 {
+			fmt.Fprintf(out, "  %*s live account differs (- only in the snapshot, + only in the account, ~ changed):\n", cw, "")
+			configsrc.WriteText(out, s.LiveChanges)
 		}
 	}
 	if o.Keep != "" {

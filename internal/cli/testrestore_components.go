@@ -36,17 +36,25 @@ const testRestoreConcurrency = 4
 // maxProblems caps the problems listed per source; the rest are counted.
 const maxProblems = 20
 
-func addProblem(chk *engine.TestRestoreCheck, more *int, p string) {
+// overflow counts, by failure kind, the problems beyond maxProblems.
+type overflow map[string]int
+
+func addProblem(chk *engine.TestRestoreCheck, more *overflow, kind, p string) {
 	if len(chk.Problems) < maxProblems {
-		chk.Problems = append(chk.Problems, p)
-	} else {
-		*more++
+		chk.Fail(kind, p)
+		return
 	}
+	if *more == nil {
+		*more = overflow{}
+	}
+	(*more)[kind]++
 }
 
-func closeProblems(chk *engine.TestRestoreCheck, more int) {
-	if more > 0 {
-		chk.Problems = append(chk.Problems, fmt.Sprintf("and %d more problem(s)", more))
+func closeProblems(chk *engine.TestRestoreCheck, more overflow) {
+	for _, k := range engine.FailureKinds {
+		if n := more[k]; n > 0 {
+			chk.Fail(k, fmt.Sprintf("and %d more %s problem(s)", n, k))
+		}
 	}
 }
 
@@ -87,7 +95,7 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			addProblem(&chk, &more, err.Error())
+			addProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), err.Error())
 			closeProblems(&chk, more)
 			out = append(out, chk)
 			continue
@@ -95,7 +103,7 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 		chk.Checks = append(chk.Checks, "objects' SHA-256 while reading")
 		metas, err := readDirIndex(filepath.Join(dir, r2.DirIndexName))
 		if err != nil {
-			addProblem(&chk, &more, err.Error())
+			addProblem(&chk, &more, engine.FailureRestore, err.Error())
 		}
 		hashed, metaOK := 0, 0
 		for i, pe := range plan.Entries {
@@ -103,9 +111,9 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			size, sum, err := hashFile(filepath.Join(dir, filepath.FromSlash(pe.Target)))
 			switch {
 			case err != nil:
-				addProblem(&chk, &more, fmt.Sprintf("object %q: %v", it.Object.Key, err))
+				addProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), fmt.Sprintf("object %q: %v", it.Object.Key, err))
 			case size != it.Size || sum != it.SHA256:
-				addProblem(&chk, &more, fmt.Sprintf("object %q: restored file has %d bytes, SHA-256 %.16s…; the catalogue says %d bytes, %.16s…", it.Object.Key, size, sum, it.Size, it.SHA256))
+				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored file has %d bytes, SHA-256 %.16s…; the catalogue says %d bytes, %.16s…", it.Object.Key, size, sum, it.Size, it.SHA256))
 			default:
 				hashed++
 			}
@@ -117,9 +125,9 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			b, _ := json.Marshal(*it.Object)
 			switch {
 			case !ok:
-				addProblem(&chk, &more, fmt.Sprintf("object %q: no metadata written beside the restored file", it.Object.Key))
+				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: no metadata written beside the restored file", it.Object.Key))
 			case !bytes.Equal(a, b):
-				addProblem(&chk, &more, fmt.Sprintf("object %q: restored metadata %s differs from the catalogue's %s", it.Object.Key, a, b))
+				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored metadata %s differs from the catalogue's %s", it.Object.Key, a, b))
 			default:
 				metaOK++
 			}
@@ -285,10 +293,10 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			go func() {
 				defer wg.Done()
 				for it := range work {
-					perr := checkDOItem(ctx, open, it)
+					pkind, perr := checkDOItem(ctx, open, it)
 					mu.Lock()
 					if perr != nil {
-						addProblem(&chk, &more, fmt.Sprintf("object %s: %v", it.ObjectID, perr))
+						addProblem(&chk, &more, pkind, fmt.Sprintf("object %s: %v", it.ObjectID, perr))
 					} else {
 						decoded++
 					}
@@ -306,10 +314,10 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 						// The runtime cannot take any object (foreign IDs, wrong secret): say so once.
 						if refused == nil {
 							refused = ierr
-							addProblem(&chk, &more, fmt.Sprintf("the scratch Worker refused the import: %v (it must be a local runtime of the same Worker and class; IDs minted by Cloudflare are bound to their namespace)", ierr))
+							addProblem(&chk, &more, engine.FailureError, fmt.Sprintf("the scratch Worker refused the import: %v (it must be a local runtime of the same Worker and class; IDs minted by Cloudflare are bound to their namespace)", ierr))
 						}
 					default:
-						addProblem(&chk, &more, fmt.Sprintf("object %s: import into the scratch Worker: %v", it.ObjectID, ierr))
+						addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %s: import into the scratch Worker: %v", it.ObjectID, ierr))
 					}
 					mu.Unlock()
 				}
@@ -338,35 +346,36 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 	return out, nil
 }
 
-// checkDOItem decodes one object's item; the SHA-256 is checked when the item is closed.
-func checkDOItem(ctx context.Context, open durableobject.Opener, it manifest.Item) error {
+// checkDOItem decodes one object's item; the SHA-256 is checked when the item is closed. The kind
+// says what a failure is: damage (the SHA-256, or an export that does not decode) or a read error.
+func checkDOItem(ctx context.Context, open durableobject.Opener, it manifest.Item) (string, error) {
 	rc, err := open(ctx, it.ItemRef)
 	if err != nil {
-		return err
+		return engine.FailureKindOf(err, engine.FailureError), err
 	}
 	_, end, derr := decodeDOItem(rc)
 	if derr != nil {
 		// Read to the end so a damaged item reports its SHA-256 mismatch rather than a parse error.
 		if _, cerr := io.Copy(io.Discard, rc); cerr != nil {
 			rc.Close()
-			return cerr
+			return engine.FailureKindOf(cerr, engine.FailureError), cerr
 		}
 	}
 	if cerr := rc.Close(); cerr != nil {
-		return cerr
+		return engine.FailureKindOf(cerr, engine.FailureError), cerr
 	}
 	if derr != nil {
-		return derr
+		return engine.FailureIntegrity, derr
 	}
 	if end.KV+end.Rows != it.Rows {
-		return fmt.Errorf("the end line counts %d kv and %d rows; the catalogue says %d in all", end.KV, end.Rows, it.Rows)
+		return engine.FailureIntegrity, fmt.Errorf("the end line counts %d kv and %d rows; the catalogue says %d in all", end.KV, end.Rows, it.Rows)
 	}
-	return nil
+	return "", nil
 }
 
 // sampleSource picks the catalogue items of one source (mine), checks their count against the
 // manifest, and takes the --sample of them; the check starts with what was picked.
-func sampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk engine.TestRestoreCheck, more int, items []manifest.Item, err error) {
+func sampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk engine.TestRestoreCheck, more overflow, items []manifest.Item, err error) {
 	var all []manifest.Item
 	chk = engine.TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
 	for _, it := range cat.Items {
@@ -375,7 +384,7 @@ func sampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, m
 		}
 	}
 	if int64(len(all)) != src.Items {
-		addProblem(&chk, &more, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
+		addProblem(&chk, &more, engine.FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
 	}
 	idx, err := engine.SampleIndexes(len(all), sample)
 	if err != nil {

@@ -596,3 +596,56 @@ func TestVerifyReadsEachSegmentOnceAndSeesPastOrphans(t *testing.T) {
 		t.Fatalf("verify --read-data read %d bytes, want exactly the %d stored", got, clean.StoredSize)
 	}
 }
+
+// TestVerifyRecordSaysWhatFailed: a verify/ record tells damage (integrity) from a check that could not
+// run (error): an auditor must not read a network failure as a damaged snapshot, nor the reverse.
+func TestVerifyRecordSaysWhatFailed(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := f.eng.Repo.Store
+	fst := faulty.New(inner)
+	f.eng.Repo.Store = fst
+	fst.FailOpen(fst.Calls(faulty.OpOpen)+1, errors.New("connection reset by peer"))
+	res, err := f.eng.Verify(ctx, m, engine.VerifyOptions{Record: true})
+	if err == nil || res.FailureKind != engine.FailureError || res.Failures[engine.FailureError] != 1 {
+		t.Fatalf("verify with a failing read: %v, %+v", err, res)
+	}
+	f.eng.Repo.Store = inner
+	if err := inner.Delete(ctx, m.Segments[0].Key); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.eng.Verify(ctx, m, engine.VerifyOptions{Record: true})
+	if !errors.Is(err, engine.ErrIntegrity) || res.FailureKind != engine.FailureIntegrity {
+		t.Fatalf("verify with a missing segment: %v, %+v", err, res)
+	}
+	var recs []string
+	inner.List(ctx, engine.VerifyPrefix, func(oi store.ObjectInfo) error { recs = append(recs, readKey(t, inner, oi.Key)); return nil })
+	if len(recs) != 2 || !strings.Contains(recs[0], `"failure_kind": "error"`) || !strings.Contains(recs[1], `"failure_kind": "integrity"`) {
+		t.Fatalf("records:\n%s", strings.Join(recs, "\n"))
+	}
+}
+
+// TestTestRestoreRecordSaysAnAssertionFailed: a failed user assertion is recorded as an assertion
+// failure, not as items failing their SHA-256 check.
+func TestTestRestoreRecordSaysAnAssertionFailed(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	m, err := f.backup(t, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.eng.TestRestore(ctx, m, engine.TestRestoreOptions{Identities: f.ids, Record: true,
+		Assertions: []engine.Assertion{{SQL: "SELECT count(*) FROM users", Expect: ">= 1000"}}})
+	if err == nil || res.OK || res.Sources[0].ProblemKinds[0] != engine.FailureAssertion {
+		t.Fatalf("test-restore: %v %+v", err, res)
+	}
+	var rec string
+	f.repo.Store.List(ctx, engine.VerifyPrefix, func(oi store.ObjectInfo) error { rec = readKey(t, f.repo.Store, oi.Key); return nil })
+	if !strings.Contains(rec, `"failure_kind": "assertion"`) || !strings.Contains(rec, `"d1: 1 assertion"`) || strings.Contains(rec, "SHA-256") || strings.Contains(rec, "users") {
+		t.Fatalf("record = %s", rec)
+	}
+}

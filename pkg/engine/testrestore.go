@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
@@ -43,6 +44,9 @@ type TestRestoreOptions struct {
 	// objects are decoded and checked only. ScratchWorkerSecret signs those requests.
 	ScratchWorkerURL    string
 	ScratchWorkerSecret string
+	// ConfigDiff, when set, compares a snapshot's Workers configuration (restored into scratch) with
+	// the live account (test-restore --diff): differences are reported, not failures.
+	ConfigDiff func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error)
 }
 
 // TestRestoreCheck is one source's outcome.
@@ -53,6 +57,11 @@ type TestRestoreCheck struct {
 	Bytes     int64    `json:"bytes"`
 	Checks    []string `json:"checks"`
 	Problems  []string `json:"problems"`
+	// ProblemKinds says what each problem is, index by index: FailureIntegrity, FailureRestore,
+	// FailureAssertion, FailureError or FailureUnsupported.
+	ProblemKinds []string `json:"problem_kinds"`
+	// LiveChanges are the differences from the live account (config with --diff).
+	LiveChanges []configsrc.Change `json:"live_changes,omitempty"`
 }
 
 // TestRestoreResult is a test-restore's outcome.
@@ -69,7 +78,7 @@ type TestRestoreResult struct {
 type TestRestorer func(ctx context.Context, e *Engine, m *manifest.Manifest, cat *manifest.Catalogue, o TestRestoreOptions, scratch string) ([]TestRestoreCheck, error)
 
 // TestRestorers maps a component to its scratch restore.
-var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1}
+var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1, configsrc.Component: testRestoreConfig}
 
 // TestRestore restores a snapshot into scratch targets only — never into the account — and checks
 // what came back. Problems are collected per source; the error wraps ErrIntegrity when there is any.
@@ -103,7 +112,9 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 		}
 		tr, ok := TestRestorers[c]
 		if !ok {
-			res.Sources = append(res.Sources, TestRestoreCheck{Component: c, Problems: []string{"this version cannot test-restore " + c}})
+			chk := TestRestoreCheck{Component: c, Checks: []string{}}
+			chk.Fail(FailureUnsupported, "this version cannot test-restore "+c+": nothing was checked")
+			res.Sources = append(res.Sources, chk)
 			continue
 		}
 		checks, err := tr(ctx, e, m, cat, o, filepath.Join(scratch, c))
@@ -114,10 +125,22 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 	}
 	res.OK = true
 	var problems []string
-	for _, s := range res.Sources {
-		for _, p := range s.Problems {
+	failures := map[string]int{}
+	for i := range res.Sources {
+		s := &res.Sources[i]
+		for j, p := range s.Problems {
 			res.OK = false
-			problems = append(problems, s.Component+" "+s.Source+": "+p)
+			k := s.kind(j)
+			failures[k]++
+			problems = append(problems, strings.TrimSpace(s.Component+" "+s.Source)+": "+p+" ["+k+"]")
+		}
+		kinds := make([]string, len(s.Problems))
+		for j := range s.Problems {
+			kinds[j] = s.kind(j)
+		}
+		s.ProblemKinds = kinds
+		if s.Problems == nil {
+			s.Problems = []string{}
 		}
 	}
 	res.DurationMillis = e.now().Sub(start).Milliseconds()
@@ -128,8 +151,24 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 			vr.BytesRead += s.Bytes
 		}
 		if !res.OK {
-			// Plaintext record: counts only, never table, database or object names (invariant 3).
-			vr.Problems = append(vr.Problems, fmt.Sprintf("%d problem(s) in test-restore", len(problems)))
+			// Plaintext record: counts by component and kind only, never table, database, script or
+			// object names (invariant 3).
+			for _, c := range comps {
+				byKind := map[string]int{}
+				for _, s := range res.Sources {
+					if s.Component != c {
+						continue
+					}
+					for j := range s.Problems {
+						byKind[s.kind(j)]++
+					}
+				}
+				if len(byKind) > 0 {
+					vr.Problems = append(vr.Problems, c+": "+failureSummary(byKind))
+				}
+			}
+			vr.Failures = failures
+			vr.FailureKind = primaryFailure(failures)
 		}
 		if err := e.recordVerify(ctx, vr); err != nil {
 			e.log().Warn("could not record the test-restore result", "err", err)
@@ -164,7 +203,7 @@ func testRestoreD1(ctx context.Context, e *Engine, m *manifest.Manifest, cat *ma
 		chk := TestRestoreCheck{Component: d1.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
 		sel, err := d1.Select(cat, src.ID, nil)
 		if err != nil {
-			chk.Problems = append(chk.Problems, err.Error())
+			chk.Fail(FailureKindOf(err, FailureUnsupported), err.Error()) // an item kind this build does not know
 			out = append(out, chk)
 			continue
 		}
@@ -179,7 +218,7 @@ func testRestoreD1(ctx context.Context, e *Engine, m *manifest.Manifest, cat *ma
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			chk.Problems = append(chk.Problems, err.Error())
+			chk.Fail(FailureKindOf(err, FailureRestore), err.Error())
 			out = append(out, chk)
 			continue
 		}
@@ -190,7 +229,7 @@ func testRestoreD1(ctx context.Context, e *Engine, m *manifest.Manifest, cat *ma
 			}
 			got, err := runAssertion(ctx, path, a)
 			if err != nil {
-				chk.Problems = append(chk.Problems, err.Error())
+				chk.Fail(FailureAssertion, err.Error())
 			} else {
 				chk.Checks = append(chk.Checks, fmt.Sprintf("assert %s %s (got %s)", a.SQL, a.Expect, got))
 			}

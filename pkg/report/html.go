@@ -269,7 +269,7 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 <h2>Verification and test-restore coverage</h2>
 {{with .R.Verification}}<p>{{.Verified}} of {{.Snapshots}} snapshot(s) verified ({{pct .Coverage}}); {{.ReadData}} with every item decrypted and hashed ({{pct .ReadDataCoverage}}); {{.TestRestored}} test-restored ({{pct .TestRestoreCoverage}}); {{if .Failed}}<span class="bad">{{.Failed}} failed check(s)</span>{{else}}no failed checks{{end}}.</p>
 <table><tr><th>time</th><th>snapshot</th><th>mode</th><th>result</th><th>segments</th><th>items</th><th>problems</th></tr>
-{{range .Records}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}</td><td>{{.Mode}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">FAILED</span>{{end}}</td><td>{{.Segments}}/{{.SegmentsTotal}}</td><td>{{.Items}}</td><td>{{join .Problems "; "}}</td></tr>
+{{range .Records}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}</td><td>{{.Mode}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">FAILED ({{or .FailureKind "unrecorded"}})</span>{{end}}</td><td>{{.Segments}}/{{.SegmentsTotal}}</td><td>{{.Items}}</td><td>{{join .Problems "; "}}</td></tr>
 {{else}}<tr><td colspan="7" class="muted">no verification in this period</td></tr>{{end}}</table>{{end}}
 
 <h2>Snapshots</h2>

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/engine"
 )
 
 // WriteJSON writes the report as indented JSON (docs/CLI_JSON_OUTPUT.md).
@@ -116,7 +118,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		if !x.OK {
 			res = "failed"
 		}
-		row("verify", ts(x.Time), "", x.Snapshot, res, strconv.Itoa(x.Segments), "", "", strconv.Itoa(x.Items), f64(float64(x.DurationMillis)/1000), "", x.Mode+" "+strings.Join(x.Problems, "; "))
+		detail := x.Mode
+		if !x.OK {
+			detail += " failure_kind=" + failureKind(x)
+		}
+		row("verify", ts(x.Time), "", x.Snapshot, res, strconv.Itoa(x.Segments), "", "", strconv.Itoa(x.Items), f64(float64(x.DurationMillis)/1000), "", detail+" "+strings.Join(x.Problems, "; "))
 	}
 	res := "ok"
 	if !r.Audit.OK {
@@ -164,8 +170,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "  %-7s %4d ok  %3d failed  %3d unfinished  success %-6s  last success %s\n", c.Component, c.Backups, c.Failures, c.Unfinished, rate, orNever(c.LastSuccess))
 	}
 	v := r.Verification
-	fmt.Fprintf(w, "Verification: %d of %d snapshot(s) verified (%.0f%%), %d with --read-data, %d test-restored; %d failed check(s).\n",
-		v.Verified, v.Snapshots, v.Coverage*100, v.ReadData, v.TestRestored, v.Failed)
+	fmt.Fprintf(w, "Verification: %d of %d snapshot(s) verified (%.0f%%), %d with --read-data, %d test-restored; %d failed check(s)%s.\n",
+		v.Verified, v.Snapshots, v.Coverage*100, v.ReadData, v.TestRestored, v.Failed, byKind(v.FailedByKind))
 	if r.Retention.LastRun != nil {
 		removed := 0
 		var freed int64
@@ -216,4 +222,26 @@ func orNever(t *time.Time) string {
 		return "never"
 	}
 	return ts(*t)
+}
+
+// failureKind is a failed record's failure_kind ("unrecorded" for records older than the field).
+func failureKind(x VerifyRecord) string {
+	if x.FailureKind == "" {
+		return "unrecorded"
+	}
+	return x.FailureKind
+}
+
+// byKind is " (2 integrity, 1 assertion)": failed checks by kind, most serious first.
+func byKind(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range append(append([]string{}, engine.FailureKinds...), "unrecorded") {
+		if n := m[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -182,10 +182,14 @@ type Verification struct {
 	ReadDataCoverage    float64        `json:"read_data_coverage"`
 	TestRestoreCoverage float64        `json:"test_restore_coverage"`
 	Failed              int            `json:"failed"`
-	Records             []VerifyRecord `json:"records"`
+	// FailedByKind counts the failed records by what failed (their failure_kind: integrity, restore,
+	// assertion, error, unsupported; "unrecorded" for records written before the field existed).
+	FailedByKind map[string]int `json:"failed_by_kind"`
+	Records      []VerifyRecord `json:"records"`
 }
 
-// VerifyRecord is one verify/ record: engine.VerifyResult's stored form. A test-restore records its
+// VerifyRecord is one verify/ record: engine.VerifyResult's stored form (failure_kind says what
+// failed: engine.FailureKinds). A test-restore records its
 // outcome the same way with a mode starting with "test-restore".
 type VerifyRecord = engine.VerifyResult
 
@@ -198,7 +202,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	now = now.UTC()
 	rep := &Report{Generated: now, Repository: r.Store.Location(), RepositoryID: r.Config.ID, Recipients: r.Config.Recipients,
 		Components: []ComponentSummary{}, Backups: []Backup{}, Failures: []Failure{}, Holds: []Hold{}, Warnings: []string{},
-		Retention: Retention{Runs: []PruneRun{}}, Verification: Verification{Records: []VerifyRecord{}}}
+		Retention: Retention{Runs: []PruneRun{}}, Verification: Verification{Records: []VerifyRecord{}, FailedByKind: map[string]int{}}}
 	if rep.Recipients == nil {
 		rep.Recipients = []repo.Recipient{}
 	}
@@ -422,6 +426,11 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		if in(x.Time) {
 			if !x.OK {
 				v.Failed++
+				k := x.FailureKind
+				if k == "" {
+					k = "unrecorded"
+				}
+				v.FailedByKind[k]++
 			}
 			v.Records = append(v.Records, x)
 		}
