@@ -178,10 +178,10 @@ type Verification struct {
 	ReadData     int `json:"read_data_verified"`
 	TestRestored int `json:"test_restored"`
 	// Coverage ratios over Snapshots (0 when there is none).
-	Coverage            float64        `json:"coverage"`
-	ReadDataCoverage    float64        `json:"read_data_coverage"`
-	TestRestoreCoverage float64        `json:"test_restore_coverage"`
-	Failed              int            `json:"failed"`
+	Coverage            float64 `json:"coverage"`
+	ReadDataCoverage    float64 `json:"read_data_coverage"`
+	TestRestoreCoverage float64 `json:"test_restore_coverage"`
+	Failed              int     `json:"failed"`
 	// FailedByKind counts the failed records by what failed (their failure_kind: integrity, restore,
 	// assertion, error, unsupported; "unrecorded" for records written before the field existed).
 	FailedByKind map[string]int `json:"failed_by_kind"`

@@ -120,7 +120,9 @@ func TestTestRestoreConfigDiff(t *testing.T) {
 	}
 	// The comparison failing is an error (nothing proven about the account), not damage.
 	res, err = f.eng.TestRestore(context.Background(), m, engine.TestRestoreOptions{Identities: f.ids,
-		ConfigDiff: func(context.Context, *config.State) ([]config.Change, error) { return nil, errors.New("account unreachable") }})
+		ConfigDiff: func(context.Context, *config.State) ([]config.Change, error) {
+			return nil, errors.New("account unreachable")
+		}})
 	if err == nil || res.OK || res.Sources[0].ProblemKinds[0] != engine.FailureError {
 		t.Fatalf("failing diff: %v %+v", err, res)
 	}
@@ -143,4 +145,3 @@ func TestTestRestoreUnsupportedIsRecordedAsSuch(t *testing.T) {
 		t.Fatalf("verify record: %+v", recs)
 	}
 }
-
