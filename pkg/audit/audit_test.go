@@ -256,3 +256,36 @@ func TestRedactArgs(t *testing.T) {
 		}
 	}
 }
+
+// Key-shaped values are secrets wherever they sit: alone, after NAME= (--label note=AGE-SECRET-KEY-1…),
+// inside a longer value, in --flag=NAME=VALUE form.
+func TestRedactKeyShapedValuesInsideArguments(t *testing.T) {
+	key := "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS8L2JF4"
+	in := []string{"backup", "--label", "note=" + key, "--label=memo=" + key, "--label", "ticket=see " + key + " here",
+		"--reason", "rotated xoxb-1234-abcd", "--label", "aws=AKIAABCDEFGHIJKLMNOP", "--label", "ticket=OPS-1"}
+	got := strings.Join(audit.RedactArgs(in), " ")
+	for _, secret := range []string{"AGE-SECRET-KEY", "QYQSZQGP", "xoxb-1234", "AKIAABCDEFGHIJKLMNOP"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("secret %q survived: %s", secret, got)
+		}
+	}
+	for _, keep := range []string{"note=[REDACTED]", "memo=[REDACTED]", "ticket=OPS-1", "rotated"} {
+		if !strings.Contains(got, keep) {
+			t.Errorf("%q lost: %s", keep, got)
+		}
+	}
+}
+
+// RedactText cleans free text (an error message) of URL secrets and key-shaped values.
+func TestRedactText(t *testing.T) {
+	in := `Post "http://user:pw@127.0.0.1:9/hooks/T0?token=abc123": dial tcp: refused; key AGE-SECRET-KEY-1QYQSZQGPQYQS8L2JF4`
+	got := audit.RedactText(in)
+	for _, secret := range []string{"pw@", "abc123", "AGE-SECRET-KEY"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("secret %q survived: %s", secret, got)
+		}
+	}
+	if !strings.Contains(got, "127.0.0.1:9") || !strings.Contains(got, "dial tcp: refused") {
+		t.Errorf("too much removed: %s", got)
+	}
+}

@@ -15,8 +15,13 @@ var secretName = regexp.MustCompile(`(?i)(token|secret|passw|pwd|credential|api[
 
 var fileName = regexp.MustCompile(`(?i)[-_](file|path|dir)$`)
 
-// secretValue matches values that are secrets whatever flag carries them.
-var secretValue = regexp.MustCompile(`(?i)^(AGE-SECRET-KEY-|AGE-PLUGIN-|xox[abpr]-|gh[pousr]_|sk_live_|AKIA[0-9A-Z]{12})`)
+// secretValue matches values that are secrets whatever flag carries them, wherever they appear in
+// an argument (alone, after NAME=, inside a sentence): age identities, Slack, GitHub and Stripe
+// tokens, AWS access key ids.
+var secretValue = regexp.MustCompile(`(?i)(AGE-SECRET-KEY-|AGE-PLUGIN-|\bxox[abpr]-|\bgh[pousr]_|\bsk_live_|\bAKIA[0-9A-Z]{12})[^\s"',;]*`)
+
+// urlInText finds URLs inside free text.
+var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+`)
 
 func isSecretName(name string) bool {
 	name = strings.TrimLeft(name, "-")
@@ -47,28 +52,50 @@ func RedactArgs(args []string) []string {
 				continue
 			}
 			if hasVal {
-				out[i] = name + "=" + redactValue(val)
+				out[i] = name + "=" + RedactValue(val)
 				continue
 			}
 			out[i] = a
 		default:
-			out[i] = redactValue(a)
+			out[i] = RedactValue(a)
 		}
 	}
 	return out
 }
 
-func redactValue(v string) string {
-	if secretValue.MatchString(v) {
-		return Redacted
+// RedactValue removes secrets from one argument value: a NAME=VALUE whose NAME looks like a secret
+// loses its VALUE, so does one whose VALUE holds a key-shaped token (note=AGE-SECRET-KEY-1…);
+// key-shaped tokens anywhere else are replaced; URLs lose their passwords and query strings.
+func RedactValue(v string) string {
+	if name, val, ok := strings.Cut(v, "="); ok && !strings.Contains(name, "/") && !strings.Contains(name, " ") {
+		if isSecretName(name) || secretValue.MatchString(val) {
+			return name + "=" + Redacted
+		}
+		return name + "=" + RedactValue(val)
 	}
-	if name, _, ok := strings.Cut(v, "="); ok && !strings.Contains(name, "/") && isSecretName(name) {
-		return name + "=" + Redacted
+	if secretValue.MatchString(v) {
+		if loc := secretValue.FindStringIndex(v); loc[0] == 0 && loc[1] == len(v) {
+			return Redacted
+		}
+		return secretValue.ReplaceAllString(v, Redacted)
 	}
 	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
 		return RedactURL(u)
 	}
 	return v
+}
+
+// RedactText removes secrets from free text such as an error message: URLs inside it lose their
+// passwords and query strings, key-shaped tokens are replaced.
+func RedactText(s string) string {
+	s = secretValue.ReplaceAllString(s, Redacted)
+	return urlInText.ReplaceAllStringFunc(s, func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return raw
+		}
+		return RedactURL(u)
+	})
 }
 
 // RedactURL keeps a URL's scheme, user, host and path, and removes a password and the query string,
