@@ -32,8 +32,7 @@ type Factory struct {
 	cfg *config.Config
 	log *slog.Logger
 
-	// Hooks (hooks.go): the command line, the run's state, and what the command published (SetResult).
-	args   []string
+	// Hooks (hooks.go): the run's state, and what the command published (SetResult).
 	run    runState
 	result *RunResult
 }

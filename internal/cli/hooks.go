@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -165,14 +167,14 @@ func (f *Factory) auditRecord(cmd *cobra.Command, result string, err error, code
 		Actor:      audit.Actor(f.Getenv),
 		Host:       audit.Host(),
 		Command:    f.run.command,
-		Args:       audit.RedactArgs(f.args),
+		Args:       argShape(cmd),
 		Result:     result,
 		ExitCode:   code,
 		Run:        f.run.id,
 		Components: flagComponents(cmd),
 	}
 	if err != nil {
-		rec.Error = err.Error()
+		rec.Error = errorClass(err, code)
 	}
 	if r := f.result; r != nil && result != audit.ResultStarted {
 		rec.Snapshots = r.Snapshots
@@ -307,4 +309,63 @@ func (f *Factory) exportMetrics(ctx context.Context, res RunResult, notifyFailur
 			f.Log().Warn("could not push metrics", "err", err)
 		}
 	}
+}
+
+// shownFlags are the string flags whose values the audit trail keeps (after audit.RedactValue):
+// components, formats, times, policies, labels, hold reasons and the repository location. Every
+// other string flag — tables, databases, buckets, prefixes, object ids, files, directories, URLs — is
+// recorded by name only, with "[value]" or "[N values]": the trail is plaintext and never holds
+// item, table or object names (docs/AUDIT.md).
+var shownFlags = map[string]bool{
+	"component": true, "format": true, "at": true, "since": true, "until": true, "grace": true, "keep-within": true,
+	"require-within": true, "read-data-subset": true, "sample": true, "log-level": true, "notify-on": true,
+	"object-lock-mode": true, "object-lock-retention": true, "overwrite": true, "label": true, "keep-label": true,
+	"reason": true, "case": true, "repo": true,
+}
+
+// shownTypes are flag value types that carry no names: switches, counts, sizes and durations.
+var shownTypes = map[string]bool{
+	"bool": true, "int": true, "int8": true, "int16": true, "int32": true, "int64": true, "uint": true, "uint8": true,
+	"uint16": true, "uint32": true, "uint64": true, "float32": true, "float64": true, "count": true, "duration": true,
+}
+
+// snapshotArg matches a positional argument that is a snapshot reference (an id, a prefix of one, or
+// latest): operational metadata, kept. Other positional arguments are recorded as "[arg]".
+var snapshotArg = regexp.MustCompile(`^(latest|[0-9a-f]{4,64})$`)
+
+// argShape is the command line as the audit trail records it: the command path, positional snapshot
+// references, then every flag given, sorted, with its value only when shownFlags or shownTypes allow.
+func argShape(cmd *cobra.Command) []string {
+	out := strings.Fields(commandName(cmd))
+	for _, a := range cmd.Flags().Args() {
+		if snapshotArg.MatchString(a) {
+			out = append(out, a)
+		} else {
+			out = append(out, "[arg]")
+		}
+	}
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		name := "--" + fl.Name
+		typ := fl.Value.Type()
+		sv, isSlice := fl.Value.(pflag.SliceValue)
+		switch {
+		case typ == "bool" && fl.Value.String() == "true":
+			out = append(out, name)
+		case shownTypes[typ]:
+			out = append(out, name+"="+fl.Value.String())
+		case shownFlags[fl.Name] && isSlice:
+			for _, v := range sv.GetSlice() {
+				out = append(out, name+"="+audit.RedactValue(v))
+			}
+		case shownFlags[fl.Name]:
+			out = append(out, name+"="+audit.RedactValue(fl.Value.String()))
+		case isSlice && len(sv.GetSlice()) == 1:
+			out = append(out, name+"=[1 value]")
+		case isSlice:
+			out = append(out, fmt.Sprintf("%s=[%d values]", name, len(sv.GetSlice())))
+		default:
+			out = append(out, name+"=[value]")
+		}
+	})
+	return out
 }

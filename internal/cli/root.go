@@ -45,7 +45,7 @@ func isTerminal(w any) bool {
 
 // Run executes one command line; it is Main without the process globals, for tests.
 func Run(ctx context.Context, args []string, ios IO, getenv func(string) string) int {
-	f := &Factory{IO: ios, Getenv: getenv, args: args}
+	f := &Factory{IO: ios, Getenv: getenv}
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(ios.In)
