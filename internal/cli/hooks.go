@@ -271,14 +271,14 @@ func (f *Factory) notify(ctx context.Context, res RunResult) int {
 	ev := notify.Event{Command: res.Command, Status: "success", ExitCode: res.ExitCode, Host: audit.Host(), Actor: audit.Actor(f.Getenv),
 		Time: time.Now().UTC(), Duration: res.Duration, Components: res.Components, Snapshots: res.Snapshots, Bytes: res.Bytes, Items: res.Items}
 	if res.Err != nil {
-		ev.Status, ev.Error = "failure", res.Err.Error()
+		ev.Status, ev.Error = "failure", audit.RedactText(res.Err.Error())
 	}
 	if st, err := f.Store(ctx); err == nil {
 		ev.Repository = st.Location()
 	}
 	errs := notify.Send(ctx, ev, ns)
 	for _, err := range errs {
-		f.Log().Warn("notification failed (the run's result is unchanged)", "err", err)
+		f.Log().Warn("notification failed (the run's result is unchanged)", "err", audit.RedactText(err.Error()))
 	}
 	return len(errs)
 }
@@ -301,12 +301,12 @@ func (f *Factory) exportMetrics(ctx context.Context, res RunResult, notifyFailur
 	}
 	if c.MetricsTextfile != "" {
 		if err := metrics.WriteTextfile(c.MetricsTextfile, run); err != nil {
-			f.Log().Warn("could not write the metrics textfile", "err", err)
+			f.Log().Warn("could not write the metrics textfile", "err", audit.RedactText(err.Error()))
 		}
 	}
 	if c.MetricsPush != "" {
 		if err := metrics.Push(ctx, c.MetricsPush, audit.Host(), run, nil); err != nil {
-			f.Log().Warn("could not push metrics", "err", err)
+			f.Log().Warn("could not push metrics", "err", audit.RedactText(err.Error()))
 		}
 	}
 }

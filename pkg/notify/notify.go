@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/smtp"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -145,20 +146,80 @@ func (w Webhook) Notify(ctx context.Context, e Event) error {
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: HTTP %d: %s", w.Name(), resp.StatusCode, strings.TrimSpace(string(msg)))
+		if word := statusWord(string(msg), w.URL); word != "" {
+			return fmt.Errorf("%s: HTTP %d: %s", w.Name(), resp.StatusCode, word)
+		}
+		return fmt.Errorf("%s: HTTP %d (the %d-byte answer is not shown: it may repeat the webhook URL, which is a secret)", w.Name(), resp.StatusCode, len(msg))
 	}
 	return nil
 }
 
-// scrub removes the URL (which may embed a token) from an error message.
-func scrub(err error, secretURL string) error {
-	msg := err.Error()
-	if secretURL != "" && strings.Contains(msg, secretURL) {
-		msg = strings.ReplaceAll(msg, secretURL, "[webhook URL]")
-		return errors.New(msg)
+// statusWordRE is the only kind of error body shown: a short phrase of words (Slack's "invalid_token",
+// "no_service", "no such hook"), no URL, path or query.
+var statusWordRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9 _.,:-]{0,63}$`)
+
+// statusWord is a webhook's error answer when it is a short status phrase that holds no piece of the
+// webhook URL; "" otherwise. A response body is never logged verbatim: services echo the request URL,
+// whose path and query are the token.
+func statusWord(body, secretURL string) string {
+	body = strings.TrimSpace(body)
+	if !statusWordRE.MatchString(body) {
+		return ""
 	}
+	for _, piece := range urlPieces(secretURL) {
+		if strings.Contains(strings.ToLower(body), strings.ToLower(piece)) {
+			return ""
+		}
+	}
+	return body
+}
+
+// urlPieces are the parts of a URL that may be secret: its user info, each path segment and each
+// query value, at least 4 characters long.
+func urlPieces(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return []string{raw}
+	}
+	var out []string
+	add := func(p string) {
+		if len(p) >= 4 {
+			out = append(out, p)
+		}
+	}
+	if u.User != nil {
+		add(u.User.Username())
+		if pw, ok := u.User.Password(); ok {
+			add(pw)
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		add(seg)
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	return out
+}
+
+// scrub removes the webhook URL — whole, or any secret piece of it (path segments, query values, user
+// info) — from an error message, and drops url.Error's copy of the URL.
+func scrub(err error, secretURL string) error {
 	if ue := new(url.Error); errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+		err = fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	msg := err.Error()
+	clean := msg
+	if secretURL != "" {
+		clean = strings.ReplaceAll(clean, secretURL, "[webhook URL]")
+		for _, piece := range urlPieces(secretURL) {
+			clean = strings.ReplaceAll(clean, piece, "[REDACTED]")
+		}
+	}
+	if clean != msg {
+		return errors.New(clean)
 	}
 	return err
 }

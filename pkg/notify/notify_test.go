@@ -133,3 +133,39 @@ func TestSMTPErrors(t *testing.T) {
 		}
 	}
 }
+
+// A webhook that answers an error with a body echoing the request URL (its path and query are the
+// token) must not put the token into the error, which is logged: the body is never shown verbatim.
+func TestWebhookErrorBodyEchoingTheURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "invalid hook "+r.URL.String()+" (token "+r.URL.Query().Get("token")+")", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	err := notify.Webhook{URL: srv.URL + "/hook/T0/B0/secret-path?token=qs-secret-42"}.Notify(context.Background(), event(false))
+	if err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Fatalf("err %v", err)
+	}
+	for _, leak := range []string{"secret-path", "qs-secret-42", "T0/B0"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("the error holds %q: %v", leak, err)
+		}
+	}
+	// A short answer that is only a status word still helps the operator, and is kept.
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "invalid_token", http.StatusForbidden)
+	}))
+	defer srv2.Close()
+	err = notify.Webhook{URL: srv2.URL + "/hook/secret-path"}.Notify(context.Background(), event(false))
+	if err == nil || !strings.Contains(err.Error(), "invalid_token") {
+		t.Fatalf("err %v", err)
+	}
+	// A body that repeats a bare piece of the URL's path is not shown either.
+	srv3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unknown hook secretpath99", http.StatusNotFound)
+	}))
+	defer srv3.Close()
+	err = notify.Webhook{URL: srv3.URL + "/hooks/secretpath99"}.Notify(context.Background(), event(false))
+	if err == nil || strings.Contains(err.Error(), "secretpath99") {
+		t.Fatalf("err %v", err)
+	}
+}
