@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,5 +55,30 @@ func TestAuditRecordsShapesNotNames(t *testing.T) {
 	}
 	if !strings.Contains(raw, `"--label=ticket=OPS-7"`) || !strings.Contains(raw, `"--label=note=[REDACTED]"`) || !strings.Contains(raw, `"--json"`) {
 		t.Errorf("backup args not recorded as expected:\n%s", raw)
+	}
+}
+
+// TestHookWarningsHideURLSecrets: a Pushgateway URL with credentials or a token in its query that
+// cannot be reached is reported on stderr without them (a guard: hook warnings pass through
+// audit.RedactText whatever the package that failed).
+func TestHookWarningsHideURLSecrets(t *testing.T) {
+	h := newHookEnv(t)
+	if _, errOut, code := h.run(t, "backup"); code != 0 {
+		t.Fatalf("backup: %s", errOut)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	_, errOut, code := h.run(t, "verify", "--metrics-push", "http://ops:pw-secret-1@"+addr+"/gw?token=qs-secret-2")
+	if code != 0 {
+		t.Fatalf("verify: %d %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "could not push metrics") {
+		t.Fatalf("stderr: %s", errOut)
+	}
+	for _, leak := range []string{"pw-secret-1", "qs-secret-2"} {
+		if strings.Contains(errOut, leak) {
+			t.Errorf("stderr holds %q: %s", leak, errOut)
+		}
 	}
 }
