@@ -41,6 +41,7 @@ var errorSentinels = []error{
 	sqldump.ErrCheckFailed, sqldump.ErrStatementTooLarge, sqldump.ErrStatementTooLong, sqldump.ErrIncomplete, sqldump.ErrPlanMismatch,
 	d1.ErrNotInSnapshot, d1.ErrTargetNotEmpty, d1.ErrMismatch,
 	repo.ErrNotRepo, repo.ErrExists, repo.ErrVersion, repo.ErrSnapshotNotFound, repo.ErrBadRecipient, repo.ErrNoRecipients, repo.ErrObjectLock,
+	repo.ErrUnauthenticated, repo.ErrNewerUnreadable, repo.ErrLegacy, repo.ErrNoKey, repo.ErrWriterKey,
 	manifest.ErrFormat, manifest.ErrVersion,
 	keys.ErrExists, keys.ErrBadRecipient, keys.ErrBadIdentity, keys.ErrMixedRecipients, keys.ErrNoKeys, keys.ErrInsecurePermissions,
 	cloudflare.ErrAuth, cloudflare.ErrNotFound, cloudflare.ErrUnreachable, cloudflare.ErrSignedURLExpired, cloudflare.ErrTaskFailed,
