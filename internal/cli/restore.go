@@ -158,7 +158,7 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.Time.UTC().Format(time.RFC3339Nano), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
+			fmt.Fprintf(o.f.IO.Err, "Point in time %s: restoring %s from snapshot %s taken at %s.\n", t.Time.UTC().Format(time.RFC3339), o.Component, m.ID, m.Time.UTC().Format(time.RFC3339))
 			o.Snapshot = m.ID
 		}
 	} else if o.TimeTravel {

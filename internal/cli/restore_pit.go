@@ -74,7 +74,7 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) er
 	if o.f.jsonOut {
 		return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "at": at.Time.UTC(), "components": picks, "skew": skew.String()})
 	}
-	fmt.Fprintf(out, "Point in time %s:\n", at.Time.UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(out, "Point in time %s:\n", at.Time.UTC().Format(time.RFC3339))
 	for _, p := range picks {
 		if p.Problem != "" {
 			fmt.Fprintf(out, "  %-6s —  %s\n", p.Component, p.Problem)
