@@ -279,3 +279,32 @@ func TestHTMLInChromium(t *testing.T) {
 		}
 	}
 }
+
+// TestVerificationFailuresByKind: the report says what failed — an assertion is not damage — and
+// counts records older than failure_kind as "unrecorded".
+func TestVerificationFailuresByKind(t *testing.T) {
+	r := fixture(t)
+	putJSON(t, r.Store, "verify/20260306T000000.000000000Z-snap0004.json", map[string]any{"time": t0.Add(97 * time.Hour), "ok": false, "snapshot": "snap0004",
+		"mode": "test-restore", "problems": []string{"d1: 1 assertion"}, "failure_kind": "assertion", "failures": map[string]int{"assertion": 1}})
+	rep, err := report.Build(context.Background(), r, report.Options{Now: t0.Add(240 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rep.Verification
+	if v.Failed != 2 || v.FailedByKind["assertion"] != 1 || v.FailedByKind["unrecorded"] != 1 || len(v.FailedByKind) != 2 {
+		t.Fatalf("verification %+v", v)
+	}
+	var text, csvOut bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "2 failed check(s) (1 assertion, 1 unrecorded)") {
+		t.Errorf("text:\n%s", text.String())
+	}
+	if err := rep.WriteCSV(&csvOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csvOut.String(), "test-restore failure_kind=assertion d1: 1 assertion") {
+		t.Errorf("csv:\n%s", csvOut.String())
+	}
+}
