@@ -93,7 +93,11 @@ func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 		return verr
 	}
 	if verr != nil {
-		fmt.Fprintf(o.f.IO.Out, "Snapshot %s FAILED verification (%s):\n", m.ID, res.Mode)
+		kind := ""
+		if res.FailureKind != "" {
+			kind = "; failure kind: " + res.FailureKind
+		}
+		fmt.Fprintf(o.f.IO.Out, "Snapshot %s FAILED verification (%s%s):\n", m.ID, res.Mode, kind)
 		for _, p := range res.Problems {
 			fmt.Fprintf(o.f.IO.Out, "  %s\n", p)
 		}
