@@ -422,7 +422,7 @@ func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 			}
 		}
 		if len(items) > 0 {
-			rec.Problems = append(rec.Problems, "item problems: "+failureSummary(items))
+			rec.Problems = append(rec.Problems, "item and object problems: "+failureSummary(items))
 		}
 	}
 	if !rec.OK && rec.FailureKind == "" {
@@ -521,14 +521,14 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			res.Problems = append(res.Problems, fmt.Sprintf("object %s: %v", ob.Key, err))
+			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("object %s: %v", ob.Key, err))
 		}
 	}
 	if o.ReadData && e.Repo.Key() != nil && !e.Repo.Legacy() {
 		if secret, err := e.Repo.WriterSecret(ctx, o.Identities); err != nil {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s: %v", repo.WriterKeyKey, err))
+			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("%s: %v", repo.WriterKeyKey, err))
 		} else if id := seal.NewKey(secret).ID(); id != e.Repo.Key().ID() {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s: holds the secret with key id %s, but the repository authenticates with %s: it was replaced", repo.WriterKeyKey, id, e.Repo.Key().ID()))
+			res.fail(FailureIntegrity, fmt.Sprintf("%s: holds the secret with key id %s, but the repository authenticates with %s: it was replaced", repo.WriterKeyKey, id, e.Repo.Key().ID()))
 		}
 	}
 	res.DurationMillis = e.now().Sub(start).Milliseconds()
