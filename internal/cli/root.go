@@ -17,6 +17,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	// Time zones (TZ for local times in --at/--since/--until, retention.timezone) work on hosts
+	// without a zoneinfo database too (minimal containers): Go falls back to this copy.
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
