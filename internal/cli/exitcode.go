@@ -56,7 +56,7 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.As(err, new(usageError)), errors.Is(err, config.ErrInvalid), errors.Is(err, engine.ErrUsage), errors.Is(err, r2.ErrConfig):
 		return ExitUsage
-	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, engine.ErrIntegrity),
+	case errors.Is(err, archive.ErrIntegrity), errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, sqldump.ErrNotAllowed), errors.Is(err, engine.ErrIntegrity),
 		errors.Is(err, repo.ErrUnauthenticated), errors.Is(err, repo.ErrNewerUnreadable):
 		return ExitIntegrity
 	case errors.Is(err, repo.ErrNotRepo), errors.Is(err, repo.ErrExists), errors.Is(err, repo.ErrObjectLock), errors.Is(err, repo.ErrVersion), errors.Is(err, repo.ErrLegacy), errors.Is(err, manifest.ErrVersion), errors.Is(err, manifest.ErrFormat):

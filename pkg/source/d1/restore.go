@@ -2,7 +2,6 @@ package d1
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -215,6 +214,8 @@ type FileResult struct {
 // RestoreToFile replays the selection into a new SQLite file at path, then runs integrity_check and
 // foreign_key_check and compares every table's row count with the catalogue. The file is built as
 // path+".partial" and renamed only when everything passed: a failed restore leaves nothing at path.
+// The file is created 0600 (it holds user data). The SQL is loaded through sqldump's allow-list and
+// SQLite guards, so a forged item fails with sqldump.ErrNotAllowed and writes nothing elsewhere.
 func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string) (*FileResult, error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("%s: %w: the file exists; choose a new --to-file path or remove it", path, ErrTargetNotEmpty)
@@ -230,7 +231,19 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 			os.Remove(tmp + "-shm")
 		}
 	}()
-	db, err := sql.Open("sqlite", tmp)
+	// The file only becomes visible by the final rename, so the load keeps its rollback journal in
+	// memory and skips fsyncs (OpenFile): a failed load deletes the .partial file instead. The SQL
+	// comes from the repository, so OpenFile's defensive mode and Load's guards apply.
+	// Created here, 0600 and exclusively, before SQLite opens it: the database holds user data
+	// (SQLite would create it 0644), and nothing already at tmp (a planted link) is followed.
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	db, err := sqldump.OpenFile(tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +253,6 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 		return nil, err
 	}
 	defer conn.Close()
-	// The file only becomes visible by the final rename, so a rollback journal and fsyncs during the
-	// load buy nothing: a failed load deletes the .partial file instead.
-	if _, err := conn.ExecContext(ctx, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF"); err != nil {
-		return nil, err
-	}
 	stream := Stream(ctx, open, sel, "")
 	defer stream.Close()
 	st, err := sqldump.Load(ctx, conn, stream, sqldump.LoadOptions{})
@@ -264,9 +272,6 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 		if n != want {
 			return nil, fmt.Errorf("%w: table %s has %d rows, the snapshot recorded %d", ErrMismatch, table, n, want)
 		}
-	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE"); err != nil {
-		return nil, err
 	}
 	conn.Close()
 	if err := db.Close(); err != nil {

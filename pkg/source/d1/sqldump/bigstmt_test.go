@@ -90,7 +90,7 @@ func bsBigDump(t testing.TB) string {
 
 func bsOpenDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
+	db, err := OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,9 @@ import "strings"
 // lexer is a tiny SQL tokenizer over one statement, used only to read the first few tokens
 // (kind, object name, target table); it never looks at the VALUES of an INSERT.
 type lexer struct {
-	s string
-	i int
+	s      string
+	i      int
+	schema string // schema part of the last name() read, unquoted ("" if unqualified)
 }
 
 type tok struct {
@@ -95,13 +96,25 @@ func (l *lexer) name() string {
 	}
 	n := t.text
 	save := l.i
+	l.schema = ""
 	if d, ok := l.next(); ok && d.text == "." && !d.quoted {
 		if t2, ok := l.next(); ok {
+			l.schema = n
 			return t2.text
 		}
 	}
 	l.i = save
 	return n
+}
+
+// skipIfExists consumes "IF EXISTS" when present.
+func (l *lexer) skipIfExists() {
+	save := l.i
+	if t, ok := l.next(); ok && t.is("IF") {
+		l.next()
+		return
+	}
+	l.i = save
 }
 
 // skipIfNotExists consumes "IF NOT EXISTS" when present.
@@ -138,10 +151,12 @@ func classify(st *Statement) {
 		}
 		st.Kind = Insert
 		st.Table = l.name()
+		st.Schema = l.schema
 	case "DELETE":
 		if t, _ := l.next(); t.is("FROM") {
 			st.Kind = Delete
 			st.Table = l.name()
+			st.Schema = l.schema
 		}
 	case "CREATE":
 		t, _ := l.next()
@@ -153,12 +168,14 @@ func classify(st *Statement) {
 			st.Kind = CreateTable
 			l.skipIfNotExists()
 			st.Name = l.name()
+			st.Schema = l.schema
 			st.Table = st.Name
 		case t.is("VIRTUAL"):
 			if t, _ := l.next(); t.is("TABLE") {
 				st.Kind = CreateVirtualTable
 				l.skipIfNotExists()
 				st.Name = l.name()
+				st.Schema = l.schema
 				st.Table = st.Name
 			}
 		case t.is("UNIQUE") || t.is("INDEX"):
@@ -168,6 +185,7 @@ func classify(st *Statement) {
 			st.Kind = CreateIndex
 			l.skipIfNotExists()
 			st.Name = l.name()
+			st.Schema = l.schema
 			if t, _ := l.next(); t.is("ON") {
 				st.Table = l.name()
 			}
@@ -175,10 +193,12 @@ func classify(st *Statement) {
 			st.Kind = CreateView
 			l.skipIfNotExists()
 			st.Name = l.name()
+			st.Schema = l.schema
 		case t.is("TRIGGER"):
 			st.Kind = CreateTrigger
 			l.skipIfNotExists()
 			st.Name = l.name()
+			st.Schema = l.schema
 			for n := 0; n < 200; n++ { // BEFORE|AFTER|INSTEAD OF, event, UPDATE OF cols…, ON
 				t, ok := l.next()
 				if !ok {

@@ -33,7 +33,12 @@ type LoadStats struct {
 // Load executes a stream of statements (a dump, or parts of one) into conn, a modernc.org/sqlite
 // connection on a local file, in one transaction, so a failure leaves the database unchanged.
 // BEGIN/COMMIT statements in the input are skipped. A failing statement is named by its number and
-// the first 60 bytes of its text.
+// a short, sanitized excerpt of its text.
+//
+// The SQL is untrusted (it comes from a repository): only what a D1 dump can contain is executed
+// (checkAllowed), and SQLite itself enforces the same allow-list through an authorizer, no attached
+// databases and defensive mode (conn must come from OpenFile), for the dump's statements and for
+// every trigger or view body they run; a refusal is ErrNotAllowed. The guards stay on conn.
 //
 // Foreign keys: D1 dumps tables in creation (rowid) order, so a child table can come before its
 // parent, and with enforcement on SQLite rejects an INSERT whose parent table does not exist yet
@@ -42,6 +47,10 @@ type LoadStats struct {
 // foreign_key_check before committing, failing with ErrCheckFailed on any violation, unless
 // opts.SkipForeignKeyCheck.
 func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (stats LoadStats, err error) {
+	g := &guard{}
+	if err := g.install(ctx, conn); err != nil {
+		return stats, err
+	}
 	var fk int
 	if err := conn.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
 		return stats, fmt.Errorf("read foreign_keys: %w", err)
@@ -77,8 +86,16 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 			stats.Skipped++
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, st.SQL); err != nil {
-			return stats, fmt.Errorf("statement %d (%s…): %w", st.Number, prefix(st.SQL), err)
+		if err := checkAllowed(&st); err != nil {
+			return stats, err
+		}
+		g.begin()
+		_, err = tx.ExecContext(ctx, st.SQL)
+		if denied := g.end(); denied != "" {
+			return stats, fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, Excerpt(st.SQL), denied)
+		}
+		if err != nil {
+			return stats, fmt.Errorf("statement %d (%s): %w", st.Number, Excerpt(st.SQL), err)
 		}
 		stats.Statements++
 		stats.Bytes += int64(len(st.SQL))

@@ -24,10 +24,11 @@ import (
 	"github.com/cfbackup/cfbackup/internal/testutil/tools"
 )
 
-// openDB opens a modernc SQLite file with foreign keys enforced, as D1 does.
+// openDB opens a modernc SQLite file with foreign keys enforced, as D1 does, in defensive mode
+// (as OpenFile does) so Load accepts it as a target.
 func openDB(t testing.TB, path string) (*sql.DB, *sql.Conn) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_defensive=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +578,7 @@ func TestPlanPartsRoundTrip(t *testing.T) {
 	}
 	// D1 enforces foreign keys per import, so load files into a database with enforcement off
 	// (see the report on FK order across files); each file must load on its own.
-	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "d.db"))
+	db, err := OpenFile(filepath.Join(t.TempDir(), "d.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,9 @@ type Statement struct {
 	Kind  Kind
 	Table string // unquoted target table of CREATE TABLE / INSERT / DELETE / CREATE INDEX / CREATE TRIGGER
 	Name  string // unquoted name of the created object (table, index, view, trigger)
+	// Schema is the schema qualifier of that name ("main" in main.t), "" when unqualified; a dump
+	// never names another schema, so the loader refuses one.
+	Schema string
 	// Number is the 1-based position of the statement in the input; error messages use it.
 	Number int64
 	// Offset and End delimit the input bytes this statement was scanned from: Offset is just after the
