@@ -2,6 +2,7 @@ package r2
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -142,8 +143,17 @@ func PlanRestore(ctx context.Context, c *Client, items []manifest.Item, t Target
 	}
 	existing := map[string]have{}
 	var paths map[string]string
+	var root *os.Root // nil: the directory does not exist yet
 	if t.Dir != "" {
 		paths = EncodePaths(keys)
+		r, err := os.OpenRoot(t.Dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if err == nil {
+			root = r
+			defer root.Close()
+		}
 	} else {
 		if c == nil {
 			return nil, fmt.Errorf("%w: no R2 client for a bucket target", ErrConfig)
@@ -160,7 +170,7 @@ func PlanRestore(ctx context.Context, c *Client, items []manifest.Item, t Target
 		e := PlanEntry{Key: it.Object.Key, Target: keys[i], Size: it.Size, Action: "put", item: it}
 		if t.Dir != "" {
 			e.Target = paths[keys[i]]
-			same, exists, err := sameFile(filepath.Join(t.Dir, filepath.FromSlash(e.Target)), it)
+			same, exists, err := sameFile(root, t.Dir, e, it)
 			if err != nil {
 				return nil, err
 			}
@@ -208,18 +218,25 @@ func CommonPrefix(keys []string) string {
 	return p
 }
 
-func sameFile(path string, it manifest.Item) (same, exists bool, err error) {
-	fi, err := os.Lstat(path)
+func sameFile(root *os.Root, dir string, e PlanEntry, it manifest.Item) (same, exists bool, err error) {
+	if root == nil {
+		return false, false, nil
+	}
+	rel := filepath.FromSlash(e.Target)
+	if err := checkNoLinks(root, dir, rel, e.Key); err != nil {
+		return false, false, err
+	}
+	fi, err := root.Lstat(rel)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, false, nil
 	}
 	if err != nil {
-		return false, false, err
+		return false, false, fmt.Errorf("%w: key %q: %v", ErrBadKey, e.Key, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Size() != it.Size {
 		return false, true, nil
 	}
-	f, err := os.Open(path)
+	f, err := root.OpenFile(rel, os.O_RDONLY, 0)
 	if err != nil {
 		return false, true, err
 	}
@@ -229,6 +246,29 @@ func sameFile(path string, it manifest.Item) (same, exists bool, err error) {
 		return false, true, err
 	}
 	return hex.EncodeToString(h.Sum(nil)) == it.SHA256, true, nil
+}
+
+// checkNoLinks refuses a path whose directories under dir include a symbolic link: a restore to a
+// directory writes only inside it, and a link already there (DIR/img -> /elsewhere) would carry
+// its files out. os.Root enforces the same underneath (it refuses links that leave dir); this
+// check refuses links inside dir too, and says which one.
+func checkNoLinks(root *os.Root, dir, rel, key string) error {
+	parts := strings.Split(rel, string(filepath.Separator))
+	for i := 1; i < len(parts); i++ {
+		prefix := filepath.Join(parts[:i]...)
+		fi, err := root.Lstat(prefix)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: key %q: %v", ErrBadKey, key, err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%w: key %q: %s is a symbolic link; a restore to a directory writes only inside %s and follows no link in it: remove the link or restore elsewhere",
+				ErrBadKey, key, filepath.Join(dir, prefix), dir)
+		}
+	}
+	return nil
 }
 
 // Result counts what a restore did.
@@ -261,11 +301,18 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		concurrency = 4
 	}
 	t := p.t
+	var root *os.Root
 	if t.Dir != "" {
 		if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 			return res, err
 		}
-		removeStaleTemps(t.Dir, p)
+		r, err := os.OpenRoot(t.Dir)
+		if err != nil {
+			return res, err
+		}
+		root = r
+		defer root.Close()
+		removeStaleTemps(root, p)
 	}
 	work := make(chan int)
 	var mu sync.Mutex
@@ -280,7 +327,7 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 			var buf workerBufs
 			for i := range work {
 				e := p.Entries[i]
-				err := restoreOne(ctx, c, open, t, e, &buf)
+				err := restoreOne(ctx, c, open, t, root, e, &buf)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("restore object %q: %w", e.Key, err)
@@ -321,7 +368,7 @@ feed:
 		return res, fmt.Errorf("%w (%d object(s) were already written to %s; run again with --overwrite skip to finish)", firstErr, res.Restored, p.Target)
 	}
 	if t.Dir != "" {
-		if err := writeDirIndex(t.Dir, p); err != nil {
+		if err := writeDirIndex(root, p); err != nil {
 			return res, err
 		}
 	}
@@ -336,7 +383,7 @@ type workerBufs struct {
 	whole archive.Buffers // objects read whole and sent with one PUT
 }
 
-func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEntry, buf *workerBufs) error {
+func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs) error {
 	rc, err := open(ctx, e.item.ItemRef)
 	if err != nil {
 		return err
@@ -356,28 +403,52 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, e PlanEnt
 		// part buffer is not kept: eight idle 8 MiB buffers would hold the heap at its soft limit.
 		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, nil)
 	}
-	path := filepath.Join(t.Dir, filepath.FromSlash(e.Target))
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadKey, err)
+	// Every file operation goes through root, which refuses any path that leaves t.Dir (through
+	// "..", an absolute path or a symbolic link); checkNoLinks refuses links inside it as well.
+	rel := filepath.FromSlash(e.Target)
+	if err := checkNoLinks(root, t.Dir, rel, e.Key); err != nil {
+		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), dirTempPrefix+"*")
+	parent := filepath.Dir(rel)
+	if parent != "." {
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadKey, err)
+		}
+	}
+	tmp, f, err := createTemp(root, parent)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(tmp, rc)
-	if cerr := tmp.Close(); err == nil {
+	_, err = io.Copy(f, rc)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		if !e.item.Object.LastModified.IsZero() {
-			_ = os.Chtimes(tmp.Name(), e.item.Object.LastModified, e.item.Object.LastModified)
+			_ = root.Chtimes(tmp, e.item.Object.LastModified, e.item.Object.LastModified)
 		}
-		err = os.Rename(tmp.Name(), path)
+		err = root.Rename(tmp, rel)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		root.Remove(tmp)
 	}
 	return err
+}
+
+// createTemp creates a new file (0600, exclusively) named dirTempPrefix+random in dir under root.
+func createTemp(root *os.Root, dir string) (string, *os.File, error) {
+	for try := 0; ; try++ {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", nil, err
+		}
+		name := filepath.Join(dir, dirTempPrefix+hex.EncodeToString(b[:]))
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) && try < 10 {
+			continue
+		}
+		return name, f, err
+	}
 }
 
 // DirEntry is one line of a directory restore's DirIndexName file.
@@ -388,8 +459,8 @@ type DirEntry struct {
 	manifest.ObjectMeta
 }
 
-func writeDirIndex(dir string, p *Plan) error {
-	f, err := os.CreateTemp(dir, dirTempPrefix+"*")
+func writeDirIndex(root *os.Root, p *Plan) error {
+	name, f, err := createTemp(root, ".")
 	if err != nil {
 		return err
 	}
@@ -400,37 +471,48 @@ func writeDirIndex(dir string, p *Plan) error {
 		}
 		if err := enc.Encode(DirEntry{Path: e.Target, Size: e.Size, SHA256: e.item.SHA256, ObjectMeta: *e.item.Object}); err != nil {
 			f.Close()
-			os.Remove(f.Name())
+			root.Remove(name)
 			return err
 		}
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
+		root.Remove(name)
 		return err
 	}
-	return os.Rename(f.Name(), filepath.Join(dir, DirIndexName))
+	return root.Rename(name, DirIndexName)
 }
 
 // removeStaleTemps deletes the temporary files a killed directory restore left in the directories
 // this one writes to (an interrupted one removes its own). Two restores into one directory at the
-// same time are not supported.
-func removeStaleTemps(dir string, p *Plan) {
+// same time are not supported. Directories reached through a symbolic link are not looked into.
+func removeStaleTemps(root *os.Root, p *Plan) {
 	targets := map[string]bool{}
-	dirs := map[string]bool{dir: true}
+	dirs := map[string]bool{".": true}
 	for _, e := range p.Entries {
-		path := filepath.Join(dir, filepath.FromSlash(e.Target))
-		targets[path] = true
-		dirs[filepath.Dir(path)] = true
+		rel := filepath.FromSlash(e.Target)
+		if checkNoLinks(root, root.Name(), rel, e.Key) != nil {
+			continue
+		}
+		targets[rel] = true
+		dirs[filepath.Dir(rel)] = true
 	}
 	for d := range dirs {
-		ents, err := os.ReadDir(d)
+		if fi, err := root.Lstat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		f, err := root.Open(d)
+		if err != nil {
+			continue
+		}
+		ents, err := f.ReadDir(-1)
+		f.Close()
 		if err != nil {
 			continue
 		}
 		for _, de := range ents {
-			path := filepath.Join(d, de.Name())
-			if strings.HasPrefix(de.Name(), dirTempPrefix) && de.Type().IsRegular() && !targets[path] {
-				_ = os.Remove(path)
+			rel := filepath.Join(d, de.Name())
+			if strings.HasPrefix(de.Name(), dirTempPrefix) && de.Type().IsRegular() && !targets[rel] {
+				_ = root.Remove(rel)
 			}
 		}
 	}
