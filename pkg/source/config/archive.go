@@ -158,7 +158,8 @@ var ErrExists = errors.New("file already exists")
 // WriteDir writes the state as files under dir: inventory.json and scripts/<name>.json, each in
 // Encode's stable format, each written to a temporary file and renamed into place. It refuses, before
 // writing anything, when a target file exists unless overwrite is set. On failure it removes the files
-// it wrote. It returns the paths written.
+// it wrote. It returns the paths written. Files are created 0600 (they hold account data) and only
+// inside dir.
 func WriteDir(dir string, st *State, overwrite bool) ([]string, error) {
 	type file struct {
 		path string
@@ -175,7 +176,17 @@ func WriteDir(dir string, st *State, overwrite bool) ([]string, error) {
 			}
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "scripts"), 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Files are written through os.Root, so no path (nor a symbolic link already in dir, such as
+	// dir/scripts -> elsewhere) leads outside dir; they are created 0600: they hold account data.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	if err := root.MkdirAll("scripts", 0o755); err != nil {
 		return nil, err
 	}
 	var written []string
@@ -192,16 +203,33 @@ func WriteDir(dir string, st *State, overwrite bool) ([]string, error) {
 		if err != nil {
 			return undo(err)
 		}
-		tmp := f.path + ".tmp-" + hex.EncodeToString(suffix)
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			_ = os.Remove(tmp)
+		rel, err := filepath.Rel(dir, f.path)
+		if err != nil {
 			return undo(err)
 		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			_ = os.Remove(tmp)
+		tmp := rel + ".tmp-" + hex.EncodeToString(suffix)
+		if err := writeNew(root, tmp, b); err != nil {
+			_ = root.Remove(tmp)
+			return undo(err)
+		}
+		if err := root.Rename(tmp, rel); err != nil {
+			_ = root.Remove(tmp)
 			return undo(err)
 		}
 		written = append(written, f.path)
 	}
 	return written, nil
+}
+
+// writeNew creates name under root (0600, failing if it exists) and writes b into it.
+func writeNew(root *os.Root, name string, b []byte) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

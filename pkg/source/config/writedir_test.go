@@ -1,0 +1,41 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cfbackup/cfbackup/pkg/source/config"
+)
+
+// TestWriteDirFilesAre0600: the written configuration holds account data (routes, bindings, variable
+// values), so its files are readable by their owner only, like restored R2 files and D1 databases;
+// also when existing files are overwritten.
+func TestWriteDirFilesAre0600(t *testing.T) {
+	st := &config.State{AccountID: "acc", Inventory: config.Doc{"workers": 1},
+		Scripts: map[string]config.Doc{"app": {"vars": map[string]any{"PLAN": "pro"}}, "../x": {}}}
+	dir := filepath.Join(t.TempDir(), "out")
+	for _, overwrite := range []bool{false, true} {
+		if overwrite {
+			if err := os.Chmod(filepath.Join(dir, "inventory.json"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		paths, err := config.WriteDir(dir, st, overwrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(paths) != 3 {
+			t.Fatalf("wrote %v", paths)
+		}
+		for _, p := range paths {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
+			}
+		}
+	}
+}
