@@ -244,6 +244,9 @@ func openItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, 
 	if len(ref.Chunks) == 0 {
 		return nil, fmt.Errorf("%w: item %q has no chunks", ErrIntegrity, ref.Name)
 	}
+	if err := ValidName(ref.Name); err != nil { // never written by cfbackup: a forged catalogue
+		return nil, fmt.Errorf("%w: catalogue item: %w", ErrIntegrity, err)
+	}
 	var total int64
 	for i, c := range ref.Chunks {
 		if _, ok := segs[c.Segment]; !ok {
@@ -604,6 +607,11 @@ func readSegment(src io.Reader, ids []age.Identity, fn func(string, io.Reader) e
 		}
 		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
 			return nil, fmt.Errorf("unexpected tar entry type %q for %q", h.Typeflag, h.Name)
+		}
+		// cfbackup never writes a name ValidName refuses (FORMAT.md): one is forged or damaged, and
+		// extracting it with tar could write outside the target directory.
+		if err := ValidName(h.Name); err != nil {
+			return nil, fmt.Errorf("tar entry: %w", err)
 		}
 		er := &errRecorder{r: tr}
 		if err := fn(h.Name, er); err != nil {
