@@ -94,7 +94,7 @@ func checkAllowed(st *Statement) error {
 		}
 		return refuse("DROP is not a statement a D1 dump contains")
 	case first.word:
-		return refuse(strings.ToUpper(first.text) + " is not a statement a D1 dump contains")
+		return refuse(Excerpt(strings.ToUpper(first.text)) + " is not a statement a D1 dump contains")
 	default:
 		return refuse("not a statement a D1 dump contains")
 	}
