@@ -39,3 +39,25 @@ func TestWriteDirFilesAre0600(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteDirStaysInside: a symbolic link dir/scripts -> elsewhere does not carry script files out
+// of dir: the write fails and elsewhere stays empty.
+func TestWriteDirStaysInside(t *testing.T) {
+	root := t.TempDir()
+	dir, elsewhere := filepath.Join(root, "out"), filepath.Join(root, "elsewhere")
+	for _, d := range []string{dir, elsewhere} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "scripts")); err != nil {
+		t.Fatal(err)
+	}
+	st := &config.State{AccountID: "acc", Inventory: config.Doc{}, Scripts: map[string]config.Doc{"app": {}}}
+	if _, err := config.WriteDir(dir, st, true); err == nil {
+		t.Fatal("WriteDir wrote through a link out of its directory")
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("elsewhere holds %d file(s)", len(ents))
+	}
+}
