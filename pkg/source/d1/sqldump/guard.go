@@ -45,10 +45,10 @@ func checkAllowed(st *Statement) error {
 	l := &lexer{s: st.SQL}
 	first, _ := l.next()
 	refuse := func(why string) error {
-		return fmt.Errorf("%w: statement %d (%s): %s", ErrNotAllowed, st.Number, Excerpt(st.SQL), why)
+		return fmt.Errorf("%w: statement %d (%s): %s", ErrNotAllowed, st.Number, excerpt(st.SQL), why)
 	}
 	if st.Schema != "" && !strings.EqualFold(st.Schema, "main") {
-		return refuse("names schema " + Excerpt(st.Schema) + " (a dump only writes the main database)")
+		return refuse("names schema " + excerpt(st.Schema) + " (a dump only writes the main database)")
 	}
 	switch st.Kind {
 	case Insert, Delete:
@@ -61,7 +61,7 @@ func checkAllowed(st *Statement) error {
 			return refuse("a PRAGMA naming a schema")
 		}
 		if !dumpPragmas[strings.ToLower(name.text)] {
-			return refuse(fmt.Sprintf("PRAGMA %s (a dump may only set %s)", Excerpt(name.text), "defer_foreign_keys and foreign_keys"))
+			return refuse(fmt.Sprintf("PRAGMA %s (a dump may only set %s)", excerpt(name.text), "defer_foreign_keys and foreign_keys"))
 		}
 		return nil
 	case CreateTable, CreateIndex, CreateView, CreateTrigger, CreateVirtualTable:
@@ -71,7 +71,7 @@ func checkAllowed(st *Statement) error {
 		if st.Kind == CreateVirtualTable {
 			module, _, _ := VirtualTableInfo(st.SQL)
 			if !allowedModules[module] {
-				return refuse(fmt.Sprintf("virtual-table module %q", Excerpt(module)))
+				return refuse(fmt.Sprintf("virtual-table module %q", excerpt(module)))
 			}
 		}
 		if fn := callsDeniedFunction(st.SQL); fn != "" {
@@ -94,7 +94,7 @@ func checkAllowed(st *Statement) error {
 		}
 		return refuse("DROP is not a statement a D1 dump contains")
 	case first.word:
-		return refuse(Excerpt(strings.ToUpper(first.text)) + " is not a statement a D1 dump contains")
+		return refuse(excerpt(strings.ToUpper(first.text)) + " is not a statement a D1 dump contains")
 	default:
 		return refuse("not a statement a D1 dump contains")
 	}
@@ -159,7 +159,7 @@ func (g *guard) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, db, tr
 	}
 	if g.dump && g.denied == "" {
 		if trigger != "" {
-			why += " (in trigger or view " + Excerpt(trigger) + ")"
+			why += " (in trigger or view " + excerpt(trigger) + ")"
 		}
 		g.denied = why
 	}
@@ -179,10 +179,10 @@ func (g *guard) why(action sqlite.AuthorizerActionCode, arg1, arg2, db string) s
 	case sqlite.AuthPragma:
 		name := strings.ToLower(arg1)
 		if db != "" && !strings.EqualFold(db, "main") {
-			return "PRAGMA on schema " + Excerpt(db)
+			return "PRAGMA on schema " + excerpt(db)
 		}
 		if g.dump && !dumpPragmas[name] && !(modulePragmas[name] && arg2 == "") || !g.dump && !trustedPragmas[name] {
-			return "PRAGMA " + Excerpt(name)
+			return "PRAGMA " + excerpt(name)
 		}
 		return ""
 	case sqlite.AuthTransaction, sqlite.AuthSavepoint:
@@ -192,7 +192,7 @@ func (g *guard) why(action sqlite.AuthorizerActionCode, arg1, arg2, db string) s
 		return ""
 	case sqlite.AuthCreateVTable:
 		if !allowedModules[strings.ToLower(arg2)] {
-			return "virtual-table module " + Excerpt(arg2)
+			return "virtual-table module " + excerpt(arg2)
 		}
 		return ""
 	case sqlite.AuthDropTable:
@@ -213,7 +213,7 @@ func (g *guard) why(action sqlite.AuthorizerActionCode, arg1, arg2, db string) s
 		sqlite.AuthReindex: // CREATE INDEX asks for REINDEX of the new index
 		// arg1 is the table (or index/trigger/view) name, db the schema it lives in.
 		if db != "" && !strings.EqualFold(db, "main") && !(action == sqlite.AuthRead && strings.EqualFold(db, "temp")) {
-			return "access to schema " + Excerpt(db)
+			return "access to schema " + excerpt(db)
 		}
 		if strings.EqualFold(arg1, "sqlite_dbpage") || (action != sqlite.AuthCreateIndex && action != sqlite.AuthCreateTrigger && strings.EqualFold(arg2, "sqlite_dbpage")) {
 			return "access to sqlite_dbpage"
@@ -304,10 +304,10 @@ func OpenFile(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// Excerpt shortens untrusted SQL (or a name from it) for an error message: at most 40 characters,
+// excerpt shortens untrusted SQL (or a name from it) for an error message: at most 40 characters,
 // control and other non-printing characters shown as '?', so a hostile dump cannot put terminal
 // escapes or a whole row into logs.
-func Excerpt(s string) string {
+func excerpt(s string) string {
 	const max = 40
 	var b strings.Builder
 	n := 0

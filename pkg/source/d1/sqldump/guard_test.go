@@ -306,7 +306,7 @@ func TestLoadAcceptsEveryDumpStatementKind(t *testing.T) {
 	}
 }
 
-func TestExcerpt(t *testing.T) {
+func TestExcerptSanitizes(t *testing.T) {
 	for in, want := range map[string]string{
 		"ATTACH  '/x'\n AS y;":                   "ATTACH '/x' AS y;",
 		"a\x1b[31mred":                           "a?[31mred",
@@ -316,8 +316,8 @@ func TestExcerpt(t *testing.T) {
 		"日本語":                                    "日本語",
 		"INSERT\r\nINTO\tt VALUES('\u202eevil')": "INSERT INTO t VALUES('?evil')",
 	} {
-		if got := Excerpt(in); got != want {
-			t.Errorf("Excerpt(%q) = %q, want %q", in, got, want)
+		if got := excerpt(in); got != want {
+			t.Errorf("excerpt(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

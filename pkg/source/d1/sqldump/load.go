@@ -92,10 +92,10 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 		g.begin()
 		_, err = tx.ExecContext(ctx, st.SQL)
 		if denied := g.end(); denied != "" {
-			return stats, fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, Excerpt(st.SQL), denied)
+			return stats, fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, excerpt(st.SQL), denied)
 		}
 		if err != nil {
-			return stats, fmt.Errorf("statement %d (%s): %w", st.Number, Excerpt(st.SQL), err)
+			return stats, fmt.Errorf("statement %d (%s): %w", st.Number, excerpt(st.SQL), err)
 		}
 		stats.Statements++
 		stats.Bytes += int64(len(st.SQL))

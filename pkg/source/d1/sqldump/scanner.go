@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Sentinel errors of this package; callers branch on them with errors.Is.
@@ -413,5 +415,10 @@ func prefix(sql string) string {
 	if len(sql) > 60 {
 		sql = sql[:60]
 	}
-	return sql
+	return strings.Map(func(r rune) rune { // the text is untrusted: no terminal escapes in messages
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, sql)
 }
