@@ -231,11 +231,11 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 			os.Remove(tmp + "-shm")
 		}
 	}()
-	// The file only becomes visible by the final rename, so the load keeps its rollback journal in
-	// memory and skips fsyncs (OpenFile): a failed load deletes the .partial file instead. The SQL
+	// The .partial file is created here, 0600 and exclusively, before SQLite opens it: the database
+	// holds user data (SQLite would create it 0644), and nothing already at tmp (a planted link) is
+	// followed. It only becomes visible by the final rename, so the load keeps its rollback journal
+	// in memory and skips fsyncs (OpenFile): a failed load deletes the .partial file instead. The SQL
 	// comes from the repository, so OpenFile's defensive mode and Load's guards apply.
-	// Created here, 0600 and exclusively, before SQLite opens it: the database holds user data
-	// (SQLite would create it 0644), and nothing already at tmp (a planted link) is followed.
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
