@@ -39,6 +39,7 @@ var errorSentinels = []error{
 	retention.ErrPolicy, config.ErrInvalid, timespec.ErrSyntax, notify.ErrBadSetting,
 	archive.ErrIntegrity, archive.ErrNoIdentity, archive.ErrBadName,
 	sqldump.ErrCheckFailed, sqldump.ErrStatementTooLarge, sqldump.ErrStatementTooLong, sqldump.ErrIncomplete, sqldump.ErrPlanMismatch,
+	sqldump.ErrNotAllowed, sqldump.ErrUnguarded,
 	d1.ErrNotInSnapshot, d1.ErrTargetNotEmpty, d1.ErrMismatch,
 	repo.ErrNotRepo, repo.ErrExists, repo.ErrVersion, repo.ErrSnapshotNotFound, repo.ErrBadRecipient, repo.ErrNoRecipients, repo.ErrObjectLock,
 	repo.ErrUnauthenticated, repo.ErrNewerUnreadable, repo.ErrLegacy, repo.ErrNoKey, repo.ErrWriterKey,

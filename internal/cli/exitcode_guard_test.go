@@ -19,4 +19,9 @@ func TestExitCodeUntrustedInputIsIntegrity(t *testing.T) {
 			t.Errorf("exitCode(%v) = %d, want %d", err, got, ExitIntegrity)
 		}
 	}
+	// The audit trail records the class and the sentinel's fixed text, never the SQL excerpt.
+	err := fmt.Errorf("load into /srv/secret-name.db: %w: statement 4 (ATTACH '/home/x' AS v;): ATTACH", sqldump.ErrNotAllowed)
+	if got, want := errorClass(err, exitCode(err)), "integrity: "+sqldump.ErrNotAllowed.Error(); got != want {
+		t.Errorf("errorClass = %q, want %q", got, want)
+	}
 }
