@@ -370,6 +370,8 @@ def canonical(v):
         return "false"
     if v is None:
         return "null"
+    if isinstance(v, int):
+        return str(v)
     raise TypeError(type(v))
 
 
