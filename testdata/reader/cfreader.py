@@ -7,6 +7,7 @@ docs/FORMAT.md honest: the Go test TestReaderInterop restores the same snapshots
 with this reader and compares the results.
 
   cfreader.py --repo DIR --identity KEY list
+  cfreader.py --repo DIR --identity KEY catalogue [SNAPSHOT]
   cfreader.py --repo DIR --identity KEY restore-d1 [SNAPSHOT] --to-file F [--database UUID|NAME]
   cfreader.py --repo DIR --identity KEY restore-r2 [SNAPSHOT] --to-dir D [--bucket B]
   cfreader.py --repo DIR --identity KEY restore-config [SNAPSHOT] --to-dir D
@@ -329,9 +330,22 @@ def _hook(pairs):
 
 
 def parse_json(raw):
-    # Go replaces invalid UTF-8 with U+FFFD when it decodes JSON.
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return json.loads(text, object_pairs_hook=_hook, parse_int=Num, parse_float=Num)
+    # Go's decoder replaces every byte of invalid UTF-8 with its own U+FFFD (Python's "replace" would
+    # replace a maximal invalid subsequence with one), and a lone surrogate escape with U+FFFD.
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    text = re.sub("[\udc80-\udcff]", "\ufffd", text)
+    v = json.loads(text, object_pairs_hook=_hook, parse_int=Num, parse_float=Num)
+    return _fix_all(v)
+
+
+def _fix_all(v):
+    if isinstance(v, dict):
+        return {k: _fix_all(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_fix_all(x) for x in v]
+    if isinstance(v, str) and not isinstance(v, Num):
+        return _fix_str(v)
+    return v
 
 
 def _go_string(s):
@@ -346,8 +360,6 @@ def _go_string(s):
             out.append({8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}.get(o, "\\u%04x" % o))
         elif o in (0x2028, 0x2029):
             out.append("\\u%04x" % o)
-        elif 0xD800 <= o <= 0xDFFF:
-            out.append("\\ufffd")
         else:
             out.append(ch)
     out.append('"')
@@ -764,6 +776,7 @@ def main(argv=None):
     ap.add_argument("--identity", required=True)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list")
+    sub.add_parser("catalogue").add_argument("snapshot", nargs="?", default="latest")
     for name in ("restore-d1", "restore-r2", "restore-config", "restore-do", "dump-items"):
         p = sub.add_parser(name)
         p.add_argument("snapshot", nargs="?", default="latest")
@@ -786,6 +799,9 @@ def main(argv=None):
             return 0
         m = repo.snapshot(a.snapshot)
         items = repo.catalogue(m)
+        if a.cmd == "catalogue":
+            print(canonical({"items": items}))
+            return 0
         if a.cmd == "restore-d1":
             d1 = select_items(items, "d1", a.database, m.get("sources", []))
             srcs = {it["source"] for it in d1}
