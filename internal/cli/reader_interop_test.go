@@ -28,7 +28,7 @@ import (
 var readerScript = filepath.Join("..", "..", "testdata", "reader", "cfreader.py")
 
 // interopSource is a D1 database with what an application may have: a child table created before its
-// parent, a mixed-case table referenced in lower case, int64 edges (in a rowid table, in a table with
+// parent, a mixed-case table referenced in lower case, a foreign-key cycle, int64 edges (in a rowid table, in a table with
 // rowid gaps and in a WITHOUT ROWID table), REAL values that look like integers in untyped and NUMERIC
 // columns, text with NUL-free awkward characters, BLOBs, an AUTOINCREMENT counter, an index, a view, a
 // trigger whose body holds ";\n", an FTS5 table, and one table large enough to span chunks and segments.
@@ -39,6 +39,8 @@ CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, bi
 CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB, n INTEGER) WITHOUT ROWID;
 CREATE TABLE gaps (a, b TEXT);
 CREATE TABLE bulk (id INTEGER PRIMARY KEY, payload TEXT, r REAL);
+CREATE TABLE cyc_a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES cyc_b(id) DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE cyc_b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES cyc_a(id) DEFERRABLE INITIALLY DEFERRED);
 CREATE INDEX users_by_name ON users(name);
 CREATE UNIQUE INDEX kv_n ON kv(n) WHERE n IS NOT NULL;
 CREATE VIEW user_totals AS SELECT u.name, sum(o.total) AS t FROM users u JOIN "Orders" o ON o.user_id = u.id GROUP BY u.name;
@@ -57,6 +59,9 @@ INSERT INTO line_items (order_id, qty, price) VALUES (1, 2, 5.0), (2, 9007199254
 INSERT INTO kv VALUES ('a', x'', 9223372036854775806), ('b', NULL, -9223372036854775807), ('c', x'deadbeef', 12);
 INSERT INTO gaps VALUES (1, 'one'), (9007199254740999, 'two'), (3.0, 'three'), (-9223372036854775808, 'four'), (5, 'five'), (9223372036854775807, 'six');
 DELETE FROM gaps WHERE b IN ('one', 'three');
+INSERT INTO cyc_a VALUES (1, NULL), (2, NULL);
+INSERT INTO cyc_b VALUES (1, 1), (2, 2);
+UPDATE cyc_a SET b_id = id;
 INSERT INTO notes (body) VALUES ('the quick brown fox'), ('jumps over the lazy dog');
 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)
   INSERT INTO bulk SELECT i, hex(randomblob(200)), i * 1.0 FROM s;
@@ -85,7 +90,8 @@ func TestReaderInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	emu, base := cftest.Start(t, cftest.Options{DataDir: filepath.Join(dir, "emu")})
-	if _, err := emu.AddDatabase("interop", srcSQL); err != nil {
+	uuid, err := emu.AddDatabase("interop", srcSQL)
+	if err != nil {
 		t.Fatal(err)
 	}
 	emu.SeedWorkersExample()
@@ -114,7 +120,10 @@ func TestReaderInterop(t *testing.T) {
 		a.must(t, "restore", "latest", "--component", "d1", "--d1-database", "interop", "--to-file", want)
 		got := filepath.Join(dir, "reader.sqlite")
 		runReader(t, filepath.Join(dir, "repo"), key, "restore-d1", "latest", "--to-file", got)
-		compareDatabases(t, want, got)
+		compareDatabases(t, want, got, t.Errorf)
+		// Against the source itself, for information: differences here are cfbackup's (both restores
+		// follow the same items), tracked in issue 12 §4, not the reader's.
+		compareDatabases(t, emu.DatabasePath(uuid), got, func(f string, args ...any) { t.Logf("vs source: "+f, args...) })
 	})
 	t.Run("config", func(t *testing.T) {
 		want, got := filepath.Join(dir, "config-cfbackup"), filepath.Join(dir, "config-reader")
@@ -170,7 +179,7 @@ func TestReaderInterop(t *testing.T) {
 		v1 := &interopAccount{dir: dir, env: map[string]string{"CFBACKUP_REPOSITORY": repo, "CFBACKUP_IDENTITY_FILE": v1key, "HOME": dir}}
 		v1.must(t, "restore", "latest", "--component", "d1", "--to-file", want)
 		runReader(t, repo, v1key, "restore-d1", "latest", "--to-file", got)
-		compareDatabases(t, want, got)
+		compareDatabases(t, want, got, t.Errorf)
 	})
 }
 
@@ -200,7 +209,7 @@ func runReader(t *testing.T, repo, key string, args ...string) {
 
 // compareDatabases requires the same schema objects and, table by table, the same rows with the
 // same storage class and exact value of every column (and the same rowid where the table has one).
-func compareDatabases(t *testing.T, wantPath, gotPath string) {
+func compareDatabases(t *testing.T, wantPath, gotPath string, report func(string, ...any)) {
 	t.Helper()
 	open := func(p string) *sql.DB {
 		db, err := sql.Open("sqlite", "file:"+p+"?mode=ro")
@@ -216,7 +225,7 @@ func compareDatabases(t *testing.T, wantPath, gotPath string) {
 	}
 	wm, gm := master(want), master(got)
 	if strings.Join(wm, "\n") != strings.Join(gm, "\n") {
-		t.Errorf("sqlite_master differs:\ncfbackup:\n%s\nreader:\n%s", strings.Join(wm, "\n"), strings.Join(gm, "\n"))
+		report("sqlite_master differs:\ncfbackup:\n%s\nreader:\n%s", strings.Join(wm, "\n"), strings.Join(gm, "\n"))
 	}
 	tables := queryStrings(t, want, `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
 	if len(tables) < 2 {
@@ -242,12 +251,12 @@ func compareDatabases(t *testing.T, wantPath, gotPath string) {
 		sort.Strings(wr)
 		sort.Strings(gr)
 		if len(wr) != len(gr) {
-			t.Errorf("table %s: cfbackup %d rows, reader %d", tbl, len(wr), len(gr))
+			report("table %s: cfbackup %d rows, reader %d", tbl, len(wr), len(gr))
 			continue
 		}
 		for i := range wr {
 			if wr[i] != gr[i] {
-				t.Errorf("table %s differs:\ncfbackup: %s\nreader:   %s", tbl, wr[i], gr[i])
+				report("table %s differs:\ncfbackup: %s\nreader:   %s", tbl, wr[i], gr[i])
 				break
 			}
 		}
