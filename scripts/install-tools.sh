@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in age lz4 sqlite3 jq; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in age lz4 sqlite3 jq python3; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
 # Headless Chromium renders the HTML report in pkg/report's test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The R2 benchmark (make bench-r2) compares against rclone + restic; tests do not need them.
