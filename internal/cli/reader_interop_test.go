@@ -168,6 +168,85 @@ func TestReaderInterop(t *testing.T) {
 		compareTrees(t, want, got, map[string]bool{"%cfbackup-objects.jsonl": true, "%cfreader-objects.json": true})
 		compareR2Metadata(t, filepath.Join(want, "%cfbackup-objects.jsonl"), filepath.Join(got, "%cfreader-objects.json"), len(objects))
 	})
+	t.Run("forged", func(t *testing.T) {
+		// A changed label (the bucket writer's edit) or a changed config.json must not authenticate.
+		for _, c := range []struct{ file, from, to string }{
+			{"snapshots", `"ünï": "東京"`, `"ünï": "京東"`},
+			{"config.json", `"chunk_size": 65536`, `"chunk_size": 65537`},
+		} {
+			repo := filepath.Join(t.TempDir(), "repo")
+			if err := os.CopyFS(repo, os.DirFS(filepath.Join(dir, "repo"))); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(repo, c.file)
+			if c.file == "snapshots" {
+				ms, _ := filepath.Glob(filepath.Join(repo, "snapshots", "*.json"))
+				sort.Strings(ms)
+				p = ms[0] // the d1,config snapshot, the one with the labels
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b, []byte(c.from)) {
+				t.Fatalf("%s holds no %s:\n%s", p, c.from, b)
+			}
+			if err := os.WriteFile(p, bytes.Replace(b, []byte(c.from), []byte(c.to), 1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			id := strings.TrimSuffix(filepath.Base(p), ".json")
+			id = id[strings.LastIndex(id, "-")+1:]
+			cmd := exec.Command("python3", readerScript, "--repo", repo, "--identity", key, "restore-config", id, "--to-dir", filepath.Join(t.TempDir(), "out"))
+			out, err := cmd.CombinedOutput()
+			if err == nil || !bytes.Contains(out, []byte("authenticate")) && !bytes.Contains(out, []byte("mac wrong")) {
+				t.Errorf("reader accepted a changed %s (%v):\n%s", c.file, err, out)
+			}
+		}
+	})
+	t.Run("lz4", func(t *testing.T) {
+		// "Readers must accept any valid LZ4 frame": frames the lz4 CLI makes with other flags
+		// (dependent blocks, block checksums, content size, other block sizes) and a skippable frame.
+		if _, err := exec.LookPath("lz4"); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("lz4 not installed (CI is set)")
+			}
+			t.Skip("lz4 not installed")
+		}
+		td := t.TempDir()
+		data := bytes.Repeat([]byte("compressible text, compressible text; "), 8000)
+		noise := make([]byte, 150<<10)
+		if _, err := rand.Read(noise); err != nil {
+			t.Fatal(err)
+		}
+		data = append(append(data, noise...), data[:100000]...)
+		src := filepath.Join(td, "data")
+		if err := os.WriteFile(src, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		skippable := []byte{0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 'a', 'b', 'c'}
+		for _, opts := range [][]string{{}, {"-BD"}, {"-BX"}, {"--content-size"}, {"--no-frame-crc"}, {"-B4", "-BD", "-BX"}, {"-9"}, {"-B5"}} {
+			dst := filepath.Join(td, "data.lz4")
+			if out, err := exec.Command("lz4", append(append([]string{"-q", "-f"}, opts...), src, dst)...).CombinedOutput(); err != nil {
+				t.Fatalf("lz4 %v: %v\n%s", opts, err, out)
+			}
+			frame, err := os.ReadFile(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// two copies with a skippable frame between them
+			two := append(append(append([]byte{}, frame...), skippable...), frame...)
+			if err := os.WriteFile(dst, two, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := exec.Command("python3", readerScript, "lz4cat", dst).Output()
+			if err != nil {
+				t.Fatalf("lz4cat %v: %v", opts, err)
+			}
+			if !bytes.Equal(got, append(append([]byte{}, data...), data...)) {
+				t.Errorf("lz4 %v: the reader decoded %d bytes, want %d", opts, len(got), 2*len(data))
+			}
+		}
+	})
 	t.Run("format1", func(t *testing.T) {
 		fixture := filepath.Join("..", "..", "testdata", "compat", "v1")
 		repo := filepath.Join(dir, "v1")

@@ -12,6 +12,7 @@ with this reader and compares the results.
   cfreader.py --repo DIR --identity KEY restore-r2 [SNAPSHOT] --to-dir D [--bucket B]
   cfreader.py --repo DIR --identity KEY restore-config [SNAPSHOT] --to-dir D
   cfreader.py --repo DIR --identity KEY dump-items [SNAPSHOT] --to-dir D
+  cfreader.py lz4cat FILE          decode a file of LZ4 frames to standard output
 
 SNAPSHOT is a snapshot id or `latest` (the default): the authenticated manifest with the greatest
 `time` (then id). Exit status 0 on success, 1 on any error (message on stderr).
@@ -772,9 +773,10 @@ def select_items(items, component, source=None, sources=()):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="cfreader.py")
-    ap.add_argument("--repo", required=True)
-    ap.add_argument("--identity", required=True)
+    ap.add_argument("--repo")
+    ap.add_argument("--identity")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("lz4cat").add_argument("file")
     sub.add_parser("list")
     sub.add_parser("catalogue").add_argument("snapshot", nargs="?", default="latest")
     for name in ("restore-d1", "restore-r2", "restore-config", "restore-do", "dump-items"):
@@ -789,6 +791,12 @@ def main(argv=None):
             p.add_argument("--bucket")
     a = ap.parse_args(argv)
     try:
+        if a.cmd == "lz4cat":  # decode a file of LZ4 frames (the decoder's own test)
+            with open(a.file, "rb") as f:
+                sys.stdout.buffer.write(lz4_frames(f.read()))
+            return 0
+        if not a.repo or not a.identity:
+            ap.error("--repo and --identity are required")
         repo = Repo(a.repo, a.identity)
         if a.cmd == "list":
             for k, m, p in repo.manifests():
