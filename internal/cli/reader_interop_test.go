@@ -125,6 +125,30 @@ func TestReaderInterop(t *testing.T) {
 		// follow the same items), tracked in issue 12 §4, not the reader's.
 		compareDatabases(t, emu.DatabasePath(uuid), got, func(f string, args ...any) { t.Logf("vs source: "+f, args...) })
 	})
+	t.Run("d1-tables", func(t *testing.T) {
+		// A partial restore keeps the selected tables' items and, of the schema items, only the
+		// statements on a selected table: indexes, triggers, AUTOINCREMENT counters; no views.
+		for i, tables := range [][]string{{"users", "Orders"}, {"kv"}, {"notes"}} {
+			want := filepath.Join(dir, fmt.Sprintf("cfbackup-part%d.sqlite", i))
+			got := filepath.Join(dir, fmt.Sprintf("reader-part%d.sqlite", i))
+			args, rargs := []string{"restore", "latest", "--component", "d1", "--to-file", want}, []string{"restore-d1", "latest", "--to-file", got}
+			for _, tb := range tables {
+				args, rargs = append(args, "--table", tb), append(rargs, "--table", tb)
+			}
+			a.must(t, args...)
+			runReader(t, filepath.Join(dir, "repo"), key, rargs...)
+			compareDatabases(t, want, got, func(f string, args ...any) {
+				// cfbackup's partial restore drops the AUTOINCREMENT counter statements, so the
+				// counter falls back to the highest restored id; FORMAT.md keeps them (the reader
+				// does). Logged until cfbackup follows the document.
+				if msg := fmt.Sprintf(f, args...); strings.HasPrefix(msg, "table sqlite_sequence ") {
+					t.Logf("known cfbackup difference (partial restore %v): %s", tables, msg)
+					return
+				}
+				t.Errorf(f, args...)
+			})
+		}
+	})
 	t.Run("config", func(t *testing.T) {
 		want, got := filepath.Join(dir, "config-cfbackup"), filepath.Join(dir, "config-reader")
 		a.must(t, "restore", "latest", "--component", "config", "--to-dir", want)
@@ -307,7 +331,7 @@ func compareDatabases(t *testing.T, wantPath, gotPath string, report func(string
 		report("sqlite_master differs:\ncfbackup:\n%s\nreader:\n%s", strings.Join(wm, "\n"), strings.Join(gm, "\n"))
 	}
 	tables := queryStrings(t, want, `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
-	if len(tables) < 2 {
+	if len(tables) == 0 {
 		t.Fatalf("only %d table(s) restored", len(tables))
 	}
 	for _, tbl := range tables {

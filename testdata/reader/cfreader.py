@@ -8,7 +8,7 @@ with this reader and compares the results.
 
   cfreader.py --repo DIR --identity KEY list
   cfreader.py --repo DIR --identity KEY catalogue [SNAPSHOT]
-  cfreader.py --repo DIR --identity KEY restore-d1 [SNAPSHOT] --to-file F [--database UUID|NAME]
+  cfreader.py --repo DIR --identity KEY restore-d1 [SNAPSHOT] --to-file F [--database UUID|NAME] [--table T]...
   cfreader.py --repo DIR --identity KEY restore-r2 [SNAPSHOT] --to-dir D [--bucket B]
   cfreader.py --repo DIR --identity KEY restore-config [SNAPSHOT] --to-dir D
   cfreader.py --repo DIR --identity KEY dump-items [SNAPSHOT] --to-dir D
@@ -578,6 +578,37 @@ def _first_words(stmt):
     return re.sub(r"\s+", " ", stmt.strip()).upper()
 
 
+_IDENT = r'(?:"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|[A-Za-z_\x80-\U0010FFFF][\w$\x80-\U0010FFFF]*)'
+
+
+def _unquote(ident):
+    if ident[0] == '"':
+        return ident[1:-1].replace('""', '"')
+    if ident[0] == "`":
+        return ident[1:-1].replace("``", "`")
+    if ident[0] == "[":
+        return ident[1:-1]
+    return ident
+
+
+def statement_table(stmt):
+    """The table a schema statement is on (FORMAT.md: a partial restore keeps only those on a selected
+    table): an index's or trigger's table, the table an AUTOINCREMENT counter statement names; None
+    for anything else (views)."""
+    x = stmt.strip()
+    m = re.match(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?%s\s+ON\s+(%s)" % (_IDENT, _IDENT), x, re.I)
+    if m:
+        return _unquote(m.group(1))
+    m = re.match(r"CREATE\s+(?:TEMP\w*\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?%s\s+.*?\bON\s+(%s)" % (_IDENT, _IDENT), x, re.I | re.S)
+    if m:
+        return _unquote(m.group(1))
+    if re.search(r"\bsqlite_sequence\b", x, re.I):
+        m = re.search(r"'((?:[^']|'')*)'", x)
+        if m:
+            return m.group(1).replace("''", "'")
+    return None
+
+
 def replay_stream(items):
     """The SQL stream of FORMAT.md "D1 replay order"."""
     tables = [it for it in items if it["kind"] == "table"]
@@ -622,8 +653,16 @@ def unknown_kinds(items, known):
         raise ReaderError("unknown item kind(s) %s: refusing to restore this source" % ", ".join(bad))
 
 
-def restore_d1(repo, m, items, to_file):
+def restore_d1(repo, m, items, to_file, tables=None):
     unknown_kinds(items, {"table", "fixup", "schema", "virtual"})
+    sel = None
+    if tables:
+        have = {it["table"] for it in items if "table" in it}
+        missing = sorted(set(tables) - have)
+        if missing:
+            raise ReaderError("no table(s) %s in the snapshot" % ", ".join(missing))
+        items = [it for it in items if it["kind"] == "schema" or it["table"] in tables]
+        sel = {t.lower() for t in tables}  # a statement may spell the name in another case
     if os.path.exists(to_file):
         raise ReaderError("%s exists" % to_file)
     parts = []
@@ -634,7 +673,10 @@ def restore_d1(repo, m, items, to_file):
         kind, it = entry
         text = repo.item_bytes(m, it).decode("utf-8")
         if kind == "schema":
-            text = "".join(s for s in statements(text) if not _first_words(s).startswith("PRAGMA"))
+            keep = [s for s in statements(text) if not _first_words(s).startswith("PRAGMA")]
+            if sel is not None:
+                keep = [s for s in keep if (statement_table(s) or "").lower() in sel]
+            text = "".join(keep)
         parts.append(text + "\n")
     fd = os.open(to_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
@@ -785,6 +827,7 @@ def main(argv=None):
         if name == "restore-d1":
             p.add_argument("--to-file", required=True)
             p.add_argument("--database")
+            p.add_argument("--table", action="append", help="restore only this table (repeatable)")
         else:
             p.add_argument("--to-dir", required=True)
         if name == "restore-r2":
@@ -815,7 +858,7 @@ def main(argv=None):
             srcs = {it["source"] for it in d1}
             if len(srcs) != 1:
                 raise ReaderError("snapshot holds %d D1 databases; name one with --database" % len(srcs))
-            restore_d1(repo, m, d1, a.to_file)
+            restore_d1(repo, m, d1, a.to_file, a.table)
         elif a.cmd == "restore-r2":
             r2 = select_items(items, "r2", a.bucket, m.get("sources", []))
             if len({it["source"] for it in r2}) != 1:
