@@ -801,6 +801,32 @@ def restore_r2(repo, m, items, to_dir):
 
 
 # ---------------------------------------------------------------------------------------------
+# Durable Objects
+
+def check_do_item(it, data):
+    """FORMAT.md "Durable Object items" / DURABLE_OBJECTS.md: a cfbackup-do/1 header first, an end line
+    last whose counts match the kv/table/row/schema lines, and kv + rows = the catalogue's rows."""
+    lines = [json.loads(l) for l in data.decode("utf-8").splitlines() if l.strip()]
+    if not lines or lines[0].get("t") != "header" or lines[0].get("format") != "cfbackup-do/1":
+        raise ReaderError("%s: no cfbackup-do/1 header" % it["name"])
+    if lines[0].get("id") != it.get("object_id"):
+        raise ReaderError("%s: header id is not the item's object_id" % it["name"])
+    if lines[-1].get("t") != "end":
+        raise ReaderError("%s: no end line" % it["name"])
+    n = {"kv": 0, "table": 0, "row": 0, "schema": 0}
+    for l in lines[1:-1]:
+        t = l.get("t")
+        if t not in n:
+            raise ReaderError("%s: unexpected line type %r" % (it["name"], t))
+        n[t] += 1
+    end = lines[-1]
+    if (end.get("kv"), end.get("tables"), end.get("rows"), end.get("schema")) != (n["kv"], n["table"], n["row"], n["schema"]):
+        raise ReaderError("%s: end line counts differ from its lines" % it["name"])
+    if n["kv"] + n["row"] != _int(it["rows"]):
+        raise ReaderError("%s: kv + rows = %d, catalogue says %d" % (it["name"], n["kv"] + n["row"], _int(it["rows"])))
+
+
+# ---------------------------------------------------------------------------------------------
 # Commands
 
 def select_items(items, component, source=None, sources=()):
@@ -867,8 +893,12 @@ def main(argv=None):
         else:
             comp = {"restore-config": "config", "restore-do": "do"}.get(a.cmd)
             sel = [it for it in items if comp is None or it.get("component") == comp]
+            if comp == "do":
+                unknown_kinds(sel, {"object"})
             for it in sel:
                 data = repo.item_bytes(m, it)
+                if it.get("component") == "do":
+                    check_do_item(it, data)
                 rel = it["name"]
                 if comp == "config":
                     rel = rel[len("config/"):]
