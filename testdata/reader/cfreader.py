@@ -486,10 +486,11 @@ class Repo:
             if not good:
                 raise ReaderError("no readable snapshot")
             best = max(good, key=lambda m: (parse_time(m["time"]), m["id"]))
-            # Never pass over an unreadable newer manifest: its key's time says how new it is.
+            # Never pass over an unreadable manifest that may be newer: its key's time (whole seconds)
+            # is all there is, so one in the same second as the choice may be newer too.
             for k, p in bad:
                 kt = os.path.basename(k)[:16]
-                if kt > os.path.basename(self._key_of(best))[:16]:
+                if kt >= os.path.basename(self._key_of(best))[:16]:
                     raise ReaderError("newer manifest %s is unreadable (%s); name a snapshot id" % (k, p))
             return best
         for k, m, p in ms:
