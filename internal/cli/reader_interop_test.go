@@ -119,6 +119,7 @@ func TestReaderInterop(t *testing.T) {
 		want := filepath.Join(dir, "cfbackup.sqlite")
 		a.must(t, "restore", "latest", "--component", "d1", "--d1-database", "interop", "--to-file", want)
 		got := filepath.Join(dir, "reader.sqlite")
+		runReader(t, filepath.Join(dir, "repo"), key, "verify", "latest")
 		runReader(t, filepath.Join(dir, "repo"), key, "restore-d1", "latest", "--to-file", got)
 		compareDatabases(t, want, got, t.Errorf)
 		// Against the source itself, for information: differences here are cfbackup's (both restores
@@ -188,6 +189,7 @@ func TestReaderInterop(t *testing.T) {
 		a.must(t, "backup", "--component", "r2", "--r2-bucket", "media", "--no-progress")
 		want, got := filepath.Join(dir, "r2-cfbackup"), filepath.Join(dir, "r2-reader")
 		a.must(t, "restore", "latest", "--component", "r2", "--r2-bucket", "media", "--to-dir", want)
+		runReader(t, filepath.Join(dir, "repo"), key, "verify", "latest")
 		runReader(t, filepath.Join(dir, "repo"), key, "restore-r2", "latest", "--bucket", "media", "--to-dir", got)
 		compareTrees(t, want, got, map[string]bool{"%cfbackup-objects.jsonl": true, "%cfreader-objects.json": true})
 		compareR2Metadata(t, filepath.Join(want, "%cfbackup-objects.jsonl"), filepath.Join(got, "%cfreader-objects.json"), len(objects))
@@ -300,6 +302,7 @@ func TestReaderInterop(t *testing.T) {
 		want, got := filepath.Join(dir, "v1-cfbackup.sqlite"), filepath.Join(dir, "v1-reader.sqlite")
 		v1 := &interopAccount{dir: dir, env: map[string]string{"CFBACKUP_REPOSITORY": repo, "CFBACKUP_IDENTITY_FILE": v1key, "HOME": dir}}
 		v1.must(t, "restore", "latest", "--component", "d1", "--to-file", want)
+		runReader(t, repo, v1key, "verify", "latest")
 		runReader(t, repo, v1key, "restore-d1", "latest", "--to-file", got)
 		compareDatabases(t, want, got, t.Errorf)
 	})

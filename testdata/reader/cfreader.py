@@ -8,6 +8,7 @@ with this reader and compares the results.
 
   cfreader.py --repo DIR --identity KEY list
   cfreader.py --repo DIR --identity KEY catalogue [SNAPSHOT]
+  cfreader.py --repo DIR --identity KEY verify [SNAPSHOT]      every segment's frames and every item
   cfreader.py --repo DIR --identity KEY restore-d1 [SNAPSHOT] --to-file F [--database UUID|NAME] [--table T]...
   cfreader.py --repo DIR --identity KEY restore-r2 [SNAPSHOT] --to-dir D [--bucket B]
   cfreader.py --repo DIR --identity KEY restore-config [SNAPSHOT] --to-dir D
@@ -559,6 +560,41 @@ class Repo:
         return data
 
 
+def verify_segments(repo, m, items):
+    """FORMAT.md "Verification levels", whole segment: every segment's plaintext is LZ4 frames, each one
+    tar entry, then one frame holding the 1024-byte end-of-archive marker and nothing after it; every
+    catalogue chunk is exactly one of those frames; every item reads back with its size and SHA-256."""
+    frames = {}
+    for seg in m["segments"]:
+        pt = repo.segment_plain(m, seg["id"])
+        i = 0
+        ended = False
+        while i < len(pt):
+            if ended:
+                raise ReaderError("segment %s: data after the end-of-archive marker" % seg["id"])
+            (magic,) = struct.unpack_from("<I", pt, i)
+            if magic != LZ4_MAGIC:
+                raise ReaderError("segment %s: no LZ4 frame at %d" % (seg["id"], i))
+            out = bytearray()
+            j = _lz4_frame(pt, i + 4, out)
+            if bytes(out) == bytes(1024):
+                ended = True
+            else:
+                name, _ = tar_entry(bytes(out))
+                check_item_name(re.sub(r"\.part\d{6}$", "", name))
+                frames[(seg["id"], i)] = (j - i, name)
+            i = j
+        if not ended:
+            raise ReaderError("segment %s: no end-of-archive frame" % seg["id"])
+    for it in items:
+        for c in it["chunks"]:
+            f = frames.get((c["segment"], _int(c["offset"])))
+            if f is None or f[0] != _int(c["length"]):
+                raise ReaderError("%s: chunk %r is not one frame of its segment" % (it["name"], c))
+        repo.item_bytes(m, it)
+    return len(frames)
+
+
 # ---------------------------------------------------------------------------------------------
 # D1
 
@@ -848,6 +884,7 @@ def main(argv=None):
     sub.add_parser("lz4cat").add_argument("file")
     sub.add_parser("list")
     sub.add_parser("catalogue").add_argument("snapshot", nargs="?", default="latest")
+    sub.add_parser("verify").add_argument("snapshot", nargs="?", default="latest")
     for name in ("restore-d1", "restore-r2", "restore-config", "restore-do", "dump-items"):
         p = sub.add_parser(name)
         p.add_argument("snapshot", nargs="?", default="latest")
@@ -879,6 +916,10 @@ def main(argv=None):
         items = repo.catalogue(m)
         if a.cmd == "catalogue":
             print(canonical({"items": items}))
+            return 0
+        if a.cmd == "verify":
+            n = verify_segments(repo, m, items)
+            print("snapshot %s: %d segment(s), %d tar entries, %d item(s) OK" % (m["id"], len(m["segments"]), n, len(items)))
             return 0
         if a.cmd == "restore-d1":
             d1 = select_items(items, "d1", a.database, m.get("sources", []))
