@@ -863,6 +863,18 @@ def check_do_item(it, data):
         raise ReaderError("%s: kv + rows = %d, catalogue says %d" % (it["name"], n["kv"] + n["row"], _int(it["rows"])))
 
 
+def check_config_item(it, data):
+    """FORMAT.md "Configuration items": one JSON document, format 1, of the item's kind, final newline."""
+    v = parse_json(data)
+    want = {"inventory": "inventory", "script": "workers_script"}.get(it["kind"])
+    if want is None:
+        raise ReaderError("%s: unknown config item kind %r" % (it["name"], it["kind"]))
+    if _int(v.get("format")) != 1 or v.get("kind") != want or not data.endswith(b"\n"):
+        raise ReaderError("%s: not a format 1 %s document" % (it["name"], want))
+    if want == "workers_script" and v.get("name") != it.get("table"):
+        raise ReaderError("%s: script name %r, catalogue says %r" % (it["name"], v.get("name"), it.get("table")))
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -941,6 +953,8 @@ def main(argv=None):
                 data = repo.item_bytes(m, it)
                 if it.get("component") == "do":
                     check_do_item(it, data)
+                elif it.get("component") == "config":
+                    check_config_item(it, data)
                 rel = it["name"]
                 if comp == "config":
                     rel = rel[len("config/"):]
