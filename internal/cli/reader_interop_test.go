@@ -248,6 +248,32 @@ func TestReaderInterop(t *testing.T) {
 			t.Errorf("reader chose latest past an unreadable newer manifest (%v):\n%s", err, out)
 		}
 	})
+	t.Run("hostile-sql", func(t *testing.T) {
+		// The reader's loader refuses what FORMAT.md says a D1 item may not contain, writing nothing
+		// outside its target and removing the target.
+		td := t.TempDir()
+		victim := filepath.Join(td, "victim.sqlite")
+		for i, stmt := range []string{
+			"ATTACH DATABASE '" + victim + "' AS v;\nCREATE TABLE v.x(a);",
+			"VACUUM INTO '" + victim + "';",
+			"CREATE TABLE t(a);\nCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT load_extension('x'); END;\nINSERT INTO t VALUES(1);",
+			"PRAGMA writable_schema=ON;",
+			"CREATE TEMP TABLE t(a);",
+			"CREATE VIRTUAL TABLE d USING sqlite_dbpage;",
+		} {
+			target := filepath.Join(td, fmt.Sprintf("t%d.sqlite", i))
+			code := "import sys; sys.dont_write_bytecode = True; sys.path.insert(0, sys.argv[1]); import cfreader\ntry:\n cfreader.load_sql(sys.argv[2], sys.argv[3])\nexcept Exception as e:\n print('refused', e); sys.exit(3)"
+			out, err := exec.Command("python3", "-c", code, filepath.Dir(readerScript), target, stmt).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+				t.Errorf("%q: not refused (%v): %s", stmt, err, out)
+			}
+			for _, p := range []string{victim, target} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("%q: %s exists after the refusal", stmt, p)
+				}
+			}
+		}
+	})
 	t.Run("lz4", func(t *testing.T) {
 		// "Readers must accept any valid LZ4 frame": frames the lz4 CLI makes with other flags
 		// (dependent blocks, block checksums, content size, other block sizes) and a skippable frame.

@@ -690,6 +690,88 @@ def unknown_kinds(items, known):
         raise ReaderError("unknown item kind(s) %s: refusing to restore this source" % ", ".join(bad))
 
 
+# FORMAT.md "Statements a D1 item may contain": the classifier, then SQLite's own guards.
+_SKIP = re.compile(r"(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
+_ALLOWED = [
+    re.compile(r"PRAGMA\s+(defer_foreign_keys|foreign_keys)\s*(=|\()", re.I),
+    re.compile(r"CREATE\s+(TABLE|(UNIQUE\s+)?INDEX|TRIGGER|VIEW)\b", re.I),
+    re.compile(r"CREATE\s+VIRTUAL\s+TABLE\b", re.I),
+    re.compile(r"(INSERT|REPLACE|DELETE\s+FROM|UPDATE)\b", re.I),
+    re.compile(r"ANALYZE\b", re.I),
+    re.compile(r'DROP\s+TABLE\s+("?)cfbackup_stage\1\s*;?\s*$', re.I),
+]
+_BAD_FUNCS = {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"}
+_VTAB_MODULES = {"fts5", "fts4", "fts3", "rtree", "rtree_i32", "geopoly"}
+
+
+def _strip_comments(stmt):
+    return re.sub(r"^(\s|--[^\n]*\n|/\*.*?\*/)*", "", stmt, flags=re.S)
+
+
+def classify(stmt, n):
+    """None to skip the statement, else the statement; raise on anything a D1 dump cannot contain."""
+    x = _strip_comments(stmt)
+    if not x.strip() or x.strip() == ";":
+        return None
+    if _SKIP.match(x):
+        return None
+    if not any(r.match(x) for r in _ALLOWED):
+        raise ReaderError("statement %d is not allowed in a D1 item: %.60r" % (n, x))
+    if re.match(r"CREATE\s+(TEMP|TEMPORARY)\b", x, re.I):
+        raise ReaderError("statement %d creates a TEMP object" % n)
+    low = x.lower()
+    if any(re.search(r"\b%s\s*\(" % f, low) for f in _BAD_FUNCS):
+        raise ReaderError("statement %d calls a refused function" % n)
+    return stmt
+
+
+def _authorizer(action, a1, a2, dbname, trigger):
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if dbname not in (None, "main"):
+        return sqlite3.SQLITE_DENY
+    # FTS5 reads PRAGMA data_version itself when it creates or opens a table.
+    if action == sqlite3.SQLITE_PRAGMA and (a1 or "").lower() not in ("defer_foreign_keys", "foreign_keys", "data_version"):
+        return sqlite3.SQLITE_DENY
+    if action in (sqlite3.SQLITE_CREATE_TEMP_INDEX, sqlite3.SQLITE_CREATE_TEMP_TABLE,
+                  sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_VIEW):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_CREATE_VTABLE and (a2 or "").lower() not in _VTAB_MODULES:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (a2 or "").lower() in _BAD_FUNCS:
+        return sqlite3.SQLITE_DENY
+    if action in (sqlite3.SQLITE_READ, sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE) and \
+            (a1 or "").lower() == "sqlite_dbpage":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def load_sql(to_file, text):
+    """Create to_file (0600, must not exist) and load the SQL stream into it in one transaction, foreign
+    keys off, under the classifier and the authorizer; on failure the file is removed."""
+    fd = os.open(to_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    db = sqlite3.connect(to_file, isolation_level=None)
+    try:
+        if hasattr(db, "setlimit"):
+            db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        if hasattr(db, "setconfig"):  # Python ≥ 3.12
+            db.setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, True)
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.execute("BEGIN")
+        db.set_authorizer(_authorizer)
+        for n, s in enumerate(statements(text), 1):
+            if classify(s, n) is not None:
+                db.execute(s)
+        db.set_authorizer(None)
+        db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        os.unlink(to_file)
+        raise
+    return db
+
+
 def restore_d1(repo, m, items, to_file, tables=None):
     unknown_kinds(items, {"table", "fixup", "schema", "virtual"})
     sel = None
@@ -715,15 +797,8 @@ def restore_d1(repo, m, items, to_file, tables=None):
                 keep = [s for s in keep if (statement_table(s) or "").lower() in sel]
             text = "".join(keep)
         parts.append(text + "\n")
-    fd = os.open(to_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    db = sqlite3.connect(to_file, isolation_level=None)
+    db = load_sql(to_file, "".join(parts))
     try:
-        db.execute("PRAGMA foreign_keys=OFF")
-        db.execute("BEGIN")
-        for s in statements("".join(parts)):
-            db.execute(s)
-        db.execute("COMMIT")
         ic = db.execute("PRAGMA integrity_check").fetchall()
         if ic != [("ok",)]:
             raise ReaderError("integrity_check: %r" % ic)
