@@ -96,20 +96,23 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 	return sel, nil
 }
 
-// parentsFirst orders table items so every table comes after the tables its foreign keys reference
-// (D1 dumps in creation order, and an INSERT into a child whose parent table does not exist yet fails
-// even with deferred foreign keys). Otherwise dump order is kept; items of one table stay together in
-// their order; reference cycles keep dump order.
+// parentsFirst orders table items so every table comes after the tables its foreign keys reference,
+// matching names case-insensitively as SQLite does (REFERENCES orders names a table created as
+// Orders). Otherwise dump order is kept; items of one table stay together in their order; in a
+// reference cycle the table met first in dump order comes first. Since a restore creates every
+// table before it inserts any row (see writeStream), this order is not needed for correctness any
+// more; it keeps the replay readable and deterministic.
 func parentsFirst(items []manifest.Item) []manifest.Item {
 	var order []string
 	byTable := map[string][]manifest.Item{}
 	refs := map[string][]string{}
 	for _, it := range items {
-		if _, ok := byTable[it.Table]; !ok {
-			order = append(order, it.Table)
+		k := strings.ToLower(it.Table)
+		if _, ok := byTable[k]; !ok {
+			order = append(order, k)
 		}
-		byTable[it.Table] = append(byTable[it.Table], it)
-		refs[it.Table] = append(refs[it.Table], it.References...)
+		byTable[k] = append(byTable[k], it)
+		refs[k] = append(refs[k], it.References...)
 	}
 	state := map[string]int{} // 0 new, 1 visiting, 2 done
 	var out []manifest.Item
@@ -120,6 +123,7 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 		}
 		state[t] = 1
 		for _, p := range refs[t] {
+			p = strings.ToLower(p)
 			if _, ok := byTable[p]; ok && p != t {
 				visit(p)
 			}
@@ -156,26 +160,95 @@ func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.R
 	return pr
 }
 
+// writeStream writes the replay in a fixed order, so that no statement meets a table that does not
+// exist yet, whatever the foreign-key graph (cycles included):
+//
+//  1. PRAGMA defer_foreign_keys=TRUE; and the prefix (an in-place restore's DROP statements);
+//  2. every selected table's CREATE TABLE, in table order (parentsFirst);
+//  3. every table's rows (its items' statements other than CREATE TABLE), in the same order;
+//  4. the fixups (exact values D1's export cannot write, see fixups.go);
+//  5. the schema part: indexes, triggers, views, AUTOINCREMENT counters (so triggers do not fire
+//     on restored rows and indexes are built once);
+//  6. virtual tables (their CREATE, then their rows or 'rebuild').
+//
+// D1 enforces foreign keys during an import; with every table created first and
+// defer_foreign_keys on, a row whose parent row comes later is checked at commit only.
+// String literals holding a NUL byte (D1's export writes them raw, and SQLite ends a statement's text
+// at a NUL) are rewritten as CAST(X'…' AS TEXT), which stores the same bytes.
 func writeStream(ctx context.Context, open Opener, sel Selection, prefix string, w io.Writer) error {
 	if _, err := io.WriteString(w, "PRAGMA defer_foreign_keys=TRUE;\n"+prefix); err != nil {
 		return err
 	}
-	for _, it := range sel.Items {
-		rc, err := open(ctx, it.ItemRef)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", it.Name, err)
-		}
-		if it.Kind == "schema" {
-			err = copySchema(w, rc, sel.Tables)
-		} else {
-			_, err = io.Copy(w, rc)
-			if err == nil {
-				_, err = io.WriteString(w, "\n")
+	each := func(keep func(manifest.Item) bool, fn func(it manifest.Item, rc io.Reader) error) error {
+		for _, it := range sel.Items {
+			if !keep(it) {
+				continue
+			}
+			rc, err := open(ctx, it.ItemRef)
+			if err != nil {
+				return fmt.Errorf("open %s: %w", it.Name, err)
+			}
+			err = fn(it, rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("replay %s: %w", it.Name, err)
 			}
 		}
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("replay %s: %w", it.Name, err)
+		return nil
+	}
+	isTable := func(it manifest.Item) bool { return it.Kind == "table" }
+	// 2. tables: the CREATE TABLE statements at the head of each table item.
+	if err := each(isTable, func(_ manifest.Item, r io.Reader) error {
+		sc := sqldump.NewScanner(r, 0)
+		for {
+			st, err := sc.Next()
+			if err == io.EOF || err == nil && st.Kind != sqldump.CreateTable {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, st.SQL+"\n"); err != nil {
+				return err
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	// 3. rows.
+	if err := each(isTable, func(_ manifest.Item, r io.Reader) error {
+		sc := sqldump.NewScanner(r, 0)
+		for {
+			st, err := sc.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if st.Kind == sqldump.CreateTable {
+				continue
+			}
+			if _, err := io.WriteString(w, sqldump.RewriteNUL(st.SQL)+"\n"); err != nil {
+				return err
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	// 4.–6.
+	for _, kind := range []string{"fixup", "schema", "virtual"} {
+		if err := each(func(it manifest.Item) bool { return it.Kind == kind }, func(it manifest.Item, r io.Reader) error {
+			if kind == "schema" {
+				return copySchema(w, r, sel.Tables)
+			}
+			if _, err := io.Copy(w, r); err != nil {
+				return err
+			}
+			_, err := io.WriteString(w, "\n")
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -196,7 +269,7 @@ func copySchema(w io.Writer, r io.Reader, tables map[string]bool) error {
 		if st.Kind == sqldump.Pragma {
 			continue
 		}
-		if tables != nil && (st.Kind == sqldump.CreateView || !tables[st.Table]) {
+		if tables != nil && (st.Kind == sqldump.CreateView || !hasFold(tables, st.Table)) {
 			continue
 		}
 		if _, err := io.WriteString(w, strings.TrimSpace(st.SQL)+"\n"); err != nil {
@@ -422,6 +495,19 @@ func dropStatements(live []schemaObject, tables map[string]bool) string {
 		}
 	}
 	return b.String()
+}
+
+// hasFold reports whether m has name, compared case-insensitively as SQLite compares names.
+func hasFold(m map[string]bool, name string) bool {
+	if m[name] {
+		return true
+	}
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -153,3 +153,28 @@ func unusedString(v, primary, secondary string) string {
 		}
 	}
 }
+
+// RewriteNUL returns sql with every '…' string literal that holds a NUL byte replaced by
+// CAST(X'…' AS TEXT) of the same bytes. D1's export writes such text raw, but SQLite reads a
+// statement's text only up to its first NUL, so the literal would end the statement early; the
+// CAST stores exactly the original bytes (with TEXT storage class) and is subject to the same
+// column affinity. Statements without a NUL come back unchanged.
+func RewriteNUL(sql string) string {
+	if strings.IndexByte(sql, 0) < 0 {
+		return sql
+	}
+	toks, _ := tokens(sql)
+	var b strings.Builder
+	pos := 0
+	for _, t := range toks {
+		if t.kind != tkString || strings.IndexByte(sql[t.start:t.end], 0) < 0 {
+			continue
+		}
+		v := strings.ReplaceAll(sql[t.start+1:t.end-1], "''", "'")
+		b.WriteString(sql[pos:t.start])
+		b.WriteString("CAST(X'" + hex.EncodeToString([]byte(v)) + "' AS TEXT)")
+		pos = t.end
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
