@@ -110,7 +110,7 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		}
 	}
 
-	fixups, err := backupBigIntegers(ctx, api, w, db, items, o.Log)
+	fixups, err := backupExactValues(ctx, api, w, db, items, o.Log)
 	if err != nil {
 		return src, nil, err
 	}
@@ -232,6 +232,8 @@ func ItemName(uuid, kind, table string) string {
 		return "d1/" + uuid + "/schema.sql"
 	case "fixup":
 		return "d1/" + uuid + "/fixups/" + escapeName(table) + ".sql"
+	case "rows":
+		return "d1/" + uuid + "/rows/" + escapeName(table) + ".sql"
 	case "schema-live":
 		return "d1/" + uuid + "/schema-live.sql"
 	case "virtual":
@@ -428,73 +430,3 @@ func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db 
 	return manifest.Item{Component: Component, Source: db.UUID, Kind: "schema", ItemRef: ref}, nil
 }
 
-// bigIntLimit is 2^53: D1's export passes integers through a JavaScript number, so larger ones come out
-// rounded. cfbackup reads those values again as text and stores UPDATE statements that put them back.
-const bigIntLimit = "9007199254740992"
-
-// bigIntPage is how many rows with big integers one query returns.
-const bigIntPage = 1000
-
-// backupBigIntegers captures, for every exported table, the exact value of each integer beyond ±2^53
-// as a "fixup" item of UPDATE statements keyed by rowid (replayed right after the table's rows).
-// Read right after the export; a row changed in between gets its newer exact value.
-func backupBigIntegers(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) ([]manifest.Item, error) {
-	var out []manifest.Item
-	for _, it := range items {
-		if it.Kind != "table" || it.Rows == 0 {
-			continue
-		}
-		_, crow, err := api.Raw(ctx, db.UUID, "SELECT name FROM pragma_table_info(?1)", it.Table)
-		if err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", it.Table, err)
-		}
-		var names, conds, sel []string
-		for _, r := range crow {
-			c := str(r[0])
-			q := sqldump.QuoteIdent(c)
-			names = append(names, c)
-			big := fmt.Sprintf("(typeof(%s)='integer' AND (%s > %s OR %s < -%s))", q, q, bigIntLimit, q, bigIntLimit)
-			conds = append(conds, big)
-			sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN CAST(%s AS TEXT) END", big, q))
-		}
-		q := sqldump.QuoteIdent(it.Table)
-		query := fmt.Sprintf("SELECT CAST(rowid AS TEXT), %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) AND (%s) ORDER BY rowid LIMIT %d",
-			strings.Join(sel, ", "), q, strings.Join(conds, " OR "), bigIntPage)
-		_, rows, err := api.Raw(ctx, db.UUID, query, "-9223372036854775808")
-		if err != nil {
-			// WITHOUT ROWID tables have no rowid; others may time out on huge tables.
-			log.Warn("could not check for integers beyond 2^53; D1's export may have rounded them", "database", db.Name, "table", it.Table, "err", err)
-			continue
-		}
-		if len(rows) == 0 {
-			continue
-		}
-		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", it.Table), func(pw io.Writer) error {
-			for {
-				last := ""
-				for _, r := range rows {
-					last = str(r[0])
-					for i, v := range r[1:] {
-						if v == nil || i >= len(names) {
-							continue
-						}
-						if _, err := fmt.Fprintf(pw, "UPDATE %s SET %s = %s WHERE rowid = %s;\n", q, sqldump.QuoteIdent(names[i]), str(v), last); err != nil {
-							return err
-						}
-					}
-				}
-				if len(rows) < bigIntPage {
-					return nil
-				}
-				if _, rows, err = api.Raw(ctx, db.UUID, query, last); err != nil {
-					return fmt.Errorf("read integers beyond 2^53 of %s: %w", it.Table, err)
-				}
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: it.Table, ItemRef: ref})
-	}
-	return out, nil
-}

@@ -1,6 +1,7 @@
 package d1
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,53 @@ CREATE TABLE lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES
 CREATE TABLE Orders (id INTEGER PRIMARY KEY, note TEXT);
 INSERT INTO Orders VALUES (1, 'a'), (2, 'b');
 INSERT INTO lines VALUES (10, 1), (11, 2), (12, 2);
+`)
+}
+
+func TestRestoreBigIntegersWithoutRowid(t *testing.T) {
+	checkExact(t, "bigwr", `
+CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER, w) WITHOUT ROWID;
+INSERT INTO kv VALUES ('min', -9223372036854775808, 9223372036854775807), ('max', 9223372036854775807, -9007199254740993), ('small', 5, 1);
+CREATE TABLE big_pk (id INTEGER, n, PRIMARY KEY (id)) WITHOUT ROWID;
+INSERT INTO big_pk VALUES (9007199254740993, 1), (9007199254740992, 2), (-9223372036854775808, 3);
+`)
+}
+
+func TestRestoreFixupsFollowRowsNotRowids(t *testing.T) {
+	// Rows with rowid gaps: the dump's INSERTs carry no rowid, so replayed rows are renumbered.
+	var b strings.Builder
+	b.WriteString("CREATE TABLE g (name TEXT, n INTEGER);\nCREATE TABLE h (n);\n")
+	for i := 1; i <= 320; i++ {
+		fmt.Fprintf(&b, "INSERT INTO g (rowid, name, n) VALUES (%d, 'r%d', %d);\n", i*3, i, 9007199254740993+int64(i)*2)
+		fmt.Fprintf(&b, "INSERT INTO h (rowid, n) VALUES (%d, %d);\n", i*7, 9007199254740993+int64(i)*2)
+	}
+	b.WriteString("DELETE FROM h WHERE rowid % 2 = 0;\n")
+	checkExact(t, "gaps", b.String())
+}
+
+func TestRestoreRealStaysReal(t *testing.T) {
+	checkExact(t, "reals", `
+CREATE TABLE r (id INTEGER PRIMARY KEY, untyped, num NUMERIC, b BLOB, re REAL);
+INSERT INTO r VALUES (1, 1.0, 1.0, 2.0, 3.0), (2, -0.0, 1e20, -1e300, 1.0), (3, 1e21, 4503599627370496.0, 0.0, -0.0), (4, 12345.0, 1.5, 1, 2);
+CREATE TABLE rn (a, b);
+INSERT INTO rn VALUES (1.0, 'x'), (2, 2.0), (1e15, -5.0), (9e999, -9e999);
+CREATE TABLE rk (code TEXT PRIMARY KEY, v, big INTEGER);
+INSERT INTO rk VALUES ('a', 7.0, 9223372036854775807), ('b', 0.5, -9007199254740993), ('c', 3, 4);
+`)
+}
+
+func TestRestoreTextWithNUL(t *testing.T) {
+	checkExact(t, "nul", `
+CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, u);
+INSERT INTO t VALUES (1, CAST(X'610062' AS TEXT), CAST(X'00' AS TEXT)), (2, 'plain', CAST(X'0A000D27' AS TEXT));
+CREATE TABLE w (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+INSERT INTO w VALUES ('a', CAST(X'41004200' AS TEXT));
+`)
+}
+
+func TestRestoreInfinity(t *testing.T) {
+	checkExact(t, "inf", `
+CREATE TABLE f (id INTEGER PRIMARY KEY, x REAL, y);
+INSERT INTO f VALUES (1, 9e999, -9e999), (2, 1.5, 2.5);
 `)
 }

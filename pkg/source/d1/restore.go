@@ -39,7 +39,7 @@ type Selection struct {
 // Select picks a database's items from the catalogue in replay order — tables (dump order), then the
 // schema part (indexes, views, triggers), then virtual tables — keeping only the named tables if any.
 func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selection, error) {
-	var tbl, fix, schema, virt []manifest.Item
+	var tbl, fix, exact, schema, virt []manifest.Item
 	have := map[string]bool{}
 	for _, it := range cat.Items {
 		if it.Component != Component || it.Source != sourceID {
@@ -53,6 +53,8 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			have[it.Table] = true
 		case "fixup":
 			fix = append(fix, it)
+		case "rows":
+			exact = append(exact, it)
 		case "table":
 			tbl = append(tbl, it)
 			have[it.Table] = true
@@ -82,7 +84,7 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			sel.Items = append(sel.Items, it)
 		}
 	}
-	for _, it := range fix {
+	for _, it := range append(exact, fix...) {
 		if keep(it) {
 			sel.Items = append(sel.Items, it)
 		}
@@ -138,12 +140,24 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 }
 
 // rowsPerTable sums the recorded rows of each table (a table whose rows were not contiguous in the
-// dump has several items).
+// dump has several items); a table with a "rows" item has that item's rows.
 func (s Selection) rowsPerTable() map[string]int64 {
 	out := map[string]int64{}
+	replaced := s.replaced()
 	for _, it := range s.Items {
-		if it.Kind == "table" {
+		if it.Kind == "table" && !replaced[strings.ToLower(it.Table)] || it.Kind == "rows" {
 			out[it.Table] += it.Rows
+		}
+	}
+	return out
+}
+
+// replaced names (lower case) the tables whose rows a "rows" item replaces.
+func (s Selection) replaced() map[string]bool {
+	out := map[string]bool{}
+	for _, it := range s.Items {
+		if it.Kind == "rows" {
+			out[strings.ToLower(it.Table)] = true
 		}
 	}
 	return out
@@ -165,7 +179,8 @@ func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.R
 //
 //  1. PRAGMA defer_foreign_keys=TRUE; and the prefix (an in-place restore's DROP statements);
 //  2. every selected table's CREATE TABLE, in table order (parentsFirst);
-//  3. every table's rows (its items' statements other than CREATE TABLE), in the same order;
+//  3. every table's rows (its items' statements other than CREATE TABLE), in the same order — for a
+//     table with a "rows" item, that item's rows instead of the export's INSERTs (fixups.go);
 //  4. the fixups (exact values D1's export cannot write, see fixups.go);
 //  5. the schema part: indexes, triggers, views, AUTOINCREMENT counters (so triggers do not fire
 //     on restored rows and indexes are built once);
@@ -174,7 +189,8 @@ func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.R
 // D1 enforces foreign keys during an import; with every table created first and
 // defer_foreign_keys on, a row whose parent row comes later is checked at commit only.
 // String literals holding a NUL byte (D1's export writes them raw, and SQLite ends a statement's text
-// at a NUL) are rewritten as CAST(X'…' AS TEXT), which stores the same bytes.
+// at a NUL) are rewritten as CAST(X'…' AS TEXT), which stores the same bytes; the bare words
+// Infinity and NaN D1's export writes for non-finite REALs become 9e999 and NULL.
 func writeStream(ctx context.Context, open Opener, sel Selection, prefix string, w io.Writer) error {
 	if _, err := io.WriteString(w, "PRAGMA defer_foreign_keys=TRUE;\n"+prefix); err != nil {
 		return err
@@ -216,7 +232,9 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 		return err
 	}
 	// 3. rows.
-	if err := each(isTable, func(_ manifest.Item, r io.Reader) error {
+	replaced := sel.replaced()
+	if err := each(func(it manifest.Item) bool { return isTable(it) || it.Kind == "rows" }, func(it manifest.Item, r io.Reader) error {
+		skipInserts := it.Kind == "table" && replaced[strings.ToLower(it.Table)]
 		sc := sqldump.NewScanner(r, 0)
 		for {
 			st, err := sc.Next()
@@ -226,10 +244,10 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 			if err != nil {
 				return err
 			}
-			if st.Kind == sqldump.CreateTable {
+			if st.Kind == sqldump.CreateTable || skipInserts && st.Kind == sqldump.Insert {
 				continue
 			}
-			if _, err := io.WriteString(w, sqldump.RewriteNUL(st.SQL)+"\n"); err != nil {
+			if _, err := io.WriteString(w, sqldump.RewriteNonFinite(sqldump.RewriteNUL(st.SQL))+"\n"); err != nil {
 				return err
 			}
 		}

@@ -178,3 +178,34 @@ func RewriteNUL(sql string) string {
 	b.WriteString(sql[pos:])
 	return b.String()
 }
+
+// RewriteNonFinite replaces the bare words Infinity and NaN that D1's export writes for infinite
+// REAL values (JavaScript's Number.prototype.toString) with 9e999 (SQLite reads it as +Inf) and
+// NULL (SQLite stores NaN as NULL); "-Infinity" thus becomes -9e999. Quoted text is left alone.
+func RewriteNonFinite(sql string) string {
+	if !strings.Contains(sql, "Infinity") && !strings.Contains(sql, "NaN") {
+		return sql
+	}
+	toks, _ := tokens(sql)
+	var b strings.Builder
+	pos := 0
+	for _, t := range toks {
+		if t.kind != tkWord {
+			continue
+		}
+		var rep string
+		switch sql[t.start:t.end] {
+		case "Infinity":
+			rep = "9e999"
+		case "NaN":
+			rep = "NULL"
+		default:
+			continue
+		}
+		b.WriteString(sql[pos:t.start])
+		b.WriteString(rep)
+		pos = t.end
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}

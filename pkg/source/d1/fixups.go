@@ -1,0 +1,401 @@
+package d1
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
+)
+
+// What D1's export cannot write exactly, and what cfbackup does about it.
+//
+// D1's dump (dumpSql) passes every number through a JavaScript double and prints it with
+// Number.prototype.toString, so:
+//   - an INTEGER beyond ±2^53 comes out rounded (9007199254740993 → 9007199254740992, and
+//     9223372036854775807 → 9223372036854775808, which SQLite then reads as REAL);
+//   - a REAL with an integral value comes out without a decimal point (1.0 → 1), which SQLite reads
+//     as INTEGER; columns with REAL affinity turn it back into REAL, but columns with BLOB
+//     affinity (no declared type, BLOB, STRICT ANY) or NUMERIC/INTEGER affinity keep INTEGER.
+//
+// cfbackup finds such values right after the export (one query per table) and stores their exact
+// values, rendered by SQLite's own quote() (exact for INTEGER and REAL), as one of two item kinds:
+//
+//   - "fixup": UPDATE statements that set the inexact columns of each affected row, addressing the
+//     row by something the replay keeps: its INTEGER PRIMARY KEY (the dump writes it, so the
+//     replayed row has the same rowid), or else its PRIMARY KEY columns. Used when every affected
+//     row's key is exact and non-NULL and no inexact value sits in a column of a UNIQUE index
+//     (a rounded value there could collide while the rows replay).
+//   - "rows": every row of the table, exact, with its rowid (rowid tables) — restore plays these
+//     instead of the export's INSERTs for that table. Used otherwise (no usable key, an inexact
+//     key, or an inexact value under a UNIQUE index), so the replay never needs to find a row
+//     that D1's INSERTs renumbered (they carry no rowid) or whose key they rounded.
+//
+// Text holding NUL bytes is exported as is and is rewritten at restore (sqldump.RewriteNUL);
+// ±Infinity, which the dump writes as a bare word, likewise (sqldump.RewriteNonFinite).
+
+// twoTo53 is 2^53: integers beyond ±2^53 do not survive a JavaScript double.
+const twoTo53 = "9007199254740992"
+
+// exactPage is how many rows one query of the exact-value pass returns.
+const exactPage = 500
+
+type column struct {
+	name     string
+	decl     string
+	affinity string // INTEGER, TEXT, BLOB, REAL, NUMERIC
+	pk       int
+}
+
+type tableInfo struct {
+	name         string
+	cols         []column
+	withoutRowid bool
+	alias        string   // the INTEGER PRIMARY KEY column, if any
+	unique       []string // columns of UNIQUE indexes (PRIMARY KEY included)
+	rowid        string   // a name for the rowid no column shadows ("" if none)
+}
+
+var withoutRowidRe = regexp.MustCompile(`(?is)\)\s*((WITHOUT\s+ROWID|STRICT)\s*,\s*)?WITHOUT\s+ROWID(\s*,\s*STRICT)?\s*;?\s*$`)
+var strictRe = regexp.MustCompile(`(?is)\)\s*((WITHOUT\s+ROWID)\s*,\s*)?STRICT(\s*,\s*WITHOUT\s+ROWID)?\s*;?\s*$`)
+
+// affinity applies SQLite's column affinity rules to a declared type.
+func affinity(decl string, strict bool) string {
+	t := strings.ToUpper(decl)
+	if strict {
+		switch t {
+		case "INT", "INTEGER":
+			return "INTEGER"
+		case "REAL":
+			return "REAL"
+		case "TEXT":
+			return "TEXT"
+		default: // BLOB, ANY: values kept as given
+			return "BLOB"
+		}
+	}
+	switch {
+	case strings.Contains(t, "INT"):
+		return "INTEGER"
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return "TEXT"
+	case t == "", strings.Contains(t, "BLOB"):
+		return "BLOB"
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return "REAL"
+	}
+	return "NUMERIC"
+}
+
+func readTableInfo(ctx context.Context, api *cloudflare.Client, db, table, createSQL string) (tableInfo, error) {
+	ti := tableInfo{name: table}
+	ti.withoutRowid = withoutRowidRe.MatchString(createSQL)
+	strict := strictRe.MatchString(createSQL)
+	_, rows, err := api.Raw(ctx, db, "SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid", table)
+	if err != nil {
+		return ti, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	var pks []column
+	names := map[string]bool{}
+	for _, r := range rows {
+		if len(r) < 3 {
+			continue
+		}
+		pk, _ := strconv.Atoi(numString(r[2]))
+		c := column{name: str(r[0]), decl: str(r[1]), affinity: affinity(str(r[1]), strict), pk: pk}
+		ti.cols = append(ti.cols, c)
+		names[strings.ToLower(c.name)] = true
+		if pk > 0 {
+			pks = append(pks, c)
+		}
+	}
+	if !ti.withoutRowid {
+		for _, n := range []string{"rowid", "_rowid_", "oid"} {
+			if !names[n] {
+				ti.rowid = n
+				break
+			}
+		}
+		if len(pks) == 1 && strings.EqualFold(pks[0].decl, "INTEGER") && !descPK(createSQL) {
+			ti.alias = pks[0].name
+		}
+	}
+	_, urows, err := api.Raw(ctx, db, `SELECT DISTINCT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii WHERE il."unique" = 1 AND ii.name IS NOT NULL`, table)
+	if err != nil {
+		return ti, fmt.Errorf("unique indexes of %s: %w", table, err)
+	}
+	for _, r := range urows {
+		if len(r) > 0 {
+			ti.unique = append(ti.unique, str(r[0]))
+		}
+	}
+	for _, c := range pks {
+		ti.unique = append(ti.unique, c.name)
+	}
+	return ti, nil
+}
+
+// descPK spots "INTEGER PRIMARY KEY DESC", which (a SQLite quirk) is not a rowid alias.
+var descPKRe = regexp.MustCompile(`(?is)\bPRIMARY\s+KEY\s+DESC\b`)
+
+func descPK(createSQL string) bool { return descPKRe.MatchString(createSQL) }
+
+func (ti tableInfo) pkCols() []column {
+	var out []column
+	for i := 1; ; i++ {
+		found := false
+		for _, c := range ti.cols {
+			if c.pk == i {
+				out = append(out, c)
+				found = true
+			}
+		}
+		if !found {
+			return out
+		}
+	}
+}
+
+// inexact is an SQL condition true when column c's value would not come back from D1's dump
+// exactly (value and storage class).
+func inexact(c column) string {
+	q := sqldump.QuoteIdent(c.name)
+	cond := fmt.Sprintf("(typeof(%s)='integer' AND (%s > %s OR %s < -%s))", q, q, twoTo53, q, twoTo53)
+	if c.affinity != "REAL" {
+		cond += fmt.Sprintf(" OR (typeof(%s)='real' AND %s = CAST(%s AS INTEGER))", q, q, q)
+	}
+	return "(" + cond + ")"
+}
+
+// literal renders column c's value as an exact SQL literal: quote() (exact for INTEGER, REAL,
+// BLOB and NULL), and CAST(X'…' AS TEXT) for text holding NUL bytes, which quote() would cut.
+func literal(c column) string {
+	q := sqldump.QuoteIdent(c.name)
+	return fmt.Sprintf("CASE WHEN typeof(%s)='text' AND instr(%s, char(0)) > 0 THEN 'CAST(X''' || hex(%s) || ''' AS TEXT)' ELSE quote(%s) END", q, q, q, q)
+}
+
+// backupExactValues writes the "fixup" or "rows" item of every exported table that holds values
+// D1's export cannot write exactly (see the comment at the top of this file).
+func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) ([]manifest.Item, error) {
+	objs, err := listSchema(ctx, api, db.UUID)
+	if err != nil {
+		return nil, err
+	}
+	create := map[string]string{}
+	for _, ob := range objs {
+		if ob.Type == "table" {
+			create[ob.Name] = ob.SQL
+		}
+	}
+	var out []manifest.Item
+	seen := map[string]bool{}
+	for _, it := range items {
+		if it.Kind != "table" || seen[it.Table] {
+			continue
+		}
+		seen[it.Table] = true
+		ti, err := readTableInfo(ctx, api, db.UUID, it.Table, create[it.Table])
+		if err != nil {
+			return nil, err
+		}
+		if len(ti.cols) == 0 {
+			continue
+		}
+		item, err := exactValues(ctx, api, w, db, ti, log)
+		if err != nil {
+			return nil, err
+		}
+		if item != nil {
+			out = append(out, *item)
+		}
+	}
+	return out, nil
+}
+
+func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, error) {
+	q := sqldump.QuoteIdent(ti.name)
+	var any []string
+	for _, c := range ti.cols {
+		any = append(any, inexact(c))
+	}
+	anyInexact := strings.Join(any, " OR ")
+	// Which columns a per-row fixup cannot touch: the key that finds the row, and UNIQUE columns.
+	var keys []column
+	if ti.alias != "" {
+		for _, c := range ti.cols {
+			if c.name == ti.alias {
+				keys = []column{c}
+			}
+		}
+	} else {
+		keys = ti.pkCols()
+	}
+	guarded := map[string]bool{}
+	for _, u := range ti.unique {
+		guarded[strings.ToLower(u)] = true
+	}
+	for _, k := range keys {
+		guarded[strings.ToLower(k.name)] = true
+	}
+	var bad []string
+	for _, c := range ti.cols {
+		if guarded[strings.ToLower(c.name)] {
+			bad = append(bad, inexact(c))
+		}
+	}
+	for _, k := range keys {
+		if k.name != ti.alias {
+			bad = append(bad, sqldump.QuoteIdent(k.name)+" IS NULL")
+		}
+	}
+	badExpr := "0"
+	if len(bad) > 0 {
+		badExpr = strings.Join(bad, " OR ")
+	}
+	_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT CAST(count(*) AS TEXT), CAST(coalesce(max(%s), 0) AS TEXT) FROM %s WHERE %s", badExpr, q, anyInexact))
+	if err != nil {
+		// Never silently: the restore of this table may differ.
+		log.Warn("could not check for values D1's export writes inexactly; they may come back changed", "database", db.Name, "table", ti.name, "err", err)
+		return nil, nil
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 || str(rows[0][0]) == "0" {
+		return nil, nil
+	}
+	nrows := str(rows[0][0])
+	if len(keys) > 0 && str(rows[0][1]) == "0" {
+		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", ti.name), func(pw io.Writer) error {
+			return writeFixups(ctx, api, db.UUID, ti, keys, anyInexact, pw)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("exact values of %s: %w", ti.name, err)
+		}
+		log.Info("table has values D1's export writes inexactly; their exact values are kept as fixups", "database", db.Name, "table", ti.name, "rows", nrows)
+		return &manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: ti.name, ItemRef: ref}, nil
+	}
+	var n int64
+	ref, err := writeGenerated(w, ItemName(db.UUID, "rows", ti.name), func(pw io.Writer) error {
+		return writeExactRows(ctx, api, db.UUID, ti, pw, &n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("exact rows of %s: %w", ti.name, err)
+	}
+	log.Info("table has values D1's export writes inexactly and no key a fixup could use; its rows were read again exactly", "database", db.Name, "table", ti.name, "rows", n)
+	return &manifest.Item{Component: Component, Source: db.UUID, Kind: "rows", Table: ti.name, Rows: n, ItemRef: ref}, nil
+}
+
+// writeFixups writes one UPDATE per affected row: SET each inexact column to its exact value
+// WHERE the key columns equal their (exact) values.
+func writeFixups(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, keys []column, anyInexact string, w io.Writer) error {
+	q := sqldump.QuoteIdent(ti.name)
+	var sel []string
+	for _, k := range keys {
+		sel = append(sel, literal(k))
+	}
+	for _, c := range ti.cols {
+		sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN %s END", inexact(c), literal(c)))
+	}
+	var order []string
+	for _, k := range keys {
+		order = append(order, sqldump.QuoteIdent(k.name))
+	}
+	paged := func(last string, offset int) (string, []string) {
+		if ti.rowid != "" {
+			return fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE %s > CAST(?1 AS INTEGER) AND (%s) ORDER BY %s LIMIT %d",
+				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, anyInexact, ti.rowid, exactPage), []string{last}
+		}
+		return fmt.Sprintf("SELECT NULL, %s FROM %s WHERE %s ORDER BY %s LIMIT %d OFFSET %d",
+			strings.Join(sel, ", "), q, anyInexact, strings.Join(order, ", "), exactPage, offset), nil
+	}
+	last, offset := "-9223372036854775808", 0
+	for {
+		query, params := paged(last, offset)
+		_, rows, err := api.Raw(ctx, db, query, params...)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if len(r) != 1+len(keys)+len(ti.cols) {
+				return fmt.Errorf("got %d columns, want %d", len(r), 1+len(keys)+len(ti.cols))
+			}
+			last = str(r[0])
+			var set, where []string
+			for i, k := range keys {
+				where = append(where, sqldump.QuoteIdent(k.name)+" = "+str(r[1+i]))
+			}
+			for i, c := range ti.cols {
+				if v := r[1+len(keys)+i]; v != nil {
+					set = append(set, sqldump.QuoteIdent(c.name)+" = "+str(v))
+				}
+			}
+			if len(set) == 0 {
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "UPDATE %s SET %s WHERE %s;\n", q, strings.Join(set, ", "), strings.Join(where, " AND ")); err != nil {
+				return err
+			}
+		}
+		offset += len(rows)
+		if len(rows) < exactPage {
+			return nil
+		}
+	}
+}
+
+// writeExactRows writes every row of the table as an INSERT of exact literals, with its rowid
+// for rowid tables, so the replay keeps rowids too.
+func writeExactRows(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, w io.Writer, n *int64) error {
+	q := sqldump.QuoteIdent(ti.name)
+	var sel, names []string
+	if ti.rowid != "" && ti.alias == "" {
+		names = append(names, ti.rowid)
+		sel = append(sel, "CAST("+ti.rowid+" AS TEXT)")
+	}
+	for _, c := range ti.cols {
+		names = append(names, sqldump.QuoteIdent(c.name))
+		sel = append(sel, literal(c))
+	}
+	var order []string
+	for _, k := range ti.pkCols() {
+		order = append(order, sqldump.QuoteIdent(k.name))
+	}
+	last, offset := "-9223372036854775808", 0
+	for {
+		var query string
+		var params []string
+		if ti.rowid != "" {
+			query = fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE %s > CAST(?1 AS INTEGER) ORDER BY %s LIMIT %d",
+				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, ti.rowid, exactPage)
+			params = []string{last}
+		} else {
+			query = fmt.Sprintf("SELECT NULL, %s FROM %s ORDER BY %s LIMIT %d OFFSET %d", strings.Join(sel, ", "), q, strings.Join(order, ", "), exactPage, offset)
+		}
+		_, rows, err := api.Raw(ctx, db, query, params...)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if len(r) != 1+len(sel) {
+				return fmt.Errorf("got %d columns, want %d", len(r), 1+len(sel))
+			}
+			last = str(r[0])
+			vals := make([]string, len(sel))
+			for i, v := range r[1:] {
+				vals[i] = str(v)
+			}
+			if _, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(names, ","), strings.Join(vals, ",")); err != nil {
+				return err
+			}
+			*n++
+		}
+		offset += len(rows)
+		if len(rows) < exactPage {
+			return nil
+		}
+	}
+}
