@@ -429,4 +429,3 @@ func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db 
 	}
 	return manifest.Item{Component: Component, Source: db.UUID, Kind: "schema", ItemRef: ref}, nil
 }
-
