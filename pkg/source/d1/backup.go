@@ -110,9 +110,16 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		}
 	}
 
-	fixups, err := backupExactValues(ctx, api, w, db, items, o.Log)
+	fixups, warnings, err := backupExactValues(ctx, api, w, db, items, o.Log)
 	if err != nil {
 		return src, nil, err
+	}
+	warned := map[string]bool{}
+	for i := range items {
+		if items[i].Kind == "table" && !warned[items[i].Table] {
+			warned[items[i].Table] = true
+			items[i].Warnings = append(items[i].Warnings, warnings[items[i].Table]...)
+		}
 	}
 	items = append(items, fixups...)
 
@@ -132,7 +139,7 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		it, err := backupVirtual(ctx, api, w, db, n, vtabs[n])
+		it, err := backupVirtual(ctx, api, w, db, n, vtabs[n], o.Log)
 		if err != nil {
 			return src, nil, err
 		}
@@ -283,7 +290,7 @@ func str(v any) string {
 // backupVirtual stores a virtual table as its CREATE statement followed by what rebuilds its contents:
 // 'rebuild' for external-content FTS, its rows for regular FTS (read with quote() so every value
 // survives exactly), nothing for contentless tables (which cannot be read back).
-func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string) (manifest.Item, error) {
+func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string, log *slog.Logger) (manifest.Item, error) {
 	var rows int64
 	ref, err := writeGenerated(w, ItemName(db.UUID, "virtual", name), func(pw io.Writer) error {
 		return writeVirtual(ctx, api, db.UUID, name, create, pw, &rows)
@@ -291,7 +298,13 @@ func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db
 	if err != nil {
 		return manifest.Item{}, fmt.Errorf("virtual table %s: %w", name, err)
 	}
-	return manifest.Item{Component: Component, Source: db.UUID, Kind: "virtual", Table: name, Rows: rows, ItemRef: ref}, nil
+	it := manifest.Item{Component: Component, Source: db.UUID, Kind: "virtual", Table: name, Rows: rows, ItemRef: ref}
+	if _, external, contentless := sqldump.VirtualTableInfo(create); contentless && external == "" {
+		msg := "contentless full-text table (content=''): its index cannot be read back, so a restore creates it empty; the application must re-insert its documents"
+		log.Warn("backup cannot capture a table exactly: "+msg, "database", db.Name, "table", name)
+		it.Warnings = append(it.Warnings, msg)
+	}
+	return it, nil
 }
 
 // writeGenerated streams what gen writes into one archive item, so generated SQL (virtual-table rows,

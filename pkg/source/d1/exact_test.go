@@ -1,6 +1,7 @@
 package d1
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -94,4 +95,45 @@ func TestRestoreInfinity(t *testing.T) {
 CREATE TABLE f (id INTEGER PRIMARY KEY, x REAL, y);
 INSERT INTO f VALUES (1, 9e999, -9e999), (2, 1.5, 2.5);
 `)
+}
+
+func TestContentlessFTSWarnedAtBackup(t *testing.T) {
+	e := startEmu(t)
+	src := e.addSQL(t, "fts", `
+CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT);
+INSERT INTO docs VALUES (1, 'hello world'), (2, 'bye');
+CREATE VIRTUAL TABLE docs_ext USING fts5(body, content='docs', content_rowid='id');
+INSERT INTO docs_ext(docs_ext) VALUES('rebuild');
+CREATE VIRTUAL TABLE notes USING fts5(title, body);
+INSERT INTO notes VALUES ('a', 'b c'), ('d', 'e');
+CREATE VIRTUAL TABLE blind USING fts5(body, content='');
+INSERT INTO blind(rowid, body) VALUES (1, 'secret words');
+`)
+	cat, m, log := e.backup(t, src)
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "contentless") || !strings.Contains(log, "table=blind") {
+		t.Fatalf("no backup-time warning for the contentless table:\n%s", log)
+	}
+	for _, it := range cat.Items {
+		if got := len(it.Warnings) > 0; got != (it.Table == "blind") {
+			t.Errorf("item %s %s: warnings %q", it.Kind, it.Table, it.Warnings)
+		}
+	}
+	paths, errs := e.restoreAll(t, src, cat, m)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("restore %d: %v", i, err)
+		}
+		db, err := sql.Open("sqlite", paths[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM notes WHERE notes MATCH 'c'").Scan(&n); err != nil || n != 1 {
+			t.Errorf("restore %d: notes MATCH c = %d, %v", i, n, err)
+		}
+		if err := db.QueryRow("SELECT count(*) FROM docs_ext WHERE docs_ext MATCH 'hello'").Scan(&n); err != nil || n != 1 {
+			t.Errorf("restore %d: docs_ext MATCH hello = %d, %v", i, n, err)
+		}
+		db.Close()
+	}
 }

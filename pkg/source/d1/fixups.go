@@ -182,10 +182,12 @@ func literal(c column) string {
 
 // backupExactValues writes the "fixup" or "rows" item of every exported table that holds values
 // D1's export cannot write exactly (see the comment at the top of this file).
-func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) ([]manifest.Item, error) {
+// warnings maps a table to what its restore will not bring back exactly.
+func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) (out []manifest.Item, warnings map[string][]string, err error) {
+	warnings = map[string][]string{}
 	objs, err := listSchema(ctx, api, db.UUID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	create := map[string]string{}
 	for _, ob := range objs {
@@ -193,7 +195,6 @@ func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter
 			create[ob.Name] = ob.SQL
 		}
 	}
-	var out []manifest.Item
 	seen := map[string]bool{}
 	for _, it := range items {
 		if it.Kind != "table" || seen[it.Table] {
@@ -202,23 +203,26 @@ func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter
 		seen[it.Table] = true
 		ti, err := readTableInfo(ctx, api, db.UUID, it.Table, create[it.Table])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(ti.cols) == 0 {
 			continue
 		}
-		item, err := exactValues(ctx, api, w, db, ti, log)
+		item, warn, err := exactValues(ctx, api, w, db, ti, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if warn != "" {
+			warnings[it.Table] = append(warnings[it.Table], warn)
 		}
 		if item != nil {
 			out = append(out, *item)
 		}
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
-func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, error) {
+func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, string, error) {
 	q := sqldump.QuoteIdent(ti.name)
 	var any []string
 	for _, c := range ti.cols {
@@ -261,11 +265,12 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 	_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT CAST(count(*) AS TEXT), CAST(coalesce(max(%s), 0) AS TEXT) FROM %s WHERE %s", badExpr, q, anyInexact))
 	if err != nil {
 		// Never silently: the restore of this table may differ.
-		log.Warn("could not check for values D1's export writes inexactly; they may come back changed", "database", db.Name, "table", ti.name, "err", err)
-		return nil, nil
+		msg := "could not check for values D1's export writes inexactly (integers beyond ±2^53, integral REALs); they may come back changed: " + err.Error()
+		log.Warn(msg, "database", db.Name, "table", ti.name)
+		return nil, msg, nil
 	}
 	if len(rows) != 1 || len(rows[0]) != 2 || str(rows[0][0]) == "0" {
-		return nil, nil
+		return nil, "", nil
 	}
 	nrows := str(rows[0][0])
 	if len(keys) > 0 && str(rows[0][1]) == "0" {
@@ -273,20 +278,20 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 			return writeFixups(ctx, api, db.UUID, ti, keys, anyInexact, pw)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("exact values of %s: %w", ti.name, err)
+			return nil, "", fmt.Errorf("exact values of %s: %w", ti.name, err)
 		}
 		log.Info("table has values D1's export writes inexactly; their exact values are kept as fixups", "database", db.Name, "table", ti.name, "rows", nrows)
-		return &manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: ti.name, ItemRef: ref}, nil
+		return &manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: ti.name, ItemRef: ref}, "", nil
 	}
 	var n int64
 	ref, err := writeGenerated(w, ItemName(db.UUID, "rows", ti.name), func(pw io.Writer) error {
 		return writeExactRows(ctx, api, db.UUID, ti, pw, &n)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("exact rows of %s: %w", ti.name, err)
+		return nil, "", fmt.Errorf("exact rows of %s: %w", ti.name, err)
 	}
 	log.Info("table has values D1's export writes inexactly and no key a fixup could use; its rows were read again exactly", "database", db.Name, "table", ti.name, "rows", n)
-	return &manifest.Item{Component: Component, Source: db.UUID, Kind: "rows", Table: ti.name, Rows: n, ItemRef: ref}, nil
+	return &manifest.Item{Component: Component, Source: db.UUID, Kind: "rows", Table: ti.name, Rows: n, ItemRef: ref}, "", nil
 }
 
 // writeFixups writes one UPDATE per affected row: SET each inexact column to its exact value
