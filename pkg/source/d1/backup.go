@@ -343,17 +343,17 @@ func writeVirtual(ctx context.Context, api *cloudflare.Client, id, name, create 
 	sel := make([]string, 0, len(cols)+1)
 	sel = append(sel, "CAST(rowid AS TEXT)")
 	for _, c := range cols {
-		sel = append(sel, "quote("+sqldump.QuoteIdent(c)+")")
+		sel = append(sel, literal(column{name: c})) // quote() would cut text at a NUL
 	}
 	colList := make([]string, 0, len(cols)+1)
 	colList = append(colList, "rowid")
 	for _, c := range cols {
 		colList = append(colList, sqldump.QuoteIdent(c))
 	}
-	last := "-9223372036854775808"
+	last := "" // first page: no lower bound (a rowid may be -2^63)
 	const page = 500
 	for {
-		_, rs, err := api.Raw(ctx, id, fmt.Sprintf("SELECT %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) ORDER BY rowid LIMIT %d", strings.Join(sel, ", "), q, page), last)
+		_, rs, err := api.Raw(ctx, id, fmt.Sprintf("SELECT %s FROM %s WHERE (?1 = '' OR rowid > CAST(?1 AS INTEGER)) ORDER BY rowid LIMIT %d", strings.Join(sel, ", "), q, page), last)
 		if err != nil {
 			return fmt.Errorf("read rows of %s: %w", name, err)
 		}

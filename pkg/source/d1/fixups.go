@@ -110,7 +110,7 @@ func readTableInfo(ctx context.Context, api *cloudflare.Client, db, table, creat
 		pk, _ := strconv.Atoi(numString(r[2]))
 		c := column{name: str(r[0]), decl: str(r[1]), affinity: affinity(str(r[1]), strict), pk: pk}
 		ti.cols = append(ti.cols, c)
-		names[strings.ToLower(c.name)] = true
+		names[sqldump.FoldName(c.name)] = true
 		if pk > 0 {
 			pks = append(pks, c)
 		}
@@ -219,7 +219,37 @@ func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter
 			out = append(out, *item)
 		}
 	}
+	// AUTOINCREMENT counters: the export writes sqlite_sequence through a double too.
+	if seen["sqlite_sequence"] || hasSequence(objs) {
+		_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT name, CAST(seq AS TEXT) FROM sqlite_sequence WHERE typeof(seq) != 'integer' OR seq > %s OR seq < -%s", twoTo53, twoTo53))
+		if err != nil {
+			log.Warn("could not check AUTOINCREMENT counters beyond ±2^53; they may come back rounded", "database", db.Name, "err", err)
+		} else if len(rows) > 0 {
+			var b strings.Builder
+			for _, r := range rows {
+				if len(r) == 2 {
+					fmt.Fprintf(&b, "UPDATE sqlite_sequence SET seq = %s WHERE name = %s;\n", str(r[1]), sqldump.FormatValue(str(r[0])))
+				}
+			}
+			ref, err := w.WriteItem(ItemName(db.UUID, "fixup", "sqlite_sequence"), strings.NewReader(b.String()))
+			if err != nil {
+				return nil, nil, &storeError{err}
+			}
+			out = append(out, manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: "sqlite_sequence", ItemRef: ref})
+		}
+	}
 	return out, warnings, nil
+}
+
+// hasSequence reports whether the schema has AUTOINCREMENT counters (listSchema leaves sqlite_*
+// out, so the test is whether any table uses AUTOINCREMENT).
+func hasSequence(objs []schemaObject) bool {
+	for _, ob := range objs {
+		if ob.Type == "table" && strings.Contains(strings.ToUpper(ob.SQL), "AUTOINCREMENT") {
+			return true
+		}
+	}
+	return false
 }
 
 func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, string, error) {
@@ -242,14 +272,14 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 	}
 	guarded := map[string]bool{}
 	for _, u := range ti.unique {
-		guarded[strings.ToLower(u)] = true
+		guarded[sqldump.FoldName(u)] = true
 	}
 	for _, k := range keys {
-		guarded[strings.ToLower(k.name)] = true
+		guarded[sqldump.FoldName(k.name)] = true
 	}
 	var bad []string
 	for _, c := range ti.cols {
-		if guarded[strings.ToLower(c.name)] {
+		if guarded[sqldump.FoldName(c.name)] {
 			bad = append(bad, inexact(c))
 		}
 	}
@@ -311,13 +341,13 @@ func writeFixups(ctx context.Context, api *cloudflare.Client, db string, ti tabl
 	}
 	paged := func(last string, offset int) (string, []string) {
 		if ti.rowid != "" {
-			return fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE %s > CAST(?1 AS INTEGER) AND (%s) ORDER BY %s LIMIT %d",
+			return fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) AND (%s) ORDER BY %s LIMIT %d",
 				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, anyInexact, ti.rowid, exactPage), []string{last}
 		}
 		return fmt.Sprintf("SELECT NULL, %s FROM %s WHERE %s ORDER BY %s LIMIT %d OFFSET %d",
 			strings.Join(sel, ", "), q, anyInexact, strings.Join(order, ", "), exactPage, offset), nil
 	}
-	last, offset := "-9223372036854775808", 0
+	last, offset := "", 0 // first page: no lower bound (a rowid may be -2^63)
 	for {
 		query, params := paged(last, offset)
 		_, rows, err := api.Raw(ctx, db, query, params...)
@@ -369,12 +399,12 @@ func writeExactRows(ctx context.Context, api *cloudflare.Client, db string, ti t
 	for _, k := range ti.pkCols() {
 		order = append(order, sqldump.QuoteIdent(k.name))
 	}
-	last, offset := "-9223372036854775808", 0
+	last, offset := "", 0 // first page: no lower bound (a rowid may be -2^63)
 	for {
 		var query string
 		var params []string
 		if ti.rowid != "" {
-			query = fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE %s > CAST(?1 AS INTEGER) ORDER BY %s LIMIT %d",
+			query = fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) ORDER BY %s LIMIT %d",
 				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, ti.rowid, exactPage)
 			params = []string{last}
 		} else {

@@ -109,7 +109,7 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 	byTable := map[string][]manifest.Item{}
 	refs := map[string][]string{}
 	for _, it := range items {
-		k := strings.ToLower(it.Table)
+		k := sqldump.FoldName(it.Table)
 		if _, ok := byTable[k]; !ok {
 			order = append(order, k)
 		}
@@ -125,7 +125,7 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 		}
 		state[t] = 1
 		for _, p := range refs[t] {
-			p = strings.ToLower(p)
+			p = sqldump.FoldName(p)
 			if _, ok := byTable[p]; ok && p != t {
 				visit(p)
 			}
@@ -145,7 +145,7 @@ func (s Selection) rowsPerTable() map[string]int64 {
 	out := map[string]int64{}
 	replaced := s.replaced()
 	for _, it := range s.Items {
-		if it.Kind == "table" && !replaced[strings.ToLower(it.Table)] || it.Kind == "rows" {
+		if it.Kind == "table" && !replaced[sqldump.FoldName(it.Table)] || it.Kind == "rows" {
 			out[it.Table] += it.Rows
 		}
 	}
@@ -157,7 +157,7 @@ func (s Selection) replaced() map[string]bool {
 	out := map[string]bool{}
 	for _, it := range s.Items {
 		if it.Kind == "rows" {
-			out[strings.ToLower(it.Table)] = true
+			out[sqldump.FoldName(it.Table)] = true
 		}
 	}
 	return out
@@ -183,7 +183,8 @@ func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.R
 //     table with a "rows" item, that item's rows instead of the export's INSERTs (fixups.go);
 //  4. the fixups (exact values D1's export cannot write, see fixups.go);
 //  5. the schema part: indexes, triggers, views, AUTOINCREMENT counters (so triggers do not fire
-//     on restored rows and indexes are built once);
+//     on restored rows and indexes are built once), then the counters' own fixup (exact values of
+//     counters beyond ±2^53);
 //  6. virtual tables (their CREATE, then their rows or 'rebuild').
 //
 // D1 enforces foreign keys during an import; with every table created first and
@@ -234,7 +235,7 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 	// 3. rows.
 	replaced := sel.replaced()
 	if err := each(func(it manifest.Item) bool { return isTable(it) || it.Kind == "rows" }, func(it manifest.Item, r io.Reader) error {
-		skipInserts := it.Kind == "table" && replaced[strings.ToLower(it.Table)]
+		skipInserts := it.Kind == "table" && replaced[sqldump.FoldName(it.Table)]
 		sc := sqldump.NewScanner(r, 0)
 		for {
 			st, err := sc.Next()
@@ -254,9 +255,18 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 	}); err != nil {
 		return err
 	}
-	// 4.–6.
-	for _, kind := range []string{"fixup", "schema", "virtual"} {
-		if err := each(func(it manifest.Item) bool { return it.Kind == kind }, func(it manifest.Item, r io.Reader) error {
+	// 4.–6. (the AUTOINCREMENT counters' fixup after the schema part, which sets the counters)
+	for _, kind := range []string{"fixup", "schema", "sequence", "virtual"} {
+		match := func(it manifest.Item) bool {
+			switch kind {
+			case "fixup":
+				return it.Kind == "fixup" && it.Table != "sqlite_sequence"
+			case "sequence":
+				return it.Kind == "fixup" && it.Table == "sqlite_sequence"
+			}
+			return it.Kind == kind
+		}
+		if err := each(match, func(it manifest.Item, r io.Reader) error {
 			if kind == "schema" {
 				return copySchema(w, r, sel.Tables)
 			}
@@ -515,13 +525,13 @@ func dropStatements(live []schemaObject, tables map[string]bool) string {
 	return b.String()
 }
 
-// hasFold reports whether m has name, compared case-insensitively as SQLite compares names.
+// hasFold reports whether m has name, compared as SQLite compares names (ASCII case-insensitively).
 func hasFold(m map[string]bool, name string) bool {
 	if m[name] {
 		return true
 	}
 	for k := range m {
-		if strings.EqualFold(k, name) {
+		if sqldump.FoldName(k) == sqldump.FoldName(name) {
 			return true
 		}
 	}

@@ -209,3 +209,20 @@ func RewriteNonFinite(sql string) string {
 	b.WriteString(sql[pos:])
 	return b.String()
 }
+
+// FoldName folds an SQL identifier the way SQLite compares names: ASCII letters only ("Orders" and
+// "ORDERS" are one table, "Åb" and "åb" are two).
+func FoldName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
