@@ -263,6 +263,13 @@ func (g *gen) blobLit(big bool) string {
 	return "X'" + hex.EncodeToString(b) + "'"
 }
 
+func (g *gen) bigOf(typ string) string {
+	if typ == "BLOB" {
+		return g.blobLit(true)
+	}
+	return textLit(strings.Repeat("large row ✓ '\n", 4000+g.r.Intn(8000)))
+}
+
 func (g *gen) value(c *genCol, big bool) string {
 	if big {
 		if g.r.Intn(2) == 0 {
@@ -318,6 +325,16 @@ func genDB(seed int64) (string, []string) {
 		tables[0].cols = append(tables[0].cols, &genCol{name: g.ident("back"), ref: tables[len(tables)-1]})
 	}
 	for _, t := range tables {
+		if t.strict {
+			for _, c := range t.pkCols {
+				switch c.decl {
+				case "NUMERIC":
+					c.decl = "INTEGER"
+				case "":
+					c.decl = "ANY"
+				}
+			}
+		}
 		g.stmts = append(g.stmts, t.create(g))
 	}
 	// keys first (rows reference them), then rows
@@ -333,7 +350,7 @@ func genDB(seed int64) (string, []string) {
 				switch {
 				case c.generated != "":
 					continue
-				case c.pk && (c.decl == "INTEGER" || c.decl == "NUMERIC" || c.decl == ""):
+				case c.pk && (c.decl == "INTEGER" || c.decl == "NUMERIC" || c.decl == "" || c.decl == "ANY"):
 					v = g.intLit()
 				case c.pk && c.decl == "REAL":
 					v = g.realLit()
@@ -345,7 +362,14 @@ func genDB(seed int64) (string, []string) {
 				case c.ref != nil:
 					v = "NULL" // set below, once every key exists
 				default:
-					v = g.value(c, g.r.Intn(25) == 0)
+					big := g.r.Intn(25) == 0
+					if st := c.strict(); st != "" && st != "ANY" && st != "BLOB" && st != "TEXT" {
+						big = false
+					}
+					v = g.value(c, big)
+					if st := c.strict(); big && (st == "BLOB" || st == "TEXT") {
+						v = g.bigOf(st)
+					}
 				}
 				if c.pk {
 					key += v + ","

@@ -34,7 +34,8 @@ import (
 //     (a rounded value there could collide while the rows replay).
 //   - "rows": every row of the table, exact, with its rowid (rowid tables) — restore plays these
 //     instead of the export's INSERTs for that table. Used otherwise (no usable key, an inexact
-//     key, or an inexact value under a UNIQUE index), so the replay never needs to find a row
+//     key, an inexact value under a UNIQUE index, or a STRICT table, which may refuse a rounded
+//     value outright), so the replay never needs to find a row
 //     that D1's INSERTs renumbered (they carry no rowid) or whose key they rounded.
 //
 // Text holding NUL bytes is exported as is and is rewritten at restore (sqldump.RewriteNUL);
@@ -57,6 +58,7 @@ type tableInfo struct {
 	name         string
 	cols         []column
 	withoutRowid bool
+	strict       bool
 	alias        string   // the INTEGER PRIMARY KEY column, if any
 	unique       []string // columns of UNIQUE indexes (PRIMARY KEY included)
 	rowid        string   // a name for the rowid no column shadows ("" if none)
@@ -97,6 +99,7 @@ func readTableInfo(ctx context.Context, api *cloudflare.Client, db, table, creat
 	ti := tableInfo{name: table}
 	ti.withoutRowid = withoutRowidRe.MatchString(createSQL)
 	strict := strictRe.MatchString(createSQL)
+	ti.strict = strict
 	_, rows, err := api.Raw(ctx, db, "SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid", table)
 	if err != nil {
 		return ti, fmt.Errorf("columns of %s: %w", table, err)
@@ -303,7 +306,9 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 		return nil, "", nil
 	}
 	nrows := str(rows[0][0])
-	if len(keys) > 0 && str(rows[0][1]) == "0" {
+	// STRICT tables refuse some rounded values outright (9223372036854775807 is written as
+	// 9223372036854775808, a REAL an INTEGER column rejects), so no INSERT of theirs is replayed.
+	if len(keys) > 0 && str(rows[0][1]) == "0" && !ti.strict {
 		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", ti.name), func(pw io.Writer) error {
 			return writeFixups(ctx, api, db.UUID, ti, keys, anyInexact, pw)
 		})
