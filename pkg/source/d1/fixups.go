@@ -177,10 +177,12 @@ func inexact(c column) string {
 }
 
 // literal renders column c's value as an exact SQL literal: quote() (exact for INTEGER, REAL,
-// BLOB and NULL), and CAST(X'…' AS TEXT) for text holding NUL bytes, which quote() would cut.
+// BLOB and NULL), and CAST(X'…' AS TEXT) for text — its exact bytes, whatever they are: quote()
+// would cut text at a NUL, and the JSON that carries query results cannot carry bytes that are not
+// UTF-8.
 func literal(c column) string {
 	q := sqldump.QuoteIdent(c.name)
-	return fmt.Sprintf("CASE WHEN typeof(%s)='text' AND instr(%s, char(0)) > 0 THEN 'CAST(X''' || hex(%s) || ''' AS TEXT)' ELSE quote(%s) END", q, q, q, q)
+	return fmt.Sprintf("CASE WHEN typeof(%s)='text' THEN 'CAST(X''' || hex(%s) || ''' AS TEXT)' ELSE quote(%s) END", q, q, q)
 }
 
 // backupExactValues writes the "fixup" or "rows" item of every exported table that holds values

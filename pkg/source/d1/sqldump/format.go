@@ -19,7 +19,8 @@ func QuoteIdent(name string) string {
 // INSERT INTO "t" ("a","b") VALUES(…); — used for rows cfbackup pages out itself (e.g. the content of
 // an FTS5 table that D1 refuses to export) so they restore through the same paths as exported rows.
 //
-// Literal encoding matches dumpSql: nil → NULL; strings '…' with ” doubling, and a string holding
+// Literal encoding matches dumpSql: nil → NULL; strings '…' with ” doubling (CAST(X'…' AS TEXT)
+// when they hold a NUL byte, which would end the statement's text), and a string holding
 // \n or \r wrapped in replace(…,'\n',char(10)) exactly as D1/sqlite3 do so each statement stays on
 // one line; []byte → X'hex' (also when nil or empty); integers exact; float64 in the shortest form that round-trips, always
 // with a '.' or exponent so it stays REAL (±Inf as ±9.0e999, NaN as NULL, as SQLite stores it);
@@ -119,6 +120,10 @@ func isNumber(s string) bool {
 
 // quoteString ports dumpSql's outputQuotedEscapedString.
 func quoteString(v string) string {
+	if strings.IndexByte(v, 0) >= 0 {
+		// SQLite reads statement text only up to a NUL: write the bytes instead.
+		return "CAST(X'" + hex.EncodeToString([]byte(v)) + "' AS TEXT)"
+	}
 	hasNL := strings.IndexByte(v, '\n') >= 0
 	hasCR := strings.IndexByte(v, '\r') >= 0
 	esc := strings.ReplaceAll(v, "'", "''")
