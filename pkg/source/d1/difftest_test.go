@@ -241,7 +241,7 @@ func (g *gen) textLit(allowInvalid bool) string {
 		return textLit("a\x00b" + texts[g.r.Intn(len(texts))]) // NUL inside
 	case 1:
 		if allowInvalid {
-			return textLit("bad \xff\xfe utf8 \xc3")
+			return textLit([]string{"bad \xff\xfe utf8 \xc3", "\x80lone", "cut \xe2\x9c", "\xc0\x80overlong", "\xed\xa0\x80surrogate"}[g.r.Intn(5)])
 		}
 	case 2:
 		var b strings.Builder
@@ -284,7 +284,7 @@ func (g *gen) value(c *genCol, big bool) string {
 		case "REAL":
 			return g.realLit()
 		case "TEXT":
-			return g.textLit(false)
+			return g.textLit(true)
 		case "BLOB":
 			return g.blobLit(false)
 		}
@@ -297,7 +297,7 @@ func (g *gen) value(c *genCol, big bool) string {
 	case 3, 4:
 		return g.realLit()
 	case 5, 6:
-		return g.textLit(false)
+		return g.textLit(true)
 	default:
 		return g.blobLit(false)
 	}

@@ -147,3 +147,12 @@ CREATE TABLE nokey (n, body TEXT);
 INSERT INTO nokey VALUES (9007199254740993, CAST(X'00' AS TEXT) || replace(hex(zeroblob(75000)), '00', 'é')), (1, 'small');
 `)
 }
+
+func TestRestoreTextThatIsNotUTF8(t *testing.T) {
+	checkExact(t, "notutf8", `
+CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, u);
+INSERT INTO t VALUES (1, CAST(X'6261642066ff' AS TEXT), CAST(X'80' AS TEXT)), (2, 'fine ✓', CAST(X'c080' AS TEXT)), (3, CAST(X'e29c' AS TEXT), CAST(X'eda080' AS TEXT));
+CREATE TABLE nk (s);
+INSERT INTO nk VALUES (CAST(X'ff' AS TEXT)), ('ok');
+`)
+}

@@ -38,6 +38,9 @@ import (
 //     value outright), so the replay never needs to find a row
 //     that D1's INSERTs renumbered (they carry no rowid) or whose key they rounded.
 //
+//   - text that is not UTF-8 comes out with U+FFFD in place of its bad bytes (the runtime makes a
+//     JavaScript string of it); found as well as SQLite can (notUTF8Glob) and corrected the same way.
+//
 // Text holding NUL bytes is exported as is and is rewritten at restore (sqldump.RewriteNUL);
 // ±Infinity, which the dump writes as a bare word, likewise (sqldump.RewriteNonFinite).
 
@@ -173,8 +176,19 @@ func inexact(c column) string {
 	if c.affinity != "REAL" {
 		cond += fmt.Sprintf(" OR (typeof(%s)='real' AND %s = CAST(%s AS INTEGER))", q, q, q)
 	}
+	cond += fmt.Sprintf(" OR (typeof(%s)='text' AND %s GLOB %s)", q, q, notUTF8Glob)
 	return "(" + cond + ")"
 }
+
+// notUTF8Glob matches text that is probably not UTF-8, which D1's export (through a JavaScript
+// string) writes with U+FFFD in place of the bad bytes. SQLite has no UTF-8 validator; its decoder
+// reads a stray continuation byte 0x80–0x9F as U+0080–U+009F (C1 controls, which real text does
+// not use) and an impossible lead byte, an overlong or a surrogate as U+FFFD. It misses some
+// cases (a stray 0xA0–0xBF, a 3- or 4-byte sequence cut short or overlong continuation runs that
+// decode outside those ranges: docs/FORMAT.md lists them) and matches text that really holds
+// U+FFFD (a harmless extra fixup).
+const notUTF8Glob = "('*[' || char(128) || '-' || char(159) || char(65533) || ']*')"
+
 
 // literal renders column c's value as an exact SQL literal: quote() (exact for INTEGER, REAL,
 // BLOB and NULL), and CAST(X'…' AS TEXT) for text — its exact bytes, whatever they are: quote()
