@@ -189,7 +189,6 @@ func inexact(c column) string {
 // U+FFFD (a harmless extra fixup).
 const notUTF8Glob = "('*[' || char(128) || '-' || char(159) || char(65533) || ']*')"
 
-
 // literal renders column c's value as an exact SQL literal: quote() (exact for INTEGER, REAL,
 // BLOB and NULL), and CAST(X'…' AS TEXT) for text — its exact bytes, whatever they are: quote()
 // would cut text at a NUL, and the JSON that carries query results cannot carry bytes that are not
