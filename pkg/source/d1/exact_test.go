@@ -156,3 +156,12 @@ CREATE TABLE nk (s);
 INSERT INTO nk VALUES (CAST(X'ff' AS TEXT)), ('ok');
 `)
 }
+
+func TestRestoreExactRowsWithoutARowidName(t *testing.T) {
+	// Columns shadow every name of the rowid and there is no key: the exact rows are paged by all
+	// columns.
+	checkExact(t, "shadowed", `
+CREATE TABLE s (rowid, _rowid_, oid);
+INSERT INTO s VALUES (9007199254740993, 1.0, 'a'), (2, 3, 'b'), (2, 3, 'b');
+`)
+}

@@ -419,6 +419,9 @@ func writeExactRows(ctx context.Context, api *cloudflare.Client, db string, ti t
 	for _, k := range ti.pkCols() {
 		order = append(order, sqldump.QuoteIdent(k.name))
 	}
+	if len(order) == 0 { // columns named rowid, _rowid_ and oid, and no key: every column
+		order = names
+	}
 	last, offset := "", 0 // first page: no lower bound (a rowid may be -2^63)
 	for {
 		var query string
