@@ -1,8 +1,10 @@
 package d1
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -164,4 +166,47 @@ func TestRestoreExactRowsWithoutARowidName(t *testing.T) {
 CREATE TABLE s (rowid, _rowid_, oid);
 INSERT INTO s VALUES (9007199254740993, 1.0, 'a'), (2, 3, 'b'), (2, 3, 'b');
 `)
+}
+
+func TestPartialRestoreOfAReplacedTable(t *testing.T) {
+	e := startEmu(t)
+	src := e.addSQL(t, "partial", `
+CREATE TABLE g (name TEXT, n INTEGER);
+INSERT INTO g (rowid, name, n) VALUES (3, 'a', 9007199254740993), (9, 'b', 1.0), (20, 'c', 5);
+CREATE TABLE other (id INTEGER PRIMARY KEY, v);
+INSERT INTO other VALUES (1, 2.0);
+`)
+	_, wr := snapshotDB(t, e.srv.DatabasePath(src.UUID))
+	cat, m, _ := e.backup(t, src)
+	kinds := map[string]bool{}
+	for _, it := range cat.Items {
+		kinds[it.Kind+":"+it.Table] = true
+	}
+	if !kinds["rows:g"] || !kinds["fixup:other"] {
+		t.Fatalf("items %v: want exact rows for g (no key) and a fixup for other", kinds)
+	}
+	sel, err := Select(cat, src.UUID, []string{"g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "g.sqlite")
+	res, err := RestoreToFile(context.Background(), m.open, sel, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Tables["g"] != 3 || len(res.Tables) != 1 {
+		t.Fatalf("tables %v", res.Tables)
+	}
+	_, gr := snapshotDB(t, path)
+	if strings.Join(gr["g"], "\n") != strings.Join(wr["g"], "\n") {
+		t.Fatalf("g = %q, want %q", gr["g"], wr["g"])
+	}
+	// The exact rows keep the rowids too.
+	db, _ := sql.Open("sqlite", path)
+	defer db.Close()
+	var ids string
+	db.QueryRow("SELECT group_concat(rowid) FROM (SELECT rowid FROM g ORDER BY rowid)").Scan(&ids)
+	if ids != "3,9,20" {
+		t.Fatalf("rowids %s, want 3,9,20", ids)
+	}
 }
