@@ -14,32 +14,32 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
-// What D1's export cannot write exactly, and what cfbackup does about it.
+// What D1's export cannot write exactly, and what cfbackup does about it (docs/FORMAT.md, "D1: what
+// comes back exactly").
 //
-// D1's dump (dumpSql) passes every number through a JavaScript double and prints it with
-// Number.prototype.toString, so:
+// D1's dump (dumpSql) reads every value into JavaScript, so:
 //   - an INTEGER beyond ±2^53 comes out rounded (9007199254740993 → 9007199254740992, and
 //     9223372036854775807 → 9223372036854775808, which SQLite then reads as REAL);
 //   - a REAL with an integral value comes out without a decimal point (1.0 → 1), which SQLite reads
 //     as INTEGER; columns with REAL affinity turn it back into REAL, but columns with BLOB
-//     affinity (no declared type, BLOB, STRICT ANY) or NUMERIC/INTEGER affinity keep INTEGER.
+//     affinity (no declared type, BLOB, STRICT ANY) or NUMERIC/INTEGER affinity keep INTEGER;
+//   - text that is not UTF-8 comes out with U+FFFD in place of its bad bytes (the runtime makes a
+//     JavaScript string of it); SQLite has no validator, so notUTF8Glob finds what it can.
 //
 // cfbackup finds such values right after the export (one query per table) and stores their exact
-// values, rendered by SQLite's own quote() (exact for INTEGER and REAL), as one of two item kinds:
+// values — INTEGER and REAL by SQLite's own quote(), text as CAST(X'…' AS TEXT) of its bytes — as one
+// of two item kinds:
 //
 //   - "fixup": UPDATE statements that set the inexact columns of each affected row, addressing the
 //     row by something the replay keeps: its INTEGER PRIMARY KEY (the dump writes it, so the
 //     replayed row has the same rowid), or else its PRIMARY KEY columns. Used when every affected
-//     row's key is exact and non-NULL and no inexact value sits in a column of a UNIQUE index
-//     (a rounded value there could collide while the rows replay).
+//     row's key is exact and non-NULL, no inexact value sits in a column of a UNIQUE index (a
+//     rounded value there could collide while the rows replay) and the table is not STRICT.
 //   - "rows": every row of the table, exact, with its rowid (rowid tables) — restore plays these
 //     instead of the export's INSERTs for that table. Used otherwise (no usable key, an inexact
 //     key, an inexact value under a UNIQUE index, or a STRICT table, which may refuse a rounded
-//     value outright), so the replay never needs to find a row
-//     that D1's INSERTs renumbered (they carry no rowid) or whose key they rounded.
-//
-//   - text that is not UTF-8 comes out with U+FFFD in place of its bad bytes (the runtime makes a
-//     JavaScript string of it); found as well as SQLite can (notUTF8Glob) and corrected the same way.
+//     value outright), so the replay never needs to find a row that D1's INSERTs renumbered (they
+//     carry no rowid) or whose key they rounded.
 //
 // Text holding NUL bytes is exported as is and is rewritten at restore (sqldump.RewriteNUL);
 // ±Infinity, which the dump writes as a bare word, likewise (sqldump.RewriteNonFinite).
