@@ -134,7 +134,12 @@ func readTableInfo(ctx context.Context, api *cloudflare.Client, db, table, creat
 	}
 	_, urows, err := api.Raw(ctx, db, `SELECT DISTINCT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii WHERE il."unique" = 1 AND ii.name IS NOT NULL`, table)
 	if err != nil {
-		return ti, fmt.Errorf("unique indexes of %s: %w", table, err)
+		// Not knowing the UNIQUE columns, treat every column as one: an inexact value then makes
+		// the table's rows be read again exactly (never a fixup that might collide).
+		for _, c := range ti.cols {
+			ti.unique = append(ti.unique, c.name)
+		}
+		urows = nil
 	}
 	for _, r := range urows {
 		if len(r) > 0 {
