@@ -210,3 +210,25 @@ INSERT INTO other VALUES (1, 2.0);
 		t.Fatalf("rowids %s, want 3,9,20", ids)
 	}
 }
+
+func TestExactnessCheckInWindows(t *testing.T) {
+	defer func(n int) { scanWindow = n }(scanWindow)
+	scanWindow = 7 // the check reads 7 rows per query: values far into the table must still be found
+	var b strings.Builder
+	b.WriteString("CREATE TABLE a (id INTEGER PRIMARY KEY, v);\nCREATE TABLE u (id INTEGER PRIMARY KEY, w UNIQUE);\n")
+	for i := 1; i <= 50; i++ {
+		fmt.Fprintf(&b, "INSERT INTO a VALUES (%d, %d);\nINSERT INTO u VALUES (%d, %d);\n", i*2, i, i*3, i)
+	}
+	b.WriteString("UPDATE a SET v = 45.0 WHERE id = 90;\nUPDATE u SET w = 9007199254740993 WHERE id = 120;\nUPDATE u SET w = 9007199254740992 WHERE id = 123;\n")
+	e := startEmu(t)
+	src := e.addSQL(t, "windows", b.String())
+	cat, _, _ := e.backup(t, src)
+	kinds := map[string]bool{}
+	for _, it := range cat.Items {
+		kinds[it.Kind+":"+it.Table] = true
+	}
+	if !kinds["fixup:a"] || !kinds["rows:u"] {
+		t.Fatalf("items %v: want a fixup for a (row 45 of 50) and exact rows for u (UNIQUE values that round alike)", kinds)
+	}
+	checkExact(t, "windows", b.String())
+}

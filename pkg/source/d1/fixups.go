@@ -276,7 +276,6 @@ func hasSequence(objs []schemaObject) bool {
 }
 
 func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, string, error) {
-	q := sqldump.QuoteIdent(ti.name)
 	var any []string
 	for _, c := range ti.cols {
 		any = append(any, inexact(c))
@@ -315,20 +314,19 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 	if len(bad) > 0 {
 		badExpr = strings.Join(bad, " OR ")
 	}
-	_, rows, err := api.Raw(ctx, db.UUID, fmt.Sprintf("SELECT CAST(count(*) AS TEXT), CAST(coalesce(max(%s), 0) AS TEXT) FROM %s WHERE %s", badExpr, q, anyInexact))
+	nrows, anyBad, err := scanInexact(ctx, api, db.UUID, ti, anyInexact, badExpr)
 	if err != nil {
 		// Never silently: the restore of this table may differ.
-		msg := "could not check for values D1's export writes inexactly (integers beyond ±2^53, integral REALs); they may come back changed: " + err.Error()
+		msg := "could not check for values D1's export writes inexactly (integers beyond ±2^53, integral REALs, text that is not UTF-8); they may come back changed: " + err.Error()
 		log.Warn(msg, "database", db.Name, "table", ti.name)
 		return nil, msg, nil
 	}
-	if len(rows) != 1 || len(rows[0]) != 2 || str(rows[0][0]) == "0" {
+	if nrows == 0 {
 		return nil, "", nil
 	}
-	nrows := str(rows[0][0])
 	// STRICT tables refuse some rounded values outright (9223372036854775807 is written as
 	// 9223372036854775808, a REAL an INTEGER column rejects), so no INSERT of theirs is replayed.
-	if len(keys) > 0 && str(rows[0][1]) == "0" && !ti.strict {
+	if len(keys) > 0 && !anyBad && !ti.strict {
 		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", ti.name), func(pw io.Writer) error {
 			return writeFixups(ctx, api, db.UUID, ti, keys, anyInexact, pw)
 		})
@@ -347,6 +345,55 @@ func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db c
 	}
 	log.Info("table has values D1's export writes inexactly and no key a fixup could use; its rows were read again exactly", "database", db.Name, "table", ti.name, "rows", n)
 	return &manifest.Item{Component: Component, Source: db.UUID, Kind: "rows", Table: ti.name, Rows: n, ItemRef: ref}, "", nil
+}
+
+// scanWindow is how many rows one query of the exactness check reads: D1 ends a query after 30 s,
+// so a large table is checked in windows of rowids rather than in one scan.
+var scanWindow = 100_000 // a variable so tests can make windows small
+
+// scanInexact counts the rows with an inexact value and reports whether any of them also matches
+// bad (an inexact or NULL key, or an inexact value under a UNIQUE index). Rowid tables are read in
+// windows of scanWindow rows; WITHOUT ROWID tables in one query.
+func scanInexact(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, anyInexact, bad string) (n int64, anyBad bool, err error) {
+	q := sqldump.QuoteIdent(ti.name)
+	add := func(r []any) {
+		c, _ := strconv.ParseInt(str(r[0]), 10, 64)
+		n += c
+		anyBad = anyBad || str(r[1]) != "0"
+	}
+	if ti.rowid == "" {
+		_, rows, err := api.Raw(ctx, db, fmt.Sprintf("SELECT CAST(count(*) AS TEXT), CAST(coalesce(max(%s), 0) AS TEXT) FROM %s WHERE %s", bad, q, anyInexact))
+		if err != nil {
+			return 0, false, err
+		}
+		if len(rows) != 1 || len(rows[0]) != 2 {
+			return 0, false, fmt.Errorf("exactness check of %s: unexpected answer", ti.name)
+		}
+		add(rows[0])
+		return n, anyBad, nil
+	}
+	const alias = `"cfbackup rowid"`
+	query := fmt.Sprintf(`WITH w AS (SELECT %s AS %s, * FROM %s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) ORDER BY %s LIMIT %d)
+SELECT CAST(sum(CASE WHEN %s THEN 1 ELSE 0 END) AS TEXT), CAST(coalesce(max(CASE WHEN %s THEN (%s) END), 0) AS TEXT), CAST(count(*) AS TEXT), CAST(max(%s) AS TEXT) FROM w`,
+		ti.rowid, alias, q, ti.rowid, ti.rowid, scanWindow, anyInexact, anyInexact, bad, alias)
+	last := "" // first window: no lower bound (a rowid may be -2^63)
+	for {
+		_, rows, err := api.Raw(ctx, db, query, last)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(rows) != 1 || len(rows[0]) != 4 {
+			return 0, false, fmt.Errorf("exactness check of %s: unexpected answer", ti.name)
+		}
+		r := rows[0]
+		if r[0] != nil {
+			add(r)
+		}
+		if c, _ := strconv.ParseInt(str(r[2]), 10, 64); c < int64(scanWindow) {
+			return n, anyBad, nil
+		}
+		last = str(r[3])
+	}
 }
 
 // writeFixups writes one UPDATE per affected row: SET each inexact column to its exact value
