@@ -26,7 +26,7 @@ import (
 //   - text that is not UTF-8 comes out with U+FFFD in place of its bad bytes (the runtime makes a
 //     JavaScript string of it); SQLite has no validator, so notUTF8Glob finds what it can.
 //
-// cfbackup finds such values right after the export (one query per table) and stores their exact
+// cfbackup finds such values right after the export (one query per 100,000 rows) and stores their exact
 // values — INTEGER and REAL by SQLite's own quote(), text as CAST(X'…' AS TEXT) of its bytes — as one
 // of two item kinds:
 //
