@@ -340,42 +340,30 @@ func writeVirtual(ctx context.Context, api *cloudflare.Client, id, name, create 
 	if err != nil {
 		return fmt.Errorf("read columns of %s: %w", name, err)
 	}
-	sel := make([]string, 0, len(cols)+1)
-	sel = append(sel, "CAST(rowid AS TEXT)")
-	for _, c := range cols {
-		sel = append(sel, literal(column{name: c})) // quote() would cut text at a NUL
-	}
+	ti := tableInfo{name: name, rowid: "rowid"}
+	sel := make([]string, 0, len(cols))
 	colList := make([]string, 0, len(cols)+1)
 	colList = append(colList, "rowid")
 	for _, c := range cols {
+		ti.cols = append(ti.cols, column{name: c})
+		sel = append(sel, literal(column{name: c})) // quote() would cut text at a NUL
 		colList = append(colList, sqldump.QuoteIdent(c))
 	}
-	last := "" // first page: no lower bound (a rowid may be -2^63)
-	const page = 500
-	for {
-		_, rs, err := api.Raw(ctx, id, fmt.Sprintf("SELECT %s FROM %s WHERE (?1 = '' OR rowid > CAST(?1 AS INTEGER)) ORDER BY rowid LIMIT %d", strings.Join(sel, ", "), q, page), last)
-		if err != nil {
-			return fmt.Errorf("read rows of %s: %w", name, err)
+	// Paged by rowid and by bytes (pageRows), so memory stays bounded however large the rows.
+	err = pageRows(ctx, api, id, ti, "1", sel, nil, func(r []any) error {
+		vals := make([]string, 0, len(r))
+		vals = append(vals, numString(r[0]))
+		for _, v := range r[1:] {
+			vals = append(vals, str(v))
 		}
-		for _, r := range rs {
-			if len(r) != len(cols)+1 {
-				return fmt.Errorf("read rows of %s: got %d columns, want %d", name, len(r), len(cols)+1)
-			}
-			last = numString(r[0])
-			vals := make([]string, 0, len(r))
-			vals = append(vals, last)
-			for _, v := range r[1:] {
-				vals = append(vals, str(v))
-			}
-			if _, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(colList, ","), strings.Join(vals, ",")); err != nil {
-				return err
-			}
-			*rows++
-		}
-		if len(rs) < page {
-			return nil
-		}
+		*rows++
+		_, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(colList, ","), strings.Join(vals, ","))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read rows of %s: %w", name, err)
 	}
+	return nil
 }
 
 func numString(v any) string {

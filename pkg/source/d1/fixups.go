@@ -396,62 +396,124 @@ SELECT CAST(sum(CASE WHEN %s THEN 1 ELSE 0 END) AS TEXT), CAST(coalesce(max(CASE
 	}
 }
 
+// pageBudget bounds the literal text one page of the exact-value pass brings back, so memory stays
+// bounded however large the rows (D1 allows 2 MB values, and text travels hex-encoded).
+var pageBudget = 8 << 20
+
+// pageRows calls fn with every row of ti matching where (SQL; "1" for all), each row being the
+// paging key (the rowid as text, or NULL for WITHOUT ROWID tables) followed by the sel expressions,
+// in rowid order (or order, for tables without a rowid). Each page first asks for the sizes of up to
+// exactPage rows, then fetches as many of them as fit in pageBudget (at least one).
+func pageRows(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, where string, sel, order []string, fn func(r []any) error) error {
+	q := sqldump.QuoteIdent(ti.name)
+	var sizes []string
+	for _, c := range ti.cols {
+		sizes = append(sizes, "coalesce(length(CAST("+sqldump.QuoteIdent(c.name)+" AS BLOB)), 0)")
+	}
+	size := "2 * (" + strings.Join(sizes, " + ") + ")" // hex doubles text and BLOBs
+	fit := func(rows [][]any) int {
+		total, n := 0, 0
+		for _, r := range rows {
+			sz, _ := strconv.Atoi(numString(r[1]))
+			if n > 0 && total+sz+64*len(sel) > pageBudget {
+				break
+			}
+			total += sz + 64*len(sel)
+			n++
+		}
+		return n
+	}
+	emit := func(rows [][]any) error {
+		for _, r := range rows {
+			if len(r) != 1+len(sel) {
+				return fmt.Errorf("got %d columns, want %d", len(r), 1+len(sel))
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if ti.rowid == "" {
+		for offset := 0; ; {
+			_, szs, err := api.Raw(ctx, db, fmt.Sprintf("SELECT NULL, CAST(%s AS TEXT) FROM %s WHERE %s ORDER BY %s LIMIT %d OFFSET %d",
+				size, q, where, strings.Join(order, ", "), exactPage, offset))
+			if err != nil {
+				return err
+			}
+			if len(szs) == 0 {
+				return nil
+			}
+			n := fit(szs)
+			_, rows, err := api.Raw(ctx, db, fmt.Sprintf("SELECT NULL, %s FROM %s WHERE %s ORDER BY %s LIMIT %d OFFSET %d",
+				strings.Join(sel, ", "), q, where, strings.Join(order, ", "), n, offset))
+			if err != nil {
+				return err
+			}
+			if err := emit(rows); err != nil {
+				return err
+			}
+			offset += n
+			if n == len(szs) && len(szs) < exactPage {
+				return nil
+			}
+		}
+	}
+	from := fmt.Sprintf("%s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) AND (%s)", q, ti.rowid, where)
+	last := "" // first page: no lower bound (a rowid may be -2^63)
+	for {
+		_, szs, err := api.Raw(ctx, db, fmt.Sprintf("SELECT CAST(%s AS TEXT), CAST(%s AS TEXT) FROM %s ORDER BY %s LIMIT %d", ti.rowid, size, from, ti.rowid, exactPage), last)
+		if err != nil {
+			return err
+		}
+		if len(szs) == 0 {
+			return nil
+		}
+		n := fit(szs)
+		upto := str(szs[n-1][0])
+		_, rows, err := api.Raw(ctx, db, fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s AND %s <= CAST(?2 AS INTEGER) ORDER BY %s",
+			ti.rowid, strings.Join(sel, ", "), from, ti.rowid, ti.rowid), last, upto)
+		if err != nil {
+			return err
+		}
+		if err := emit(rows); err != nil {
+			return err
+		}
+		last = upto
+		if n == len(szs) && len(szs) < exactPage {
+			return nil
+		}
+	}
+}
+
 // writeFixups writes one UPDATE per affected row: SET each inexact column to its exact value
 // WHERE the key columns equal their (exact) values.
 func writeFixups(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, keys []column, anyInexact string, w io.Writer) error {
 	q := sqldump.QuoteIdent(ti.name)
-	var sel []string
+	var sel, order []string
 	for _, k := range keys {
 		sel = append(sel, literal(k))
+		order = append(order, sqldump.QuoteIdent(k.name))
 	}
 	for _, c := range ti.cols {
 		sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN %s END", inexact(c), literal(c)))
 	}
-	var order []string
-	for _, k := range keys {
-		order = append(order, sqldump.QuoteIdent(k.name))
-	}
-	paged := func(last string, offset int) (string, []string) {
-		if ti.rowid != "" {
-			return fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) AND (%s) ORDER BY %s LIMIT %d",
-				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, anyInexact, ti.rowid, exactPage), []string{last}
+	return pageRows(ctx, api, db, ti, anyInexact, sel, order, func(r []any) error {
+		var set, where []string
+		for i, k := range keys {
+			where = append(where, sqldump.QuoteIdent(k.name)+" = "+str(r[1+i]))
 		}
-		return fmt.Sprintf("SELECT NULL, %s FROM %s WHERE %s ORDER BY %s LIMIT %d OFFSET %d",
-			strings.Join(sel, ", "), q, anyInexact, strings.Join(order, ", "), exactPage, offset), nil
-	}
-	last, offset := "", 0 // first page: no lower bound (a rowid may be -2^63)
-	for {
-		query, params := paged(last, offset)
-		_, rows, err := api.Raw(ctx, db, query, params...)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if len(r) != 1+len(keys)+len(ti.cols) {
-				return fmt.Errorf("got %d columns, want %d", len(r), 1+len(keys)+len(ti.cols))
-			}
-			last = str(r[0])
-			var set, where []string
-			for i, k := range keys {
-				where = append(where, sqldump.QuoteIdent(k.name)+" = "+str(r[1+i]))
-			}
-			for i, c := range ti.cols {
-				if v := r[1+len(keys)+i]; v != nil {
-					set = append(set, sqldump.QuoteIdent(c.name)+" = "+str(v))
-				}
-			}
-			if len(set) == 0 {
-				continue
-			}
-			if _, err := fmt.Fprintf(w, "UPDATE %s SET %s WHERE %s;\n", q, strings.Join(set, ", "), strings.Join(where, " AND ")); err != nil {
-				return err
+		for i, c := range ti.cols {
+			if v := r[1+len(keys)+i]; v != nil {
+				set = append(set, sqldump.QuoteIdent(c.name)+" = "+str(v))
 			}
 		}
-		offset += len(rows)
-		if len(rows) < exactPage {
+		if len(set) == 0 {
 			return nil
 		}
-	}
+		_, err := fmt.Fprintf(w, "UPDATE %s SET %s WHERE %s;\n", q, strings.Join(set, ", "), strings.Join(where, " AND "))
+		return err
+	})
 }
 
 // writeExactRows writes every row of the table as an INSERT of exact literals, with its rowid
@@ -472,40 +534,17 @@ func writeExactRows(ctx context.Context, api *cloudflare.Client, db string, ti t
 		order = append(order, sqldump.QuoteIdent(k.name))
 	}
 	if len(order) == 0 { // columns named rowid, _rowid_ and oid, and no key: every column
-		order = names
-	}
-	last, offset := "", 0 // first page: no lower bound (a rowid may be -2^63)
-	for {
-		var query string
-		var params []string
-		if ti.rowid != "" {
-			query = fmt.Sprintf("SELECT CAST(%s AS TEXT), %s FROM %s WHERE (?1 = '' OR %s > CAST(?1 AS INTEGER)) ORDER BY %s LIMIT %d",
-				ti.rowid, strings.Join(sel, ", "), q, ti.rowid, ti.rowid, exactPage)
-			params = []string{last}
-		} else {
-			query = fmt.Sprintf("SELECT NULL, %s FROM %s ORDER BY %s LIMIT %d OFFSET %d", strings.Join(sel, ", "), q, strings.Join(order, ", "), exactPage, offset)
-		}
-		_, rows, err := api.Raw(ctx, db, query, params...)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if len(r) != 1+len(sel) {
-				return fmt.Errorf("got %d columns, want %d", len(r), 1+len(sel))
-			}
-			last = str(r[0])
-			vals := make([]string, len(sel))
-			for i, v := range r[1:] {
-				vals[i] = str(v)
-			}
-			if _, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(names, ","), strings.Join(vals, ",")); err != nil {
-				return err
-			}
-			*n++
-		}
-		offset += len(rows)
-		if len(rows) < exactPage {
-			return nil
+		for _, c := range ti.cols {
+			order = append(order, sqldump.QuoteIdent(c.name))
 		}
 	}
+	return pageRows(ctx, api, db, ti, "1", sel, order, func(r []any) error {
+		vals := make([]string, len(sel))
+		for i, v := range r[1:] {
+			vals[i] = str(v)
+		}
+		*n++
+		_, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(names, ","), strings.Join(vals, ","))
+		return err
+	})
 }
