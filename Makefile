@@ -39,6 +39,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeManifest -fuzztime 30s ./pkg/manifest/
 	$(GO) test -run '^$$' -fuzz FuzzOpenCatalogue -fuzztime 30s ./pkg/manifest/
 
+# The D1 differential restore fuzzer beyond the fixed seeds of `make test`: SEEDS random databases
+# (from seed FIRST) backed up through the emulated export and restored three ways.
+SEEDS ?= 200
+FIRST ?= 1000
+.PHONY: fuzz-restore
+fuzz-restore:
+	CFBACKUP_FUZZ_SEEDS=$(SEEDS) CFBACKUP_FUZZ_FIRST=$(FIRST) $(GO) test -count=1 -timeout 0 -run '^TestDifferentialRestore$$' -v ./pkg/source/d1/
+
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	$(GO) vet ./...

@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrVirtualTables is D1's refusal to export a database holding virtual tables.
@@ -205,7 +206,7 @@ func sqlLiteral(v any, exact bool) string {
 	case float64:
 		return jsNumber(x)
 	case string:
-		return quoteText(x)
+		return quoteText(jsString(x))
 	case []byte:
 		return "X'" + hex.EncodeToString(x) + "'"
 	case bool:
@@ -216,6 +217,19 @@ func sqlLiteral(v any, exact bool) string {
 	default:
 		return quoteText(fmt.Sprint(x))
 	}
+}
+
+// jsString is text as D1's dump sees it: the Workers runtime turns SQLite text into a JavaScript
+// string, which replaces bytes that are not UTF-8 with U+FFFD (here: one per invalid byte).
+func jsString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // quoteText ports sqlite shell's output_quoted_escaped_string as miniflare does.

@@ -129,6 +129,9 @@ type Item struct {
 	Rows      int64  `json:"rows"`
 	// References are the tables a "table" item's foreign keys point to; restore replays parents first.
 	References []string `json:"references,omitempty"`
+	// Warnings say, when the backup is taken, how a restore of this item will differ from what was
+	// backed up (e.g. a contentless FTS5 table, whose index cannot be read back, comes back empty).
+	Warnings []string `json:"warnings,omitempty"`
 	// R2 objects (Kind "object"): the key and what restore puts back with it (docs/R2.md).
 	Object *ObjectMeta `json:"object,omitempty"`
 	// ObjectID is a Durable Object item's object ID (64 hex digits, bound to its namespace).

@@ -110,9 +110,16 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 		}
 	}
 
-	fixups, err := backupBigIntegers(ctx, api, w, db, items, o.Log)
+	fixups, warnings, err := backupExactValues(ctx, api, w, db, items, o.Log)
 	if err != nil {
 		return src, nil, err
+	}
+	warned := map[string]bool{}
+	for i := range items {
+		if items[i].Kind == "table" && !warned[items[i].Table] {
+			warned[items[i].Table] = true
+			items[i].Warnings = append(items[i].Warnings, warnings[items[i].Table]...)
+		}
 	}
 	items = append(items, fixups...)
 
@@ -132,7 +139,7 @@ func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudf
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		it, err := backupVirtual(ctx, api, w, db, n, vtabs[n])
+		it, err := backupVirtual(ctx, api, w, db, n, vtabs[n], o.Log)
 		if err != nil {
 			return src, nil, err
 		}
@@ -232,6 +239,8 @@ func ItemName(uuid, kind, table string) string {
 		return "d1/" + uuid + "/schema.sql"
 	case "fixup":
 		return "d1/" + uuid + "/fixups/" + escapeName(table) + ".sql"
+	case "rows":
+		return "d1/" + uuid + "/rows/" + escapeName(table) + ".sql"
 	case "schema-live":
 		return "d1/" + uuid + "/schema-live.sql"
 	case "virtual":
@@ -281,7 +290,7 @@ func str(v any) string {
 // backupVirtual stores a virtual table as its CREATE statement followed by what rebuilds its contents:
 // 'rebuild' for external-content FTS, its rows for regular FTS (read with quote() so every value
 // survives exactly), nothing for contentless tables (which cannot be read back).
-func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string) (manifest.Item, error) {
+func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string, log *slog.Logger) (manifest.Item, error) {
 	var rows int64
 	ref, err := writeGenerated(w, ItemName(db.UUID, "virtual", name), func(pw io.Writer) error {
 		return writeVirtual(ctx, api, db.UUID, name, create, pw, &rows)
@@ -289,7 +298,13 @@ func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db
 	if err != nil {
 		return manifest.Item{}, fmt.Errorf("virtual table %s: %w", name, err)
 	}
-	return manifest.Item{Component: Component, Source: db.UUID, Kind: "virtual", Table: name, Rows: rows, ItemRef: ref}, nil
+	it := manifest.Item{Component: Component, Source: db.UUID, Kind: "virtual", Table: name, Rows: rows, ItemRef: ref}
+	if _, external, contentless := sqldump.VirtualTableInfo(create); contentless && external == "" {
+		msg := "contentless full-text table (content=''): its index cannot be read back, so a restore creates it empty; the application must re-insert its documents"
+		log.Warn("backup cannot capture a table exactly: "+msg, "database", db.Name, "table", name)
+		it.Warnings = append(it.Warnings, msg)
+	}
+	return it, nil
 }
 
 // writeGenerated streams what gen writes into one archive item, so generated SQL (virtual-table rows,
@@ -325,42 +340,30 @@ func writeVirtual(ctx context.Context, api *cloudflare.Client, id, name, create 
 	if err != nil {
 		return fmt.Errorf("read columns of %s: %w", name, err)
 	}
-	sel := make([]string, 0, len(cols)+1)
-	sel = append(sel, "CAST(rowid AS TEXT)")
-	for _, c := range cols {
-		sel = append(sel, "quote("+sqldump.QuoteIdent(c)+")")
-	}
+	ti := tableInfo{name: name, rowid: "rowid"}
+	sel := make([]string, 0, len(cols))
 	colList := make([]string, 0, len(cols)+1)
 	colList = append(colList, "rowid")
 	for _, c := range cols {
+		ti.cols = append(ti.cols, column{name: c})
+		sel = append(sel, literal(column{name: c})) // quote() would cut text at a NUL
 		colList = append(colList, sqldump.QuoteIdent(c))
 	}
-	last := "-9223372036854775808"
-	const page = 500
-	for {
-		_, rs, err := api.Raw(ctx, id, fmt.Sprintf("SELECT %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) ORDER BY rowid LIMIT %d", strings.Join(sel, ", "), q, page), last)
-		if err != nil {
-			return fmt.Errorf("read rows of %s: %w", name, err)
+	// Paged by rowid and by bytes (pageRows), so memory stays bounded however large the rows.
+	err = pageRows(ctx, api, id, ti, "1", sel, nil, func(r []any) error {
+		vals := make([]string, 0, len(r))
+		vals = append(vals, numString(r[0]))
+		for _, v := range r[1:] {
+			vals = append(vals, str(v))
 		}
-		for _, r := range rs {
-			if len(r) != len(cols)+1 {
-				return fmt.Errorf("read rows of %s: got %d columns, want %d", name, len(r), len(cols)+1)
-			}
-			last = numString(r[0])
-			vals := make([]string, 0, len(r))
-			vals = append(vals, last)
-			for _, v := range r[1:] {
-				vals = append(vals, str(v))
-			}
-			if _, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(colList, ","), strings.Join(vals, ",")); err != nil {
-				return err
-			}
-			*rows++
-		}
-		if len(rs) < page {
-			return nil
-		}
+		*rows++
+		_, err := fmt.Fprintf(w, "INSERT INTO %s (%s) VALUES(%s);\n", q, strings.Join(colList, ","), strings.Join(vals, ","))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read rows of %s: %w", name, err)
 	}
+	return nil
 }
 
 func numString(v any) string {
@@ -426,75 +429,4 @@ func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db 
 		return manifest.Item{}, &storeError{err}
 	}
 	return manifest.Item{Component: Component, Source: db.UUID, Kind: "schema", ItemRef: ref}, nil
-}
-
-// bigIntLimit is 2^53: D1's export passes integers through a JavaScript number, so larger ones come out
-// rounded. cfbackup reads those values again as text and stores UPDATE statements that put them back.
-const bigIntLimit = "9007199254740992"
-
-// bigIntPage is how many rows with big integers one query returns.
-const bigIntPage = 1000
-
-// backupBigIntegers captures, for every exported table, the exact value of each integer beyond ±2^53
-// as a "fixup" item of UPDATE statements keyed by rowid (replayed right after the table's rows).
-// Read right after the export; a row changed in between gets its newer exact value.
-func backupBigIntegers(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) ([]manifest.Item, error) {
-	var out []manifest.Item
-	for _, it := range items {
-		if it.Kind != "table" || it.Rows == 0 {
-			continue
-		}
-		_, crow, err := api.Raw(ctx, db.UUID, "SELECT name FROM pragma_table_info(?1)", it.Table)
-		if err != nil {
-			return nil, fmt.Errorf("columns of %s: %w", it.Table, err)
-		}
-		var names, conds, sel []string
-		for _, r := range crow {
-			c := str(r[0])
-			q := sqldump.QuoteIdent(c)
-			names = append(names, c)
-			big := fmt.Sprintf("(typeof(%s)='integer' AND (%s > %s OR %s < -%s))", q, q, bigIntLimit, q, bigIntLimit)
-			conds = append(conds, big)
-			sel = append(sel, fmt.Sprintf("CASE WHEN %s THEN CAST(%s AS TEXT) END", big, q))
-		}
-		q := sqldump.QuoteIdent(it.Table)
-		query := fmt.Sprintf("SELECT CAST(rowid AS TEXT), %s FROM %s WHERE rowid > CAST(?1 AS INTEGER) AND (%s) ORDER BY rowid LIMIT %d",
-			strings.Join(sel, ", "), q, strings.Join(conds, " OR "), bigIntPage)
-		_, rows, err := api.Raw(ctx, db.UUID, query, "-9223372036854775808")
-		if err != nil {
-			// WITHOUT ROWID tables have no rowid; others may time out on huge tables.
-			log.Warn("could not check for integers beyond 2^53; D1's export may have rounded them", "database", db.Name, "table", it.Table, "err", err)
-			continue
-		}
-		if len(rows) == 0 {
-			continue
-		}
-		ref, err := writeGenerated(w, ItemName(db.UUID, "fixup", it.Table), func(pw io.Writer) error {
-			for {
-				last := ""
-				for _, r := range rows {
-					last = str(r[0])
-					for i, v := range r[1:] {
-						if v == nil || i >= len(names) {
-							continue
-						}
-						if _, err := fmt.Fprintf(pw, "UPDATE %s SET %s = %s WHERE rowid = %s;\n", q, sqldump.QuoteIdent(names[i]), str(v), last); err != nil {
-							return err
-						}
-					}
-				}
-				if len(rows) < bigIntPage {
-					return nil
-				}
-				if _, rows, err = api.Raw(ctx, db.UUID, query, last); err != nil {
-					return fmt.Errorf("read integers beyond 2^53 of %s: %w", it.Table, err)
-				}
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, manifest.Item{Component: Component, Source: db.UUID, Kind: "fixup", Table: it.Table, ItemRef: ref})
-	}
-	return out, nil
 }

@@ -25,7 +25,7 @@ func names(items []manifest.Item) []string {
 func TestSelectReplayOrder(t *testing.T) {
 	cat := &manifest.Catalogue{Items: []manifest.Item{
 		item("table", "users"), item("virtual", "users_fts"), item("table", "events"),
-		item("schema", ""), item("fixup", "users"),
+		item("schema", ""), item("fixup", "users"), item("rows", "events"),
 		{Component: Component, Source: "other", Kind: "table", Table: "x"},
 		{Component: "r2", Source: "db1", Kind: "object", Table: "y"},
 	}}
@@ -33,7 +33,7 @@ func TestSelectReplayOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"table:users", "table:events", "fixup:users", "schema:", "virtual:users_fts"}
+	want := []string{"table:users", "table:events", "rows:events", "fixup:users", "schema:", "virtual:users_fts"}
 	if got := names(sel.Items); !reflect.DeepEqual(got, want) {
 		t.Fatalf("order = %v, want %v", got, want)
 	}
@@ -41,7 +41,7 @@ func TestSelectReplayOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(sel.Items); !reflect.DeepEqual(got, []string{"table:events", "schema:"}) {
+	if got := names(sel.Items); !reflect.DeepEqual(got, []string{"table:events", "rows:events", "schema:"}) {
 		t.Fatalf("filtered = %v", got)
 	}
 	if _, err := Select(cat, "db1", []string{"events", "ghost"}); !errors.Is(err, ErrNotInSnapshot) || !strings.Contains(err.Error(), "ghost") {
@@ -111,9 +111,9 @@ func TestParentsFirst(t *testing.T) {
 		it.References = refs
 		return it
 	}
-	in := []manifest.Item{tb("c", "b"), tb("b", "a"), tb("x"), tb("a"), tb("c"), tb("p", "q"), tb("q", "p"), tb("self", "self")}
+	in := []manifest.Item{tb("c", "b"), tb("b", "a"), tb("x"), tb("a"), tb("c"), tb("p", "q"), tb("q", "p"), tb("self", "self"), tb("lines", "ORDERS"), tb("Orders")}
 	got := names(parentsFirst(in))
-	want := []string{"table:a", "table:b", "table:c", "table:c", "table:x", "table:q", "table:p", "table:self"}
+	want := []string{"table:a", "table:b", "table:c", "table:c", "table:x", "table:q", "table:p", "table:self", "table:Orders", "table:lines"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("order = %v, want %v", got, want)
 	}

@@ -38,7 +38,7 @@ type Selection struct {
 // Select picks a database's items from the catalogue in replay order — tables (dump order), then the
 // schema part (indexes, views, triggers), then virtual tables — keeping only the named tables if any.
 func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selection, error) {
-	var tbl, fix, schema, virt []manifest.Item
+	var tbl, fix, exact, schema, virt []manifest.Item
 	have := map[string]bool{}
 	for _, it := range cat.Items {
 		if it.Component != Component || it.Source != sourceID {
@@ -52,6 +52,8 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			have[it.Table] = true
 		case "fixup":
 			fix = append(fix, it)
+		case "rows":
+			exact = append(exact, it)
 		case "table":
 			tbl = append(tbl, it)
 			have[it.Table] = true
@@ -81,7 +83,7 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			sel.Items = append(sel.Items, it)
 		}
 	}
-	for _, it := range fix {
+	for _, it := range append(exact, fix...) {
 		if keep(it) {
 			sel.Items = append(sel.Items, it)
 		}
@@ -95,20 +97,23 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 	return sel, nil
 }
 
-// parentsFirst orders table items so every table comes after the tables its foreign keys reference
-// (D1 dumps in creation order, and an INSERT into a child whose parent table does not exist yet fails
-// even with deferred foreign keys). Otherwise dump order is kept; items of one table stay together in
-// their order; reference cycles keep dump order.
+// parentsFirst orders table items so every table comes after the tables its foreign keys reference,
+// matching names case-insensitively as SQLite does (REFERENCES orders names a table created as
+// Orders). Otherwise dump order is kept; items of one table stay together in their order; in a
+// reference cycle the table met first in dump order comes first. Since a restore creates every
+// table before it inserts any row (see writeStream), this order is not needed for correctness any
+// more; it keeps the replay readable and deterministic.
 func parentsFirst(items []manifest.Item) []manifest.Item {
 	var order []string
 	byTable := map[string][]manifest.Item{}
 	refs := map[string][]string{}
 	for _, it := range items {
-		if _, ok := byTable[it.Table]; !ok {
-			order = append(order, it.Table)
+		k := sqldump.FoldName(it.Table)
+		if _, ok := byTable[k]; !ok {
+			order = append(order, k)
 		}
-		byTable[it.Table] = append(byTable[it.Table], it)
-		refs[it.Table] = append(refs[it.Table], it.References...)
+		byTable[k] = append(byTable[k], it)
+		refs[k] = append(refs[k], it.References...)
 	}
 	state := map[string]int{} // 0 new, 1 visiting, 2 done
 	var out []manifest.Item
@@ -119,6 +124,7 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 		}
 		state[t] = 1
 		for _, p := range refs[t] {
+			p = sqldump.FoldName(p)
 			if _, ok := byTable[p]; ok && p != t {
 				visit(p)
 			}
@@ -133,12 +139,24 @@ func parentsFirst(items []manifest.Item) []manifest.Item {
 }
 
 // rowsPerTable sums the recorded rows of each table (a table whose rows were not contiguous in the
-// dump has several items).
+// dump has several items); a table with a "rows" item has that item's rows.
 func (s Selection) rowsPerTable() map[string]int64 {
 	out := map[string]int64{}
+	replaced := s.replaced()
 	for _, it := range s.Items {
-		if it.Kind == "table" {
+		if it.Kind == "table" && !replaced[sqldump.FoldName(it.Table)] || it.Kind == "rows" {
 			out[it.Table] += it.Rows
+		}
+	}
+	return out
+}
+
+// replaced names (lower case) the tables whose rows a "rows" item replaces.
+func (s Selection) replaced() map[string]bool {
+	out := map[string]bool{}
+	for _, it := range s.Items {
+		if it.Kind == "rows" {
+			out[sqldump.FoldName(it.Table)] = true
 		}
 	}
 	return out
@@ -155,26 +173,109 @@ func Stream(ctx context.Context, open Opener, sel Selection, prefix string) io.R
 	return pr
 }
 
+// writeStream writes the replay in a fixed order, so that no statement meets a table that does not
+// exist yet, whatever the foreign-key graph (cycles included):
+//
+//  1. PRAGMA defer_foreign_keys=TRUE; and the prefix (an in-place restore's DROP statements);
+//  2. every selected table's CREATE TABLE, in table order (parentsFirst);
+//  3. every table's rows (its items' statements other than CREATE TABLE), in the same order — for a
+//     table with a "rows" item, that item's rows instead of the export's INSERTs (fixups.go);
+//  4. the fixups (exact values D1's export cannot write, see fixups.go);
+//  5. the schema part: indexes, triggers, views, AUTOINCREMENT counters (so triggers do not fire
+//     on restored rows and indexes are built once), then the counters' own fixup (exact values of
+//     counters beyond ±2^53);
+//  6. virtual tables (their CREATE, then their rows or 'rebuild').
+//
+// D1 enforces foreign keys during an import; with every table created first and
+// defer_foreign_keys on, a row whose parent row comes later is checked at commit only.
+// String literals holding a NUL byte (D1's export writes them raw, and SQLite ends a statement's text
+// at a NUL) are rewritten as CAST(X'…' AS TEXT), which stores the same bytes; the bare words
+// Infinity and NaN D1's export writes for non-finite REALs become 9e999 and NULL.
 func writeStream(ctx context.Context, open Opener, sel Selection, prefix string, w io.Writer) error {
 	if _, err := io.WriteString(w, "PRAGMA defer_foreign_keys=TRUE;\n"+prefix); err != nil {
 		return err
 	}
-	for _, it := range sel.Items {
-		rc, err := open(ctx, it.ItemRef)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", it.Name, err)
-		}
-		if it.Kind == "schema" {
-			err = copySchema(w, rc, sel.Tables)
-		} else {
-			_, err = io.Copy(w, rc)
-			if err == nil {
-				_, err = io.WriteString(w, "\n")
+	each := func(keep func(manifest.Item) bool, fn func(it manifest.Item, rc io.Reader) error) error {
+		for _, it := range sel.Items {
+			if !keep(it) {
+				continue
+			}
+			rc, err := open(ctx, it.ItemRef)
+			if err != nil {
+				return fmt.Errorf("open %s: %w", it.Name, err)
+			}
+			err = fn(it, rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("replay %s: %w", it.Name, err)
 			}
 		}
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("replay %s: %w", it.Name, err)
+		return nil
+	}
+	isTable := func(it manifest.Item) bool { return it.Kind == "table" }
+	// 2. tables: the CREATE TABLE statements at the head of each table item.
+	if err := each(isTable, func(_ manifest.Item, r io.Reader) error {
+		sc := sqldump.NewScanner(r, 0)
+		for {
+			st, err := sc.Next()
+			if err == io.EOF || err == nil && st.Kind != sqldump.CreateTable {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, st.SQL+"\n"); err != nil {
+				return err
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	// 3. rows.
+	replaced := sel.replaced()
+	if err := each(func(it manifest.Item) bool { return isTable(it) || it.Kind == "rows" }, func(it manifest.Item, r io.Reader) error {
+		skipInserts := it.Kind == "table" && replaced[sqldump.FoldName(it.Table)]
+		sc := sqldump.NewScanner(r, 0)
+		for {
+			st, err := sc.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if st.Kind == sqldump.CreateTable || skipInserts && st.Kind == sqldump.Insert {
+				continue
+			}
+			if _, err := io.WriteString(w, sqldump.RewriteNonFinite(sqldump.RewriteNUL(st.SQL))+"\n"); err != nil {
+				return err
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	// 4.–6. (the AUTOINCREMENT counters' fixup after the schema part, which sets the counters)
+	for _, kind := range []string{"fixup", "schema", "sequence", "virtual"} {
+		match := func(it manifest.Item) bool {
+			switch kind {
+			case "fixup":
+				return it.Kind == "fixup" && it.Table != "sqlite_sequence"
+			case "sequence":
+				return it.Kind == "fixup" && it.Table == "sqlite_sequence"
+			}
+			return it.Kind == kind
+		}
+		if err := each(match, func(it manifest.Item, r io.Reader) error {
+			if kind == "schema" {
+				return copySchema(w, r, sel.Tables)
+			}
+			if _, err := io.Copy(w, r); err != nil {
+				return err
+			}
+			_, err := io.WriteString(w, "\n")
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -195,7 +296,7 @@ func copySchema(w io.Writer, r io.Reader, tables map[string]bool) error {
 		if st.Kind == sqldump.Pragma {
 			continue
 		}
-		if tables != nil && (st.Kind == sqldump.CreateView || !tables[st.Table]) {
+		if tables != nil && (st.Kind == sqldump.CreateView || !hasFold(tables, st.Table)) {
 			continue
 		}
 		if _, err := io.WriteString(w, strings.TrimSpace(st.SQL)+"\n"); err != nil {
@@ -427,6 +528,19 @@ func dropStatements(live []schemaObject, tables map[string]bool) string {
 		}
 	}
 	return b.String()
+}
+
+// hasFold reports whether m has name, compared as SQLite compares names (ASCII case-insensitively).
+func hasFold(m map[string]bool, name string) bool {
+	if m[name] {
+		return true
+	}
+	for k := range m {
+		if sqldump.FoldName(k) == sqldump.FoldName(name) {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys(m map[string]bool) []string {

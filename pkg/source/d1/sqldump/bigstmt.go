@@ -386,6 +386,16 @@ func decodeExpr(sql string, toks []span) (val string, blob bool, n int, ok bool)
 		return "", false, 0, false
 	}
 	fn := strings.ToLower(sql[t.start:t.end])
+	// CAST(X'…' AS TEXT): text with NUL bytes or exact bytes, as cfbackup writes it.
+	if fn == "cast" && len(toks) >= 6 && isPunct(sql, toks[1], '(') && toks[2].kind == tkBlob &&
+		toks[3].kind == tkWord && strings.EqualFold(sql[toks[3].start:toks[3].end], "AS") &&
+		toks[4].kind == tkWord && strings.EqualFold(sql[toks[4].start:toks[4].end], "TEXT") && isPunct(sql, toks[5], ')') {
+		b, err := hex.DecodeString(sql[toks[2].start+2 : toks[2].end-1])
+		if err != nil {
+			return "", false, 0, false
+		}
+		return string(b), false, 6, true
+	}
 	if fn != "replace" && fn != "char" || len(toks) < 3 || !isPunct(sql, toks[1], '(') {
 		return "", false, 0, false
 	}

@@ -19,7 +19,8 @@ func QuoteIdent(name string) string {
 // INSERT INTO "t" ("a","b") VALUES(…); — used for rows cfbackup pages out itself (e.g. the content of
 // an FTS5 table that D1 refuses to export) so they restore through the same paths as exported rows.
 //
-// Literal encoding matches dumpSql: nil → NULL; strings '…' with ” doubling, and a string holding
+// Literal encoding matches dumpSql: nil → NULL; strings '…' with ” doubling (CAST(X'…' AS TEXT)
+// when they hold a NUL byte, which would end the statement's text), and a string holding
 // \n or \r wrapped in replace(…,'\n',char(10)) exactly as D1/sqlite3 do so each statement stays on
 // one line; []byte → X'hex' (also when nil or empty); integers exact; float64 in the shortest form that round-trips, always
 // with a '.' or exponent so it stays REAL (±Inf as ±9.0e999, NaN as NULL, as SQLite stores it);
@@ -119,6 +120,10 @@ func isNumber(s string) bool {
 
 // quoteString ports dumpSql's outputQuotedEscapedString.
 func quoteString(v string) string {
+	if strings.IndexByte(v, 0) >= 0 {
+		// SQLite reads statement text only up to a NUL: write the bytes instead.
+		return "CAST(X'" + hex.EncodeToString([]byte(v)) + "' AS TEXT)"
+	}
 	hasNL := strings.IndexByte(v, '\n') >= 0
 	hasCR := strings.IndexByte(v, '\r') >= 0
 	esc := strings.ReplaceAll(v, "'", "''")
@@ -152,4 +157,77 @@ func unusedString(v, primary, secondary string) string {
 			return c
 		}
 	}
+}
+
+// RewriteNUL returns sql with every '…' string literal that holds a NUL byte replaced by
+// CAST(X'…' AS TEXT) of the same bytes. D1's export writes such text raw, but SQLite reads a
+// statement's text only up to its first NUL, so the literal would end the statement early; the
+// CAST stores exactly the original bytes (with TEXT storage class) and is subject to the same
+// column affinity. Statements without a NUL come back unchanged.
+func RewriteNUL(sql string) string {
+	if strings.IndexByte(sql, 0) < 0 {
+		return sql
+	}
+	toks, _ := tokens(sql)
+	var b strings.Builder
+	pos := 0
+	for _, t := range toks {
+		if t.kind != tkString || strings.IndexByte(sql[t.start:t.end], 0) < 0 {
+			continue
+		}
+		v := strings.ReplaceAll(sql[t.start+1:t.end-1], "''", "'")
+		b.WriteString(sql[pos:t.start])
+		b.WriteString("CAST(X'" + hex.EncodeToString([]byte(v)) + "' AS TEXT)")
+		pos = t.end
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
+
+// RewriteNonFinite replaces the bare words Infinity and NaN that D1's export writes for infinite
+// REAL values (JavaScript's Number.prototype.toString) with 9e999 (SQLite reads it as +Inf) and
+// NULL (SQLite stores NaN as NULL); "-Infinity" thus becomes -9e999. Quoted text is left alone.
+func RewriteNonFinite(sql string) string {
+	if !strings.Contains(sql, "Infinity") && !strings.Contains(sql, "NaN") {
+		return sql
+	}
+	toks, _ := tokens(sql)
+	var b strings.Builder
+	pos := 0
+	for _, t := range toks {
+		if t.kind != tkWord {
+			continue
+		}
+		var rep string
+		switch sql[t.start:t.end] {
+		case "Infinity":
+			rep = "9e999"
+		case "NaN":
+			rep = "NULL"
+		default:
+			continue
+		}
+		b.WriteString(sql[pos:t.start])
+		b.WriteString(rep)
+		pos = t.end
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
+
+// FoldName folds an SQL identifier the way SQLite compares names: ASCII letters only ("Orders" and
+// "ORDERS" are one table, "Åb" and "åb" are two).
+func FoldName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

@@ -16,19 +16,19 @@ var shadowSuffixes = map[string][]string{
 // sql) that exist in allTables, in allTables order. D1 refuses to export a database containing
 // virtual tables, so cfbackup exports the real tables minus the virtual tables and these (they are
 // rebuilt on restore), i.e. this is what to leave out of dump_options.tables. Names compare
-// case-insensitively, as in SQLite. Unknown modules contribute nothing: guessing could drop a real
+// ASCII-case-insensitively, as in SQLite. Unknown modules contribute nothing: guessing could drop a real
 // table.
 func ShadowTables(vtabs map[string]string, allTables []string) []string {
 	want := map[string]bool{}
 	for name, sql := range vtabs {
 		module, _, _ := VirtualTableInfo(sql)
 		for _, suf := range shadowSuffixes[module] {
-			want[strings.ToLower(name+suf)] = true
+			want[FoldName(name+suf)] = true
 		}
 	}
 	var out []string
 	for _, t := range allTables {
-		if want[strings.ToLower(t)] {
+		if want[FoldName(t)] {
 			out = append(out, t)
 		}
 	}
@@ -118,12 +118,12 @@ func ReferencedTables(createTableSQL string) []string {
 		}
 		if t.is("TABLE") && self == "" {
 			l.skipIfNotExists()
-			self = strings.ToLower(l.name())
+			self = FoldName(l.name())
 			continue
 		}
 		if t.is("REFERENCES") {
 			p := l.name()
-			if k := strings.ToLower(p); p != "" && k != self && !seen[k] {
+			if k := FoldName(p); p != "" && k != self && !seen[k] {
 				seen[k] = true
 				out = append(out, p)
 			}
