@@ -629,9 +629,8 @@ def _unquote(ident):
 
 
 def statement_table(stmt):
-    """The table a schema statement is on (FORMAT.md: a partial restore keeps only those on a selected
-    table): an index's or trigger's table, the table an AUTOINCREMENT counter statement names; None
-    for anything else (views)."""
+    """The table a schema statement is on (FORMAT.md "Partial restores": only those on a selected table
+    are kept): an index's or trigger's table; None for anything else (views, sqlite_sequence)."""
     x = stmt.strip()
     m = re.match(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?%s\s+ON\s+(%s)" % (_IDENT, _IDENT), x, re.I)
     if m:
@@ -639,11 +638,7 @@ def statement_table(stmt):
     m = re.match(r"CREATE\s+(?:TEMP\w*\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?%s\s+.*?\bON\s+(%s)" % (_IDENT, _IDENT), x, re.I | re.S)
     if m:
         return _unquote(m.group(1))
-    if re.search(r"\bsqlite_sequence\b", x, re.I):
-        m = re.search(r"'((?:[^']|'')*)'", x)
-        if m:
-            return m.group(1).replace("''", "'")
-    return None
+    return None  # views, and sqlite_sequence statements: a partial restore keeps none
 
 
 def replay_stream(items):
@@ -673,15 +668,76 @@ def replay_stream(items):
 
     for k in order:
         place(k, set())
-    out = ["PRAGMA defer_foreign_keys=TRUE;\n"]
-    for k in seq:
-        for it in by_name[k]:
-            out.append(("table", it))
-    for kind in ("fixup", "schema", "virtual"):
-        for it in items:
-            if it["kind"] == kind:
-                out.append((kind, it))
-    return out
+    return [(k, by_name[k]) for k in seq]
+
+
+def rewrite(text, nul=True, words=True):
+    """FORMAT.md "D1 replay order", step 3 rewrites: a '…' literal holding NUL becomes
+    CAST(X'<hex>' AS TEXT); the bare words Infinity and NaN outside quotes become 9e999 and NULL."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            j = i + 1
+            while True:
+                k = text.find("'", j)
+                if k < 0:
+                    k = n - 1
+                    break
+                if k + 1 < n and text[k + 1] == "'":
+                    j = k + 2
+                    continue
+                break
+            lit = text[i:k + 1]
+            if nul and "\x00" in lit:
+                val = lit[1:-1].replace("''", "'")
+                out.append("CAST(X'%s' AS TEXT)" % val.encode("utf-8", "surrogateescape").hex())
+            else:
+                out.append(lit)
+            i = k + 1
+        elif c in '"`':
+            j = i + 1
+            while True:
+                k = text.find(c, j)
+                if k < 0:
+                    k = n - 1
+                    break
+                if k + 1 < n and text[k + 1] == c:
+                    j = k + 2
+                    continue
+                break
+            out.append(text[i:k + 1])
+            i = k + 1
+        elif c == "[":
+            k = text.find("]", i)
+            k = n - 1 if k < 0 else k
+            out.append(text[i:k + 1])
+            i = k + 1
+        elif text.startswith("--", i):
+            k = text.find("\n", i)
+            k = n if k < 0 else k
+            out.append(text[i:k])
+            i = k
+        elif text.startswith("/*", i):
+            k = text.find("*/", i + 2)
+            k = n if k < 0 else k + 2
+            out.append(text[i:k])
+            i = k
+        elif c.isalpha() or c == "_":
+            j = i
+            while j < n and (text[j].isalnum() or text[j] in "_$"):
+                j += 1
+            w = text[i:j]
+            if words and w == "Infinity":
+                w = "9e999"
+            elif words and w == "NaN":
+                w = "NULL"
+            out.append(w)
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def unknown_kinds(items, known):
@@ -773,7 +829,7 @@ def load_sql(to_file, text):
 
 
 def restore_d1(repo, m, items, to_file, tables=None):
-    unknown_kinds(items, {"table", "fixup", "schema", "virtual"})
+    unknown_kinds(items, {"table", "rows", "fixup", "schema", "virtual"})
     sel = None
     if tables:
         have = {it["table"] for it in items if "table" in it}
@@ -784,19 +840,48 @@ def restore_d1(repo, m, items, to_file, tables=None):
         sel = {t.lower() for t in tables}  # a statement may spell the name in another case
     if os.path.exists(to_file):
         raise ReaderError("%s exists" % to_file)
-    parts = []
-    for entry in replay_stream(items):
-        if isinstance(entry, str):
-            parts.append(entry)
-            continue
-        kind, it = entry
-        text = repo.item_bytes(m, it).decode("utf-8")
-        if kind == "schema":
-            keep = [s for s in statements(text) if not _first_words(s).startswith("PRAGMA")]
+
+    def text_of(it):
+        return repo.item_bytes(m, it).decode("utf-8")
+
+    # FORMAT.md "D1 replay order": 1 PRAGMA; 2 every table's CREATE TABLE; 3 rows (table items' INSERTs
+    # unless the table has a rows item, then rows items); 4 fixups but sqlite_sequence's; 5 schema
+    # (no PRAGMAs), then sqlite_sequence's fixup; 6 virtual tables.
+    has_rows = {it["table"].lower() for it in items if it["kind"] == "rows"}
+    creates, rows = [], []
+    for k, its in replay_stream([it for it in items if it["kind"] == "table"]):
+        for it in its:
+            stmts = statements(rewrite(text_of(it), words=False))
+            i = 0
+            while i < len(stmts) and _first_words(_strip_comments(stmts[i])).startswith("CREATE TABLE"):
+                creates.append(stmts[i])
+                i += 1
+            if k not in has_rows:
+                rows.extend(rewrite(x, nul=False) for x in stmts[i:])
+    for it in items:
+        if it["kind"] == "rows":
+            rows.extend(rewrite(x, nul=False) for x in statements(rewrite(text_of(it), words=False)))
+    parts = ["PRAGMA defer_foreign_keys=TRUE;\n"]
+    parts += [x + "\n" for x in creates]
+    parts += [x + "\n" for x in rows]
+    seq_fixups = []
+    for it in items:
+        if it["kind"] == "fixup":
+            if it["table"].lower() == "sqlite_sequence":
+                seq_fixups.append(it)
+            else:
+                parts.append(text_of(it) + "\n")
+    for it in items:
+        if it["kind"] == "schema":
+            keep = [x for x in statements(text_of(it)) if not _first_words(_strip_comments(x)).startswith("PRAGMA")]
             if sel is not None:
-                keep = [s for s in keep if (statement_table(s) or "").lower() in sel]
-            text = "".join(keep)
-        parts.append(text + "\n")
+                keep = [x for x in keep if (statement_table(x) or "").lower() in sel]
+            parts += [x + "\n" for x in keep]
+    for it in seq_fixups:
+        parts.append(text_of(it) + "\n")
+    for it in items:
+        if it["kind"] == "virtual":
+            parts.append(text_of(it) + "\n")
     db = load_sql(to_file, "".join(parts))
     try:
         ic = db.execute("PRAGMA integrity_check").fetchall()
@@ -805,10 +890,13 @@ def restore_d1(repo, m, items, to_file, tables=None):
         fk = db.execute("PRAGMA foreign_key_check").fetchall()
         if fk:
             raise ReaderError("foreign_key_check: %r" % fk[:5])
-        want = {}
+        want, exact = {}, {}
         for it in items:
             if it["kind"] == "table":
                 want[it["table"]] = want.get(it["table"], 0) + _int(it["rows"])
+            elif it["kind"] == "rows":
+                exact[it["table"]] = exact.get(it["table"], 0) + _int(it["rows"])
+        want.update(exact)
         for t, n in want.items():
             got = db.execute('SELECT count(*) FROM "%s"' % t.replace('"', '""')).fetchone()[0]
             if got != n:
