@@ -213,6 +213,9 @@ func pruneRun(cmd *cobra.Command, o *PruneOptions) error {
 	}
 	fmt.Fprintf(out, "%s %s (%d segment(s), %d other object(s)); %s unreferenced data waits for the %s grace period (%d newly marked).\n",
 		freed, humanBytes(res.BytesFreed), res.SegmentsDeleted, res.ObjectsDeleted, humanBytes(res.PendingBytes), res.Grace, res.Marked)
+	if res.TempFilesDeleted > 0 {
+		fmt.Fprintf(out, "Temporary files of interrupted writes older than the grace period: %d (included above).\n", res.TempFilesDeleted)
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintf(out, "  VIOLATION: %s\n", v)
 	}

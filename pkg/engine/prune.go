@@ -84,6 +84,9 @@ type PruneResult struct {
 	PendingBytes int64    `json:"pending_bytes"`
 	Violations   []string `json:"violations,omitempty"`
 	Errors       []string `json:"errors"`
+	// TempFilesDeleted counts the temporary files of killed writes (local store, ".tmp-*") older than
+	// the grace period that the sweep removed (or, with DryRun, would remove); their bytes are in BytesFreed.
+	TempFilesDeleted int `json:"temp_files_deleted,omitempty"`
 	// RetentionExtended counts objects of kept snapshots whose Object Lock retention prune extended.
 	RetentionExtended int `json:"retention_extended,omitempty"`
 	// RecordKey is where the record was written ("" with DryRun).
@@ -232,6 +235,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 	} else if err := e.sweep(ctx, lk, o, grace, now, snaps, gone, res); err != nil {
 		fail("sweep: %v", err)
 	}
+	e.sweepTemp(ctx, o, grace, now, res) // never named by a manifest: safe whatever the manifests say
 
 	if !o.DryRun && lk != nil && e.Repo.Config.ObjectLock != nil {
 		unkept := map[string]bool{}
@@ -400,6 +404,39 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 	}
 	e.log().Info("prune sweep", "segments_deleted", res.SegmentsDeleted, "objects_deleted", res.ObjectsDeleted, "bytes_freed", res.BytesFreed, "marked", res.Marked, "pending_bytes", res.PendingBytes)
 	return nil
+}
+
+// sweepTemp removes the temporary files that writes killed before publishing their object left in
+// the store (only stores that write through temporary files have any: store.TempCollector). No key
+// names them and List never shows them, so no mark is needed: a file untouched for the grace period
+// belongs to no write in progress (a write keeps its file's modification time fresh).
+func (e *Engine) sweepTemp(ctx context.Context, o PruneOptions, grace time.Duration, now time.Time, res *PruneResult) {
+	tc, ok := store.AsTempCollector(e.Repo.Store)
+	if !ok {
+		return
+	}
+	var old []store.TempFile
+	if err := tc.ListTemp(ctx, func(tf store.TempFile) error {
+		if now.Sub(tf.ModTime) >= grace {
+			old = append(old, tf)
+		} else {
+			res.PendingBytes += tf.Size
+		}
+		return nil
+	}); err != nil {
+		res.Errors = append(res.Errors, fmt.Sprintf("list temporary files: %v", err))
+		return
+	}
+	for _, tf := range old {
+		if !o.DryRun {
+			if err := tc.RemoveTemp(ctx, tf.Name); err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("remove temporary file %s: %v", tf.Name, err))
+				continue
+			}
+		}
+		res.TempFilesDeleted++
+		res.BytesFreed += tf.Size
+	}
 }
 
 // deleteChecked deletes key — every version of it where the bucket has Object Lock (a plain DELETE

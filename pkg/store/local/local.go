@@ -28,7 +28,10 @@ type Store struct {
 	root string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.TempCollector = (*Store)(nil)
+)
 
 // New opens (creating if needed) the repository directory dir.
 func New(dir string) (*Store, error) {
@@ -333,4 +336,53 @@ func mapErr(op, key string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, key, store.ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", op, key, err)
+}
+
+// ListTemp reports every ".tmp-*" file under the root: the leftovers of writes killed before they
+// published their object (a clean failure removes its own).
+func (s *Store) ListTemp(ctx context.Context, fn func(store.TempFile) error) error {
+	return filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), store.TempPrefix) || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		return fn(store.TempFile{Name: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime()})
+	})
+}
+
+// RemoveTemp removes a temporary file that ListTemp named.
+func (s *Store) RemoveTemp(ctx context.Context, name string) error {
+	if err := store.ValidateTempName(name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := filepath.Join(s.root, filepath.FromSlash(name))
+	if st, err := os.Lstat(p); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("remove temp %s: not a regular file", name)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove temp %s: %w", name, err)
+	}
+	return nil
 }

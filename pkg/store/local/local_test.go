@@ -63,3 +63,36 @@ func TestTempFiles(t *testing.T) {
 		t.Fatalf("directory holds %d entries, want 2 (failed Puts left temp files)", len(ents))
 	}
 }
+
+// TempCollector lists only ".tmp-*" files and removes nothing else.
+func TestTempCollector(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.Put(ctx, "segments/a.age", strings.NewReader("object"), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Location(), "segments", ".tmp-killed"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []store.TempFile
+	if err := s.ListTemp(ctx, func(tf store.TempFile) error { got = append(got, tf); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "segments/.tmp-killed" || got[0].Size != 4 {
+		t.Fatalf("ListTemp: %+v", got)
+	}
+	for _, bad := range []string{"segments/a.age", "../x/.tmp-1", "/etc/.tmp-1", ".tmp-", "a/../.tmp-1"} {
+		if err := s.RemoveTemp(ctx, bad); !errors.Is(err, store.ErrInvalidKey) {
+			t.Errorf("RemoveTemp(%q) = %v, want ErrInvalidKey", bad, err)
+		}
+	}
+	if err := s.RemoveTemp(ctx, got[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveTemp(ctx, got[0].Name); err != nil {
+		t.Fatalf("removing a temp file already gone: %v", err)
+	}
+	if _, err := s.Stat(ctx, "segments/a.age"); err != nil {
+		t.Fatal(err)
+	}
+}

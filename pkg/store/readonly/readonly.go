@@ -48,3 +48,16 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.ObjectInf
 
 // Location is the wrapped store's.
 func (s *Store) Location() string { return s.inner.Location() }
+
+// ListTemp delegates to the wrapped store's TempCollector, if any (none: nothing to list).
+func (s *Store) ListTemp(ctx context.Context, fn func(store.TempFile) error) error {
+	if tc, ok := store.AsTempCollector(s.inner); ok {
+		return tc.ListTemp(ctx, fn)
+	}
+	return nil
+}
+
+// RemoveTemp always fails with ErrReadOnly: the capability found beneath must not bypass the guard.
+func (s *Store) RemoveTemp(_ context.Context, name string) error {
+	return fmt.Errorf("remove temp %s: %w", name, store.ErrReadOnly)
+}
