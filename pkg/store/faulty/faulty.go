@@ -95,6 +95,10 @@ func (f *Store) FailListMidway(n, k int, err error) {
 	f.add(OpList, n, fault{err: err, midK: int64(k)})
 }
 
+// CutOpen makes the stream of the nth Open (1-based) fail with err after k bytes, as a connection
+// dropped mid-body would; later Opens are whole.
+func (f *Store) CutOpen(n int, k int64, err error) { f.add(OpOpen, n, fault{err: err, midK: k}) }
+
 // TruncateReads makes every stream opened on key ("" = any key) end after k bytes: with a clean
 // EOF when err is nil (silent truncation), else with err.
 func (f *Store) TruncateReads(key string, k int64, err error) {
@@ -190,7 +194,7 @@ func (f *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 // Open applies the Open rules and wraps the stream with truncation, flips and counting.
 func (f *Store) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	ft, ok := f.enter(OpOpen)
-	if ok && !ft.after {
+	if ok && !ft.after && ft.midK < 0 {
 		return nil, ft.err
 	}
 	rc, err := f.inner.Open(ctx, key, offset, length)
@@ -211,6 +215,9 @@ func (f *Store) Open(ctx context.Context, key string, offset, length int64) (io.
 	fr := &faultReader{rc: rc, f: f, key: key, pos: offset, flips: flips, left: -1}
 	if hasTr {
 		fr.left, fr.truncErr = tr.k, tr.err
+	}
+	if ok && ft.midK >= 0 && (fr.left < 0 || ft.midK < fr.left) {
+		fr.left, fr.truncErr = ft.midK, ft.err
 	}
 	return fr, nil
 }

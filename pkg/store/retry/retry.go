@@ -2,6 +2,9 @@
 // retried with exponential backoff and jitter, while answers that will not change on retry
 // (not found, exists, read-only, invalid key, other 4xx, the caller's cancellation) return at once.
 //
+// Streams returned by Open resume after a cut (ranged, pinned to one version where the store can),
+// so only data that is wrong after a complete read ever reaches the caller as damage.
+//
 // Put consumes its reader, so it is retried only when that is safe: when the reader is an
 // io.Seeker (rewound to where it started) or when the failed attempt read no byte at all.
 // Streams of unknown size are the S3 store's job: it retries each part internally (the SDK
@@ -9,8 +12,10 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -77,7 +82,7 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrReadOnly),
-		errors.Is(err, store.ErrInvalidKey),
+		errors.Is(err, store.ErrInvalidKey), errors.Is(err, store.ErrChanged),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, fs.ErrPermission):
 		return false
@@ -191,14 +196,121 @@ type permanent struct{ err error }
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 
-// Open retries opening; the returned stream is not retried mid-read.
+// Open retries opening, and the returned stream resumes: when a read fails with a retryable error (a
+// connection dropped or cut mid-body: io.ErrUnexpectedEOF, a reset), the rest is opened again from the
+// byte reached, pinned to the version first read where the store can (store.PinnedOpener), and the
+// caller reads on as if nothing happened. Attempts count failures in a row without a byte of progress,
+// so a long stream survives any number of isolated cuts. A clean EOF is passed on as it is: whether the
+// object has the expected length is the caller's check (that, after a complete read, is damage).
 func (s *Store) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	var rc io.ReadCloser
-	err := s.do(ctx, func() (err error) {
-		rc, err = s.inner.Open(ctx, key, offset, length)
+	r := &resumingReader{s: s, ctx: ctx, key: key, offset: offset, length: length}
+	if err := s.do(ctx, func() error { return r.open() }); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type resumingReader struct {
+	s       *Store
+	ctx     context.Context
+	key     string
+	offset  int64 // of the first byte asked for
+	length  int64 // asked for; < 0: to the end
+	pos     int64 // bytes delivered so far
+	version string
+	rc      io.ReadCloser
+	err     error // sticky final error
+	closed  bool
+}
+
+// open (re)opens the stream at the byte reached.
+func (r *resumingReader) open() error {
+	length := r.length
+	if length >= 0 {
+		length -= r.pos
+	}
+	if p, ok := r.s.inner.(store.PinnedOpener); ok {
+		rc, v, err := p.OpenPinned(r.ctx, r.key, r.offset+r.pos, length, r.version)
+		if err != nil {
+			return err
+		}
+		if r.version == "" {
+			r.version = v
+		}
+		r.rc = rc
+		return nil
+	}
+	rc, err := r.s.inner.Open(r.ctx, r.key, r.offset+r.pos, length)
+	if err != nil {
 		return err
-	})
-	return rc, err
+	}
+	r.rc = rc
+	return nil
+}
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.closed {
+		return 0, errors.New("read of a closed stream")
+	}
+	if r.length >= 0 && r.pos >= r.length {
+		return 0, io.EOF
+	}
+	for failures := 0; ; {
+		n, err := r.rc.Read(p)
+		r.pos += int64(n)
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		if !Retryable(err) || r.ctx.Err() != nil {
+			r.err = err
+			return n, err
+		}
+		if n > 0 {
+			failures = 0
+		}
+		// Cut mid-body: reopen from r.pos; this call returns the bytes it got (if any) first.
+		_ = r.rc.Close()
+		r.rc = nil
+		for r.rc == nil {
+			failures++
+			if failures >= r.s.opts.Attempts {
+				r.err = err
+				return n, err
+			}
+			if serr := r.s.opts.Sleep(r.ctx, r.s.backoff(failures-1)); serr != nil {
+				r.err = err
+				return n, err
+			}
+			if r.length >= 0 && r.pos >= r.length {
+				r.rc = io.NopCloser(bytes.NewReader(nil))
+				break
+			}
+			oerr := r.open()
+			if oerr != nil && !Retryable(oerr) {
+				r.err = fmt.Errorf("resume reading %s at byte %d: %w (after: %w)", r.key, r.offset+r.pos, oerr, err)
+				return n, r.err
+			}
+			if oerr != nil {
+				err = oerr
+			}
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resumingReader) Close() error {
+	r.closed = true
+	if r.rc == nil {
+		return nil
+	}
+	err := r.rc.Close()
+	r.rc = nil
+	return err
 }
 
 // Stat is idempotent and retried freely.
