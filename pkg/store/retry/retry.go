@@ -7,6 +7,9 @@
 //
 // Put consumes its reader, so it is retried only when that is safe: when the reader is an
 // io.Seeker (rewound to where it started) or when the failed attempt read no byte at all.
+// A conditional create retried after a failed attempt that meets ErrExists compares the object with
+// what it sent (a seekable body is replayable): identical content is its own create whose answer was
+// lost, so it succeeds; the S3 store does the same for the SDK's own retries.
 // Streams of unknown size are the S3 store's job: it retries each part internally (the SDK
 // retryer re-sends a part from its buffer), so a transient error there rarely reaches this layer.
 package retry
@@ -14,6 +17,7 @@ package retry
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -164,7 +168,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 			canSeek = false
 		}
 	}
-	first := true
+	first, failedBefore := true, false
 	return s.do(ctx, func() error {
 		if !first && canSeek {
 			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
@@ -181,13 +185,56 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		switch {
 		case err == nil:
 			return nil
+		case opts.IfNotExists && failedBefore && canSeek && errors.Is(err, store.ErrExists):
+			// Our failed attempt may have stored the object and lost the answer: identical
+			// content is our own create (invariant 11), anything else someone else's.
+			same, cerr := s.sameContent(ctx, key, seeker, start)
+			if cerr != nil {
+				return fmt.Errorf("put %s: a retried conditional create found the key taken and could not compare it with what was sent: %w", key, cerr)
+			}
+			if same {
+				return nil
+			}
+			return err
 		case cr.err != nil:
 			return permanent{err} // the source failed, not the store
 		case !canSeek && cr.n > 0:
 			return permanent{err} // the stream is partly consumed: a retry would store a truncated object
 		}
+		if Retryable(err) {
+			failedBefore = true
+		}
 		return err
 	})
+}
+
+// sameContent reports whether key holds exactly the bytes of body from start (SHA-256 of both).
+func (s *Store) sameContent(ctx context.Context, key string, body io.Seeker, start int64) (bool, error) {
+	if _, err := body.Seek(start, io.SeekStart); err != nil {
+		return false, err
+	}
+	want := sha256.New()
+	n, err := io.Copy(want, body.(io.Reader))
+	if err != nil {
+		return false, err
+	}
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if info.Size != n {
+		return false, nil
+	}
+	rc, err := s.Open(ctx, key, 0, -1) // resuming, retried
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	got := sha256.New()
+	if _, err := io.Copy(got, rc); err != nil {
+		return false, err
+	}
+	return bytes.Equal(got.Sum(nil), want.Sum(nil)), nil
 }
 
 // permanent stops retries while keeping the error chain intact.

@@ -200,12 +200,20 @@ func TestPutRetry(t *testing.T) {
 		t.Fatal("retried stream stored wrong data")
 	}
 
-	// A lost acknowledgement on a conditional create comes back as ErrExists on retry: callers of
-	// manifests must check the content when they see ErrExists after a retry.
+	// A lost acknowledgement on a conditional create meets ErrExists on retry; the object holds what
+	// this Put sent, so it is the Put's own create: success (invariant 11).
 	f.FailAfter(faulty.OpPut, 6, errTransient) // stored, but reported failed; call 7 retries
-	err := s.Put(ctx, "manifest", bytes.NewReader([]byte("m")), store.PutOptions{IfNotExists: true})
-	if !errors.Is(err, store.ErrExists) {
-		t.Fatalf("conditional Put after lost ack = %v", err)
+	if err := s.Put(ctx, "manifest", bytes.NewReader([]byte("m")), store.PutOptions{IfNotExists: true}); err != nil {
+		t.Fatalf("conditional Put after lost ack = %v, want success (identical content)", err)
+	}
+	// Someone else's object under the key is still ErrExists, retry or not.
+	f.FailPut(8, errTransient) // call 9 retries and meets the existing object
+	if err := s.Put(ctx, "manifest", bytes.NewReader([]byte("other")), store.PutOptions{IfNotExists: true}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("conditional Put over other content after a retry = %v, want ErrExists", err)
+	}
+	// Without a failed attempt before it, identical content is ErrExists too: only our own retry is ours.
+	if err := s.Put(ctx, "manifest", bytes.NewReader([]byte("m")), store.PutOptions{IfNotExists: true}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second conditional Put of the same content = %v, want ErrExists", err)
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -37,6 +39,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -334,6 +337,8 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, opts sto
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
 	}
+	var sent atomic.Int32 // requests that reached the wire, SDK retries included
+	apiOpts := []func(*awss3.Options){awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware, countAttempts(&sent))}
 	if opts.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
 	}
@@ -349,8 +354,10 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, opts sto
 			in.ChecksumCRC32C, in.ContentMD5 = nil, md5b64(data)
 		}
 		in.Body = bytes.NewReader(data)
-		_, err := s.client.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		before := sent.Load()
+		_, err := s.client.PutObject(ctx, in, apiOpts...)
 		if crc && CRCRefused(err) {
+			sent.Store(before) // refused outright: that request stored nothing
 			s.noCRC.Store(true)
 			continue
 		}
@@ -364,14 +371,109 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, opts sto
 				return ctx.Err()
 			}
 		}
+		if opts.IfNotExists && err != nil && sent.Load() > 1 && isPreconditionFailed(err) {
+			// An earlier request of ours may have stored the object and lost its answer: identical
+			// content there is our own create, not someone else's.
+			same, cerr := s.sameContent(ctx, key, data)
+			if cerr != nil {
+				return fmt.Errorf("put %s: a retried conditional create met 412 and the object could not be read back to tell whether it is ours: %w", key, cerr)
+			}
+			if same {
+				return nil
+			}
+		}
 		return mapErr("put", key, err)
 	}
+}
+
+// countAttempts counts every request the SDK's retry loop sends (it runs after the "Retry" step).
+func countAttempts(n *atomic.Int32) func(*middleware.Stack) error {
+	return func(st *middleware.Stack) error {
+		return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("cfbackupCountAttempts",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				n.Add(1)
+				return next.HandleFinalize(ctx, in)
+			}), "Retry", middleware.After)
+	}
+}
+
+func isPreconditionFailed(err error) bool {
+	return httpStatus(err) == http.StatusPreconditionFailed || errorCode(err) == "PreconditionFailed"
+}
+
+// sameContent reports whether key holds exactly data (size, then SHA-256 of a full read).
+func (s *Store) sameContent(ctx context.Context, key string, data []byte) (bool, error) {
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if info.Size != int64(len(data)) {
+		return false, nil
+	}
+	rc, err := s.Open(ctx, key, 0, -1)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return false, err
+	}
+	want := sha256.Sum256(data)
+	return n == int64(len(data)) && bytes.Equal(h.Sum(nil), want[:]), nil
+}
+
+// multipartETag is the ETag S3 (and versitygw, MinIO) gives a completed multipart upload: the MD5 of
+// the parts' binary MD5s, "-", the part count. "" when a part ETag is not a plain MD5 (R2).
+func multipartETag(parts []partResult) string {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(aws.ToString(p.etag), `"`))
+		if err != nil || len(b) != md5.Size {
+			return ""
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
+}
+
+// compositeCRC32C is the full-object checksum S3 reports for a multipart upload with CRC32C parts:
+// the CRC32C of the parts' binary CRCs, "-", the part count. "" when a part has none.
+func compositeCRC32C(parts []partResult) string {
+	var all []byte
+	for _, p := range parts {
+		b, err := base64.StdEncoding.DecodeString(aws.ToString(p.crc))
+		if p.crc == nil || err != nil || len(b) != 4 {
+			return ""
+		}
+		all = append(all, b...)
+	}
+	return aws.ToString(CRC32C(all)) + fmt.Sprintf("-%d", len(parts))
+}
+
+// completedIsOurs checks, after a retried CompleteMultipartUpload failed (412, or NoSuchUpload because
+// the first request completed it), that key is the object this upload made: its size, and its
+// multipart ETag or composite CRC32C computed from our own parts.
+func (s *Store) completedIsOurs(ctx context.Context, key string, parts []partResult, size int64) bool {
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key)), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil || aws.ToInt64(out.ContentLength) != size {
+		return false
+	}
+	if e := multipartETag(parts); e != "" && strings.Trim(aws.ToString(out.ETag), `"`) == e {
+		return true
+	}
+	if c := compositeCRC32C(parts); c != "" && aws.ToString(out.ChecksumCRC32C) == c {
+		return true
+	}
+	return false
 }
 
 type partResult struct {
 	num  int32
 	etag *string
 	crc  *string // the part's CRC32C when the upload declared it
+	size int64
 }
 
 // putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns
@@ -434,7 +536,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 		if crc {
 			s.crcParts.Store(true)
 		}
-		return partResult{num, out.ETag, in.ChecksumCRC32C}, nil
+		return partResult{num, out.ETag, in.ChecksumCRC32C, int64(len(data))}, nil
 	}
 	var first *partResult // part 1 when it was sent alone
 	if crc && !s.crcParts.Load() {
@@ -565,7 +667,19 @@ func (s *Store) putMultipart(ctx context.Context, key string, b1, b2 *[]byte, n2
 	if opts.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
 	}
-	if _, err := s.client.CompleteMultipartUpload(ctx, in); err != nil {
+	var sent atomic.Int32
+	if _, err := s.client.CompleteMultipartUpload(ctx, in, awss3.WithAPIOptions(countAttempts(&sent))); err != nil {
+		if sent.Load() > 1 && (isPreconditionFailed(err) || errorCode(err) == "NoSuchUpload") {
+			// The first Complete may have landed and lost its answer.
+			var size int64
+			for _, p := range parts {
+				size += p.size
+			}
+			if s.completedIsOurs(ctx, key, parts, size) {
+				uploadID = nil // completed: nothing to abort
+				return nil
+			}
+		}
 		return mapErr("put", key, err)
 	}
 	return nil
@@ -593,19 +707,31 @@ func AbortUpload(ctx context.Context, client *awss3.Client, bucket, key string, 
 
 // Open reads a byte range with a ranged GET.
 func (s *Store) Open(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	rc, _, err := s.OpenPinned(ctx, key, offset, length, "")
+	return rc, err
+}
+
+var _ store.PinnedOpener = (*Store)(nil)
+
+// OpenPinned reads a byte range and returns the object's ETag; with version set, the GET carries
+// If-Match: version, so a resumed read (pkg/store/retry) never continues into another object.
+func (s *Store) OpenPinned(ctx context.Context, key string, offset, length int64, version string) (io.ReadCloser, string, error) {
 	if err := store.ValidateKey(key); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if offset < 0 {
-		return nil, fmt.Errorf("open %s: negative offset %d", key, offset)
+		return nil, "", fmt.Errorf("open %s: negative offset %d", key, offset)
 	}
 	if length == 0 {
 		if _, err := s.Stat(ctx, key); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return io.NopCloser(bytes.NewReader(nil)), nil
+		return io.NopCloser(bytes.NewReader(nil)), version, nil
 	}
 	in := &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.full(key))}
+	if version != "" {
+		in.IfMatch = aws.String(version)
+	}
 	if offset > 0 || length > 0 {
 		rng := fmt.Sprintf("bytes=%d-", offset)
 		if length > 0 {
@@ -617,11 +743,14 @@ func (s *Store) Open(ctx context.Context, key string, offset, length int64) (io.
 	if err != nil {
 		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable || errorCode(err) == "InvalidRange" {
 			// The object exists but the range starts at or past its end (or it is empty).
-			return io.NopCloser(bytes.NewReader(nil)), nil
+			return io.NopCloser(bytes.NewReader(nil)), version, nil
 		}
-		return nil, mapErr("open", key, err)
+		if version != "" && (httpStatus(err) == http.StatusPreconditionFailed || errorCode(err) == "PreconditionFailed") {
+			return nil, "", fmt.Errorf("open %s at byte %d: %w (ETag is no longer %s): %w", key, offset, store.ErrChanged, version, err)
+		}
+		return nil, "", mapErr("open", key, err)
 	}
-	return out.Body, nil
+	return out.Body, aws.ToString(out.ETag), nil
 }
 
 // Stat uses HeadObject.
