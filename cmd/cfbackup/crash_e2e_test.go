@@ -138,13 +138,16 @@ func TestKillLoop(t *testing.T) {
 	for _, s := range e.snapshots() {
 		known[s.ID] = true
 	}
-	var killed, finished, tmpMax int
+	var killed, finished, prunes int
+	tmpSeen := map[string]int64{} // every temp file a kill left, with its size
+	orphanMax := 0
 	for i := 0; i < points; i++ {
 		args := []string{"backup", "--no-progress"}
-		if i%3 == 2 {
+		if i%5 == 4 {
 			args = []string{"prune", "--keep-last", "1000", "--grace", "0"}
+			prunes++
 		}
-		d := time.Duration(rng.Int64N(int64(full + full/5)))
+		d := time.Duration(rng.Int64N(int64(full + full/2)))
 		if killAt(t, e, d, args...) {
 			killed++
 		} else {
@@ -165,7 +168,20 @@ func TestKillLoop(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "OK (read-data)") {
 			t.Fatalf("kill point %d (%s at %v): verify latest: exit %d\n%s%s", i, args[0], d, code, out, errs)
 		}
-		tmpMax = max(tmpMax, len(tmpFiles(t, e.repo())))
+		for _, p := range tmpFiles(t, e.repo()) {
+			if st, err := os.Stat(p); err == nil {
+				tmpSeen[p] = st.Size()
+			}
+		}
+		o := segmentCount(t, e.repo())
+		for _, s := range snaps {
+			o -= s.Segments
+		}
+		orphanMax = max(orphanMax, o)
+	}
+	var tmpBytes int64
+	for _, n := range tmpSeen {
+		tmpBytes += n
 	}
 	tmpLeft := len(tmpFiles(t, e.repo()))
 	orphans := segmentCount(t, e.repo())
@@ -201,8 +217,8 @@ func TestKillLoop(t *testing.T) {
 			t.Errorf("%d object(s) left in %s/", n, d)
 		}
 	}
-	t.Logf("kill loop (seed %d): %d points, %d killed mid-run, %d finished first; %d snapshots, all verify; before the final prune %d temp file(s) (max %d) and %d orphan segment(s), after it 0",
-		seed, points, killed, finished, len(snaps), tmpLeft, tmpMax, orphans)
+	t.Logf("kill loop (seed %d): %d points (%d of them prunes), %d killed mid-run, %d finished first; 0 snapshots lost, %d snapshots, all verify; kills left %d temp file(s) (%d bytes) and up to %d orphan segment(s); before the final prune %d temp file(s) and %d orphan segment(s), after it none",
+		seed, points, prunes, killed, finished, len(snaps), len(tmpSeen), tmpBytes, orphanMax, tmpLeft, orphans)
 }
 
 var restoredFrom = regexp.MustCompile(`from snapshot ([0-9a-f]+)`)
