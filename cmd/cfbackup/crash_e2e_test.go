@@ -116,14 +116,14 @@ func dirFiles(t *testing.T, dir string) int {
 }
 
 // TestKillLoop: backups and prunes killed with SIGKILL at random points (CFBACKUP_FAULT_POINTS, default
-// 4; seed CFBACKUP_FAULT_SEED) never damage or lose a snapshot: after every kill each snapshot listed
+// 5, every fifth a prune; seed CFBACKUP_FAULT_SEED) never damage or lose a snapshot: after every kill each snapshot listed
 // before is still listed and the newest verifies with --read-data; at the end every snapshot verifies,
 // and one prune with grace 0 leaves nothing over: no temporary file, no orphan segment, journal, lock or mark.
 func TestKillLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and seeds a large database")
 	}
-	points := envInt(t, "CFBACKUP_FAULT_POINTS", 4)
+	points := envInt(t, "CFBACKUP_FAULT_POINTS", 5)
 	seed := uint64(envInt(t, "CFBACKUP_FAULT_SEED", 1))
 	rng := rand.New(rand.NewPCG(seed, 42))
 	em := startEmu(t, 20000)
