@@ -10,9 +10,12 @@
 //     memory or on local disk. The object becomes visible only when Put returns nil; a failed or
 //     cancelled Put leaves no object (or, on S3, at most an aborted multipart upload) under key.
 //   - With PutOptions.IfNotExists, Put fails with an error matching ErrExists when key already exists,
-//     atomically: of two concurrent creators exactly one succeeds.
+//     atomically: of two concurrent creators exactly one succeeds. A Put that retries after an attempt
+//     of its own whose answer was lost, and then finds the key holding exactly the bytes it sent,
+//     succeeds: that object is its own create (the S3 store and the retry decorator check this).
 //   - Open returns bytes [offset, offset+length) of the object; length < 0 means to the end. A missing
-//     key is an error matching ErrNotFound.
+//     key is an error matching ErrNotFound. A stream may fail mid-way (a cut connection); the retry
+//     decorator resumes it, so a short read is never passed off as the whole object.
 //   - Stat and Delete report a missing key with ErrNotFound.
 //   - List calls fn for every object whose key starts with prefix, in lexical key order.
 //   - Keys are relative ("snapshots/2026-…json"), never start with "/" and never contain "..".
