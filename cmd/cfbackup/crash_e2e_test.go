@@ -147,7 +147,7 @@ func TestKillLoop(t *testing.T) {
 			args = []string{"prune", "--keep-last", "1000", "--grace", "0"}
 			prunes++
 		}
-		d := time.Duration(rng.Int64N(int64(full)))
+		d := time.Duration(rng.Int64N(int64(full + full/4)))
 		if killAt(t, e, d, args...) {
 			killed++
 		} else {
