@@ -486,7 +486,7 @@ func (r *Repo) SaveManifest(ctx context.Context, m *manifest.Manifest) error {
 		return err
 	}
 	key := manifest.Key(m.Time, m.ID)
-	if err := r.Store.Put(ctx, key, &buf, store.PutOptions{IfNotExists: true}); err != nil {
+	if err := r.Store.Put(ctx, key, bytes.NewReader(buf.Bytes()), store.PutOptions{IfNotExists: true}); err != nil {
 		return fmt.Errorf("write manifest %s: %w", key, err)
 	}
 	return nil
