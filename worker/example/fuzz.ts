@@ -304,7 +304,7 @@ export async function testRoute(ctx: any, backend: "sqlite" | "kv", url: URL, re
     case "/__test/put": {
       const { k, v } = (await req.json()) as { k: string; v: unknown };
       await ctx.storage.put(k, decode(v));
-      return new Response("ok");
+      return Response.json({ ok: true });
     }
   }
   return null;
