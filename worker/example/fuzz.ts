@@ -218,8 +218,8 @@ export async function randomState(storage: any, seed: number, backend: "sqlite" 
           }
         }
         void keysUsed;
-        if (cols.includes("selfref")) sql.exec(`UPDATE ${q(name)} SET selfref = (SELECT max(id) FROM ${q(name)}) WHERE id % 3 = 0`);
         if (t.rowid && r.chance(0.5)) sql.exec(`DELETE FROM ${q(name)} WHERE rowid % 4 = 1`); // gaps; AUTOINCREMENT counters run ahead
+        if (cols.includes("selfref")) sql.exec(`UPDATE ${q(name)} SET selfref = (SELECT max(id) FROM ${q(name)}) WHERE id % 3 = 0`);
         if (r.chance(0.4)) sql.exec(`CREATE INDEX ${q("ix_" + name)} ON ${q(name)} (${q(t.cols[0])}${r.chance(0.5) ? " DESC" : ""})`);
         if (r.chance(0.3)) sql.exec(`CREATE VIEW ${q("v_" + name)} AS SELECT count(*) AS n FROM ${q(name)}`);
         if (r.chance(0.3)) sql.exec(`CREATE TRIGGER ${q("tr_" + name)} AFTER DELETE ON ${q(name)} BEGIN SELECT 1; SELECT CASE WHEN 1 THEN 2 END; END`);

@@ -61,9 +61,11 @@ export function encode(v: unknown, seen: Set<object> = new Set()): Tagged {
   try {
     if (Array.isArray(o)) {
       // Holes (sparse arrays) are kept: JSON would turn them into null.
-      if (Object.keys(o).length !== o.length) {
+      const keys = Object.keys(o);
+      if (keys.length !== o.length || (keys.length > 0 && keys[keys.length - 1] !== String(o.length - 1))) {
+        // holes, or properties besides the indexes (Object.keys lists indexes first, ascending)
         const v: Record<string, Tagged> = {};
-        for (const k of Object.keys(o)) v[k] = encode((o as unknown as Record<string, unknown>)[k], seen);
+        for (const k of keys) v[k] = encode((o as unknown as Record<string, unknown>)[k], seen);
         return { $t: "sa", n: o.length, v };
       }
       return o.map((x) => encode(x, seen));
