@@ -106,6 +106,7 @@ type Cursor = {
   n: Counts;
   w?: string[];
   nw?: number;
+  fkc?: boolean;
 };
 
 function encCursor(c: Cursor): string {
@@ -202,7 +203,7 @@ function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
  * first), by name among equals; tables in a cycle follow in name order. A multi-chunk import then
  * inserts parents before children.
  */
-function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[]): Table[] {
+function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v: boolean }): Table[] {
   const byLower = new Map(tables.map((t) => [t.name.toLowerCase(), t]));
   const parents = new Map<string, Set<string>>();
   for (const t of tables) {
@@ -210,6 +211,7 @@ function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[]): Table[] {
     for (const r of sql.exec(`PRAGMA foreign_key_list(${q(t.name)})`).toArray()) {
       const p = byLower.get(String(r.table).toLowerCase());
       if (p && p.name !== t.name) ps.add(p.name);
+      else if (p && cyclic) cyclic.v = true; // a self reference
     }
     parents.set(t.name, ps);
   }
@@ -218,7 +220,10 @@ function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[]): Table[] {
   const left = [...tables];
   while (left.length) {
     let i = left.findIndex((t) => [...parents.get(t.name)!].every((p) => done.has(p)));
-    if (i < 0) i = 0; // a cycle: break it by name
+    if (i < 0) {
+      i = 0; // a cycle: break it by name
+      if (cyclic) cyclic.v = true;
+    }
     const [t] = left.splice(i, 1);
     done.add(t.name);
     out.push(t);
@@ -377,6 +382,9 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       continue;
     }
     if (c.ph === "seq" && sql) {
+      const cyc = { v: false };
+      fkOrder(sql, userTables(sql), cyc);
+      if (cyc.v) c.fkc = true;
       const has = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0;
       if (has) {
         for (const r of sql.exec("SELECT name, CAST(seq AS TEXT) AS seq FROM sqlite_sequence ORDER BY name").toArray()) {
@@ -399,6 +407,9 @@ async function exportPage(state: State, url: URL): Promise<Response> {
   }
   if (c.ph === "done") {
     const end: Record<string, unknown> = { t: "end", kv: c.n.kv, tables: c.n.tables, rows: c.n.rows, schema: c.n.schema, sequences: c.n.sequences };
+    // Foreign keys in a cycle or to their own table: an import in several chunks checks them per
+    // chunk, so such an object restores only while its export fits one chunk (cfbackup warns).
+    if (c.fkc) end.fk_cycle = true;
     if (c.nw) {
       end.unrestorable = c.nw;
       end.warnings = c.w;

@@ -228,3 +228,10 @@ test("an unsigned POST is refused before its body is read; a signed body over th
   assert.equal(big.status, 413);
   assert.equal(JSON.parse(big.body).error, "too_large");
 });
+
+test("foreign keys in a cycle or to their own table are flagged in the end line (a multi-chunk import checks them per chunk)", async () => {
+  const id = await idOf("sessions", "fkcycle");
+  assert.equal(endOf(await exportText("SessionStore", id)).fk_cycle, undefined);
+  await post(`/sessions/${id}/__test/sql`, ["CREATE TABLE tree(id INTEGER PRIMARY KEY, parent REFERENCES tree(id))", "INSERT INTO tree VALUES (1, NULL), (2, 1)"]);
+  assert.equal(endOf(await exportText("SessionStore", id)).fk_cycle, true);
+});

@@ -134,6 +134,10 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 			return fail(fmt.Errorf("back up Durable Object %s/%s: %w: export ended without its end line", ns.Name, f.id, ErrFormat))
 		}
 		o.Log.Debug("backed up Durable Object", "namespace", ns.Name, "id", f.id, "bytes", ref.Size, "kv", end.KV, "rows", end.Rows)
+		if end.FKCycle && ref.Size > DefaultChunkBytes {
+			end.Unrestorable++
+			end.Warnings = append(end.Warnings, fmt.Sprintf("foreign keys in a cycle or to their own table, and the export (%d bytes) is larger than one import chunk (%d bytes): a restore checks foreign keys per chunk and may refuse rows whose parents come in a later chunk", ref.Size, DefaultChunkBytes))
+		}
 		if end.Unrestorable > 0 {
 			// Announced now, not discovered during an outage: the platform would refuse these values
 			// on restore (the export's end line, stored in the item, names them too).

@@ -24,14 +24,17 @@ type Header struct {
 // End is the last line of an object's export: how much it holds, and (format 2) what cannot be
 // restored as it is: Unrestorable counts such values, Warnings names the first of them.
 type End struct {
-	T            string   `json:"t"`
-	KV           int64    `json:"kv"`
-	Tables       int64    `json:"tables"`
-	Rows         int64    `json:"rows"`
-	Schema       int64    `json:"schema"`
-	Sequences    int64    `json:"sequences,omitempty"`
-	Unrestorable int64    `json:"unrestorable,omitempty"`
-	Warnings     []string `json:"warnings,omitempty"`
+	T            string `json:"t"`
+	KV           int64  `json:"kv"`
+	Tables       int64  `json:"tables"`
+	Rows         int64  `json:"rows"`
+	Schema       int64  `json:"schema"`
+	Sequences    int64  `json:"sequences,omitempty"`
+	Unrestorable int64  `json:"unrestorable,omitempty"`
+	// FKCycle: foreign keys form a cycle or reference their own table. An import in several chunks
+	// checks foreign keys per chunk, so such an object restores only while its item fits one chunk.
+	FKCycle  bool     `json:"fk_cycle,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // maxPage caps one page's body: PageBytes plus one oversized line (a 2 MB value, base64-tagged).
