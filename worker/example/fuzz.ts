@@ -136,6 +136,7 @@ function sqlLiteral(r: R): string {
 }
 
 const q = (n: string) => '"' + n.replace(/"/g, '""') + '"';
+const VOCAB = ["alpha", "beta", "gamma", "délta", "漢字", "restore", "backup", "object"];
 
 /** randomState fills the object from seed: KV (both backends), SQL (SQLite-backed), alarm. */
 export async function randomState(storage: any, seed: number, backend: "sqlite" | "kv") {
@@ -225,6 +226,19 @@ export async function randomState(storage: any, seed: number, backend: "sqlite" 
         if (r.chance(0.3)) sql.exec(`CREATE TRIGGER ${q("tr_" + name)} AFTER DELETE ON ${q(name)} BEGIN SELECT 1; SELECT CASE WHEN 1 THEN 2 END; END`);
         tables.push(t);
       }
+      // Full-text search (FTS5): a table with its own content, or one over another table's content.
+      if (r.chance(0.35)) {
+        const words = () => Array.from({ length: 1 + r.int(6) }, () => r.pick(VOCAB)).join(" ");
+        if (r.chance(0.5)) {
+          sql.exec(`CREATE VIRTUAL TABLE "fts ${seed}" USING fts5(title, body, note UNINDEXED)`);
+          for (let i = 0, n = r.int(20); i < n; i++) sql.exec(`INSERT INTO "fts ${seed}" (rowid, title, body, note) VALUES (?, ?, ?, ${sqlLiteral(r)})`, 1 + i * (1 + r.int(5)), words(), words());
+        } else {
+          sql.exec("CREATE TABLE docs(id INTEGER PRIMARY KEY, body TEXT)");
+          for (let i = 0, n = r.int(20); i < n; i++) sql.exec("INSERT INTO docs(id, body) VALUES (?, ?)", 1 + i * 3, words());
+          sql.exec("CREATE VIRTUAL TABLE docs_fts USING fts5(body, content='docs', content_rowid='id')");
+          sql.exec("INSERT INTO docs_fts(docs_fts) VALUES ('rebuild')");
+        }
+      }
       // A cycle: the first table points back at the last one (a parent that sorts anywhere).
       const first = tables[0];
       const last = tables[tables.length - 1];
@@ -268,7 +282,8 @@ export async function snapshot(storage: any) {
   try {
     const sql = storage.sql;
     sql.exec("SELECT 1");
-    const objs = sql.exec("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name").toArray();
+    const shadow = new Set(sql.exec("PRAGMA table_list").toArray().filter((r: any) => r.type === "shadow").map((r: any) => r.name));
+    const objs = sql.exec("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name").toArray().filter((o: any) => !shadow.has(o.name));
     const tables: unknown[] = [];
     for (const o of objs) {
       if (o.type !== "table") continue;
@@ -277,7 +292,12 @@ export async function snapshot(storage: any) {
       const rid = /WITHOUT\s+ROWID/i.test(o.sql) ? null : ["_rowid_", "rowid", "oid"].find((n) => !lower.has(n)) ?? null;
       const list = cols.map((c: string) => `typeof(${q(c)}), CASE typeof(${q(c)}) WHEN 'real' THEN ${q(c)} WHEN 'text' THEN hex(CAST(${q(c)} AS BLOB)) ELSE quote(${q(c)}) END`).join(",");
       const rows = sql.exec(`SELECT ${rid ? `quote(${rid}), ` : ""}${list} FROM ${q(o.name)}${rid ? ` ORDER BY ${rid}` : ""}`).raw().toArray();
-      tables.push({ name: o.name, cols, rows: rows.map((r: unknown[]) => r.map((x) => (typeof x === "number" ? describe(x) : x))) });
+      const t: Record<string, unknown> = { name: o.name, cols, rows: rows.map((r: unknown[]) => r.map((x) => (typeof x === "number" ? describe(x) : x))) };
+      if (/USING\s+fts5/i.test(o.sql)) {
+        // the index answers the same queries
+        t.match = VOCAB.map((w) => sql.exec(`SELECT rowid FROM ${q(o.name)} WHERE ${q(o.name)} MATCH ? ORDER BY rowid`, `"${w}"`).toArray().map((x: any) => x.rowid));
+      }
+      tables.push(t);
     }
     const hasSeq = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name = 'sqlite_sequence'").toArray()[0].n > 0;
     const seq = hasSeq ? sql.exec("SELECT name, quote(seq) AS seq FROM sqlite_sequence ORDER BY name").toArray() : [];

@@ -191,11 +191,28 @@ async function info(state: State) {
 
 type Table = { name: string; sql: string };
 
+/**
+ * userTables lists the object's own tables by name: virtual tables (FTS5) included, their shadow
+ * tables not (the virtual table creates and fills them again).
+ */
 function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
+  const shadow = new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string));
   return sql
     .exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name")
     .toArray()
-    .filter((r) => !isInternal(r.name) && r.sql);
+    .filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+}
+
+/**
+ * ftsContent tells how an FTS5/FTS4 table keeps its text: "own" (its rows are exported and inserted
+ * again), "external" (it indexes another table: rebuilt from it on import), "none" (contentless: the
+ * text is not stored, so it cannot be exported), or null for any other table.
+ */
+function ftsContent(t: Table): "own" | "external" | "none" | null {
+  if (!/^\s*CREATE\s+VIRTUAL\s+TABLE\b[\s\S]*\bUSING\s+fts[345]\b/i.test(t.sql)) return null;
+  const m = /\bcontent\s*=\s*(?:'((?:[^']|'')*)'|"((?:[^"]|"")*)"|([A-Za-z0-9_]+))/i.exec(t.sql);
+  if (!m) return "own";
+  return (m[1] ?? m[2] ?? m[3] ?? "") === "" ? "none" : "external";
 }
 
 /**
@@ -233,7 +250,8 @@ function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v
 
 /** rowidName is a name that reaches the table's rowid (not shadowed by a column), or null. */
 function rowidName(t: Table, cols: string[]): string | null {
-  if (/\bWITHOUT\s+ROWID\b/i.test(t.sql) || /^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)) return null;
+  if (/\bWITHOUT\s+ROWID\b/i.test(t.sql)) return null;
+  if (/^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)) return ftsContent(t) === "own" ? "rowid" : null;
   const lower = new Set(cols.map((c) => c.toLowerCase()));
   for (const n of ["_rowid_", "rowid", "oid"]) if (!lower.has(n)) return n;
   return null;
@@ -305,7 +323,11 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       for (; i < tables.length && !full(); i++) {
         const t = tables[i];
         const cols = tableCols(sql, t.name);
-        emit({ t: "table", name: t.name, sql: t.sql, cols, rowid: rowidName(t, cols) });
+        const fts = ftsContent(t);
+        const line: Record<string, unknown> = { t: "table", name: t.name, sql: t.sql, cols, rowid: rowidName(t, cols) };
+        if (fts === "external") line.rebuild = true;
+        if (fts === "none") warn(`table ${JSON.stringify(t.name)}: a contentless full-text table does not store its text, so its index cannot be exported; it is restored empty`);
+        emit(line);
         c.n.tables++;
         c.tb = t.name;
       }
@@ -333,6 +355,17 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       const cols = tableCols(sql, t.name);
       const rid = rowidName(t, cols);
       const want = Math.max(1, Math.min(limit - out.length, 500));
+      const fts = ftsContent(t);
+      if (fts === "external" || fts === "none") {
+        // no rows of its own: rebuilt from its content table, or not stored at all
+        const next = tables[ti + 1];
+        if (next) c.tb = next.name;
+        else {
+          c.ph = "seq";
+          delete c.tb;
+        }
+        continue;
+      }
       const list = cols
         .map((x) => {
           const c = q(x);
@@ -593,6 +626,10 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   const apply = () => {
     if (stmts.length) sql!.exec("PRAGMA defer_foreign_keys = ON");
     for (const s of stmts) sql!.exec(s.sql, ...s.args);
+    if (final) {
+      // Full-text tables over another table's content are rebuilt once every row is in.
+      for (const t of userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
+    }
   };
   let atomic = false;
   try {

@@ -235,3 +235,29 @@ test("foreign keys in a cycle or to their own table are flagged in the end line 
   await post(`/sessions/${id}/__test/sql`, ["CREATE TABLE tree(id INTEGER PRIMARY KEY, parent REFERENCES tree(id))", "INSERT INTO tree VALUES (1, NULL), (2, 1)"]);
   assert.equal(endOf(await exportText("SessionStore", id)).fk_cycle, true);
 });
+
+test("full-text tables (FTS5) restore: own content re-inserted, external content rebuilt, contentless named at backup", async () => {
+  const src = await idOf("sessions", "fts-src");
+  await post(`/sessions/${src}/__test/sql`, [
+    "CREATE VIRTUAL TABLE notes USING fts5(title, body)",
+    "INSERT INTO notes(rowid, title, body) VALUES (3, 'alpha', 'restore me'), (9, 'beta', 'backup 漢字')",
+    "CREATE TABLE docs(id INTEGER PRIMARY KEY, body TEXT)",
+    "INSERT INTO docs VALUES (1, 'gamma ray'), (5, 'alpha centauri')",
+    "CREATE VIRTUAL TABLE docs_fts USING fts5(body, content='docs', content_rowid='id')",
+    "INSERT INTO docs_fts(docs_fts) VALUES ('rebuild')",
+  ]);
+  const want = await get(`/sessions/${src}/__test/snapshot`);
+  const text = await exportText("SessionStore", src);
+  assert.equal(endOf(text).unrestorable, undefined);
+  const dst = await idOf("sessions", "fts-dst");
+  const r = await importText("SessionStore", dst, text);
+  assert.equal(r.status, 200, await r.clone().text());
+  assert.deepStrictEqual(await get(`/sessions/${dst}/__test/snapshot`), want);
+  const [a, b] = await post(`/sessions/${dst}/__test/sql`, ["SELECT rowid FROM notes WHERE notes MATCH 'restore'", "SELECT rowid FROM docs_fts WHERE docs_fts MATCH 'alpha'"]);
+  assert.deepStrictEqual([a, b], [[{ rowid: 3 }], [{ rowid: 5 }]]);
+  // Contentless: the text is not stored anywhere, so the backup says so.
+  await post(`/sessions/${src}/__test/sql`, ["CREATE VIRTUAL TABLE blind USING fts5(body, content='')", "INSERT INTO blind(rowid, body) VALUES (1, 'secret')"]);
+  const end = endOf(await exportText("SessionStore", src));
+  assert.equal(end.unrestorable, 1);
+  assert.match(end.warnings[0], /table "blind": a contentless full-text table/);
+});
