@@ -318,7 +318,10 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     }
     if (c.ph === "tables" && sql) {
       const tables = userTables(sql);
-      let i = c.tb === undefined ? 0 : tables.findIndex((t) => t.name > c.tb!);
+      // Resume after the last table written (SQLite orders names by their UTF-8 bytes, so compare by
+      // position, not with JavaScript's UTF-16 order).
+      let i = c.tb === undefined ? 0 : tables.findIndex((t) => t.name === c.tb) + 1;
+      if (i === 0 && c.tb !== undefined) i = tables.findIndex((t) => t.name > c.tb!); // dropped meanwhile
       if (i < 0) i = tables.length;
       for (; i < tables.length && !full(); i++) {
         const t = tables[i];
