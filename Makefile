@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/cfbackup/cfbackup/internal/cli.Version=$(VERSION)
 BIN     := .bin
 
-.PHONY: all build test test-short bench bench-r2 fuzz lint demo drill tools clean
+.PHONY: all build test test-short bench bench-r2 fuzz fuzz-restore-do lint demo drill tools clean
 
 all: build
 
@@ -30,6 +30,12 @@ bench:
 # R2: cfbackup vs rclone copy + restic on a loopback S3 server (needs rclone, restic: CFBACKUP_BENCH_TOOLS=1 make tools).
 bench-r2:
 	scripts/bench-r2.sh
+
+# Durable Objects: the differential restore test in workerd over SEEDS random objects (from START).
+SEEDS ?= 200
+START ?= 1
+fuzz-restore-do:
+	cd worker && npm run build && DO_FUZZ_SEEDS=$(SEEDS) DO_FUZZ_START=$(START) node --test test/differential.test.mjs
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadSegment -fuzztime 30s ./pkg/archive/

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -68,6 +69,7 @@ func (b *doBackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 		}
 	}
 	var details []doNamespacePlan
+	var warnMu sync.Mutex
 	for _, ns := range nss {
 		ns := ns
 		ids, empty, err := durableobject.ListStoredObjects(ctx, cf, ns)
@@ -77,7 +79,15 @@ func (b *doBackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 		details = append(details, doNamespacePlan{Namespace: ns, Objects: len(ids), Empty: empty})
 		plan.AddCapture(engine.Capture{Component: durableobject.Component, Name: ns.Name, Run: func(ctx context.Context, s *engine.Session) error {
 			s.Log.Info("backing up Durable Object namespace", "namespace", ns.Name, "class", ns.Class, "objects", len(ids), "concurrency", b.Concurrency)
-			src, items, err := durableobject.Backup(ctx, client, s.Writer, ns, ids, durableobject.BackupOptions{Concurrency: b.Concurrency, Log: s.Log, Progress: s.Progress.Add})
+			src, items, err := durableobject.Backup(ctx, client, s.Writer, ns, ids, durableobject.BackupOptions{Concurrency: b.Concurrency, Log: s.Log, Progress: s.Progress.Add,
+				OnUnrestorable: func(id string, end durableobject.End) {
+					warnMu.Lock()
+					defer warnMu.Unlock()
+					fmt.Fprintf(o.f.IO.Err, "Warning: Durable Object %s/%s holds %d value(s) the platform would refuse on restore:\n", ns.Name, id, end.Unrestorable)
+					for _, w := range end.Warnings {
+						fmt.Fprintf(o.f.IO.Err, "  %s\n", w)
+					}
+				}})
 			if err != nil {
 				return doErr(err)
 			}

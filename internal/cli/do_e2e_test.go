@@ -281,3 +281,57 @@ func TestDurableObjectsWorkerErrors(t *testing.T) {
 		t.Fatalf("unknown id: exit %d %s", code, errs)
 	}
 }
+
+// TestDurableObjectsUnrestorableValueAndPartialRestore: a value that local workerd accepts but the
+// platform would refuse on restore (140,006 B V8-serialised in a KV-backed object) is announced when
+// the backup is taken; the restore brings back every other object, names the one that cannot be
+// restored, and exits non-zero (8). A 108,008 B CJK value (162,002 B as UTF-8) is legal and restored.
+func TestDurableObjectsUnrestorableValueAndPartialRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the Workers runtime")
+	}
+	a := startDOAccount(t)
+	put := func(route, name, key string, v any) string {
+		get(t, fmt.Sprintf("%s/%s/name:%s/__test/seed?i=3", a.w.URL, route, name))
+		b, _ := json.Marshal(map[string]any{"k": key, "v": v})
+		resp, err := http.Post(fmt.Sprintf("%s/%s/name:%s/__test/put", a.w.URL, route, name), "application/json", bytes.NewReader(b))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("put: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		var in struct{ ID string }
+		_ = json.Unmarshal(get(t, fmt.Sprintf("%s/%s/name:%s/__test/inspect", a.w.URL, route, name)), &in)
+		return in.ID
+	}
+	huge := put("ratelimit", "huge", "huge", strings.Repeat("é", 140000))
+	cjk := put("ratelimit", "cjk", "cjk", strings.Repeat("漢", 54001))
+	for i := 0; i < 4; i++ {
+		put("ratelimit", fmt.Sprint("plain", i), "x", i)
+		put("sessions", fmt.Sprint("s", i), "y", i)
+	}
+	before := a.inspectAll(t)
+	a.initRepo(t)
+	code, _, errs := a.run(t, "backup", "--component", "do")
+	if code != 0 || !strings.Contains(errs, "Warning: Durable Object") || !strings.Contains(errs, huge) ||
+		!strings.Contains(errs, `kv "huge": value of 140006 bytes (V8 serialisation) exceeds the 131072-byte value limit`) || strings.Contains(errs, cjk) {
+		t.Fatalf("backup: exit %d, stderr:\n%s", code, errs)
+	}
+	a.w.Restart(t, doSecret, true)
+	a.env["CFBACKUP_WORKER_URL"] = a.w.URL
+	code, out, errs := a.run(t, "restore", "latest", "--component", "do")
+	if code != cli.ExitRefused || !strings.Contains(errs, "1 of 10 Durable Object(s) could not be restored") || !strings.Contains(errs, huge) || !strings.Contains(errs, "9 of 10 object(s) were restored") {
+		t.Fatalf("restore: exit %d\n%s\n%s", code, out, errs)
+	}
+	after := a.inspectAll(t)
+	for k, v := range before {
+		if strings.HasSuffix(k, huge) {
+			if got, ok := after[k].(map[string]any); ok && len(got["kv"].([]any)) != 0 {
+				t.Errorf("the refused object %s holds data after the restore: %v", k, got)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(v, after[k]) {
+			t.Errorf("object %s not restored", k)
+		}
+	}
+}

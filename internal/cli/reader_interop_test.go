@@ -532,7 +532,7 @@ func compareR2Metadata(t *testing.T, cfPath, readerPath string, n int) {
 
 // TestReaderInteropDurableObjects: Durable Object items written by cfbackup from the real Workers
 // runtime are read by the independent reader (cfreader.py restore-do), which checks each against
-// FORMAT.md and docs/DURABLE_OBJECTS.md (cfbackup-do/1 header, end-line counts, kv + rows = the
+// FORMAT.md and docs/DURABLE_OBJECTS.md (cfbackup-do/2 header, end-line counts, kv + rows = the
 // catalogue's rows) and writes it out; its files must be the export lines cfbackup's own test-restore
 // accepted, one per object.
 func TestReaderInteropDurableObjects(t *testing.T) {
@@ -574,8 +574,8 @@ func TestReaderInteropDurableObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if !strings.Contains(lines[0], `"cfbackup-do/1"`) || !strings.Contains(lines[len(lines)-1], `"t":"end"`) {
-			t.Errorf("%s: not a cfbackup-do/1 export:\n%s", f, b)
+		if !strings.Contains(lines[0], `"cfbackup-do/2"`) || !strings.Contains(lines[len(lines)-1], `"t":"end"`) {
+			t.Errorf("%s: not a cfbackup-do/2 export:\n%s", f, b)
 		}
 	}
 }

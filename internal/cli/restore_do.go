@@ -246,13 +246,20 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 	finish := eng.StartProgress("restore", plan.Bytes)
 	var results []durableobject.ObjectResult
 	var rerr error
+	var failed []durableobject.ObjectFailure
 	for _, p := range plan.Namespaces {
 		res, err := durableobject.Restore(ctx, client, p.target.Class, p.items, open, durableobject.RestoreOptions{
 			Concurrency: b.Concurrency, ChunkBytes: b.ChunkBytes, Log: o.f.Log(), // the opener reports progress
 		})
 		results = append(results, res...)
+		var re *durableobject.RestoreErrors
+		if errors.As(err, &re) {
+			// Some objects failed, the others of the namespace were restored: go on with the next one.
+			failed = append(failed, re.Failures...)
+			continue
+		}
 		if err != nil {
-			rerr = err
+			rerr = err // every object would meet it (authentication, configuration, cancellation)
 			break
 		}
 	}
@@ -263,6 +270,14 @@ func (b *doRestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
 			msg += "\nTo roll back: " + undo
 		}
 		return fmt.Errorf("%w\n%s", doErr(rerr), msg)
+	}
+	if len(failed) > 0 {
+		re := &durableobject.RestoreErrors{Failures: failed, Attempted: len(failed) + len(results)}
+		msg := fmt.Sprintf("%d of %d object(s) were restored; each failed object is named above (a refused one was not changed, another may be partly restored). Restore a single object again with --object-id.", len(results), plan.Objects)
+		if undo != "" {
+			msg += "\nTo roll back: " + undo
+		}
+		return fmt.Errorf("%w\n%s", doErr(re), msg)
 	}
 	var kv, rows, atomic int64
 	for _, x := range results {

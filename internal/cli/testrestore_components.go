@@ -174,10 +174,10 @@ func hashFile(path string) (int64, string, error) {
 
 // doCounts is what one object's export holds, counted line by line.
 type doCounts struct {
-	KV, Tables, Rows, Schema int64
+	KV, Tables, Rows, Schema, Sequences int64
 }
 
-// decodeDOItem reads one object's cfbackup-do/1 export: a header first, then kv/table/row/schema
+// decodeDOItem reads one object's cfbackup-do/1 or /2 export: a header first, then kv/table/row/schema
 // lines that each parse as JSON, and an end line last whose counts match the lines.
 func decodeDOItem(r io.Reader) (doCounts, durableobject.End, error) {
 	var c doCounts
@@ -200,8 +200,8 @@ func decodeDOItem(r io.Reader) (doCounts, durableobject.End, error) {
 				return c, durableobject.End{}, fmt.Errorf("line %d does not parse as JSON: %v", n+1, jerr)
 			}
 			if n == 0 {
-				if l.T != "header" || l.Format != durableobject.Format {
-					return c, durableobject.End{}, fmt.Errorf("the export does not start with a %s header", durableobject.Format)
+				if l.T != "header" || !durableobject.KnownFormat(l.Format) {
+					return c, durableobject.End{}, fmt.Errorf("the export does not start with a %s or %s header", durableobject.Format, durableobject.FormatV1)
 				}
 				continue
 			}
@@ -214,6 +214,8 @@ func decodeDOItem(r io.Reader) (doCounts, durableobject.End, error) {
 				c.Rows++
 			case "schema":
 				c.Schema++
+			case "seq":
+				c.Sequences++
 			case "end":
 				var e durableobject.End
 				if jerr := json.Unmarshal(line, &e); jerr != nil {
@@ -234,7 +236,7 @@ func decodeDOItem(r io.Reader) (doCounts, durableobject.End, error) {
 	if end == nil {
 		return c, durableobject.End{}, errors.New("the export has no end line")
 	}
-	if c.KV != end.KV || c.Tables != end.Tables || c.Rows != end.Rows || c.Schema != end.Schema {
+	if c.KV != end.KV || c.Tables != end.Tables || c.Rows != end.Rows || c.Schema != end.Schema || c.Sequences != end.Sequences {
 		return c, *end, fmt.Errorf("the export holds %d kv, %d table, %d row and %d schema line(s); its end line says %d, %d, %d, %d",
 			c.KV, c.Tables, c.Rows, c.Schema, end.KV, end.Tables, end.Rows, end.Schema)
 	}

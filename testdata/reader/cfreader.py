@@ -1004,23 +1004,24 @@ def restore_r2(repo, m, items, to_dir):
 # Durable Objects
 
 def check_do_item(it, data):
-    """FORMAT.md "Durable Object items" / DURABLE_OBJECTS.md: a cfbackup-do/1 header first, an end line
-    last whose counts match the kv/table/row/schema lines, and kv + rows = the catalogue's rows."""
+    """FORMAT.md "Durable Object items" / DURABLE_OBJECTS.md: a cfbackup-do/2 (or /1) header first, an
+    end line last whose counts match the kv/table/row/schema/seq lines, and kv + rows = the catalogue's
+    rows."""
     lines = [json.loads(l) for l in data.decode("utf-8").splitlines() if l.strip()]
-    if not lines or lines[0].get("t") != "header" or lines[0].get("format") != "cfbackup-do/1":
-        raise ReaderError("%s: no cfbackup-do/1 header" % it["name"])
+    if not lines or lines[0].get("t") != "header" or lines[0].get("format") not in ("cfbackup-do/1", "cfbackup-do/2"):
+        raise ReaderError("%s: no cfbackup-do/2 or cfbackup-do/1 header" % it["name"])
     if lines[0].get("id") != it.get("object_id"):
         raise ReaderError("%s: header id is not the item's object_id" % it["name"])
     if lines[-1].get("t") != "end":
         raise ReaderError("%s: no end line" % it["name"])
-    n = {"kv": 0, "table": 0, "row": 0, "schema": 0}
+    n = {"kv": 0, "table": 0, "row": 0, "schema": 0, "seq": 0}
     for l in lines[1:-1]:
         t = l.get("t")
         if t not in n:
             raise ReaderError("%s: unexpected line type %r" % (it["name"], t))
         n[t] += 1
     end = lines[-1]
-    if (end.get("kv"), end.get("tables"), end.get("rows"), end.get("schema")) != (n["kv"], n["table"], n["row"], n["schema"]):
+    if (end.get("kv"), end.get("tables"), end.get("rows"), end.get("schema"), end.get("sequences", 0)) != (n["kv"], n["table"], n["row"], n["schema"], n["seq"]):
         raise ReaderError("%s: end line counts differ from its lines" % it["name"])
     if n["kv"] + n["row"] != _int(it["rows"]):
         raise ReaderError("%s: kv + rows = %d, catalogue says %d" % (it["name"], n["kv"] + n["row"], _int(it["rows"])))

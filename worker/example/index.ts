@@ -9,6 +9,7 @@
 // the ALLOW_TEST_ROUTES binding is "1" (the test harness sets it; a deployment never does).
 import { DurableObject } from "cloudflare:workers";
 import { withCfbackup, routeCfbackup, isCfbackupRequest, handleCfbackup } from "../src/index.js";
+import { testRoute } from "./fuzz.js";
 
 interface Env {
   SESSIONS: any;
@@ -60,6 +61,10 @@ export class SessionStore extends withCfbackup(DurableObject) {   // cfbackup, l
     if (url.pathname === "/session" && req.method === "GET") {
       const s = await this.ctx.storage.get("session");
       return s ? Response.json(describe(s)) : new Response("no session", { status: 404 });
+    }
+    if (env.ALLOW_TEST_ROUTES === "1") {
+      const r = await testRoute(this.ctx, "sqlite", url, req);
+      if (r) return r;
     }
     if (env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/seed") {
       const i = Number(url.searchParams.get("i"));
@@ -141,6 +146,10 @@ export class RateLimiter {
   async fetch(req: Request): Promise<Response> {
     if (isCfbackupRequest(req)) return handleCfbackup(this.state, this.env, req);   // cfbackup (class-style mount)
     const url = new URL(req.url);
+    if (this.env.ALLOW_TEST_ROUTES === "1") {
+      const r = await testRoute(this.state, "kv", url, req);
+      if (r) return r;
+    }
     if (this.env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/seed") {
       const i = Number(url.searchParams.get("i"));
       const entries: Record<string, unknown> = {};

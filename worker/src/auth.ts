@@ -85,8 +85,24 @@ export class ReplayGuard {
   }
 }
 
+/** SignedHeaders are a request's signature headers, checked for form and freshness by checkHeaders. */
+export interface SignedHeaders {
+  ts: string;
+  nonce: string;
+  sig: string;
+}
+
 /** verify checks a request's signature and freshness; it throws AuthError. body is the raw body. */
 export async function verify(secret: string | undefined, req: Request, body: Uint8Array, guard: ReplayGuard, now = Date.now()): Promise<void> {
+  const h = checkHeaders(secret, req, now);
+  await checkSignature(secret!, req, body, h, guard, now);
+}
+
+/**
+ * checkHeaders checks everything that can be checked before the body is read: a usable secret, the
+ * three signature headers well formed, and a timestamp inside the window. It throws AuthError.
+ */
+export function checkHeaders(secret: string | undefined, req: Request, now = Date.now()): SignedHeaders {
   if (!secret) {
     throw new AuthError(503, "no_secret", "CFBACKUP_SECRET is not set on this Worker, so cfbackup requests are refused: run 'wrangler secret put CFBACKUP_SECRET' with the same value as cfbackup's CFBACKUP_WORKER_SECRET");
   }
@@ -106,6 +122,12 @@ export async function verify(secret: string | undefined, req: Request, body: Uin
   if (skew > MAX_SKEW_SECONDS) {
     throw new AuthError(403, "stale", `request timestamp is ${Math.round(skew)} s away from the Worker's clock (limit ${MAX_SKEW_SECONDS} s): check the clock of the host running cfbackup`);
   }
+  return { ts, nonce, sig };
+}
+
+/** checkSignature checks the HMAC over the request and its (bounded, already read) body, then replay. */
+export async function checkSignature(secret: string, req: Request, body: Uint8Array, h: SignedHeaders, guard: ReplayGuard, now = Date.now()): Promise<void> {
+  const { ts, nonce, sig } = h;
   const url = new URL(req.url);
   const want = await hmacHex(secret, stringToSign(req.method, url.pathname, canonicalQuery(url.searchParams), await sha256Hex(body), ts, nonce));
   if (!timingSafeEqual(want, sig)) {

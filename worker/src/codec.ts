@@ -59,19 +59,42 @@ export function encode(v: unknown, seen: Set<object> = new Set()): Tagged {
   if (seen.has(o)) throw new TypeError("cannot encode a value with circular or shared references");
   seen.add(o);
   try {
-    if (Array.isArray(o)) return o.map((x) => encode(x, seen));
+    if (Array.isArray(o)) {
+      // Holes (sparse arrays) are kept: JSON would turn them into null.
+      const keys = Object.keys(o);
+      if (keys.length !== o.length || (keys.length > 0 && keys[keys.length - 1] !== String(o.length - 1))) {
+        // holes, or properties besides the indexes (Object.keys lists indexes first, ascending)
+        const v: Record<string, Tagged> = {};
+        for (const k of keys) v[k] = encode((o as unknown as Record<string, unknown>)[k], seen);
+        return { $t: "sa", n: o.length, v };
+      }
+      return o.map((x) => encode(x, seen));
+    }
     if (o instanceof Date) return { $t: "d", v: o.getTime() };
     if (o instanceof ArrayBuffer) return { $t: "ab", v: toBase64(new Uint8Array(o)) };
-    if (o instanceof DataView) return { $t: "dv", v: toBase64(bytesOf(o)) };
+    if (o instanceof DataView) {
+      if (o.byteOffset !== 0 || o.byteLength !== o.buffer.byteLength) return { $t: "dv", v: toBase64(new Uint8Array(o.buffer as ArrayBuffer)), o: o.byteOffset, n: o.byteLength };
+      return { $t: "dv", v: toBase64(bytesOf(o)) };
+    }
     if (ArrayBuffer.isView(o)) {
       const kind = (o as object).constructor.name;
       if (!(kind in typedArrays)) throw new TypeError(`cannot encode typed array ${kind}`);
-      return { $t: "ta", k: kind, v: toBase64(bytesOf(o)) };
+      const view = o as ArrayBufferView;
+      if (view.byteOffset !== 0 || view.byteLength !== view.buffer.byteLength) {
+        // A view of part of a buffer: storage keeps the whole buffer, so the export does too.
+        return { $t: "ta", k: kind, v: toBase64(new Uint8Array(view.buffer as ArrayBuffer)), o: view.byteOffset, n: (view as unknown as { length: number }).length };
+      }
+      return { $t: "ta", k: kind, v: toBase64(bytesOf(view)) };
     }
     if (o instanceof Map) return { $t: "m", v: [...o].map(([k, x]) => [encode(k, seen), encode(x, seen)]) };
     if (o instanceof Set) return { $t: "s", v: [...o].map((x) => encode(x, seen)) };
     if (o instanceof RegExp) return { $t: "re", src: o.source, flags: o.flags };
-    if (o instanceof Error) return { $t: "err", name: o.name, msg: o.message };
+    if (o instanceof Error) {
+      const e: { $t: string; [k: string]: unknown } = { $t: "err", name: o.name, msg: o.message };
+      if (typeof o.stack === "string") e.stack = o.stack;
+      if ("cause" in o) e.cause = encode((o as { cause?: unknown }).cause, seen);
+      return e;
+    }
     if (o instanceof Boolean || o instanceof Number || o instanceof String) {
       return { $t: "box", v: encode(o.valueOf(), seen) };
     }
@@ -104,13 +127,21 @@ export function decode(t: unknown): unknown {
     }
     case "dv": {
       const b = fromBase64(o.v);
+      if (o.o !== undefined) return new DataView(b.buffer as ArrayBuffer, o.o, o.n);
       return new DataView(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength);
     }
     case "ta": {
-      const C = typedArrays[o.k];
+      const C = typedArrays[o.k] as unknown as { new (b: ArrayBuffer, off?: number, n?: number): ArrayBufferView };
       if (!C) throw new TypeError(`unknown typed array ${o.k}`);
       const b = fromBase64(o.v);
-      return new C((b.buffer as ArrayBuffer).slice(b.byteOffset, b.byteOffset + b.byteLength));
+      const buf = (b.buffer as ArrayBuffer).slice(b.byteOffset, b.byteOffset + b.byteLength);
+      if (o.o !== undefined) return new C(buf, o.o, o.n);
+      return new C(buf);
+    }
+    case "sa": {
+      const a: unknown[] = new Array(o.n);
+      for (const k of Object.keys(o.v)) (a as unknown as Record<string, unknown>)[k] = decode(o.v[k]);
+      return a;
     }
     case "m":
       return new Map((o.v as unknown[][]).map(([k, x]) => [decode(k), decode(x)]));
@@ -121,6 +152,9 @@ export function decode(t: unknown): unknown {
     case "err": {
       const e = new Error(o.msg);
       e.name = o.name;
+      if (typeof o.stack === "string") e.stack = o.stack;
+      else delete (e as { stack?: string }).stack;
+      if ("cause" in o) (e as { cause?: unknown }).cause = decode(o.cause);
       return e;
     }
     case "box":
@@ -134,37 +168,3 @@ export function decode(t: unknown): unknown {
   throw new TypeError(`unknown type tag ${JSON.stringify(o.$t)}`);
 }
 
-/**
- * approxSize estimates a value's stored size in bytes (binary data by its byte length, strings by their
- * UTF-8 length, 8 bytes per number): the platform's limits are on the V8 serialisation, which a Worker
- * cannot compute, and local miniflare enforces none.
- */
-export function approxSize(v: unknown): number {
-  switch (typeof v) {
-    case "string":
-      return new TextEncoder().encode(v).length;
-    case "number":
-    case "bigint":
-      return 8;
-    case "boolean":
-    case "undefined":
-      return 1;
-  }
-  if (v === null) return 1;
-  if (v instanceof ArrayBuffer) return v.byteLength;
-  if (ArrayBuffer.isView(v)) return v.byteLength;
-  if (v instanceof Date) return 8;
-  if (v instanceof Map) {
-    let n = 0;
-    for (const [k, x] of v) n += approxSize(k) + approxSize(x);
-    return n;
-  }
-  if (v instanceof Set || Array.isArray(v)) {
-    let n = 0;
-    for (const x of v as Iterable<unknown>) n += approxSize(x);
-    return n;
-  }
-  let n = 0;
-  for (const [k, x] of Object.entries(v as object)) n += k.length + approxSize(x);
-  return n;
-}

@@ -9,22 +9,30 @@
 // signed (see auth.ts); pages are bounded so a large object never exceeds a request's CPU, memory or
 // body limits. docs/DURABLE_OBJECTS.md describes the protocol and the NDJSON format.
 
-import { encode, decode, approxSize } from "./codec.js";
-import { verify, AuthError, ReplayGuard } from "./auth.js";
+import { encode, decode } from "./codec.js";
+import { checkHeaders, checkSignature, AuthError, ReplayGuard } from "./auth.js";
+import { kvProblem, KV_KEY_BYTES, KV_VALUE_ADVERTISED, SQLITE_KV_BYTES } from "./v8size.js";
+import { checkCreate, SqlRefused } from "./sqlcheck.js";
 
 export { encode, decode } from "./codec.js";
 export { sign, verify, ReplayGuard, AuthError } from "./auth.js";
+export { v8SizeBounds, kvProblem } from "./v8size.js";
 
-/** FORMAT names the NDJSON export format written in each header line. */
-export const FORMAT = "cfbackup-do/1";
+/**
+ * FORMAT names the NDJSON export format written in each header line. Version 2 carries each SQL
+ * value's storage class and the rowid, exports sqlite_sequence, lists every table before any row
+ * (rows in foreign-key order) and reports values that cannot be restored. Imports accept 1 and 2.
+ */
+export const FORMAT = "cfbackup-do/2";
+export const FORMATS = ["cfbackup-do/1", "cfbackup-do/2"];
 /** PREFIX is the URL path prefix of every cfbackup request. */
 export const PREFIX = "/__cfbackup/v1/";
 
 /** Platform limits (developers.cloudflare.com/durable-objects/platform/limits); miniflare enforces none. */
 export const LIMITS = {
-  kvKeyBytes: 2048, // KV-backed: key
-  kvValueBytes: 131072, // KV-backed: value
-  sqliteKeyValueBytes: 2 * 1024 * 1024, // SQLite-backed: key + value
+  kvKeyBytes: KV_KEY_BYTES, // KV-backed: key (UTF-8)
+  kvValueBytes: KV_VALUE_ADVERTISED, // KV-backed: value (V8 serialisation; 34 bytes of slack are enforced)
+  sqliteKeyValueBytes: SQLITE_KV_BYTES, // SQLite-backed: key + value
   kvBatch: 128, // keys per get/put/delete
 };
 
@@ -32,13 +40,17 @@ const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10000;
 const DEFAULT_MAX_BYTES = 4 << 20;
 const MAX_MAX_BYTES = 32 << 20;
-const MAX_IMPORT_BYTES = 64 << 20;
+/** The largest import body read; a longer one is refused before it is read (the Go client sends 4 MiB). */
+export const MAX_IMPORT_BYTES = 16 << 20;
+/** Warnings (values that cannot be restored) named one by one in an export's end line; more are counted. */
+const MAX_WARNINGS = 20;
 
 type SqlCursor = { toArray(): any[]; raw(): { toArray(): any[][] } & Iterable<any[]>; columnNames: string[] };
 interface Storage {
   sql?: { exec(q: string, ...b: unknown[]): SqlCursor };
   kv?: { get(k: string): unknown; put(k: string, v: unknown): void; delete(k: string): boolean; list(o?: object): Iterable<[string, unknown]> };
   list(o?: object): Promise<Map<string, unknown>>;
+  get(k: string): Promise<unknown>;
   put(entries: Record<string, unknown>): Promise<void>;
   deleteAll(): Promise<void>;
   getAlarm(): Promise<number | null>;
@@ -84,33 +96,74 @@ function isInternal(name: string): boolean {
 
 const q = (name: string) => '"' + name.replace(/"/g, '""') + '"';
 
-type Cursor = { ph: "kv" | "sql" | "schema" | "done"; k?: string; tb?: string; started?: boolean; r?: number; off?: number; n: { kv: number; tables: number; rows: number; schema: number } };
+type Counts = { kv: number; tables: number; rows: number; schema: number; sequences: number };
+type Cursor = {
+  ph: "kv" | "tables" | "sql" | "seq" | "schema" | "done";
+  k?: string;
+  tb?: string;
+  r?: string;
+  off?: number;
+  n: Counts;
+  w?: string[];
+  nw?: number;
+  fkc?: boolean;
+};
 
 function encCursor(c: Cursor): string {
-  return btoa(JSON.stringify(c)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(unescape(encodeURIComponent(JSON.stringify(c)))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 function decCursor(s: string): Cursor {
   try {
-    return JSON.parse(atob(s.replace(/-/g, "+").replace(/_/g, "/")));
+    return JSON.parse(decodeURIComponent(escape(atob(s.replace(/-/g, "+").replace(/_/g, "/")))));
   } catch {
     throw new AuthError(400, "bad_cursor", "malformed cursor");
   }
 }
 
+/** readBody reads at most max bytes of a request body; a longer one is refused (413) unread. */
+async function readBody(req: Request, max: number): Promise<Uint8Array> {
+  const cl = req.headers.get("content-length");
+  if (cl !== null && Number(cl) > max) throw new AuthError(413, "too_large", `request body of ${cl} bytes exceeds ${max}: send smaller chunks`);
+  if (!req.body) return new Uint8Array(0);
+  const rd = req.body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await rd.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await rd.cancel();
+      throw new AuthError(413, "too_large", `request body exceeds ${max} bytes: send smaller chunks`);
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  return out;
+}
+
 /**
  * handleCfbackup answers one cfbackup request for the object whose state is given: info, export (one
- * page) or import (one chunk). It checks the signature first; nothing is read or changed otherwise.
+ * page) or import (one chunk). The secret, the signature headers and the timestamp are checked before
+ * the body is read, the body is read only up to MAX_IMPORT_BYTES, and the signature over it is
+ * checked before anything is read from or written to storage.
  */
 export async function handleCfbackup(state: State, env: Env, req: Request): Promise<Response> {
   const url = new URL(req.url);
   const parts = url.pathname.slice(PREFIX.length).split("/");
-  if (parts.length !== 3) return json(404, { error: "not_found", message: `use ${PREFIX}<Class>/<object id>/{info,export,import}` });
+  if (parts.length !== 3) return json(404, { error: "not_found", message: "not found" });
   const [, id, op] = parts;
-  const body = new Uint8Array(req.method === "POST" ? await req.arrayBuffer() : new ArrayBuffer(0));
   let guard = guards.get(state);
   if (!guard) guards.set(state, (guard = new ReplayGuard()));
   try {
-    await verify(env.CFBACKUP_SECRET, req, body, guard);
+    const h = checkHeaders(env.CFBACKUP_SECRET, req);
+    const body = req.method === "POST" ? await readBody(req, MAX_IMPORT_BYTES) : new Uint8Array(0);
+    await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard);
     if (id !== state.id.toString()) {
       return json(400, { error: "wrong_object", message: `request for object ${id} reached object ${state.id}: check the Worker's cfbackup route` });
     }
@@ -121,6 +174,7 @@ export async function handleCfbackup(state: State, env: Env, req: Request): Prom
   } catch (e) {
     if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
     if (e instanceof ImportError) return json(422, { error: "import_refused", message: e.message });
+    if (e instanceof ApplyError) return json(422, { error: "import_failed", message: e.message });
     return json(500, { error: "internal", message: String((e as Error)?.message ?? e) });
   }
 }
@@ -130,27 +184,96 @@ async function info(state: State) {
   const sql = sqlOf(st);
   const keys = await st.list({ limit: 1 });
   let tables = 0;
-  if (sql) {
-    tables = sql.exec("SELECT name FROM sqlite_master WHERE type='table'").toArray().filter((r) => !isInternal(r.name)).length;
-  }
+  if (sql) tables = userTables(sql).length;
   const alarm = await st.getAlarm();
   return { id: state.id.toString(), format: FORMAT, backend: sql ? "sqlite" : "kv", has_data: keys.size > 0 || tables > 0 || alarm !== null, tables, alarm };
 }
 
-function userTables(sql: NonNullable<Storage["sql"]>): { name: string; sql: string }[] {
+type Table = { name: string; sql: string };
+
+/**
+ * userTables lists the object's own tables by name: virtual tables (FTS5) included, their shadow
+ * tables not (the virtual table creates and fills them again).
+ */
+function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
+  const shadow = new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string));
   return sql
     .exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name")
     .toArray()
-    .filter((r) => !isInternal(r.name) && r.sql);
+    .filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
 }
 
+/**
+ * ftsContent tells how an FTS5/FTS4 table keeps its text: "own" (its rows are exported and inserted
+ * again), "external" (it indexes another table: rebuilt from it on import), "none" (contentless: the
+ * text is not stored, so it cannot be exported), or null for any other table.
+ */
+function ftsContent(t: Table): "own" | "external" | "none" | null {
+  if (!/^\s*CREATE\s+VIRTUAL\s+TABLE\b[\s\S]*\bUSING\s+fts[345]\b/i.test(t.sql)) return null;
+  const m = /\bcontent\s*=\s*(?:'((?:[^']|'')*)'|"((?:[^"]|"")*)"|([A-Za-z0-9_]+))/i.exec(t.sql);
+  if (!m) return "own";
+  return (m[1] ?? m[2] ?? m[3] ?? "") === "" ? "none" : "external";
+}
+
+/**
+ * fkOrder orders tables so that a table comes after the tables its foreign keys reference (parents
+ * first), by name among equals; tables in a cycle follow in name order. A multi-chunk import then
+ * inserts parents before children.
+ */
+function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v: boolean }): Table[] {
+  const byLower = new Map(tables.map((t) => [t.name.toLowerCase(), t]));
+  const parents = new Map<string, Set<string>>();
+  for (const t of tables) {
+    const ps = new Set<string>();
+    for (const r of sql.exec(`PRAGMA foreign_key_list(${q(t.name)})`).toArray()) {
+      const p = byLower.get(String(r.table).toLowerCase());
+      if (p && p.name !== t.name) ps.add(p.name);
+      else if (p && cyclic) cyclic.v = true; // a self reference
+    }
+    parents.set(t.name, ps);
+  }
+  const out: Table[] = [];
+  const done = new Set<string>();
+  const left = [...tables];
+  while (left.length) {
+    let i = left.findIndex((t) => [...parents.get(t.name)!].every((p) => done.has(p)));
+    if (i < 0) {
+      i = 0; // a cycle: break it by name
+      if (cyclic) cyclic.v = true;
+    }
+    const [t] = left.splice(i, 1);
+    done.add(t.name);
+    out.push(t);
+  }
+  return out;
+}
+
+/** rowidName is a name that reaches the table's rowid (not shadowed by a column), or null. */
+function rowidName(t: Table, cols: string[]): string | null {
+  if (/\bWITHOUT\s+ROWID\b/i.test(t.sql)) return null;
+  if (/^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)) return ftsContent(t) === "own" ? "rowid" : null;
+  const lower = new Set(cols.map((c) => c.toLowerCase()));
+  for (const n of ["_rowid_", "rowid", "oid"]) if (!lower.has(n)) return n;
+  return null;
+}
+
+const INT_SAFE = 9007199254740991;
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * exportPage writes one page of the export:
+ *   header, kv…, table… (all of them, by name), row… (tables parents first), seq…, schema…, end.
+ * Every SQL value is read with its storage class (typeof): integers beyond ±2^53 as decimal text,
+ * text as its bytes (so invalid UTF-8 and NUL survive), and the row's rowid.
+ */
 async function exportPage(state: State, url: URL): Promise<Response> {
   const st = state.storage;
   const sql = sqlOf(st);
+  const backend = sql ? "sqlite" : "kv";
   const limit = Math.min(Math.max(Number(url.searchParams.get("limit") ?? DEFAULT_LIMIT) || DEFAULT_LIMIT, 1), MAX_LIMIT);
   const maxBytes = Math.min(Math.max(Number(url.searchParams.get("max_bytes") ?? DEFAULT_MAX_BYTES) || DEFAULT_MAX_BYTES, 1024), MAX_MAX_BYTES);
   const cs = url.searchParams.get("cursor");
-  const c: Cursor = cs ? decCursor(cs) : { ph: "kv", n: { kv: 0, tables: 0, rows: 0, schema: 0 } };
+  const c: Cursor = cs ? decCursor(cs) : { ph: "kv", n: { kv: 0, tables: 0, rows: 0, schema: 0, sequences: 0 } };
   const out: string[] = [];
   let bytes = 0;
   const emit = (o: unknown) => {
@@ -158,10 +281,15 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     out.push(line);
     bytes += line.length;
   };
+  const warn = (msg: string) => {
+    c.nw = (c.nw ?? 0) + 1;
+    if ((c.w ??= []).length < MAX_WARNINGS) c.w.push(msg);
+  };
   const full = () => out.length >= limit || bytes >= maxBytes;
   if (!cs) {
-    emit({ t: "header", format: FORMAT, id: state.id.toString(), backend: sql ? "sqlite" : "kv", alarm: await st.getAlarm(), time: Date.now() });
+    emit({ t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() });
   }
+  const tablesInOrder = () => (sql ? fkOrder(sql, userTables(sql)) : []);
   while (!full() && c.ph !== "done") {
     if (c.ph === "kv") {
       const want = Math.max(1, Math.min(limit - out.length, LIMITS.kvBatch));
@@ -171,65 +299,137 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       let done = 0;
       for (const [k, v] of page) {
         emit({ t: "kv", k, v: encode(v) });
+        const name = JSON.stringify(k.length > 60 ? k.slice(0, 60) + "…" : k);
+        const p = kvProblem(backend, k, v, false);
+        if (p) warn(`kv ${name}: ${p}: a restore of this object will fail`);
+        // Storage keeps keys as bytes and lists them back as UTF-8: a key written with an unpaired
+        // surrogate comes back with U+FFFD instead, under which its value cannot be read.
+        if (k.includes("\ufffd") && (await st.get(k)) === undefined) warn(`kv ${name}: the key was written with an unpaired surrogate and lists back with U+FFFD; it is restored under the listed key`);
         c.k = k;
         c.n.kv++;
         done++;
         if (full()) break;
       }
       if (done === page.size && page.size < want) {
-        c.ph = sql ? "sql" : "done";
+        c.ph = sql ? "tables" : "done";
         delete c.k;
       }
       continue;
     }
-    if (c.ph === "sql" && sql) {
+    if (c.ph === "tables" && sql) {
       const tables = userTables(sql);
-      let t = c.tb === undefined ? tables[0] : tables.find((x) => x.name === c.tb);
-      if (!t && c.tb !== undefined) t = tables.find((x) => x.name > c.tb!); // the table was dropped meanwhile
+      // Resume after the last table written (SQLite orders names by their UTF-8 bytes, so compare by
+      // position, not with JavaScript's UTF-16 order).
+      let i = c.tb === undefined ? 0 : tables.findIndex((t) => t.name === c.tb) + 1;
+      if (i === 0 && c.tb !== undefined) i = tables.findIndex((t) => t.name > c.tb!); // dropped meanwhile
+      if (i < 0) i = tables.length;
+      for (; i < tables.length && !full(); i++) {
+        const t = tables[i];
+        const cols = tableCols(sql, t.name);
+        const fts = ftsContent(t);
+        const line: Record<string, unknown> = { t: "table", name: t.name, sql: t.sql, cols, rowid: rowidName(t, cols) };
+        if (fts === "external") line.rebuild = true;
+        if (fts === "none") warn(`table ${JSON.stringify(t.name)}: a contentless full-text table does not store its text, so its index cannot be exported; it is restored empty`);
+        emit(line);
+        c.n.tables++;
+        c.tb = t.name;
+      }
+      if (i >= tables.length) {
+        c.ph = "sql";
+        delete c.tb;
+      }
+      continue;
+    }
+    if (c.ph === "sql" && sql) {
+      const tables = tablesInOrder();
+      let ti = c.tb === undefined ? 0 : tables.findIndex((x) => x.name === c.tb);
+      if (ti < 0) ti = tables.length; // dropped meanwhile: the rest of the order is not knowable; stop rows here
+      const t = tables[ti];
       if (!t) {
-        c.ph = "schema";
+        c.ph = "seq";
         delete c.tb;
         continue;
       }
       if (c.tb !== t.name) {
         c.tb = t.name;
-        c.started = false;
         delete c.r;
         delete c.off;
       }
       const cols = tableCols(sql, t.name);
-      if (!c.started) {
-        emit({ t: "table", name: t.name, sql: t.sql, cols });
-        c.started = true;
-        c.n.tables++;
+      const rid = rowidName(t, cols);
+      const want = Math.max(1, Math.min(limit - out.length, 500));
+      const fts = ftsContent(t);
+      if (fts === "external" || fts === "none") {
+        // no rows of its own: rebuilt from its content table, or not stored at all
+        const next = tables[ti + 1];
+        if (next) c.tb = next.name;
+        else {
+          c.ph = "seq";
+          delete c.tb;
+        }
         continue;
       }
-      const withoutRowid = /\bWITHOUT\s+ROWID\b/i.test(t.sql);
-      const want = Math.max(1, Math.min(limit - out.length, 500));
-      const list = cols.map(q).join(",");
-      const rows = withoutRowid
-        ? sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw().toArray()
-        : sql.exec(`SELECT _rowid_, ${list} FROM ${q(t.name)} WHERE _rowid_ > ? ORDER BY _rowid_ LIMIT ?`, c.r ?? -Number.MAX_SAFE_INTEGER, want).raw().toArray();
+      const list = cols
+        .map((x) => {
+          const c = q(x);
+          return `typeof(${c}), CASE typeof(${c}) WHEN 'text' THEN CAST(${c} AS BLOB) WHEN 'integer' THEN CASE WHEN ${c} > ${INT_SAFE} OR ${c} < -${INT_SAFE} THEN CAST(${c} AS TEXT) ELSE ${c} END ELSE ${c} END`;
+        })
+        .join(",");
+      const rows = rid
+        ? sql.exec(`SELECT CAST(${rid} AS TEXT)${list ? ", " + list : ""} FROM ${q(t.name)} WHERE ${rid} > CAST(? AS INTEGER) ORDER BY ${rid} LIMIT ?`, c.r ?? "-9223372036854775808", want).raw().toArray()
+        : sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw().toArray();
       let done = 0;
       for (const r of rows) {
-        emit({ t: "row", table: t.name, v: (withoutRowid ? r : r.slice(1)).map((x) => encode(x)) });
+        const vals = rid ? r.slice(1) : r;
+        let cls = "";
+        const v: unknown[] = [];
+        for (let j = 0; j < vals.length; j += 2) {
+          const ty = vals[j] as string;
+          let x = vals[j + 1];
+          cls += ty === "integer" ? "i" : ty === "real" ? "r" : ty === "text" ? "t" : ty === "blob" ? "b" : "n";
+          if (ty === "text" && x instanceof ArrayBuffer) {
+            try {
+              x = utf8.decode(x);
+            } catch {
+              /* not valid UTF-8: kept as its bytes, restored with CAST(? AS TEXT) */
+            }
+          }
+          v.push(encode(x));
+        }
+        const line: Record<string, unknown> = { t: "row", table: t.name, c: cls, v };
+        if (rid) line.r = /^-?[0-9]{1,15}$/.test(r[0]) ? Number(r[0]) : r[0]; // a number while exact, else text
+        emit(line);
         c.n.rows++;
         done++;
-        if (withoutRowid) c.off = (c.off ?? 0) + 1;
-        else c.r = r[0];
+        if (rid) c.r = r[0];
+        else c.off = (c.off ?? 0) + 1;
         if (full()) break;
       }
       if (done === rows.length && rows.length < want) {
-        const next = tables.find((x) => x.name > t!.name);
         delete c.r;
         delete c.off;
-        c.started = false;
+        const next = tables[ti + 1];
         if (next) c.tb = next.name;
         else {
-          c.ph = "schema";
+          c.ph = "seq";
           delete c.tb;
         }
       }
+      continue;
+    }
+    if (c.ph === "seq" && sql) {
+      const cyc = { v: false };
+      fkOrder(sql, userTables(sql), cyc);
+      if (cyc.v) c.fkc = true;
+      const has = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0;
+      if (has) {
+        for (const r of sql.exec("SELECT name, CAST(seq AS TEXT) AS seq FROM sqlite_sequence ORDER BY name").toArray()) {
+          if (isInternal(String(r.name))) continue;
+          emit({ t: "seq", name: r.name, seq: r.seq });
+          c.n.sequences++;
+        }
+      }
+      c.ph = "schema";
       continue;
     }
     if (sql) {
@@ -241,20 +441,78 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     }
     c.ph = "done";
   }
-  if (c.ph === "done") emit({ t: "end", kv: c.n.kv, tables: c.n.tables, rows: c.n.rows, schema: c.n.schema });
-  else emit({ t: "next", cursor: encCursor(c) });
+  if (c.ph === "done") {
+    const end: Record<string, unknown> = { t: "end", kv: c.n.kv, tables: c.n.tables, rows: c.n.rows, schema: c.n.schema, sequences: c.n.sequences };
+    // Foreign keys in a cycle or to their own table: an import in several chunks checks them per
+    // chunk, so such an object restores only while its export fits one chunk (cfbackup warns).
+    if (c.fkc) end.fk_cycle = true;
+    if (c.nw) {
+      end.unrestorable = c.nw;
+      end.warnings = c.w;
+    }
+    emit(end);
+  } else emit({ t: "next", cursor: encCursor(c) });
   return new Response(out.join(""), { headers: { "content-type": "application/x-ndjson" } });
 }
 
+/** ImportError: the chunk was refused before anything was changed. */
 class ImportError extends Error {}
+/** ApplyError: applying the chunk failed deterministically (a constraint, a limit); retrying cannot help. */
+class ApplyError extends Error {}
+
+function deterministic(e: unknown): boolean {
+  if (e instanceof RangeError || e instanceof TypeError || e instanceof SqlRefused) return true;
+  return /SQLITE_(CONSTRAINT|ERROR|MISMATCH|TOOBIG|RANGE|AUTH)/.test(String((e as Error)?.message ?? e));
+}
+
+type Stmt = { sql: string; args: unknown[] };
+
+/** insertOf builds the INSERT of one row line: v2 binds each value as its storage class demands. */
+function insertOf(table: string, cols: string[], o: any, rowid: string | null): Stmt {
+  const vals = o.v as unknown[];
+  if (!Array.isArray(vals) || vals.length !== cols.length) throw new ImportError(`row of ${table}: ${Array.isArray(vals) ? vals.length : "no"} values for ${cols.length} columns`);
+  const names = cols.map(q);
+  const exprs: string[] = [];
+  const args: unknown[] = [];
+  const cls = o.c;
+  if (cls !== undefined && (typeof cls !== "string" || cls.length !== cols.length || !/^[irtbn]*$/.test(cls))) throw new ImportError(`row of ${table}: bad storage classes ${JSON.stringify(cls)}`);
+  for (let i = 0; i < vals.length; i++) {
+    const v = decode(vals[i]);
+    const k = cls?.[i];
+    if (k === "i") {
+      if (!(typeof v === "number" && Number.isInteger(v)) && !(typeof v === "string" && /^-?[0-9]{1,19}$/.test(v))) throw new ImportError(`row of ${table}: bad integer ${JSON.stringify(vals[i])}`);
+      exprs.push("CAST(? AS INTEGER)");
+      args.push(v);
+    } else if (k === "r" && typeof v === "number" && !Number.isFinite(v)) {
+      if (Number.isNaN(v)) throw new ImportError(`row of ${table}: NaN is not a REAL SQLite stores`);
+      exprs.push(v > 0 ? "9e999" : "-9e999"); // a bound ±Infinity would be stored as NULL
+    } else if (k === "t" && v instanceof ArrayBuffer) {
+      exprs.push("CAST(? AS TEXT)"); // text that is not valid UTF-8, byte for byte
+      args.push(v);
+    } else if (k === "n" && v !== null) {
+      throw new ImportError(`row of ${table}: a NULL holds a value`);
+    } else {
+      exprs.push("?");
+      args.push(v);
+    }
+  }
+  if (rowid && o.r !== undefined) {
+    if (!/^-?[0-9]{1,19}$/.test(String(o.r))) throw new ImportError(`row of ${table}: bad rowid`);
+    names.unshift(rowid);
+    exprs.unshift("CAST(? AS INTEGER)");
+    args.unshift(String(o.r));
+  }
+  return { sql: `INSERT INTO ${q(table)} (${names.join(",")}) VALUES (${exprs.join(",")})`, args };
+}
 
 /**
  * importChunk applies one chunk of an export. seq=0 starts the import by deleting everything the
  * object stores; final=1 sets the alarm (alarm=<ms>) last. A single chunk (seq=0, final=1) on a
- * SQLite-backed object runs in one transaction: it applies completely or not at all.
+ * SQLite-backed object runs in one transaction: it applies completely or not at all. Within a chunk,
+ * tables are created before any row is written and foreign keys are checked when the chunk commits
+ * (PRAGMA defer_foreign_keys), so the order of tables and rows does not matter.
  */
 async function importChunk(state: State, url: URL, body: Uint8Array) {
-  if (body.byteLength > MAX_IMPORT_BYTES) throw new ImportError(`chunk of ${body.byteLength} bytes exceeds ${MAX_IMPORT_BYTES}: send smaller chunks`);
   const seq = Number(url.searchParams.get("seq") ?? "-1");
   const final = url.searchParams.get("final") === "1";
   const alarmParam = url.searchParams.get("alarm");
@@ -263,11 +521,33 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   const sql = sqlOf(st);
   const backend = sql ? "sqlite" : "kv";
   // Parse and check the whole chunk before changing anything.
-  const text = new TextDecoder().decode(body);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    throw new ImportError("the chunk is not UTF-8");
+  }
   const kv: [string, unknown][] = [];
-  const stmts: { sql: string; args: unknown[] }[] = [];
-  const n = { kv: 0, tables: 0, rows: 0, schema: 0 };
-  const colsOf = new Map<string, string[]>();
+  const creates: Stmt[] = [];
+  const rows: Stmt[] = [];
+  const seqs: Stmt[] = [];
+  const schema: Stmt[] = [];
+  const n = { kv: 0, tables: 0, rows: 0, schema: 0, sequences: 0 };
+  const tablesHere = new Map<string, { cols: string[]; rowid: string | null }>();
+  let existing: Map<string, Table> | undefined;
+  const known = (name: unknown): { cols: string[]; rowid: string | null } => {
+    if (typeof name !== "string" || isInternal(name)) throw new ImportError(`row or sequence of table ${JSON.stringify(name)}: not a user table`);
+    const here = tablesHere.get(name);
+    if (here) return here;
+    existing ??= new Map(userTables(sql!).map((t) => [t.name, t]));
+    const t = existing.get(name);
+    if (!t) throw new ImportError(`row or sequence of table ${JSON.stringify(name)}, which the export did not create`);
+    const cols = tableCols(sql!, name);
+    const e = { cols, rowid: rowidName(t, cols) };
+    tablesHere.set(name, e);
+    return e;
+  };
+  let format = "";
   for (const line of text.split("\n")) {
     if (!line) continue;
     let o: any;
@@ -276,47 +556,68 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     } catch {
       throw new ImportError(`line is not JSON: ${line.slice(0, 80)}`);
     }
-    switch (o.t) {
-      case "header":
-        if (o.format !== FORMAT) throw new ImportError(`export format ${o.format} is not ${FORMAT}: use a matching cfbackup-worker version`);
-        break;
-      case "kv": {
-        const v = decode(o.v);
-        const kb = new TextEncoder().encode(o.k).length;
-        const vb = approxSize(v);
-        if (backend === "kv" && (kb > LIMITS.kvKeyBytes || vb > LIMITS.kvValueBytes)) {
-          throw new ImportError(`key ${JSON.stringify(String(o.k).slice(0, 40))}: ${kb} B key / ~${vb} B value exceed the KV-backed limits (${LIMITS.kvKeyBytes} B / ${LIMITS.kvValueBytes} B)`);
+    if (o === null || typeof o !== "object") throw new ImportError(`line is not a JSON object: ${line.slice(0, 80)}`);
+    try {
+      switch (o.t) {
+        case "header":
+          if (!FORMATS.includes(o.format)) throw new ImportError(`export format ${o.format} is not one of ${FORMATS.join(", ")}: use a matching cfbackup-worker version`);
+          format = o.format;
+          break;
+        case "kv": {
+          if (typeof o.k !== "string") throw new ImportError("a kv line needs a string key");
+          const v = decode(o.v);
+          const p = kvProblem(backend, o.k, v, true);
+          if (p) throw new ImportError(`key ${JSON.stringify(o.k.slice(0, 40))}: ${p}`);
+          kv.push([o.k, v]);
+          n.kv++;
+          break;
         }
-        if (kb + vb > LIMITS.sqliteKeyValueBytes) throw new ImportError(`key ${JSON.stringify(String(o.k).slice(0, 40))}: ~${kb + vb} B exceeds the 2 MB key+value limit`);
-        kv.push([o.k, v]);
-        n.kv++;
-        break;
+        case "table": {
+          if (!sql) throw new ImportError(`the export has SQL table ${o.name}, but this object's class is KV-backed: restore into a SQLite-backed class (new_sqlite_classes)`);
+          if (typeof o.name !== "string" || isInternal(o.name)) throw new ImportError(`table ${JSON.stringify(o.name)} is not a user table`);
+          checkCreate(o.sql, "table", o.name);
+          if (!Array.isArray(o.cols) || !o.cols.every((x: unknown) => typeof x === "string")) throw new ImportError(`table ${o.name}: cols must be a list of names`);
+          const rowid = o.rowid === undefined || o.rowid === null ? null : String(o.rowid);
+          if (rowid !== null && !["_rowid_", "rowid", "oid"].includes(rowid)) throw new ImportError(`table ${o.name}: bad rowid name`);
+          creates.push({ sql: o.sql, args: [] });
+          tablesHere.set(o.name, { cols: o.cols, rowid });
+          n.tables++;
+          break;
+        }
+        case "row": {
+          if (!sql) throw new ImportError("the export has SQL rows, but this object's class is KV-backed");
+          const t = known(o.table);
+          rows.push(insertOf(o.table, t.cols, format === "cfbackup-do/1" ? { v: o.v } : o, t.rowid));
+          n.rows++;
+          break;
+        }
+        case "seq": {
+          if (!sql) throw new ImportError("the export has SQL sequences, but this object's class is KV-backed");
+          known(o.name);
+          if (!/^-?[0-9]{1,19}$/.test(String(o.seq))) throw new ImportError(`sequence of ${o.name}: bad value`);
+          seqs.push({ sql: "DELETE FROM sqlite_sequence WHERE name = ?", args: [o.name] });
+          seqs.push({ sql: "INSERT INTO sqlite_sequence(name, seq) VALUES (?, CAST(? AS INTEGER))", args: [o.name, String(o.seq)] });
+          n.sequences++;
+          break;
+        }
+        case "schema":
+          if (!sql) throw new ImportError("the export has SQL schema, but this object's class is KV-backed");
+          if (!["index", "trigger", "view"].includes(o.type)) throw new ImportError(`schema line of type ${JSON.stringify(o.type)}`);
+          if (typeof o.name !== "string" || isInternal(o.name)) throw new ImportError(`schema object ${JSON.stringify(o.name)} is not a user object`);
+          checkCreate(o.sql, o.type, o.name);
+          schema.push({ sql: o.sql, args: [] });
+          n.schema++;
+          break;
+        case "next":
+        case "end":
+          break;
+        default:
+          throw new ImportError(`unknown line type ${JSON.stringify(o.t)}`);
       }
-      case "table":
-        if (!sql) throw new ImportError(`the export has SQL table ${o.name}, but this object's class is KV-backed: restore into a SQLite-backed class (new_sqlite_classes)`);
-        stmts.push({ sql: o.sql, args: [] });
-        colsOf.set(o.name, o.cols);
-        n.tables++;
-        break;
-      case "row": {
-        if (!sql) throw new ImportError("the export has SQL rows, but this object's class is KV-backed");
-        const cols = colsOf.get(o.table) ?? (await tableCols(sql, o.table));
-        colsOf.set(o.table, cols);
-        const args = (o.v as unknown[]).map(decode);
-        stmts.push({ sql: `INSERT INTO ${q(o.table)} (${cols.map(q).join(",")}) VALUES (${args.map(() => "?").join(",")})`, args });
-        n.rows++;
-        break;
-      }
-      case "schema":
-        if (!sql) throw new ImportError("the export has SQL schema, but this object's class is KV-backed");
-        stmts.push({ sql: o.sql, args: [] });
-        n.schema++;
-        break;
-      case "next":
-      case "end":
-        break;
-      default:
-        throw new ImportError(`unknown line type ${JSON.stringify(o.t)}`);
+    } catch (e) {
+      if (e instanceof SqlRefused) throw new ImportError(`refused SQL: ${e.message}`);
+      if (e instanceof TypeError && !(e instanceof ImportError)) throw new ImportError(`bad value: ${e.message}`);
+      throw e;
     }
   }
   let alarm: number | null = null;
@@ -324,30 +625,41 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     alarm = Number(alarmParam);
     if (!Number.isFinite(alarm)) throw new ImportError("alarm must be epoch milliseconds");
   }
+  const stmts = [...creates, ...rows, ...seqs, ...schema];
   const apply = () => {
+    if (stmts.length) sql!.exec("PRAGMA defer_foreign_keys = ON");
     for (const s of stmts) sql!.exec(s.sql, ...s.args);
+    if (final) {
+      // Full-text tables over another table's content are rebuilt once every row is in.
+      for (const t of userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
+    }
   };
   let atomic = false;
-  if (seq === 0 && final && sql && st.kv && st.transactionSync) {
-    // Whole object in one chunk: wipe and write inside one SQLite transaction.
-    st.transactionSync(() => {
-      wipeSync(st, sql);
-      for (const [k, v] of kv) st.kv!.put(k, v);
-      apply();
-    });
-    atomic = true;
-  } else {
-    if (seq === 0) {
-      await st.deleteAll();
-      await st.deleteAlarm();
+  try {
+    if (seq === 0 && final && sql && st.kv && st.transactionSync) {
+      // Whole object in one chunk: wipe and write inside one SQLite transaction.
+      st.transactionSync(() => {
+        wipeSync(st, sql);
+        for (const [k, v] of kv) st.kv!.put(k, v);
+        apply();
+      });
+      atomic = true;
+    } else {
+      if (seq === 0) {
+        await st.deleteAll();
+        await st.deleteAlarm();
+      }
+      for (let i = 0; i < kv.length; i += LIMITS.kvBatch) {
+        await st.put(Object.fromEntries(kv.slice(i, i + LIMITS.kvBatch)));
+      }
+      if (sql) {
+        if (st.transactionSync) st.transactionSync(apply);
+        else apply();
+      }
     }
-    for (let i = 0; i < kv.length; i += LIMITS.kvBatch) {
-      await st.put(Object.fromEntries(kv.slice(i, i + LIMITS.kvBatch)));
-    }
-    if (sql) {
-      if (st.transactionSync) st.transactionSync(apply);
-      else apply();
-    }
+  } catch (e) {
+    if (deterministic(e)) throw new ApplyError(`${(e as Error)?.message ?? e}${atomic || (seq === 0 && final) ? " (nothing was changed)" : ""}`);
+    throw e;
   }
   if (final) {
     if (alarm !== null) await st.setAlarm(alarm);
@@ -360,12 +672,18 @@ function tableCols(sql: NonNullable<Storage["sql"]>, table: string): string[] {
   return sql.exec(`PRAGMA table_info(${q(table)})`).toArray().map((r) => r.name as string);
 }
 
-/** wipeSync removes every user table, index, view and trigger and every KV key, synchronously. */
+/**
+ * wipeSync removes every user trigger, view, index and table and every KV key, synchronously, inside
+ * the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
+ * children are dropped before their parents, so a parent table with referencing rows drops cleanly.
+ */
 function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>) {
-  for (const r of sql.exec("SELECT type, name FROM sqlite_master WHERE type IN ('view','trigger','table') ORDER BY type='table'").toArray()) {
+  sql.exec("PRAGMA defer_foreign_keys = ON");
+  for (const r of sql.exec("SELECT type, name FROM sqlite_master WHERE type IN ('view','trigger') ORDER BY type").toArray()) {
     if (isInternal(r.name)) continue;
     sql.exec(`DROP ${r.type.toUpperCase()} IF EXISTS ${q(r.name)}`);
   }
+  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(`DROP TABLE IF EXISTS ${q(t.name)}`);
   const keys = [...st.kv!.list()].map(([k]) => k);
   for (const k of keys) st.kv!.delete(k);
 }
@@ -405,7 +723,8 @@ export async function routeCfbackup(req: Request, namespaces: Record<string, Nam
   if (!isCfbackupRequest(req)) return null;
   const [cls, id] = new URL(req.url).pathname.slice(PREFIX.length).split("/");
   const ns = namespaces[cls];
-  if (!ns) return json(404, { error: "unknown_class", message: `no Durable Object class ${cls} is routed for cfbackup here (known: ${Object.keys(namespaces).join(", ")})` });
+  // Answered before any signature check, so it names nothing: not the classes routed here.
+  if (!ns || !Object.prototype.hasOwnProperty.call(namespaces, cls)) return json(404, { error: "not_found", message: "not found" });
   let oid: unknown;
   try {
     oid = ns.idFromString(id);

@@ -1,7 +1,9 @@
 // Unit tests of the tagged-JSON codec (run in Node; the same module runs in workerd).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { encode, decode, approxSize } from "../dist/src/codec.js";
+import { encode, decode } from "../dist/src/codec.js";
+import { v8SizeBounds, kvProblem } from "../dist/src/v8size.js";
+import v8 from "node:v8";
 
 const rt = (v) => decode(JSON.parse(JSON.stringify(encode(v))));
 
@@ -66,7 +68,57 @@ test("unknown tags and malformed input are errors, not silent data", () => {
   assert.throws(() => decode({ $t: "ta", k: "Evil", v: "" }), /unknown typed array/);
 });
 
-test("approxSize counts binary data by its bytes", () => {
-  assert.equal(approxSize(new Uint8Array(1000)), 1000);
-  assert.ok(approxSize({ a: "x".repeat(200000) }) > 131072);
+test("v8SizeBounds matches V8's own serializer (Node's v8.serialize) on values without typed arrays", () => {
+  const cjk = "漢".repeat(54001);
+  const cases = [
+    undefined, null, true, false, 0, 1, -1, 63, 64, -65, 2 ** 30 - 1, -(2 ** 30), 2 ** 31 + 0.5, 1.5, -0, NaN, Infinity, 2 ** 53,
+    0n, 1n, -1n, 2n ** 64n, -(2n ** 200n), "", "abc", "ünï", "a".repeat(300), "漢字", "🔑", "\ud800", cjk, "é".repeat(70000),
+    new Date(0), new Date(NaN), new ArrayBuffer(0), new Uint8Array(200).buffer,
+    [], [1, 2, 3], [1, 2.5], [1, "x", { y: 2 }], [-0, 1], [2 ** 40, 1], { a: 1, b: "x", 3: true, "10": [1] }, { "é": "ü", "漢": "字" },
+    new Map([[1, "a"], ["k", new Set([1n, "s"])]]), new Set(), new Set([null, undefined]), /a+b/gi, new String("sé"), new Number(3), new Boolean(false),
+    { nested: [[1, [2, [3, { deep: new Date(0) }]]], "x"] }, JSON.parse('{"a":[1,2,{"b":"c"}],"n":12345678}'),
+  ];
+  const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  sparse.extra = "p";
+  cases.push(sparse, new Array(5));
+  for (const v of cases) {
+    const real = v8.serialize(v).length;
+    const { min, max } = v8SizeBounds(v);
+    assert.ok(min <= real && real <= max, `${String(v).slice(0, 40)} (${typeof v}): V8 wrote ${real} bytes, bounds [${min}, ${max}]`);
+  }
+  // The issue's case: 54,001 CJK characters are 108,008 bytes, a legal KV value.
+  assert.equal(v8.serialize(cjk).length, 108008);
+  assert.deepStrictEqual(v8SizeBounds(cjk), { min: 108008, max: 108009 });
+  assert.equal(kvProblem("kv", "k", cjk, true), null);
+  assert.equal(kvProblem("kv", "k", cjk, false), null);
+  // Just over the limit, in Latin-1 (1 byte per character) and in CJK (2 per character).
+  assert.match(kvProblem("kv", "k", "é".repeat(131110), true), /exceeds the 131072-byte value limit/);
+  assert.match(kvProblem("kv", "k", "漢".repeat(65560), true), /exceeds/);
+  assert.equal(kvProblem("kv", "k", "漢".repeat(65530), false), null);
+  assert.match(kvProblem("kv", "k".repeat(2049), 1, true), /2048-byte key limit/);
+  assert.equal(kvProblem("sqlite", "k".repeat(2049), "x".repeat(1 << 20), true), null);
+  assert.match(kvProblem("sqlite", "k", new Uint8Array(2 << 20), true), /2 MB/);
+});
+
+test("typed arrays are sized with their whole buffer, as V8 writes it", () => {
+  const buf = new ArrayBuffer(64);
+  const view = new Uint16Array(buf, 8, 4);
+  const { min, max } = v8SizeBounds(view);
+  // header 2 + ArrayBuffer (tag, varint 64, 64 bytes) + view (tag, subtag, offset, length, flags)
+  assert.equal(min, 2 + 1 + 1 + 64 + 5);
+  assert.equal(max, min);
+  const got = rt(view);
+  assert.ok(got instanceof Uint16Array && got.byteOffset === 8 && got.length === 4 && got.buffer.byteLength === 64);
+  const dv = rt(new DataView(buf, 3, 5));
+  assert.ok(dv instanceof DataView && dv.byteOffset === 3 && dv.byteLength === 5 && dv.buffer.byteLength === 64);
+});
+
+test("sparse arrays keep their holes and extra properties", () => {
+  const a = [1, , undefined]; // eslint-disable-line no-sparse-arrays
+  a.length = 6;
+  a.p = "x";
+  const got = rt(a);
+  assert.equal(got.length, 6);
+  assert.ok(!(1 in got) && 2 in got && got[2] === undefined && !(5 in got));
+  assert.equal(got.p, "x");
 });

@@ -25,7 +25,7 @@ export function options({ persist, port = 0, secret, testRoutes = true } = {}) {
   return {
     name: "oidc-example",
     // The compiled modules, listed explicitly (entry first); workerd resolves "../src/index.js" among them.
-    modules: ["example/index.js", "src/index.js", "src/codec.js", "src/auth.js"].map((p) => ({ type: "ESModule", path: path.join(root, "dist", p) })),
+    modules: ["example/index.js", "example/fuzz.js", "src/index.js", "src/codec.js", "src/auth.js", "src/v8size.js", "src/sqlcheck.js"].map((p) => ({ type: "ESModule", path: path.join(root, "dist", p) })),
     modulesRoot: path.join(root, "dist"),
     compatibilityDate: "2026-07-01",
     host: "127.0.0.1",

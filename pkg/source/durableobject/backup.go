@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/cfbackup/cfbackup/internal/cloudflare"
@@ -26,6 +27,9 @@ type BackupOptions struct {
 	Log         *slog.Logger
 	// Progress, if set, is called with the byte count of every page fetched.
 	Progress func(n int)
+	// OnUnrestorable, if set, is called for every object whose export names values the platform
+	// would refuse on restore (End.Unrestorable, End.Warnings).
+	OnUnrestorable func(id string, end End)
 }
 
 // ItemName is the archive item of one object: do/<namespace id>/<object id>.ndjson.
@@ -130,6 +134,18 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 			return fail(fmt.Errorf("back up Durable Object %s/%s: %w: export ended without its end line", ns.Name, f.id, ErrFormat))
 		}
 		o.Log.Debug("backed up Durable Object", "namespace", ns.Name, "id", f.id, "bytes", ref.Size, "kv", end.KV, "rows", end.Rows)
+		if end.FKCycle && ref.Size > DefaultChunkBytes {
+			end.Unrestorable++
+			end.Warnings = append(end.Warnings, fmt.Sprintf("foreign keys in a cycle or to their own table, and the export (%d bytes) is larger than one import chunk (%d bytes): a restore checks foreign keys per chunk and may refuse rows whose parents come in a later chunk", ref.Size, DefaultChunkBytes))
+		}
+		if end.Unrestorable > 0 {
+			// Announced now, not discovered during an outage: the platform would refuse these values
+			// on restore (the export's end line, stored in the item, names them too).
+			o.Log.Warn("Durable Object holds values that cannot be restored as they are", "namespace", ns.Name, "id", f.id, "count", end.Unrestorable, "values", strings.Join(end.Warnings, "; "))
+			if o.OnUnrestorable != nil {
+				o.OnUnrestorable(f.id, *end)
+			}
+		}
 		items = append(items, manifest.Item{Component: Component, Source: ns.ID, Kind: "object", ObjectID: f.id, Rows: end.KV + end.Rows, ItemRef: ref})
 		src.Items++
 		src.Size += ref.Size

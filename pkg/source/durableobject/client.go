@@ -32,8 +32,16 @@ import (
 // Component is the component name of Durable Objects in manifests and flags.
 const Component = "do"
 
-// Format is the NDJSON format the Worker module writes (its header line's "format").
-const Format = "cfbackup-do/1"
+// Format is the NDJSON format the Worker module writes (its header line's "format"). Version 2
+// carries SQL storage classes, rowids and sqlite_sequence, and names values that cannot be restored;
+// version 1 exports (no storage classes) are still read and imported.
+const Format = "cfbackup-do/2"
+
+// FormatV1 is the first export format, still accepted.
+const FormatV1 = "cfbackup-do/1"
+
+// KnownFormat reports whether f is an export format this version reads.
+func KnownFormat(f string) bool { return f == Format || f == FormatV1 }
 
 // PathPrefix is the URL path prefix the Worker module answers.
 const PathPrefix = "/__cfbackup/v1/"
@@ -98,14 +106,35 @@ func NewClient(baseURL, secret string) (*Client, error) {
 	if len(secret) < MinSecretLength {
 		return nil, fmt.Errorf("%w: CFBACKUP_WORKER_SECRET is shorter than %d characters: the Worker refuses it (make one with: openssl rand -hex 32)", ErrNotConfigured, MinSecretLength)
 	}
+	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("%w: CFBACKUP_WORKER_URL %q is plain http off this machine: signed requests, and the storage they carry, would cross the network unencrypted; use https (plain http is accepted only on a loopback address)", ErrNotConfigured, baseURL)
+	}
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), secret: []byte(secret)}, nil
 }
 
+// IsLoopback reports whether host (a URL's hostname) is this machine: localhost or a loopback IP.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// noRedirects makes a redirect an answer, not a new request: following it would send the signature
+// headers (and an import's body) to wherever the Location points.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
+		if c.HTTP.CheckRedirect == nil {
+			hc := *c.HTTP
+			hc.CheckRedirect = noRedirects
+			return &hc
+		}
 		return c.HTTP
 	}
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{CheckRedirect: noRedirects, Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 5 * time.Minute,
@@ -183,9 +212,10 @@ type workerError struct {
 
 // httpError is a non-2xx answer; Retryable tells whether trying again may help.
 type httpError struct {
-	Status int
-	Code   string
-	Msg    string
+	Status   int
+	Code     string
+	Msg      string
+	Location string
 }
 
 func (e *httpError) Error() string {
@@ -195,7 +225,17 @@ func (e *httpError) Error() string {
 	return fmt.Sprintf("HTTP %d", e.Status)
 }
 
+// deterministicMsg matches the failures of an import that the same chunk would meet again: SQLite
+// constraint and schema errors and the platform's value limits (an older module answered them 500).
+var deterministicMsg = regexp.MustCompile(`SQLITE_(CONSTRAINT|ERROR|MISMATCH|TOOBIG|RANGE|AUTH)|FOREIGN KEY constraint failed|Values cannot be larger than|Keys cannot be larger than`)
+
 func (e *httpError) retryable() bool {
+	if e.Status/100 == 3 {
+		return false // a redirect is never followed, nor retried
+	}
+	if e.Status >= 500 && deterministicMsg.MatchString(e.Msg) {
+		return false
+	}
 	return e.Status == 429 || e.Status >= 500 && e.Code != "no_secret" && e.Code != "weak_secret"
 }
 
@@ -207,8 +247,10 @@ func classifyHTTP(e *httpError, what string) error {
 		return fmt.Errorf("%s: %w: %v", what, ErrNotConfigured, e)
 	case e.Status == 404 || e.Code == "bad_id" || e.Code == "wrong_object":
 		return fmt.Errorf("%s: %w: %v (is the cfbackup module mounted, and is CFBACKUP_WORKER_URL the Worker that routes this class?)", what, ErrNotFound, e)
-	case e.Status == 422:
+	case e.Status == 422, e.Status >= 500 && deterministicMsg.MatchString(e.Msg):
 		return fmt.Errorf("%s: %w: %v", what, ErrRefused, e)
+	case e.Status/100 == 3:
+		return fmt.Errorf("%s: %w: the Worker answered with a redirect (HTTP %d to %q), which cfbackup does not follow: signed requests go only to CFBACKUP_WORKER_URL; set it to the final URL", what, ErrNotFound, e.Status, e.Location)
 	}
 	return fmt.Errorf("%s: %v", what, e)
 }
@@ -289,7 +331,7 @@ func (c *Client) once(ctx context.Context, method, class, id, op string, q url.V
 		if we.Message == "" {
 			we.Message = strings.TrimSpace(string(b))
 		}
-		return &httpError{Status: resp.StatusCode, Code: we.Error, Msg: we.Message}
+		return &httpError{Status: resp.StatusCode, Code: we.Error, Msg: we.Message, Location: resp.Header.Get("Location")}
 	}
 	return read(resp.Body)
 }

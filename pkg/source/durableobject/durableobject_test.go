@@ -17,6 +17,7 @@ import (
 	"github.com/cfbackup/cfbackup/internal/cloudflare"
 	"github.com/cfbackup/cfbackup/internal/testutil/workerd"
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 )
 
@@ -210,5 +211,161 @@ func TestRestoreRefusals(t *testing.T) {
 	bad, _ := durableobject.NewClient(w.URL, strings.Repeat("x", 40))
 	if _, err := bad.Info(context.Background(), "SessionStore", sid); !errors.Is(err, durableobject.ErrAuth) {
 		t.Fatalf("wrong secret: %v", err)
+	}
+}
+
+// TestNewClientRefusesPlainHTTPOffLoopback: signed requests (and the storage they carry) never go
+// over plain http across the network; loopback (a local runtime) is fine.
+func TestNewClientRefusesPlainHTTPOffLoopback(t *testing.T) {
+	for _, u := range []string{"http://192.0.2.10:8787", "http://worker.internal", "http://[2001:db8::1]/"} {
+		_, err := durableobject.NewClient(u, secret)
+		if !errors.Is(err, durableobject.ErrNotConfigured) || !strings.Contains(err.Error(), "plain http off this machine") {
+			t.Errorf("NewClient(%q): %v, want a refusal", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8787", "http://localhost:1", "http://[::1]:2", "https://worker.internal"} {
+		if _, err := durableobject.NewClient(u, secret); err != nil {
+			t.Errorf("NewClient(%q): %v", u, err)
+		}
+	}
+}
+
+// TestWorkerClientDoesNotFollowRedirects: a Worker URL that redirects elsewhere gets no signed
+// request sent there; the redirect is an error naming the fix, and it is not retried.
+func TestWorkerClientDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+		t.Errorf("a request reached the redirect target with headers %v", r.Header)
+	}))
+	defer elsewhere.Close()
+	var hits atomic.Int64
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	c, err := durableobject.NewClient(redirector.URL, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Backoff = 1
+	_, err = c.Info(context.Background(), "SessionStore", strings.Repeat("a", 64))
+	if err == nil || !strings.Contains(err.Error(), "redirect") || !strings.Contains(err.Error(), "does not follow") {
+		t.Fatalf("Info through a redirect: %v", err)
+	}
+	_, err = c.ImportObject(context.Background(), "SessionStore", strings.Repeat("a", 64), strings.NewReader(`{"t":"header","format":"cfbackup-do/2"}`+"\n"+`{"t":"end","kv":0,"tables":0,"rows":0,"schema":0}`+"\n"), 0, nil)
+	if err == nil {
+		t.Fatal("import through a redirect succeeded")
+	}
+	if leaked.Load() != 0 || hits.Load() != 2 {
+		t.Fatalf("redirect target reached %d times, redirector %d times (want 0 and 2: no retry)", leaked.Load(), hits.Load())
+	}
+}
+
+// counting puts a proxy in front of target that counts import requests.
+func counting(t *testing.T, target string) (string, *atomic.Int64) {
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/import") {
+			n.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &n
+}
+
+const badItem = `{"t":"header","format":"cfbackup-do/2","alarm":null}
+{"t":"table","name":"a","sql":"CREATE TABLE a(x NOT NULL)","cols":["x"],"rowid":"_rowid_"}
+{"t":"row","table":"a","c":"n","v":[null],"r":1}
+{"t":"end","kv":0,"tables":1,"rows":1,"schema":0}
+`
+
+// TestDeterministicImportFailureIsNotRetried: a chunk that fails on a constraint fails the same way
+// every time; it is sent once (the module answers 422 import_failed; an older module's 500 with a
+// SQLite constraint message is recognised too), not retried as if it were transient.
+func TestDeterministicImportFailureIsNotRetried(t *testing.T) {
+	w := workerd.Start(t, workerd.Options{Secret: secret})
+	id := seed(t, w, "sessions", "det", 1)
+	want := inspect(t, w, "sessions", id)
+	base, n := counting(t, w.URL)
+	c, _ := durableobject.NewClient(base, secret)
+	c.Backoff = 1
+	open := func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader(badItem)), nil
+	}
+	_, err := durableobject.RestoreObject(context.Background(), c, "SessionStore", manifest.Item{ObjectID: id}, open, durableobject.RestoreOptions{Attempts: 3})
+	if !errors.Is(err, durableobject.ErrRefused) || !strings.Contains(err.Error(), "NOT NULL constraint failed") {
+		t.Fatalf("restore of a violating item: %v", err)
+	}
+	if n.Load() != 1 {
+		t.Fatalf("the deterministic failure was sent %d times, want 1", n.Load())
+	}
+	if got := inspect(t, w, "sessions", id); got != want {
+		t.Fatal("a refused import changed the object")
+	}
+	// An older module answered such failures with 500 "internal".
+	var old atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		old.Add(1)
+		w.WriteHeader(500)
+		_, _ = io.WriteString(w, `{"error":"internal","message":"FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)"}`)
+	}))
+	defer srv.Close()
+	c2, _ := durableobject.NewClient(srv.URL, secret)
+	c2.Backoff = 1
+	_, err = durableobject.RestoreObject(context.Background(), c2, "SessionStore", manifest.Item{ObjectID: id}, open, durableobject.RestoreOptions{Attempts: 3})
+	if !errors.Is(err, durableobject.ErrRefused) || old.Load() != 1 {
+		t.Fatalf("500 with a constraint failure: sent %d times, err %v", old.Load(), err)
+	}
+}
+
+// TestRestoreContinuesPastAFailedObject: one object that cannot be restored does not stop the
+// others; the error names it.
+func TestRestoreContinuesPastAFailedObject(t *testing.T) {
+	w := workerd.Start(t, workerd.Options{Secret: secret})
+	c, _ := durableobject.NewClient(w.URL, secret)
+	mw := &memWriter{items: map[string][]byte{}}
+	var ids []string
+	want := map[string]string{}
+	for i := 0; i < 5; i++ {
+		id := seed(t, w, "sessions", fmt.Sprint("cont", i), i)
+		ids = append(ids, id)
+		want[id] = inspect(t, w, "sessions", id)
+	}
+	ns := cloudflare.Namespace{ID: "ns1", Class: "SessionStore", Name: "sessions"}
+	_, items, err := durableobject.Backup(context.Background(), c, mw, ns, ids, durableobject.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := items[2].ObjectID
+	mw.items[items[2].Name] = []byte(badItem)
+	// Wipe all five, then restore.
+	for _, id := range ids {
+		if _, err := c.ImportObject(context.Background(), "SessionStore", id, strings.NewReader(`{"t":"header","format":"cfbackup-do/2"}`+"\n"+`{"t":"end","kv":0,"tables":0,"rows":0,"schema":0}`+"\n"), 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(mw.items[ref.Name])), nil
+	}
+	res, err := durableobject.Restore(context.Background(), c, "SessionStore", items, open, durableobject.RestoreOptions{Concurrency: 1})
+	var re *durableobject.RestoreErrors
+	if !errors.As(err, &re) || len(re.Failures) != 1 || re.Failures[0].ID != bad || re.Attempted != 5 || !errors.Is(err, durableobject.ErrRefused) {
+		t.Fatalf("restore with one bad object: %v", err)
+	}
+	if len(res) != 4 {
+		t.Fatalf("%d objects restored, want the 4 others", len(res))
+	}
+	for _, id := range ids {
+		if id == bad {
+			continue
+		}
+		if got := inspect(t, w, "sessions", id); got != want[id] {
+			t.Errorf("object %s not restored", id)
+		}
 	}
 }

@@ -21,13 +21,20 @@ type Header struct {
 	Time    int64  `json:"time"`
 }
 
-// End is the last line of an object's export: how much it holds.
+// End is the last line of an object's export: how much it holds, and (format 2) what cannot be
+// restored as it is: Unrestorable counts such values, Warnings names the first of them.
 type End struct {
-	T      string `json:"t"`
-	KV     int64  `json:"kv"`
-	Tables int64  `json:"tables"`
-	Rows   int64  `json:"rows"`
-	Schema int64  `json:"schema"`
+	T            string `json:"t"`
+	KV           int64  `json:"kv"`
+	Tables       int64  `json:"tables"`
+	Rows         int64  `json:"rows"`
+	Schema       int64  `json:"schema"`
+	Sequences    int64  `json:"sequences,omitempty"`
+	Unrestorable int64  `json:"unrestorable,omitempty"`
+	// FKCycle: foreign keys form a cycle or reference their own table. An import in several chunks
+	// checks foreign keys per chunk, so such an object restores only while its item fits one chunk.
+	FKCycle  bool     `json:"fk_cycle,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // maxPage caps one page's body: PageBytes plus one oversized line (a 2 MB value, base64-tagged).
@@ -78,8 +85,8 @@ func parsePage(b []byte, first bool) (Page, error) {
 		if err := json.Unmarshal(b[:nl], &h); err != nil || h.T != "header" {
 			return Page{}, fmt.Errorf("%w: export does not start with a header line", ErrFormat)
 		}
-		if h.Format != Format {
-			return Page{}, fmt.Errorf("%w: export format %q, this cfbackup reads %q: update the Worker module or cfbackup", ErrFormat, h.Format, Format)
+		if !KnownFormat(h.Format) {
+			return Page{}, fmt.Errorf("%w: export format %q, this cfbackup reads %q and %q: update the Worker module or cfbackup", ErrFormat, h.Format, Format, FormatV1)
 		}
 	}
 	start := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -47,17 +49,20 @@ type ObjectResult struct {
 	Tables int64  `json:"tables"`
 	Rows   int64  `json:"rows"`
 	Schema int64  `json:"schema"`
-	Alarm  *int64 `json:"alarm"`
-	Bytes  int64  `json:"bytes"`
+	// Sequences are the sqlite_sequence rows (AUTOINCREMENT counters) written back.
+	Sequences int64  `json:"sequences"`
+	Alarm     *int64 `json:"alarm"`
+	Bytes     int64  `json:"bytes"`
 }
 
 type chunkReply struct {
-	Atomic bool   `json:"atomic"`
-	KV     int64  `json:"kv"`
-	Tables int64  `json:"tables"`
-	Rows   int64  `json:"rows"`
-	Schema int64  `json:"schema"`
-	Alarm  *int64 `json:"alarm"`
+	Atomic    bool   `json:"atomic"`
+	KV        int64  `json:"kv"`
+	Tables    int64  `json:"tables"`
+	Rows      int64  `json:"rows"`
+	Schema    int64  `json:"schema"`
+	Sequences int64  `json:"sequences"`
+	Alarm     *int64 `json:"alarm"`
 }
 
 // ImportObject replays one object's export (r) into the object id of class, in chunks: the first
@@ -102,6 +107,7 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		res.Tables += rep.Tables
 		res.Rows += rep.Rows
 		res.Schema += rep.Schema
+		res.Sequences += rep.Sequences
 		if final {
 			res.Alarm = rep.Alarm
 		}
@@ -116,8 +122,8 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 			}
 			if hdr == nil {
 				var h Header
-				if json.Unmarshal(line, &h) != nil || h.T != "header" || h.Format != Format {
-					return res, fmt.Errorf("%w: item does not start with a %s header", ErrFormat, Format)
+				if json.Unmarshal(line, &h) != nil || h.T != "header" || !KnownFormat(h.Format) {
+					return res, fmt.Errorf("%w: item does not start with a %s or %s header", ErrFormat, Format, FormatV1)
 				}
 				hdr = &h
 			} else if bytes.HasPrefix(line, []byte(`{"t":"end"`)) {
@@ -147,9 +153,9 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 	if err := send(true); err != nil {
 		return res, err
 	}
-	if res.KV != end.KV || res.Tables != end.Tables || res.Rows != end.Rows || res.Schema != end.Schema {
-		return res, fmt.Errorf("%w: object %s: wrote %d keys, %d tables, %d rows, %d schema objects; the backup has %d, %d, %d, %d",
-			ErrMismatch, id, res.KV, res.Tables, res.Rows, res.Schema, end.KV, end.Tables, end.Rows, end.Schema)
+	if res.KV != end.KV || res.Tables != end.Tables || res.Rows != end.Rows || res.Schema != end.Schema || res.Sequences != end.Sequences {
+		return res, fmt.Errorf("%w: object %s: wrote %d keys, %d tables, %d rows, %d schema objects, %d sequences; the backup has %d, %d, %d, %d, %d",
+			ErrMismatch, id, res.KV, res.Tables, res.Rows, res.Schema, res.Sequences, end.KV, end.Tables, end.Rows, end.Schema, end.Sequences)
 	}
 	return res, nil
 }
@@ -164,9 +170,49 @@ func permanent(err error) bool {
 	return false
 }
 
+// ObjectFailure is one object a restore could not bring back.
+type ObjectFailure struct {
+	ID  string
+	Err error
+}
+
+// RestoreErrors lists every object of a restore that failed; the others were restored. It unwraps
+// to each failure's error, so errors.Is finds their kinds (ErrRefused, ErrAuth…).
+type RestoreErrors struct {
+	Failures []ObjectFailure
+	// Attempted is how many objects the restore tried.
+	Attempted int
+}
+
+func (e *RestoreErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d Durable Object(s) could not be restored:", len(e.Failures), e.Attempted)
+	for _, f := range e.Failures {
+		fmt.Fprintf(&b, "\n  %s: %v", f.ID, f.Err)
+	}
+	return b.String()
+}
+
+func (e *RestoreErrors) Unwrap() []error {
+	out := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		out[i] = f.Err
+	}
+	return out
+}
+
+// fatal reports errors after which restoring further objects is pointless: every object would meet
+// them (the Worker refuses the secret, is not configured, or the run was cancelled).
+func fatal(err error) bool {
+	return errors.Is(err, ErrAuth) || errors.Is(err, ErrNotConfigured) || errors.Is(err, archive.ErrNoIdentity) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // Restore imports the items into the objects they came from (IDs are bound to their namespace, so
 // the target is the same namespace, reached through the Worker routing class). Up to Concurrency
-// objects are restored at once. It returns the results of the objects restored, also on error.
+// objects are restored at once. An object that fails does not stop the others: they are restored,
+// and the error (a *RestoreErrors) names every failed object. Only a failure every object would meet
+// (authentication, configuration, cancellation) stops the rest. It returns the objects restored.
 func Restore(ctx context.Context, c *Client, class string, items []manifest.Item, open Opener, o RestoreOptions) ([]ObjectResult, error) {
 	o = o.withDefaults()
 	conc := o.Concurrency
@@ -185,7 +231,9 @@ func Restore(ctx context.Context, c *Client, class string, items []manifest.Item
 	defer cancel()
 	var mu sync.Mutex
 	var out []ObjectResult
-	var first error
+	var failures []ObjectFailure
+	var stop error
+	attempted := 0
 	work := make(chan manifest.Item)
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
@@ -195,11 +243,17 @@ func Restore(ctx context.Context, c *Client, class string, items []manifest.Item
 			for it := range work {
 				r, err := restoreOne(ctx, c, class, it, open, o, progress)
 				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-					cancel()
-				} else if err == nil {
+				switch {
+				case err == nil:
 					out = append(out, r)
+				case fatal(err):
+					if stop == nil {
+						stop = err
+						cancel()
+					}
+				default:
+					o.Log.Error("Durable Object not restored; restoring the others", "class", class, "id", it.ObjectID, "err", err)
+					failures = append(failures, ObjectFailure{ID: it.ObjectID, Err: err})
 				}
 				mu.Unlock()
 			}
@@ -209,13 +263,24 @@ feed:
 	for _, it := range items {
 		select {
 		case work <- it:
+			attempted++
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
-	return out, first
+	if stop != nil {
+		return out, stop
+	}
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	if len(failures) > 0 {
+		sort.Slice(failures, func(i, j int) bool { return failures[i].ID < failures[j].ID })
+		return out, &RestoreErrors{Failures: failures, Attempted: attempted}
+	}
+	return out, nil
 }
 
 func (o RestoreOptions) withDefaults() RestoreOptions {
