@@ -12,8 +12,9 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cfbackup ./cmd/cfbackup
 	$(GO) build -trimpath -o $(BIN)/cfemu ./cmd/cfemu
 
-# Every test, with the race detector. Needs the tools from `make tools` (CI installs them via .ci/run).
-test:
+# Every test, with the race detector. Sets up what the tests need first (`make tools`: idempotent,
+# seconds when everything is already there), so on a fresh clone it is the only command to run.
+test: tools
 	cd worker && npm test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...

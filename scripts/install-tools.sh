@@ -24,5 +24,10 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
 fi
-(cd worker && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+# Skipped when node_modules already matches package-lock.json (npm ci writes its own copy of the lock).
+if ! cmp -s worker/package-lock.json worker/node_modules/.package-lock.json 2>/dev/null && \
+   ! [ worker/node_modules/.package-lock.json -nt worker/package-lock.json ]; then
+  (cd worker && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd worker && npm run --silent build)
 bash scripts/install-versitygw.sh

@@ -1,6 +1,6 @@
 // Package audit keeps the repository's tamper-evident audit trail: one immutable JSON object per event
 // under audit/, each carrying the SHA-256 of the previous record, so a deleted, edited or reordered
-// record breaks the chain and Verify names it (DESIGN.md invariant 7).
+// record breaks the chain and Verify names it (invariant 7, docs/ARCHITECTURE.md).
 //
 // Records are stored as audit/<seq, 12 digits>-<hash>.json, where hash is the SHA-256 (hex) of the
 // record's canonical JSON without its own "hash" field (see Canonical). Because two writers racing for

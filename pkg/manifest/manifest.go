@@ -1,7 +1,7 @@
 // Package manifest defines a snapshot's manifest: the one object whose existence makes a snapshot real.
 //
 // A manifest is written last, with a conditional create, after every segment it names has been stored
-// and checked (DESIGN.md invariant 1). It has two halves. The plaintext half carries only operational
+// and checked (invariant 1, docs/ARCHITECTURE.md). It has two halves. The plaintext half carries only operational
 // metadata (times, sizes, counts, component and database names, labels, bookmarks, hashes of
 // ciphertext), so list, verify (quick), prune and report work without any identity. The catalogue —
 // item names, table names, per-item offsets and plaintext hashes — is age-encrypted inside the manifest

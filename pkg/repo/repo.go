@@ -1,7 +1,7 @@
 // Package repo opens, creates and reads a cfbackup repository: config.json, the writer secret and the
 // snapshot manifests, on top of any store.Store.
 //
-// It is the one place that knows the repository layout (DESIGN.md §4) apart from the segment format
+// It is the one place that knows the repository layout (docs/FORMAT.md) apart from the segment format
 // (pkg/archive) and the manifest shape (pkg/manifest), so every command agrees on where things live
 // and on how an unknown format version is refused (invariant 4: fail closed).
 package repo

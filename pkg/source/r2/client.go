@@ -113,7 +113,7 @@ func New(cfg Config) (*Client, error) {
 		// R2 rejects aws-chunked bodies and trailing checksums: only what an operation requires.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		// No "Expect: 100-continue" on PUTs over 2 MB: R2 does not implement it (CLOUDFLARE.md §4.3),
+		// No "Expect: 100-continue" on PUTs over 2 MB: R2 does not implement it (docs/CLOUDFLARE_FACTS.md §3.3),
 		// so every such PUT waited for the client's continue timeout before sending its body.
 		ContinueHeaderThresholdBytes: -1,
 	}
@@ -341,7 +341,7 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m m
 	put := func(crc bool) error {
 		in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
 			ContentLength: aws.Int64(int64(len(b)))}
-		// One checksum only: R2 refuses a request with two (CLOUDFLARE.md §4.4).
+		// One checksum only: R2 refuses a request with two (docs/CLOUDFLARE_FACTS.md §3.4).
 		if crc {
 			in.ChecksumCRC32C = s3store.CRC32C(b)
 		} else {

@@ -18,7 +18,7 @@ import (
 )
 
 // The incremental index lets a backup host that holds only the recipients and the writer secret (no
-// identity, DESIGN.md invariant 2) decide which objects are unchanged since the parent snapshot. It is
+// identity, invariant 2 in docs/ARCHITECTURE.md) decide which objects are unchanged since the parent snapshot. It is
 // stored as index/<snapshot-id>.r2-<n>.idx (docs/FORMAT.md):
 //
 //	"CFBR2IX1" || nonce (12 bytes) || AES-256-GCM( gzip( JSON Index ) )

@@ -200,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if r2 {
-			// R2 does not implement "Expect: 100-continue" (CLOUDFLARE.md §4.3): without this every
+			// R2 does not implement "Expect: 100-continue" (docs/CLOUDFLARE_FACTS.md §3.3): without this every
 			// part upload over 2 MB would wait out the client's continue timeout first.
 			o.ContinueHeaderThresholdBytes = -1
 		}
