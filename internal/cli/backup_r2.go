@@ -90,7 +90,7 @@ func (b *r2BackupFlags) plan(ctx context.Context, o *BackupOptions, eng *engine.
 		return nil
 	}
 	setR2MemoryLimit(eng, true)
-	secret, serr := writerSecret(ctx, o.f, eng.Repo)
+	secret, serr := repoSecret(eng.Repo)
 	if serr != nil {
 		o.f.Log().Warn("writer secret unavailable: R2 objects are backed up in full, without an incremental index", "err", serr)
 	}

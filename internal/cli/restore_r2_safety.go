@@ -30,7 +30,7 @@ func r2SafetySnapshot(cmd *cobra.Command, o *RestoreOptions, eng *engine.Engine,
 		return nil, "", nil
 	}
 	ctx := cmd.Context()
-	secret, serr := writerSecret(ctx, o.f, eng.Repo)
+	secret, serr := repoSecret(eng.Repo)
 	if serr != nil {
 		o.f.Log().Warn("writer secret unavailable: the safety snapshot downloads every object it holds", "err", serr)
 	}

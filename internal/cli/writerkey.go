@@ -16,9 +16,9 @@ import (
 // (CFBACKUP_WRITER_KEY_FILE; must be readable when set), else the default path 'init' wrote for this
 // repository, else keys/writer.age opened with the identity when one is configured. nil, nil: this
 // host holds no key. A backup host normally has only the file.
-func writerSecret(ctx context.Context, f *Factory, r *repo.Repo, replica ...bool) ([]byte, error) {
+func writerSecret(ctx context.Context, f *Factory, r *repo.Repo, replica bool) ([]byte, error) {
 	path := f.Config().WriterKeyFile
-	if path != "" && !(len(replica) > 0 && replica[0]) {
+	if path != "" && !replica {
 		b, err := os.ReadFile(path)
 		switch {
 		case err == nil:
@@ -55,4 +55,13 @@ func decodeSecret(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: writer key file: %v", engine.ErrKey, err)
 	}
 	return s, nil
+}
+
+// repoSecret is the writer secret the repository was authenticated with (Factory.OpenRepo read it
+// once); an error when this host holds none.
+func repoSecret(r *repo.Repo) ([]byte, error) {
+	if k := r.Key(); k != nil {
+		return k.Secret(), nil
+	}
+	return nil, r.RequireKey("the R2 incremental index")
 }

@@ -52,6 +52,9 @@ func NewKey(secret []byte) *Key {
 	return &Key{secret: s, id: "wk:" + hex.EncodeToString(derive(s, "cfbackup key id v2"))[:16]}
 }
 
+// Secret is a copy of the writer secret, for the R2 index's keyed hashes (pkg/source/r2).
+func (k *Key) Secret() []byte { return append([]byte(nil), k.secret...) }
+
 // ID names the writer secret without revealing it (a host can pin it: CFBACKUP_REPOSITORY_KEY_ID).
 func (k *Key) ID() string { return k.id }
 
