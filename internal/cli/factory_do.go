@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 )

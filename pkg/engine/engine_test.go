@@ -18,7 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/internal/seed"
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/engine"

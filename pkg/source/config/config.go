@@ -36,7 +36,7 @@ var ErrDiffers = errors.New("configuration differs from the snapshot")
 // ErrNoScript: a script asked for is not in the account or the snapshot.
 var ErrNoScript = errors.New("no such Workers script")
 
-// API is the part of the Cloudflare client this package reads (internal/cloudflare.Client).
+// API is the part of the Cloudflare client this package reads (pkg/cloudflare.Client).
 type API interface {
 	AccountID() string
 	ListWorkerScripts(ctx context.Context) ([]json.RawMessage, error)

@@ -15,7 +15,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"

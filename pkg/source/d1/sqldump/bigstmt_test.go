@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	_ "modernc.org/sqlite"
 )
 

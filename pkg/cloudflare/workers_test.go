@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 )
 
 func TestWorkersConfigCalls(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cfbackup/cfbackup/internal/cftest"
-	"github.com/cfbackup/cfbackup/internal/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 )
 
 func newClient(t *testing.T, s *cftest.Server, url string) *cloudflare.Client {
