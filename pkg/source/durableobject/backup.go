@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/internal/testutil/workerd"
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 	"github.com/cfbackup/cfbackup/pkg/store/mem"
