@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
 	// Time zones (TZ for local times in --at/--since/--until, retention.timezone) work on hosts
 	// without a zoneinfo database too (minimal containers): Go falls back to this copy.
 	_ "time/tzdata"

@@ -223,9 +223,9 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 			}
 			fmt.Fprintf(out, "  %*s PROBLEM (%s): %s\n", cw, "", kind, p)
 		}
-		if len(s.LiveChanges) > 0 {
+		if ch, _ := s.LiveChanges.([]configsrc.Change); len(ch) > 0 {
 			fmt.Fprintf(out, "  %*s live account differs (- only in the snapshot, + only in the account, ~ changed):\n", cw, "")
-			configsrc.WriteText(out, s.LiveChanges)
+			configsrc.WriteText(out, ch)
 		}
 	}
 	if o.Keep != "" {

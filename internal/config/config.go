@@ -7,7 +7,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,11 +16,12 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 )
 
 // ErrInvalid: a setting has a bad value; the message names the setting and the fix.
-var ErrInvalid = errors.New("invalid configuration")
+var ErrInvalid = errclass.New(errclass.Usage, "invalid configuration")
 
 // Config is every non-secret setting, plus the secrets read from the environment.
 type Config struct {

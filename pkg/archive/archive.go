@@ -17,16 +17,18 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Sentinel errors callers branch on with errors.Is.
 var (
 	// ErrIntegrity: stored data does not match what the catalogue recorded (size, SHA-256, authentication).
-	ErrIntegrity = errors.New("integrity check failed")
+	ErrIntegrity = errclass.New(errclass.Integrity, "integrity check failed")
 	// ErrNoIdentity: none of the given identities can decrypt a segment (wrong key, or a damaged header).
-	ErrNoIdentity = errors.New("no identity matches the segment")
+	ErrNoIdentity = errclass.New(errclass.Key, "no identity matches the segment")
 	// ErrBadName: an item name is not a clean relative slash path (it would be unsafe for `tar x`).
-	ErrBadName = errors.New("invalid item name")
+	ErrBadName = errclass.New(errclass.Integrity, "invalid item name")
 	// ErrClosed: the Writer was closed or aborted.
 	ErrClosed = errors.New("archive writer closed")
 )

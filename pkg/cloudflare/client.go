@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cloudflare/cloudflare-go/v7/d1"
 	"github.com/cloudflare/cloudflare-go/v7/durable_objects"
 	"github.com/cloudflare/cloudflare-go/v7/option"
@@ -28,21 +29,21 @@ const DefaultBaseURL = "https://api.cloudflare.com/client/v4"
 // Sentinel errors, wrapped with %w; the CLI branches on them with errors.Is.
 var (
 	// ErrAuth: the API token was rejected (401/403).
-	ErrAuth = errors.New("cloudflare API token rejected")
+	ErrAuth = errclass.New(errclass.Remote, "cloudflare API token rejected")
 	// ErrNotFound: the database (or other resource) does not exist in this account.
-	ErrNotFound = errors.New("not found in the Cloudflare account")
+	ErrNotFound = errclass.New(errclass.NotFound, "not found in the Cloudflare account")
 	// ErrUnreachable: the API could not be reached at all (DNS, refused connection, TLS).
-	ErrUnreachable = errors.New("cloudflare API unreachable")
+	ErrUnreachable = errclass.New(errclass.Remote, "cloudflare API unreachable")
 	// ErrSignedURLExpired: a signed download/upload URL is no longer valid; the caller starts over.
-	ErrSignedURLExpired = errors.New("signed URL expired")
+	ErrSignedURLExpired = errclass.New(errclass.Remote, "signed URL expired")
 	// ErrTaskFailed: an asynchronous export or import ended with status "error".
-	ErrTaskFailed = errors.New("cloudflare task failed")
+	ErrTaskFailed = errclass.New(errclass.Remote, "cloudflare task failed")
 	// ErrExists: the resource (a database name) is already taken.
-	ErrExists = errors.New("already exists in the Cloudflare account")
+	ErrExists = errclass.New(errclass.Refused, "already exists in the Cloudflare account")
 	// ErrOutsideWindow: a Time Travel time or bookmark is outside the database's retention window.
-	ErrOutsideWindow = errors.New("outside the Time Travel retention window")
+	ErrOutsideWindow = errclass.New(errclass.NotFound, "outside the Time Travel retention window")
 	// ErrConfig: required settings (account id, token) are missing.
-	ErrConfig = errors.New("cloudflare settings incomplete")
+	ErrConfig = errclass.New(errclass.Remote, "cloudflare settings incomplete")
 )
 
 // Config carries what the client needs; secrets come from the environment via the CLI, never flags.

@@ -18,46 +18,40 @@ import (
 	"os/user"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/seal"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
-// Sentinel errors the CLI maps to exit codes.
+// The engine's error classes (pkg/errclass): every error a command returns wraps one, and the CLI maps
+// classes, never package sentinels, to exit codes.
 var (
 	// ErrIntegrity: stored data does not match its recorded hashes or counts.
-	ErrIntegrity = errors.New("integrity check failed")
+	ErrIntegrity = errclass.Integrity
 	// ErrKey: no identity, or no identity that opens the data.
-	ErrKey = errors.New("key problem")
+	ErrKey = errclass.Key
 	// ErrNotFound: the thing asked for is not in the snapshot or the account.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errclass.NotFound
 	// ErrUsage: an option value is malformed.
-	ErrUsage = errors.New("invalid option")
+	ErrUsage = errclass.Usage
 	// ErrRefused: the target exists or holds data; nothing was changed.
-	ErrRefused = errors.New("refused")
+	ErrRefused = errclass.Refused
 )
 
-// Progress receives byte counts of long-running work; the CLI shows it as a bar on a terminal.
-type Progress interface {
-	Start(label string, total int64)
-	Add(n int)
-	Finish()
-}
+// Progress receives byte counts of long-running work (pkg/source).
+type Progress = source.Progress
 
-type noProgress struct{}
-
-func (noProgress) Start(string, int64) {}
-func (noProgress) Add(int)             {}
-func (noProgress) Finish()             {}
+type noProgress = source.NoProgress
 
 // Engine binds a repository to a clock, a logger and a progress sink.
 type Engine struct {
@@ -102,30 +96,11 @@ type BackupOptions struct {
 	Actor       string
 }
 
-// BackupPlan is what a backup would do (returned for --dry-run and before a real run). Each component's
-// planner resolves its sources (reading the account, writing nothing) and adds one Capture per source.
-type BackupPlan struct {
-	Components []string              `json:"components"`
-	Databases  []cloudflare.Database `json:"databases,omitempty"`
-	// Details holds the other components' plans (buckets, namespaces, scripts) for --dry-run output,
-	// keyed by component.
-	Details map[string]any `json:"details,omitempty"`
+// BackupPlan is what a backup would do (pkg/source).
+type BackupPlan = source.BackupPlan
 
-	captures []Capture
-}
-
-// Capture backs up one source (a database, a bucket, a namespace) into the snapshot being written.
-type Capture struct {
-	Component string
-	Name      string
-	Run       func(ctx context.Context, s *Session) error
-}
-
-// AddCapture appends a source to the plan; captures run in the order they were added.
-func (p *BackupPlan) AddCapture(c Capture) { p.captures = append(p.captures, c) }
-
-// Captures lists the plan's sources.
-func (p *BackupPlan) Captures() []Capture { return p.captures }
+// Capture backs up one source into the snapshot being written (pkg/source).
+type Capture = source.Capture
 
 // Components lists every component name and whether this build can back it up.
 var Components = []string{"d1", "do", "r2", "config"}
@@ -213,81 +188,8 @@ func (e *Engine) PlanD1(ctx context.Context, cf *cloudflare.Client, plan *Backup
 	return nil
 }
 
-// Session is what a Capture sees of the snapshot being written. Add and Reference may be called from
-// several goroutines; the Writer may not (see archive.Writer).
-type Session struct {
-	// SnapshotID is the id the manifest will have.
-	SnapshotID string
-	Writer     *archive.Writer
-	Repo       *repo.Repo
-	Log        *slog.Logger
-	Progress   Progress
-
-	mu      sync.Mutex
-	sources []manifest.Source
-	items   []manifest.Item
-	refs    map[string]archive.SegmentInfo
-	objects []manifest.Object
-	commit  []func(ctx context.Context, m *manifest.Manifest)
-	snaps   []*manifest.Manifest // the repository's snapshots, read once per backup (Snapshots)
-}
-
-// Snapshots lists the repository's readable snapshots, newest first, reading the manifests once per
-// backup however many sources ask (each R2 bucket looks for its parent).
-func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.snaps == nil {
-		snaps, _, err := s.Repo.ListSnapshots(ctx)
-		if err != nil {
-			return nil, err
-		}
-		s.snaps = append([]*manifest.Manifest{}, snaps...)
-	}
-	return s.snaps, nil
-}
-
-// AfterCommit registers fn to run once the snapshot's manifest is saved — a source deletes its resume
-// journal there. fn handles (logs) its own failures: the snapshot stands either way.
-func (s *Session) AfterCommit(fn func(ctx context.Context, m *manifest.Manifest)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.commit = append(s.commit, fn)
-}
-
-// Add records a captured source and its catalogue items.
-func (s *Session) Add(src manifest.Source, items ...manifest.Item) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sources = append(s.sources, src)
-	s.items = append(s.items, items...)
-}
-
-// Reference records segments of earlier snapshots that this snapshot's items point into (incremental
-// backups): they are listed in the manifest so verify checks them and prune keeps them.
-func (s *Session) Reference(segs ...archive.SegmentInfo) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refs == nil {
-		s.refs = map[string]archive.SegmentInfo{}
-	}
-	for _, g := range segs {
-		s.refs[g.ID] = g
-	}
-}
-
-// PutObject stores a side object the snapshot owns (an incremental index) with a conditional create
-// and records its key, size and SHA-256 in the manifest; it is written before the manifest.
-func (s *Session) PutObject(ctx context.Context, key string, data []byte) error {
-	if err := s.Repo.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{IfNotExists: true}); err != nil {
-		return err
-	}
-	sum := sha256.Sum256(data)
-	s.mu.Lock()
-	s.objects = append(s.objects, manifest.Object{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
-	s.mu.Unlock()
-	return nil
-}
+// Session is what a Capture sees of the snapshot being written (pkg/source).
+type Session = source.Session
 
 // Backup captures the plan into a new snapshot. Segments are written first, the manifest last with a
 // conditional create: if anything fails or the context is cancelled, no snapshot appears and earlier
@@ -308,7 +210,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
-	if len(plan.captures) == 0 {
+	if len(plan.Captures()) == 0 {
 		return nil, fmt.Errorf("%w: nothing to back up", ErrNotFound)
 	}
 	w, err := archive.NewWriter(ctx, archive.WriterOptions{
@@ -340,7 +242,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	pr := e.progress()
 	pr.Start("backup", -1)
 	sess := &Session{SnapshotID: m.ID, Writer: w, Repo: e.Repo, Log: e.log(), Progress: pr}
-	for _, c := range plan.captures {
+	for _, c := range plan.Captures() {
 		if err := c.Run(ctx, sess); err != nil {
 			pr.Finish()
 			return nil, err
@@ -351,21 +253,22 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("store segments: %w", err)
 	}
-	cat := manifest.Catalogue{Items: sess.items}
-	m.Sources = sess.sources
-	m.Objects = sess.objects
+	got := sess.Collected()
+	cat := manifest.Catalogue{Items: got.Items}
+	m.Sources = got.Sources
+	m.Objects = got.Objects
 	m.Segments = segs
 	for _, s := range segs {
 		m.StoredSize += s.Size
-		delete(sess.refs, s.ID)
+		delete(got.Refs, s.ID)
 	}
-	refIDs := make([]string, 0, len(sess.refs))
-	for id := range sess.refs {
+	refIDs := make([]string, 0, len(got.Refs))
+	for id := range got.Refs {
 		refIDs = append(refIDs, id)
 	}
 	sort.Strings(refIDs)
 	for _, id := range refIDs {
-		m.Segments = append(m.Segments, sess.refs[id])
+		m.Segments = append(m.Segments, got.Refs[id])
 	}
 	for _, it := range cat.Items {
 		m.Items++
@@ -383,9 +286,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 		return nil, err
 	}
 	committed = true
-	for _, fn := range sess.commit {
-		fn(ctx, m)
-	}
+	sess.Committed(ctx, m)
 	return m, nil
 }
 

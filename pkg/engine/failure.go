@@ -6,33 +6,23 @@ import (
 	"strings"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
-// Failure kinds say what a failed check of verify or test-restore means; verify/ records carry them
-// (failure_kind, failures) so an auditor can tell damage from an unmet assertion or an unsupported
-// component. docs/FORMAT.md ("verify/ records") lists them.
+// Failure kinds (pkg/source): what a failed check of verify or test-restore means.
 const (
-	// FailureIntegrity: stored data is missing or differs from what the snapshot recorded (a hash, a
-	// size, a count, a document that does not parse or does not match its catalogue entry).
-	FailureIntegrity = "integrity"
-	// FailureRestore: the data was intact but did not restore into the scratch target, or the
-	// restored copy failed its checks there (SQLite integrity_check, foreign_key_check, row counts).
-	FailureRestore = "restore"
-	// FailureAssertion: the data restored, and a user assertion about it did not hold.
-	FailureAssertion = "assertion"
-	// FailureError: the check itself could not run (storage or network error, scratch target
-	// unusable, local runtime refused): no evidence either way.
-	FailureError = "error"
-	// FailureUnsupported: this build cannot check the component: nothing was proven, nothing found.
-	FailureUnsupported = "unsupported"
+	FailureIntegrity   = source.FailureIntegrity
+	FailureRestore     = source.FailureRestore
+	FailureAssertion   = source.FailureAssertion
+	FailureError       = source.FailureError
+	FailureUnsupported = source.FailureUnsupported
 )
 
-// FailureKinds lists the kinds, most serious first: a record's failure_kind is the first one of its
-// failures.
-var FailureKinds = []string{FailureIntegrity, FailureRestore, FailureAssertion, FailureError, FailureUnsupported}
+// FailureKinds lists the kinds, most serious first.
+var FailureKinds = source.FailureKinds
 
 // FailureKindOf classifies err: FailureIntegrity when it wraps an integrity sentinel (or a stored
 // object that is gone), FailureRestore when a restored SQLite database failed its checks, else dflt.
@@ -59,20 +49,6 @@ func primaryFailure(failures map[string]int) string {
 		}
 	}
 	return ""
-}
-
-// Fail records one problem of a test-restore source and what kind of failure it is.
-func (c *TestRestoreCheck) Fail(kind, problem string) {
-	c.Problems = append(c.Problems, problem)
-	c.ProblemKinds = append(c.ProblemKinds, kind)
-}
-
-// kind is the failure kind of problem i (FailureError for a problem appended without one).
-func (c *TestRestoreCheck) kind(i int) string {
-	if i < len(c.ProblemKinds) && c.ProblemKinds[i] != "" {
-		return c.ProblemKinds[i]
-	}
-	return FailureError
 }
 
 // fail records one verification problem and its kind.

@@ -14,12 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // ErrLocked: another process holds a conflicting lock on the repository; nothing was changed.
-var ErrLocked = errors.New("repository is locked")
+var ErrLocked = errclass.Locked
 
 // LockPrefix is where lock objects live: locks/<lock-id>.json.
 const LockPrefix = "locks/"

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
@@ -27,7 +28,7 @@ const (
 )
 
 // ErrPolicyViolation: enforcement found a snapshot that outlives its policy or a required snapshot missing.
-var ErrPolicyViolation = errors.New("retention policy violated")
+var ErrPolicyViolation = errclass.Policy
 
 // DefaultGrace is how long an unreferenced object waits between being marked and being deleted: longer
 // than any backup runs, so the segments of a backup in progress (not yet named by a manifest) are safe.

@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
@@ -49,20 +50,8 @@ type TestRestoreOptions struct {
 	ConfigDiff func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error)
 }
 
-// TestRestoreCheck is one source's outcome.
-type TestRestoreCheck struct {
-	Component string   `json:"component"`
-	Source    string   `json:"source"`
-	Items     int      `json:"items"`
-	Bytes     int64    `json:"bytes"`
-	Checks    []string `json:"checks"`
-	Problems  []string `json:"problems"`
-	// ProblemKinds says what each problem is, index by index: FailureIntegrity, FailureRestore,
-	// FailureAssertion, FailureError or FailureUnsupported.
-	ProblemKinds []string `json:"problem_kinds"`
-	// LiveChanges are the differences from the live account (config with --diff).
-	LiveChanges []configsrc.Change `json:"live_changes,omitempty"`
-}
+// TestRestoreCheck is one source's outcome (pkg/source).
+type TestRestoreCheck = source.TestRestoreCheck
 
 // TestRestoreResult is a test-restore's outcome.
 type TestRestoreResult struct {
@@ -130,13 +119,13 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 		s := &res.Sources[i]
 		for j, p := range s.Problems {
 			res.OK = false
-			k := s.kind(j)
+			k := s.Kind(j)
 			failures[k]++
 			problems = append(problems, strings.TrimSpace(s.Component+" "+s.Source)+": "+p+" ["+k+"]")
 		}
 		kinds := make([]string, len(s.Problems))
 		for j := range s.Problems {
-			kinds[j] = s.kind(j)
+			kinds[j] = s.Kind(j)
 		}
 		s.ProblemKinds = kinds
 		if s.Problems == nil {
@@ -160,7 +149,7 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 						continue
 					}
 					for j := range s.Problems {
-						byKind[s.kind(j)]++
+						byKind[s.Kind(j)]++
 					}
 				}
 				if len(byKind) > 0 {

@@ -25,22 +25,23 @@ import (
 	"unicode/utf8"
 
 	"filippo.io/age"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Sentinel errors callers branch on with errors.Is.
 var (
 	// ErrExists: WriteIdentityFile refuses to replace an existing key file.
-	ErrExists = errors.New("key file already exists")
+	ErrExists = errclass.New(errclass.Refused, "key file already exists")
 	// ErrBadRecipient: a recipient entry could not be parsed.
-	ErrBadRecipient = errors.New("invalid recipient")
+	ErrBadRecipient = errclass.New(errclass.Key, "invalid recipient")
 	// ErrBadIdentity: an identity file holds something that is not a usable secret key.
-	ErrBadIdentity = errors.New("invalid identity")
+	ErrBadIdentity = errclass.New(errclass.Key, "invalid identity")
 	// ErrMixedRecipients: post-quantum and classic recipients cannot encrypt the same file.
-	ErrMixedRecipients = errors.New("cannot mix post-quantum (age1pq1…) and classic recipients")
+	ErrMixedRecipients = errclass.New(errclass.Key, "cannot mix post-quantum (age1pq1…) and classic recipients")
 	// ErrNoKeys: a recipients or identity list is empty.
-	ErrNoKeys = errors.New("no keys found")
+	ErrNoKeys = errclass.New(errclass.Key, "no keys found")
 	// ErrInsecurePermissions: an identity file is readable by group or others.
-	ErrInsecurePermissions = errors.New("identity file is readable by group or others")
+	ErrInsecurePermissions = errclass.New(errclass.Key, "identity file is readable by group or others")
 )
 
 const (

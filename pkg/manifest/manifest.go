@@ -13,7 +13,6 @@ import (
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -23,6 +22,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // FormatVersion is the manifest format this build writes and the highest major version it reads.
@@ -44,9 +44,9 @@ const (
 
 var (
 	// ErrFormat: the manifest is not valid JSON of the expected shape.
-	ErrFormat = errors.New("malformed manifest")
+	ErrFormat = errclass.New(errclass.Repository, "malformed manifest")
 	// ErrVersion: the manifest was written by a newer, incompatible cfbackup.
-	ErrVersion = errors.New("unsupported manifest format version")
+	ErrVersion = errclass.New(errclass.Repository, "unsupported manifest format version")
 )
 
 // Manifest is one snapshot. Everything here except Catalogue is plaintext by design.

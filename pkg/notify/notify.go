@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // When to notify.
@@ -33,7 +35,7 @@ const (
 )
 
 // ErrBadSetting: a notification setting is invalid; the message names it.
-var ErrBadSetting = errors.New("invalid notification setting")
+var ErrBadSetting = errclass.New(errclass.Usage, "invalid notification setting")
 
 // ValidateOn checks a --notify-on value.
 func ValidateOn(on string) error {

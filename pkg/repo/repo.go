@@ -23,6 +23,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/seal"
@@ -43,24 +44,24 @@ const (
 
 var (
 	// ErrNotRepo: there is no config.json at the location.
-	ErrNotRepo = errors.New("no cfbackup repository here")
+	ErrNotRepo = errclass.New(errclass.Repository, "no cfbackup repository here")
 	// ErrExists: init found a repository already there.
-	ErrExists = errors.New("a cfbackup repository already exists here")
+	ErrExists = errclass.New(errclass.Repository, "a cfbackup repository already exists here")
 	// ErrVersion: the repository was made by a newer, incompatible cfbackup.
-	ErrVersion = errors.New("unsupported repository format version")
+	ErrVersion = errclass.New(errclass.Repository, "unsupported repository format version")
 	// ErrSnapshotNotFound: no snapshot matches the id (or the repository has none).
-	ErrSnapshotNotFound = errors.New("snapshot not found")
+	ErrSnapshotNotFound = errclass.New(errclass.NotFound, "snapshot not found")
 	// ErrBadRecipient: a recipient could not be parsed.
-	ErrBadRecipient = errors.New("bad recipient")
+	ErrBadRecipient = errclass.New(errclass.Key, "bad recipient")
 	// ErrNoRecipients: init was given no recipient.
-	ErrNoRecipients = errors.New("no recipient given")
+	ErrNoRecipients = errclass.New(errclass.Key, "no recipient given")
 	// ErrObjectLock: Object Lock retention was asked for where the store cannot provide it.
-	ErrObjectLock = errors.New("object lock unavailable")
+	ErrObjectLock = errclass.New(errclass.Repository, "object lock unavailable")
 	// ErrUnauthenticated: config.json or a manifest does not authenticate with the writer secret:
 	// someone without the key made or changed it (a bucket writer), or the key is another repository's.
-	ErrUnauthenticated = errors.New("does not authenticate")
+	ErrUnauthenticated = errclass.New(errclass.Integrity, "does not authenticate")
 	// ErrNoKey: the command must authenticate the repository and has neither the writer secret nor an identity.
-	ErrNoKey = errors.New("no key to authenticate the repository")
+	ErrNoKey = errclass.New(errclass.Key, "no key to authenticate the repository")
 )
 
 // Recipient is a public key every segment and catalogue is encrypted to.
@@ -321,7 +322,7 @@ func (r *Repo) Authenticate(secret []byte, o AuthOptions) error {
 }
 
 // ErrWriterKey: keys/writer.age cannot be opened with the identities given.
-var ErrWriterKey = errors.New("cannot open the writer secret")
+var ErrWriterKey = errclass.New(errclass.Key, "cannot open the writer secret")
 
 // WriterSecret unwraps keys/writer.age with the identities: how a restore host (which holds an
 // identity, not the writer key file) gets the key that authenticates the repository. A bucket writer
@@ -400,7 +401,7 @@ func (r *Repo) Key() *seal.Key { return r.key }
 func (r *Repo) Legacy() bool { return r.Config.Format < 2 }
 
 // ErrLegacy: a format 1 repository is read-only until 'cfbackup migrate' upgrades it.
-var ErrLegacy = errors.New("repository format 1 is read-only")
+var ErrLegacy = errclass.New(errclass.Repository, "repository format 1 is read-only")
 
 // RequireWritable refuses to write into a format 1 repository: nothing in it authenticates, so a
 // bucket writer could have replaced its recipients (or downgraded a format 2 config.json to format 1);
@@ -678,7 +679,7 @@ func (r *Repo) FindSnapshot(ctx context.Context, ref, component string) (*manife
 
 // ErrNewerUnreadable: a point-in-time or "latest" pick would pass over a newer manifest that cannot be
 // read or authenticated.
-var ErrNewerUnreadable = errors.New("a newer snapshot is unreadable")
+var ErrNewerUnreadable = errclass.New(errclass.Integrity, "a newer snapshot is unreadable")
 
 // newerUnreadable refuses choosing m while a manifest at least as new as m (by the time its key
 // names) is unreadable or does not authenticate.

@@ -8,16 +8,16 @@
 package retention
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
 // ErrPolicy: a policy or retention setting is malformed; the message names it and the fix.
-var ErrPolicy = errors.New("invalid retention policy")
+var ErrPolicy = errclass.New(errclass.Usage, "invalid retention policy")
 
 // Rule names, in the order reasons are reported.
 const (

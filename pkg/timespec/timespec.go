@@ -21,16 +21,17 @@
 package timespec
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // ErrSyntax is wrapped by every parse error.
-var ErrSyntax = errors.New("invalid time or duration")
+var ErrSyntax = errclass.New(errclass.Usage, "invalid time or duration")
 
 // DurationHelp and TimeHelp are the short forms error messages show.
 const (

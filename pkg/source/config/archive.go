@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 )
 
@@ -153,7 +153,7 @@ func readDoc(ctx context.Context, open Opener, ref archive.ItemRef) (Doc, error)
 }
 
 // ErrExists: a file restore would write is already there (and overwriting was not asked for).
-var ErrExists = errors.New("file already exists")
+var ErrExists = errclass.New(errclass.Refused, "file already exists")
 
 // WriteDir writes the state as files under dir: inventory.json and scripts/<name>.json, each in
 // Encode's stable format, each written to a temporary file and renamed into place. It refuses, before

@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Component is the component name in manifests and flags.
@@ -31,10 +33,10 @@ const Component = "config"
 const FormatVersion = 1
 
 // ErrDiffers: the live account's configuration differs from the snapshot (see Diff).
-var ErrDiffers = errors.New("configuration differs from the snapshot")
+var ErrDiffers = errclass.New(errclass.Differs, "configuration differs from the snapshot")
 
 // ErrNoScript: a script asked for is not in the account or the snapshot.
-var ErrNoScript = errors.New("no such Workers script")
+var ErrNoScript = errclass.New(errclass.NotFound, "no such Workers script")
 
 // API is the part of the Cloudflare client this package reads (pkg/cloudflare.Client).
 type API interface {

@@ -115,7 +115,7 @@ func TestTestRestoreConfigDiff(t *testing.T) {
 			}
 			return []config.Change{{Scope: "script app", Path: "settings.x", Kind: "changed", Old: "a", New: "b"}}, nil
 		}})
-	if err != nil || !res.OK || calls != 1 || len(res.Sources[0].LiveChanges) != 1 {
+	if err != nil || !res.OK || calls != 1 || len(res.Sources[0].LiveChanges.([]config.Change)) != 1 {
 		t.Fatalf("test-restore --diff: %v %+v (calls %d)", err, res, calls)
 	}
 	// The comparison failing is an error (nothing proven about the account), not damage.

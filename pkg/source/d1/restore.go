@@ -2,7 +2,6 @@ package d1
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,17 +12,18 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
 var (
 	// ErrNotInSnapshot: a requested table or database is not in the snapshot.
-	ErrNotInSnapshot = errors.New("not in this snapshot")
+	ErrNotInSnapshot = errclass.New(errclass.NotFound, "not in this snapshot")
 	// ErrTargetNotEmpty: the restore target already holds data; nothing was changed.
-	ErrTargetNotEmpty = errors.New("restore target is not empty")
+	ErrTargetNotEmpty = errclass.New(errclass.Refused, "restore target is not empty")
 	// ErrMismatch: the restored data does not match the catalogue (row counts).
-	ErrMismatch = errors.New("restored data does not match the snapshot")
+	ErrMismatch = errclass.New(errclass.Integrity, "restored data does not match the snapshot")
 )
 
 // Opener reads one item from the archive, verifying it (archive.OpenItem bound to a snapshot).

@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Component is the component name of Durable Objects in manifests and flags.
@@ -55,17 +57,17 @@ const MinSecretLength = 32
 // Sentinel errors, wrapped with %w.
 var (
 	// ErrAuth: the Worker refused the signature (wrong secret, clock skew, replay).
-	ErrAuth = errors.New("Worker refused the request signature")
+	ErrAuth = errclass.New(errclass.Remote, "Worker refused the request signature")
 	// ErrNotConfigured: the Worker has no usable CFBACKUP_SECRET, or cfbackup has no worker URL/secret.
-	ErrNotConfigured = errors.New("cfbackup Worker module not configured")
+	ErrNotConfigured = errclass.New(errclass.Remote, "cfbackup Worker module not configured")
 	// ErrNotFound: the Worker does not route this class or object (module not mounted, wrong URL).
-	ErrNotFound = errors.New("not found at the Worker")
+	ErrNotFound = errclass.New(errclass.NotFound, "not found at the Worker")
 	// ErrRefused: the object refused an import (backend mismatch, limits); nothing of that chunk was written.
-	ErrRefused = errors.New("import refused by the object")
+	ErrRefused = errclass.New(errclass.Refused, "import refused by the object")
 	// ErrMismatch: an import wrote other counts than the backup recorded.
-	ErrMismatch = errors.New("restored object does not match the backup")
+	ErrMismatch = errclass.New(errclass.Integrity, "restored object does not match the backup")
 	// ErrFormat: the Worker answered something that is not the expected NDJSON.
-	ErrFormat = errors.New("unexpected answer from the Worker module")
+	ErrFormat = errclass.New(errclass.Remote, "unexpected answer from the Worker module")
 )
 
 var objectIDRe = regexp.MustCompile(`^[0-9a-f]{64}$`)

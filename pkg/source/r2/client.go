@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	s3store "github.com/cfbackup/cfbackup/pkg/store/s3"
 )
@@ -38,21 +39,21 @@ const Component = "r2"
 // Sentinel errors callers branch on (the CLI maps them to exit codes).
 var (
 	// ErrNoSuchBucket: the bucket does not exist at the endpoint.
-	ErrNoSuchBucket = errors.New("bucket does not exist")
+	ErrNoSuchBucket = errclass.New(errclass.NotFound, "bucket does not exist")
 	// ErrAccessDenied: the keys may not read (or write) the bucket.
-	ErrAccessDenied = errors.New("access denied")
+	ErrAccessDenied = errclass.New(errclass.Remote, "access denied")
 	// ErrConfig: endpoint or keys are missing or malformed.
-	ErrConfig = errors.New("r2: invalid configuration")
+	ErrConfig = errclass.New(errclass.Usage, "r2: invalid configuration")
 	// ErrVanished: an object listed a moment ago is gone (deleted between listing and GET).
-	ErrVanished = errors.New("object deleted since it was listed")
+	ErrVanished = errclass.New(errclass.NotFound, "object deleted since it was listed")
 	// ErrConflict: the restore target already holds different data under the key (--overwrite fail).
-	ErrConflict = errors.New("target already holds different data")
+	ErrConflict = errclass.New(errclass.Refused, "target already holds different data")
 	// ErrBadKey: the target cannot take the key (too long, or not representable as a file).
-	ErrBadKey = errors.New("key not accepted by the target")
+	ErrBadKey = errclass.New(errclass.Refused, "key not accepted by the target")
 	// ErrRangeNotSatisfiable: a ranged GET started past the object's end (it shrank to zero bytes).
 	ErrRangeNotSatisfiable = errors.New("requested range not satisfiable")
 	// ErrChanged: the object was replaced while it was read in ranges (its ETag no longer matched).
-	ErrChanged = errors.New("object changed while it was read")
+	ErrChanged = errclass.New(errclass.Failure, "object changed while it was read")
 )
 
 // Config says how to reach the buckets. Secrets in it are never printed or logged.

@@ -10,10 +10,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 )
 
@@ -44,7 +44,7 @@ type Index struct {
 }
 
 // ErrIndex: the index cannot be read with this writer secret (another secret, or damage).
-var ErrIndex = errors.New("incremental index unreadable")
+var ErrIndex = errclass.New(errclass.Failure, "incremental index unreadable")
 
 type indexKeys struct{ enc, names []byte }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -62,7 +63,7 @@ type Journal struct {
 func (k indexKeys) sealJournal(j *Journal) ([]byte, error) { return k.sealJSON(journalMagic, j) }
 
 // ErrJournal: a journal cannot be read with this writer secret (another secret, or damage).
-var ErrJournal = errors.New("resume journal unreadable")
+var ErrJournal = errclass.New(errclass.Failure, "resume journal unreadable")
 
 func (k indexKeys) openJournal(b []byte) (*Journal, error) {
 	var j Journal

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 )
 
@@ -23,7 +24,7 @@ import (
 type Opener func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error)
 
 // ErrNotInSnapshot: an object or prefix asked for is not in the snapshot.
-var ErrNotInSnapshot = errors.New("not in the snapshot")
+var ErrNotInSnapshot = errclass.New(errclass.NotFound, "not in the snapshot")
 
 // Overwrite policies for objects that already exist at the target with different data.
 const (

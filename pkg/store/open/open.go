@@ -5,11 +5,11 @@ package open
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 	"github.com/cfbackup/cfbackup/pkg/store/retry"
@@ -17,7 +17,7 @@ import (
 )
 
 // ErrLocation: the location string cannot name a store; the message says what to write instead.
-var ErrLocation = errors.New("invalid repository location")
+var ErrLocation = errclass.New(errclass.Usage, "invalid repository location")
 
 const syntax = "use a directory path, file://PATH or s3://BUCKET[/PREFIX]"
 

@@ -41,6 +41,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -63,10 +64,10 @@ const (
 // Sentinel errors of this package.
 var (
 	// ErrConfig: the Config cannot work; the message names the field.
-	ErrConfig = errors.New("s3 store: invalid configuration")
+	ErrConfig = errclass.New(errclass.Usage, "s3 store: invalid configuration")
 	// ErrNoSuchBucket: the bucket does not exist (kept apart from ErrNotFound so a typo in the
 	// bucket name never looks like an empty repository).
-	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
+	ErrNoSuchBucket = errclass.New(errclass.Repository, "s3 bucket does not exist")
 	// ErrTooLarge: the object needs more than MaxParts parts of PartSize.
 	ErrTooLarge = errors.New("object too large for the configured part size")
 )

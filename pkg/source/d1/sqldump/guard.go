@@ -3,13 +3,13 @@ package sqldump
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -18,11 +18,11 @@ import (
 // outside the allow-list, load_extension(), a TEMP object, an unknown virtual-table module…), or
 // SQLite's own guards refused an operation while it ran. SQL read from a repository is untrusted
 // input, so the restore stops there; callers map it to the integrity exit status.
-var ErrNotAllowed = errors.New("statement not allowed in a D1 dump")
+var ErrNotAllowed = errclass.New(errclass.Integrity, "statement not allowed in a D1 dump")
 
 // ErrUnguarded: Load was given a connection without SQLite's defensive mode (open it with
 // OpenFile), so a hostile dump could corrupt the file through writable_schema and the like.
-var ErrUnguarded = errors.New("sqlite connection is not in defensive mode")
+var ErrUnguarded = errclass.New(errclass.Failure, "sqlite connection is not in defensive mode")
 
 // dumpPragmas are the only PRAGMAs a dump may hold: D1 writes "PRAGMA defer_foreign_keys=TRUE;",
 // sqlite3 .dump "PRAGMA foreign_keys=OFF;". Neither reaches a file.

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // ErrCheckFailed: a restored database failed PRAGMA integrity_check or foreign_key_check.
-var ErrCheckFailed = errors.New("sqlite check failed")
+var ErrCheckFailed = errclass.New(errclass.Integrity, "sqlite check failed")
 
 // LoadOptions tunes Load.
 type LoadOptions struct {

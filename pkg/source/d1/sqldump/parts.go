@@ -3,9 +3,10 @@ package sqldump
 import (
 	"crypto/md5" //nolint:gosec // D1's import API identifies files by MD5; not a security use
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // D1StatementLimit is D1's maximum statement size in bytes (docs: d1/platform/limits).
@@ -17,10 +18,10 @@ var (
 	// The operator can restore that table to a local SQLite file instead (restore --to-file), or
 	// exclude the table from the D1 import and reload the large rows with bound parameters through
 	// the Workers binding; D1's own import would fail on the same statement.
-	ErrStatementTooLarge = errors.New("statement exceeds D1's 100,000-byte limit")
+	ErrStatementTooLarge = errclass.New(errclass.Failure, "statement exceeds D1's 100,000-byte limit")
 	// ErrPlanMismatch: WritePart read input that does not match its plan (the input changed between
 	// the planning pass and the writing pass).
-	ErrPlanMismatch = errors.New("sql input does not match the import plan")
+	ErrPlanMismatch = errclass.New(errclass.Failure, "sql input does not match the import plan")
 )
 
 // PlanOptions tunes PlanParts.

@@ -15,21 +15,22 @@ package sqldump
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Sentinel errors of this package; callers branch on them with errors.Is.
 var (
 	// ErrStatementTooLong: a statement exceeded the scanner's memory limit (a corrupt dump, e.g. an
 	// unterminated string, or a row larger than the limit allows).
-	ErrStatementTooLong = errors.New("sql statement exceeds limit")
+	ErrStatementTooLong = errclass.New(errclass.Failure, "sql statement exceeds limit")
 	// ErrIncomplete: the input ended inside a string, quoted identifier or trigger body.
-	ErrIncomplete = errors.New("sql input ends inside a statement")
+	ErrIncomplete = errclass.New(errclass.Failure, "sql input ends inside a statement")
 )
 
 // DefaultMaxStatement bounds one statement in memory when a caller passes 0. D1 rows are at most

@@ -1,0 +1,120 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Session is what a Capture sees of the snapshot being written. Add and Reference may be called from
+// several goroutines; the Writer may not (see archive.Writer).
+type Session struct {
+	// SnapshotID is the id the manifest will have.
+	SnapshotID string
+	Writer     *archive.Writer
+	Repo       *repo.Repo
+	Log        *slog.Logger
+	Progress   Progress
+
+	mu      sync.Mutex
+	sources []manifest.Source
+	items   []manifest.Item
+	refs    map[string]archive.SegmentInfo
+	objects []manifest.Object
+	commit  []func(ctx context.Context, m *manifest.Manifest)
+	snaps   []*manifest.Manifest // the repository's snapshots, read once per backup (Snapshots)
+}
+
+// Snapshots lists the repository's readable snapshots, newest first, reading the manifests once per
+// backup however many sources ask (each R2 bucket looks for its parent).
+func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snaps == nil {
+		snaps, _, err := s.Repo.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.snaps = append([]*manifest.Manifest{}, snaps...)
+	}
+	return s.snaps, nil
+}
+
+// AfterCommit registers fn to run once the snapshot's manifest is saved — a source deletes its resume
+// journal there. fn handles (logs) its own failures: the snapshot stands either way.
+func (s *Session) AfterCommit(fn func(ctx context.Context, m *manifest.Manifest)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commit = append(s.commit, fn)
+}
+
+// Add records a captured source and its catalogue items.
+func (s *Session) Add(src manifest.Source, items ...manifest.Item) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sources = append(s.sources, src)
+	s.items = append(s.items, items...)
+}
+
+// Reference records segments of earlier snapshots that this snapshot's items point into (incremental
+// backups): they are listed in the manifest so verify checks them and prune keeps them.
+func (s *Session) Reference(segs ...archive.SegmentInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == nil {
+		s.refs = map[string]archive.SegmentInfo{}
+	}
+	for _, g := range segs {
+		s.refs[g.ID] = g
+	}
+}
+
+// PutObject stores a side object the snapshot owns (an incremental index) with a conditional create
+// and records its key, size and SHA-256 in the manifest; it is written before the manifest.
+func (s *Session) PutObject(ctx context.Context, key string, data []byte) error {
+	if err := s.Repo.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{IfNotExists: true}); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	s.mu.Lock()
+	s.objects = append(s.objects, manifest.Object{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	s.mu.Unlock()
+	return nil
+}
+
+// Collected is what the captures of a session recorded.
+type Collected struct {
+	Sources []manifest.Source
+	Items   []manifest.Item
+	Refs    map[string]archive.SegmentInfo
+	Objects []manifest.Object
+}
+
+// Collected returns what the captures recorded (the engine writes it into the manifest).
+func (s *Session) Collected() Collected {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refs := make(map[string]archive.SegmentInfo, len(s.refs))
+	for k, v := range s.refs {
+		refs[k] = v
+	}
+	return Collected{Sources: s.sources, Items: s.items, Refs: refs, Objects: s.objects}
+}
+
+// Committed runs the AfterCommit hooks once the manifest is saved.
+func (s *Session) Committed(ctx context.Context, m *manifest.Manifest) {
+	s.mu.Lock()
+	fns := append([]func(context.Context, *manifest.Manifest){}, s.commit...)
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(ctx, m)
+	}
+}
