@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
@@ -24,7 +26,10 @@ type BackupOptions struct {
 	DryRun     bool
 	CopyTo     []string
 
-	// Per-component flags live in backup_<component>.go.
+	// comps are the registered components (pkg/source), each holding its own flags.
+	comps map[string]source.Component
+
+	// Per-component flags of components not yet in the registry live in backup_<component>.go.
 	r2     r2BackupFlags
 	do     doBackupFlags
 	config configBackupFlags
@@ -65,10 +70,31 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
-	o.r2.addFlags(cmd)
-	o.do.addFlags(cmd)
-	o.config.addFlags(cmd)
+	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
+	if o.comps["r2"] == nil {
+		o.r2.addFlags(cmd)
+	}
+	if o.comps["do"] == nil {
+		o.do.addFlags(cmd)
+	}
+	if o.comps["config"] == nil {
+		o.config.addFlags(cmd)
+	}
 	return cmd
+}
+
+// bindComponents makes one value of every registered component for a command and binds its flags.
+func bindComponents(verb source.Verb, fs *pflag.FlagSet) map[string]source.Component {
+	out := map[string]source.Component{}
+	for _, n := range source.Names() {
+		c, err := source.New(n)
+		if err != nil {
+			continue
+		}
+		c.Flags(verb, fs)
+		out[n] = c
+	}
+	return out
 }
 
 func parseLabels(in []string) (map[string]string, error) {
@@ -107,7 +133,22 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	eng := o.f.Engine(r)
 	bo := engine.BackupOptions{Components: o.Components, D1Databases: o.Databases, Labels: labels, DryRun: o.DryRun}
 	plan := &engine.BackupPlan{Components: o.Components}
+	var secret []byte
+	var serr error
 	for _, c := range o.Components {
+		if comp, ok := o.comps[c]; ok {
+			if secret == nil && serr == nil {
+				if secret, serr = repoSecret(r); serr != nil {
+					serr = fmt.Errorf("writer secret unavailable: %w", serr)
+				}
+			}
+			p, err := comp.PlanBackup(ctx, o.f.Env(), source.BackupRequest{Repo: r, WriterSecret: secret, SecretErr: serr, DryRun: o.DryRun})
+			if err != nil {
+				return err
+			}
+			plan.Merge(p)
+			continue
+		}
 		var err error
 		switch c {
 		case d1.Component:
@@ -140,6 +181,7 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		o.r2.printPlan(out, plan)
 		o.do.printPlan(out, plan)
 		o.config.printPlan(out, plan)
+		plan.PrintText(out)
 		return nil
 	}
 	m, err := eng.Backup(ctx, plan, bo)

@@ -13,6 +13,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
@@ -34,8 +35,12 @@ type RestoreOptions struct {
 	TimeTravel bool
 	NoSafety   bool
 	ToDir      string
+	Prefix     string
 
-	// Per-component flags live in restore_<component>.go.
+	// comps are the registered components (pkg/source), each holding its own flags.
+	comps map[string]source.Component
+
+	// Per-component flags of components not yet in the registry live in restore_<component>.go.
 	r2     r2RestoreFlags
 	do     doRestoreFlags
 	config configRestoreFlags
@@ -113,9 +118,17 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT (2026-12-03T13:19:44Z, '2026-12-03 13:19:44' local, '2h ago', yesterday; docs/CONFIG.md \"Times and durations\"): the newest snapshot at or before it, a time to the second covering that second")
 	fl.BoolVar(&o.TimeTravel, "time-travel", false, "with --at and --in-place: restore D1 with Time Travel (inside its retention window) instead of from the archive")
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
-	o.r2.addFlags(cmd)
-	o.do.addFlags(cmd)
-	o.config.addFlags(cmd)
+	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
+	o.comps = bindComponents(source.VerbRestore, fl)
+	if o.comps["r2"] == nil {
+		o.r2.addFlags(cmd)
+	}
+	if o.comps["do"] == nil {
+		o.do.addFlags(cmd)
+	}
+	if o.comps["config"] == nil {
+		o.config.addFlags(cmd)
+	}
 	return cmd
 }
 
@@ -170,6 +183,9 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 			return err
 		}
 		defer unlock()
+	}
+	if comp, ok := o.comps[o.Component]; ok {
+		return restoreComponent(cmd, o, comp)
 	}
 	switch o.Component {
 	case d1.Component:
@@ -384,4 +400,55 @@ func confirmByName(f *Factory, name string) error {
 		return fmt.Errorf("%w: confirmation did not match %q; nothing was changed", engine.ErrRefused, name)
 	}
 	return nil
+}
+
+// restoreComponent restores a registered component through the engine's one restore path and prints
+// the plan (--dry-run) or the outcome.
+func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Component) error {
+	ctx := cmd.Context()
+	r, err := o.f.Repo(ctx)
+	if err != nil {
+		return err
+	}
+	ids, err := o.f.Identities(true)
+	if err != nil {
+		return err
+	}
+	eng := o.f.Engine(r)
+	res, err := eng.Restore(ctx, comp, o.f.Env(), engine.RestoreOptions{
+		Snapshot: o.Snapshot, Identities: ids, Prefix: o.Prefix, ToDir: o.ToDir,
+		Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety, Confirm: confirmOnTerminal(o.f), Notes: o.f.IO.Err,
+	})
+	if res != nil {
+		o.f.SetResult(RunResult{Components: []string{comp.Name()}, Snapshots: []string{res.Snapshot.ID}})
+	}
+	if err != nil {
+		return err
+	}
+	out := o.f.IO.Out
+	if o.DryRun {
+		if o.f.jsonOut {
+			return writeJSON(out, restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+		}
+		res.Plan.Text(out)
+		return nil
+	}
+	if o.f.jsonOut {
+		return writeJSON(out, res.Result.JSON)
+	}
+	fmt.Fprint(out, res.Result.Text)
+	if res.Undo != "" {
+		fmt.Fprintf(out, "To undo: %s\n", res.Undo)
+	}
+	return nil
+}
+
+// restorePlanMessage is restore --dry-run --json for a registered component.
+type restorePlanMessage struct {
+	MessageType string `json:"message_type"` // "plan"
+	DryRun      bool   `json:"dry_run"`
+	Component   string `json:"component"`
+	Snapshot    string `json:"snapshot"`
+	// Plan is the component's own plan (docs/JSON.md).
+	Plan any `json:"plan"`
 }

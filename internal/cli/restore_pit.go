@@ -49,7 +49,7 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) er
 	}
 	var picks []pick
 	var oldest, newest time.Time
-	for _, c := range engine.Components {
+	for _, c := range engine.Components() {
 		m, err := r.FindSnapshotAt(ctx, t, c)
 		if err != nil {
 			if strings.Contains(err.Error(), "has no") {

@@ -30,7 +30,6 @@ type r2RestoreFlags struct {
 func (b *r2RestoreFlags) addFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&b.Bucket, "r2-bucket", "", "R2 bucket in the snapshot; optional when the snapshot has one")
-	fl.StringVar(&b.Prefix, "prefix", "", "R2: restore only objects whose key starts with this prefix")
 	fl.StringArrayVar(&b.Objects, "object", nil, "R2: restore only this object key (repeatable)")
 	fl.StringVar(&b.ObjectsFrom, "objects-from", "", "R2: restore the object keys listed in this file, one per line")
 	fl.StringVar(&b.ToBucket, "to-bucket", "", "R2: restore into this bucket instead of the original one")
@@ -47,7 +46,7 @@ type r2RestorePlanJSON struct {
 
 // run restores r2 sources from a snapshot.
 func (b *r2RestoreFlags) run(cmd *cobra.Command, o *RestoreOptions) error {
-	b.ToDir = o.ToDir
+	b.ToDir, b.Prefix = o.ToDir, o.Prefix
 	ctx := cmd.Context()
 	switch b.Overwrite {
 	case r2.OverwriteFail, r2.OverwriteSkip, r2.OverwriteOverwrite:

@@ -187,6 +187,7 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 			return liveConfigDiff(ctx, o.f, cf, restored, nil, nil)
 		}
 	}
+	topts.Env, topts.Diff = o.f.Env(), o.Diff
 	res, terr := o.f.Engine(r).TestRestore(ctx, m, topts)
 	if res == nil {
 		return terr

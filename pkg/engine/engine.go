@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,18 +103,28 @@ type BackupPlan = source.BackupPlan
 // Capture backs up one source into the snapshot being written (pkg/source).
 type Capture = source.Capture
 
-// Components lists every component name and whether this build can back it up.
-var Components = []string{"d1", "do", "r2", "config"}
+// legacyComponents are the components planned outside the registry (pkg/source) while they move
+// into it.
+var legacyComponents = []string{"d1", "do", "r2", "config"}
+
+// Components lists every component this build can back up: the registered ones (pkg/source), then
+// any not yet registered.
+func Components() []string {
+	out := source.Names()
+	for _, c := range legacyComponents {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 // ValidateComponents checks --component values.
 func ValidateComponents(comps []string) error {
+	all := Components()
 	for _, c := range comps {
-		ok := false
-		for _, k := range Components {
-			ok = ok || c == k
-		}
-		if !ok {
-			return fmt.Errorf("%w: unknown component %q (components: %s)", ErrUsage, c, strings.Join(Components, ", "))
+		if !slices.Contains(all, c) {
+			return fmt.Errorf("%w: unknown component %q (components: %s)", ErrUsage, c, strings.Join(all, ", "))
 		}
 	}
 	return nil

@@ -19,14 +19,8 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
-// Assertion is a user check run against a D1 database restored by test-restore: SQL whose first
-// column of the first row is compared with Expect ("> 0", ">= 1000", "= ok", "!= 0"). An empty Expect
-// asks for a truthy value (a row whose first column is not 0, NULL or empty).
-type Assertion struct {
-	Database string `json:"database,omitempty"` // name or id; empty: every database
-	SQL      string `json:"sql"`
-	Expect   string `json:"expect,omitempty"`
-}
+// Assertion is a user check run against a D1 database restored by test-restore (pkg/source).
+type Assertion = source.Assertion
 
 // TestRestoreOptions choose what test-restore restores into scratch targets.
 type TestRestoreOptions struct {
@@ -48,6 +42,10 @@ type TestRestoreOptions struct {
 	// ConfigDiff, when set, compares a snapshot's Workers configuration (restored into scratch) with
 	// the live account (test-restore --diff): differences are reported, not failures.
 	ConfigDiff func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error)
+	// Diff asks registered components for their comparison with the live account (config --diff).
+	Diff bool
+	// Env is what registered components may ask of the host (the Cloudflare client, settings).
+	Env source.Env
 }
 
 // TestRestoreCheck is one source's outcome (pkg/source).
@@ -98,6 +96,22 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 	for _, c := range comps {
 		if !hasString(m.Components, c) {
 			return nil, fmt.Errorf("%w: snapshot %s has no %s component (it has: %s)", ErrNotFound, m.ID, c, strings.Join(m.Components, ", "))
+		}
+		if source.Registered(c) {
+			comp, err := source.New(c)
+			if err != nil {
+				return nil, err
+			}
+			checks, err := comp.TestRestore(ctx, o.Env, source.TestRestoreRequest{
+				Snapshot: m, Catalogue: cat, Open: source.Opener(e.Opener(m, o.Identities)), Identities: o.Identities,
+				Scratch: filepath.Join(scratch, c), Sample: o.Sample, Assertions: o.Assertions,
+				ScratchWorkerURL: o.ScratchWorkerURL, ScratchWorkerSecret: o.ScratchWorkerSecret, Diff: o.Diff, Log: e.log(),
+			})
+			if err != nil {
+				return nil, err
+			}
+			res.Sources = append(res.Sources, checks...)
+			continue
 		}
 		tr, ok := TestRestorers[c]
 		if !ok {

@@ -242,9 +242,26 @@ type TestRestoreRequest struct {
 	Scratch string
 	// Sample limits per-object components to N items or x percent ("" = all).
 	Sample string
-	// Options holds engine-level test-restore settings a component may use (assertions, the scratch
-	// Worker, the config diff).
-	Options any
+	// Assertions are the user's checks of restored databases (D1).
+	Assertions []Assertion
+	// ScratchWorkerURL is a local Workers runtime of the application that sampled Durable Objects may
+	// be imported into (never production); ScratchWorkerSecret signs those requests.
+	ScratchWorkerURL    string
+	ScratchWorkerSecret string
+	// Diff asks for a comparison with the live account where the component has one (config): the
+	// differences are reported in LiveChanges, not as failures.
+	Diff bool
+	// Log is the run's logger.
+	Log *slog.Logger
+}
+
+// Assertion is a user check run against a D1 database restored by test-restore: SQL whose first
+// column of the first row is compared with Expect ("> 0", ">= 1000", "= ok", "!= 0"). An empty Expect
+// asks for a truthy value (a row whose first column is not 0, NULL or empty).
+type Assertion struct {
+	Database string `json:"database,omitempty"` // name or id; empty: every database
+	SQL      string `json:"sql"`
+	Expect   string `json:"expect,omitempty"`
 }
 
 // TestRestoreCheck is one source's test-restore outcome.
