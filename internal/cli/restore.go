@@ -197,7 +197,10 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	case "config":
 		return o.config.run(cmd, o)
 	}
-	return usageError{engine.ValidateComponents([]string{o.Component})}
+	if err := engine.ValidateComponents([]string{o.Component}); err != nil {
+		return usageError{err}
+	}
+	return usageError{fmt.Errorf("this build cannot restore component %s", o.Component)}
 }
 
 func restoreD1(cmd *cobra.Command, o *RestoreOptions) error {
