@@ -190,6 +190,37 @@ func Evaluate(snaps []Snapshot, ps Policies, now time.Time) Result {
 	if loc == nil {
 		loc = time.UTC
 	}
+	sorted := newestFirst(snaps)
+	groups, members := groupMembers(sorted)
+	k := keeper{reasons: make([]map[string]bool, len(sorted)), byGroup: make([]map[string][]string, len(sorted))}
+	var res Result
+	for _, g := range groups {
+		p := ps.For(g)
+		idx := members[g]
+		k.apply(g, p, idx, sorted, loc, !ps.AllowRemoveAll)
+		if v, bad := requireWithin(g, p, idx, sorted, now); bad {
+			res.Violations = append(res.Violations, v)
+		}
+	}
+	order := []string{RuleLast, RuleHourly, RuleDaily, RuleWeekly, RuleMonthly, RuleYearly, RuleWithin, RuleLabel, RuleNoPolicy}
+	for i, s := range sorted {
+		if k.reasons[i] == nil {
+			res.Remove = append(res.Remove, s)
+			continue
+		}
+		kept := Kept{ID: s.ID, Time: s.Time, ByGroup: k.byGroup[i]}
+		for _, r := range order {
+			if k.reasons[i][r] {
+				kept.Reasons = append(kept.Reasons, r)
+			}
+		}
+		res.Keep = append(res.Keep, kept)
+	}
+	return res
+}
+
+// newestFirst sorts a copy of snaps newest first (ties by id, so the order is total).
+func newestFirst(snaps []Snapshot) []Snapshot {
 	sorted := append([]Snapshot(nil), snaps...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		if !sorted[i].Time.Equal(sorted[j].Time) {
@@ -197,6 +228,12 @@ func Evaluate(snaps []Snapshot, ps Policies, now time.Time) Result {
 		}
 		return sorted[i].ID > sorted[j].ID
 	})
+	return sorted
+}
+
+// groupMembers lists the groups (sorted by name) and, per group, the indexes of its snapshots newest
+// first; a snapshot without groups is in the empty group.
+func groupMembers(sorted []Snapshot) ([]Group, map[Group][]int) {
 	members := map[Group][]int{}
 	var groups []Group
 	for i, s := range sorted {
@@ -217,104 +254,93 @@ func Evaluate(snaps []Snapshot, ps Policies, now time.Time) Result {
 		}
 	}
 	sort.Slice(groups, func(i, j int) bool { return groups[i].String() < groups[j].String() })
+	return groups, members
+}
 
-	reasons := make([]map[string]bool, len(sorted))
-	byGroup := make([]map[string][]string, len(sorted))
-	var res Result
-	for _, g := range groups {
-		p := ps.For(g)
-		idx := members[g]
-		keep := func(i int, rule string) {
-			if reasons[i] == nil {
-				reasons[i] = map[string]bool{}
-				byGroup[i] = map[string][]string{}
-			}
-			reasons[i][rule] = true
-			if !contains(byGroup[i][g.String()], rule) {
-				byGroup[i][g.String()] = append(byGroup[i][g.String()], rule)
-			}
+// keeper collects, per snapshot, the rules that keep it and in which group.
+type keeper struct {
+	reasons []map[string]bool
+	byGroup []map[string][]string
+}
+
+func (k *keeper) keep(i int, g Group, rule string) {
+	if k.reasons[i] == nil {
+		k.reasons[i] = map[string]bool{}
+		k.byGroup[i] = map[string][]string{}
+	}
+	k.reasons[i][rule] = true
+	if !contains(k.byGroup[i][g.String()], rule) {
+		k.byGroup[i][g.String()] = append(k.byGroup[i][g.String()], rule)
+	}
+}
+
+// periodRules are the calendar rules: the newest snapshot of each of the last n periods is kept.
+var periodRules = []struct {
+	rule string
+	n    func(Policy) int
+	key  func(time.Time) string
+}{
+	{RuleHourly, func(p Policy) int { return p.Hourly }, func(t time.Time) string { return t.Format("2006-01-02T15") }},
+	{RuleDaily, func(p Policy) int { return p.Daily }, func(t time.Time) string { return t.Format("2006-01-02") }},
+	{RuleWeekly, func(p Policy) int { return p.Weekly }, func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
+	{RuleMonthly, func(p Policy) int { return p.Monthly }, func(t time.Time) string { return t.Format("2006-01") }},
+	{RuleYearly, func(p Policy) int { return p.Yearly }, func(t time.Time) string { return t.Format("2006") }},
+}
+
+// apply keeps what policy p keeps of group g's snapshots idx (newest first).
+func (k *keeper) apply(g Group, p Policy, idx []int, sorted []Snapshot, loc *time.Location, keepUnpolicied bool) {
+	if p.Empty() && keepUnpolicied {
+		for _, i := range idx {
+			k.keep(i, g, RuleNoPolicy)
 		}
-		if p.Empty() && !ps.AllowRemoveAll {
-			for _, i := range idx {
-				keep(i, RuleNoPolicy)
-			}
+	}
+	for n, i := range idx {
+		if n < p.Last {
+			k.keep(i, g, RuleLast)
 		}
-		for n, i := range idx {
-			if n < p.Last {
-				keep(i, RuleLast)
+	}
+	for _, b := range periodRules {
+		n := b.n(p)
+		last, count := "", 0
+		for _, i := range idx {
+			if count >= n {
+				break
 			}
-		}
-		for _, b := range []struct {
-			rule string
-			n    int
-			key  func(time.Time) string
-		}{
-			{RuleHourly, p.Hourly, func(t time.Time) string { return t.Format("2006-01-02T15") }},
-			{RuleDaily, p.Daily, func(t time.Time) string { return t.Format("2006-01-02") }},
-			{RuleWeekly, p.Weekly, func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
-			{RuleMonthly, p.Monthly, func(t time.Time) string { return t.Format("2006-01") }},
-			{RuleYearly, p.Yearly, func(t time.Time) string { return t.Format("2006") }},
-		} {
-			if b.n <= 0 {
-				continue
-			}
-			last, count := "", 0
-			for _, i := range idx {
-				k := b.key(sorted[i].Time.In(loc))
-				if k == last {
-					continue
-				}
-				last = k
-				keep(i, b.rule) // the newest snapshot of each period
+			if key := b.key(sorted[i].Time.In(loc)); key != last {
+				last = key
+				k.keep(i, g, b.rule) // the newest snapshot of each period
 				count++
-				if count >= b.n {
-					break
-				}
-			}
-		}
-		if p.Within > 0 && len(idx) > 0 {
-			newest := sorted[idx[0]].Time
-			for _, i := range idx {
-				if newest.Sub(sorted[i].Time) < p.Within {
-					keep(i, RuleWithin)
-				}
-			}
-		}
-		if len(p.Labels) > 0 {
-			for _, i := range idx {
-				for k, v := range p.Labels {
-					if sv, ok := sorted[i].Labels[k]; ok && sv == v {
-						keep(i, RuleLabel)
-					}
-				}
-			}
-		}
-		if p.RequireWithin > 0 {
-			if len(idx) == 0 || now.Sub(sorted[idx[0]].Time) > p.RequireWithin {
-				age := "no snapshot"
-				if len(idx) > 0 {
-					age = "newest is " + now.Sub(sorted[idx[0]].Time).Round(time.Minute).String() + " old"
-				}
-				res.Violations = append(res.Violations, Violation{Group: g.String(), Rule: "require_within",
-					Message: fmt.Sprintf("%s: no snapshot within %s (%s)", g, FormatDuration(p.RequireWithin), age)})
 			}
 		}
 	}
-	order := []string{RuleLast, RuleHourly, RuleDaily, RuleWeekly, RuleMonthly, RuleYearly, RuleWithin, RuleLabel, RuleNoPolicy}
-	for i, s := range sorted {
-		if reasons[i] == nil {
-			res.Remove = append(res.Remove, s)
-			continue
-		}
-		k := Kept{ID: s.ID, Time: s.Time, ByGroup: byGroup[i]}
-		for _, r := range order {
-			if reasons[i][r] {
-				k.Reasons = append(k.Reasons, r)
+	if p.Within > 0 && len(idx) > 0 {
+		newest := sorted[idx[0]].Time
+		for _, i := range idx {
+			if newest.Sub(sorted[i].Time) < p.Within {
+				k.keep(i, g, RuleWithin)
 			}
 		}
-		res.Keep = append(res.Keep, k)
 	}
-	return res
+	for _, i := range idx {
+		for key, v := range p.Labels {
+			if sv, ok := sorted[i].Labels[key]; ok && sv == v {
+				k.keep(i, g, RuleLabel)
+			}
+		}
+	}
+}
+
+// requireWithin is the violation of p's require_within in group g, if any.
+func requireWithin(g Group, p Policy, idx []int, sorted []Snapshot, now time.Time) (Violation, bool) {
+	if p.RequireWithin <= 0 || len(idx) > 0 && now.Sub(sorted[idx[0]].Time) <= p.RequireWithin {
+		return Violation{}, false
+	}
+	age := "no snapshot"
+	if len(idx) > 0 {
+		age = "newest is " + now.Sub(sorted[idx[0]].Time).Round(time.Minute).String() + " old"
+	}
+	return Violation{Group: g.String(), Rule: "require_within",
+		Message: fmt.Sprintf("%s: no snapshot within %s (%s)", g, FormatDuration(p.RequireWithin), age)}, true
 }
 
 func contains(ss []string, s string) bool {
