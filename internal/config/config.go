@@ -126,6 +126,25 @@ const DefaultRepository = "./cfbackup-repo"
 func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
+	setDefaults(v)
+	file, err := readFile(v, file, getenv)
+	if err != nil {
+		return nil, err
+	}
+	applyEnv(v, getenv)
+	applyFlags(v, flags)
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c.File = file
+	c.fromEnv(getenv)
+	return &c, c.Validate()
+}
+
+// setDefaults gives every key a default, so that CFBACKUP_<KEY> and flags find it (viper only binds
+// keys it knows).
+func setDefaults(v *viper.Viper) {
 	v.SetDefault("repository", DefaultRepository)
 	v.SetDefault("log_level", "info")
 	v.SetDefault("segment_size", int64(512<<20))
@@ -142,34 +161,41 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	v.SetDefault("r2_endpoint", "")
 	v.SetDefault("r2_concurrency", 0)
 	v.SetDefault("test_restore_worker_url", "")
+}
 
+// readFile reads the explicit config file (or CFBACKUP_CONFIG), else the first candidate that exists,
+// and returns the path read ("" for none).
+func readFile(v *viper.Viper, file string, getenv func(string) string) (string, error) {
 	if file == "" {
 		file = getenv("CFBACKUP_CONFIG")
 	}
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+			return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
 		}
 		defer f.Close()
 		if err := v.ReadConfig(f); err != nil {
-			return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+			return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
 		}
-	} else {
-		for _, cand := range candidates(getenv) {
-			if f, err := os.Open(cand); err == nil {
-				err = v.ReadConfig(f)
-				f.Close()
-				if err != nil {
-					return nil, fmt.Errorf("%w: config file %s: %v", ErrInvalid, cand, err)
-				}
-				file = cand
-				break
+		return file, nil
+	}
+	for _, cand := range candidates(getenv) {
+		if f, err := os.Open(cand); err == nil {
+			err = v.ReadConfig(f)
+			f.Close()
+			if err != nil {
+				return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, cand, err)
 			}
+			return cand, nil
 		}
 	}
+	return "", nil
+}
 
-	// Environment: CFBACKUP_<KEY>, read through getenv so it can be injected.
+// applyEnv sets CFBACKUP_<KEY> variables (read through getenv so tests can inject them) and the few
+// settings that have well-known names of their own.
+func applyEnv(v *viper.Viper, getenv func(string) string) {
 	for _, k := range v.AllKeys() {
 		if val := getenv("CFBACKUP_" + strings.ToUpper(k)); val != "" {
 			if k == "recipients" {
@@ -179,43 +205,44 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 			}
 		}
 	}
-	// A few settings have well-known names of their own.
 	if v.GetString("cloudflare_account_id") == "" {
 		v.Set("cloudflare_account_id", getenv("CLOUDFLARE_ACCOUNT_ID"))
 	}
 	if v.GetString("s3_region") == "" {
 		v.Set("s3_region", getenv("AWS_REGION"))
 	}
+}
 
-	// Flags that were set explicitly win.
-	if flags != nil {
-		flags.VisitAll(func(fl *pflag.Flag) {
-			if !fl.Changed {
-				return
-			}
-			key := strings.ReplaceAll(fl.Name, "-", "_")
-			if key == "repo" {
-				key = "repository"
-			}
-			if key == "recipient" {
-				key = "recipients"
-			}
-			if !v.IsSet(key) && !isKnown(v, key) {
-				return
-			}
-			if sv, ok := fl.Value.(pflag.SliceValue); ok {
-				v.Set(key, sv.GetSlice())
-				return
-			}
-			v.Set(key, fl.Value.String())
-		})
+// applyFlags sets the settings whose flags were given explicitly: they win over file and env.
+func applyFlags(v *viper.Viper, flags *pflag.FlagSet) {
+	if flags == nil {
+		return
 	}
+	flags.VisitAll(func(fl *pflag.Flag) {
+		if !fl.Changed {
+			return
+		}
+		key := strings.ReplaceAll(fl.Name, "-", "_")
+		switch key {
+		case "repo":
+			key = "repository"
+		case "recipient":
+			key = "recipients"
+		}
+		if !v.IsSet(key) && !isKnown(v, key) {
+			return
+		}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			v.Set(key, sv.GetSlice())
+			return
+		}
+		v.Set(key, fl.Value.String())
+	})
+}
 
-	var c Config
-	if err := v.Unmarshal(&c); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	c.File = file
+// fromEnv reads the secrets, which come only from the environment (never a file or a flag), and
+// derives what follows from the rest.
+func (c *Config) fromEnv(getenv func(string) string) {
 	c.CloudflareAPIToken = getenv("CLOUDFLARE_API_TOKEN")
 	c.AWSAccessKeyID = getenv("AWS_ACCESS_KEY_ID")
 	c.AWSSecretAccessKey = getenv("AWS_SECRET_ACCESS_KEY")
@@ -232,7 +259,6 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 	if c.CloudflareAPIURL == "" {
 		c.CloudflareAPIURL = getenv("CLOUDFLARE_BASE_URL")
 	}
-	return &c, c.Validate()
 }
 
 // Validate checks values that can be checked without touching the network.
