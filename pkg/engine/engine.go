@@ -27,6 +27,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/source"
@@ -315,7 +316,7 @@ type VerifyOptions struct {
 }
 
 // VerifyPrefix is where verification results are recorded: verify/<UTC time>-<snapshot id>.json.
-const VerifyPrefix = "verify/"
+const VerifyPrefix = record.VerifyPrefix
 
 func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 	// The record is plaintext: keep segment keys, but never item or table names (invariant 3). Item
@@ -330,7 +331,7 @@ func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 			if strings.HasPrefix(p, "segment ") {
 				rec.Problems = append(rec.Problems, p)
 			} else {
-				items[res.kind(i)]++
+				items[res.ProblemKind(i, FailureError)]++
 			}
 		}
 		if len(items) > 0 {
@@ -348,26 +349,9 @@ func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 	return e.Repo.Store.Put(ctx, key, bytes.NewReader(append(b, '\n')), store.PutOptions{IfNotExists: true})
 }
 
-// VerifyResult is one snapshot's verification outcome.
-type VerifyResult struct {
-	Time          time.Time `json:"time"`
-	OK            bool      `json:"ok"`
-	Snapshot      string    `json:"snapshot"`
-	Mode          string    `json:"mode"`
-	Segments      int       `json:"segments_checked"`
-	SegmentsTotal int       `json:"segments_total"`
-	Items         int       `json:"items_checked"`
-	BytesRead     int64     `json:"bytes_read"`
-	Problems      []string  `json:"problems"`
-	// FailureKind is the most serious kind of the failures (FailureIntegrity first; "" when OK), and
-	// Failures counts the problems by kind: what failed, not just that something did.
-	FailureKind    string         `json:"failure_kind,omitempty"`
-	Failures       map[string]int `json:"failures,omitempty"`
-	DurationMillis int64          `json:"duration_ms"`
-	// Authenticity is how the manifest was authenticated: "authenticated", or "legacy" (format 1).
-	Authenticity string   `json:"authenticity,omitempty"`
-	kinds        []string // the kind of each problem, index by index
-}
+// VerifyResult is one snapshot's verification outcome; its type lives in pkg/record, so pkg/report
+// reads exactly what the engine records under verify/.
+type VerifyResult = record.Verify
 
 // Verify checks a snapshot. The quick mode needs no identity: every segment exists with its recorded
 // size and ciphertext SHA-256. ReadData also decrypts every (selected) item and checks its SHA-256.
@@ -417,7 +401,7 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
+				fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
 			}
 			res.BytesRead += s.Size
 			pr.Add(int(s.Size))
@@ -433,14 +417,14 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("object %s: %v", ob.Key, err))
+			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("object %s: %v", ob.Key, err))
 		}
 	}
 	if o.ReadData && e.Repo.Key() != nil && !e.Repo.Legacy() {
 		if secret, err := e.Repo.WriterSecret(ctx, o.Identities); err != nil {
-			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("%s: %v", repo.WriterKeyKey, err))
+			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("%s: %v", repo.WriterKeyKey, err))
 		} else if id := seal.NewKey(secret).ID(); id != e.Repo.Key().ID() {
-			res.fail(FailureIntegrity, fmt.Sprintf("%s: holds the secret with key id %s, but the repository authenticates with %s: it was replaced", repo.WriterKeyKey, id, e.Repo.Key().ID()))
+			fail(res, FailureIntegrity, fmt.Sprintf("%s: holds the secret with key id %s, but the repository authenticates with %s: it was replaced", repo.WriterKeyKey, id, e.Repo.Key().ID()))
 		}
 	}
 	res.DurationMillis = e.now().Sub(start).Milliseconds()
@@ -534,7 +518,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
+			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
 		}
 		res.BytesRead += s.Size
 		pr.Add(int(s.Size))
@@ -558,7 +542,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			res.fail(FailureKindOf(err, FailureError), fmt.Sprintf("item %s (%s %s): %v", it.Name, it.Component, it.Table, err))
+			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("item %s (%s %s): %v", it.Name, it.Component, it.Table, err))
 		}
 	}
 	return nil

@@ -52,13 +52,8 @@ func primaryFailure(failures map[string]int) string {
 }
 
 // fail records one verification problem and its kind.
-func (r *VerifyResult) fail(kind, problem string) {
-	r.Problems = append(r.Problems, problem)
-	r.kinds = append(r.kinds, kind)
-	if r.Failures == nil {
-		r.Failures = map[string]int{}
-	}
-	r.Failures[kind]++
+func fail(r *VerifyResult, kind, problem string) {
+	r.AddProblem(kind, problem)
 	r.FailureKind = primaryFailure(r.Failures)
 }
 
@@ -71,12 +66,4 @@ func failureSummary(failures map[string]int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// kind is the failure kind of problem i (FailureError for a problem appended without one).
-func (r *VerifyResult) kind(i int) string {
-	if i < len(r.kinds) && r.kinds[i] != "" {
-		return r.kinds[i]
-	}
-	return FailureError
 }

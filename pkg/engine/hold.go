@@ -8,25 +8,17 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
-// HoldPrefix is where legal holds are recorded: holds/<snapshot-id>/<hold-id>.json, and a release as
-// holds/<snapshot-id>/<hold-id>-release.json. Records are never rewritten (docs/FORMAT.md).
-const HoldPrefix = "holds/"
+// HoldPrefix is where legal holds are recorded (record.HoldPrefix; docs/FORMAT.md).
+const HoldPrefix = record.HoldPrefix
 
-// HoldRecord is one hold or release record.
-type HoldRecord struct {
-	ID       string     `json:"id"`
-	Snapshot string     `json:"snapshot"`
-	Reason   string     `json:"reason"`
-	Case     string     `json:"case,omitempty"`
-	Until    *time.Time `json:"until,omitempty"`
-	Actor    string     `json:"actor"`
-	Time     time.Time  `json:"time"`
-	Action   string     `json:"action"` // "add" or "release"
-}
+// HoldRecord is one hold or release record; its type lives in pkg/record so pkg/report reads exactly
+// what the engine writes.
+type HoldRecord = record.Hold
 
 // Hold is an add record with its release, if any.
 type Hold struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -18,7 +19,7 @@ import (
 // Prune records and marks (docs/FORMAT.md).
 const (
 	// PrunePrefix holds one record per prune run: prune/<20060102T150405Z>-<run-id>.json.
-	PrunePrefix = "prune/"
+	PrunePrefix = record.PrunePrefix
 	// MarkPrefix holds prune's first phase: marks/<20060102T150405Z>-<run-id>.json lists unreferenced
 	// data objects seen at that time; a later run deletes those still unreferenced after the grace period.
 	MarkPrefix = "marks/"
@@ -51,48 +52,15 @@ type PruneOptions struct {
 	Lock    LockOptions // Retry and TTL of the exclusive lock
 }
 
-// PruneKept is a kept snapshot with every reason ("last", "daily", …, "hold").
-type PruneKept struct {
-	Snapshot string   `json:"snapshot"`
-	Time     string   `json:"time"`
-	Reasons  []string `json:"reasons"`
-}
-
-// PruneRemoved is a snapshot prune removed (or, with --dry-run, would remove).
-type PruneRemoved struct {
-	Snapshot   string   `json:"snapshot"`
-	Time       string   `json:"time"`
-	Components []string `json:"components"`
-	StoredSize int64    `json:"stored_size"`
-}
-
-// PruneResult is the plan and outcome of one prune run; without DryRun it is also the prune record.
-type PruneResult struct {
-	Time            time.Time      `json:"time"`
-	RunID           string         `json:"run_id"`
-	Actor           string         `json:"actor"`
-	Policy          any            `json:"policy"`
-	DryRun          bool           `json:"dry_run"`
-	Grace           string         `json:"grace"`
-	Kept            []PruneKept    `json:"kept"`
-	Removed         []PruneRemoved `json:"removed"`
-	SegmentsDeleted int            `json:"segments_deleted"`
-	ObjectsDeleted  int            `json:"objects_deleted"`
-	BytesFreed      int64          `json:"bytes_freed"`
-	// Marked are unreferenced objects marked in this run; Pending the bytes waiting for their grace
-	// period (deleted by a later prune).
-	Marked       int      `json:"marked"`
-	PendingBytes int64    `json:"pending_bytes"`
-	Violations   []string `json:"violations,omitempty"`
-	Errors       []string `json:"errors"`
-	// TempFilesDeleted counts the temporary files of killed writes (local store, ".tmp-*") older than
-	// the grace period that the sweep removed (or, with DryRun, would remove); their bytes are in BytesFreed.
-	TempFilesDeleted int `json:"temp_files_deleted,omitempty"`
-	// RetentionExtended counts objects of kept snapshots whose Object Lock retention prune extended.
-	RetentionExtended int `json:"retention_extended,omitempty"`
-	// RecordKey is where the record was written ("" with DryRun).
-	RecordKey string `json:"record_key,omitempty"`
-}
+// The prune record's types live in pkg/record, so pkg/report reads exactly what the engine writes.
+type (
+	// PruneKept is a kept snapshot with every reason ("last", "daily", …, "hold").
+	PruneKept = record.PruneKept
+	// PruneRemoved is a snapshot prune removed (or, with --dry-run, would remove).
+	PruneRemoved = record.PruneRemoved
+	// PruneResult is the plan and outcome of one prune run; without DryRun it is also the prune record.
+	PruneResult = record.Prune
+)
 
 type markRecord struct {
 	Time time.Time `json:"time"`

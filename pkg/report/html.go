@@ -258,7 +258,7 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 <p>Policy: {{policy .R.Retention.Policy}}{{if .R.Retention.LastRun}} (last prune {{tsp .R.Retention.LastRun}}){{else}} — prune has never run{{end}}.</p>
 {{if .R.Retention.Evaluated}}{{if .R.Retention.Violations}}<ul>{{range .R.Retention.Violations}}<li class="bad">Policy violation: {{.}}</li>{{end}}</ul>{{else}}<p>The configured policy holds: every snapshot is within it and required snapshots are present.</p>{{end}}{{end}}
 <table><tr><th>prune run</th><th>actor</th><th>dry run</th><th>kept</th><th>removed</th><th>segments deleted</th><th>freed</th><th>errors</th></tr>
-{{range .R.Retention.Runs}}<tr><td>{{ts .Time}}</td><td>{{.Actor}}</td><td>{{.DryRun}}</td><td>{{range .Kept}}<span class="mono">{{.Snapshot}}</span> ({{join .Reasons ", "}})<br>{{end}}</td><td>{{range .Removed}}<span class="mono">{{.Snapshot}}</span> {{ts .Time}} {{join .Components ","}}<br>{{end}}</td><td>{{.SegmentsDeleted}}</td><td>{{bytes .BytesFreed}}</td><td>{{range .Errors}}<span class="bad">{{.}}</span><br>{{end}}</td></tr>
+{{range .R.Retention.Runs}}<tr><td>{{ts .Time}}</td><td>{{.Actor}}</td><td>{{.DryRun}}</td><td>{{range .Kept}}<span class="mono">{{.Snapshot}}</span> ({{join .Reasons ", "}})<br>{{end}}</td><td>{{range .Removed}}<span class="mono">{{.Snapshot}}</span> {{.Time}} {{join .Components ","}}<br>{{end}}</td><td>{{.SegmentsDeleted}}</td><td>{{bytes .BytesFreed}}</td><td>{{range .Errors}}<span class="bad">{{.}}</span><br>{{end}}</td></tr>
 {{else}}<tr><td colspan="8" class="muted">no prune runs in this period</td></tr>{{end}}</table>
 
 <h2>Legal holds</h2>

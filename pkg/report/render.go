@@ -80,12 +80,12 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			res = "errors"
 		}
 		pol, _ := json.Marshal(p.Policy)
-		row("prune", ts(p.Time), "", "", res, strconv.Itoa(len(p.Removed)), i64(p.BytesFreed), "", i64(p.SegmentsDeleted), "", p.Actor, "policy="+string(pol)+errorsDetail(p.Errors))
+		row("prune", ts(p.Time), "", "", res, strconv.Itoa(len(p.Removed)), i64(p.BytesFreed), "", i64(int64(p.SegmentsDeleted)), "", p.Actor, "policy="+string(pol)+errorsDetail(p.Errors))
 		for _, k := range p.Kept {
 			row("prune-kept", ts(p.Time), "", k.Snapshot, "kept", "", "", "", "", "", p.Actor, strings.Join(k.Reasons, ";"))
 		}
 		for _, x := range p.Removed {
-			row("prune-removed", ts(p.Time), strings.Join(x.Components, ";"), x.Snapshot, "removed", "", "", "", "", "", p.Actor, "snapshot time "+ts(x.Time))
+			row("prune-removed", ts(p.Time), strings.Join(x.Components, ";"), x.Snapshot, "removed", "", "", "", "", "", p.Actor, "snapshot time "+x.Time)
 		}
 	}
 	for _, v := range r.Retention.Violations {
@@ -140,15 +140,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-func errorsDetail(errs []any) string {
+func errorsDetail(errs []string) string {
 	if len(errs) == 0 {
 		return ""
 	}
-	var s []string
-	for _, e := range errs {
-		s = append(s, fmt.Sprint(e))
-	}
-	return " errors=" + strings.Join(s, "; ")
+	return " errors=" + strings.Join(errs, "; ")
 }
 
 // WriteText writes a short human summary (the default on a terminal).

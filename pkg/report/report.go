@@ -15,16 +15,9 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
-	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
-)
-
-// Prefixes of the records the report reads (docs/FORMAT.md).
-const (
-	HoldsPrefix  = "holds/"
-	PrunePrefix  = "prune/"
-	VerifyPrefix = "verify/"
 )
 
 // Options choose the report's window.
@@ -118,31 +111,11 @@ type Retention struct {
 	Violations []string `json:"violations"`
 }
 
-// PruneRun is one prune/ record (docs/FORMAT.md).
+// PruneRun is one prune/ record as the engine wrote it (pkg/record, docs/FORMAT.md), with its key.
 type PruneRun struct {
-	Key             string         `json:"key"`
-	Time            time.Time      `json:"time"`
-	Actor           string         `json:"actor"`
-	Policy          map[string]any `json:"policy"`
-	DryRun          bool           `json:"dry_run"`
-	Kept            []PruneKept    `json:"kept"`
-	Removed         []PruneRemoved `json:"removed"`
-	SegmentsDeleted int64          `json:"segments_deleted"`
-	BytesFreed      int64          `json:"bytes_freed"`
-	Errors          []any          `json:"errors"`
-}
-
-// PruneKept is a snapshot a prune run kept, and by which rules.
-type PruneKept struct {
-	Snapshot string   `json:"snapshot"`
-	Reasons  []string `json:"reasons"`
-}
-
-// PruneRemoved is a snapshot a prune run removed.
-type PruneRemoved struct {
-	Snapshot   string    `json:"snapshot"`
-	Time       time.Time `json:"time"`
-	Components []string  `json:"components"`
+	// Key is the record's object key (prune/<time>-<run id>.json).
+	Key string `json:"key"`
+	record.Prune
 }
 
 // Hold is a legal hold (holds/ records): its add record and, once released, its release record.
@@ -158,17 +131,6 @@ type Hold struct {
 	Released      *time.Time `json:"released"`
 	ReleasedBy    string     `json:"released_by,omitempty"`
 	ReleaseReason string     `json:"release_reason,omitempty"`
-}
-
-type holdRecord struct {
-	ID       string     `json:"id"`
-	Snapshot string     `json:"snapshot"`
-	Reason   string     `json:"reason"`
-	Case     string     `json:"case"`
-	Until    *time.Time `json:"until"`
-	Actor    string     `json:"actor"`
-	Time     time.Time  `json:"time"`
-	Action   string     `json:"action"`
 }
 
 // Verification is verification and test-restore coverage of the window's snapshots.
@@ -188,10 +150,9 @@ type Verification struct {
 	Records      []VerifyRecord `json:"records"`
 }
 
-// VerifyRecord is one verify/ record: engine.VerifyResult's stored form (failure_kind says what
-// failed: engine.FailureKinds). A test-restore records its
-// outcome the same way with a mode starting with "test-restore".
-type VerifyRecord = engine.VerifyResult
+// VerifyRecord is one verify/ record (pkg/record; failure_kind says what failed: source.FailureKinds).
+// A test-restore records its outcome the same way with a mode starting with "test-restore".
+type VerifyRecord = record.Verify
 
 // Build reads the repository and assembles the report.
 func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
@@ -229,7 +190,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		return nil, err
 	}
 	var verifies []VerifyRecord
-	if err := readJSON(ctx, r.Store, VerifyPrefix, rep, func(key string, raw []byte) error {
+	if err := readJSON(ctx, r.Store, record.VerifyPrefix, rep, func(key string, raw []byte) error {
 		var v VerifyRecord
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return err
@@ -240,7 +201,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		return nil, err
 	}
 	var runs []PruneRun
-	if err := readJSON(ctx, r.Store, PrunePrefix, rep, func(key string, raw []byte) error {
+	if err := readJSON(ctx, r.Store, record.PrunePrefix, rep, func(key string, raw []byte) error {
 		var p PruneRun
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return err
@@ -395,7 +356,9 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	rep.Retention.Violations = append([]string{}, o.PolicyViolations...)
 	if len(runs) > 0 {
 		last := runs[len(runs)-1]
-		rep.Retention.Policy = last.Policy
+		if p, ok := last.Policy.(map[string]any); ok {
+			rep.Retention.Policy = p
+		}
 		t := last.Time
 		rep.Retention.LastRun = &t
 	}
@@ -474,15 +437,15 @@ func readJSON(ctx context.Context, st store.Store, prefix string, rep *Report, f
 
 // readHolds pairs add and release records: holds/<snapshot>/<hold-id>.json and <hold-id>-release.json.
 func readHolds(ctx context.Context, st store.Store, now time.Time, rep *Report) ([]Hold, error) {
-	adds := map[string]holdRecord{}
-	releases := map[string]holdRecord{}
-	if err := readJSON(ctx, st, HoldsPrefix, rep, func(key string, raw []byte) error {
-		var h holdRecord
+	adds := map[string]record.Hold{}
+	releases := map[string]record.Hold{}
+	if err := readJSON(ctx, st, record.HoldPrefix, rep, func(key string, raw []byte) error {
+		var h record.Hold
 		if err := json.Unmarshal(raw, &h); err != nil {
 			return err
 		}
 		base := strings.TrimSuffix(key, ".json")
-		if h.Action == "release" || strings.HasSuffix(base, "-release") {
+		if h.Action == record.HoldRelease || strings.HasSuffix(base, "-release") {
 			releases[strings.TrimSuffix(base, "-release")] = h
 		} else {
 			adds[base] = h
@@ -495,7 +458,7 @@ func readHolds(ctx context.Context, st store.Store, now time.Time, rep *Report) 
 	for base, a := range adds {
 		h := Hold{Snapshot: a.Snapshot, ID: a.ID, Reason: a.Reason, Case: a.Case, Until: a.Until, Actor: a.Actor, Time: a.Time.UTC()}
 		if h.Snapshot == "" {
-			h.Snapshot = strings.Split(strings.TrimPrefix(base, HoldsPrefix), "/")[0]
+			h.Snapshot = strings.Split(strings.TrimPrefix(base, record.HoldPrefix), "/")[0]
 		}
 		rel, released := releases[base]
 		if released {
