@@ -51,7 +51,7 @@ running) are listed too; they do not break the chain. Needs no identity.`,
 				return err
 			}
 			if f.jsonOut {
-				if err := writeJSON(f.IO.Out, map[string]any{"message_type": "audit_verify", "status": st}); err != nil {
+				if err := writeJSON(f.IO.Out, &AuditVerifyMessage{MessageType: msgAuditVerify, Status: st}); err != nil {
 					return err
 				}
 			} else {

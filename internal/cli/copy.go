@@ -131,12 +131,12 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 		default:
 			return err
 		}
-		var plan []map[string]any
-		for _, m := range snaps {
-			plan = append(plan, map[string]any{"snapshot": m.ID, "time": m.Time, "components": m.Components, "stored_size": m.StoredSize, "already_copied": present[m.ID]})
-		}
 		if o.f.jsonOut {
-			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "to": dstStore.Location(), "snapshots": plan})
+			plan := []CopyPlanEntry{}
+			for _, m := range snaps {
+				plan = append(plan, CopyPlanEntry{Snapshot: m.ID, Time: m.Time, Components: m.Components, StoredSize: m.StoredSize, AlreadyCopied: present[m.ID]})
+			}
+			return writeJSON(out, &CopyPlanMessage{MessageType: msgPlan, DryRun: true, To: dstStore.Location(), Snapshots: plan})
 		}
 		fmt.Fprintf(out, "Would copy to %s:\n", dstStore.Location())
 		for _, m := range snaps {
@@ -164,7 +164,7 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	if created {
 		fmt.Fprintf(o.f.IO.Err, "Created a replica of repository %s at %s.\n", r.Config.ID, dstStore.Location())
 	}
-	var results []*engine.CopyResult
+	results := []*engine.CopyResult{}
 	for _, m := range snaps {
 		res, err := eng.Copy(ctx, dst, m, engine.CopyOptions{SkipVerify: o.NoVerify, LockRetry: retryLock(cmd)})
 		if err != nil {
@@ -191,7 +191,7 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	}
 	o.f.SetResult(rr)
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "summary", "to": dstStore.Location(), "created": created, "snapshots": results})
+		return writeJSON(out, &CopySummaryMessage{MessageType: msgSummary, To: dstStore.Location(), Created: created, Snapshots: results})
 	}
 	return nil
 }

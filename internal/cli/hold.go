@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/s3"
 	"github.com/cfbackup/cfbackup/pkg/timespec"
@@ -173,11 +174,7 @@ func holdAddRun(cmd *cobra.Command, o *HoldOptions) error {
 	}
 	rule := o.r2Rule(ctx, r.Store, until)
 	if o.f.jsonOut {
-		out := map[string]any{"message_type": "hold", "action": "add", "snapshot": m.ID, "result": res}
-		if rule != "" {
-			out["r2_bucket_lock_rule"] = rule
-		}
-		return writeJSON(o.f.IO.Out, out)
+		return writeJSON(o.f.IO.Out, &HoldMessage{MessageType: msgHold, Action: record.HoldAdd, Snapshot: m.ID, Result: res, R2BucketLockRule: rule})
 	}
 	h := res.Holds[0]
 	fmt.Fprintf(o.f.IO.Out, "Snapshot %s is held (hold %s, by %s). Protection: %s.\n", m.ID, h.ID, h.Actor, res.Protection)
@@ -236,7 +233,7 @@ func holdReleaseRun(cmd *cobra.Command, o *HoldOptions) error {
 		return err
 	}
 	if o.f.jsonOut {
-		return writeJSON(o.f.IO.Out, map[string]any{"message_type": "hold", "action": "release", "snapshot": id, "result": res})
+		return writeJSON(o.f.IO.Out, &HoldMessage{MessageType: msgHold, Action: record.HoldRelease, Snapshot: id, Result: res})
 	}
 	fmt.Fprintf(o.f.IO.Out, "Released %d hold(s) on snapshot %s: %s.\n", len(res.Holds), id, res.Protection)
 	return nil

@@ -92,7 +92,7 @@ func initRun(cmd *cobra.Command, o *InitOptions) error {
 		return fmt.Errorf("repository created, but writing the writer secret copy failed: %w (it is also stored encrypted in the repository at %s)", err, repo.WriterKeyKey)
 	}
 	if o.f.jsonOut {
-		return writeJSON(o.f.IO.Out, map[string]any{"repository": st.Location(), "id": r.Config.ID, "recipients": r.Config.Recipients, "writer_key_file": wk, "format": r.Config.Format, "object_lock": r.Config.ObjectLock})
+		return writeJSON(o.f.IO.Out, &InitMessage{Repository: st.Location(), ID: r.Config.ID, Recipients: r.Config.Recipients, WriterKeyFile: wk, Format: r.Config.Format, ObjectLock: r.Config.ObjectLock})
 	}
 	fmt.Fprintf(o.f.IO.Out, "Created repository %s at %s for %d recipient(s).\n", r.Config.ID, st.Location(), len(r.Config.Recipients))
 	for _, x := range r.Config.Recipients {

@@ -73,7 +73,7 @@ func keyGenerateRun(o *KeyGenerateOptions) error {
 		return err
 	}
 	if o.f.jsonOut {
-		return writeJSON(o.f.IO.Out, map[string]any{"identity_file": o.Output, "recipient": rcp, "fingerprint": keys.Fingerprint(rcp), "post_quantum": o.PQ})
+		return writeJSON(o.f.IO.Out, &KeyGenerateMessage{IdentityFile: o.Output, Recipient: rcp, Fingerprint: keys.Fingerprint(rcp), PostQuantum: o.PQ})
 	}
 	fmt.Fprintf(o.f.IO.Err, "Wrote identity to %s (mode 0600). Keep it safe: without it, backups can't be restored.\n", o.Output)
 	fmt.Fprintln(o.f.IO.Out, rcp)

@@ -44,11 +44,15 @@ On a terminal it prints a table; piped, one snapshot per line with tab-separated
 }
 
 // listEntry is the JSON contract of one snapshot in 'list --json' (docs/CLI_JSON_OUTPUT.md).
-type listEntry struct {
-	ID         string            `json:"id"`
-	Time       time.Time         `json:"time"`
-	Duration   string            `json:"duration"`
-	Components []string          `json:"components"`
+// ListEntry is one snapshot in `list --json` (an array of them, newest first): the manifest's
+// plaintext summary, readable without an identity.
+type ListEntry struct {
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Duration is how long the backup took (a Go duration string, "1m2.5s").
+	Duration   string   `json:"duration"`
+	Components []string `json:"components"`
+	// Databases are the names of the snapshot's sources (every component's, despite the name).
 	Databases  []string          `json:"databases"`
 	Items      int64             `json:"items"`
 	Size       int64             `json:"size"`
@@ -57,8 +61,7 @@ type listEntry struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	Host       string            `json:"host,omitempty"`
 	Sources    []manifest.Source `json:"sources"`
-	// Authenticity: "authenticated" (MAC checked with the writer secret), "unchecked" (this host
-	// holds no key) or "legacy" (format 1 repository). Manifests that fail are never listed here.
+	// Authenticity is "authenticated", "unchecked" (this host holds no key) or "legacy" (format 1).
 	Authenticity string `json:"authenticity"`
 }
 
@@ -75,12 +78,12 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	for k, e := range bad {
 		o.f.Log().Warn("unreadable or unauthenticated manifest (not listed, never chosen)", "key", k, "err", e)
 	}
-	entries := []listEntry{}
+	entries := []ListEntry{}
 	for _, m := range snaps {
 		if o.Component != "" && !containsStr(m.Components, o.Component) {
 			continue
 		}
-		e := listEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
+		e := ListEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
 			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}, Authenticity: string(m.Auth)}
 		for _, s := range m.Sources {
 			e.Databases = append(e.Databases, s.Name)

@@ -59,7 +59,7 @@ func migrateRun(cmd *cobra.Command, o *MigrateOptions) error {
 		return err
 	}
 	if o.f.jsonOut {
-		return writeJSON(o.f.IO.Out, map[string]any{"message_type": "summary", "dry_run": o.DryRun, "repository": r.Store.Location(), "key_id": keyID(r), "result": res})
+		return writeJSON(o.f.IO.Out, &MigrateMessage{MessageType: msgSummary, DryRun: o.DryRun, Repository: r.Store.Location(), KeyID: keyID(r), Result: res})
 	}
 	out := o.f.IO.Out
 	verb := "Upgraded"

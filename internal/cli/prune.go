@@ -191,7 +191,7 @@ func pruneRun(cmd *cobra.Command, o *PruneOptions) error {
 	}
 	out := o.f.IO.Out
 	if o.f.jsonOut {
-		if err := writeJSON(out, map[string]any{"message_type": "prune", "ok": perr == nil, "result": res}); err != nil {
+		if err := writeJSON(out, &PruneMessage{MessageType: msgPrune, OK: perr == nil, Result: res}); err != nil {
 			return err
 		}
 		return perr

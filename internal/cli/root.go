@@ -43,22 +43,29 @@ type IO struct {
 }
 
 func isTerminal(w any) bool {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Run executes one command line; it is Main without the process globals, for tests.
 func Run(ctx context.Context, args []string, ios IO, getenv func(string) string) int {
-	f := &Factory{IO: ios, Getenv: getenv}
+	out := &stdout{w: ios.Out}
+	f := &Factory{IO: IO{In: ios.In, Out: out, Err: ios.Err}, Getenv: getenv}
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(ios.In)
-	root.SetOut(ios.Out)
+	root.SetOut(out)
 	root.SetErr(ios.Err)
 	ran, err := root.ExecuteContextC(ctx)
 	if err == nil {
-		f.afterRun(ctx, ran, nil, ExitOK)
-		return ExitOK
+		if err = out.finish(f.jsonOut, nil); err == nil {
+			f.afterRun(ctx, ran, nil, ExitOK)
+			return ExitOK
+		}
+		err = fmt.Errorf("print the result: %w", err) // the run did its work; its output is lost
 	}
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
@@ -69,12 +76,71 @@ func Run(ctx context.Context, args []string, ios IO, getenv func(string) string)
 	} else {
 		fmt.Fprintf(ios.Err, "cfbackup: %v\n", err)
 	}
-	if f.jsonOut && code != ExitOK {
-		enc := json.NewEncoder(ios.Out)
-		_ = enc.Encode(map[string]any{"message_type": "error", "error": err.Error(), "exit_code": code})
-	}
+	_ = out.finish(f.jsonOut, &RunError{Error: err.Error(), ExitCode: code, Class: exitClass(code)})
 	f.afterRun(ctx, ran, err, code)
 	return code
+}
+
+// exitClass names an exit status as --json documents and the audit trail spell it.
+func exitClass(code int) string {
+	if c := exitClasses[code]; c != "" {
+		return c
+	}
+	return exitClasses[ExitFailure]
+}
+
+// stdout is the commands' standard output. With --json a run prints exactly one JSON document there
+// (docs/JSON.md "One document per run"), whatever happens:
+//   - writeJSON does not print a command's document at once but keeps it; when the command ends, Run
+//     prints it, and when the run failed, with the error in it (RunError: "error", "exit_code",
+//     "class") — a verify that found damage prints its result carrying exit code 6, not a result and
+//     then an error document;
+//   - a run that failed before it had a document to print prints the error document (ErrorMessage);
+//   - a document that cannot carry the error (an array, as list prints) gives way to the error document.
+//
+// Bytes written directly (report --format json, text output) pass through; when a run wrote some, it
+// printed its document itself, and a failure adds nothing to stdout (the error is on stderr).
+type stdout struct {
+	w       io.Writer
+	pending any  // the document writeJSON kept, printed by finish
+	direct  bool // something was written straight through
+}
+
+func (s *stdout) Write(p []byte) (int, error) {
+	s.direct = true
+	return s.w.Write(p)
+}
+
+// Unwrap is the real standard output (isTerminal looks through to it).
+func (s *stdout) Unwrap() io.Writer { return s.w }
+
+// finish prints the run's one document; failure is nil when the run succeeded.
+func (s *stdout) finish(jsonOut bool, failure *RunError) error {
+	doc := s.pending
+	s.pending = nil
+	if failure != nil && jsonOut {
+		switch d := doc.(type) {
+		case failable:
+			d.setRunError(*failure)
+		case map[string]any: // the commands that still build their documents as maps
+			d["error"], d["exit_code"], d["class"] = failure.Error, failure.ExitCode, failure.Class
+		case nil:
+			if s.direct {
+				return nil
+			}
+			doc = nil
+		default:
+			doc = nil
+		}
+		if doc == nil {
+			// Compact, on one line, as it always was.
+			return json.NewEncoder(s.w).Encode(&ErrorMessage{MessageType: msgError, Error: failure.Error, ExitCode: failure.ExitCode, Class: failure.Class})
+		}
+	}
+	if doc != nil {
+		return encodeIndented(s.w, doc)
+	}
+	return nil
 }
 
 // NewRootCmd builds the command tree.
@@ -172,7 +238,23 @@ func appendExitCodes(c *cobra.Command) {
 	}
 }
 
+// writeJSON prints a command's --json document v. On the run's standard output the document is kept
+// and printed by Run when the command ends (stdout.finish), so that a failing run still prints one
+// document, carrying its error; a second document from the same run prints the first at once.
 func writeJSON(w io.Writer, v any) error {
+	if s, ok := w.(*stdout); ok {
+		if s.pending != nil {
+			if err := encodeIndented(s.w, s.pending); err != nil {
+				return err
+			}
+		}
+		s.pending = v
+		return nil
+	}
+	return encodeIndented(w, v)
+}
+
+func encodeIndented(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

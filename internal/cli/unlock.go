@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cfbackup/cfbackup/pkg/engine"
 )
 
 // UnlockOptions are the flags of 'unlock'.
@@ -63,7 +65,7 @@ func unlockRun(cmd *cobra.Command, o *UnlockOptions) error {
 		}
 	}
 	if o.f.jsonOut {
-		if err := writeJSON(o.f.IO.Out, map[string]any{"message_type": "summary", "dry_run": o.DryRun, "stale_only": o.StaleOnly, "locks": res}); err != nil {
+		if err := writeJSON(o.f.IO.Out, &UnlockMessage{MessageType: msgSummary, DryRun: o.DryRun, StaleOnly: o.StaleOnly, Locks: append([]engine.UnlockResult{}, res...)}); err != nil {
 			return err
 		}
 	} else {

@@ -86,8 +86,7 @@ func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 	vr.Bytes, vr.Items, vr.PerComponent = res.BytesRead, int64(res.Items), nil
 	o.f.SetResult(vr)
 	if o.f.jsonOut {
-		out := map[string]any{"message_type": "verify", "ok": verr == nil, "result": res}
-		if err := writeJSON(o.f.IO.Out, out); err != nil {
+		if err := writeJSON(o.f.IO.Out, &VerifyMessage{MessageType: msgVerify, OK: verr == nil, Result: res}); err != nil {
 			return err
 		}
 		return verr

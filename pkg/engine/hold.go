@@ -67,10 +67,10 @@ func (e *Engine) ListHolds(ctx context.Context) ([]Hold, error) {
 			return nil, fmt.Errorf("read hold %s: %w", k, err)
 		}
 		switch r.Action {
-		case "add":
+		case record.HoldAdd:
 			h := Hold{HoldRecord: r}
 			adds[r.Snapshot+"/"+r.ID] = &h
-		case "release":
+		case record.HoldRelease:
 			releases = append(releases, r)
 		default:
 			return nil, fmt.Errorf("hold record %s: unknown action %q", k, r.Action)
@@ -135,7 +135,7 @@ func (e *Engine) AddHold(ctx context.Context, m *manifest.Manifest, o HoldOption
 	if !o.Until.IsZero() && !o.Until.After(now) {
 		return nil, fmt.Errorf("%w: --until %s is in the past", ErrUsage, o.Until.UTC().Format(time.RFC3339))
 	}
-	rec := HoldRecord{ID: repo.NewSnapshotID(), Snapshot: m.ID, Reason: o.Reason, Case: o.Case, Actor: actor(o.Actor), Time: now, Action: "add"}
+	rec := HoldRecord{ID: repo.NewSnapshotID(), Snapshot: m.ID, Reason: o.Reason, Case: o.Case, Actor: actor(o.Actor), Time: now, Action: record.HoldAdd}
 	if !o.Until.IsZero() {
 		u := o.Until.UTC()
 		rec.Until = &u
@@ -195,7 +195,7 @@ func (e *Engine) ReleaseHold(ctx context.Context, snapshotID string, o HoldOptio
 	now := e.now().UTC()
 	res := &HoldResult{}
 	for _, h := range targets {
-		rec := HoldRecord{ID: h.ID, Snapshot: snapshotID, Reason: o.Reason, Actor: actor(o.Actor), Time: now, Action: "release"}
+		rec := HoldRecord{ID: h.ID, Snapshot: snapshotID, Reason: o.Reason, Actor: actor(o.Actor), Time: now, Action: record.HoldRelease}
 		key := fmt.Sprintf("%s%s/%s-release.json", HoldPrefix, snapshotID, h.ID)
 		if err := putJSON(ctx, e.Repo.Store, key, rec); err != nil {
 			return res, fmt.Errorf("write release record: %w", err)
