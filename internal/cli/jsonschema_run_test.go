@@ -1,0 +1,71 @@
+package cli_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cfbackup/cfbackup/internal/cli"
+)
+
+// TestJSONOutputsMatchSchemas runs real commands against an emulated account and checks that each
+// prints one document that validates against its schema in docs/JSON.md (cli.JSONSchemaOf), failing
+// runs included.
+func TestJSONOutputsMatchSchemas(t *testing.T) {
+	h := newHookEnv(t)
+	schemas := map[string]map[string]any{}
+	for _, m := range cli.JSONMessages() {
+		schemas[m.Name] = cli.JSONSchemaOf(m)
+	}
+	for i := 0; i < 2; i++ {
+		if _, errOut, code := h.run(t, "backup", "--label", "n=x"); code != 0 {
+			t.Fatalf("backup: %s", errOut)
+		}
+	}
+	replica := filepath.Join(h.dir, "replica")
+	steps := []struct {
+		schema string
+		code   int
+		args   []string
+	}{
+		{"KeyGenerateMessage", 0, []string{"key", "generate", "-o", filepath.Join(h.dir, "k2.txt")}},
+		{"ListEntry", 0, []string{"list"}},
+		{"VerifyMessage", 0, []string{"verify"}},
+		{"ErrorMessage", 7, []string{"verify", "0123456789abcdef"}},
+		{"PruneMessage", 0, []string{"prune", "--keep-last", "5", "--dry-run"}},
+		{"PruneMessage", 11, []string{"prune", "--keep-last", "1", "--enforce", "--dry-run"}},
+		{"ErrorMessage", 2, []string{"prune"}},
+		{"HoldMessage", 0, []string{"hold", "add", "latest", "--reason", "audit", "--case", "C-1", "--until", "90d"}},
+		{"Hold", 0, []string{"hold", "list", "--all"}},
+		{"HoldMessage", 0, []string{"hold", "release", "latest", "--reason", "done"}},
+		{"Hold", 0, []string{"hold", "list", "--all"}},
+		{"CopyPlanMessage", 0, []string{"copy", "--to", replica, "--all", "--dry-run"}},
+		{"CopySummaryMessage", 0, []string{"copy", "--to", replica, "--all"}},
+		{"UnlockMessage", 0, []string{"unlock", "--dry-run"}},
+		{"ErrorMessage", 3, []string{"migrate", "--dry-run"}},
+		{"AuditVerifyMessage", 0, []string{"audit", "verify"}},
+		{"AuditRecord", 0, []string{"audit", "list"}},
+		{"Report", 0, []string{"report"}},
+	}
+	for _, s := range steps {
+		out, errOut, code := h.run(t, append(s.args, "--json")...)
+		name := strings.Join(s.args, " ")
+		if code != s.code {
+			t.Errorf("%s: exit %d, want %d\n%s", name, code, s.code, errOut)
+			continue
+		}
+		if probs := cli.ValidateJSON(schemas[s.schema], []byte(out)); len(probs) > 0 {
+			t.Errorf("%s: does not match %s:\n  %s\n%s", name, s.schema, strings.Join(probs, "\n  "), out)
+		}
+	}
+	// init last: it needs a location without a repository.
+	rcpt, _, _ := h.run(t, "key", "generate", "-o", filepath.Join(h.dir, "k3.txt"))
+	out, errOut, code := h.run(t, "init", "--repo", filepath.Join(h.dir, "repo2"), "--recipient", strings.TrimSpace(rcpt),
+		"--writer-key-file", filepath.Join(h.dir, "w2.key"), "--json")
+	if code != 0 {
+		t.Fatalf("init: %s", errOut)
+	}
+	if probs := cli.ValidateJSON(schemas["InitMessage"], []byte(out)); len(probs) > 0 {
+		t.Errorf("init: %v\n%s", probs, out)
+	}
+}
