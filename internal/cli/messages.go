@@ -167,7 +167,7 @@ type MigrateMessage struct {
 	DryRun      bool   `json:"dry_run"`
 	Repository  string `json:"repository"`
 	// KeyID is the repository key id to pin on restore hosts (CFBACKUP_REPOSITORY_KEY_ID).
-	KeyID  string             `json:"key_id"`
+	KeyID  string              `json:"key_id"`
 	Result *repo.MigrateResult `json:"result"`
 	RunError
 }
