@@ -65,7 +65,6 @@ func JSONSchemaOf(m JSONMessage) map[string]any {
 	if m.Array {
 		s = map[string]any{"type": "array", "items": s}
 	}
-	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["title"] = m.Name
 	return s
 }
