@@ -47,26 +47,36 @@ type failable interface{ setRunError(RunError) }
 type ErrorMessage struct {
 	// MessageType is "error".
 	MessageType string `json:"message_type"`
-	Error       string `json:"error"`
-	ExitCode    int    `json:"exit_code"`
-	Class       string `json:"class"`
+	// Error is the error message (as on stderr).
+	Error string `json:"error"`
+	// ExitCode is the exit status (docs/EXIT_CODES.md).
+	ExitCode int `json:"exit_code"`
+	// Class names the exit status ("not found", "usage", "locked", …).
+	Class string `json:"class"`
 }
 
 // KeyGenerateMessage is what `key generate --json` prints: where the identity went and its public
 // half. The identity itself is never printed.
 type KeyGenerateMessage struct {
+	// IdentityFile is where the identity (the private key, mode 0600) was written: -o as given.
 	IdentityFile string `json:"identity_file"`
 	// Recipient is the age recipient (public key) to pass to `init --recipient`.
-	Recipient   string `json:"recipient"`
+	Recipient string `json:"recipient"`
+	// Fingerprint identifies the recipient in config.json and reports ("sha256:…").
 	Fingerprint string `json:"fingerprint"`
-	PostQuantum bool   `json:"post_quantum"`
+	// PostQuantum: a hybrid ML-KEM-768 + X25519 identity (--pq).
+	PostQuantum bool `json:"post_quantum"`
 }
 
 // InitMessage is what `init --json` prints: the new repository and where its writer secret was copied.
 type InitMessage struct {
-	Repository string           `json:"repository"`
-	ID         string           `json:"id"`
-	Format     int              `json:"format"`
+	// Repository is the repository's location (a path or s3://bucket/prefix).
+	Repository string `json:"repository"`
+	// ID is the new repository's id.
+	ID string `json:"id"`
+	// Format is the repository format version written (2).
+	Format int `json:"format"`
+	// Recipients are the age recipients everything is encrypted to, with their fingerprints.
 	Recipients []repo.Recipient `json:"recipients"`
 	// WriterKeyFile is the local copy of the writer secret backup hosts need.
 	WriterKeyFile string `json:"writer_key_file"`
@@ -79,7 +89,8 @@ type VerifyMessage struct {
 	// MessageType is "verify".
 	MessageType string `json:"message_type"`
 	// OK is false when any check failed (exit status 6).
-	OK     bool                 `json:"ok"`
+	OK bool `json:"ok"`
+	// Result is what was checked and what failed (pkg/record.Verify).
 	Result *engine.VerifyResult `json:"result"`
 	RunError
 }
@@ -89,7 +100,8 @@ type PruneMessage struct {
 	// MessageType is "prune".
 	MessageType string `json:"message_type"`
 	// OK is false when the run failed: deletes failed (exit 1), or --enforce found violations (exit 11).
-	OK     bool                `json:"ok"`
+	OK bool `json:"ok"`
+	// Result is the plan and outcome (pkg/record.Prune); record_key says where it was stored.
 	Result *engine.PruneResult `json:"result"`
 	RunError
 }
@@ -101,8 +113,9 @@ type HoldMessage struct {
 	// Action is "add" or "release".
 	Action string `json:"action"`
 	// Snapshot is the full id of the snapshot held or released.
-	Snapshot string             `json:"snapshot"`
-	Result   *engine.HoldResult `json:"result"`
+	Snapshot string `json:"snapshot"`
+	// Result lists the hold records written and the Object Lock legal holds changed.
+	Result *engine.HoldResult `json:"result"`
 	// R2BucketLockRule explains, on R2 (no Object Lock), the bucket lock rule that would make the
 	// store itself refuse deletes (hold add only).
 	R2BucketLockRule string `json:"r2_bucket_lock_rule,omitempty"`
@@ -111,6 +124,7 @@ type HoldMessage struct {
 
 // CopyPlanEntry is one snapshot `copy --dry-run` would copy.
 type CopyPlanEntry struct {
+	// Snapshot, Time and Components identify the snapshot; StoredSize is its stored bytes.
 	Snapshot   string    `json:"snapshot"`
 	Time       time.Time `json:"time"`
 	Components []string  `json:"components"`
@@ -126,7 +140,8 @@ type CopyPlanMessage struct {
 	// DryRun is always true.
 	DryRun bool `json:"dry_run"`
 	// To is the destination's location.
-	To        string          `json:"to"`
+	To string `json:"to"`
+	// Snapshots are the snapshots named, oldest first ([] when none).
 	Snapshots []CopyPlanEntry `json:"snapshots"`
 	RunError
 }
@@ -135,9 +150,11 @@ type CopyPlanMessage struct {
 type CopySummaryMessage struct {
 	// MessageType is "summary".
 	MessageType string `json:"message_type"`
-	To          string `json:"to"`
+	// To is the destination's location.
+	To string `json:"to"`
 	// Created: the destination held no repository and was made a replica of this one.
-	Created   bool                 `json:"created"`
+	Created bool `json:"created"`
+	// Snapshots says, per snapshot, what was copied and whether it was read back ([] when none).
 	Snapshots []*engine.CopyResult `json:"snapshots"`
 	RunError
 }
@@ -145,18 +162,21 @@ type CopySummaryMessage struct {
 // AuditVerifyMessage is what `audit verify --json` prints (exit status 6 when Status.OK is false).
 type AuditVerifyMessage struct {
 	// MessageType is "audit_verify".
-	MessageType string       `json:"message_type"`
-	Status      audit.Status `json:"status"`
+	MessageType string `json:"message_type"`
+	// Status is the chain's verdict: records read, head, problems, gaps, unfinished runs.
+	Status audit.Status `json:"status"`
 	RunError
 }
 
 // UnlockMessage is what `unlock --json` prints: every lock seen and what became of it.
 type UnlockMessage struct {
 	// MessageType is "summary".
-	MessageType string                `json:"message_type"`
-	DryRun      bool                  `json:"dry_run"`
-	StaleOnly   bool                  `json:"stale_only"`
-	Locks       []engine.UnlockResult `json:"locks"`
+	MessageType string `json:"message_type"`
+	// DryRun and StaleOnly are the flags the run had.
+	DryRun    bool `json:"dry_run"`
+	StaleOnly bool `json:"stale_only"`
+	// Locks are the lock objects seen ([] when none), each with whether it was stale and removed.
+	Locks []engine.UnlockResult `json:"locks"`
 	RunError
 }
 
@@ -164,10 +184,13 @@ type UnlockMessage struct {
 type MigrateMessage struct {
 	// MessageType is "summary".
 	MessageType string `json:"message_type"`
-	DryRun      bool   `json:"dry_run"`
-	Repository  string `json:"repository"`
+	// DryRun: nothing was changed.
+	DryRun bool `json:"dry_run"`
+	// Repository is the repository's location.
+	Repository string `json:"repository"`
 	// KeyID is the repository key id to pin on restore hosts (CFBACKUP_REPOSITORY_KEY_ID).
-	KeyID  string              `json:"key_id"`
+	KeyID string `json:"key_id"`
+	// Result is the upgrade: formats, the manifests vouched for, the unreadable ones, the backup copy.
 	Result *repo.MigrateResult `json:"result"`
 	RunError
 }
