@@ -47,20 +47,25 @@ On a terminal it prints a table; piped, one snapshot per line with tab-separated
 // ListEntry is one snapshot in `list --json` (an array of them, newest first): the manifest's
 // plaintext summary, readable without an identity.
 type ListEntry struct {
+	// ID is the snapshot id (any unique prefix names it on the command line); Time when it was taken (UTC).
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
 	// Duration is how long the backup took (a Go duration string, "1m2.5s").
 	Duration   string   `json:"duration"`
 	Components []string `json:"components"`
 	// Databases are the names of the snapshot's sources (every component's, despite the name).
-	Databases  []string          `json:"databases"`
-	Items      int64             `json:"items"`
-	Size       int64             `json:"size"`
-	StoredSize int64             `json:"stored_size"`
-	Segments   int               `json:"segments"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	Host       string            `json:"host,omitempty"`
-	Sources    []manifest.Source `json:"sources"`
+	Databases []string `json:"databases"`
+	// Items, Size (bytes before compression) and StoredSize (bytes stored) are the snapshot's totals;
+	// Segments counts the segments it references (its own and reused older ones).
+	Items      int64 `json:"items"`
+	Size       int64 `json:"size"`
+	StoredSize int64 `json:"stored_size"`
+	Segments   int   `json:"segments"`
+	// Labels (backup --label) and Host (where the backup ran) are omitted when empty.
+	Labels map[string]string `json:"labels,omitempty"`
+	Host   string            `json:"host,omitempty"`
+	// Sources are the snapshot's sources: a D1 database, an R2 bucket, a DO namespace, the account.
+	Sources []manifest.Source `json:"sources"`
 	// Authenticity is "authenticated", "unchecked" (this host holds no key) or "legacy" (format 1).
 	Authenticity string `json:"authenticity"`
 }
