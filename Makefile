@@ -16,6 +16,7 @@ build:
 # seconds when everything is already there), so on a fresh clone it is the only command to run.
 test: tools
 	cd worker && npm test
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
@@ -54,8 +55,12 @@ FIRST ?= 1000
 fuzz-restore:
 	CFBACKUP_FUZZ_SEEDS=$(SEEDS) CFBACKUP_FUZZ_FIRST=$(FIRST) $(GO) test -count=1 -timeout 0 -run '^TestDifferentialRestore$$' -v ./pkg/source/d1/
 
+# `go mod tidy -diff` fails (printing the diff) when go.mod or go.sum is not what `go mod tidy` would
+# write, so a direct dependency is never left marked `// indirect`. It reads only the module cache and
+# the Go module proxy.
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 
 # The whole story on a local emulated Cloudflare account: no account, no Docker.
