@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -40,9 +41,9 @@ const (
 	// DefaultSegmentSize keeps segments large enough for cheap listing and small enough to upload in parallel.
 	DefaultSegmentSize = 512 << 20
 	// SegmentPrefix is where segments live in a repository.
-	SegmentPrefix = "segments/"
+	SegmentPrefix = layout.Segments
 	// SegmentSuffix is the extension of segment objects.
-	SegmentSuffix = ".age"
+	SegmentSuffix = layout.SegmentSuffix
 )
 
 // Chunk locates one tar entry (one LZ4 frame) inside a segment's age plaintext.
@@ -73,7 +74,7 @@ type SegmentInfo struct {
 }
 
 // SegmentKey is the store key of segment id.
-func SegmentKey(id string) string { return SegmentPrefix + id + SegmentSuffix }
+func SegmentKey(id string) string { return layout.SegmentKey(id) }
 
 // EntryName is the tar entry name of chunk i (0-based) of an item split into n chunks.
 func EntryName(name string, i, n int) string {

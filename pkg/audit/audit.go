@@ -26,12 +26,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	jsonseal "github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Prefix is where audit records live in the repository.
-const Prefix = "audit/"
+const Prefix = layout.Audit
 
 // Result values. A mutating command writes a "started" record before it runs and an "ok" or "error"
 // record (same Run id) when it ends, so a run killed in between still leaves evidence.
@@ -107,11 +108,11 @@ func seal(r *Record) ([]byte, error) {
 
 // RecordKey is the object key of a record.
 func RecordKey(seq int64, hash string) string {
-	return fmt.Sprintf("%s%012d-%s.json", Prefix, seq, hash)
+	return layout.AuditRecordKey(seq, hash)
 }
 
 // ClaimKey is the object key that reserves a sequence number.
-func ClaimKey(seq int64) string { return fmt.Sprintf("%s%012d.seq", Prefix, seq) }
+func ClaimKey(seq int64) string { return layout.AuditClaimKey(seq) }
 
 // entry is one parsed key under audit/.
 type entry struct {
@@ -134,8 +135,8 @@ func parseKey(key string) (entry, bool) {
 	switch {
 	case rest == ".seq":
 		return entry{seq: seq, key: key, claim: true}, true
-	case strings.HasPrefix(rest, "-") && strings.HasSuffix(rest, ".json"):
-		h := strings.TrimSuffix(rest[1:], ".json")
+	case strings.HasPrefix(rest, "-") && strings.HasSuffix(rest, layout.JSONSuffix):
+		h := strings.TrimSuffix(rest[1:], layout.JSONSuffix)
 		if len(h) != 64 {
 			return entry{}, false
 		}

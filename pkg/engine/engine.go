@@ -26,6 +26,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
@@ -345,7 +346,7 @@ func (e *Engine) recordVerify(ctx context.Context, res *VerifyResult) error {
 	if err != nil {
 		return err
 	}
-	key := VerifyPrefix + res.Time.Format("20060102T150405.000000000Z") + "-" + res.Snapshot + ".json"
+	key := layout.VerifyRecordKey(res.Time, res.Snapshot)
 	return e.Repo.Store.Put(ctx, key, bytes.NewReader(append(b, '\n')), store.PutOptions{IfNotExists: true})
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
@@ -52,7 +53,7 @@ type HoldResult struct {
 func (e *Engine) ListHolds(ctx context.Context) ([]Hold, error) {
 	var keys []string
 	if err := e.Repo.Store.List(ctx, HoldPrefix, func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
 			keys = append(keys, oi.Key)
 		}
 		return nil
@@ -155,7 +156,7 @@ func (e *Engine) AddHold(ctx context.Context, m *manifest.Manifest, o HoldOption
 	} else {
 		res.Protection = "recorded hold only: cfbackup prune will not delete this snapshot, but the store itself does not enforce it (" + e.storeLockAdvice() + ")"
 	}
-	key := fmt.Sprintf("%s%s/%s.json", HoldPrefix, m.ID, rec.ID)
+	key := layout.HoldKey(m.ID, rec.ID)
 	if err := putJSON(ctx, e.Repo.Store, key, rec); err != nil {
 		return res, fmt.Errorf("write hold record: %w", err)
 	}
@@ -196,7 +197,7 @@ func (e *Engine) ReleaseHold(ctx context.Context, snapshotID string, o HoldOptio
 	res := &HoldResult{}
 	for _, h := range targets {
 		rec := HoldRecord{ID: h.ID, Snapshot: snapshotID, Reason: o.Reason, Actor: actor(o.Actor), Time: now, Action: record.HoldRelease}
-		key := fmt.Sprintf("%s%s/%s-release.json", HoldPrefix, snapshotID, h.ID)
+		key := layout.HoldReleaseKey(snapshotID, h.ID)
 		if err := putJSON(ctx, e.Repo.Store, key, rec); err != nil {
 			return res, fmt.Errorf("write release record: %w", err)
 		}

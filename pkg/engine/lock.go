@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -23,7 +24,7 @@ import (
 var ErrLocked = errclass.Locked
 
 // LockPrefix is where lock objects live: locks/<lock-id>.json.
-const LockPrefix = "locks/"
+const LockPrefix = layout.Locks
 
 // Lock kinds: backups, restores, verifies and copies share the repository; prune needs it alone.
 const (
@@ -103,13 +104,13 @@ func (l *Lock) Info() LockInfo {
 	return l.info
 }
 
-func lockKey(id string) string { return LockPrefix + id + ".json" }
+func lockKey(id string) string { return layout.LockKey(id) }
 
 // ListLocks reads every lock object; unreadable ones are skipped with a warning.
 func (e *Engine) ListLocks(ctx context.Context) ([]LockInfo, error) {
 	var keys []string
 	if err := e.Repo.Store.List(ctx, LockPrefix, func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
 			keys = append(keys, oi.Key)
 		}
 		return nil

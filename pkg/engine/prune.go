@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
@@ -22,10 +23,10 @@ const (
 	PrunePrefix = record.PrunePrefix
 	// MarkPrefix holds prune's first phase: marks/<20060102T150405Z>-<run-id>.json lists unreferenced
 	// data objects seen at that time; a later run deletes those still unreferenced after the grace period.
-	MarkPrefix = "marks/"
+	MarkPrefix = layout.Marks
 	// JournalPrefix holds resume journals of backups in progress or interrupted (pkg/source/r2). No
 	// manifest names them: prune marks them and deletes them after the grace period like orphan segments.
-	JournalPrefix = "journal/"
+	JournalPrefix = layout.Journals
 )
 
 // ErrPolicyViolation: enforcement found a snapshot that outlives its policy or a required snapshot missing.
@@ -214,7 +215,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 		e.extendRetention(ctx, lk, snaps, unkept, now, res)
 	}
 	if !o.DryRun {
-		res.RecordKey = PrunePrefix + now.Format("20060102T150405Z") + "-" + res.RunID + ".json"
+		res.RecordKey = layout.PruneRecordKey(now, res.RunID)
 		if err := putJSON(ctx, e.Repo.Store, res.RecordKey, res); err != nil {
 			fail("write prune record %s: %v", res.RecordKey, err)
 			res.RecordKey = ""
@@ -240,7 +241,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 		}
 	}
 	objs := map[string]store.ObjectInfo{}
-	for _, p := range []string{"segments/", "index/", JournalPrefix} {
+	for _, p := range layout.Swept() {
 		if err := e.Repo.Store.List(ctx, p, func(oi store.ObjectInfo) error {
 			if !referenced[oi.Key] {
 				objs[oi.Key] = oi
@@ -253,7 +254,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 	// Existing marks: when each unreferenced key was first seen unreferenced.
 	var markKeys []string
 	if err := e.Repo.Store.List(ctx, MarkPrefix, func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
 			markKeys = append(markKeys, oi.Key)
 		}
 		return nil
@@ -284,7 +285,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 	sort.Strings(fresh)
 	res.Marked = len(fresh)
 	if len(fresh) > 0 && !o.DryRun {
-		mk := MarkPrefix + now.Format("20060102T150405Z") + "-" + res.RunID + ".json"
+		mk := layout.MarkKey(now, res.RunID)
 		mr := markRecord{Time: now, Run: res.RunID, Keys: fresh}
 		if err := putJSON(ctx, e.Repo.Store, mk, mr); err != nil {
 			return fmt.Errorf("write mark %s: %w", mk, err)
@@ -326,7 +327,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 		}
 		if o.DryRun {
 			res.BytesFreed += oi.Size
-			if strings.HasPrefix(k, "segments/") {
+			if layout.IsSegmentKey(k) {
 				res.SegmentsDeleted++
 			} else {
 				res.ObjectsDeleted++
@@ -347,7 +348,7 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 		deleted[k] = true
 		pr.Add(1)
 		res.BytesFreed += oi.Size
-		if strings.HasPrefix(k, "segments/") {
+		if layout.IsSegmentKey(k) {
 			res.SegmentsDeleted++
 		} else {
 			res.ObjectsDeleted++

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 )
 
 // FormatVersion is the manifest format this build writes and the highest major version it reads.
@@ -175,16 +176,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Key is the store key of a manifest: snapshots/<UTC time>-<id>.json, so a plain listing sorts by time.
 func Key(t time.Time, id string) string {
-	return "snapshots/" + t.UTC().Format("20060102T150405Z") + "-" + id + ".json"
+	return layout.ManifestKey(t, id)
 }
 
 // IDFromKey extracts the snapshot id from a manifest key, or "" when the key is not one.
 func IDFromKey(key string) string {
-	name := strings.TrimPrefix(key, "snapshots/")
-	if name == key || !strings.HasSuffix(name, ".json") {
+	name, ok := layout.ManifestName(key)
+	if !ok {
 		return ""
 	}
-	name = strings.TrimSuffix(name, ".json")
 	i := strings.LastIndexByte(name, '-')
 	if i < 0 {
 		return ""
@@ -194,12 +194,12 @@ func IDFromKey(key string) string {
 
 // TimeFromKey extracts the time a manifest key names (to the second); ok is false for other keys.
 func TimeFromKey(key string) (t time.Time, ok bool) {
-	name := strings.TrimPrefix(key, "snapshots/")
+	name, ok := strings.CutPrefix(key, layout.Snapshots)
 	i := strings.IndexByte(name, '-')
-	if name == key || i < 0 {
+	if !ok || i < 0 {
 		return time.Time{}, false
 	}
-	t, err := time.Parse("20060102T150405Z", name[:i])
+	t, err := time.Parse(layout.TimeFormat, name[:i])
 	return t, err == nil
 }
 

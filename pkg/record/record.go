@@ -6,17 +6,21 @@
 // written by older versions still read.
 package record
 
-import "time"
+import (
+	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/layout"
+)
 
 // Where the records live in a repository (docs/FORMAT.md).
 const (
 	// HoldPrefix holds legal holds: holds/<snapshot-id>/<hold-id>.json, and a release as
 	// holds/<snapshot-id>/<hold-id>-release.json. Records are never rewritten.
-	HoldPrefix = "holds/"
+	HoldPrefix = layout.Holds
 	// PrunePrefix holds one record per prune run: prune/<20060102T150405Z>-<run-id>.json.
-	PrunePrefix = "prune/"
+	PrunePrefix = layout.PruneRecords
 	// VerifyPrefix holds one record per verify or test-restore run: verify/<UTC time>-<snapshot id>.json.
-	VerifyPrefix = "verify/"
+	VerifyPrefix = layout.VerifyRecords
 )
 
 // Hold actions: a hold record either places a hold or releases one placed earlier.

@@ -25,6 +25,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/keys"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -38,8 +39,8 @@ const FormatVersion = 2
 
 // Object keys of the fixed parts of a repository.
 const (
-	ConfigKey    = "config.json"
-	WriterKeyKey = "keys/writer.age"
+	ConfigKey    = layout.Config
+	WriterKeyKey = layout.WriterKey
 )
 
 var (
@@ -519,8 +520,8 @@ func (r *Repo) Seal(m *manifest.Manifest) error {
 // a key, ones that do not authenticate — are returned in bad, never among snaps.
 func (r *Repo) ListSnapshots(ctx context.Context) (snaps []*manifest.Manifest, bad map[string]error, err error) {
 	var keysFound []string
-	err = r.Store.List(ctx, "snapshots/", func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+	err = r.Store.List(ctx, layout.Snapshots, func(oi store.ObjectInfo) error {
+		if layout.IsManifestKey(oi.Key) {
 			keysFound = append(keysFound, oi.Key)
 		}
 		return nil
@@ -804,7 +805,7 @@ type MigrateResult struct {
 }
 
 // ConfigV1Backup keeps the format 1 config.json a migration replaced (for a rollback with older cfbackup).
-const ConfigV1Backup = "config.v1.json"
+const ConfigV1Backup = layout.ConfigV1Backup
 
 // Migrate upgrades a format 1 repository to format 2 in place: config.json gets the MAC and the list
 // of the existing manifests, each by the SHA-256 of its stored bytes, so they authenticate without
@@ -820,8 +821,8 @@ func (r *Repo) Migrate(ctx context.Context, now time.Time, dryRun bool) (*Migrat
 	}
 	res := &MigrateResult{From: r.Config.Format, To: FormatVersion, Vouched: []LegacyManifest{}, Unreadable: map[string]string{}, Backup: ConfigV1Backup}
 	var found []string
-	if err := r.Store.List(ctx, "snapshots/", func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+	if err := r.Store.List(ctx, layout.Snapshots, func(oi store.ObjectInfo) error {
+		if layout.IsManifestKey(oi.Key) {
 			found = append(found, oi.Key)
 		}
 		return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -407,7 +408,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 func readJSON(ctx context.Context, st store.Store, prefix string, rep *Report, fn func(key string, raw []byte) error) error {
 	var keys []string
 	if err := st.List(ctx, prefix, func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, ".json") {
+		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
 			keys = append(keys, oi.Key)
 		}
 		return nil
@@ -444,7 +445,7 @@ func readHolds(ctx context.Context, st store.Store, now time.Time, rep *Report) 
 		if err := json.Unmarshal(raw, &h); err != nil {
 			return err
 		}
-		base := strings.TrimSuffix(key, ".json")
+		base := strings.TrimSuffix(key, layout.JSONSuffix)
 		if h.Action == record.HoldRelease || strings.HasSuffix(base, "-release") {
 			releases[strings.TrimSuffix(base, "-release")] = h
 		} else {

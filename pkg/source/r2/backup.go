@@ -15,6 +15,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -88,7 +89,7 @@ type Stats struct {
 
 // IndexKey is where a snapshot's index of one bucket is stored.
 func IndexKey(snapshotID, bucket string) string {
-	return "index/" + snapshotID + ".r2." + bucket + ".idx"
+	return layout.R2IndexKey(snapshotID, bucket)
 }
 
 // Backup captures one bucket into the session: lists it, reuses unchanged objects from the parent

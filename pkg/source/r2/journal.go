@@ -15,6 +15,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
@@ -31,7 +32,7 @@ import (
 // its grace period, and the unreferenced segments with it.
 
 // JournalPrefix is where resume journals are stored.
-const JournalPrefix = "journal/"
+const JournalPrefix = layout.Journals
 
 // JournalVersion is the JSON journal's version field.
 const JournalVersion = 1
@@ -44,7 +45,7 @@ const journalInterval = 2 * time.Second
 
 // JournalKey is where the seq-th journal object of a run's bucket is stored.
 func JournalKey(snapshotID, bucket string, seq int) string {
-	return fmt.Sprintf("%s%s/%s/%06d.idx", JournalPrefix, snapshotID, bucket, seq)
+	return layout.JournalKey(snapshotID, bucket, seq)
 }
 
 // Journal is one decrypted journal object: objects stored in completed segments by a run that may
@@ -140,7 +141,7 @@ func newResumer(ctx context.Context, s *engine.Session, bucket string, ik indexK
 // newer run's entry for a key replaces an older one.
 func (r *resumer) load(ctx context.Context, after time.Time) error {
 	committed := map[string]bool{}
-	if err := r.st.List(ctx, "snapshots/", func(oi store.ObjectInfo) error {
+	if err := r.st.List(ctx, layout.Snapshots, func(oi store.ObjectInfo) error {
 		if id := manifest.IDFromKey(oi.Key); id != "" {
 			committed[id] = true
 		}
@@ -150,7 +151,7 @@ func (r *resumer) load(ctx context.Context, after time.Time) error {
 	}
 	var keys []string
 	if err := r.st.List(ctx, JournalPrefix, func(oi store.ObjectInfo) error {
-		run, bucket, ok := parseJournalKey(oi.Key)
+		run, bucket, ok := layout.ParseJournalKey(oi.Key)
 		if ok && bucket == r.bucket && run != r.self && !committed[run] {
 			keys = append(keys, oi.Key)
 		}
@@ -199,18 +200,6 @@ func (r *resumer) load(ctx context.Context, after time.Time) error {
 		}
 	}
 	return nil
-}
-
-func parseJournalKey(key string) (run, bucket string, ok bool) {
-	rest, ok := strings.CutPrefix(key, JournalPrefix)
-	if !ok || !strings.HasSuffix(rest, ".idx") {
-		return "", "", false
-	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 {
-		return "", "", false
-	}
-	return parts[0], parts[1], true
 }
 
 // readSmall reads a whole side object (at most 1 GiB).
@@ -332,7 +321,7 @@ func (r *resumer) flush() {
 // needed (the new snapshot is every later backup's parent).
 func (r *resumer) commit(ctx context.Context, _ *manifest.Manifest) {
 	keys := append([]string(nil), r.read...)
-	err := r.st.List(ctx, JournalPrefix+r.self+"/"+r.bucket+"/", func(oi store.ObjectInfo) error {
+	err := r.st.List(ctx, layout.JournalPrefix(r.self, r.bucket), func(oi store.ObjectInfo) error {
 		keys = append(keys, oi.Key)
 		return nil
 	})

@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Exempt lists key prefixes written without retention (short-lived bookkeeping).
-var Exempt = []string{"locks/", "marks/", "journal/"}
+var Exempt = layout.Bookkeeping()
 
 // Store sets retention on every Put of the store it wraps.
 type Store struct {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -185,18 +186,25 @@ func testEmptyObject(t *testing.T, s store.Store) {
 	}
 }
 
+// bigKey and raceKey are where a segment and a manifest would be: the keys the large upload and the
+// conditional create serve in a repository.
+var (
+	bigKey  = layout.SegmentKey("big")
+	raceKey = layout.Snapshots + "race.json"
+)
+
 func testLarge(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	if err := s.Put(ctx, "segments/big.age", randReader(7, LargeSize), store.PutOptions{IfNotExists: true}); err != nil {
+	if err := s.Put(ctx, bigKey, randReader(7, LargeSize), store.PutOptions{IfNotExists: true}); err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Stat(ctx, "segments/big.age")
+	info, err := s.Stat(ctx, bigKey)
 	if err != nil || info.Size != LargeSize {
 		t.Fatalf("Stat = %+v, %v; want size %d", info, err, LargeSize)
 	}
 	want := sha256.New()
 	io.Copy(want, randReader(7, LargeSize))
-	rc, err := s.Open(ctx, "segments/big.age", 0, -1)
+	rc, err := s.Open(ctx, bigKey, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +217,7 @@ func testLarge(t *testing.T, s store.Store) {
 	// A range across the first part boundary (5 MiB) and one in the last part.
 	all, _ := io.ReadAll(randReader(7, LargeSize))
 	for _, r := range [][2]int64{{5<<20 - 10, 20}, {10<<20 + 3, -1}} {
-		g := read(t, s, "segments/big.age", r[0], r[1])
+		g := read(t, s, bigKey, r[0], r[1])
 		end := int64(len(all))
 		if r[1] >= 0 {
 			end = r[0] + r[1]
@@ -246,7 +254,7 @@ func testConcurrentCreate(t *testing.T, s store.Store) {
 			defer wg.Done()
 			<-start
 			body := bytes.Repeat([]byte{byte('a' + i)}, 1000+i)
-			errs[i] = s.Put(ctx, "snapshots/race.json", onlyReader{bytes.NewReader(body)}, store.PutOptions{IfNotExists: true})
+			errs[i] = s.Put(ctx, raceKey, onlyReader{bytes.NewReader(body)}, store.PutOptions{IfNotExists: true})
 		}()
 	}
 	close(start)
@@ -267,13 +275,13 @@ func testConcurrentCreate(t *testing.T, s store.Store) {
 		t.Fatal("no creator succeeded")
 	}
 	want := bytes.Repeat([]byte{byte('a' + winner)}, 1000+winner)
-	if got := read(t, s, "snapshots/race.json", 0, -1); !bytes.Equal(got, want) {
+	if got := read(t, s, raceKey, 0, -1); !bytes.Equal(got, want) {
 		t.Fatalf("stored content is not the winner's (%d bytes)", len(got))
 	}
 }
 
 func testList(t *testing.T, s store.Store) {
-	keys := []string{"b", "a/b", "a-c", "ab", "a/c/d", "snapshots/2", "snapshots/1", "snapshotsX", "a/c-e", "a/c/e/f"}
+	keys := []string{"b", "a/b", "a-c", "ab", "a/c/d", layout.Snapshots + "2", layout.Snapshots + "1", "snapshotsX", "a/c-e", "a/c/e/f"}
 	for i, k := range keys {
 		put(t, s, k, bytes.Repeat([]byte("x"), i))
 	}
@@ -283,14 +291,14 @@ func testList(t *testing.T, s store.Store) {
 		t.Fatalf("List(\"\") = %q\nwant %q", got, sorted)
 	}
 	for prefix, want := range map[string][]string{
-		"a/":         {"a/b", "a/c-e", "a/c/d", "a/c/e/f"},
-		"a":          {"a-c", "a/b", "a/c-e", "a/c/d", "a/c/e/f", "ab"},
-		"a/c":        {"a/c-e", "a/c/d", "a/c/e/f"},
-		"a/c/":       {"a/c/d", "a/c/e/f"},
-		"snapshots/": {"snapshots/1", "snapshots/2"},
-		"snapshots":  {"snapshots/1", "snapshots/2", "snapshotsX"},
-		"nope/":      nil,
-		"z":          nil,
+		"a/":             {"a/b", "a/c-e", "a/c/d", "a/c/e/f"},
+		"a":              {"a-c", "a/b", "a/c-e", "a/c/d", "a/c/e/f", "ab"},
+		"a/c":            {"a/c-e", "a/c/d", "a/c/e/f"},
+		"a/c/":           {"a/c/d", "a/c/e/f"},
+		layout.Snapshots: {layout.Snapshots + "1", layout.Snapshots + "2"},
+		"snapshots":      {layout.Snapshots + "1", layout.Snapshots + "2", "snapshotsX"},
+		"nope/":          nil,
+		"z":              nil,
 	} {
 		if got := listKeys(t, s, prefix); !slices.Equal(got, want) {
 			t.Errorf("List(%q) = %q, want %q", prefix, got, want)
