@@ -7,30 +7,22 @@
 package r2
 
 import (
-	"bytes"
 	"context"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
-	s3store "github.com/cfbackup/cfbackup/pkg/store/s3"
+	"github.com/cfbackup/cfbackup/pkg/s3api"
 )
 
 // Component is the component name in manifests and on the command line.
@@ -72,14 +64,18 @@ type Config struct {
 // DefaultPartSize is the restore upload part size; objects up to it are restored with one PUT.
 const DefaultPartSize = 8 << 20
 
-// Client reads and writes objects of any bucket at one endpoint.
+// Client reads and writes objects of any bucket at one endpoint. Uploads go through pkg/s3api, the
+// repository store's upload path too.
 type Client struct {
+	api      *s3api.Client
 	s3       *awss3.Client
 	partSize int64
 	endpoint string
-	// noCRC32C is set once the server refused a CRC32C checksum header: SHA-256 from then on.
-	noCRC32C atomic.Bool
 }
+
+// restoreConcurrency is the parts in flight per restored object: a restore already uploads several
+// objects at once, so one part uploading while the next is read keeps memory at two parts per object.
+const restoreConcurrency = 1
 
 // New checks cfg and builds the client; it makes no request.
 func New(cfg Config) (*Client, error) {
@@ -92,36 +88,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
 		return nil, fmt.Errorf("%w: set CFBACKUP_R2_ACCESS_KEY_ID and CFBACKUP_R2_SECRET_ACCESS_KEY (an R2 API token's S3 credentials)", ErrConfig)
 	}
-	region := cfg.Region
-	if region == "" {
-		region = "us-east-1"
-		if s3store.IsR2(cfg.Endpoint) {
-			region = "auto"
-		}
+	if cfg.PartSize != 0 && cfg.PartSize < s3api.MinPartSize {
+		return nil, fmt.Errorf("%w: part size %d is below 5 MiB", ErrConfig, cfg.PartSize)
 	}
-	ps := cfg.PartSize
-	if ps == 0 {
-		ps = DefaultPartSize
+	// Path-style addressing always: bucket names need not be DNS names on S3-compatible servers.
+	api, err := s3api.New(context.Background(), s3api.Config{Endpoint: cfg.Endpoint, Region: cfg.Region,
+		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey, PathStyle: true,
+		PartSize: cfg.PartSize, Concurrency: restoreConcurrency, HTTPClient: cfg.HTTPClient})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if ps < 5<<20 {
-		return nil, fmt.Errorf("%w: part size %d is below 5 MiB", ErrConfig, ps)
-	}
-	opts := awss3.Options{
-		BaseEndpoint: aws.String(cfg.Endpoint),
-		Region:       region,
-		Credentials:  credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, ""),
-		UsePathStyle: true,
-		// R2 rejects aws-chunked bodies and trailing checksums: only what an operation requires.
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		// No "Expect: 100-continue" on PUTs over 2 MB: R2 does not implement it (docs/CLOUDFLARE_FACTS.md §3.3),
-		// so every such PUT waited for the client's continue timeout before sending its body.
-		ContinueHeaderThresholdBytes: -1,
-	}
-	if cfg.HTTPClient != nil {
-		opts.HTTPClient = cfg.HTTPClient
-	}
-	return &Client{s3: awss3.New(opts), partSize: ps, endpoint: cfg.Endpoint}, nil
+	return &Client{api: api, s3: api.API(), partSize: api.PartSize(), endpoint: cfg.Endpoint}, nil
 }
 
 // Object is one listed object.
@@ -227,168 +204,51 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 	return aws.ToInt64(out.ContentLength), aws.ToString(out.ETag), true, nil
 }
 
-// Put uploads size bytes from r under key with the object's metadata: one PUT up to the part size,
-// otherwise a multipart upload of equal parts (R2 requires them), one part buffer at a time. r must
-// check its content at EOF (a restore's item reader checks the catalogue's SHA-256 there): Put reads
-// to EOF before it sends the last byte, so a body that fails the check is never committed. Every
-// request body also carries a checksum the server verifies, so it rejects a body corrupted on the
-// way: a one-PUT object sends x-amz-checksum-crc32c (hardware CRC32C, nearly free on both sides;
-// x-amz-checksum-sha256 made the server hash every restored byte a second time after MD5 for the
-// ETag), falling back to SHA-256 for good if a server refuses the CRC32C header; multipart parts send
-// CRC32C too (Content-MD5 after such a refusal). If r fails the multipart upload is aborted and
-// nothing appears under key.
-func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta, buf []byte) error {
-	if int64(cap(buf)) < min(size, c.partSize) {
-		buf = make([]byte, min(size, c.partSize))
-	}
-	if size <= c.partSize {
-		b := buf[:size]
-		if _, err := io.ReadFull(r, b); err != nil {
-			return err
-		}
-		// The reader checks the item's SHA-256 at EOF: reach it before anything is written.
-		if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-			if err == nil {
-				err = fmt.Errorf("object %s is longer than its recorded %d bytes", key, size)
-			}
-			return err
-		}
-		return c.PutBytes(ctx, bucket, key, b, m)
-	}
-	// Parts carry x-amz-checksum-crc32c (the upload declares CRC32C) unless the server refused CRC32C;
-	// then Content-MD5. A refusal of the first part starts the upload over with MD5.
-	crc := !c.noCRC32C.Load()
-	create := func() (*string, error) {
-		cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
-		setCreateMeta(cin, m)
-		if crc {
-			cin.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
-		}
-		out, err := c.s3.CreateMultipartUpload(ctx, cin)
-		if err != nil {
-			return nil, err
-		}
-		return out.UploadId, nil
-	}
-	id, err := create()
-	if crc && s3store.CRCRefused(err) {
-		c.noCRC32C.Store(true)
-		crc = false
-		id, err = create()
-	}
-	if err != nil {
-		return mapErr("put", bucket+"/"+key, err)
-	}
-	abort := func() { s3store.AbortUpload(ctx, c.s3, bucket, key, id) }
-	var parts []types.CompletedPart
-	b := buf[:c.partSize]
-	for num, left := int32(1), size; left > 0; num++ {
-		n := min(left, c.partSize)
-		if _, err := io.ReadFull(r, b[:n]); err != nil {
-			abort()
-			return err
-		}
-		left -= n
-		if left == 0 { // reach the reader's EOF (and its SHA-256 check) before completing
-			if k, err := r.Read(make([]byte, 1)); k != 0 || err != io.EOF {
-				abort()
-				if err == nil {
-					err = fmt.Errorf("object %s is longer than its recorded %d bytes", key, size)
-				}
-				return err
-			}
-		}
-		part := types.CompletedPart{PartNumber: aws.Int32(num)}
-		upload := func() (*awss3.UploadPartOutput, error) {
-			in := &awss3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: id,
-				PartNumber: aws.Int32(num), Body: bytes.NewReader(b[:n]), ContentLength: aws.Int64(n)}
-			if crc {
-				in.ChecksumCRC32C = s3store.CRC32C(b[:n])
-				part.ChecksumCRC32C = in.ChecksumCRC32C
-			} else {
-				in.ContentMD5 = md5b64(b[:n])
-				part.ChecksumCRC32C = nil
-			}
-			return c.s3.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-		}
-		out, err := upload()
-		if err != nil && crc && num == 1 && s3store.CRCRefused(err) {
-			abort()
-			c.noCRC32C.Store(true)
-			crc = false
-			if id, err = create(); err == nil {
-				out, err = upload()
-			}
-		}
-		if err != nil {
-			abort()
-			return mapErr("put", bucket+"/"+key, err)
-		}
-		part.ETag = out.ETag
-		parts = append(parts, part)
-	}
-	_, err = c.s3.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		UploadId: id, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
-	if err != nil {
-		abort()
-		return mapErr("put", bucket+"/"+key, err)
-	}
-	return nil
+// Put uploads size bytes from r under key with the object's metadata, through pkg/s3api: one PUT up
+// to the part size, otherwise a multipart upload of equal parts. r must check its content at EOF (a
+// restore's item reader checks the catalogue's SHA-256 there): the upload reads r to its end before
+// the object is committed, so a body that fails the check, or is not exactly size bytes long, is
+// never committed and its multipart upload is aborted. Every request body carries a checksum the
+// server verifies (CRC32C, Content-MD5 after a refusal), so it rejects a body corrupted on the way.
+func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta) error {
+	er := &sizedBody{r: r, left: size, key: key, size: size}
+	return mapErr("put", bucket+"/"+key, c.api.Put(ctx, bucket, key, er, s3api.PutOptions{Headers: headers(m)}))
 }
 
 // PutBytes uploads b under key with one PUT (b must not exceed the part size), with the checksum
 // header Put describes.
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m manifest.ObjectMeta) error {
-	put := func(crc bool) error {
-		in := &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
-			ContentLength: aws.Int64(int64(len(b)))}
-		// One checksum only: R2 refuses a request with two (docs/CLOUDFLARE_FACTS.md §3.4).
-		if crc {
-			in.ChecksumCRC32C = s3store.CRC32C(b)
-		} else {
-			sum := sha256.Sum256(b)
-			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-		}
-		setPutMeta(in, m)
-		_, err := c.s3.PutObject(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-		return err
-	}
-	if !c.noCRC32C.Load() {
-		err := put(true)
-		if !s3store.CRCRefused(err) {
-			return mapErr("put", bucket+"/"+key, err)
-		}
-		c.noCRC32C.Store(true)
-	}
-	return mapErr("put", bucket+"/"+key, put(false))
+	return mapErr("put", bucket+"/"+key, c.api.PutBytes(ctx, bucket, key, b, s3api.PutOptions{Headers: headers(m)}))
 }
 
-func setPutMeta(in *awss3.PutObjectInput, m manifest.ObjectMeta) {
-	in.ContentType, in.CacheControl, in.ContentEncoding = strp(m.ContentType), strp(m.CacheControl), strp(m.ContentEncoding)
-	in.ContentDisposition, in.ContentLanguage, in.Metadata = strp(m.ContentDisposition), strp(m.ContentLanguage), m.Metadata
+// sizedBody fails a restored body that is not exactly its recorded size: longer as soon as it is,
+// shorter at its end.
+type sizedBody struct {
+	r          io.Reader
+	left, size int64
+	key        string
+}
+
+func (e *sizedBody) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	switch {
+	case e.left < 0:
+		return n, fmt.Errorf("object %s is longer than its recorded %d bytes", e.key, e.size)
+	case err == io.EOF && e.left > 0:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// headers are the object's HTTP headers and user metadata as recorded at backup.
+func headers(m manifest.ObjectMeta) s3api.Headers {
+	h := s3api.Headers{ContentType: m.ContentType, CacheControl: m.CacheControl, ContentEncoding: m.ContentEncoding,
+		ContentDisposition: m.ContentDisposition, ContentLanguage: m.ContentLanguage, Metadata: m.Metadata}
 	if t, err := http.ParseTime(m.Expires); err == nil {
-		in.Expires = &t
+		h.Expires = &t
 	}
-}
-
-func setCreateMeta(in *awss3.CreateMultipartUploadInput, m manifest.ObjectMeta) {
-	in.ContentType, in.CacheControl, in.ContentEncoding = strp(m.ContentType), strp(m.CacheControl), strp(m.ContentEncoding)
-	in.ContentDisposition, in.ContentLanguage, in.Metadata = strp(m.ContentDisposition), strp(m.ContentLanguage), m.Metadata
-	if t, err := http.ParseTime(m.Expires); err == nil {
-		in.Expires = &t
-	}
-}
-
-func strp(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return aws.String(s)
-}
-
-func md5b64(b []byte) *string {
-	sum := md5.Sum(b)
-	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	return h
 }
 
 // mapErr adds this package's sentinels, keeping the SDK error in the chain.

@@ -3,6 +3,7 @@ package r2_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"testing"
@@ -14,6 +15,9 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
+
+// The upload path itself (checksums, their fallback, aborting, conditional creates) is pkg/s3api's and
+// tested there; these tests cover what the restore client adds: the recorded size and metadata.
 
 func checksumClient(t *testing.T, e *env, partSize int64) (*r2.Client, *s3server.ChecksumTransport) {
 	t.Helper()
@@ -34,92 +38,90 @@ func (e *env) stored(t *testing.T, key string, body []byte) {
 	}
 	got, _ := io.ReadAll(out.Body)
 	out.Body.Close()
-	if !bytes.Equal(got, body) || aws.ToString(out.ContentType) != "text/plain" {
-		t.Fatalf("%s: stored %d bytes (%s), want %d", key, len(got), aws.ToString(out.ContentType), len(body))
+	if !bytes.Equal(got, body) || aws.ToString(out.ContentType) != "text/plain" || out.Metadata["k"] != "v" {
+		t.Fatalf("%s: stored %d bytes (%s, %v), want %d", key, len(got), aws.ToString(out.ContentType), out.Metadata, len(body))
 	}
 }
 
-// Put sends a CRC32C of the body: the server stores a body that matches, refuses one damaged on its way
-// (leaving no object), and a server refusing CRC32C (501, or a 400 naming the header) gets SHA-256
-// instead, then and afterwards.
-func TestPutChecksum(t *testing.T) {
-	e := newEnv(t, "dst")
-	ctx := context.Background()
-	body := bytes.Repeat([]byte("restored object body\n"), 5000)
-	for _, refuse := range []int{http.StatusNotImplemented, http.StatusBadRequest} {
-		cl, ct := checksumClient(t, e, 0)
-		put := func(key string) error {
-			return cl.Put(ctx, "dst", key, bytes.NewReader(body), int64(len(body)), manifest.ObjectMeta{ContentType: "text/plain"}, nil)
-		}
-		if err := put("good"); err != nil {
-			t.Fatalf("put: %v", err)
-		}
-		e.stored(t, "good", body)
-		ct.CorruptNext()
-		if err := put("bad"); err == nil {
-			t.Fatal("put of a body damaged on its way succeeded: the server did not check the checksum")
-		}
-		if _, _, found, err := cl.Head(ctx, "dst", "bad"); err != nil || found {
-			t.Fatalf("after a refused put: found=%v err=%v, want no object", found, err)
-		}
-		ct.RefuseCRC32C(refuse, true)
-		for _, k := range []string{"fallback-1", "fallback-2"} {
-			if err := put(k); err != nil {
-				t.Fatalf("put to a server without CRC32C (%d): %v", refuse, err)
-			}
-			e.stored(t, k, body)
-		}
-		ct.CorruptNext()
-		if err := put("bad-sha"); err == nil {
-			t.Fatal("put of a damaged body with SHA-256 succeeded: the server did not check the checksum")
-		}
-		if got, want := ct.Seen(), "crc32c crc32c sha256 sha256 sha256"; got != want || ct.Refused() != 1 {
-			t.Fatalf("checksums sent: %q with %d refused, want %q with 1 refused (the refusal is remembered)", got, ct.Refused(), want)
-		}
-	}
+// errAtEOF is a body whose check fails at its end, as a restore's item reader does on a SHA-256
+// mismatch.
+type errAtEOF struct {
+	r   io.Reader
+	err error
 }
 
-// Multipart restores send CRC32C with every part (the upload declares it): the object is stored whole,
-// a part damaged on its way is refused and the upload aborted (no object), and a server refusing
-// CRC32C on the first part gets the upload started over with Content-MD5 parts.
-func TestPutMultipartChecksum(t *testing.T) {
+func (e errAtEOF) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		return n, e.err
+	}
+	return n, err
+}
+
+// Put restores an object of its recorded size with its metadata, one PUT or multipart, with a CRC32C
+// on every body; a body longer or shorter than recorded, or whose check fails at its end, leaves
+// nothing (no object, no multipart upload).
+func TestPutRecordedSize(t *testing.T) {
 	e := newEnv(t, "dst")
 	ctx := context.Background()
-	body := bytes.Repeat([]byte("multipart restored body\n"), 500_000) // 12 MB: 3 parts of 5 MiB
+	m := manifest.ObjectMeta{ContentType: "text/plain", Metadata: map[string]string{"k": "v"}}
+	bad := errors.New("sha-256 mismatch")
 	for _, c := range []struct {
-		name            string
-		refuse          bool
-		corrupt         bool
-		want            string
-		wantErr, stored bool
+		name string
+		n    int
+		want string
 	}{
-		{name: "crc", want: "crc32c crc32c crc32c", stored: true},
-		{name: "damaged", corrupt: true, want: "crc32c", wantErr: true},
-		{name: "no-crc", refuse: true, want: "md5 md5 md5", stored: true},
+		{"one-put", 100_000, "crc32c"},
+		{"multipart", 12_000_000, "crc32c crc32c crc32c"}, // 3 parts of 5 MiB
 	} {
 		cl, ct := checksumClient(t, e, 5<<20)
-		if c.corrupt {
-			ct.CorruptNext()
-		}
-		if c.refuse {
-			ct.RefuseCRC32C(http.StatusNotImplemented, false) // the create passes, the first part is refused
-		}
-		err := cl.Put(ctx, "dst", c.name, bytes.NewReader(body), int64(len(body)), manifest.ObjectMeta{ContentType: "text/plain"}, nil)
-		if (err != nil) != c.wantErr {
+		body := bytes.Repeat([]byte("restored object body\n"), c.n/21)
+		if err := cl.Put(ctx, "dst", c.name, bytes.NewReader(body), int64(len(body)), m); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		e.stored(t, c.name, body)
 		if got := ct.Seen(); got != c.want {
 			t.Fatalf("%s: checksums sent %q, want %q", c.name, got, c.want)
 		}
-		size, _, found, err := cl.Head(ctx, "dst", c.name)
-		if err != nil || found != c.stored {
-			t.Fatalf("%s: found=%v err=%v", c.name, found, err)
+		for _, f := range []struct {
+			name string
+			r    io.Reader
+			size int64
+		}{
+			{"longer", bytes.NewReader(body), int64(len(body)) - 1},
+			{"shorter", bytes.NewReader(body), int64(len(body)) + 1},
+			{"check", errAtEOF{bytes.NewReader(body), bad}, int64(len(body))},
+		} {
+			key := c.name + "-" + f.name
+			if err := cl.Put(ctx, "dst", key, f.r, f.size, m); err == nil {
+				t.Fatalf("%s: a body that is not what was recorded was restored", key)
+			}
+			if _, _, found, err := cl.Head(ctx, "dst", key); err != nil || found {
+				t.Fatalf("%s: found=%v err=%v, want no object", key, found, err)
+			}
 		}
-		if c.stored && size != int64(len(body)) {
-			t.Fatalf("%s: stored %d bytes, want %d", c.name, size, len(body))
+		out, err := e.admin.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String("dst")})
+		if err != nil || len(out.Uploads) != 0 {
+			t.Fatalf("%s: multipart uploads left: %v %v", c.name, out, err)
 		}
-		if c.stored {
-			e.stored(t, c.name, body)
+	}
+}
+
+// A server refusing CRC32C gets Content-MD5 from the restore client too (the one upload path).
+func TestPutChecksumRefused(t *testing.T) {
+	e := newEnv(t, "dst")
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("restored object body\n"), 5000)
+	cl, ct := checksumClient(t, e, 0)
+	ct.RefuseCRC32C(http.StatusNotImplemented, true)
+	m := manifest.ObjectMeta{ContentType: "text/plain", Metadata: map[string]string{"k": "v"}}
+	for _, k := range []string{"fallback-1", "fallback-2"} {
+		if err := cl.PutBytes(ctx, "dst", k, body, m); err != nil {
+			t.Fatal(err)
 		}
+		e.stored(t, k, body)
+	}
+	if got, want := ct.Seen(), "md5 md5"; got != want || ct.Refused() != 1 {
+		t.Fatalf("checksums sent: %q with %d refused, want %q with 1 refused (the refusal is remembered)", got, ct.Refused(), want)
 	}
 }

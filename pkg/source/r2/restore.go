@@ -402,7 +402,7 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which Put reaches before it commits. The
 		// part buffer is not kept: eight idle 8 MiB buffers would hold the heap at its soft limit.
-		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, nil)
+		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object)
 	}
 	// Every file operation goes through root, which refuses any path that leaves t.Dir (through
 	// "..", an absolute path or a symbolic link); checkNoLinks refuses links inside it as well.

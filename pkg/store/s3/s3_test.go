@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -67,29 +65,6 @@ func TestConformanceNoPrefixObjectLockBucket(t *testing.T) {
 	})
 }
 
-// A failed multipart upload is aborted: no upload is left to accrue storage charges.
-func TestFailedMultipartIsAborted(t *testing.T) {
-	srv := s3server.Start(t)
-	srv.CreateBucket(t, "bkt", false)
-	s := newStore(t, srv, "bkt", "p")
-	boom := errors.New("boom")
-	r := io.MultiReader(io.LimitReader(rand.Reader, 3*s3.MinPartSize+7), iotestErr{boom})
-	if err := s.Put(context.Background(), "seg", r, store.PutOptions{}); !errors.Is(err, boom) {
-		t.Fatalf("Put = %v", err)
-	}
-	out, err := srv.Client().ListMultipartUploads(context.Background(), &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Uploads) != 0 {
-		t.Fatalf("%d multipart uploads left behind", len(out.Uploads))
-	}
-}
-
-type iotestErr struct{ err error }
-
-func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
-
 // A conditional multipart create racing a plain Put that lands first is refused at Complete.
 func TestConditionalMultipartRefused(t *testing.T) {
 	srv := s3server.Start(t)
@@ -113,7 +88,30 @@ func TestConditionalMultipartRefused(t *testing.T) {
 	if b, _ := io.ReadAll(rc); string(b) != "first" {
 		t.Fatalf("object = %d bytes, want the first writer's", len(b))
 	}
+	// Found taken before any part is sent: the store's ErrExists too.
+	if err := s.Put(ctx, "m", io.LimitReader(rand.Reader, 2*s3.MinPartSize+1), store.PutOptions{IfNotExists: true}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("Put over an existing key = %v, want ErrExists", err)
+	}
 }
+
+// A reader's error fails the Put with that error (and pkg/s3api aborts the upload).
+func TestPutReaderError(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	s := newStore(t, srv, "bkt", "p")
+	boom := errors.New("boom")
+	r := io.MultiReader(io.LimitReader(rand.Reader, 2*s3.MinPartSize+7), iotestErr{boom})
+	if err := s.Put(context.Background(), "seg", r, store.PutOptions{}); !errors.Is(err, boom) {
+		t.Fatalf("Put = %v", err)
+	}
+	if _, err := s.Stat(context.Background(), "seg"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Stat after a failed Put = %v, want ErrNotFound", err)
+	}
+}
+
+type iotestErr struct{ err error }
+
+func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
 
 type hookReader struct {
 	r    io.Reader
@@ -173,156 +171,6 @@ func TestConfig(t *testing.T) {
 	}
 	if !s3.IsR2("https://0123.eu.r2.cloudflarestorage.com") || s3.IsR2("https://s3.amazonaws.com") {
 		t.Error("IsR2 misclassifies endpoints")
-	}
-}
-
-// Put memory stays near PartSize × (Concurrency+1) whatever the object size.
-func TestPutMemoryBounded(t *testing.T) {
-	srv := s3server.Start(t)
-	srv.CreateBucket(t, "mem", false)
-	s, err := s3.New(context.Background(), s3.Config{
-		Bucket: "mem", Endpoint: srv.Endpoint, Region: srv.Region,
-		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
-		PartSize: s3.MinPartSize, Concurrency: 2,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const size = 100 << 20
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	if err := s.Put(context.Background(), "big", io.LimitReader(zeros{}, size), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	runtime.ReadMemStats(&after)
-	allocated := after.TotalAlloc - before.TotalAlloc
-	const limit = 3*s3.MinPartSize + 12<<20 // three part buffers plus fixed SDK and HTTP overhead (~7 MiB measured)
-	if allocated > limit {
-		t.Fatalf("Put of %d MiB allocated %d MiB, want ≤ %d MiB", size>>20, allocated>>20, limit>>20)
-	}
-	t.Logf("Put of %d MiB allocated %.1f MiB", size>>20, float64(allocated)/(1<<20))
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
-
-// Every upload carries a CRC32C the server verifies: a body or part damaged on its way is refused and
-// leaves no object (nor a multipart upload); a server refusing CRC32C gets Content-MD5 from then on.
-func TestUploadChecksums(t *testing.T) {
-	srv := s3server.Start(t)
-	srv.CreateBucket(t, "bkt", false)
-	ctx := context.Background()
-	ct := &s3server.ChecksumTransport{}
-	s, err := s3.New(ctx, s3.Config{
-		Bucket: "bkt", Prefix: "p", Endpoint: srv.Endpoint, Region: srv.Region,
-		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
-		PartSize: s3.MinPartSize, Concurrency: 2, HTTPClient: &http.Client{Transport: ct},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	small := bytes.Repeat([]byte("segment "), 1000)
-	big := make([]byte, 3*s3.MinPartSize+7)
-	_, _ = rand.Read(big)
-	check := func(key string, want []byte) {
-		t.Helper()
-		rc, err := s.Open(ctx, key, 0, -1)
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%s: %d bytes stored, want %d", key, len(got), len(want))
-		}
-	}
-	absent := func(key string) {
-		t.Helper()
-		if _, err := s.Stat(ctx, key); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("%s after a refused upload: %v", key, err)
-		}
-		out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
-		if err != nil || len(out.Uploads) != 0 {
-			t.Fatalf("multipart uploads left: %v %v", out, err)
-		}
-	}
-	if err := s.Put(ctx, "small", bytes.NewReader(small), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(ctx, "big", bytes.NewReader(big), store.PutOptions{IfNotExists: true}); err != nil {
-		t.Fatal(err)
-	}
-	check("small", small)
-	check("big", big)
-	if got, want := ct.Seen(), "crc32c crc32c crc32c crc32c crc32c"; got != want {
-		t.Fatalf("checksums sent %q, want %q", got, want)
-	}
-	ct.CorruptNext()
-	if err := s.Put(ctx, "small-bad", bytes.NewReader(small), store.PutOptions{}); err == nil {
-		t.Fatal("a damaged body was stored")
-	}
-	absent("small-bad")
-	ct.CorruptNext()
-	if err := s.Put(ctx, "big-bad", bytes.NewReader(big), store.PutOptions{}); err == nil {
-		t.Fatal("a damaged part was stored")
-	}
-	absent("big-bad")
-	ct.RefuseCRC32C(http.StatusNotImplemented, true)
-	if err := s.Put(ctx, "small-md5", bytes.NewReader(small), store.PutOptions{IfNotExists: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(ctx, "big-md5", bytes.NewReader(big), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	check("small-md5", small)
-	check("big-md5", big)
-	if seen := ct.Seen(); !strings.HasSuffix(seen, "md5 md5 md5 md5 md5") || ct.Refused() != 1 {
-		t.Fatalf("after the server refused CRC32C: sent %q, %d refused", seen, ct.Refused())
-	}
-}
-
-// A server may take CRC32C when a multipart upload is created and refuse it on the parts: the
-// first multipart Put of a store sends part 1 alone, and on that refusal starts the upload over
-// with Content-MD5 instead of failing the backup's segment.
-func TestUploadPartChecksumRefused(t *testing.T) {
-	srv := s3server.Start(t)
-	srv.CreateBucket(t, "bkt", false)
-	ctx := context.Background()
-	for _, status := range []int{http.StatusNotImplemented, http.StatusBadRequest} {
-		ct := &s3server.ChecksumTransport{}
-		ct.RefuseCRC32C(status, false)
-		s, err := s3.New(ctx, s3.Config{
-			Bucket: "bkt", Endpoint: srv.Endpoint, Region: srv.Region,
-			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey,
-			PartSize: s3.MinPartSize, Concurrency: 2, HTTPClient: &http.Client{Transport: ct},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		big := make([]byte, 3*s3.MinPartSize+11)
-		_, _ = rand.Read(big)
-		key := fmt.Sprintf("big-%d", status)
-		if err := s.Put(ctx, key, bytes.NewReader(big), store.PutOptions{IfNotExists: true}); err != nil {
-			t.Fatalf("%d on parts: %v", status, err)
-		}
-		rc, err := s.Open(ctx, key, 0, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, big) {
-			t.Fatalf("%d on parts: %d bytes stored, want %d", status, len(got), len(big))
-		}
-		if seen := ct.Seen(); seen != "md5 md5 md5 md5" || ct.Refused() != 1 {
-			t.Fatalf("%d on parts: sent %q, %d refused", status, seen, ct.Refused())
-		}
-		out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("bkt")})
-		if err != nil || len(out.Uploads) != 0 {
-			t.Fatalf("multipart uploads left: %v %v", out, err)
-		}
 	}
 }
 

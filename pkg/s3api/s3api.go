@@ -1,0 +1,740 @@
+// Package s3api is cfbackup's one S3 client setup and its one upload path. The repository store
+// (pkg/store/s3) and the R2 component's restores (pkg/source/r2) both go through it, so what was
+// learned against providers applies to both and cannot drift apart again:
+//
+//   - The client is configured for the lowest common denominator of providers: no SDK-default
+//     streamed checksums or aws-chunked bodies (R2 rejected them), seekable bodies with a known
+//     length, and no "Expect: 100-continue" towards R2, which does not implement it
+//     (docs/CLOUDFLARE_FACTS.md §3.3).
+//   - Every request body carries exactly one checksum the server verifies (R2 refuses two,
+//     docs/CLOUDFLARE_FACTS.md §3.4), with UNSIGNED-PAYLOAD signing: x-amz-checksum-crc32c (hardware
+//     CRC32C, nearly free on both sides; the SHA-256 payload hash halved multipart throughput on a
+//     2-core machine and Content-MD5 cost ~1.5 s of CPU per GiB), and Content-MD5 from then on once a
+//     server refused the CRC32C header, since MD5 is what every S3 implementation checks.
+//   - An object of unknown size streams: it is cut into equal-size parts (R2 rejects unequal
+//     non-final parts) uploaded with bounded concurrency from a reused buffer pool, so memory stays
+//     near PartSize × (Concurrency+1) per upload whatever the object size. The reader is read to its
+//     end before anything is committed, so a reader that checks its content at EOF (a restore's item
+//     reader checks the catalogue's SHA-256 there) keeps a bad body from ever appearing.
+//   - A failed multipart upload is aborted, again until it is gone (Abort).
+//   - Conditional creates use If-None-Match: * on PutObject and CompleteMultipartUpload, and a retried
+//     request that meets 412 checks whether the object there is its own.
+//
+// Each request (including each part) is retried by the SDK's standard retryer.
+package s3api
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
+)
+
+// Limits and defaults of the multipart upload.
+const (
+	// DefaultPartSize balances throughput against memory (PartSize × (Concurrency+1) per upload).
+	DefaultPartSize = 8 << 20
+	// MinPartSize is the smallest non-final part AWS S3 and R2 accept.
+	MinPartSize = 5 << 20
+	// MaxPartSize is the largest part R2 accepts (5 GiB − 5 MiB).
+	MaxPartSize = 5<<30 - 5<<20
+	// MaxParts is the S3 and R2 limit on parts per upload.
+	MaxParts = 10000
+	// DefaultConcurrency is the number of parts in flight per upload.
+	DefaultConcurrency = 4
+	// R2Concurrency is used against R2, which throttles parallel parts of one upload.
+	R2Concurrency = 2
+)
+
+var (
+	// ErrConfig: the Config cannot work; the message names the field.
+	ErrConfig = errclass.New(errclass.Usage, "s3: invalid configuration")
+	// ErrTooLarge: the object needs more than MaxParts parts of PartSize.
+	ErrTooLarge = errors.New("object too large for the configured part size")
+	// ErrExists: a conditional create (PutOptions.IfNotExists) found the key taken before it
+	// uploaded anything. A create refused by the server itself comes back as its 412 error instead.
+	ErrExists = errors.New("object already exists")
+)
+
+// Config says how to reach an S3 endpoint. Secrets in it are never printed.
+type Config struct {
+	// Endpoint is the S3 endpoint URL; empty means AWS S3.
+	Endpoint string
+	// Region defaults to "auto" for R2 and "us-east-1" otherwise.
+	Region string
+	// AccessKeyID and SecretAccessKey select static credentials; when both are empty the SDK's
+	// default chain (environment, shared files, instance role) is used.
+	AccessKeyID, SecretAccessKey, SessionToken string
+	// PathStyle forces path-style addressing; it is on anyway for any non-AWS Endpoint.
+	PathStyle bool
+	// PartSize is the size of each multipart part (default DefaultPartSize, at least MinPartSize).
+	PartSize int64
+	// Concurrency is the number of parts uploaded at once per upload (default 4, 2 for R2).
+	Concurrency int
+	// HTTPClient replaces the SDK's HTTP client (tests, proxies).
+	HTTPClient *http.Client
+}
+
+// Client is an S3 client plus the upload state learned from the server (whether it takes CRC32C),
+// shared by every upload through it.
+type Client struct {
+	api         *awss3.Client
+	partSize    int64
+	concurrency int
+	// free is a bounded free list of part buffers: unlike sync.Pool it survives GC, so a long
+	// upload reuses the same Concurrency+1 buffers instead of allocating per part.
+	free chan *[]byte
+	// noCRC is set once the server refused a CRC32C header: Content-MD5 from then on.
+	noCRC atomic.Bool
+	// crcParts is set once a part with CRC32C was accepted; until then the first part of an upload
+	// goes alone, so a server that takes CRC32C at create but refuses it on parts costs a restart
+	// of that upload with Content-MD5, not a failed upload.
+	crcParts atomic.Bool
+}
+
+// IsR2 reports whether endpoint is a Cloudflare R2 S3 endpoint, whose quirks the client adapts to.
+func IsR2(endpoint string) bool {
+	return strings.HasSuffix(hostOf(endpoint), "r2.cloudflarestorage.com")
+}
+
+func isAWS(endpoint string) bool {
+	h := hostOf(endpoint)
+	return strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn")
+}
+
+func hostOf(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
+}
+
+// New checks cfg and builds the client; it makes no request.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Endpoint != "" {
+		if u, err := url.Parse(cfg.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: endpoint must be an http(s) URL like https://ACCOUNT.r2.cloudflarestorage.com", ErrConfig)
+		}
+	}
+	r2 := IsR2(cfg.Endpoint)
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+		if r2 {
+			region = "auto"
+		}
+	}
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	if partSize < MinPartSize || partSize > MaxPartSize {
+		return nil, fmt.Errorf("%w: part size %d outside [%d, %d]", ErrConfig, partSize, MinPartSize, MaxPartSize)
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+		if r2 {
+			conc = R2Concurrency
+		}
+	}
+	var awsCfg aws.Config
+	if cfg.AccessKeyID != "" || cfg.SecretAccessKey != "" {
+		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
+			return nil, fmt.Errorf("%w: set both the access key ID and the secret access key", ErrConfig)
+		}
+		awsCfg = aws.Config{
+			Region:      region,
+			Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken),
+		}
+	} else {
+		var err error
+		awsCfg, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		if err != nil {
+			return nil, fmt.Errorf("s3: load default AWS config: %w", err)
+		}
+	}
+	if cfg.HTTPClient != nil {
+		awsCfg.HTTPClient = cfg.HTTPClient
+	}
+	// Only the checksums an operation requires: R2 rejects aws-chunked bodies and trailing checksums.
+	awsCfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	awsCfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	api := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle || (cfg.Endpoint != "" && !isAWS(cfg.Endpoint))
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		if r2 {
+			// R2 does not implement "Expect: 100-continue" (docs/CLOUDFLARE_FACTS.md §3.3): without this every
+			// PUT over 2 MB would wait out the client's continue timeout first.
+			o.ContinueHeaderThresholdBytes = -1
+		}
+	})
+	return &Client{api: api, partSize: partSize, concurrency: conc, free: make(chan *[]byte, conc+1)}, nil
+}
+
+// API is the SDK client, for the operations other than uploads (reads, listings, deletes, Object Lock).
+func (c *Client) API() *awss3.Client { return c.api }
+
+// PartSize is the multipart part size: objects up to it are uploaded with one PUT.
+func (c *Client) PartSize() int64 { return c.partSize }
+
+// UploadBufferBytes is the most memory the part buffers of one upload in flight take, so a process
+// that sets a soft memory limit can account for them.
+func (c *Client) UploadBufferBytes() int64 { return c.partSize * int64(c.concurrency+1) }
+
+// Headers are the object's HTTP headers and user metadata an upload sets (a restore gives an object
+// back the ones it was backed up with).
+type Headers struct {
+	ContentType, CacheControl, ContentEncoding, ContentDisposition, ContentLanguage string
+	// Expires is set when non-nil.
+	Expires *time.Time
+	// Metadata is the x-amz-meta-* user metadata.
+	Metadata map[string]string
+}
+
+// PutOptions modify an upload.
+type PutOptions struct {
+	// IfNotExists makes the upload a conditional create (If-None-Match: *): it fails when the key
+	// is taken, with ErrExists or the server's 412, and never replaces an object.
+	IfNotExists bool
+	Headers     Headers
+}
+
+func strp(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return aws.String(s)
+}
+
+func md5b64(b []byte) *string {
+	sum := md5.Sum(b)
+	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+}
+
+// castagnoli is the CRC32C table; Go computes it with the CPU's CRC instructions (>10 GB/s).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// CRC32C is the x-amz-checksum-crc32c value of b (the big-endian CRC, base64): the request checksum
+// uploads carry, which the server verifies.
+func CRC32C(b []byte) *string {
+	var s [4]byte
+	binary.BigEndian.PutUint32(s[:], crc32.Checksum(b, castagnoli))
+	return aws.String(base64.StdEncoding.EncodeToString(s[:]))
+}
+
+// CRCRefused says a server refused a CRC32C checksum header itself (not a mismatch): a 501 (R2
+// answered that to CRC headers before it supported them), or a 400 other than BadDigest whose
+// message names the header. The client falls back to Content-MD5.
+func CRCRefused(err error) bool {
+	var ae smithy.APIError
+	code := ""
+	if errors.As(err, &ae) {
+		code = ae.ErrorCode()
+	}
+	status := HTTPStatus(err)
+	switch {
+	case code == "NotImplemented" || status == http.StatusNotImplemented:
+		return true
+	case status == http.StatusBadRequest && code != "BadDigest" && ae != nil:
+		m := strings.ToLower(ae.ErrorMessage())
+		return strings.Contains(m, "crc32c") || strings.Contains(m, "checksum algorithm")
+	}
+	return false
+}
+
+// HTTPStatus is the HTTP status of an SDK error, 0 when it has none.
+func HTTPStatus(err error) int {
+	var sc interface{ HTTPStatusCode() int }
+	if errors.As(err, &sc) {
+		return sc.HTTPStatusCode()
+	}
+	return 0
+}
+
+// ErrorCode is the S3 error code of an SDK error ("NoSuchKey", …), "" when it has none.
+func ErrorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// IsPreconditionFailed reports a 412: a conditional request whose condition did not hold.
+func IsPreconditionFailed(err error) bool {
+	return HTTPStatus(err) == http.StatusPreconditionFailed || ErrorCode(err) == "PreconditionFailed"
+}
+
+// fill reads until buf is full or the reader ends. Unlike io.ReadFull it never mistakes a reader's
+// own io.ErrUnexpectedEOF (a truncated source) for a clean end of stream.
+func fill(ctx context.Context, r io.Reader, buf []byte) (n int, eof bool, err error) {
+	for n < len(buf) {
+		if err := ctx.Err(); err != nil {
+			return n, false, err
+		}
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
+}
+
+func (c *Client) getBuf() *[]byte {
+	select {
+	case b := <-c.free:
+		return b
+	default:
+		b := make([]byte, c.partSize)
+		return &b
+	}
+}
+
+func (c *Client) putBuf(b *[]byte) {
+	select {
+	case c.free <- b:
+	default: // more buffers than one upload needs (concurrent uploads): let GC have it
+	}
+}
+
+// Put streams r to bucket/key: one PUT when r ends within one part, else a multipart upload (see the
+// package comment). It reads r to its end before the object is committed, and on any error leaves no
+// object and no multipart upload. Errors keep the SDK error (and its HTTP status) in their chain for
+// the caller to classify; r's own errors come back as they are.
+func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b1 := c.getBuf()
+	n1, eof, err := fill(ctx, r, *b1)
+	if err != nil {
+		c.putBuf(b1)
+		return err
+	}
+	if eof {
+		defer c.putBuf(b1)
+		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
+	}
+	b2 := c.getBuf()
+	n2, eof, err := fill(ctx, r, *b2)
+	if err != nil {
+		c.putBuf(b1)
+		c.putBuf(b2)
+		return err
+	}
+	if n2 == 0 && eof { // exactly one part's worth
+		c.putBuf(b2)
+		defer c.putBuf(b1)
+		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
+	}
+	return c.putMultipart(ctx, bucket, key, b1, b2, n2, eof, r, o)
+}
+
+// PutBytes uploads data with one PUT (at most MaxPartSize bytes), with the checksum header and the
+// conditional-create handling of Put.
+func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, o PutOptions) error {
+	in := &awss3.PutObjectInput{
+		Bucket:        aws.String(bucket),
+		Key:           aws.String(key),
+		ContentLength: aws.Int64(int64(len(data))),
+	}
+	h := o.Headers
+	in.ContentType, in.CacheControl, in.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
+	in.ContentDisposition, in.ContentLanguage, in.Metadata, in.Expires = strp(h.ContentDisposition), strp(h.ContentLanguage), h.Metadata, h.Expires
+	var sent atomic.Int32 // requests that reached the wire, SDK retries included
+	apiOpts := []func(*awss3.Options){awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware, countAttempts(&sent))}
+	if o.IfNotExists {
+		in.IfNoneMatch = aws.String("*")
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// One checksum only: R2 refuses a request with two.
+		crc := !c.noCRC.Load()
+		if crc {
+			in.ChecksumCRC32C, in.ContentMD5 = CRC32C(data), nil
+		} else {
+			in.ChecksumCRC32C, in.ContentMD5 = nil, md5b64(data)
+		}
+		in.Body = bytes.NewReader(data)
+		before := sent.Load()
+		_, err := c.api.PutObject(ctx, in, apiOpts...)
+		if crc && CRCRefused(err) {
+			sent.Store(before) // refused outright: that request stored nothing
+			c.noCRC.Store(true)
+			continue
+		}
+		// AWS answers 409 ConditionalRequestConflict when a concurrent conditional write is in
+		// flight; retrying then yields the real answer (200 or 412).
+		if err != nil && ErrorCode(err) == "ConditionalRequestConflict" && attempt < 5 {
+			select {
+			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if o.IfNotExists && err != nil && sent.Load() > 1 && IsPreconditionFailed(err) {
+			// An earlier request of ours may have stored the object and lost its answer: identical
+			// content there is our own create, not someone else's.
+			same, cerr := c.sameContent(ctx, bucket, key, data)
+			if cerr != nil {
+				return fmt.Errorf("a retried conditional create met 412 and the object could not be read back to tell whether it is ours: %w", cerr)
+			}
+			if same {
+				return nil
+			}
+		}
+		return err
+	}
+}
+
+// countAttempts counts every request the SDK's retry loop sends (it runs after the "Retry" step).
+func countAttempts(n *atomic.Int32) func(*middleware.Stack) error {
+	return func(st *middleware.Stack) error {
+		return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("cfbackupCountAttempts",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				n.Add(1)
+				return next.HandleFinalize(ctx, in)
+			}), "Retry", middleware.After)
+	}
+}
+
+// sameContent reports whether key holds exactly data (size, then SHA-256 of a full read).
+func (c *Client) sameContent(ctx context.Context, bucket, key string, data []byte) (bool, error) {
+	out, err := c.api.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return false, err
+	}
+	defer out.Body.Close()
+	if aws.ToInt64(out.ContentLength) != int64(len(data)) {
+		return false, nil
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, out.Body)
+	if err != nil {
+		return false, err
+	}
+	want := sha256.Sum256(data)
+	return n == int64(len(data)) && bytes.Equal(h.Sum(nil), want[:]), nil
+}
+
+// multipartETag is the ETag S3 (and versitygw, MinIO) gives a completed multipart upload: the MD5 of
+// the parts' binary MD5s, "-", the part count. "" when a part ETag is not a plain MD5 (R2).
+func multipartETag(parts []partResult) string {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(aws.ToString(p.etag), `"`))
+		if err != nil || len(b) != md5.Size {
+			return ""
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
+}
+
+// compositeCRC32C is the full-object checksum S3 reports for a multipart upload with CRC32C parts:
+// the CRC32C of the parts' binary CRCs, "-", the part count. "" when a part has none.
+func compositeCRC32C(parts []partResult) string {
+	var all []byte
+	for _, p := range parts {
+		b, err := base64.StdEncoding.DecodeString(aws.ToString(p.crc))
+		if p.crc == nil || err != nil || len(b) != 4 {
+			return ""
+		}
+		all = append(all, b...)
+	}
+	return aws.ToString(CRC32C(all)) + fmt.Sprintf("-%d", len(parts))
+}
+
+// completedIsOurs checks, after a retried CompleteMultipartUpload failed (412, or NoSuchUpload because
+// the first request completed it), that key is the object this upload made: its size, and its
+// multipart ETag or composite CRC32C computed from our own parts.
+func (c *Client) completedIsOurs(ctx context.Context, bucket, key string, parts []partResult, size int64) bool {
+	out, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil || aws.ToInt64(out.ContentLength) != size {
+		return false
+	}
+	if e := multipartETag(parts); e != "" && strings.Trim(aws.ToString(out.ETag), `"`) == e {
+		return true
+	}
+	if cs := compositeCRC32C(parts); cs != "" && aws.ToString(out.ChecksumCRC32C) == cs {
+		return true
+	}
+	return false
+}
+
+type partResult struct {
+	num  int32
+	etag *string
+	crc  *string // the part's CRC32C when the upload declared it
+	size int64
+}
+
+// putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns
+// both buffers and returns each to the free list as soon as its part is uploaded.
+func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, o PutOptions) (retErr error) {
+	if o.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
+		_, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err == nil {
+			c.putBuf(b1)
+			c.putBuf(b2)
+			return ErrExists
+		} else if HTTPStatus(err) != http.StatusNotFound && ErrorCode(err) != "NotFound" && ErrorCode(err) != "NoSuchKey" {
+			c.putBuf(b1)
+			c.putBuf(b2)
+			return err
+		}
+	}
+	// Parts carry CRC32C (declared here) unless the server refused it before. A refusal here, or on
+	// the first part while no CRC32C part has been accepted yet, is remembered and the upload starts
+	// over with Content-MD5.
+	crc := !c.noCRC.Load()
+	h := o.Headers
+	create := func() (*awss3.CreateMultipartUploadOutput, error) {
+		cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+		cin.ContentType, cin.CacheControl, cin.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
+		cin.ContentDisposition, cin.ContentLanguage, cin.Metadata, cin.Expires = strp(h.ContentDisposition), strp(h.ContentLanguage), h.Metadata, h.Expires
+		if crc {
+			cin.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+		}
+		return c.api.CreateMultipartUpload(ctx, cin)
+	}
+	created, err := create()
+	if crc && CRCRefused(err) {
+		c.noCRC.Store(true)
+		crc = false
+		created, err = create()
+	}
+	if err != nil {
+		c.putBuf(b1)
+		c.putBuf(b2)
+		return err
+	}
+	uploadID := created.UploadId
+	defer func() {
+		if retErr != nil && uploadID != nil {
+			Abort(ctx, c.api, bucket, key, uploadID)
+		}
+	}()
+	sendPart := func(ctx context.Context, num int32, data []byte) (partResult, error) {
+		in := &awss3.UploadPartInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID,
+			PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		}
+		if crc {
+			in.ChecksumCRC32C = CRC32C(data)
+		} else {
+			in.ContentMD5 = md5b64(data)
+		}
+		out, err := c.api.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		if err != nil {
+			return partResult{}, err
+		}
+		if crc {
+			c.crcParts.Store(true)
+		}
+		return partResult{num, out.ETag, in.ChecksumCRC32C, int64(len(data))}, nil
+	}
+	var first *partResult // part 1 when it was sent alone
+	if crc && !c.crcParts.Load() {
+		p, err := sendPart(ctx, 1, *b1)
+		if CRCRefused(err) {
+			Abort(ctx, c.api, bucket, key, uploadID)
+			c.noCRC.Store(true)
+			crc = false
+			if created, err = create(); err == nil {
+				uploadID = created.UploadId
+				p, err = sendPart(ctx, 1, *b1)
+			} else {
+				uploadID = nil // nothing left to abort
+			}
+		}
+		c.putBuf(b1)
+		if err != nil {
+			c.putBuf(b2)
+			if uploadID == nil {
+				return err
+			}
+			return fmt.Errorf("part 1: %w", err)
+		}
+		first = &p
+	}
+
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		parts    []partResult
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, c.concurrency)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	// upload takes ownership of buf (returned to the pool when the part is done). The buffer
+	// being filled plus at most Concurrency parts in flight bound the memory.
+	upload := func(num int32, buf *[]byte, n int) bool {
+		select {
+		case sem <- struct{}{}:
+		case <-uctx.Done():
+			c.putBuf(buf)
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer c.putBuf(buf)
+			p, err := sendPart(uctx, num, (*buf)[:n])
+			if err != nil {
+				if crc && CRCRefused(err) {
+					c.noCRC.Store(true)
+				}
+				fail(fmt.Errorf("part %d: %w", num, err))
+				return
+			}
+			mu.Lock()
+			parts = append(parts, p)
+			mu.Unlock()
+		}()
+		return true
+	}
+
+	num := int32(1)
+	ok := true
+	if first != nil {
+		parts = append(parts, *first)
+	} else {
+		ok = upload(num, b1, len(*b1))
+	}
+	if ok && n2 > 0 {
+		num++
+		ok = upload(num, b2, n2)
+	} else {
+		c.putBuf(b2)
+	}
+	for ok && !eof {
+		if num >= MaxParts {
+			fail(fmt.Errorf("%w (%d parts of %d bytes)", ErrTooLarge, MaxParts, c.partSize))
+			break
+		}
+		buf := c.getBuf()
+		var n int
+		n, eof, err = fill(uctx, r, *buf)
+		if err != nil {
+			c.putBuf(buf)
+			if ctx.Err() != nil {
+				err = ctx.Err() // the caller's cancellation, not our own after a failed part
+			}
+			fail(err)
+			break
+		}
+		if n == 0 {
+			c.putBuf(buf)
+			break
+		}
+		num++
+		ok = upload(num, buf, n)
+	}
+	wg.Wait()
+	mu.Lock()
+	err = firstErr
+	mu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(parts, func(a, b partResult) int { return int(a.num - b.num) })
+	completed := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: p.etag, ChecksumCRC32C: p.crc}
+	}
+	in := &awss3.CompleteMultipartUploadInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	}
+	if o.IfNotExists {
+		in.IfNoneMatch = aws.String("*")
+	}
+	var sent atomic.Int32
+	if _, err := c.api.CompleteMultipartUpload(ctx, in, awss3.WithAPIOptions(countAttempts(&sent))); err != nil {
+		if sent.Load() > 1 && (IsPreconditionFailed(err) || ErrorCode(err) == "NoSuchUpload") {
+			// The first Complete may have landed and lost its answer.
+			var size int64
+			for _, p := range parts {
+				size += p.size
+			}
+			if c.completedIsOurs(ctx, bucket, key, parts, size) {
+				uploadID = nil // completed: nothing to abort
+				return nil
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// Abort aborts a multipart upload (even after ctx ended, for up to 30 s). A part whose request was
+// cancelled may still be landing on the server as the abort arrives and bring the upload back (AWS
+// documents calling abort again), so it aborts until ListParts says the upload is gone, a few times
+// at most: an upload left behind accrues storage charges nobody sees.
+func Abort(ctx context.Context, api *awss3.Client, bucket, key string, uploadID *string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 4; i++ {
+		_, _ = api.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID})
+		if _, err := api.ListParts(actx, &awss3.ListPartsInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID}); err != nil {
+			return // gone (NoSuchUpload), or the server cannot say: nothing more to do here
+		}
+		select {
+		case <-time.After(time.Duration(i+1) * 100 * time.Millisecond):
+		case <-actx.Done():
+			return
+		}
+	}
+}
