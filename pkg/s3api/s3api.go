@@ -79,6 +79,8 @@ var (
 	// ErrExists: a conditional create (PutOptions.IfNotExists) found the key taken before it
 	// uploaded anything. A create refused by the server itself comes back as its 412 error instead.
 	ErrExists = errors.New("object already exists")
+	// ErrLength: the body is longer than PutOptions.Size (a shorter one is io.ErrUnexpectedEOF).
+	ErrLength = errors.New("body longer than its declared size")
 )
 
 // Config says how to reach an S3 endpoint. Secrets in it are never printed.
@@ -94,7 +96,10 @@ type Config struct {
 	PathStyle bool
 	// PartSize is the size of each multipart part (default DefaultPartSize, at least MinPartSize).
 	PartSize int64
-	// Concurrency is the number of parts uploaded at once per upload (default 4, 2 for R2).
+	// Concurrency is the number of parts uploaded at once per upload (default 4, 2 for R2). With 1,
+	// parts go one after another and the next is read only once the last one is sent, so an upload
+	// of known size (PutOptions.Size) holds one part buffer: for callers that run many uploads at
+	// once (a restore of many objects) and bound memory by their own parallelism.
 	Concurrency int
 	// HTTPClient replaces the SDK's HTTP client (tests, proxies).
 	HTTPClient *http.Client
@@ -228,6 +233,30 @@ type PutOptions struct {
 	// is taken, with ErrExists or the server's 412, and never replaces an object.
 	IfNotExists bool
 	Headers     Headers
+	// Size, when positive, is the body's exact length: a body of another length fails (ErrLength,
+	// io.ErrUnexpectedEOF) and nothing is stored, and the upload need not read a second part ahead
+	// to choose between one PUT and a multipart upload. Zero means unknown (an empty body needs no
+	// read-ahead anyway).
+	Size int64
+}
+
+// sizedReader fails a body that is not exactly its declared size: longer as soon as it is, shorter at
+// its end.
+type sizedReader struct {
+	r          io.Reader
+	left, size int64
+}
+
+func (e *sizedReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	switch {
+	case e.left < 0:
+		return n, fmt.Errorf("%w (%d bytes)", ErrLength, e.size)
+	case err == io.EOF && e.left > 0:
+		return n, fmt.Errorf("%w: the body ended %d bytes before its declared %d", io.ErrUnexpectedEOF, e.left, e.size)
+	}
+	return n, err
 }
 
 func strp(s string) *string {
@@ -326,6 +355,9 @@ func (c *Client) getBuf() *[]byte {
 }
 
 func (c *Client) putBuf(b *[]byte) {
+	if b == nil {
+		return
+	}
 	select {
 	case c.free <- b:
 	default: // more buffers than one upload needs (concurrent uploads): let GC have it
@@ -340,6 +372,9 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if o.Size > 0 {
+		r = &sizedReader{r: r, left: o.Size, size: o.Size}
+	}
 	b1 := c.getBuf()
 	n1, eof, err := fill(ctx, r, *b1)
 	if err != nil {
@@ -349,6 +384,17 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	if eof {
 		defer c.putBuf(b1)
 		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
+	}
+	if o.Size > 0 && o.Size <= c.partSize { // exactly one part: reach the end (and the reader's check there)
+		defer c.putBuf(b1)
+		var probe [1]byte
+		if _, _, err := fill(ctx, r, probe[:]); err != nil {
+			return err
+		}
+		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
+	}
+	if o.Size > 0 { // more than one part: multipart, without reading a second part ahead
+		return c.putMultipart(ctx, bucket, key, b1, nil, 0, false, r, o)
 	}
 	b2 := c.getBuf()
 	n2, eof, err := fill(ctx, r, *b2)
@@ -507,8 +553,8 @@ type partResult struct {
 	size int64
 }
 
-// putMultipart uploads b1 (full), b2 (n2 bytes) and the rest of r as parts of one upload. It owns
-// both buffers and returns each to the free list as soon as its part is uploaded.
+// putMultipart uploads b1 (full), b2 (n2 bytes; nil when not read ahead) and the rest of r as parts of
+// one upload. It owns both buffers and returns each to the free list as soon as its part is uploaded.
 func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, o PutOptions) (retErr error) {
 	if o.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
 		_, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
@@ -614,9 +660,28 @@ func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[
 		mu.Unlock()
 		cancel()
 	}
-	// upload takes ownership of buf (returned to the pool when the part is done). The buffer
-	// being filled plus at most Concurrency parts in flight bound the memory.
+	// send uploads part num from buf and returns buf to the pool.
+	send := func(num int32, buf *[]byte, n int) {
+		defer c.putBuf(buf)
+		p, err := sendPart(uctx, num, (*buf)[:n])
+		if err != nil {
+			if crc && CRCRefused(err) {
+				c.noCRC.Store(true)
+			}
+			fail(fmt.Errorf("part %d: %w", num, err))
+			return
+		}
+		mu.Lock()
+		parts = append(parts, p)
+		mu.Unlock()
+	}
+	// upload takes ownership of buf. The buffer being filled plus at most Concurrency parts in
+	// flight bound the memory; with Concurrency 1 the part is sent before the next is read.
 	upload := func(num int32, buf *[]byte, n int) bool {
+		if c.concurrency == 1 {
+			send(num, buf, n)
+			return uctx.Err() == nil
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-uctx.Done():
@@ -627,18 +692,7 @@ func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			defer c.putBuf(buf)
-			p, err := sendPart(uctx, num, (*buf)[:n])
-			if err != nil {
-				if crc && CRCRefused(err) {
-					c.noCRC.Store(true)
-				}
-				fail(fmt.Errorf("part %d: %w", num, err))
-				return
-			}
-			mu.Lock()
-			parts = append(parts, p)
-			mu.Unlock()
+			send(num, buf, n)
 		}()
 		return true
 	}

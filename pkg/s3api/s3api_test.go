@@ -291,3 +291,51 @@ func TestUploadHeaders(t *testing.T) {
 		}
 	}
 }
+
+// With PutOptions.Size the body must be exactly that long — one PUT, exactly one part, or multipart —
+// and a longer or shorter one leaves nothing behind.
+func TestSizedUpload(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "bkt", false)
+	ctx := context.Background()
+	for _, conc := range []int{1, 3} {
+		c := newClient(t, srv, conc, nil)
+		for _, n := range []int{1000, s3api.MinPartSize, 2*s3api.MinPartSize + 3} {
+			body := randBytes(t, n)
+			key := fmt.Sprintf("c%d-%d", conc, n)
+			if err := c.Put(ctx, "bkt", key, bytes.NewReader(body), s3api.PutOptions{Size: int64(n)}); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			stored(t, srv, "bkt", key, body)
+			if err := c.Put(ctx, "bkt", key+"-longer", bytes.NewReader(body), s3api.PutOptions{Size: int64(n - 1)}); !errors.Is(err, s3api.ErrLength) {
+				t.Fatalf("%s: body longer than Size: %v, want ErrLength", key, err)
+			}
+			absent(t, srv, "bkt", key+"-longer")
+			if err := c.Put(ctx, "bkt", key+"-shorter", bytes.NewReader(body), s3api.PutOptions{Size: int64(n + 1)}); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("%s: body shorter than Size: %v, want io.ErrUnexpectedEOF", key, err)
+			}
+			absent(t, srv, "bkt", key+"-shorter")
+		}
+	}
+}
+
+// With Concurrency 1 and a known size, an upload holds one part buffer: parts go one after another.
+func TestSequentialUploadMemory(t *testing.T) {
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "mem", false)
+	c := newClient(t, srv, 1, nil)
+	const size = 60 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := c.Put(context.Background(), "mem", "big", io.LimitReader(zeros{}, size), s3api.PutOptions{Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	const limit = s3api.MinPartSize + 10<<20 // one part buffer plus fixed SDK and HTTP overhead
+	if allocated > limit {
+		t.Fatalf("Put of %d MiB allocated %d MiB, want ≤ %d MiB", size>>20, allocated>>20, limit>>20)
+	}
+	t.Logf("Put of %d MiB allocated %.1f MiB", size>>20, float64(allocated)/(1<<20))
+}

@@ -74,7 +74,7 @@ type Client struct {
 }
 
 // restoreConcurrency is the parts in flight per restored object: a restore already uploads several
-// objects at once, so one part uploading while the next is read keeps memory at two parts per object.
+// objects at once, so each sends its parts one after another from one part buffer (pkg/s3api).
 const restoreConcurrency = 1
 
 // New checks cfg and builds the client; it makes no request.
@@ -211,34 +211,23 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 // never committed and its multipart upload is aborted. Every request body carries a checksum the
 // server verifies (CRC32C, Content-MD5 after a refusal), so it rejects a body corrupted on the way.
 func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta) error {
-	er := &sizedBody{r: r, left: size, key: key, size: size}
-	return mapErr("put", bucket+"/"+key, c.api.Put(ctx, bucket, key, er, s3api.PutOptions{Headers: headers(m)}))
+	if size == 0 { // s3api takes Size 0 as unknown: an empty object must be empty
+		if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			if err == nil || n != 0 {
+				err = fmt.Errorf("object %s is longer than its recorded 0 bytes", key)
+			}
+			return err
+		}
+		return c.PutBytes(ctx, bucket, key, nil, m)
+	}
+	err := c.api.Put(ctx, bucket, key, r, s3api.PutOptions{Size: size, Headers: headers(m)})
+	return mapErr("put", bucket+"/"+key, err)
 }
 
 // PutBytes uploads b under key with one PUT (b must not exceed the part size), with the checksum
 // header Put describes.
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m manifest.ObjectMeta) error {
 	return mapErr("put", bucket+"/"+key, c.api.PutBytes(ctx, bucket, key, b, s3api.PutOptions{Headers: headers(m)}))
-}
-
-// sizedBody fails a restored body that is not exactly its recorded size: longer as soon as it is,
-// shorter at its end.
-type sizedBody struct {
-	r          io.Reader
-	left, size int64
-	key        string
-}
-
-func (e *sizedBody) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case e.left < 0:
-		return n, fmt.Errorf("object %s is longer than its recorded %d bytes", e.key, e.size)
-	case err == io.EOF && e.left > 0:
-		return n, io.ErrUnexpectedEOF
-	}
-	return n, err
 }
 
 // headers are the object's HTTP headers and user metadata as recorded at backup.
