@@ -555,222 +555,264 @@ type partResult struct {
 
 // putMultipart uploads b1 (full), b2 (n2 bytes; nil when not read ahead) and the rest of r as parts of
 // one upload. It owns both buffers and returns each to the free list as soon as its part is uploaded.
+// On any error the upload is aborted.
 func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, o PutOptions) (retErr error) {
 	if o.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
-		_, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-		if err == nil {
-			c.putBuf(b1)
-			c.putBuf(b2)
-			return ErrExists
-		} else if HTTPStatus(err) != http.StatusNotFound && ErrorCode(err) != "NotFound" && ErrorCode(err) != "NoSuchKey" {
+		if err := c.notExists(ctx, bucket, key); err != nil {
 			c.putBuf(b1)
 			c.putBuf(b2)
 			return err
 		}
 	}
-	// Parts carry CRC32C (declared here) unless the server refused it before. A refusal here, or on
-	// the first part while no CRC32C part has been accepted yet, is remembered and the upload starts
-	// over with Content-MD5.
-	crc := !c.noCRC.Load()
-	h := o.Headers
-	create := func() (*awss3.CreateMultipartUploadOutput, error) {
-		cin := &awss3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}
-		cin.ContentType, cin.CacheControl, cin.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
-		cin.ContentDisposition, cin.ContentLanguage, cin.Metadata, cin.Expires = strp(h.ContentDisposition), strp(h.ContentLanguage), h.Metadata, h.Expires
-		if crc {
-			cin.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
-		}
-		return c.api.CreateMultipartUpload(ctx, cin)
-	}
-	created, err := create()
-	if crc && CRCRefused(err) {
-		c.noCRC.Store(true)
-		crc = false
-		created, err = create()
-	}
-	if err != nil {
+	// Parts carry CRC32C (declared at create) unless the server refused it before.
+	u := &upload{c: c, bucket: bucket, key: key, o: o, crc: !c.noCRC.Load()}
+	if err := u.create(ctx); err != nil {
 		c.putBuf(b1)
 		c.putBuf(b2)
 		return err
 	}
-	uploadID := created.UploadId
 	defer func() {
-		if retErr != nil && uploadID != nil {
-			Abort(ctx, c.api, bucket, key, uploadID)
+		if retErr != nil && u.id != nil {
+			Abort(ctx, c.api, bucket, key, u.id)
 		}
 	}()
-	sendPart := func(ctx context.Context, num int32, data []byte) (partResult, error) {
-		in := &awss3.UploadPartInput{
-			Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID,
-			PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-		}
-		if crc {
-			in.ChecksumCRC32C = CRC32C(data)
-		} else {
-			in.ContentMD5 = md5b64(data)
-		}
-		out, err := c.api.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
-		if err != nil {
-			return partResult{}, err
-		}
-		if crc {
-			c.crcParts.Store(true)
-		}
-		return partResult{num, out.ETag, in.ChecksumCRC32C, int64(len(data))}, nil
-	}
-	var first *partResult // part 1 when it was sent alone
-	if crc && !c.crcParts.Load() {
-		p, err := sendPart(ctx, 1, *b1)
-		if CRCRefused(err) {
-			Abort(ctx, c.api, bucket, key, uploadID)
-			c.noCRC.Store(true)
-			crc = false
-			if created, err = create(); err == nil {
-				uploadID = created.UploadId
-				p, err = sendPart(ctx, 1, *b1)
-			} else {
-				uploadID = nil // nothing left to abort
-			}
-		}
+	if u.crc && !c.crcParts.Load() {
+		err := u.firstAlone(ctx, *b1)
 		c.putBuf(b1)
 		if err != nil {
 			c.putBuf(b2)
-			if uploadID == nil {
-				return err
-			}
-			return fmt.Errorf("part 1: %w", err)
+			return err
 		}
-		first = &p
+		b1 = nil
 	}
+	if err := u.sendAll(ctx, b1, b2, n2, eof, r); err != nil {
+		return err
+	}
+	return u.complete(ctx)
+}
 
-	uctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		parts    []partResult
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, c.concurrency)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-		cancel()
+// notExists is nil when key is not there, ErrExists when it is, or the error that kept HEAD from telling.
+func (c *Client) notExists(ctx context.Context, bucket, key string) error {
+	_, err := c.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	switch {
+	case err == nil:
+		return ErrExists
+	case HTTPStatus(err) == http.StatusNotFound || ErrorCode(err) == "NotFound" || ErrorCode(err) == "NoSuchKey":
+		return nil
 	}
-	// send uploads part num from buf and returns buf to the pool.
-	send := func(num int32, buf *[]byte, n int) {
-		defer c.putBuf(buf)
-		p, err := sendPart(uctx, num, (*buf)[:n])
-		if err != nil {
-			if crc && CRCRefused(err) {
-				c.noCRC.Store(true)
-			}
-			fail(fmt.Errorf("part %d: %w", num, err))
-			return
-		}
-		mu.Lock()
-		parts = append(parts, p)
-		mu.Unlock()
-	}
-	// upload takes ownership of buf. The buffer being filled plus at most Concurrency parts in
-	// flight bound the memory; with Concurrency 1 the part is sent before the next is read.
-	upload := func(num int32, buf *[]byte, n int) bool {
-		if c.concurrency == 1 {
-			send(num, buf, n)
-			return uctx.Err() == nil
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-uctx.Done():
-			c.putBuf(buf)
-			return false
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			send(num, buf, n)
-		}()
-		return true
-	}
+	return err
+}
 
-	num := int32(1)
-	ok := true
-	if first != nil {
-		parts = append(parts, *first)
-	} else {
-		ok = upload(num, b1, len(*b1))
-	}
-	if ok && n2 > 0 {
-		num++
-		ok = upload(num, b2, n2)
-	} else {
-		c.putBuf(b2)
-	}
-	for ok && !eof {
-		if num >= MaxParts {
-			fail(fmt.Errorf("%w (%d parts of %d bytes)", ErrTooLarge, MaxParts, c.partSize))
-			break
-		}
-		buf := c.getBuf()
-		var n int
-		n, eof, err = fill(uctx, r, *buf)
-		if err != nil {
-			c.putBuf(buf)
-			if ctx.Err() != nil {
-				err = ctx.Err() // the caller's cancellation, not our own after a failed part
-			}
-			fail(err)
-			break
-		}
-		if n == 0 {
-			c.putBuf(buf)
-			break
-		}
-		num++
-		ok = upload(num, buf, n)
-	}
-	wg.Wait()
-	mu.Lock()
-	err = firstErr
-	mu.Unlock()
-	if err == nil {
-		err = ctx.Err()
+// upload is one multipart upload in progress.
+type upload struct {
+	c           *Client
+	bucket, key string
+	o           PutOptions
+	// id is the upload id; nil once nothing is left to abort.
+	id *string
+	// crc: parts carry CRC32C (the upload declared it); else Content-MD5.
+	crc bool
+
+	mu       sync.Mutex
+	firstErr error
+	parts    []partResult
+	cancel   context.CancelFunc
+}
+
+// create starts the upload; a refusal of CRC32C is remembered and the upload created with MD5 parts.
+func (u *upload) create(ctx context.Context) error {
+	out, err := u.createOnce(ctx)
+	if u.crc && CRCRefused(err) {
+		u.c.noCRC.Store(true)
+		u.crc = false
+		out, err = u.createOnce(ctx)
 	}
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(parts, func(a, b partResult) int { return int(a.num - b.num) })
-	completed := make([]types.CompletedPart, len(parts))
-	for i, p := range parts {
+	u.id = out.UploadId
+	return nil
+}
+
+func (u *upload) createOnce(ctx context.Context) (*awss3.CreateMultipartUploadOutput, error) {
+	h := u.o.Headers
+	in := &awss3.CreateMultipartUploadInput{Bucket: aws.String(u.bucket), Key: aws.String(u.key)}
+	in.ContentType, in.CacheControl, in.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
+	in.ContentDisposition, in.ContentLanguage, in.Metadata, in.Expires = strp(h.ContentDisposition), strp(h.ContentLanguage), h.Metadata, h.Expires
+	if u.crc {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+	}
+	return u.c.api.CreateMultipartUpload(ctx, in)
+}
+
+// sendPart uploads one part with its checksum header.
+func (u *upload) sendPart(ctx context.Context, num int32, data []byte) (partResult, error) {
+	in := &awss3.UploadPartInput{
+		Bucket: aws.String(u.bucket), Key: aws.String(u.key), UploadId: u.id,
+		PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+	}
+	if u.crc {
+		in.ChecksumCRC32C = CRC32C(data)
+	} else {
+		in.ContentMD5 = md5b64(data)
+	}
+	out, err := u.c.api.UploadPart(ctx, in, awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+	if err != nil {
+		return partResult{}, err
+	}
+	if u.crc {
+		u.c.crcParts.Store(true)
+	}
+	return partResult{num, out.ETag, in.ChecksumCRC32C, int64(len(data))}, nil
+}
+
+// firstAlone sends part 1 by itself while no CRC32C part has been accepted yet: a server that took
+// CRC32C at create but refuses it on parts gets the upload started over with Content-MD5 instead of
+// a failed upload.
+func (u *upload) firstAlone(ctx context.Context, data []byte) error {
+	p, err := u.sendPart(ctx, 1, data)
+	if CRCRefused(err) {
+		Abort(ctx, u.c.api, u.bucket, u.key, u.id)
+		u.id = nil
+		u.c.noCRC.Store(true)
+		u.crc = false
+		if err := u.create(ctx); err != nil {
+			return err
+		}
+		p, err = u.sendPart(ctx, 1, data)
+	}
+	if err != nil {
+		return fmt.Errorf("part 1: %w", err)
+	}
+	u.parts = append(u.parts, p)
+	return nil
+}
+
+func (u *upload) fail(err error) {
+	u.mu.Lock()
+	if u.firstErr == nil {
+		u.firstErr = err
+	}
+	u.mu.Unlock()
+	u.cancel()
+}
+
+// sendAll uploads b1 (unless nil: part 1 went alone), b2 (n2 bytes) and the rest of r, up to
+// Concurrency parts at once. The buffer being filled plus the parts in flight bound the memory.
+func (u *upload) sendAll(ctx context.Context, b1, b2 *[]byte, n2 int, eof bool, r io.Reader) error {
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	u.cancel = cancel
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, u.c.concurrency)
+	num := int32(1)
+	ok := true
+	if b1 != nil {
+		ok = u.start(uctx, &wg, sem, num, b1, len(*b1))
+	}
+	if ok && n2 > 0 {
+		num++
+		ok = u.start(uctx, &wg, sem, num, b2, n2)
+	} else {
+		u.c.putBuf(b2)
+	}
+	for ok && !eof {
+		if num >= MaxParts {
+			u.fail(fmt.Errorf("%w (%d parts of %d bytes)", ErrTooLarge, MaxParts, u.c.partSize))
+			break
+		}
+		buf := u.c.getBuf()
+		var n int
+		var err error
+		n, eof, err = fill(uctx, r, *buf)
+		if err != nil || n == 0 {
+			u.c.putBuf(buf)
+			if err != nil && ctx.Err() != nil {
+				err = ctx.Err() // the caller's cancellation, not our own after a failed part
+			}
+			if err != nil {
+				u.fail(err)
+			}
+			break
+		}
+		num++
+		ok = u.start(uctx, &wg, sem, num, buf, n)
+	}
+	wg.Wait()
+	u.mu.Lock()
+	err := u.firstErr
+	u.mu.Unlock()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// start takes ownership of buf and uploads it as part num: in its own goroutine once one of the
+// Concurrency slots is free, or, with Concurrency 1, before it returns (so the next part is read only
+// once this one is sent). It reports whether the upload goes on.
+func (u *upload) start(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, num int32, buf *[]byte, n int) bool {
+	if u.c.concurrency == 1 {
+		u.send(ctx, num, buf, n)
+		return ctx.Err() == nil
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		u.c.putBuf(buf)
+		return false
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() { <-sem }()
+		u.send(ctx, num, buf, n)
+	}()
+	return true
+}
+
+// send uploads part num from buf, records it or the failure, and returns buf to the pool.
+func (u *upload) send(ctx context.Context, num int32, buf *[]byte, n int) {
+	defer u.c.putBuf(buf)
+	p, err := u.sendPart(ctx, num, (*buf)[:n])
+	if err != nil {
+		if u.crc && CRCRefused(err) {
+			u.c.noCRC.Store(true)
+		}
+		u.fail(fmt.Errorf("part %d: %w", num, err))
+		return
+	}
+	u.mu.Lock()
+	u.parts = append(u.parts, p)
+	u.mu.Unlock()
+}
+
+// complete lists the parts (with their CRCs) and completes the upload, conditionally when asked. A
+// retried Complete that meets 412 or NoSuchUpload may be our own first request that landed and lost
+// its answer: the object there is checked against our parts.
+func (u *upload) complete(ctx context.Context) error {
+	slices.SortFunc(u.parts, func(a, b partResult) int { return int(a.num - b.num) })
+	completed := make([]types.CompletedPart, len(u.parts))
+	var size int64
+	for i, p := range u.parts {
 		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: p.etag, ChecksumCRC32C: p.crc}
+		size += p.size
 	}
 	in := &awss3.CompleteMultipartUploadInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: uploadID,
+		Bucket: aws.String(u.bucket), Key: aws.String(u.key), UploadId: u.id,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	}
-	if o.IfNotExists {
+	if u.o.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
 	}
 	var sent atomic.Int32
-	if _, err := c.api.CompleteMultipartUpload(ctx, in, awss3.WithAPIOptions(countAttempts(&sent))); err != nil {
-		if sent.Load() > 1 && (IsPreconditionFailed(err) || ErrorCode(err) == "NoSuchUpload") {
-			// The first Complete may have landed and lost its answer.
-			var size int64
-			for _, p := range parts {
-				size += p.size
-			}
-			if c.completedIsOurs(ctx, bucket, key, parts, size) {
-				uploadID = nil // completed: nothing to abort
-				return nil
-			}
-		}
-		return err
+	_, err := u.c.api.CompleteMultipartUpload(ctx, in, awss3.WithAPIOptions(countAttempts(&sent)))
+	if err != nil && sent.Load() > 1 && (IsPreconditionFailed(err) || ErrorCode(err) == "NoSuchUpload") &&
+		u.c.completedIsOurs(ctx, u.bucket, u.key, u.parts, size) {
+		u.id = nil // completed: nothing to abort
+		return nil
 	}
-	return nil
+	return err
 }
 
 // Abort aborts a multipart upload (even after ctx ended, for up to 30 s). A part whose request was
