@@ -19,6 +19,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
@@ -33,38 +34,6 @@ func init() {
 // testRestoreConcurrency is how many objects a test-restore reads at once.
 const testRestoreConcurrency = 4
 
-// maxProblems caps the problems listed per source; the rest are counted.
-const maxProblems = 20
-
-// overflow counts, by failure kind, the problems beyond maxProblems.
-type overflow map[string]int
-
-func addProblem(chk *engine.TestRestoreCheck, more *overflow, kind, p string) {
-	if len(chk.Problems) < maxProblems {
-		chk.Fail(kind, p)
-		return
-	}
-	if *more == nil {
-		*more = overflow{}
-	}
-	(*more)[kind]++
-}
-
-func closeProblems(chk *engine.TestRestoreCheck, more overflow) {
-	for _, k := range engine.FailureKinds {
-		if n := more[k]; n > 0 {
-			chk.Fail(k, fmt.Sprintf("and %d more %s problem(s)", n, k))
-		}
-	}
-}
-
-func sampleNote(n, total int) string {
-	if n == total {
-		return fmt.Sprintf("all %d object(s)", total)
-	}
-	return fmt.Sprintf("random sample of %d of %d object(s)", n, total)
-}
-
 // testRestoreR2 restores every bucket's objects (or a --sample of them) into a scratch directory
 // with the R2 source's directory restore (each object's SHA-256 checked while it is read), then reads
 // the files back: size and SHA-256 of each against the catalogue, and the metadata written beside
@@ -76,7 +45,7 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 	open := r2.Opener(e.Opener(m, o.Identities))
 	var out []engine.TestRestoreCheck
 	for _, src := range engine.SourcesOf(m, r2.Component) {
-		chk, more, items, err := sampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
+		chk, more, items, err := source.SampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
 			return it.Component == r2.Component && it.Source == src.Name && it.Object != nil
 		})
 		if err != nil {
@@ -95,15 +64,15 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			addProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), err.Error())
-			closeProblems(&chk, more)
+			source.AddProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), err.Error())
+			source.CloseProblems(&chk, more)
 			out = append(out, chk)
 			continue
 		}
 		chk.Checks = append(chk.Checks, "objects' SHA-256 while reading")
 		metas, err := readDirIndex(filepath.Join(dir, r2.DirIndexName))
 		if err != nil {
-			addProblem(&chk, &more, engine.FailureRestore, err.Error())
+			source.AddProblem(&chk, &more, engine.FailureRestore, err.Error())
 		}
 		hashed, metaOK := 0, 0
 		for i, pe := range plan.Entries {
@@ -111,9 +80,9 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			size, sum, err := hashFile(filepath.Join(dir, filepath.FromSlash(pe.Target)))
 			switch {
 			case err != nil:
-				addProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), fmt.Sprintf("object %q: %v", it.Object.Key, err))
+				source.AddProblem(&chk, &more, engine.FailureKindOf(err, engine.FailureRestore), fmt.Sprintf("object %q: %v", it.Object.Key, err))
 			case size != it.Size || sum != it.SHA256:
-				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored file has %d bytes, SHA-256 %.16s…; the catalogue says %d bytes, %.16s…", it.Object.Key, size, sum, it.Size, it.SHA256))
+				source.AddProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored file has %d bytes, SHA-256 %.16s…; the catalogue says %d bytes, %.16s…", it.Object.Key, size, sum, it.Size, it.SHA256))
 			default:
 				hashed++
 			}
@@ -125,15 +94,15 @@ func testRestoreR2(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 			b, _ := json.Marshal(*it.Object)
 			switch {
 			case !ok:
-				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: no metadata written beside the restored file", it.Object.Key))
+				source.AddProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: no metadata written beside the restored file", it.Object.Key))
 			case !bytes.Equal(a, b):
-				addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored metadata %s differs from the catalogue's %s", it.Object.Key, a, b))
+				source.AddProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %q: restored metadata %s differs from the catalogue's %s", it.Object.Key, a, b))
 			default:
 				metaOK++
 			}
 		}
 		chk.Checks = append(chk.Checks, fmt.Sprintf("%d file(s) re-read: size and SHA-256 match", hashed), fmt.Sprintf("metadata of %d object(s) matches the catalogue", metaOK))
-		closeProblems(&chk, more)
+		source.CloseProblems(&chk, more)
 		out = append(out, chk)
 	}
 	return out, nil
@@ -279,7 +248,7 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 	open := durableobject.Opener(e.Opener(m, o.Identities))
 	var out []engine.TestRestoreCheck
 	for _, src := range engine.SourcesOf(m, durableobject.Component) {
-		chk, more, items, err := sampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
+		chk, more, items, err := source.SampleSource(cat, src, o.Sample, func(it manifest.Item) bool {
 			return it.Component == durableobject.Component && it.Source == src.ID
 		})
 		if err != nil {
@@ -298,7 +267,7 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 					pkind, perr := checkDOItem(ctx, open, it)
 					mu.Lock()
 					if perr != nil {
-						addProblem(&chk, &more, pkind, fmt.Sprintf("object %s: %v", it.ObjectID, perr))
+						source.AddProblem(&chk, &more, pkind, fmt.Sprintf("object %s: %v", it.ObjectID, perr))
 					} else {
 						decoded++
 					}
@@ -316,10 +285,10 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 						// The runtime cannot take any object (foreign IDs, wrong secret): say so once.
 						if refused == nil {
 							refused = ierr
-							addProblem(&chk, &more, engine.FailureError, fmt.Sprintf("the scratch Worker refused the import: %v (it must be a local runtime of the same Worker and class; IDs minted by Cloudflare are bound to their namespace)", ierr))
+							source.AddProblem(&chk, &more, engine.FailureError, fmt.Sprintf("the scratch Worker refused the import: %v (it must be a local runtime of the same Worker and class; IDs minted by Cloudflare are bound to their namespace)", ierr))
 						}
 					default:
-						addProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %s: import into the scratch Worker: %v", it.ObjectID, ierr))
+						source.AddProblem(&chk, &more, engine.FailureRestore, fmt.Sprintf("object %s: import into the scratch Worker: %v", it.ObjectID, ierr))
 					}
 					mu.Unlock()
 				}
@@ -342,7 +311,7 @@ func testRestoreDO(ctx context.Context, e *engine.Engine, m *manifest.Manifest, 
 		if client != nil {
 			chk.Checks = append(chk.Checks, fmt.Sprintf("%d imported into the scratch Worker with matching counts", imported))
 		}
-		closeProblems(&chk, more)
+		source.CloseProblems(&chk, more)
 		out = append(out, chk)
 	}
 	return out, nil
@@ -373,31 +342,4 @@ func checkDOItem(ctx context.Context, open durableobject.Opener, it manifest.Ite
 		return engine.FailureIntegrity, fmt.Errorf("the end line counts %d kv and %d rows; the catalogue says %d in all", end.KV, end.Rows, it.Rows)
 	}
 	return "", nil
-}
-
-// sampleSource picks the catalogue items of one source (mine), checks their count against the
-// manifest, and takes the --sample of them; the check starts with what was picked.
-func sampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk engine.TestRestoreCheck, more overflow, items []manifest.Item, err error) {
-	var all []manifest.Item
-	chk = engine.TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-	for _, it := range cat.Items {
-		if mine(it) {
-			all = append(all, it)
-		}
-	}
-	if int64(len(all)) != src.Items {
-		addProblem(&chk, &more, engine.FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
-	}
-	idx, err := engine.SampleIndexes(len(all), sample)
-	if err != nil {
-		return chk, more, nil, err
-	}
-	items = make([]manifest.Item, len(idx))
-	for i, j := range idx {
-		items[i] = all[j]
-		chk.Items++
-		chk.Bytes += all[j].Size
-	}
-	chk.Checks = append(chk.Checks, sampleNote(len(items), len(all)))
-	return chk, more, items, nil
 }
