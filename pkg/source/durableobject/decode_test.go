@@ -33,3 +33,16 @@ func TestDecodeItem(t *testing.T) {
 		}
 	}
 }
+
+func TestScratchWorkerURL(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8787", "http://localhost:8787/", "http://[::1]:9000"} {
+		if _, err := durableobject.ScratchWorkerURL(ok, "https://app.example.workers.dev"); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"https://app.example.workers.dev", "http://10.0.0.5:8787", "127.0.0.1:8787", "ftp://127.0.0.1", "http://127.0.0.1:8787"} {
+		if _, err := durableobject.ScratchWorkerURL(bad, "http://127.0.0.1:8787/"); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
