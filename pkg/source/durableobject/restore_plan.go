@@ -107,9 +107,13 @@ func (p *restorePlan) Execute(ctx context.Context, x source.Execution) (*source.
 	if p.client == nil {
 		return nil, errors.New("durableobject: Execute of a dry-run plan")
 	}
-	x.Progress.Start("restore", p.plan.Bytes) // the opener reports the bytes read
+	pr := x.Progress
+	if pr == nil {
+		pr = source.NoProgress{}
+	}
+	pr.Start("restore", p.plan.Bytes) // the opener reports the bytes read
 	results, failed, err := p.importAll(ctx)
-	x.Progress.Finish()
+	pr.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%d of %d object(s) were restored before the failure; the failed object may be partly restored. Running the same restore again is safe (each object is wiped first).", err, len(results), p.plan.Objects)
 	}
