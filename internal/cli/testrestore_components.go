@@ -18,8 +18,8 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
 
-// The R2 test restorer lives on the CLI side because their sources import the
-// engine (an engine-side registration would be an import cycle).
+// The R2 test restorer lives on the CLI side because its source imports the engine (an engine-side
+// registration would be an import cycle).
 func init() {
 	engine.TestRestorers[r2.Component] = testRestoreR2
 }
