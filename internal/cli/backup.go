@@ -31,7 +31,6 @@ type BackupOptions struct {
 
 	// Per-component flags of components not yet in the registry live in backup_<component>.go.
 	r2     r2BackupFlags
-	do     doBackupFlags
 	config configBackupFlags
 }
 
@@ -73,9 +72,6 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
 	if o.comps["r2"] == nil {
 		o.r2.addFlags(cmd)
-	}
-	if o.comps["do"] == nil {
-		o.do.addFlags(cmd)
 	}
 	if o.comps["config"] == nil {
 		o.config.addFlags(cmd)
@@ -158,8 +154,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 			}
 		case "r2":
 			err = o.r2.plan(ctx, o, eng, plan)
-		case "do":
-			err = o.do.plan(ctx, o, eng, plan)
 		case "config":
 			err = o.config.plan(ctx, o, eng, plan)
 		}
@@ -179,7 +173,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 			}
 		}
 		o.r2.printPlan(out, plan)
-		o.do.printPlan(out, plan)
 		o.config.printPlan(out, plan)
 		plan.PrintText(out)
 		return nil

@@ -2,4 +2,6 @@ package cli
 
 // The components this build backs up and restores. Each package registers itself (source.Register in
 // its init); this import list is the one line a new component adds (docs/COMPONENTS.md).
-import ()
+import (
+	_ "github.com/cfbackup/cfbackup/pkg/source/durableobject" // do
+)

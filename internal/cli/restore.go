@@ -42,7 +42,6 @@ type RestoreOptions struct {
 
 	// Per-component flags of components not yet in the registry live in restore_<component>.go.
 	r2     r2RestoreFlags
-	do     doRestoreFlags
 	config configRestoreFlags
 }
 
@@ -123,9 +122,6 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	if o.comps["r2"] == nil {
 		o.r2.addFlags(cmd)
 	}
-	if o.comps["do"] == nil {
-		o.do.addFlags(cmd)
-	}
 	if o.comps["config"] == nil {
 		o.config.addFlags(cmd)
 	}
@@ -192,8 +188,6 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 		return restoreD1(cmd, o)
 	case "r2":
 		return o.r2.run(cmd, o)
-	case "do":
-		return o.do.run(cmd, o)
 	case "config":
 		return o.config.run(cmd, o)
 	}
@@ -409,6 +403,11 @@ func confirmByName(f *Factory, name string) error {
 // the plan (--dry-run) or the outcome.
 func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Component) error {
 	ctx := cmd.Context()
+	if fc, ok := comp.(source.FlagChecker); ok {
+		if err := fc.CheckFlags(source.VerbRestore, cmd.Flags()); err != nil {
+			return err
+		}
+	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err

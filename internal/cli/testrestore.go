@@ -12,6 +12,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
+	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 )
 
 // TestRestoreOptions are the flags of 'test-restore'.
@@ -148,7 +149,7 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 		scratchURL = cfg.TestRestoreWorkerURL
 	}
 	if scratchURL != "" {
-		if scratchURL, err = scratchWorkerURL(scratchURL, cfg.WorkerURL); err != nil {
+		if scratchURL, err = durableobject.ScratchWorkerURL(scratchURL, cfg.WorkerURL); err != nil {
 			return err
 		}
 		if cfg.TestRestoreWorkerSecret == "" {

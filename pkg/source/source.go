@@ -394,3 +394,10 @@ func Validate(names []string) error {
 	}
 	return nil
 }
+
+// FlagChecker is implemented by a component whose flags can be checked before anything is read, so
+// that a usage error comes first whatever the repository holds. fs is the command's whole flag set
+// (shared flags and other components' included); CheckFlags may read files the flags name.
+type FlagChecker interface {
+	CheckFlags(verb Verb, fs *pflag.FlagSet) error
+}

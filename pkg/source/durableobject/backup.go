@@ -38,7 +38,7 @@ func ItemName(namespaceID, objectID string) string {
 }
 
 // ListStoredObjects returns the IDs of a namespace's objects that hold data, in listing order.
-func ListStoredObjects(ctx context.Context, api *cloudflare.Client, ns cloudflare.Namespace) (ids []string, skipped int, err error) {
+func ListStoredObjects(ctx context.Context, api ObjectLister, ns cloudflare.Namespace) (ids []string, skipped int, err error) {
 	err = api.ListObjects(ctx, ns.ID, 10000, func(objs []cloudflare.DurableObject) error {
 		for _, o := range objs {
 			if o.HasStoredData {

@@ -1,7 +1,6 @@
 package durableobject
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -76,16 +75,14 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		progress = func(int) {}
 	}
 	res := ObjectResult{ID: id}
-	br := bufio.NewReaderSize(r, 256<<10)
-	var hdr *Header
-	var end *End
+	dec := NewDecoder(r)
 	var cur bytes.Buffer
 	send := func(final bool) error {
 		q := url.Values{"seq": {strconv.Itoa(res.Chunks)}, "final": {"0"}}
 		if final {
 			q.Set("final", "1")
-			if hdr.Alarm != nil {
-				q.Set("alarm", strconv.FormatInt(*hdr.Alarm, 10))
+			if dec.Header.Alarm != nil {
+				q.Set("alarm", strconv.FormatInt(*dec.Header.Alarm, 10))
 			}
 		}
 		body := cur.Bytes()
@@ -115,41 +112,24 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		return nil
 	}
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			if line[len(line)-1] != '\n' {
-				return res, fmt.Errorf("%w: item is truncated", ErrFormat)
-			}
-			if hdr == nil {
-				var h Header
-				if json.Unmarshal(line, &h) != nil || h.T != "header" || !KnownFormat(h.Format) {
-					return res, fmt.Errorf("%w: item does not start with a %s or %s header", ErrFormat, Format, FormatV1)
-				}
-				hdr = &h
-			} else if bytes.HasPrefix(line, []byte(`{"t":"end"`)) {
-				var e End
-				if err := json.Unmarshal(line, &e); err != nil {
-					return res, fmt.Errorf("%w: bad end line: %v", ErrFormat, err)
-				}
-				end = &e
-			}
-			if cur.Len() > 0 && cur.Len()+len(line) > chunkBytes {
-				if err := send(false); err != nil {
-					return res, err
-				}
-			}
-			cur.Write(line)
-		}
+		line, err := dec.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return res, err
+			return res, itemErr(err)
 		}
+		if cur.Len() > 0 && cur.Len()+len(line) > chunkBytes {
+			if err := send(false); err != nil {
+				return res, err
+			}
+		}
+		cur.Write(line)
 	}
-	if hdr == nil || end == nil {
-		return res, fmt.Errorf("%w: item has no header or no end line", ErrFormat)
+	if err := dec.Complete(); err != nil {
+		return res, itemErr(err)
 	}
+	end := dec.End
 	if err := send(true); err != nil {
 		return res, err
 	}
@@ -158,6 +138,15 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 			ErrMismatch, id, res.KV, res.Tables, res.Rows, res.Schema, res.Sequences, end.KV, end.Tables, end.Rows, end.Schema, end.Sequences)
 	}
 	return res, nil
+}
+
+// itemErr marks an item that does not decode as ErrFormat; a read error stays what it is.
+func itemErr(err error) error {
+	var ie *ItemError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%w: item: %v", ErrFormat, err)
+	}
+	return err
 }
 
 // permanent reports errors that starting over cannot fix.

@@ -1,0 +1,133 @@
+package durableobject
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Counts are what an object's export holds, counted line by line.
+type Counts struct {
+	KV, Tables, Rows, Schema, Sequences int64
+}
+
+// Decoder reads one object's export (cfbackup-do/1 or /2, an archive item) line by line: a header
+// first, then kv, table, row, schema and seq lines that each parse as JSON, and an end line last. It
+// is the one parser of the item format: a restore replays the lines it returns, test-restore checks
+// them (DecodeItem).
+type Decoder struct {
+	br *bufio.Reader
+	n  int
+	// Header and End are the export's first and last lines once read; Counts the lines between.
+	Header *Header
+	End    *End
+	Counts Counts
+}
+
+// NewDecoder reads an export from r.
+func NewDecoder(r io.Reader) *Decoder {
+	return &Decoder{br: bufio.NewReaderSize(r, 256<<10)}
+}
+
+// Next returns the next line, its newline included, after checking it; io.EOF after the last one.
+func (d *Decoder) Next() ([]byte, error) {
+	line, err := d.br.ReadBytes('\n')
+	if err != nil && err != io.EOF {
+		return nil, err // reading the item failed: not a fault of its format
+	}
+	if len(line) == 0 {
+		return nil, io.EOF
+	}
+	d.n++
+	if line[len(line)-1] != '\n' {
+		return nil, itemErrorf("line %d is truncated (no newline)", d.n)
+	}
+	if d.End != nil {
+		return nil, itemErrorf("line %d follows the end line", d.n)
+	}
+	if err := d.check(line); err != nil {
+		return nil, err
+	}
+	return line, nil
+}
+
+// check parses one line and counts it.
+func (d *Decoder) check(line []byte) error {
+	var l struct {
+		T      string `json:"t"`
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(line, &l); err != nil {
+		return itemErrorf("line %d does not parse as JSON: %v", d.n, err)
+	}
+	if d.n == 1 {
+		var h Header
+		if l.T != "header" || !KnownFormat(l.Format) || json.Unmarshal(line, &h) != nil {
+			return itemErrorf("the export does not start with a %s or %s header", Format, FormatV1)
+		}
+		d.Header = &h
+		return nil
+	}
+	switch l.T {
+	case "kv":
+		d.Counts.KV++
+	case "table":
+		d.Counts.Tables++
+	case "row":
+		d.Counts.Rows++
+	case "schema":
+		d.Counts.Schema++
+	case "seq":
+		d.Counts.Sequences++
+	case "end":
+		var e End
+		if err := json.Unmarshal(line, &e); err != nil {
+			return itemErrorf("bad end line: %v", err)
+		}
+		d.End = &e
+	default:
+		return itemErrorf("line %d has unknown type %q", d.n, l.T)
+	}
+	return nil
+}
+
+// Complete checks that the export had its header and end line.
+func (d *Decoder) Complete() error {
+	switch {
+	case d.Header == nil:
+		return itemErrorf("the export does not start with a %s or %s header", Format, FormatV1)
+	case d.End == nil:
+		return itemErrorf("the export has no end line")
+	}
+	return nil
+}
+
+// DecodeItem reads a whole export and checks it: every line (Decoder), the header and end line
+// present, and the end line's counts equal to the lines'.
+func DecodeItem(r io.Reader) (Counts, End, error) {
+	d := NewDecoder(r)
+	for {
+		if _, err := d.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			return d.Counts, End{}, err
+		}
+	}
+	if err := d.Complete(); err != nil {
+		return d.Counts, End{}, err
+	}
+	c, e := d.Counts, *d.End
+	if c.KV != e.KV || c.Tables != e.Tables || c.Rows != e.Rows || c.Schema != e.Schema || c.Sequences != e.Sequences {
+		return c, e, itemErrorf("the export holds %d kv, %d table, %d row and %d schema line(s); its end line says %d, %d, %d, %d",
+			c.KV, c.Tables, c.Rows, c.Schema, e.KV, e.Tables, e.Rows, e.Schema)
+	}
+	return c, e, nil
+}
+
+// ItemError is an export that does not decode: its lines, not the reading of them, are wrong.
+type ItemError struct{ msg string }
+
+func (e *ItemError) Error() string { return e.msg }
+
+func itemErrorf(format string, a ...any) error { return &ItemError{msg: fmt.Sprintf(format, a...)} }

@@ -1,0 +1,136 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// Helpers of the per-object test-restores (R2 objects, Durable Objects): the --sample grammar, the
+// picking of a source's items, and a cap on the problems listed per source.
+
+// ParseSample reads test-restore's --sample: "" (everything), "N" (that many items) or "x%" (that
+// share of them, at least one). It returns n >= 0 items or pct in (0, 100].
+func ParseSample(s string) (n int, pct float64, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, nil
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, perr := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if perr != nil || math.IsNaN(f) || f <= 0 || f > 100 {
+			return 0, 0, fmt.Errorf("%w: --sample %q: a percentage must be a number above 0 and at most 100 (e.g. 5%%)", errclass.Usage, s)
+		}
+		return 0, f, nil
+	}
+	v, perr := strconv.Atoi(s)
+	if perr != nil || v < 1 {
+		return 0, 0, fmt.Errorf("%w: --sample %q: give a number of objects (e.g. 100) or a percentage (e.g. 5%%)", errclass.Usage, s)
+	}
+	return v, 0, nil
+}
+
+// SampleIndexes picks which of total items a test-restore checks: all of them without a sample,
+// otherwise a random subset (so repeated drills cover different objects), in ascending order.
+func SampleIndexes(total int, sample string) ([]int, error) {
+	n, pct, err := ParseSample(sample)
+	if err != nil {
+		return nil, err
+	}
+	if pct > 0 {
+		n = int(math.Ceil(float64(total) * pct / 100))
+	}
+	if n == 0 || n >= total {
+		n = total
+	}
+	idx := make([]int, total)
+	for i := range idx {
+		idx[i] = i
+	}
+	if n < total {
+		rand.Shuffle(total, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		idx = idx[:n]
+		// Ascending, so the items are read in catalogue (segment) order.
+		slices.Sort(idx)
+	}
+	return idx, nil
+}
+
+// MaxProblems caps the problems listed per source; the rest are counted (Overflow).
+const MaxProblems = 20
+
+// Overflow counts, by failure kind, the problems of a source beyond MaxProblems.
+type Overflow map[string]int
+
+// AddProblem records a problem of chk, or counts it in more once MaxProblems are listed.
+func AddProblem(chk *TestRestoreCheck, more *Overflow, kind, p string) {
+	if len(chk.Problems) < MaxProblems {
+		chk.Fail(kind, p)
+		return
+	}
+	if *more == nil {
+		*more = Overflow{}
+	}
+	(*more)[kind]++
+}
+
+// CloseProblems appends one "and N more" problem per kind counted in more.
+func CloseProblems(chk *TestRestoreCheck, more Overflow) {
+	for _, k := range FailureKinds {
+		if n := more[k]; n > 0 {
+			chk.Fail(k, fmt.Sprintf("and %d more %s problem(s)", n, k))
+		}
+	}
+}
+
+// SampleNote says which of a source's objects a test-restore checked.
+func SampleNote(n, total int) string {
+	if n == total {
+		return fmt.Sprintf("all %d object(s)", total)
+	}
+	return fmt.Sprintf("random sample of %d of %d object(s)", n, total)
+}
+
+// SampleSource picks the catalogue items of one source (mine), checks their count against the
+// manifest, and takes the --sample of them; the check starts with what was picked.
+func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk TestRestoreCheck, more Overflow, items []manifest.Item, err error) {
+	var all []manifest.Item
+	chk = TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
+	for _, it := range cat.Items {
+		if mine(it) {
+			all = append(all, it)
+		}
+	}
+	if int64(len(all)) != src.Items {
+		AddProblem(&chk, &more, FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
+	}
+	idx, err := SampleIndexes(len(all), sample)
+	if err != nil {
+		return chk, more, nil, err
+	}
+	items = make([]manifest.Item, len(idx))
+	for i, j := range idx {
+		items[i] = all[j]
+		chk.Items++
+		chk.Bytes += all[j].Size
+	}
+	chk.Checks = append(chk.Checks, SampleNote(len(items), len(all)))
+	return chk, more, items, nil
+}
+
+// ReadFailureKind classifies an error met while reading a snapshot's data back: FailureIntegrity when
+// the data is damaged or gone (an integrity-class error, a stored object not found), else dflt.
+func ReadFailureKind(err error, dflt string) string {
+	if errors.Is(err, errclass.Integrity) || errors.Is(err, store.ErrNotFound) {
+		return FailureIntegrity
+	}
+	return dflt
+}
