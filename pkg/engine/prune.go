@@ -75,27 +75,9 @@ type markRecord struct {
 // writes a prune record. Every delete is checked; failures are collected in Errors and the error
 // returned names how many.
 func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error) {
-	if err := o.Policies.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	if o.Policies.Empty() && !o.UnsafeAllowRemoveAll {
-		return nil, fmt.Errorf("%w: the retention policy is empty, so prune would remove every unheld snapshot: give --keep-last/--keep-daily/… (or a retention: block in the config file), or pass --unsafe-allow-remove-all if that is really meant", ErrUsage)
-	}
-	o.Policies.AllowRemoveAll = o.UnsafeAllowRemoveAll
-	// Retention decides on manifests: only authenticated ones may count (a forged, future-dated one
-	// would otherwise be what --keep-last keeps).
-	if err := e.Repo.RequireWritable("prune"); err != nil {
+	grace, err := e.checkPrune(&o)
+	if err != nil {
 		return nil, err
-	}
-	if err := e.Repo.RequireKey("prune"); err != nil {
-		return nil, err
-	}
-	grace := o.Grace
-	if grace == 0 {
-		grace = DefaultGrace
-	}
-	if grace < 0 {
-		grace = 0
 	}
 	if !o.DryRun {
 		lo := o.Lock
@@ -107,19 +89,12 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 		defer func() { _ = lock.Release(ctx) }()
 		ctx = lctx
 	}
-	var lk store.ObjectLocker
-	if l, ok := e.objectLocker(ctx); ok {
-		lk = l
-	}
 	now := e.now().UTC()
-	res := &PruneResult{Time: now, RunID: repo.NewSnapshotID(), Actor: actor(o.Actor), Policy: o.Policy, DryRun: o.DryRun,
-		Grace: retention.FormatDuration(grace), Kept: []PruneKept{}, Removed: []PruneRemoved{}, Errors: []string{}}
-	fail := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		res.Errors = append(res.Errors, msg)
-		e.log().Error("prune", "problem", msg)
+	p := &pruneRun{e: e, o: o, grace: grace, now: now, res: &PruneResult{Time: now, RunID: repo.NewSnapshotID(), Actor: actor(o.Actor), Policy: o.Policy, DryRun: o.DryRun,
+		Grace: retention.FormatDuration(grace), Kept: []PruneKept{}, Removed: []PruneRemoved{}, Errors: []string{}}}
+	if l, ok := e.objectLocker(ctx); ok {
+		p.lk = l
 	}
-
 	snaps, bad, err := e.Repo.ListSnapshots(ctx)
 	if err != nil {
 		return nil, err
@@ -128,6 +103,79 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 	if err != nil {
 		return nil, fmt.Errorf("read holds (prune never runs without knowing them): %w", err)
 	}
+	ev, remove := p.decide(snaps, held)
+	gone, retained := p.forget(ctx, remove)
+	if o.Enforce {
+		for _, s := range ev.Remove {
+			if !held[s.ID] && !retained[s.ID] && (!gone[s.ID] || o.DryRun) {
+				p.res.Violations = append(p.res.Violations, fmt.Sprintf("snapshot %s (%s) outlives its retention policy", s.ID, s.Time.UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+	// Phase 1 and 2: mark unreferenced data objects, sweep those marked at least grace ago.
+	if len(bad) > 0 {
+		for k, err := range bad {
+			p.fail("unreadable manifest %s: %v", k, err)
+		}
+		p.fail("no data deleted: with an unreadable manifest prune cannot know which segments it needs (fix or remove it, then run prune again)")
+	} else if err := e.sweep(ctx, p.lk, o, grace, now, snaps, gone, p.res); err != nil {
+		p.fail("sweep: %v", err)
+	}
+	e.sweepTemp(ctx, o, grace, now, p.res) // never named by a manifest: safe whatever the manifests say
+	if !o.DryRun && p.lk != nil && e.Repo.Config.ObjectLock != nil {
+		unkept := map[string]bool{}
+		for _, m := range remove {
+			unkept[m.ID] = true
+		}
+		e.extendRetention(ctx, p.lk, snaps, unkept, now, p.res)
+	}
+	return p.finish(ctx)
+}
+
+// checkPrune refuses an invalid or empty policy and a repository prune may not decide on, and
+// returns the grace period to use.
+func (e *Engine) checkPrune(o *PruneOptions) (time.Duration, error) {
+	if err := o.Policies.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if o.Policies.Empty() && !o.UnsafeAllowRemoveAll {
+		return 0, fmt.Errorf("%w: the retention policy is empty, so prune would remove every unheld snapshot: give --keep-last/--keep-daily/… (or a retention: block in the config file), or pass --unsafe-allow-remove-all if that is really meant", ErrUsage)
+	}
+	o.Policies.AllowRemoveAll = o.UnsafeAllowRemoveAll
+	// Retention decides on manifests: only authenticated ones may count (a forged, future-dated one
+	// would otherwise be what --keep-last keeps).
+	if err := e.Repo.RequireWritable("prune"); err != nil {
+		return 0, err
+	}
+	if err := e.Repo.RequireKey("prune"); err != nil {
+		return 0, err
+	}
+	grace := o.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
+	return max(grace, 0), nil
+}
+
+// pruneRun is one prune's state: its options, clock and the record it fills in.
+type pruneRun struct {
+	e     *Engine
+	o     PruneOptions
+	lk    store.ObjectLocker
+	grace time.Duration
+	now   time.Time
+	res   *PruneResult
+}
+
+func (p *pruneRun) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.res.Errors = append(p.res.Errors, msg)
+	p.e.log().Error("prune", "problem", msg)
+}
+
+// decide applies the retention policy to the snapshots: the kept ones (with reasons, and holds) go
+// into the record; the unheld ones no rule keeps are returned for removal.
+func (p *pruneRun) decide(snaps []*manifest.Manifest, held map[string]bool) (retention.Result, []*manifest.Manifest) {
 	byID := map[string]*manifest.Manifest{}
 	var in []retention.Snapshot
 	for _, m := range snaps {
@@ -143,93 +191,77 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneResult, error
 		}
 		in = append(in, s)
 	}
-	ev := retention.Evaluate(in, o.Policies, now)
+	ev := retention.Evaluate(in, p.o.Policies, p.now)
 	for _, v := range ev.Violations {
-		res.Violations = append(res.Violations, v.Message)
+		p.res.Violations = append(p.res.Violations, v.Message)
 	}
 	for _, k := range ev.Keep {
 		r := k.Reasons
 		if held[k.ID] {
 			r = append(r, "hold")
 		}
-		res.Kept = append(res.Kept, PruneKept{Snapshot: k.ID, Time: k.Time.UTC().Format(time.RFC3339), Reasons: r})
+		p.res.Kept = append(p.res.Kept, PruneKept{Snapshot: k.ID, Time: k.Time.UTC().Format(time.RFC3339), Reasons: r})
 	}
 	var remove []*manifest.Manifest
 	for _, s := range ev.Remove {
 		if held[s.ID] {
-			res.Kept = append(res.Kept, PruneKept{Snapshot: s.ID, Time: s.Time.UTC().Format(time.RFC3339), Reasons: []string{"hold"}})
+			p.res.Kept = append(p.res.Kept, PruneKept{Snapshot: s.ID, Time: s.Time.UTC().Format(time.RFC3339), Reasons: []string{"hold"}})
 			continue
 		}
 		remove = append(remove, byID[s.ID])
 	}
-	sort.Slice(res.Kept, func(i, j int) bool { return res.Kept[i].Time > res.Kept[j].Time })
+	sort.Slice(p.res.Kept, func(i, j int) bool { return p.res.Kept[i].Time > p.res.Kept[j].Time })
+	return ev, remove
+}
 
-	// Phase 0: forget the removed snapshots (their manifests). Their data stays until swept.
-	gone, retained := map[string]bool{}, map[string]bool{}
+// forget is phase 0: the removed snapshots' manifests are deleted (their data stays until swept).
+// It returns the snapshots gone and those the store still retains under Object Lock.
+func (p *pruneRun) forget(ctx context.Context, remove []*manifest.Manifest) (gone, retained map[string]bool) {
+	gone, retained = map[string]bool{}, map[string]bool{}
 	for _, m := range remove {
 		rm := PruneRemoved{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Components: m.Components, StoredSize: m.StoredSize}
-		if o.DryRun {
-			res.Removed = append(res.Removed, rm)
+		if p.o.DryRun {
+			p.res.Removed = append(p.res.Removed, rm)
 			gone[m.ID] = true
 			continue
 		}
-		if err := e.deleteChecked(ctx, lk, manifest.Key(m.Time, m.ID)); err != nil {
+		if err := p.e.deleteChecked(ctx, p.lk, manifest.Key(m.Time, m.ID)); err != nil {
 			if errors.Is(err, store.ErrObjectLocked) {
 				// Its Object Lock retention has not run out: the store keeps it, and so do we.
-				e.log().Info("snapshot still under Object Lock retention; kept until it ends", "snapshot", m.ID)
-				res.Kept = append(res.Kept, PruneKept{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Reasons: []string{"object-lock"}})
+				p.e.log().Info("snapshot still under Object Lock retention; kept until it ends", "snapshot", m.ID)
+				p.res.Kept = append(p.res.Kept, PruneKept{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Reasons: []string{"object-lock"}})
 				retained[m.ID] = true
 				continue
 			}
-			fail("remove snapshot %s: %v", m.ID, err)
+			p.fail("remove snapshot %s: %v", m.ID, err)
 			continue
 		}
-		e.log().Info("snapshot removed", "snapshot", m.ID, "time", m.Time)
-		res.Removed = append(res.Removed, rm)
+		p.e.log().Info("snapshot removed", "snapshot", m.ID, "time", m.Time)
+		p.res.Removed = append(p.res.Removed, rm)
 		gone[m.ID] = true
 	}
-	if o.Enforce {
-		for _, s := range ev.Remove {
-			if !held[s.ID] && !retained[s.ID] && (!gone[s.ID] || o.DryRun) {
-				res.Violations = append(res.Violations, fmt.Sprintf("snapshot %s (%s) outlives its retention policy", s.ID, s.Time.UTC().Format(time.RFC3339)))
-			}
-		}
-	}
+	return gone, retained
+}
 
-	// Phase 1 and 2: mark unreferenced data objects, sweep those marked at least grace ago.
-	if len(bad) > 0 {
-		for k, err := range bad {
-			fail("unreadable manifest %s: %v", k, err)
-		}
-		fail("no data deleted: with an unreadable manifest prune cannot know which segments it needs (fix or remove it, then run prune again)")
-	} else if err := e.sweep(ctx, lk, o, grace, now, snaps, gone, res); err != nil {
-		fail("sweep: %v", err)
-	}
-	e.sweepTemp(ctx, o, grace, now, res) // never named by a manifest: safe whatever the manifests say
-
-	if !o.DryRun && lk != nil && e.Repo.Config.ObjectLock != nil {
-		unkept := map[string]bool{}
-		for _, m := range remove {
-			unkept[m.ID] = true
-		}
-		e.extendRetention(ctx, lk, snaps, unkept, now, res)
-	}
-	if !o.DryRun {
-		res.RecordKey = layout.PruneRecordKey(now, res.RunID)
-		if err := putJSON(ctx, e.Repo.Store, res.RecordKey, res); err != nil {
-			fail("write prune record %s: %v", res.RecordKey, err)
+// finish writes the prune record (not for a dry run) and turns problems and, under --enforce,
+// violations into the error.
+func (p *pruneRun) finish(ctx context.Context) (*PruneResult, error) {
+	res := p.res
+	if !p.o.DryRun {
+		res.RecordKey = layout.PruneRecordKey(p.now, res.RunID)
+		if err := putJSON(ctx, p.e.Repo.Store, res.RecordKey, res); err != nil {
+			p.fail("write prune record %s: %v", res.RecordKey, err)
 			res.RecordKey = ""
 		}
 	}
 	if len(res.Errors) > 0 {
 		return res, fmt.Errorf("prune finished with %d problem(s): %s", len(res.Errors), strings.Join(res.Errors, "; "))
 	}
-	if o.Enforce && len(res.Violations) > 0 {
+	if p.o.Enforce && len(res.Violations) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrPolicyViolation, strings.Join(res.Violations, "; "))
 	}
 	return res, nil
 }
-
 func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOptions, grace time.Duration, now time.Time, snaps []*manifest.Manifest, gone map[string]bool, res *PruneResult) error {
 	referenced := map[string]bool{}
 	for _, m := range snaps {
@@ -251,46 +283,12 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 			return fmt.Errorf("list %s: %w", p, err)
 		}
 	}
-	// Existing marks: when each unreferenced key was first seen unreferenced.
-	var markKeys []string
-	if err := e.Repo.Store.List(ctx, MarkPrefix, func(oi store.ObjectInfo) error {
-		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
-			markKeys = append(markKeys, oi.Key)
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("list marks: %w", err)
+	marks, markedAt, err := e.readMarks(ctx)
+	if err != nil {
+		return err
 	}
-	markedAt := map[string]time.Time{}
-	marks := map[string]markRecord{}
-	for _, mk := range markKeys {
-		var mr markRecord
-		if err := readJSON(ctx, e.Repo.Store, mk, &mr); err != nil {
-			return fmt.Errorf("read mark %s: %w", mk, err)
-		}
-		marks[mk] = mr
-		for _, k := range mr.Keys {
-			if t, ok := markedAt[k]; !ok || mr.Time.Before(t) {
-				markedAt[k] = mr.Time
-			}
-		}
-	}
-	var fresh []string
-	for k := range objs {
-		if _, ok := markedAt[k]; !ok {
-			fresh = append(fresh, k)
-			markedAt[k] = now
-		}
-	}
-	sort.Strings(fresh)
-	res.Marked = len(fresh)
-	if len(fresh) > 0 && !o.DryRun {
-		mk := layout.MarkKey(now, res.RunID)
-		mr := markRecord{Time: now, Run: res.RunID, Keys: fresh}
-		if err := putJSON(ctx, e.Repo.Store, mk, mr); err != nil {
-			return fmt.Errorf("write mark %s: %w", mk, err)
-		}
-		marks[mk] = mr
+	if err := e.markFresh(ctx, o.DryRun, now, objs, marks, markedAt, res); err != nil {
+		return err
 	}
 	// In a dry run, the segments of the snapshots it would remove count as pending.
 	if o.DryRun {
@@ -299,63 +297,16 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 				continue
 			}
 			for _, s := range m.Segments {
-				if !referenced[s.Key] {
-					if _, ok := objs[s.Key]; !ok {
-						objs[s.Key] = store.ObjectInfo{Key: s.Key, Size: s.Size, ModTime: now}
-						markedAt[s.Key] = now
-					}
+				if _, ok := objs[s.Key]; !ok && !referenced[s.Key] {
+					objs[s.Key] = store.ObjectInfo{Key: s.Key, Size: s.Size, ModTime: now}
+					markedAt[s.Key] = now
 				}
 			}
 		}
 	}
-	keys := make([]string, 0, len(objs))
-	for k := range objs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	deleted := map[string]bool{}
-	pr := e.progress()
-	if !o.DryRun {
-		pr.Start("prune", int64(len(keys)))
-		defer pr.Finish()
-	}
-	for _, k := range keys {
-		oi := objs[k]
-		if now.Sub(markedAt[k]) < grace || now.Sub(oi.ModTime) < grace {
-			res.PendingBytes += oi.Size
-			continue
-		}
-		if o.DryRun {
-			res.BytesFreed += oi.Size
-			if layout.IsSegmentKey(k) {
-				res.SegmentsDeleted++
-			} else {
-				res.ObjectsDeleted++
-			}
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := e.deleteChecked(ctx, lk, k); err != nil {
-			if errors.Is(err, store.ErrObjectLocked) {
-				res.PendingBytes += oi.Size // under retention: a later prune deletes it
-				continue
-			}
-			res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", k, err))
-			continue
-		}
-		deleted[k] = true
-		pr.Add(1)
-		res.BytesFreed += oi.Size
-		if layout.IsSegmentKey(k) {
-			res.SegmentsDeleted++
-		} else {
-			res.ObjectsDeleted++
-		}
-	}
-	if o.DryRun {
-		return nil
+	deleted, err := e.deleteSwept(ctx, lk, o.DryRun, grace, now, objs, markedAt, res)
+	if err != nil || o.DryRun {
+		return err
 	}
 	// A mark is done when none of its keys is still waiting (deleted, gone, or referenced again).
 	for mk, mr := range marks {
@@ -374,6 +325,107 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 	}
 	e.log().Info("prune sweep", "segments_deleted", res.SegmentsDeleted, "objects_deleted", res.ObjectsDeleted, "bytes_freed", res.BytesFreed, "marked", res.Marked, "pending_bytes", res.PendingBytes)
 	return nil
+}
+
+// readMarks reads the existing marks and, per key, when it was first seen unreferenced.
+func (e *Engine) readMarks(ctx context.Context) (map[string]markRecord, map[string]time.Time, error) {
+	var markKeys []string
+	if err := e.Repo.Store.List(ctx, MarkPrefix, func(oi store.ObjectInfo) error {
+		if strings.HasSuffix(oi.Key, layout.JSONSuffix) {
+			markKeys = append(markKeys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("list marks: %w", err)
+	}
+	markedAt := map[string]time.Time{}
+	marks := map[string]markRecord{}
+	for _, mk := range markKeys {
+		var mr markRecord
+		if err := readJSON(ctx, e.Repo.Store, mk, &mr); err != nil {
+			return nil, nil, fmt.Errorf("read mark %s: %w", mk, err)
+		}
+		marks[mk] = mr
+		for _, k := range mr.Keys {
+			if t, ok := markedAt[k]; !ok || mr.Time.Before(t) {
+				markedAt[k] = mr.Time
+			}
+		}
+	}
+	return marks, markedAt, nil
+}
+
+// markFresh records the unreferenced objects not marked before in a new mark (phase 1).
+func (e *Engine) markFresh(ctx context.Context, dryRun bool, now time.Time, objs map[string]store.ObjectInfo, marks map[string]markRecord, markedAt map[string]time.Time, res *PruneResult) error {
+	var fresh []string
+	for k := range objs {
+		if _, ok := markedAt[k]; !ok {
+			fresh = append(fresh, k)
+			markedAt[k] = now
+		}
+	}
+	sort.Strings(fresh)
+	res.Marked = len(fresh)
+	if len(fresh) == 0 || dryRun {
+		return nil
+	}
+	mk := layout.MarkKey(now, res.RunID)
+	mr := markRecord{Time: now, Run: res.RunID, Keys: fresh}
+	if err := putJSON(ctx, e.Repo.Store, mk, mr); err != nil {
+		return fmt.Errorf("write mark %s: %w", mk, err)
+	}
+	marks[mk] = mr
+	return nil
+}
+
+// deleteSwept deletes (or, in a dry run, counts) the unreferenced objects marked and untouched for
+// at least grace (phase 2), and returns the keys deleted.
+func (e *Engine) deleteSwept(ctx context.Context, lk store.ObjectLocker, dryRun bool, grace time.Duration, now time.Time, objs map[string]store.ObjectInfo, markedAt map[string]time.Time, res *PruneResult) (map[string]bool, error) {
+	keys := make([]string, 0, len(objs))
+	for k := range objs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	deleted := map[string]bool{}
+	pr := e.progress()
+	if !dryRun {
+		pr.Start("prune", int64(len(keys)))
+		defer pr.Finish()
+	}
+	count := func(k string, size int64) {
+		res.BytesFreed += size
+		if layout.IsSegmentKey(k) {
+			res.SegmentsDeleted++
+		} else {
+			res.ObjectsDeleted++
+		}
+	}
+	for _, k := range keys {
+		oi := objs[k]
+		if now.Sub(markedAt[k]) < grace || now.Sub(oi.ModTime) < grace {
+			res.PendingBytes += oi.Size
+			continue
+		}
+		if dryRun {
+			count(k, oi.Size)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
+		if err := e.deleteChecked(ctx, lk, k); err != nil {
+			if errors.Is(err, store.ErrObjectLocked) {
+				res.PendingBytes += oi.Size // under retention: a later prune deletes it
+				continue
+			}
+			res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", k, err))
+			continue
+		}
+		deleted[k] = true
+		pr.Add(1)
+		count(k, oi.Size)
+	}
+	return deleted, nil
 }
 
 // sweepTemp removes the temporary files that writes killed before publishing their object left in
