@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // CopyOptions are the flags of 'copy'.
@@ -64,7 +67,6 @@ snapshot is copied: a prune running at the destination makes the copy wait (--re
 }
 
 func copyRun(cmd *cobra.Command, o *CopyOptions) error {
-	ctx := cmd.Context()
 	if o.To == "" {
 		return usageError{errors.New("--to is required: a replica name from the config file or a location")}
 	}
@@ -81,73 +83,23 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 		return err
 	}
 	defer unlock()
-	ctx = cmd.Context()
+	ctx := cmd.Context()
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err
 	}
-	var snaps []*manifest.Manifest
-	if o.All {
-		all, _, err := r.ListSnapshots(ctx)
-		if err != nil {
-			return err
-		}
-		for i := len(all) - 1; i >= 0; i-- { // oldest first
-			if o.Component == "" || hasComponent(all[i], o.Component) {
-				snaps = append(snaps, all[i])
-			}
-		}
-	} else {
-		for _, ref := range o.Snapshots {
-			m, err := r.FindSnapshot(ctx, ref, o.Component)
-			if err != nil {
-				return err
-			}
-			snaps = append(snaps, m)
-		}
+	snaps, err := o.snapshots(ctx, r)
+	if err != nil {
+		return err
 	}
 	dstStore, err := o.f.ReplicaStore(ctx, o.To)
 	if err != nil {
 		return err
 	}
-	eng := o.f.Engine(r)
-	out := o.f.IO.Out
 	if o.DryRun {
-		dst, err := o.f.openReplicaRepo(ctx, dstStore)
-		present := map[string]bool{}
-		switch {
-		case err == nil:
-			if err := engine.CheckCopyTarget(r, dst); err != nil {
-				return err
-			}
-			have, _, err := dst.ListSnapshots(ctx)
-			if err != nil {
-				return err
-			}
-			for _, m := range have {
-				present[m.ID] = true
-			}
-		case errors.Is(err, repo.ErrNotRepo):
-		default:
-			return err
-		}
-		if o.f.jsonOut {
-			plan := []CopyPlanEntry{}
-			for _, m := range snaps {
-				plan = append(plan, CopyPlanEntry{Snapshot: m.ID, Time: m.Time, Components: m.Components, StoredSize: m.StoredSize, AlreadyCopied: present[m.ID]})
-			}
-			return writeJSON(out, &CopyPlanMessage{MessageType: msgPlan, DryRun: true, To: dstStore.Location(), Snapshots: plan})
-		}
-		fmt.Fprintf(out, "Would copy to %s:\n", dstStore.Location())
-		for _, m := range snaps {
-			state := humanBytes(m.StoredSize)
-			if present[m.ID] {
-				state = "already there"
-			}
-			fmt.Fprintf(out, "  %s  %s  %-12v %s\n", m.ID, m.Time.Local().Format("2006-01-02 15:04:05"), m.Components, state)
-		}
-		return nil
+		return o.plan(ctx, r, dstStore, snaps)
 	}
+	eng := o.f.Engine(r)
 	dst, created, err := eng.InitReplica(ctx, dstStore)
 	if err != nil {
 		return err
@@ -165,35 +117,102 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 		fmt.Fprintf(o.f.IO.Err, "Created a replica of repository %s at %s.\n", r.Config.ID, dstStore.Location())
 	}
 	results := []*engine.CopyResult{}
+	rr := RunResult{}
 	for _, m := range snaps {
 		res, err := eng.Copy(ctx, dst, m, engine.CopyOptions{SkipVerify: o.NoVerify, LockRetry: retryLock(cmd)})
 		if err != nil {
 			return fmt.Errorf("copy snapshot %s to %s: %w (snapshots copied before it are complete there; run the same command again to resume)", m.ID, dstStore.Location(), err)
 		}
 		results = append(results, res)
-		if !o.f.jsonOut {
-			switch {
-			case res.AlreadyCopied:
-				fmt.Fprintf(out, "Snapshot %s is already at %s.\n", m.ID, dstStore.Location())
-			default:
-				check := "verified at the destination"
-				if !res.Verified {
-					check = "not read back (--no-verify)"
-				}
-				fmt.Fprintf(out, "Copied snapshot %s to %s: %d of %d segment(s), %s; %s.\n", m.ID, dstStore.Location(), res.SegmentsCopied, res.Segments, humanBytes(res.BytesCopied), check)
-			}
-		}
-	}
-	rr := RunResult{}
-	for _, res := range results {
 		rr.Snapshots = append(rr.Snapshots, res.Snapshot)
 		rr.Bytes += res.BytesCopied
+		if !o.f.jsonOut {
+			printCopied(o.f.IO.Out, m, dstStore.Location(), res)
+		}
 	}
 	o.f.SetResult(rr)
 	if o.f.jsonOut {
-		return writeJSON(out, &CopySummaryMessage{MessageType: msgSummary, To: dstStore.Location(), Created: created, Snapshots: results})
+		return writeJSON(o.f.IO.Out, &CopySummaryMessage{MessageType: msgSummary, To: dstStore.Location(), Created: created, Snapshots: results})
 	}
 	return nil
+}
+
+// snapshots resolves what to copy: the named snapshots, or with --all every readable one, oldest
+// first.
+func (o *CopyOptions) snapshots(ctx context.Context, r *repo.Repo) ([]*manifest.Manifest, error) {
+	var snaps []*manifest.Manifest
+	if !o.All {
+		for _, ref := range o.Snapshots {
+			m, err := r.FindSnapshot(ctx, ref, o.Component)
+			if err != nil {
+				return nil, err
+			}
+			snaps = append(snaps, m)
+		}
+		return snaps, nil
+	}
+	all, _, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(all) - 1; i >= 0; i-- { // oldest first
+		if o.Component == "" || hasComponent(all[i], o.Component) {
+			snaps = append(snaps, all[i])
+		}
+	}
+	return snaps, nil
+}
+
+// plan prints what copy --dry-run would copy, and which snapshots are already at the destination.
+func (o *CopyOptions) plan(ctx context.Context, r *repo.Repo, dstStore store.Store, snaps []*manifest.Manifest) error {
+	dst, err := o.f.openReplicaRepo(ctx, dstStore)
+	present := map[string]bool{}
+	switch {
+	case err == nil:
+		if err := engine.CheckCopyTarget(r, dst); err != nil {
+			return err
+		}
+		have, _, err := dst.ListSnapshots(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range have {
+			present[m.ID] = true
+		}
+	case errors.Is(err, repo.ErrNotRepo):
+	default:
+		return err
+	}
+	out := o.f.IO.Out
+	if o.f.jsonOut {
+		plan := []CopyPlanEntry{}
+		for _, m := range snaps {
+			plan = append(plan, CopyPlanEntry{Snapshot: m.ID, Time: m.Time, Components: m.Components, StoredSize: m.StoredSize, AlreadyCopied: present[m.ID]})
+		}
+		return writeJSON(out, &CopyPlanMessage{MessageType: msgPlan, DryRun: true, To: dstStore.Location(), Snapshots: plan})
+	}
+	fmt.Fprintf(out, "Would copy to %s:\n", dstStore.Location())
+	for _, m := range snaps {
+		state := humanBytes(m.StoredSize)
+		if present[m.ID] {
+			state = "already there"
+		}
+		fmt.Fprintf(out, "  %s  %s  %-12v %s\n", m.ID, m.Time.Local().Format("2006-01-02 15:04:05"), m.Components, state)
+	}
+	return nil
+}
+
+// printCopied says what copying one snapshot did.
+func printCopied(out io.Writer, m *manifest.Manifest, to string, res *engine.CopyResult) {
+	if res.AlreadyCopied {
+		fmt.Fprintf(out, "Snapshot %s is already at %s.\n", m.ID, to)
+		return
+	}
+	check := "verified at the destination"
+	if !res.Verified {
+		check = "not read back (--no-verify)"
+	}
+	fmt.Fprintf(out, "Copied snapshot %s to %s: %d of %d segment(s), %s; %s.\n", m.ID, to, res.SegmentsCopied, res.Segments, humanBytes(res.BytesCopied), check)
 }
 
 func hasComponent(m *manifest.Manifest, c string) bool {
