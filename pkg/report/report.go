@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
 	"github.com/cfbackup/cfbackup/pkg/layout"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -172,12 +173,62 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		s := o.Since.UTC()
 		rep.Since = &s
 	}
-	in := func(t time.Time) bool { return o.Since.IsZero() || !t.Before(o.Since) }
+	b := &builder{rep: rep, since: o.Since, comps: map[string]*ComponentSummary{}, durations: map[string][]float64{}}
+	in, err := b.read(ctx, r, now)
+	if err != nil {
+		return nil, err
+	}
+	held := b.addHolds(in.holds)
+	covered := coverage(in.verifies)
+	inWindow := b.addBackups(in.snaps, held, covered)
+	b.addFailures(in.recs, in.audit)
+	b.summarize()
+	b.addRetention(in.runs, o)
+	b.addVerification(in.verifies, inWindow, covered)
+	sort.Strings(rep.Warnings)
+	return rep, nil
+}
 
+// builder assembles one report.
+type builder struct {
+	rep       *Report
+	since     time.Time
+	comps     map[string]*ComponentSummary
+	durations map[string][]float64
+}
+
+// in reports whether t is in the report's window.
+func (b *builder) in(t time.Time) bool { return b.since.IsZero() || !t.Before(b.since) }
+
+func (b *builder) summary(c string) *ComponentSummary {
+	s := b.comps[c]
+	if s == nil {
+		s = &ComponentSummary{Component: c}
+		b.comps[c] = s
+	}
+	return s
+}
+
+// inputs is everything a report reads from the repository.
+type inputs struct {
+	snaps    []*manifest.Manifest
+	recs     []audit.Record
+	audit    audit.Status
+	holds    []Hold
+	verifies []VerifyRecord
+	runs     []PruneRun
+}
+
+// read loads the snapshots, the audit trail, holds, verify and prune records; what cannot be read
+// becomes a warning, a listing error fails the report.
+func (b *builder) read(ctx context.Context, r *repo.Repo, now time.Time) (*inputs, error) {
+	rep := b.rep
+	in := &inputs{}
 	snaps, bad, err := r.ListSnapshots(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
+	in.snaps = snaps
 	for k, e := range bad {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: unreadable manifest: %v", k, e))
 	}
@@ -185,49 +236,56 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the audit trail: %w", err)
 	}
+	in.recs, in.audit = recs, st
 	rep.Audit = st
-	holds, err := readHolds(ctx, r.Store, now, rep)
-	if err != nil {
+	if in.holds, err = readHolds(ctx, r.Store, now, rep); err != nil {
 		return nil, err
 	}
-	var verifies []VerifyRecord
 	if err := readJSON(ctx, r.Store, record.VerifyPrefix, rep, func(key string, raw []byte) error {
 		var v VerifyRecord
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return err
 		}
-		verifies = append(verifies, v)
+		in.verifies = append(in.verifies, v)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	var runs []PruneRun
 	if err := readJSON(ctx, r.Store, record.PrunePrefix, rep, func(key string, raw []byte) error {
 		var p PruneRun
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return err
 		}
 		p.Key = key
-		runs = append(runs, p)
+		in.runs = append(in.runs, p)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
+	return in, nil
+}
 
-	// Holds: every active hold, and the others created or released in the window.
+// addHolds lists every active hold and the others created or released in the window, and returns
+// the held snapshots.
+func (b *builder) addHolds(holds []Hold) map[string]bool {
 	held := map[string]bool{}
 	for _, h := range holds {
 		if h.Active {
 			held[h.Snapshot] = true
 		}
-		if h.Active || in(h.Time) || (h.Released != nil && in(*h.Released)) {
-			rep.Holds = append(rep.Holds, h)
+		if h.Active || b.in(h.Time) || (h.Released != nil && b.in(*h.Released)) {
+			b.rep.Holds = append(b.rep.Holds, h)
 		}
 	}
-	sort.Slice(rep.Holds, func(i, j int) bool { return rep.Holds[i].Time.Before(rep.Holds[j].Time) })
+	sort.Slice(b.rep.Holds, func(i, j int) bool { return b.rep.Holds[i].Time.Before(b.rep.Holds[j].Time) })
+	return held
+}
 
-	// Verification records, by snapshot.
-	type cov struct{ ok, readData, testRestore bool }
+// cov is how a snapshot was checked successfully.
+type cov struct{ ok, readData, testRestore bool }
+
+// coverage is, per snapshot, which successful checks the verify records show.
+func coverage(verifies []VerifyRecord) map[string]*cov {
 	covered := map[string]*cov{}
 	for _, v := range verifies {
 		c := covered[v.Snapshot]
@@ -235,69 +293,66 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 			c = &cov{}
 			covered[v.Snapshot] = c
 		}
-		if v.OK {
-			switch {
-			case strings.HasPrefix(v.Mode, "test-restore"):
-				c.testRestore, c.ok = true, true
-			case strings.HasPrefix(v.Mode, "read-data"):
-				c.readData, c.ok = true, true
-			default:
-				c.ok = true
-			}
+		if !v.OK {
+			continue
+		}
+		c.ok = true
+		switch {
+		case strings.HasPrefix(v.Mode, "test-restore"):
+			c.testRestore = true
+		case strings.HasPrefix(v.Mode, "read-data"):
+			c.readData = true
 		}
 	}
+	return covered
+}
 
-	// Backups in the window, oldest first.
-	comps := map[string]*ComponentSummary{}
-	durations := map[string][]float64{}
-	summary := func(c string) *ComponentSummary {
-		s := comps[c]
-		if s == nil {
-			s = &ComponentSummary{Component: c}
-			comps[c] = s
-		}
-		return s
-	}
+// addBackups lists the window's snapshots oldest first and counts them per component; it returns
+// the snapshots in the window.
+func (b *builder) addBackups(snaps []*manifest.Manifest, held map[string]bool, covered map[string]*cov) map[string]bool {
 	inWindow := map[string]bool{}
 	for i := len(snaps) - 1; i >= 0; i-- { // ListSnapshots is newest first
 		m := snaps[i]
-		if !in(m.Time) {
+		if !b.in(m.Time) {
 			continue
 		}
 		inWindow[m.ID] = true
-		b := Backup{Snapshot: m.ID, Time: m.Time.UTC(), Components: m.Components, ComponentSizes: map[string]int64{}, Items: m.Items, Size: m.Size,
+		bk := Backup{Snapshot: m.ID, Time: m.Time.UTC(), Components: m.Components, ComponentSizes: map[string]int64{}, Items: m.Items, Size: m.Size,
 			StoredSize: m.StoredSize, DurationSeconds: time.Duration(m.Duration).Seconds(), Labels: m.Labels, Host: m.Host, Actor: m.Actor, Held: held[m.ID]}
-		if b.Components == nil {
-			b.Components = []string{}
+		if bk.Components == nil {
+			bk.Components = []string{}
 		}
 		for _, s := range m.Sources {
-			b.ComponentSizes[s.Component] += s.Size
+			bk.ComponentSizes[s.Component] += s.Size
 		}
 		if c := covered[m.ID]; c != nil {
-			b.Verified, b.ReadDataChecked, b.TestRestored = c.ok, c.readData, c.testRestore
+			bk.Verified, bk.ReadDataChecked, bk.TestRestored = c.ok, c.readData, c.testRestore
 		}
-		rep.Backups = append(rep.Backups, b)
-		for _, c := range b.Components {
-			s := summary(c)
+		b.rep.Backups = append(b.rep.Backups, bk)
+		for _, c := range bk.Components {
+			s := b.summary(c)
 			s.Backups++
-			t := b.Time
+			t := bk.Time
 			s.LastSuccess = &t
-			s.LastSize = b.ComponentSizes[c]
-			durations[c] = append(durations[c], b.DurationSeconds)
+			s.LastSize = bk.ComponentSizes[c]
+			b.durations[c] = append(b.durations[c], bk.DurationSeconds)
 		}
 	}
+	return inWindow
+}
 
-	// Failures from the audit trail: backup runs that recorded an error, and runs that never ended.
+// addFailures lists, from the audit trail, the runs in the window that recorded an error or never
+// ended, and counts failed backups per component.
+func (b *builder) addFailures(recs []audit.Record, st audit.Status) {
 	unfinished := map[int64]bool{}
 	for _, u := range st.Unfinished {
 		unfinished[u.Seq] = true
 	}
 	for _, rec := range recs {
-		if !in(rec.Time) {
-			continue
-		}
 		kind := ""
 		switch {
+		case !b.in(rec.Time):
+			continue
 		case rec.Result == audit.ResultError:
 			kind = "error"
 		case unfinished[rec.Seq]:
@@ -309,63 +364,74 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		if comps == nil {
 			comps = []string{}
 		}
-		rep.Failures = append(rep.Failures, Failure{Seq: rec.Seq, Time: rec.Time, Command: rec.Command, Kind: kind, Actor: rec.Actor, Host: rec.Host,
+		b.rep.Failures = append(b.rep.Failures, Failure{Seq: rec.Seq, Time: rec.Time, Command: rec.Command, Kind: kind, Actor: rec.Actor, Host: rec.Host,
 			Components: comps, Error: rec.Error, ExitCode: rec.ExitCode})
-		if rec.Command != "backup" {
-			continue
-		}
-		if len(comps) == 0 {
-			comps = []string{"unknown"}
-		}
-		for _, c := range comps {
-			s := summary(c)
-			if kind == "error" {
-				s.Failures++
-			} else {
-				s.Unfinished++
-			}
-			t := rec.Time
-			if s.LastFailure == nil || t.After(*s.LastFailure) {
-				s.LastFailure = &t
-			}
+		if rec.Command == "backup" {
+			b.countFailure(comps, kind, rec.Time)
 		}
 	}
-	for _, s := range comps {
+}
+
+func (b *builder) countFailure(comps []string, kind string, t time.Time) {
+	if len(comps) == 0 {
+		comps = []string{"unknown"}
+	}
+	for _, c := range comps {
+		s := b.summary(c)
+		if kind == "error" {
+			s.Failures++
+		} else {
+			s.Unfinished++
+		}
+		if s.LastFailure == nil || t.After(*s.LastFailure) {
+			t := t
+			s.LastFailure = &t
+		}
+	}
+}
+
+// summarize computes each component's success rate and mean duration.
+func (b *builder) summarize() {
+	for _, s := range b.comps {
 		if n := s.Backups + s.Failures + s.Unfinished; n > 0 {
 			rate := float64(s.Backups) / float64(n)
 			s.SuccessRate = &rate
 		}
-		if d := durations[s.Component]; len(d) > 0 {
+		if d := b.durations[s.Component]; len(d) > 0 {
 			var sum float64
 			for _, x := range d {
 				sum += x
 			}
 			s.AvgDurationSeconds = sum / float64(len(d))
 		}
-		rep.Components = append(rep.Components, *s)
+		b.rep.Components = append(b.rep.Components, *s)
 	}
-	sort.Slice(rep.Components, func(i, j int) bool { return rep.Components[i].Component < rep.Components[j].Component })
+	sort.Slice(b.rep.Components, func(i, j int) bool { return b.rep.Components[i].Component < b.rep.Components[j].Component })
+}
 
-	// Retention: prune runs in the window; the policy of the newest run.
+// addRetention lists the prune runs in the window and the newest run's policy.
+func (b *builder) addRetention(runs []PruneRun, o Options) {
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Time.Before(runs[j].Time) })
 	for _, p := range runs {
-		if in(p.Time) {
-			rep.Retention.Runs = append(rep.Retention.Runs, p)
+		if b.in(p.Time) {
+			b.rep.Retention.Runs = append(b.rep.Retention.Runs, p)
 		}
 	}
-	rep.Retention.Evaluated = o.PolicyEvaluated
-	rep.Retention.Violations = append([]string{}, o.PolicyViolations...)
+	b.rep.Retention.Evaluated = o.PolicyEvaluated
+	b.rep.Retention.Violations = append([]string{}, o.PolicyViolations...)
 	if len(runs) > 0 {
 		last := runs[len(runs)-1]
 		if p, ok := last.Policy.(map[string]any); ok {
-			rep.Retention.Policy = p
+			b.rep.Retention.Policy = p
 		}
 		t := last.Time
-		rep.Retention.LastRun = &t
+		b.rep.Retention.LastRun = &t
 	}
+}
 
-	// Verification coverage of the window's snapshots.
-	v := &rep.Verification
+// addVerification computes the window's verification coverage and lists its records.
+func (b *builder) addVerification(verifies []VerifyRecord, inWindow map[string]bool, covered map[string]*cov) {
+	v := &b.rep.Verification
 	v.Snapshots = len(inWindow)
 	for id := range inWindow {
 		if c := covered[id]; c != nil {
@@ -387,20 +453,19 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	}
 	sort.Slice(verifies, func(i, j int) bool { return verifies[i].Time.Before(verifies[j].Time) })
 	for _, x := range verifies {
-		if in(x.Time) {
-			if !x.OK {
-				v.Failed++
-				k := x.FailureKind
-				if k == "" {
-					k = "unrecorded"
-				}
-				v.FailedByKind[k]++
-			}
-			v.Records = append(v.Records, x)
+		if !b.in(x.Time) {
+			continue
 		}
+		if !x.OK {
+			v.Failed++
+			k := x.FailureKind
+			if k == "" {
+				k = "unrecorded"
+			}
+			v.FailedByKind[k]++
+		}
+		v.Records = append(v.Records, x)
 	}
-	sort.Strings(rep.Warnings)
-	return rep, nil
 }
 
 // readJSON calls fn for every .json object under prefix; objects that fail to read or parse become
