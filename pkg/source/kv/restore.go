@@ -1,0 +1,462 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
+)
+
+// WriteBudget bounds the body of one bulk write a restore sends (and holds in memory).
+var WriteBudget = 16 << 20
+
+// ErrTargetExists: a --to-dir restore would replace a file that is already there.
+var ErrTargetExists = errclass.New(errclass.Refused, "restore target file exists")
+
+// now is the clock restores use to leave out expired keys (tests replace it).
+var now = time.Now
+
+// selector says which keys a restore takes: all, or --key K and --prefix P (either matches).
+type selector struct {
+	keys   map[string]bool
+	prefix string
+}
+
+func (s selector) all() bool { return len(s.keys) == 0 && s.prefix == "" }
+
+func (s selector) match(k string) bool {
+	return s.all() || s.keys[k] || (s.prefix != "" && strings.HasPrefix(k, s.prefix))
+}
+
+// expired reports whether a pair cannot be written back: its expiration has passed or is under a
+// minute away (the API refuses expirations less than 60 seconds ahead).
+func expired(exp int64, t time.Time) bool {
+	return exp != 0 && exp < t.Unix()+cloudflare.KVMinExpiryAhead
+}
+
+// NamespacePlan is one namespace of a restore plan.
+type NamespacePlan struct {
+	Source sourceRef               `json:"source"`
+	Target *cloudflare.KVNamespace `json:"target,omitempty"`
+	File   string                  `json:"file,omitempty"`
+	// Keys are the selected keys that will be written; Overwrite of them exist in the target now,
+	// Create do not; Expired are left out (their expiration has passed or is under a minute away).
+	Keys      int64 `json:"keys"`
+	Overwrite int64 `json:"overwrite"`
+	Create    int64 `json:"create"`
+	Expired   int64 `json:"expired"`
+	Bytes     int64 `json:"bytes"`
+
+	items     []manifest.Item
+	overwrite []string
+}
+
+// RestorePlanJSON is restore --dry-run --json's plan for --component kv.
+type RestorePlanJSON struct {
+	Snapshot   string           `json:"snapshot"`
+	ToDir      string           `json:"to_dir,omitempty"`
+	Prefix     string           `json:"prefix,omitempty"`
+	Keys       int              `json:"selected_keys,omitempty"`
+	Namespaces []*NamespacePlan `json:"namespaces"`
+}
+
+// RestoreSummary is restore --json's summary for --component kv.
+type RestoreSummary struct {
+	MessageType    string           `json:"message_type"` // "summary"
+	Component      string           `json:"component"`
+	Snapshot       string           `json:"snapshot"`
+	ToDir          string           `json:"to_dir,omitempty"`
+	Namespaces     []*NamespacePlan `json:"namespaces"`
+	Written        int64            `json:"written"`
+	Expired        int64            `json:"expired"`
+	Bytes          int64            `json:"bytes"`
+	SafetySnapshot string           `json:"safety_snapshot,omitempty"`
+	Undo           string           `json:"undo,omitempty"`
+	Seconds        float64          `json:"seconds"`
+}
+
+type restorePlan struct {
+	req  source.RestoreRequest
+	env  source.Env
+	c    *cloudflare.Client
+	sel  selector
+	json RestorePlanJSON
+	conc int
+}
+
+func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
+	srcs, err := k.sources(req)
+	if err != nil {
+		return nil, err
+	}
+	if k.toNamespace != "" && len(srcs) > 1 {
+		return nil, fmt.Errorf("%w: --to-namespace takes one source namespace; the snapshot holds %d (choose one with --kv-namespace)", errclass.Usage, len(srcs))
+	}
+	if k.toNamespace != "" && req.ToDir != "" {
+		return nil, fmt.Errorf("%w: --to-dir and --to-namespace exclude each other", errclass.Usage)
+	}
+	sel := selector{prefix: req.Prefix}
+	if len(k.keys) > 0 {
+		sel.keys = map[string]bool{}
+		for _, key := range k.keys {
+			sel.keys[key] = true
+		}
+	}
+	p := &restorePlan{req: req, env: env, sel: sel, json: RestorePlanJSON{Snapshot: req.Snapshot.ID, ToDir: req.ToDir, Prefix: req.Prefix, Keys: len(k.keys)}}
+	if req.ToDir == "" {
+		if p.c, err = env.Cloudflare(); err != nil {
+			return nil, err
+		}
+	}
+	t := now()
+	for _, s := range srcs {
+		np := &NamespacePlan{Source: s}
+		for _, it := range req.Catalogue.Items {
+			if it.Component == Component && it.Source == s.ID && it.Kind == KindEntries {
+				np.items = append(np.items, it)
+			}
+		}
+		if req.ToDir != "" {
+			np.File = filepath.Join(req.ToDir, "kv-"+s.ID+".json")
+			if _, err := os.Stat(np.File); err == nil {
+				return nil, fmt.Errorf("%w: %s (remove it or choose another --to-dir)", ErrTargetExists, np.File)
+			}
+		} else {
+			ref := s.ID
+			if k.toNamespace != "" {
+				ref = k.toNamespace
+			}
+			target, err := p.c.ResolveKVNamespace(ctx, ref)
+			if err != nil {
+				if errors.Is(err, cloudflare.ErrNotFound) && k.toNamespace == "" {
+					return nil, fmt.Errorf("%w (the namespace backed up is gone: create one and name it with --to-namespace)", err)
+				}
+				return nil, err
+			}
+			np.Target = &target
+		}
+		// Which selected keys the snapshot holds (headers only; values are checked and skipped).
+		selected := map[string]bool{}
+		for _, it := range np.items {
+			err := readItem(ctx, req.Open, it, func(e Entry, _ io.Reader) error {
+				if !sel.match(e.Key) {
+					return nil
+				}
+				if req.ToDir == "" && expired(e.Expiration, t) {
+					np.Expired++
+					return nil
+				}
+				np.Keys++
+				np.Bytes += e.Size
+				if req.ToDir == "" {
+					selected[e.Key] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if np.Target != nil && len(selected) > 0 {
+			prefix := ""
+			if len(sel.keys) == 0 {
+				prefix = sel.prefix
+			}
+			err := p.c.ListKVKeys(ctx, np.Target.ID, prefix, cloudflare.KVListLimit, func(page []cloudflare.KVKey) error {
+				for _, key := range page {
+					if selected[key.Name] {
+						np.overwrite = append(np.overwrite, key.Name)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			np.Overwrite = int64(len(np.overwrite))
+			np.Create = np.Keys - np.Overwrite
+		}
+		p.json.Namespaces = append(p.json.Namespaces, np)
+	}
+	return p, nil
+}
+
+// readItem opens one entries item (checked against its recorded hash) and decodes it.
+func readItem(ctx context.Context, open source.Opener, it manifest.Item, fn func(Entry, io.Reader) error) error {
+	rc, err := open(ctx, it.ItemRef)
+	if err != nil {
+		return err
+	}
+	n, err := ReadEntries(rc, fn)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	if int64(n) != it.Rows {
+		return fmt.Errorf("%w: an item holds %d entries, the catalogue says %d", ErrFormat, n, it.Rows)
+	}
+	return nil
+}
+
+func (p *restorePlan) JSON() any { return p.json }
+
+func (p *restorePlan) Text(w io.Writer) {
+	fmt.Fprintf(w, "Restore KV from snapshot %s:\n", p.json.Snapshot)
+	for _, np := range p.json.Namespaces {
+		switch {
+		case np.File != "":
+			fmt.Fprintf(w, "  %s (%s) → %s: %d key(s), %d bytes\n", np.Source.Title, np.Source.ID, np.File, np.Keys, np.Bytes)
+		default:
+			fmt.Fprintf(w, "  %s (%s) → namespace %s (%s): %d key(s), %d bytes; %d overwrite live keys, %d are new\n",
+				np.Source.Title, np.Source.ID, np.Target.Title, np.Target.ID, np.Keys, np.Bytes, np.Overwrite, np.Create)
+		}
+		if np.Expired > 0 {
+			fmt.Fprintf(w, "    %d expired key(s) left out (expiration passed or under a minute away)\n", np.Expired)
+		}
+	}
+}
+
+func (p *restorePlan) overwrites() (n int64, names []string) {
+	for _, np := range p.json.Namespaces {
+		if np.Overwrite > 0 {
+			n += np.Overwrite
+			names = append(names, np.Target.Title)
+		}
+	}
+	return n, names
+}
+
+func (p *restorePlan) Confirm() *source.Confirmation {
+	n, names := p.overwrites()
+	if n == 0 {
+		return nil
+	}
+	return &source.Confirmation{Prompt: fmt.Sprintf("%d live key(s) of KV namespace %s", n, strings.Join(quoteAll(names), ", ")), Name: names[0]}
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}
+
+func (p *restorePlan) Safety() *source.Safety {
+	n, names := p.overwrites()
+	if n == 0 {
+		return nil
+	}
+	sf := &source.Safety{Target: strings.Join(names, ","), What: fmt.Sprintf("the %d live key(s) of KV namespace %s this restore overwrites", n, strings.Join(names, ", "))}
+	var ids []string
+	for _, np := range p.json.Namespaces {
+		if np.Overwrite == 0 {
+			continue
+		}
+		target, keys := *np.Target, np.overwrite
+		ids = append(ids, target.ID)
+		sf.Captures = append(sf.Captures, source.Capture{Component: Component, Name: target.Title, Run: func(ctx context.Context, s *source.Session) error {
+			_, err := Backup(ctx, p.c, s, BackupOptions{Namespace: target, Keys: keys, Log: p.env.Log(), Progress: progressOf(s)})
+			return err
+		}})
+	}
+	sf.Undo = func(id string) string {
+		cmd := "cfbackup restore " + id + " --component kv"
+		for _, ns := range ids {
+			cmd += " --kv-namespace " + ns
+		}
+		return cmd + " --yes"
+	}
+	return sf
+}
+
+func progressOf(s *source.Session) func(int) {
+	if s.Progress == nil {
+		return func(int) {}
+	}
+	return s.Progress.Add
+}
+
+func (p *restorePlan) Execute(ctx context.Context, x source.Execution) (*source.RestoreResult, error) {
+	start := time.Now()
+	pr := x.Progress
+	if pr == nil {
+		pr = source.NoProgress{}
+	}
+	sum := &RestoreSummary{MessageType: "summary", Component: Component, Snapshot: p.json.Snapshot, ToDir: p.json.ToDir,
+		Namespaces: p.json.Namespaces, SafetySnapshot: x.SafetySnapshot, Undo: x.Undo}
+	var total int64
+	for _, np := range p.json.Namespaces {
+		total += np.Bytes
+	}
+	pr.Start("restore kv", total)
+	defer pr.Finish()
+	t := now()
+	for _, np := range p.json.Namespaces {
+		var written, exp, size int64
+		var err error
+		if np.File != "" {
+			written, size, err = p.toFile(ctx, np, pr)
+		} else {
+			written, exp, size, err = p.toNamespace(ctx, np, t, pr)
+		}
+		sum.Written += written
+		sum.Expired += exp
+		sum.Bytes += size
+		if err != nil {
+			if np.File != "" {
+				return nil, fmt.Errorf("restore KV namespace %s to %s: %w (nothing was left at the file)", np.Source.Title, np.File, err)
+			}
+			return nil, fmt.Errorf("restore KV namespace %s into %s: %w (%d key(s) written before the failure; running the same restore again finishes it)",
+				np.Source.Title, np.Target.Title, err, written)
+		}
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	var b strings.Builder
+	for _, np := range p.json.Namespaces {
+		if np.File != "" {
+			fmt.Fprintf(&b, "KV namespace %s: %d key(s) written to %s (a bulk-write JSON array).\n", np.Source.Title, np.Keys, np.File)
+		} else {
+			fmt.Fprintf(&b, "KV namespace %s → %s: %d key(s) written (%d replaced, %d new).\n", np.Source.Title, np.Target.Title, np.Keys, np.Overwrite, np.Create)
+			if np.Create > 0 && x.Undo != "" {
+				fmt.Fprintf(&b, "  The undo command puts back the %d replaced key(s); it does not delete the %d new one(s).\n", np.Overwrite, np.Create)
+			}
+		}
+		if np.Expired > 0 {
+			fmt.Fprintf(&b, "  %d expired key(s) left out.\n", np.Expired)
+		}
+	}
+	return &source.RestoreResult{JSON: sum, Text: b.String()}, nil
+}
+
+// toNamespace writes the selected pairs with bulk writes of at most KVBulkPutPairs pairs and
+// WriteBudget bytes.
+func (p *restorePlan) toNamespace(ctx context.Context, np *NamespacePlan, t time.Time, pr source.Progress) (written, exp, size int64, err error) {
+	var batch []cloudflare.KVWrite
+	bytesIn := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := p.c.BulkPutKV(ctx, np.Target.ID, batch); err != nil {
+			return err
+		}
+		written += int64(len(batch))
+		batch, bytesIn = batch[:0], 0
+		return nil
+	}
+	for _, it := range np.items {
+		err := readItem(ctx, p.req.Open, it, func(e Entry, v io.Reader) error {
+			if !p.sel.match(e.Key) {
+				return nil
+			}
+			if expired(e.Expiration, t) {
+				exp++
+				return nil
+			}
+			val, err := io.ReadAll(v)
+			if err != nil {
+				return err
+			}
+			w := cloudflare.KVWrite{Key: e.Key, Value: val, Expiration: e.Expiration, Metadata: e.Metadata}
+			n := cloudflare.KVWriteSize(w)
+			if len(batch) >= cloudflare.KVBulkPutPairs || (len(batch) > 0 && bytesIn+n > WriteBudget) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batch = append(batch, w)
+			bytesIn += n
+			size += int64(len(val))
+			pr.Add(len(val))
+			return nil
+		})
+		if err != nil {
+			return written, exp, size, err
+		}
+	}
+	return written, exp, size, flush()
+}
+
+// toFile writes the selected pairs as one JSON array in the bulk-write shape (key, value, base64,
+// expiration, metadata) to FILE.partial, then renames it.
+func (p *restorePlan) toFile(ctx context.Context, np *NamespacePlan, pr source.Progress) (written, size int64, err error) {
+	if err := os.MkdirAll(filepath.Dir(np.File), 0o700); err != nil {
+		return 0, 0, err
+	}
+	written, size, err = writeJSONFile(ctx, np.File, np.items, p.req.Open, p.sel.match, pr.Add)
+	return written, size, err
+}
+
+// writeJSONFile writes the entries of items that keep accepts to file (via file.partial).
+func writeJSONFile(ctx context.Context, file string, items []manifest.Item, open source.Opener, keep func(string) bool, progress func(int)) (written, size int64, err error) {
+	tmp := file + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.WriteString("["); err != nil {
+		return 0, 0, err
+	}
+	for _, it := range items {
+		err = readItem(ctx, open, it, func(e Entry, v io.Reader) error {
+			if !keep(e.Key) {
+				return nil
+			}
+			val, err := io.ReadAll(v)
+			if err != nil {
+				return err
+			}
+			b, err := cloudflare.EncodeKVWrites([]cloudflare.KVWrite{{Key: e.Key, Value: val, Expiration: e.Expiration, Metadata: e.Metadata}})
+			if err != nil {
+				return err
+			}
+			b = bytes.TrimSuffix(bytes.TrimPrefix(b, []byte("[")), []byte("]"))
+			sep := ",\n"
+			if written == 0 {
+				sep = "\n"
+			}
+			if _, err := f.WriteString(sep); err != nil {
+				return err
+			}
+			if _, err := f.Write(b); err != nil {
+				return err
+			}
+			written++
+			size += int64(len(val))
+			progress(len(val))
+			return nil
+		})
+		if err != nil {
+			return written, size, err
+		}
+	}
+	if _, err = f.WriteString("\n]\n"); err != nil {
+		return written, size, err
+	}
+	if err = f.Sync(); err != nil {
+		return written, size, err
+	}
+	if err = f.Close(); err != nil {
+		return written, size, err
+	}
+	return written, size, os.Rename(tmp, file)
+}
