@@ -208,12 +208,12 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	if _, err := f.restore(m.ID, engine.RestoreOptions{}); !errors.Is(err, errclass.Refused) {
 		t.Fatalf("restore over live keys without --yes: %v", err)
 	}
-	dry, err := f.restore(m.ID, engine.RestoreOptions{DryRun: true}, "--key", "s/007", "--key", "s/010", "--key", "missing")
+	dry, err := f.restore(m.ID, engine.RestoreOptions{DryRun: true}, "--key", "s/007", "--key", "s/014", "--key", "s/010", "--key", "missing")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pj := dry.Plan.JSON().(kv.RestorePlanJSON)
-	if np := pj.Namespaces[0]; np.Keys != 2 || np.Overwrite != 2 || np.Create != 0 {
+	if np := pj.Namespaces[0]; np.Keys != 2 || np.Overwrite != 2 || np.Create != 0 || np.Same != 1 {
 		t.Fatalf("plan for --key: %+v", np)
 	}
 	var txt bytes.Buffer
@@ -227,6 +227,9 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	out, err := f.restore(m.ID, engine.RestoreOptions{Yes: true, Prefix: "s/0"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if np := out.Plan.JSON().(kv.RestorePlanJSON).Namespaces[0]; np.Keys != 10 || np.Same != 90 {
+		t.Fatalf("prefix restore plan %+v", np)
 	}
 	if out.SafetySnapshot == "" || !strings.Contains(out.Undo, out.SafetySnapshot) || !strings.Contains(out.Undo, "--component kv") {
 		t.Fatalf("safety %q undo %q", out.SafetySnapshot, out.Undo)
@@ -244,7 +247,7 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	if string(byKey["s/105"].Value) != "changed" || string(byKey["t/new-0"].Value) != "new" {
 		t.Fatal("keys outside --prefix were touched")
 	}
-	// The safety snapshot holds exactly the overwritten keys (s/0xx that existed live: 100).
+	// The safety snapshot holds exactly the overwritten keys (the 10 changed s/0xx; 90 are identical).
 	sm, err := f.rp.FindSnapshot(context.Background(), out.SafetySnapshot, "kv")
 	if err == nil {
 		sm, err = f.rp.LoadManifest(context.Background(), sm)
@@ -260,8 +263,8 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	for _, it := range cat.Items {
 		rows += it.Rows
 	}
-	if rows != 100 || sm.Sources[0].Index != "" {
-		t.Fatalf("safety snapshot holds %d keys (index %q), want 100", rows, sm.Sources[0].Index)
+	if rows != 10 || sm.Sources[0].Index != "" {
+		t.Fatalf("safety snapshot holds %d keys (index %q), want 10", rows, sm.Sources[0].Index)
 	}
 	// Undo: restore the safety snapshot.
 	args := strings.Fields(out.Undo)

@@ -3,6 +3,9 @@ package kv
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +60,110 @@ type NamespacePlan struct {
 	Expired   int64 `json:"expired"`
 	Bytes     int64 `json:"bytes"`
 
+	// Same are selected keys the target already holds with the same value, metadata and expiration:
+	// they are left alone (not counted in Keys).
+	Same int64 `json:"same"`
+
 	items     []manifest.Item
 	overwrite []string
+	same      map[string]bool
+}
+
+// fingerprint is what decides whether a live pair already equals the snapshot's.
+type fingerprint struct {
+	sha  string
+	exp  int64
+	meta string
+}
+
+func compactJSON(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	var c bytes.Buffer
+	if json.Compact(&c, b) != nil {
+		return b
+	}
+	return c.Bytes()
+}
+
+// compareLive lists the target and reads the live values of the selected keys it holds: keys whose
+// value, metadata and expiration already match are left alone, the others are the overwrites.
+func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, selected map[string]fingerprint) error {
+	prefix := ""
+	if len(p.sel.keys) == 0 {
+		prefix = p.sel.prefix
+	}
+	var check []cloudflare.KVKey
+	np.same = map[string]bool{}
+	decide := func(keys []cloudflare.KVKey) error {
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = k.Name
+		}
+		vals, err := p.c.BulkGetKV(ctx, np.Target.ID, names)
+		if err != nil && (ctx.Err() != nil || !fallback(err)) {
+			return err
+		}
+		for _, k := range keys {
+			want := selected[k.Name]
+			v, ok := vals[k.Name]
+			var sum [32]byte
+			switch {
+			case ok && !v.Found:
+				continue // deleted meanwhile: a plain create
+			case ok && cloudflare.KVTextSafe(v.Value):
+				sum = sha256.Sum256([]byte(v.Value))
+			default:
+				body, _, err := p.c.GetKVValue(ctx, np.Target.ID, k.Name)
+				if errors.Is(err, cloudflare.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, io.LimitReader(body, cloudflare.KVMaxValueBytes+1))
+				body.Close()
+				if err != nil {
+					return fmt.Errorf("read a live value of KV namespace %s: %w", np.Target.Title, err)
+				}
+				copy(sum[:], h.Sum(nil))
+			}
+			if hex.EncodeToString(sum[:]) == want.sha && k.Expiration == want.exp && string(compactJSON(k.Metadata)) == want.meta {
+				np.same[k.Name] = true
+				continue
+			}
+			np.overwrite = append(np.overwrite, k.Name)
+		}
+		return nil
+	}
+	err := p.c.ListKVKeys(ctx, np.Target.ID, prefix, cloudflare.KVListLimit, func(page []cloudflare.KVKey) error {
+		for _, key := range page {
+			if _, ok := selected[key.Name]; !ok {
+				continue
+			}
+			check = append(check, key)
+			if len(check) == cloudflare.KVBulkGetKeys {
+				if err := decide(check); err != nil {
+					return err
+				}
+				check = check[:0]
+			}
+		}
+		return nil
+	})
+	if err == nil && len(check) > 0 {
+		err = decide(check)
+	}
+	if err != nil {
+		return err
+	}
+	np.Same = int64(len(np.same))
+	np.Keys -= np.Same
+	np.Overwrite = int64(len(np.overwrite))
+	np.Create = np.Keys - np.Overwrite
+	return nil
 }
 
 // RestorePlanJSON is restore --dry-run --json's plan for --component kv.
@@ -146,7 +251,7 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 			np.Target = &target
 		}
 		// Which selected keys the snapshot holds (headers only; values are checked and skipped).
-		selected := map[string]bool{}
+		selected := map[string]fingerprint{}
 		for _, it := range np.items {
 			err := readItem(ctx, req.Open, it, func(e Entry, _ io.Reader) error {
 				if !sel.match(e.Key) {
@@ -159,7 +264,7 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 				np.Keys++
 				np.Bytes += e.Size
 				if req.ToDir == "" {
-					selected[e.Key] = true
+					selected[e.Key] = fingerprint{sha: e.SHA256, exp: e.Expiration, meta: string(compactJSON(e.Metadata))}
 				}
 				return nil
 			})
@@ -168,23 +273,9 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 			}
 		}
 		if np.Target != nil && len(selected) > 0 {
-			prefix := ""
-			if len(sel.keys) == 0 {
-				prefix = sel.prefix
-			}
-			err := p.c.ListKVKeys(ctx, np.Target.ID, prefix, cloudflare.KVListLimit, func(page []cloudflare.KVKey) error {
-				for _, key := range page {
-					if selected[key.Name] {
-						np.overwrite = append(np.overwrite, key.Name)
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			if err := p.compareLive(ctx, np, selected); err != nil {
 				return nil, err
 			}
-			np.Overwrite = int64(len(np.overwrite))
-			np.Create = np.Keys - np.Overwrite
 		}
 		p.json.Namespaces = append(p.json.Namespaces, np)
 	}
@@ -219,8 +310,8 @@ func (p *restorePlan) Text(w io.Writer) {
 		case np.File != "":
 			fmt.Fprintf(w, "  %s (%s) → %s: %d key(s), %d bytes\n", np.Source.Title, np.Source.ID, np.File, np.Keys, np.Bytes)
 		default:
-			fmt.Fprintf(w, "  %s (%s) → namespace %s (%s): %d key(s), %d bytes; %d overwrite live keys, %d are new\n",
-				np.Source.Title, np.Source.ID, np.Target.Title, np.Target.ID, np.Keys, np.Bytes, np.Overwrite, np.Create)
+			fmt.Fprintf(w, "  %s (%s) → namespace %s (%s): %d key(s), %d bytes; %d overwrite live keys, %d are new, %d already identical\n",
+				np.Source.Title, np.Source.ID, np.Target.Title, np.Target.ID, np.Keys, np.Bytes, np.Overwrite, np.Create, np.Same)
 		}
 		if np.Expired > 0 {
 			fmt.Fprintf(w, "    %d expired key(s) left out (expiration passed or under a minute away)\n", np.Expired)
@@ -329,7 +420,7 @@ func (p *restorePlan) Execute(ctx context.Context, x source.Execution) (*source.
 		if np.File != "" {
 			fmt.Fprintf(&b, "KV namespace %s: %d key(s) written to %s (a bulk-write JSON array).\n", np.Source.Title, np.Keys, np.File)
 		} else {
-			fmt.Fprintf(&b, "KV namespace %s → %s: %d key(s) written (%d replaced, %d new).\n", np.Source.Title, np.Target.Title, np.Keys, np.Overwrite, np.Create)
+			fmt.Fprintf(&b, "KV namespace %s → %s: %d key(s) written (%d replaced, %d new), %d already identical.\n", np.Source.Title, np.Target.Title, np.Keys, np.Overwrite, np.Create, np.Same)
 			if np.Create > 0 && x.Undo != "" {
 				fmt.Fprintf(&b, "  The undo command puts back the %d replaced key(s); it does not delete the %d new one(s).\n", np.Overwrite, np.Create)
 			}
@@ -364,6 +455,9 @@ func (p *restorePlan) toNamespace(ctx context.Context, np *NamespacePlan, t time
 			}
 			if expired(e.Expiration, t) {
 				exp++
+				return nil
+			}
+			if np.same[e.Key] {
 				return nil
 			}
 			val, err := io.ReadAll(v)
