@@ -729,3 +729,16 @@ func (s *Server) withKV(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// KVNamespaceID finds a namespace's id by title.
+func (s *Server) KVNamespaceID(title string) (string, error) {
+	db, err := s.kvDB()
+	if err != nil {
+		return "", err
+	}
+	var id string
+	if err := db.QueryRow(`SELECT id FROM namespaces WHERE title = ?`, title).Scan(&id); err != nil {
+		return "", fmt.Errorf("KV namespace %q: %w", title, err)
+	}
+	return id, nil
+}
