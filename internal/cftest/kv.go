@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 )
 
@@ -739,6 +741,56 @@ func (s *Server) KVNamespaceID(title string) (string, error) {
 	var id string
 	if err := db.QueryRow(`SELECT id FROM namespaces WHERE title = ?`, title).Scan(&id); err != nil {
 		return "", fmt.Errorf("KV namespace %q: %w", title, err)
+	}
+	return id, nil
+}
+
+// SeedKV creates a namespace titled title (or reuses it) and, when it is empty, fills it with n
+// generated pairs, deterministic for a seed: keys "<prefix>/<i>" under a few prefixes, text values
+// of 40–600 bytes, every 10th value binary, every 3rd pair with metadata, every 10th expiring in a
+// year. It returns the namespace id.
+func (s *Server) SeedKV(title string, n int, seed uint64) (string, error) {
+	id, err := s.KVNamespaceID(title)
+	if err != nil {
+		if id, err = s.AddKVNamespace(title); err != nil {
+			return "", err
+		}
+	}
+	db, err := s.kvDB()
+	if err != nil {
+		return "", err
+	}
+	var have int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM pairs WHERE ns = ?`, id).Scan(&have); err != nil || have > 0 {
+		return id, err
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(n)))
+	prefixes := []string{"user", "session", "config", "cache/img", "flags"}
+	exp := s.opts.Now().Add(365 * 24 * time.Hour).Unix()
+	for lo := 0; lo < n; lo += 10000 {
+		var batch []KVPair
+		for i := lo; i < min(lo+10000, n); i++ {
+			p := KVPair{Key: fmt.Sprintf("%s/%08d", prefixes[i%len(prefixes)], i)}
+			if i%10 == 9 {
+				p.Value = make([]byte, 40+rng.IntN(560))
+				for j := range p.Value {
+					p.Value[j] = byte(rng.UintN(256))
+				}
+				p.Value[0] = 0xff
+			} else {
+				p.Value = []byte(strings.Repeat(fmt.Sprintf("value %d of %s; ", i, title), 1+rng.IntN(20)))
+			}
+			if i%3 == 0 {
+				p.Metadata = json.RawMessage(fmt.Sprintf(`{"v":%d,"owner":"u%d"}`, rng.IntN(100), i))
+			}
+			if i%10 == 4 {
+				p.Expiration = exp
+			}
+			batch = append(batch, p)
+		}
+		if err := s.PutKV(id, batch...); err != nil {
+			return "", err
+		}
 	}
 	return id, nil
 }
