@@ -26,7 +26,7 @@ echo "KV namespace: $KEYS keys"
 measure "backup (full)" "$B/cfbackup" backup --component kv --kv-namespace bench --no-progress
 measure "backup --kv-incremental (no change)" "$B/cfbackup" backup --component kv --kv-namespace bench --kv-incremental --no-progress
 measure "restore --to-namespace (empty)" "$B/cfbackup" restore latest --component kv --kv-namespace bench --to-namespace restored --yes --no-progress
-measure "restore --to-dir" "$B/cfbackup" restore latest --component kv --kv-namespace bench --to-dir "$D/out" --no-progress
+measure "restore --to-dir" "$B/cfbackup" restore latest --component kv --kv-namespace bench --to-dir "$D/export" --no-progress
 measure "test-restore" "$B/cfbackup" test-restore latest --component kv --no-progress
 "$B/cfbackup" list --component kv
 du -sh "$D/repo" | awk '{print "repository: " $1}'

@@ -263,7 +263,20 @@ type batchReader struct {
 type groupResult struct {
 	vals map[string]cloudflare.KVBulkValue
 	err  error
+	// exact holds values the bulk read could not return as bytes, read one by one ahead of their
+	// turn (up to prefetchSingles bytes per group; the rest are read when written).
+	exact map[string]exactValue
+	gets  int64
 }
+
+type exactValue struct {
+	value []byte
+	exp   int64
+	err   error
+}
+
+// prefetchSingles bounds the bytes of single reads one group holds ahead of the writer.
+const prefetchSingles = 8 << 20
 
 func (b *batchReader) produce(w io.Writer) error {
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -297,7 +310,24 @@ func (b *batchReader) produce(w io.Writer) error {
 					names[j] = k.Name
 				}
 				vals, err := b.c.BulkGetKV(ctx, b.ns, names)
-				results[i] <- groupResult{vals, err}
+				r := groupResult{vals: vals, err: err, exact: map[string]exactValue{}}
+				if err != nil && fallback(err) {
+					vals = nil
+				}
+				if err == nil || fallback(err) {
+					held := 0
+					for _, k := range g {
+						v, ok := vals[k.Name]
+						if (ok && !v.Found) || (ok && cloudflare.KVTextSafe(v.Value)) || held >= prefetchSingles {
+							continue
+						}
+						val, exp, err := b.fetchOne(ctx, k.Name)
+						r.gets++
+						r.exact[k.Name] = exactValue{val, exp, err}
+						held += len(val)
+					}
+				}
+				results[i] <- r
 			}()
 		}
 	}()
@@ -311,6 +341,7 @@ func (b *batchReader) produce(w io.Writer) error {
 		}
 		<-sem
 		b.st.BulkGets++
+		b.st.SingleGets += r.gets
 		if r.err != nil {
 			if ctx.Err() != nil || !fallback(r.err) {
 				return r.err
@@ -328,7 +359,15 @@ func (b *batchReader) produce(w io.Writer) error {
 			case inBulk && cloudflare.KVTextSafe(v.Value):
 				value = []byte(v.Value)
 			default:
-				got, gexp, err := b.single(ctx, k.Name)
+				var got []byte
+				var gexp int64
+				var err error
+				if x, ok := r.exact[k.Name]; ok {
+					got, gexp, err = x.value, x.exp, x.err
+				} else {
+					b.st.SingleGets++
+					got, gexp, err = b.fetchOne(ctx, k.Name)
+				}
 				if errors.Is(err, cloudflare.ErrNotFound) {
 					b.skipped++
 					continue
@@ -367,9 +406,9 @@ func (b *batchReader) produce(w io.Writer) error {
 	return nil
 }
 
-// single reads one value as bytes (GET …/values/{key}), bounded by the value size limit.
-func (b *batchReader) single(ctx context.Context, key string) ([]byte, int64, error) {
-	b.st.SingleGets++
+// fetchOne reads one value as bytes (GET …/values/{key}), bounded by the value size limit. It may
+// run on several goroutines at once.
+func (b *batchReader) fetchOne(ctx context.Context, key string) ([]byte, int64, error) {
 	body, exp, err := b.c.GetKVValue(ctx, b.ns, key)
 	if err != nil {
 		return nil, 0, err
