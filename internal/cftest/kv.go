@@ -109,6 +109,10 @@ func (s *Server) PutKV(ns string, pairs ...KVPair) error {
 		return err
 	}
 	defer tx.Rollback()
+	up, err := newUpserter(tx)
+	if err != nil {
+		return err
+	}
 	for _, p := range pairs {
 		if msg := kvCheckKey(p.Key); msg != "" {
 			return errors.New(msg)
@@ -116,7 +120,7 @@ func (s *Server) PutKV(ns string, pairs ...KVPair) error {
 		if len(p.Value) > kvMaxValue || len(p.Metadata) > kvMaxMetadata {
 			return fmt.Errorf("pair %q over the value or metadata limit", p.Key)
 		}
-		if err := kvUpsert(tx, ns, p); err != nil {
+		if err := up.put(ns, p); err != nil {
 			return err
 		}
 	}
@@ -159,7 +163,21 @@ func (s *Server) FailKVWrites(n int) { s.kv.flaky.Store(int64(n)) }
 // KVRequests reports how many single-value GETs and bulk reads were served.
 func (s *Server) KVRequests() (gets, bulkGets int64) { return s.kv.gets.Load(), s.kv.bulks.Load() }
 
-func kvUpsert(tx *sql.Tx, ns string, p KVPair) error {
+const kvUpsertSQL = `INSERT INTO pairs (ns, key, value, expiration, metadata) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expiration = excluded.expiration, metadata = excluded.metadata`
+
+// kvUpserter writes pairs through one prepared statement of a transaction.
+type kvUpserter struct{ st *sql.Stmt }
+
+func newUpserter(tx *sql.Tx) (*kvUpserter, error) {
+	st, err := tx.Prepare(kvUpsertSQL)
+	if err != nil {
+		return nil, err
+	}
+	return &kvUpserter{st}, nil
+}
+
+func (u *kvUpserter) put(ns string, p KVPair) error {
 	var meta any
 	if len(p.Metadata) > 0 && string(p.Metadata) != "null" {
 		meta = string(p.Metadata)
@@ -168,10 +186,17 @@ func kvUpsert(tx *sql.Tx, ns string, p KVPair) error {
 	if val == nil {
 		val = []byte{}
 	}
-	_, err := tx.Exec(`INSERT INTO pairs (ns, key, value, expiration, metadata) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expiration = excluded.expiration, metadata = excluded.metadata`,
-		ns, p.Key, val, p.Expiration, meta)
+	_, err := u.st.Exec(ns, p.Key, val, p.Expiration, meta)
 	return err
+}
+
+func kvUpsert(tx *sql.Tx, ns string, p KVPair) error {
+	up, err := newUpserter(tx)
+	if err != nil {
+		return err
+	}
+	defer up.st.Close()
+	return up.put(ns, p)
 }
 
 // kvCheckKey says what is wrong with a key name, or "".
@@ -402,6 +427,33 @@ func (s *Server) kvRead(ctx context.Context, db *sql.DB, ns, key string) (p KVPa
 	return p, true, nil
 }
 
+// kvReadMany reads the live pairs among keys.
+func (s *Server) kvReadMany(ctx context.Context, db *sql.DB, ns string, keys []string) (map[string]KVPair, error) {
+	args := []any{ns, s.opts.Now().Unix()}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT key, value, expiration, metadata FROM pairs WHERE ns = ? AND (expiration = 0 OR expiration > ?)
+		AND key IN (?`+strings.Repeat(", ?", len(keys)-1)+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]KVPair, len(keys))
+	for rows.Next() {
+		var p KVPair
+		var meta sql.NullString
+		if err := rows.Scan(&p.Key, &p.Value, &p.Expiration, &meta); err != nil {
+			return nil, err
+		}
+		if meta.Valid {
+			p.Metadata = json.RawMessage(meta.String)
+		}
+		out[p.Key] = p
+	}
+	return out, rows.Err()
+}
+
 func (s *Server) kvGetValue(w http.ResponseWriter, r *http.Request, db *sql.DB, ns, key string) {
 	s.kv.gets.Add(1)
 	p, found, err := s.kvRead(r.Context(), db, ns, key)
@@ -546,14 +598,15 @@ func (s *Server) kvBulkGet(w http.ResponseWriter, r *http.Request, db *sql.DB, n
 		fail(w, 400, 10019, "type must be text or json")
 		return
 	}
+	found, err := s.kvReadMany(r.Context(), db, ns, body.Keys)
+	if err != nil {
+		fail(w, 500, 10001, err.Error())
+		return
+	}
 	values := make(map[string]any, len(body.Keys))
 	for _, k := range body.Keys {
-		p, found, err := s.kvRead(r.Context(), db, ns, k)
-		if err != nil {
-			fail(w, 500, 10001, err.Error())
-			return
-		}
-		if !found {
+		p, ok := found[k]
+		if !ok {
 			values[k] = nil
 			continue
 		}
@@ -669,8 +722,14 @@ func (s *Server) kvBulkPut(w http.ResponseWriter, r *http.Request, db *sql.DB, n
 		fail(w, 500, 10001, err.Error())
 		return
 	}
+	up, err := newUpserter(tx)
+	if err != nil {
+		tx.Rollback()
+		fail(w, 500, 10001, err.Error())
+		return
+	}
 	for _, p := range out {
-		if err := kvUpsert(tx, ns, p); err != nil {
+		if err := up.put(ns, p); err != nil {
 			tx.Rollback()
 			fail(w, 500, 10001, err.Error())
 			return
