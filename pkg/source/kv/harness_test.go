@@ -55,25 +55,10 @@ func newFx(t testing.TB, opts cftest.Options) *fx {
 
 // Env (source.Env) for the component.
 func (f *fx) Cloudflare() (*cloudflare.Client, error) { return f.cf, nil }
-func (f *fx) Setting(string) string                    { return "" }
-func (f *fx) Log() *slog.Logger                        { return slog.New(slog.DiscardHandler) }
-func (f *fx) Stderr() io.Writer                        { return &f.stderr }
-func (f *fx) Interactive() bool                        { return false }
-
-// comp makes the kv component with flags for verb parsed from args.
-func comp(t testing.TB, verb source.Verb, args ...string) source.Component {
-	t.Helper()
-	c, err := source.New(kv.Component)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	c.Flags(verb, fs)
-	if err := fs.Parse(args); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func (f *fx) Setting(string) string                   { return "" }
+func (f *fx) Log() *slog.Logger                       { return slog.New(slog.DiscardHandler) }
+func (f *fx) Stderr() io.Writer                       { return &f.stderr }
+func (f *fx) Interactive() bool                       { return false }
 
 func (f *fx) backup(t testing.TB, args ...string) *manifest.Manifest {
 	t.Helper()

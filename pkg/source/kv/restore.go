@@ -21,7 +21,7 @@ import (
 )
 
 // WriteBudget bounds the body of one bulk write a restore sends (and holds in memory).
-var WriteBudget = 16 << 20
+var WriteBudget = 8 << 20
 
 // ErrTargetExists: a --to-dir restore would replace a file that is already there.
 var ErrTargetExists = errclass.New(errclass.Refused, "restore target file exists")
@@ -70,10 +70,18 @@ type NamespacePlan struct {
 }
 
 // fingerprint is what decides whether a live pair already equals the snapshot's.
+// It is kept for every selected key while a restore is planned, so it is small: the value's SHA-256,
+// the expiration and the SHA-256 of the compacted metadata.
 type fingerprint struct {
-	sha  string
+	sha  [32]byte
 	exp  int64
-	meta string
+	meta [32]byte
+}
+
+func newFingerprint(e Entry) fingerprint {
+	f := fingerprint{exp: e.Expiration, meta: sha256.Sum256(compactJSON(e.Metadata))}
+	_, _ = hex.Decode(f.sha[:], []byte(e.SHA256))
+	return f
 }
 
 func compactJSON(b []byte) []byte {
@@ -130,7 +138,7 @@ func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, select
 				}
 				copy(sum[:], h.Sum(nil))
 			}
-			if hex.EncodeToString(sum[:]) == want.sha && k.Expiration == want.exp && string(compactJSON(k.Metadata)) == want.meta {
+			if sum == want.sha && k.Expiration == want.exp && sha256.Sum256(compactJSON(k.Metadata)) == want.meta {
 				np.same[k.Name] = true
 				continue
 			}
@@ -264,7 +272,7 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 				np.Keys++
 				np.Bytes += e.Size
 				if req.ToDir == "" {
-					selected[e.Key] = fingerprint{sha: e.SHA256, exp: e.Expiration, meta: string(compactJSON(e.Metadata))}
+					selected[e.Key] = newFingerprint(e)
 				}
 				return nil
 			})

@@ -109,4 +109,3 @@ func sampleIndexes(total int, sample string) ([]int, error) {
 	slices.Sort(idx)
 	return idx, nil
 }
-
