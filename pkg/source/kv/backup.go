@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,185 +67,220 @@ type Stats struct {
 // unchanged batches from the parent snapshot (Incremental), reads the rest in bulk, writes one
 // entries item per batch and the namespace's index, and adds the source.
 func Backup(ctx context.Context, c *cloudflare.Client, s *source.Session, o BackupOptions) (Stats, error) {
-	var st Stats
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	nb, err := newNamespaceBackup(ctx, c, s, o)
+	if err != nil {
+		return nb.st, err
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = func(int) {}
+	err = c.ListKVKeys(ctx, nb.ns, "", cloudflare.KVListLimit, nb.page)
+	if err == nil {
+		err = nb.flush()
 	}
-	conc := o.Concurrency
-	if conc <= 0 {
-		conc = DefaultConcurrency
+	if err == nil {
+		err = nb.settle(0)
 	}
-	ns := o.Namespace.ID
-	haveSecret := len(o.WriterSecret) > 0
-	var ik indexKeys
-	var par *parent
-	if haveSecret {
-		ik = deriveKeys(o.WriterSecret)
-		if o.Incremental && len(o.Keys) == 0 {
-			var err error
-			if par, err = loadParent(ctx, s, ns, ik); err != nil {
-				if ctx.Err() != nil {
-					return st, ctx.Err()
-				}
-				log.Warn("cannot use the parent snapshot's KV index: reading every value", "namespace", o.Namespace.Title, "err", err)
-				par = nil
-			}
-		}
-	} else if len(o.Keys) == 0 {
-		log.Warn("no writer secret: reading every value and writing no incremental index (set CFBACKUP_WRITER_KEY_FILE)", "namespace", o.Namespace.Title)
+	if err == nil {
+		err = nb.finish()
 	}
-	var want map[string]bool
+	if err != nil && ctx.Err() != nil {
+		return nb.st, ctx.Err()
+	}
+	return nb.st, err
+}
+
+// namespaceBackup is one namespace backup under way.
+type namespaceBackup struct {
+	ctx      context.Context
+	c        *cloudflare.Client
+	s        *source.Session
+	o        BackupOptions
+	ns       string
+	log      *slog.Logger
+	progress func(int)
+	st       Stats
+
+	ik    indexKeys // zero without the writer secret
+	par   *parent
+	want  map[string]bool    // safety snapshots: only these keys
+	all   *listingHashState  // the whole listing (with the writer secret)
+	ix    *Index             // this snapshot's index
+	items []*manifest.Item   // catalogue items, in key order
+	queue []pendingItem      // items written, not yet placed
+	cur   []cloudflare.KVKey // the batch being collected
+	seq   int                // items written
+}
+
+type pendingItem struct {
+	item *manifest.Item
+	p    *archive.PendingItem
+	hash string
+}
+
+func newNamespaceBackup(ctx context.Context, c *cloudflare.Client, s *source.Session, o BackupOptions) (*namespaceBackup, error) {
+	nb := &namespaceBackup{ctx: ctx, c: c, s: s, o: o, ns: o.Namespace.ID, log: o.Log, progress: o.Progress}
+	if nb.log == nil {
+		nb.log = slog.New(slog.DiscardHandler)
+	}
+	if nb.progress == nil {
+		nb.progress = func(int) {}
+	}
+	if nb.o.Concurrency <= 0 {
+		nb.o.Concurrency = DefaultConcurrency
+	}
+	nb.ix = &Index{Version: IndexVersion, Namespace: nb.ns, Batches: map[string]manifest.Item{}}
 	if len(o.Keys) > 0 {
-		want = make(map[string]bool, len(o.Keys))
+		nb.want = make(map[string]bool, len(o.Keys))
 		for _, k := range o.Keys {
-			want[k] = true
+			nb.want[k] = true
 		}
 	}
-	var all *listingHashState
-	if haveSecret {
-		all = ik.newListingHash(ns)
+	if len(o.WriterSecret) == 0 {
+		if len(o.Keys) == 0 {
+			nb.log.Warn("no writer secret: reading every value and writing no incremental index (set CFBACKUP_WRITER_KEY_FILE)", "namespace", o.Namespace.Title)
+		}
+		return nb, nil
 	}
-	ix := &Index{Version: IndexVersion, Namespace: ns, Batches: map[string]manifest.Item{}}
-	type pending struct {
-		item *manifest.Item
-		p    *archive.PendingItem
-		hash string
-	}
-	var items []*manifest.Item
-	var queue []pending
-	settle := func(keep int) error {
-		for len(queue) > keep {
-			q := queue[0]
-			queue = queue[1:]
-			ref, err := q.p.Wait()
-			if err != nil {
-				return err
-			}
-			q.item.ItemRef = ref
-			if q.hash != "" {
-				ix.Batches[q.hash] = *q.item
-			}
-		}
-		return nil
-	}
-	var cur []cloudflare.KVKey
-	seq := 0
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
-		}
-		defer func() { cur = cur[:0] }()
-		hash := ""
-		if haveSecret {
-			h := ik.newListingHash(ns)
-			for _, k := range cur {
-				h.add(k)
-			}
-			hash = h.sum()
-		}
-		if par != nil {
-			if it, segs, ok := par.reuse(hash); ok {
-				s.Reference(segs...)
-				it.Source = ns
-				items = append(items, &it)
-				ix.Batches[hash] = it
-				st.Reused += it.Rows
-				st.Keys += it.Rows
-				st.ReusedBatches++
-				st.Batches++
-				st.Bytes += it.Size
-				progress(int(it.Size))
-				return nil
-			}
-		}
-		seq++
-		name := fmt.Sprintf("kv/%s/%s-%06d", ns, s.SnapshotID, seq)
-		b := &batchReader{ctx: ctx, c: c, ns: ns, keys: cur, conc: conc, st: &st, progress: progress}
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			pw.CloseWithError(b.produce(pw))
-		}()
-		p, err := s.Writer.WriteItemAsync(name, pr)
-		pr.CloseWithError(errors.New("item abandoned"))
-		<-done
+	nb.ik = deriveKeys(o.WriterSecret)
+	nb.all = nb.ik.newListingHash(nb.ns)
+	if o.Incremental && len(o.Keys) == 0 {
+		par, err := loadParent(ctx, s, nb.ns, nb.ik)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nb, ctx.Err()
 			}
-			return fmt.Errorf("back up KV namespace %s: %w", o.Namespace.Title, err)
+			nb.log.Warn("cannot use the parent snapshot's KV index: reading every value", "namespace", o.Namespace.Title, "err", err)
+			par = nil
 		}
-		it := &manifest.Item{Component: Component, Source: ns, Kind: KindEntries, Rows: b.written}
-		items = append(items, it)
-		st.Batches++
-		if b.skipped > 0 {
-			hash = "" // a batch missing keys of its listing is never reused
-		}
-		queue = append(queue, pending{item: it, p: p, hash: hash})
-		return settle(64)
+		nb.par = par
 	}
-	err := c.ListKVKeys(ctx, ns, "", cloudflare.KVListLimit, func(page []cloudflare.KVKey) error {
-		for _, k := range page {
-			if want != nil && !want[k.Name] {
-				continue
-			}
-			if all != nil {
-				all.add(k)
-			}
-			cur = append(cur, k)
-			if boundary(k.Name) || len(cur) >= MaxBatchKeys {
-				if err := flush(); err != nil {
-					return err
-				}
+	return nb, nil
+}
+
+// page takes one listing page, flushing a batch at every boundary.
+func (nb *namespaceBackup) page(keys []cloudflare.KVKey) error {
+	for _, k := range keys {
+		if nb.want != nil && !nb.want[k.Name] {
+			continue
+		}
+		if nb.all != nil {
+			nb.all.add(k)
+		}
+		nb.cur = append(nb.cur, k)
+		if boundary(k.Name) || len(nb.cur) >= MaxBatchKeys {
+			if err := nb.flush(); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// settle waits for all but keep written items to be placed and records them in the index.
+func (nb *namespaceBackup) settle(keep int) error {
+	for len(nb.queue) > keep {
+		q := nb.queue[0]
+		nb.queue = nb.queue[1:]
+		ref, err := q.p.Wait()
+		if err != nil {
+			return err
+		}
+		q.item.ItemRef = ref
+		if q.hash != "" {
+			nb.ix.Batches[q.hash] = *q.item
+		}
+	}
+	return nil
+}
+
+// batchHash is the keyed hash of the current batch's listing ("" without the writer secret).
+func (nb *namespaceBackup) batchHash() string {
+	if nb.all == nil {
+		return ""
+	}
+	h := nb.ik.newListingHash(nb.ns)
+	for _, k := range nb.cur {
+		h.add(k)
+	}
+	return h.sum()
+}
+
+// flush stores the current batch: reused from the parent when its listing is unchanged, else read
+// and written as a new item.
+func (nb *namespaceBackup) flush() error {
+	if len(nb.cur) == 0 {
 		return nil
-	})
-	if err == nil {
-		err = flush()
 	}
-	if err == nil {
-		err = settle(0)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return st, ctx.Err()
+	defer func() { nb.cur = nb.cur[:0] }()
+	hash := nb.batchHash()
+	if nb.par != nil {
+		if it, segs, ok := nb.par.reuse(hash); ok {
+			nb.s.Reference(segs...)
+			it.Source = nb.ns
+			nb.items = append(nb.items, &it)
+			nb.ix.Batches[hash] = it
+			nb.st.Reused += it.Rows
+			nb.st.Keys += it.Rows
+			nb.st.ReusedBatches++
+			nb.st.Batches++
+			nb.st.Bytes += it.Size
+			nb.progress(int(it.Size))
+			return nil
 		}
-		return st, err
 	}
-	src := manifest.Source{Component: Component, ID: ns, Name: o.Namespace.Title, Items: int64(len(items)), Size: st.Bytes, Reused: st.Reused, Skipped: st.Skipped}
-	var out []manifest.Item
-	for _, it := range items {
+	nb.seq++
+	name := fmt.Sprintf("kv/%s/%s-%06d", nb.ns, nb.s.SnapshotID, nb.seq)
+	b := &batchReader{ctx: nb.ctx, c: nb.c, ns: nb.ns, keys: nb.cur, conc: nb.o.Concurrency, st: &nb.st, progress: nb.progress}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(b.produce(pw))
+	}()
+	p, err := nb.s.Writer.WriteItemAsync(name, pr)
+	pr.CloseWithError(errors.New("item abandoned"))
+	<-done
+	if err != nil {
+		return fmt.Errorf("back up KV namespace %s: %w", nb.o.Namespace.Title, err)
+	}
+	it := &manifest.Item{Component: Component, Source: nb.ns, Kind: KindEntries, Rows: b.written}
+	nb.items = append(nb.items, it)
+	nb.st.Batches++
+	if b.skipped > 0 {
+		hash = "" // a batch missing keys of its listing is never reused
+	}
+	nb.queue = append(nb.queue, pendingItem{item: it, p: p, hash: hash})
+	return nb.settle(64)
+}
+
+// finish writes the index (full backups with the writer secret) and adds the source and its items.
+func (nb *namespaceBackup) finish() error {
+	o := nb.o
+	src := manifest.Source{Component: Component, ID: nb.ns, Name: o.Namespace.Title, Items: int64(len(nb.items)), Size: nb.st.Bytes,
+		Reused: nb.st.Reused, Skipped: nb.st.Skipped}
+	out := make([]manifest.Item, 0, len(nb.items))
+	for _, it := range nb.items {
 		out = append(out, *it)
 	}
-	if par != nil {
-		src.Parent = par.snapshot
-		st.Parent = par.snapshot
+	if nb.par != nil {
+		src.Parent, nb.st.Parent = nb.par.snapshot, nb.par.snapshot
 	}
-	if haveSecret && len(o.Keys) == 0 {
-		ix.Listing, ix.Keys = all.sum(), st.Keys
-		st.Unchanged = par != nil && par.ix.Listing == ix.Listing
-		if st.Unchanged {
-			log.Info("KV namespace listing unchanged since the parent snapshot: every batch reused", "namespace", o.Namespace.Title, "parent", par.snapshot)
+	if nb.all != nil && len(o.Keys) == 0 {
+		nb.ix.Listing, nb.ix.Keys = nb.all.sum(), nb.st.Keys
+		nb.st.Unchanged = nb.par != nil && nb.par.ix.Listing == nb.ix.Listing
+		if nb.st.Unchanged {
+			nb.log.Info("KV namespace listing unchanged since the parent snapshot: every batch reused", "namespace", o.Namespace.Title, "parent", nb.par.snapshot)
 		}
-		b, err := ik.seal(ix)
+		b, err := nb.ik.seal(nb.ix)
 		if err != nil {
-			return st, err
+			return err
 		}
-		key := IndexKey(s.SnapshotID, ns)
-		if err := s.PutObject(ctx, key, b); err != nil {
-			return st, fmt.Errorf("store the KV incremental index: %w", err)
+		key := IndexKey(nb.s.SnapshotID, nb.ns)
+		if err := nb.s.PutObject(nb.ctx, key, b); err != nil {
+			return fmt.Errorf("store the KV incremental index: %w", err)
 		}
 		src.Index = key
 	}
-	s.Add(src, out...)
-	return st, nil
+	nb.s.Add(src, out...)
+	return nil
 }
 
 // batchReader reads one batch's values (bulk reads in flight, in key order) and writes its entries.
@@ -258,6 +294,7 @@ type batchReader struct {
 	progress func(int)
 
 	written, skipped int64
+	buf              bytes.Buffer
 }
 
 type groupResult struct {
@@ -278,6 +315,8 @@ type exactValue struct {
 // prefetchSingles bounds the bytes of single reads one group holds ahead of the writer.
 const prefetchSingles = 8 << 20
 
+// produce writes the batch's entries to w, reading groups of KVBulkGetKeys keys with up to conc
+// groups in flight and writing them in key order.
 func (b *batchReader) produce(w io.Writer) error {
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
@@ -294,44 +333,7 @@ func (b *batchReader) produce(w io.Writer) error {
 	defer wg.Wait()
 	defer cancel()
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i, g := range groups {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				names := make([]string, len(g))
-				for j, k := range g {
-					names[j] = k.Name
-				}
-				vals, err := b.c.BulkGetKV(ctx, b.ns, names)
-				r := groupResult{vals: vals, err: err, exact: map[string]exactValue{}}
-				if err != nil && fallback(err) {
-					vals = nil
-				}
-				if err == nil || fallback(err) {
-					held := 0
-					for _, k := range g {
-						v, ok := vals[k.Name]
-						if (ok && !v.Found) || (ok && cloudflare.KVTextSafe(v.Value)) || held >= prefetchSingles {
-							continue
-						}
-						val, exp, err := b.fetchOne(ctx, k.Name)
-						r.gets++
-						r.exact[k.Name] = exactValue{val, exp, err}
-						held += len(val)
-					}
-				}
-				results[i] <- r
-			}()
-		}
-	}()
-	var buf bytes.Buffer
+	go b.launch(ctx, &wg, sem, groups, results)
 	for i, g := range groups {
 		var r groupResult
 		select {
@@ -348,61 +350,122 @@ func (b *batchReader) produce(w io.Writer) error {
 			}
 			r.vals = nil // read this group key by key
 		}
-		for _, k := range g {
-			exp, meta := k.Expiration, k.Metadata
-			var value []byte
-			v, inBulk := r.vals[k.Name]
-			switch {
-			case r.vals != nil && inBulk && !v.Found:
-				b.skipped++
-				continue
-			case inBulk && cloudflare.KVTextSafe(v.Value):
-				value = []byte(v.Value)
-			default:
-				var got []byte
-				var gexp int64
-				var err error
-				if x, ok := r.exact[k.Name]; ok {
-					got, gexp, err = x.value, x.exp, x.err
-				} else {
-					b.st.SingleGets++
-					got, gexp, err = b.fetchOne(ctx, k.Name)
-				}
-				if errors.Is(err, cloudflare.ErrNotFound) {
-					b.skipped++
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				value = got
-				if gexp != 0 {
-					exp = gexp
-				}
-			}
-			if inBulk && v.Found {
-				if v.Expiration != 0 {
-					exp = v.Expiration
-				}
-				if v.Metadata != nil {
-					meta = v.Metadata
-				}
-			}
-			buf.Reset()
-			if err := appendEntry(&buf, k.Name, exp, meta, value); err != nil {
-				return err
-			}
-			if _, err := w.Write(buf.Bytes()); err != nil {
-				return err
-			}
-			b.written++
-			b.st.Keys++
-			b.st.Fetched++
-			b.st.Bytes += int64(buf.Len())
-			b.progress(len(value))
+		if err := b.writeGroup(ctx, w, g, r); err != nil {
+			return err
 		}
 	}
 	b.st.Skipped += b.skipped
+	return nil
+}
+
+// launch starts one fetch per group, at most cap(sem) unconsumed at a time.
+func (b *batchReader) launch(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, groups [][]cloudflare.KVKey, results []chan groupResult) {
+	defer wg.Done()
+	for i, g := range groups {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] <- b.fetchGroup(ctx, g)
+		}()
+	}
+}
+
+// fetchGroup bulk-reads a group, then reads the values the bulk read could not return as bytes.
+func (b *batchReader) fetchGroup(ctx context.Context, g []cloudflare.KVKey) groupResult {
+	names := make([]string, len(g))
+	for j, k := range g {
+		names[j] = k.Name
+	}
+	vals, err := b.c.BulkGetKV(ctx, b.ns, names)
+	r := groupResult{vals: vals, err: err, exact: map[string]exactValue{}}
+	if err != nil && !fallback(err) {
+		return r
+	}
+	if err != nil {
+		vals = nil
+	}
+	held := 0
+	for _, k := range g {
+		v, ok := vals[k.Name]
+		if (ok && !v.Found) || (ok && cloudflare.KVTextSafe(v.Value)) || held >= prefetchSingles {
+			continue
+		}
+		val, exp, err := b.fetchOne(ctx, k.Name)
+		r.gets++
+		r.exact[k.Name] = exactValue{val, exp, err}
+		held += len(val)
+	}
+	return r
+}
+
+// value is one key's exact value with its expiration and metadata; found is false for a key gone
+// since the listing.
+func (b *batchReader) value(ctx context.Context, k cloudflare.KVKey, r groupResult) (value []byte, exp int64, meta json.RawMessage, found bool, err error) {
+	exp, meta = k.Expiration, k.Metadata
+	v, inBulk := r.vals[k.Name]
+	switch {
+	case r.vals != nil && inBulk && !v.Found:
+		return nil, 0, nil, false, nil
+	case inBulk && cloudflare.KVTextSafe(v.Value):
+		value = []byte(v.Value)
+	default:
+		var gexp int64
+		if x, ok := r.exact[k.Name]; ok {
+			value, gexp, err = x.value, x.exp, x.err
+		} else {
+			b.st.SingleGets++
+			value, gexp, err = b.fetchOne(ctx, k.Name)
+		}
+		if errors.Is(err, cloudflare.ErrNotFound) {
+			return nil, 0, nil, false, nil
+		}
+		if err != nil {
+			return nil, 0, nil, false, err
+		}
+		if gexp != 0 {
+			exp = gexp
+		}
+	}
+	if inBulk && v.Found {
+		if v.Expiration != 0 {
+			exp = v.Expiration
+		}
+		if v.Metadata != nil {
+			meta = v.Metadata
+		}
+	}
+	return value, exp, meta, true, nil
+}
+
+// writeGroup writes a fetched group's entries in key order.
+func (b *batchReader) writeGroup(ctx context.Context, w io.Writer, g []cloudflare.KVKey, r groupResult) error {
+	for _, k := range g {
+		value, exp, meta, found, err := b.value(ctx, k, r)
+		if err != nil {
+			return err
+		}
+		if !found {
+			b.skipped++
+			continue
+		}
+		b.buf.Reset()
+		if err := appendEntry(&b.buf, k.Name, exp, meta, value); err != nil {
+			return err
+		}
+		if _, err := w.Write(b.buf.Bytes()); err != nil {
+			return err
+		}
+		b.written++
+		b.st.Keys++
+		b.st.Fetched++
+		b.st.Bytes += int64(b.buf.Len())
+		b.progress(len(value))
+	}
 	return nil
 }
 

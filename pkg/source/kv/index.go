@@ -19,13 +19,14 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
+	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
-// The incremental index of one namespace in one snapshot, index/<snapshot>.kv.<namespace id>.idx:
+// The incremental index of one namespace in one snapshot, IndexKey (index/<snapshot>.kv.<namespace id>.idx):
 //
 //	"CFBKVIX1" || nonce (12 bytes) || AES-256-GCM( gzip( JSON Index ) )
 //
@@ -55,7 +56,7 @@ var ErrIndex = errclass.New(errclass.Failure, "KV incremental index unreadable")
 
 // IndexKey is where a snapshot's index of one namespace is stored.
 func IndexKey(snapshotID, namespaceID string) string {
-	return "index/" + snapshotID + ".kv." + namespaceID + ".idx"
+	return layout.Indexes + snapshotID + ".kv." + namespaceID + layout.IndexSuffix
 }
 
 type indexKeys struct{ enc, names []byte }

@@ -149,3 +149,23 @@ type sourceRef struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
 }
+
+// CheckFlags refuses a bad restore before anything is read: other components' targets, and
+// --to-dir with --to-namespace.
+func (k *kvComponent) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
+	if verb != source.VerbRestore {
+		return nil
+	}
+	changed := func(name string) bool { f := fs.Lookup(name); return f != nil && f.Changed }
+	for _, f := range []string{"to-file", "to-database", "in-place", "table"} {
+		if changed(f) {
+			return fmt.Errorf("%w: --%s is a D1 option; KV restores go to a namespace (--to-namespace) or a directory (--to-dir)", errclass.Usage, f)
+		}
+	}
+	if k.toNamespace != "" && changed("to-dir") {
+		return fmt.Errorf("%w: --to-dir and --to-namespace exclude each other", errclass.Usage)
+	}
+	return nil
+}
+
+var _ source.FlagChecker = (*kvComponent)(nil)

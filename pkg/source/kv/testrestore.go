@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
@@ -41,7 +37,7 @@ func (k *kvComponent) TestRestore(ctx context.Context, env source.Env, req sourc
 		if int64(len(items)) != s.Items {
 			chk.Fail(source.FailureIntegrity, fmt.Sprintf("the catalogue lists %d item(s) of the namespace, the manifest %d", len(items), s.Items))
 		}
-		idx, err := sampleIndexes(len(items), req.Sample)
+		idx, err := source.SampleIndexes(len(items), req.Sample)
 		if err != nil {
 			return nil, err
 		}
@@ -77,35 +73,4 @@ func (k *kvComponent) TestRestore(ctx context.Context, env source.Env, req sourc
 		out = append(out, chk)
 	}
 	return out, nil
-}
-
-// sampleIndexes picks which of total items to check: all without a sample, else N or x% of them at
-// random (at least one), in ascending order.
-func sampleIndexes(total int, sample string) ([]int, error) {
-	n := 0
-	sample = strings.TrimSpace(sample)
-	if p, ok := strings.CutSuffix(sample, "%"); ok {
-		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || math.IsNaN(f) || f <= 0 || f > 100 {
-			return nil, fmt.Errorf("%w: --sample %q: a percentage must be above 0 and at most 100", errclass.Usage, sample)
-		}
-		n = int(math.Ceil(float64(total) * f / 100))
-	} else if sample != "" {
-		v, err := strconv.Atoi(sample)
-		if err != nil || v < 1 {
-			return nil, fmt.Errorf("%w: --sample %q: give a number of items or a percentage", errclass.Usage, sample)
-		}
-		n = v
-	}
-	idx := make([]int, total)
-	for i := range idx {
-		idx[i] = i
-	}
-	if n == 0 || n >= total {
-		return idx, nil
-	}
-	rand.Shuffle(total, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-	idx = idx[:n]
-	slices.Sort(idx)
-	return idx, nil
 }
