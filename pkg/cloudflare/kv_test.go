@@ -111,6 +111,21 @@ func TestKVBulkGetBinaryAndSingleGet(t *testing.T) {
 	if m, err := c.GetKVMetadata(ctx, ns, "text"); err != nil || string(m) != `{"a":[1,2]}` {
 		t.Fatalf("metadata %s %v", m, err)
 	}
+	// Single reads address the key in the path: every odd name must arrive intact.
+	for _, k := range []string{"...", "%", "%25", "a/./b", "/lead", "trail/", "//", "sp ace", "new\nline", "tab\t", "+plus", "semi;colon", "back\\slash"} {
+		if err := s.PutKV(ns, cftest.KVPair{Key: k, Value: []byte("v:" + k)}); err != nil {
+			t.Fatal(err)
+		}
+		body, _, err := c.GetKVValue(ctx, ns, k)
+		if err != nil {
+			t.Fatalf("%q: %v", k, err)
+		}
+		b, _ := io.ReadAll(body)
+		body.Close()
+		if string(b) != "v:"+k {
+			t.Fatalf("%q: read %q", k, b)
+		}
+	}
 	s.SetKVBulkGetStrict(true)
 	if _, err := c.BulkGetKV(ctx, ns, []string{odd}); err == nil {
 		t.Fatal("strict bulk read of a binary value succeeded")
