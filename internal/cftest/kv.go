@@ -853,3 +853,17 @@ func (s *Server) SeedKV(title string, n int, seed uint64) (string, error) {
 	}
 	return id, nil
 }
+
+// DeleteKV deletes keys of a namespace.
+func (s *Server) DeleteKV(ns string, keys ...string) error {
+	db, err := s.kvDB()
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, err := db.Exec(`DELETE FROM pairs WHERE ns = ? AND key = ?`, ns, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -18,6 +18,7 @@ import (
 //	                           every 5th binary, every 3rd with metadata, every 7th expiring in a day
 //	kvput TITLE KEY FILE       write FILE's bytes under KEY
 //	[!] kvget TITLE KEY FILE   read KEY's value into FILE (! expects the key to be absent)
+//	kvdel TITLE KEY            delete KEY
 var kvCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
 	"kvns": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 1 {
@@ -57,6 +58,12 @@ var kvCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string)
 		b, err := os.ReadFile(ts.MkAbs(args[2]))
 		ts.Check(err)
 		ts.Check(emu(ts).PutKV(kvID(ts, args[0]), cftest.KVPair{Key: args[1], Value: b}))
+	},
+	"kvdel": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: kvdel TITLE KEY")
+		}
+		ts.Check(emu(ts).DeleteKV(kvID(ts, args[0]), args[1]))
 	},
 	"kvget": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 3 {

@@ -46,6 +46,9 @@ type BackupOptions struct {
 	// Keys, when set, limits the backup to these keys: a restore's safety snapshot of exactly the
 	// keys it overwrites. No index is written for it.
 	Keys []string
+	// Absent lists keys that did not exist when the snapshot was taken and that restoring it deletes:
+	// the keys a restore creates, recorded in its safety snapshot so the undo removes them again.
+	Absent []string
 	// Concurrency is the number of bulk reads in flight (default DefaultConcurrency).
 	Concurrency int
 	Log         *slog.Logger
@@ -263,6 +266,15 @@ func (nb *namespaceBackup) finish() error {
 	if nb.par != nil {
 		src.Parent, nb.st.Parent = nb.par.snapshot, nb.par.snapshot
 	}
+	if len(o.Absent) > 0 {
+		it, err := writeAbsent(nb.s, nb.ns, o.Absent)
+		if err != nil {
+			return err
+		}
+		out = append(out, it)
+		src.Items++
+		src.Size += it.Size
+	}
 	if nb.all != nil && len(o.Keys) == 0 {
 		nb.ix.Listing, nb.ix.Keys = nb.all.sum(), nb.st.Keys
 		nb.st.Unchanged = nb.par != nil && nb.par.ix.Listing == nb.ix.Listing
@@ -281,6 +293,24 @@ func (nb *namespaceBackup) finish() error {
 	}
 	nb.s.Add(src, out...)
 	return nil
+}
+
+// writeAbsent stores the keys a restore of this snapshot deletes as an "absent" item: one JSON string
+// per line.
+func writeAbsent(s *source.Session, ns string, keys []string) (manifest.Item, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, k := range keys {
+		if err := enc.Encode(k); err != nil {
+			return manifest.Item{}, err
+		}
+	}
+	ref, err := s.Writer.WriteItem(fmt.Sprintf("kv/%s/%s-absent", ns, s.SnapshotID), &buf)
+	if err != nil {
+		return manifest.Item{}, err
+	}
+	return manifest.Item{Component: Component, Source: ns, Kind: KindAbsent, Rows: int64(len(keys)), ItemRef: ref}, nil
 }
 
 // batchReader reads one batch's values (bulk reads in flight, in key order) and writes its entries.

@@ -118,3 +118,26 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		return out, err
 	}
 }
+
+// ReadAbsent decodes an "absent" item: one JSON string (a key name) per line.
+func ReadAbsent(r io.Reader, fn func(key string) error) (int, error) {
+	br := bufio.NewReaderSize(r, 4<<10)
+	n := 0
+	for {
+		line, err := readLine(br)
+		if err == io.EOF && len(line) == 0 {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("%w: absent key %d: %v", ErrFormat, n+1, err)
+		}
+		var k string
+		if err := json.Unmarshal(line, &k); err != nil || k == "" || len(k) > cloudflare.KVMaxKeyBytes || !utf8.ValidString(k) {
+			return n, fmt.Errorf("%w: absent key %d is not a key name", ErrFormat, n+1)
+		}
+		if err := fn(k); err != nil {
+			return n, err
+		}
+		n++
+	}
+}

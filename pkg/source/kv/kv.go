@@ -21,8 +21,11 @@ import (
 // Component is the --component value and the manifest's component name.
 const Component = "kv"
 
-// KindEntries is the catalogue kind of an item holding a batch of pairs.
-const KindEntries = "entries"
+// Catalogue kinds: a batch of pairs; the keys a restore of the snapshot deletes (safety snapshots).
+const (
+	KindEntries = "entries"
+	KindAbsent  = "absent"
+)
 
 func init() { source.Register(func() source.Component { return &kvComponent{} }) }
 

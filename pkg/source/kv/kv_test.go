@@ -203,6 +203,9 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	}
 	changed = append(changed, cftest.KVPair{Key: "s/105", Value: []byte("changed")})
 	_ = f.srv.PutKV(ns, changed...)
+	if err := f.cf.BulkDeleteKV(context.Background(), ns, []string{"s/001", "s/002"}); err != nil {
+		t.Fatal(err)
+	}
 	before := f.pairs(t, ns)
 
 	if _, err := f.restore(m.ID, engine.RestoreOptions{}); !errors.Is(err, errclass.Refused) {
@@ -228,7 +231,7 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if np := out.Plan.JSON().(kv.RestorePlanJSON).Namespaces[0]; np.Keys != 10 || np.Same != 90 {
+	if np := out.Plan.JSON().(kv.RestorePlanJSON).Namespaces[0]; np.Keys != 12 || np.Overwrite != 10 || np.Create != 2 || np.Same != 88 {
 		t.Fatalf("prefix restore plan %+v", np)
 	}
 	if out.SafetySnapshot == "" || !strings.Contains(out.Undo, out.SafetySnapshot) || !strings.Contains(out.Undo, "--component kv") {
@@ -247,7 +250,8 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	if string(byKey["s/105"].Value) != "changed" || string(byKey["t/new-0"].Value) != "new" {
 		t.Fatal("keys outside --prefix were touched")
 	}
-	// The safety snapshot holds exactly the overwritten keys (the 10 changed s/0xx; 90 are identical).
+	// The safety snapshot holds exactly the overwritten keys (the 10 changed s/0xx; 88 are identical)
+	// and lists the 2 keys the restore created as absent.
 	sm, err := f.rp.FindSnapshot(context.Background(), out.SafetySnapshot, "kv")
 	if err == nil {
 		sm, err = f.rp.LoadManifest(context.Background(), sm)
@@ -259,15 +263,26 @@ func TestRestoreOverLiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows int64
+	rows := map[string]int64{}
 	for _, it := range cat.Items {
-		rows += it.Rows
+		rows[it.Kind] += it.Rows
 	}
-	if rows != 10 || sm.Sources[0].Index != "" {
-		t.Fatalf("safety snapshot holds %d keys (index %q), want 10", rows, sm.Sources[0].Index)
+	if rows[kv.KindEntries] != 10 || rows[kv.KindAbsent] != 2 || sm.Sources[0].Index != "" {
+		t.Fatalf("safety snapshot holds %v keys (index %q), want 10 entries and 2 absent", rows, sm.Sources[0].Index)
 	}
-	// Undo: restore the safety snapshot.
+	tr, err := f.eng.TestRestore(context.Background(), sm, engine.TestRestoreOptions{Identities: f.ids, Components: []string{"kv"}, Env: f})
+	if err != nil || !tr.OK {
+		t.Fatalf("test-restore of the safety snapshot: %+v %v", tr, err)
+	}
+	// Undo: restore the safety snapshot: the 10 overwritten values come back, the 2 created keys go.
 	args := strings.Fields(out.Undo)
+	undo, err := f.restore(args[2], engine.RestoreOptions{DryRun: true}, args[5:len(args)-1]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np := undo.Plan.JSON().(kv.RestorePlanJSON).Namespaces[0]; np.Overwrite != 10 || np.Delete != 2 || undo.Plan.Confirm() == nil {
+		t.Fatalf("undo plan %+v", np)
+	}
 	if _, err := f.restore(args[2], engine.RestoreOptions{Yes: true}, args[5:len(args)-1]...); err != nil {
 		t.Fatal(err)
 	}

@@ -63,10 +63,16 @@ type NamespacePlan struct {
 	// Same are selected keys the target already holds with the same value, metadata and expiration:
 	// they are left alone (not counted in Keys).
 	Same int64 `json:"same"`
+	// Delete are live keys the snapshot records as absent (a safety snapshot: keys the restore it
+	// undoes created); they are deleted.
+	Delete int64 `json:"delete"`
 
 	items     []manifest.Item
+	absent    []manifest.Item
 	overwrite []string
 	same      map[string]bool
+	created   []string // selected keys the target lacks
+	remove    []string // live keys to delete
 }
 
 // fingerprint is what decides whether a live pair already equals the snapshot's.
@@ -97,7 +103,7 @@ func compactJSON(b []byte) []byte {
 
 // compareLive lists the target and reads the live values of the selected keys it holds: keys whose
 // value, metadata and expiration already match are left alone, the others are the overwrites.
-func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, selected map[string]fingerprint) error {
+func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, selected map[string]fingerprint, absent map[string]bool) error {
 	prefix := ""
 	if len(p.sel.keys) == 0 {
 		prefix = p.sel.prefix
@@ -148,6 +154,10 @@ func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, select
 	}
 	err := p.c.ListKVKeys(ctx, np.Target.ID, prefix, cloudflare.KVListLimit, func(page []cloudflare.KVKey) error {
 		for _, key := range page {
+			if absent[key.Name] {
+				np.remove = append(np.remove, key.Name)
+				continue
+			}
 			if _, ok := selected[key.Name]; !ok {
 				continue
 			}
@@ -171,6 +181,16 @@ func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, select
 	np.Keys -= np.Same
 	np.Overwrite = int64(len(np.overwrite))
 	np.Create = np.Keys - np.Overwrite
+	np.Delete = int64(len(np.remove))
+	over := make(map[string]bool, len(np.overwrite))
+	for _, k := range np.overwrite {
+		over[k] = true
+	}
+	for k := range selected {
+		if !over[k] && !np.same[k] {
+			np.created = append(np.created, k)
+		}
+	}
 	return nil
 }
 
@@ -233,61 +253,121 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 	}
 	t := now()
 	for _, s := range srcs {
-		np := &NamespacePlan{Source: s}
-		for _, it := range req.Catalogue.Items {
-			if it.Component == Component && it.Source == s.ID && it.Kind == KindEntries {
-				np.items = append(np.items, it)
-			}
-		}
-		if req.ToDir != "" {
-			np.File = filepath.Join(req.ToDir, "kv-"+s.ID+".json")
-			if _, err := os.Stat(np.File); err == nil {
-				return nil, fmt.Errorf("%w: %s (remove it or choose another --to-dir)", ErrTargetExists, np.File)
-			}
-		} else {
-			ref := s.ID
-			if k.toNamespace != "" {
-				ref = k.toNamespace
-			}
-			target, err := p.c.ResolveKVNamespace(ctx, ref)
-			if err != nil {
-				if errors.Is(err, cloudflare.ErrNotFound) && k.toNamespace == "" {
-					return nil, fmt.Errorf("%w (the namespace backed up is gone: create one and name it with --to-namespace)", err)
-				}
-				return nil, err
-			}
-			np.Target = &target
-		}
-		// Which selected keys the snapshot holds (headers only; values are checked and skipped).
-		selected := map[string]fingerprint{}
-		for _, it := range np.items {
-			err := readItem(ctx, req.Open, it, func(e Entry, _ io.Reader) error {
-				if !sel.match(e.Key) {
-					return nil
-				}
-				if req.ToDir == "" && expired(e.Expiration, t) {
-					np.Expired++
-					return nil
-				}
-				np.Keys++
-				np.Bytes += e.Size
-				if req.ToDir == "" {
-					selected[e.Key] = newFingerprint(e)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
-		if np.Target != nil && len(selected) > 0 {
-			if err := p.compareLive(ctx, np, selected); err != nil {
-				return nil, err
-			}
+		np, err := p.planNamespace(ctx, s, k.toNamespace, t)
+		if err != nil {
+			return nil, err
 		}
 		p.json.Namespaces = append(p.json.Namespaces, np)
 	}
 	return p, nil
+}
+
+// planNamespace plans the restore of one source namespace: its items, its target, the selected
+// keys and, for a namespace target, how they compare with the live keys.
+func (p *restorePlan) planNamespace(ctx context.Context, s sourceRef, toNamespace string, t time.Time) (*NamespacePlan, error) {
+	req := p.req
+	np := &NamespacePlan{Source: s}
+	for _, it := range req.Catalogue.Items {
+		if it.Component != Component || it.Source != s.ID {
+			continue
+		}
+		switch it.Kind {
+		case KindEntries:
+			np.items = append(np.items, it)
+		case KindAbsent:
+			np.absent = append(np.absent, it)
+		}
+	}
+	if err := p.target(ctx, np, toNamespace); err != nil {
+		return nil, err
+	}
+	// Which selected keys the snapshot holds (headers only; values are checked and skipped).
+	selected := map[string]fingerprint{}
+	for _, it := range np.items {
+		err := readItem(ctx, req.Open, it, func(e Entry, _ io.Reader) error {
+			if !p.sel.match(e.Key) {
+				return nil
+			}
+			if req.ToDir == "" && expired(e.Expiration, t) {
+				np.Expired++
+				return nil
+			}
+			np.Keys++
+			np.Bytes += e.Size
+			if req.ToDir == "" {
+				selected[e.Key] = newFingerprint(e)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if np.Target == nil {
+		return np, nil
+	}
+	absent, err := readAbsentKeys(ctx, req.Open, np.absent, p.sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(selected) > 0 || len(absent) > 0 {
+		if err := p.compareLive(ctx, np, selected, absent); err != nil {
+			return nil, err
+		}
+	}
+	return np, nil
+}
+
+// target sets where a namespace is restored: a file under --to-dir (which must not exist yet), or
+// the namespace --to-namespace names or the original one.
+func (p *restorePlan) target(ctx context.Context, np *NamespacePlan, toNamespace string) error {
+	if p.req.ToDir != "" {
+		np.File = filepath.Join(p.req.ToDir, "kv-"+np.Source.ID+".json")
+		if _, err := os.Stat(np.File); err == nil {
+			return fmt.Errorf("%w: %s (remove it or choose another --to-dir)", ErrTargetExists, np.File)
+		}
+		return nil
+	}
+	ref := np.Source.ID
+	if toNamespace != "" {
+		ref = toNamespace
+	}
+	target, err := p.c.ResolveKVNamespace(ctx, ref)
+	if err != nil {
+		if errors.Is(err, cloudflare.ErrNotFound) && toNamespace == "" {
+			return fmt.Errorf("%w (the namespace backed up is gone: create one and name it with --to-namespace)", err)
+		}
+		return err
+	}
+	np.Target = &target
+	return nil
+}
+
+// readAbsentKeys reads the selected keys of "absent" items.
+func readAbsentKeys(ctx context.Context, open source.Opener, items []manifest.Item, sel selector) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, it := range items {
+		rc, err := open(ctx, it.ItemRef)
+		if err != nil {
+			return nil, err
+		}
+		n, err := ReadAbsent(rc, func(k string) error {
+			if sel.match(k) {
+				out[k] = true
+			}
+			return nil
+		})
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && int64(n) != it.Rows {
+			err = fmt.Errorf("%w: an absent item lists %d keys, the catalogue says %d", ErrFormat, n, it.Rows)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // readItem opens one entries item (checked against its recorded hash) and decodes it.
@@ -324,13 +404,16 @@ func (p *restorePlan) Text(w io.Writer) {
 		if np.Expired > 0 {
 			fmt.Fprintf(w, "    %d expired key(s) left out (expiration passed or under a minute away)\n", np.Expired)
 		}
+		if np.Delete > 0 {
+			fmt.Fprintf(w, "    %d live key(s) deleted: the snapshot records them as absent (created by the restore it undoes)\n", np.Delete)
+		}
 	}
 }
 
 func (p *restorePlan) overwrites() (n int64, names []string) {
 	for _, np := range p.json.Namespaces {
-		if np.Overwrite > 0 {
-			n += np.Overwrite
+		if np.Overwrite+np.Delete > 0 {
+			n += np.Overwrite + np.Delete
 			names = append(names, np.Target.Title)
 		}
 	}
@@ -361,13 +444,15 @@ func (p *restorePlan) Safety() *source.Safety {
 	sf := &source.Safety{Target: strings.Join(names, ","), What: fmt.Sprintf("the %d live key(s) of KV namespace %s this restore overwrites", n, strings.Join(names, ", "))}
 	var ids []string
 	for _, np := range p.json.Namespaces {
-		if np.Overwrite == 0 {
+		if np.Overwrite+np.Delete == 0 {
 			continue
 		}
-		target, keys := *np.Target, np.overwrite
+		// The snapshot holds the keys about to be replaced or deleted, and lists the keys about to
+		// be created as absent, so that restoring it (the undo) also deletes those.
+		target, keys, created := *np.Target, append(append([]string{}, np.overwrite...), np.remove...), np.created
 		ids = append(ids, target.ID)
 		sf.Captures = append(sf.Captures, source.Capture{Component: Component, Name: target.Title, Run: func(ctx context.Context, s *source.Session) error {
-			_, err := Backup(ctx, p.c, s, BackupOptions{Namespace: target, Keys: keys, Log: p.env.Log(), Progress: progressOf(s)})
+			_, err := Backup(ctx, p.c, s, BackupOptions{Namespace: target, Keys: keys, Absent: created, Log: p.env.Log(), Progress: progressOf(s)})
 			return err
 		}})
 	}
@@ -429,8 +514,8 @@ func (p *restorePlan) Execute(ctx context.Context, x source.Execution) (*source.
 			fmt.Fprintf(&b, "KV namespace %s: %d key(s) written to %s (a bulk-write JSON array).\n", np.Source.Title, np.Keys, np.File)
 		} else {
 			fmt.Fprintf(&b, "KV namespace %s → %s: %d key(s) written (%d replaced, %d new), %d already identical.\n", np.Source.Title, np.Target.Title, np.Keys, np.Overwrite, np.Create, np.Same)
-			if np.Create > 0 && x.Undo != "" {
-				fmt.Fprintf(&b, "  The undo command puts back the %d replaced key(s); it does not delete the %d new one(s).\n", np.Overwrite, np.Create)
+			if np.Delete > 0 {
+				fmt.Fprintf(&b, "  %d key(s) the snapshot records as absent deleted.\n", np.Delete)
 			}
 		}
 		if np.Expired > 0 {
@@ -489,7 +574,15 @@ func (p *restorePlan) toNamespace(ctx context.Context, np *NamespacePlan, t time
 			return written, exp, size, err
 		}
 	}
-	return written, exp, size, flush()
+	if err := flush(); err != nil {
+		return written, exp, size, err
+	}
+	for i := 0; i < len(np.remove); i += cloudflare.KVBulkPutPairs {
+		if err := p.c.BulkDeleteKV(ctx, np.Target.ID, np.remove[i:min(i+cloudflare.KVBulkPutPairs, len(np.remove))]); err != nil {
+			return written, exp, size, err
+		}
+	}
+	return written, exp, size, nil
 }
 
 // toFile writes the selected pairs as one JSON array in the bulk-write shape (key, value, base64,

@@ -29,13 +29,17 @@ func (k *kvComponent) TestRestore(ctx context.Context, env source.Env, req sourc
 		}
 		chk := source.TestRestoreCheck{Component: Component, Source: s.Name, Checks: []string{}, Problems: []string{}, ProblemKinds: []string{}}
 		var items []manifest.Item
+		all := 0
 		for _, it := range req.Catalogue.Items {
+			if it.Component == Component && it.Source == s.ID {
+				all++
+			}
 			if it.Component == Component && it.Source == s.ID && it.Kind == KindEntries {
 				items = append(items, it)
 			}
 		}
-		if int64(len(items)) != s.Items {
-			chk.Fail(source.FailureIntegrity, fmt.Sprintf("the catalogue lists %d item(s) of the namespace, the manifest %d", len(items), s.Items))
+		if int64(all) != s.Items {
+			chk.Fail(source.FailureIntegrity, fmt.Sprintf("the catalogue lists %d item(s) of the namespace, the manifest %d", all, s.Items))
 		}
 		idx, err := source.SampleIndexes(len(items), req.Sample)
 		if err != nil {
