@@ -71,3 +71,16 @@ func TestBoundariesAreContentDefined(t *testing.T) {
 		t.Fatalf("a boundary every %d keys, want about 512", avg)
 	}
 }
+
+func TestAbsentItems(t *testing.T) {
+	var got []string
+	n, err := ReadAbsent(strings.NewReader("\"a/b\"\n\"sp ace\\n\"\n"), func(k string) error { got = append(got, k); return nil })
+	if err != nil || n != 2 || got[1] != "sp ace\n" {
+		t.Fatalf("%d %q %v", n, got, err)
+	}
+	for _, bad := range []string{"a\n", "\"\"\n", "\"" + strings.Repeat("k", 513) + "\"\n", "\"cut"} {
+		if _, err := ReadAbsent(strings.NewReader(bad), func(string) error { return nil }); !errors.Is(err, ErrFormat) {
+			t.Errorf("%.20q: %v", bad, err)
+		}
+	}
+}
