@@ -182,6 +182,9 @@ func (p *restorePlan) compareLive(ctx context.Context, np *NamespacePlan, select
 	np.Overwrite = int64(len(np.overwrite))
 	np.Create = np.Keys - np.Overwrite
 	np.Delete = int64(len(np.remove))
+	if len(np.overwrite)+len(np.remove) == 0 {
+		return nil // no safety snapshot: the created keys need not be listed
+	}
 	over := make(map[string]bool, len(np.overwrite))
 	for _, k := range np.overwrite {
 		over[k] = true
