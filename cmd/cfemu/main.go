@@ -37,6 +37,7 @@ type options struct {
 	seedUsers                                     int
 	exactIntegers                                 bool
 	seedWorkers                                   bool
+	kv                                            []string
 }
 
 // Main runs cfemu and returns the process exit code (0 ok, 1 error, 2 usage).
@@ -86,6 +87,7 @@ Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 	f.StringVar(&o.envFile, "env-file", "", "also write the export lines to this file once the server is up")
 	f.BoolVar(&o.seedWorkers, "seed-workers", false, "add an example Workers configuration (scripts \"app\" and \"cron\" with vars, secrets, bindings, cron triggers, a route, a custom domain; an R2 bucket and a Durable Object namespace)")
 	f.StringArrayVar(&o.do, "do", nil, "add a Durable Object namespace whose objects are listed from a local workerd's state: SCRIPT/CLASS=PERSIST_DIR[,kv]; repeatable (see docs/DURABLE_OBJECTS.md)")
+	f.StringArrayVar(&o.kv, "kv", nil, "add a Workers KV namespace: TITLE, or TITLE=N to fill a new one with N generated keys; repeatable (docs/KV.md)")
 	f.StringVar(&o.workerURL, "worker-url", "", "also print CFBACKUP_WORKER_URL=URL (the local Worker serving those namespaces)")
 	f.BoolVar(&o.exactIntegers, "exact-integers", false, "export integers beyond 2^53 exactly (real D1 rounds them through a double)")
 	cmd.SetArgs(args)
@@ -168,6 +170,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if o.seedWorkers {
 		srv.SeedWorkersExample()
+	}
+	if err := seedKV(srv, o.kv); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

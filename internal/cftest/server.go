@@ -68,6 +68,7 @@ type Server struct {
 	uploads map[string]uploadSlot  // token → slot
 	do      doState
 	workers workersState
+	kv      kvState
 }
 
 type signedObj struct {
@@ -158,7 +159,12 @@ func (s *Server) SetBaseURL(u string) { s.base.Store(strings.TrimRight(u, "/")) 
 func (s *Server) AccountID() string { return s.opts.AccountID }
 
 // Close releases resources; databases stay on disk in DataDir.
-func (s *Server) Close() error { return nil }
+func (s *Server) Close() error {
+	if s.kv.db != nil {
+		return s.kv.db.Close()
+	}
+	return nil
+}
 
 // CreateDatabase creates an empty database and returns its UUID.
 func (s *Server) CreateDatabase(name string) (string, error) {
@@ -316,7 +322,7 @@ func (s *Server) Handler() http.Handler {
 		fail(w, http.StatusNotFound, 7003, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
 	})
 	mux.Handle("/client/v4/", s.guard(api))
-	return mux
+	return s.withKV(mux)
 }
 
 // guard applies faults, the bearer token and the account check.
