@@ -30,7 +30,6 @@ type BackupOptions struct {
 	comps map[string]source.Component
 
 	// Per-component flags of components not yet in the registry live in backup_<component>.go.
-	r2     r2BackupFlags
 	config configBackupFlags
 }
 
@@ -70,9 +69,6 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
-	if o.comps["r2"] == nil {
-		o.r2.addFlags(cmd)
-	}
 	if o.comps["config"] == nil {
 		o.config.addFlags(cmd)
 	}
@@ -152,8 +148,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 			if cf, err = o.f.Cloudflare(); err == nil {
 				err = eng.PlanD1(ctx, cf, plan, o.Databases)
 			}
-		case "r2":
-			err = o.r2.plan(ctx, o, eng, plan)
 		case "config":
 			err = o.config.plan(ctx, o, eng, plan)
 		}
@@ -172,7 +166,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 				fmt.Fprintf(out, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
 			}
 		}
-		o.r2.printPlan(out, plan)
 		o.config.printPlan(out, plan)
 		plan.PrintText(out)
 		return nil

@@ -4,4 +4,5 @@ package cli
 // its init); this import list is the one line a new component adds (docs/COMPONENTS.md).
 import (
 	_ "github.com/cfbackup/cfbackup/pkg/source/durableobject" // do
+	_ "github.com/cfbackup/cfbackup/pkg/source/r2"
 )

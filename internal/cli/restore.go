@@ -41,7 +41,6 @@ type RestoreOptions struct {
 	comps map[string]source.Component
 
 	// Per-component flags of components not yet in the registry live in restore_<component>.go.
-	r2     r2RestoreFlags
 	config configRestoreFlags
 }
 
@@ -119,9 +118,6 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
 	o.comps = bindComponents(source.VerbRestore, fl)
-	if o.comps["r2"] == nil {
-		o.r2.addFlags(cmd)
-	}
 	if o.comps["config"] == nil {
 		o.config.addFlags(cmd)
 	}
@@ -186,8 +182,6 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)
-	case "r2":
-		return o.r2.run(cmd, o)
 	case "config":
 		return o.config.run(cmd, o)
 	}
