@@ -251,4 +251,3 @@ func (p *restorePlan) notes(x source.Execution) {
 		fmt.Fprintf(w, "(The undo puts back what was overwritten; it does not delete the %d object(s) this restore adds.)\n", n)
 	}
 }
-
