@@ -39,9 +39,6 @@ type RestoreOptions struct {
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
-
-	// Per-component flags of components not yet in the registry live in restore_<component>.go.
-	config configRestoreFlags
 }
 
 // NewCmdRestore restores D1 data from a snapshot.
@@ -118,9 +115,6 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
 	o.comps = bindComponents(source.VerbRestore, fl)
-	if o.comps["config"] == nil {
-		o.config.addFlags(cmd)
-	}
 	return cmd
 }
 
@@ -182,8 +176,6 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)
-	case "config":
-		return o.config.run(cmd, o)
 	}
 	if err := engine.ValidateComponents([]string{o.Component}); err != nil {
 		return usageError{err}
@@ -419,16 +411,29 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 		o.f.SetResult(RunResult{Components: []string{comp.Name()}, Snapshots: []string{res.Snapshot.ID}})
 	}
 	if err != nil {
+		if res != nil && res.Result != nil {
+			_ = printRestoreResult(o, res) // a result that comes with its error (config --diff: exit 9)
+		}
 		return err
 	}
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
-			return writeJSON(out, restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+			err = writeJSON(out, restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+		} else {
+			res.Plan.Text(out)
 		}
-		res.Plan.Text(out)
-		return nil
+		if d, ok := res.Plan.(source.DryRunChecker); ok && err == nil {
+			err = d.DryRunErr()
+		}
+		return err
 	}
+	return printRestoreResult(o, res)
+}
+
+// printRestoreResult prints a finished restore's summary (and its undo command).
+func printRestoreResult(o *RestoreOptions, res *engine.RestoreOutcome) error {
+	out := o.f.IO.Out
 	if o.f.jsonOut {
 		return writeJSON(out, res.Result.JSON)
 	}
