@@ -27,8 +27,6 @@ type component struct {
 	Scripts []string // --config-script
 	Zones   []string // --config-zone
 	Diff    bool     // restore --diff
-	// fs is restore's flag set, to refuse D1's target flags (bound by another component).
-	fs *pflag.FlagSet
 }
 
 func (c *component) Name() string  { return Component }
@@ -42,7 +40,6 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 		fs.StringSliceVar(&c.Scripts, "config-script", nil, "with --component config: only these Workers scripts (repeatable; default every script)")
 		fs.StringSliceVar(&c.Zones, "config-zone", nil, "with --component config: also list the Workers routes of these zone IDs (repeatable; needs Workers Routes Read)")
 	case source.VerbRestore:
-		c.fs = fs
 		fs.BoolVar(&c.Diff, "diff", false, "with --component config: compare the snapshot's configuration with the live account; exit status 9 when they differ")
 		fs.StringSliceVar(&c.Scripts, "config-script", nil, "with --component config: only these Workers scripts (repeatable)")
 		fs.StringSliceVar(&c.Zones, "config-zone", nil, "with --component config --diff: zone IDs whose routes to read live (default: the zones the snapshot listed)")

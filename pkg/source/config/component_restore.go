@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
@@ -18,17 +20,40 @@ import (
 // d1Targets are restore's D1 target flags, which mean nothing for the configuration.
 var d1Targets = []string{"to-file", "to-database", "in-place", "create", "table"}
 
+// CheckFlags refuses a restore without a target (--to-dir or --diff) and D1's target options before
+// anything is read.
+func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
+	if verb != source.VerbRestore {
+		return nil
+	}
+	toDir := ""
+	if f := fs.Lookup("to-dir"); f != nil {
+		toDir = f.Value.String()
+	}
+	if err := c.checkTarget(toDir); err != nil {
+		return err
+	}
+	for _, f := range d1Targets {
+		if fs.Changed(f) {
+			return errclass.Wrap(errclass.Usage, errors.New("--to-file, --to-database, --in-place, --create and --table are D1 options; with --component config use --to-dir or --diff"))
+		}
+	}
+	return nil
+}
+
+func (c *component) checkTarget(toDir string) error {
+	if toDir == "" && !c.Diff {
+		return errclass.Wrap(errclass.Usage, errors.New("--component config needs --to-dir DIR (write the configuration as files) and/or --diff (compare it with the live account); it is never applied to the account"))
+	}
+	return nil
+}
+
 // PlanRestore loads the snapshot's configuration (--config-script limits it) and, with --diff,
 // compares it with the live account right away: a comparison writes nothing, so --dry-run shows it
 // too. The configuration is never applied to the account: the plan has no Confirm and no Safety.
 func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
-	if req.ToDir == "" && !c.Diff {
-		return nil, errclass.Wrap(errclass.Usage, errors.New("--component config needs --to-dir DIR (write the configuration as files) and/or --diff (compare it with the live account); it is never applied to the account"))
-	}
-	for _, f := range d1Targets {
-		if c.fs != nil && c.fs.Changed(f) {
-			return nil, errclass.Wrap(errclass.Usage, errors.New("--to-file, --to-database, --in-place, --create and --table are D1 options; with --component config use --to-dir or --diff"))
-		}
+	if err := c.checkTarget(req.ToDir); err != nil {
+		return nil, err
 	}
 	m := req.Snapshot
 	srcs := source.SourcesOf(m, Component)

@@ -44,6 +44,10 @@ type restoreFlags struct {
 	ToBucket    string
 	ToPrefix    string
 	Overwrite   string
+
+	// checked says CheckFlags has read the keys of --object and --objects-from into keyList.
+	checked bool
+	keyList []string
 }
 
 func (c *component) Name() string  { return Component }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
@@ -19,14 +21,30 @@ func usage(format string, a ...any) error {
 	return errclass.Wrap(errclass.Usage, fmt.Errorf(format, a...))
 }
 
+// CheckFlags checks restore's r2 flags before anything is read and reads --objects-from.
+func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
+	if verb != source.VerbRestore {
+		return nil
+	}
+	value := func(name string) string {
+		if f := fs.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	keys, err := c.restore.keys(value("to-dir"), value("prefix"))
+	c.restore.checked, c.restore.keyList = err == nil, keys
+	return err
+}
+
 // keys checks the restore flags and returns the object keys asked for (--object, --objects-from).
-func (r restoreFlags) keys(req source.RestoreRequest) ([]string, error) {
+func (r restoreFlags) keys(toDir, prefix string) ([]string, error) {
 	switch r.Overwrite {
 	case OverwriteFail, OverwriteSkip, OverwriteOverwrite:
 	default:
 		return nil, usage("--overwrite %q: use fail, skip or overwrite", r.Overwrite)
 	}
-	if req.ToDir != "" && (r.ToBucket != "" || r.ToPrefix != "") {
+	if toDir != "" && (r.ToBucket != "" || r.ToPrefix != "") {
 		return nil, usage("--to-dir cannot be combined with --to-bucket or --to-prefix")
 	}
 	keys := append([]string(nil), r.Objects...)
@@ -37,7 +55,7 @@ func (r restoreFlags) keys(req source.RestoreRequest) ([]string, error) {
 		}
 		keys = append(keys, more...)
 	}
-	if len(keys) > 0 && req.Prefix != "" {
+	if len(keys) > 0 && prefix != "" {
 		return nil, usage("choose --prefix or --object/--objects-from, not both")
 	}
 	return keys, nil
@@ -77,9 +95,12 @@ func (r restoreFlags) target(bucket string, req source.RestoreRequest) Target {
 // PlanRestore selects the objects (all of a bucket, --prefix, --object/--objects-from) and decides
 // for each what the restore does at the target; it reads the target and writes nothing.
 func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
-	keys, err := c.restore.keys(req)
-	if err != nil {
-		return nil, err
+	keys := c.restore.keyList
+	if !c.restore.checked {
+		var err error
+		if keys, err = c.restore.keys(req.ToDir, req.Prefix); err != nil {
+			return nil, err
+		}
 	}
 	m := req.Snapshot
 	src, err := source.PickSource(m, Component, "R2 bucket", "R2 buckets", "--r2-bucket", c.restore.Bucket)
