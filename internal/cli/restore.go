@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -419,7 +420,7 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
-			err = writeJSON(out, restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+			err = writeJSON(out, &restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
 		} else {
 			res.Plan.Text(out)
 		}
@@ -435,7 +436,7 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 func printRestoreResult(o *RestoreOptions, res *engine.RestoreOutcome) error {
 	out := o.f.IO.Out
 	if o.f.jsonOut {
-		return writeJSON(out, res.Result.JSON)
+		return writeJSON(out, &componentResult{Doc: res.Result.JSON})
 	}
 	fmt.Fprint(out, res.Result.Text)
 	if res.Undo != "" {
@@ -452,4 +453,29 @@ type restorePlanMessage struct {
 	Snapshot    string `json:"snapshot"`
 	// Plan is the component's own plan (docs/JSON.md).
 	Plan any `json:"plan"`
+	// RunError is set when the dry run fails (config --diff: the account differs).
+	RunError
+}
+
+// componentResult is a registered component's --json summary (its own typed document), with the
+// run's error when the result comes with one (config --diff: exit status 9).
+type componentResult struct {
+	Doc any
+	RunError
+}
+
+// MarshalJSON writes Doc's object with the error fields, if any, after its own.
+func (c *componentResult) MarshalJSON() ([]byte, error) {
+	doc, err := json.Marshal(c.Doc)
+	if err != nil || c.RunError == (RunError{}) {
+		return doc, err
+	}
+	re, err := json.Marshal(c.RunError)
+	if err != nil || len(doc) < 2 || doc[0] != '{' {
+		return doc, err
+	}
+	if len(doc) == 2 { // {}
+		return re, nil
+	}
+	return append(append(doc[:len(doc)-1:len(doc)-1], ','), re[1:]...), nil
 }
