@@ -28,10 +28,6 @@ type BackupOptions struct {
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
-
-	// Per-component flags of components not yet in the registry live in backup_<component>.go.
-	r2     r2BackupFlags
-	config configBackupFlags
 }
 
 // NewCmdBackup takes a snapshot.
@@ -70,12 +66,6 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
-	if o.comps["r2"] == nil {
-		o.r2.addFlags(cmd)
-	}
-	if o.comps["config"] == nil {
-		o.config.addFlags(cmd)
-	}
 	return cmd
 }
 
@@ -152,10 +142,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 			if cf, err = o.f.Cloudflare(); err == nil {
 				err = eng.PlanD1(ctx, cf, plan, o.Databases)
 			}
-		case "r2":
-			err = o.r2.plan(ctx, o, eng, plan)
-		case "config":
-			err = o.config.plan(ctx, o, eng, plan)
 		}
 		if err != nil {
 			return err
@@ -172,8 +158,6 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 				fmt.Fprintf(out, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
 			}
 		}
-		o.r2.printPlan(out, plan)
-		o.config.printPlan(out, plan)
 		plan.PrintText(out)
 		return nil
 	}

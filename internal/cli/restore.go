@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -39,10 +40,6 @@ type RestoreOptions struct {
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
-
-	// Per-component flags of components not yet in the registry live in restore_<component>.go.
-	r2     r2RestoreFlags
-	config configRestoreFlags
 }
 
 // NewCmdRestore restores D1 data from a snapshot.
@@ -119,12 +116,6 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
 	o.comps = bindComponents(source.VerbRestore, fl)
-	if o.comps["r2"] == nil {
-		o.r2.addFlags(cmd)
-	}
-	if o.comps["config"] == nil {
-		o.config.addFlags(cmd)
-	}
 	return cmd
 }
 
@@ -186,10 +177,6 @@ func restoreRun(cmd *cobra.Command, o *RestoreOptions) error {
 	switch o.Component {
 	case d1.Component:
 		return restoreD1(cmd, o)
-	case "r2":
-		return o.r2.run(cmd, o)
-	case "config":
-		return o.config.run(cmd, o)
 	}
 	if err := engine.ValidateComponents([]string{o.Component}); err != nil {
 		return usageError{err}
@@ -425,18 +412,31 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 		o.f.SetResult(RunResult{Components: []string{comp.Name()}, Snapshots: []string{res.Snapshot.ID}})
 	}
 	if err != nil {
+		if res != nil && res.Result != nil {
+			_ = printRestoreResult(o, res) // a result that comes with its error (config --diff: exit 9)
+		}
 		return err
 	}
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
-			return writeJSON(out, restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+			err = writeJSON(out, &restorePlanMessage{MessageType: "plan", DryRun: true, Component: comp.Name(), Snapshot: res.Snapshot.ID, Plan: res.Plan.JSON()})
+		} else {
+			res.Plan.Text(out)
 		}
-		res.Plan.Text(out)
-		return nil
+		if d, ok := res.Plan.(source.DryRunChecker); ok && err == nil {
+			err = d.DryRunErr()
+		}
+		return err
 	}
+	return printRestoreResult(o, res)
+}
+
+// printRestoreResult prints a finished restore's summary (and its undo command).
+func printRestoreResult(o *RestoreOptions, res *engine.RestoreOutcome) error {
+	out := o.f.IO.Out
 	if o.f.jsonOut {
-		return writeJSON(out, res.Result.JSON)
+		return writeJSON(out, &componentResult{Doc: res.Result.JSON})
 	}
 	fmt.Fprint(out, res.Result.Text)
 	if res.Undo != "" {
@@ -453,4 +453,29 @@ type restorePlanMessage struct {
 	Snapshot    string `json:"snapshot"`
 	// Plan is the component's own plan (docs/JSON.md).
 	Plan any `json:"plan"`
+	// RunError is set when the dry run fails (config --diff: the account differs).
+	RunError
+}
+
+// componentResult is a registered component's --json summary (its own typed document), with the
+// run's error when the result comes with one (config --diff: exit status 9).
+type componentResult struct {
+	Doc any
+	RunError
+}
+
+// MarshalJSON writes Doc's object with the error fields, if any, after its own.
+func (c *componentResult) MarshalJSON() ([]byte, error) {
+	doc, err := json.Marshal(c.Doc)
+	if err != nil || c.RunError == (RunError{}) {
+		return doc, err
+	}
+	re, err := json.Marshal(c.RunError)
+	if err != nil || len(doc) < 2 || doc[0] != '{' {
+		return doc, err
+	}
+	if len(doc) == 2 { // {}
+		return re, nil
+	}
+	return append(append(doc[:len(doc)-1:len(doc)-1], ','), re[1:]...), nil
 }

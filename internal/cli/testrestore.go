@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -180,12 +179,8 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 		if !containsStr(m.Components, configsrc.Component) || (len(o.Components) > 0 && !containsStr(o.Components, configsrc.Component)) {
 			return usageError{fmt.Errorf("--diff compares the config component, which this test-restore does not include (snapshot %s has: %s)", m.ID, strings.Join(m.Components, ", "))}
 		}
-		cf, err := o.f.Cloudflare()
-		if err != nil {
+		if _, err := o.f.Cloudflare(); err != nil { // the config component compares with the live account
 			return err
-		}
-		topts.ConfigDiff = func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error) {
-			return liveConfigDiff(ctx, o.f, cf, restored, nil, nil)
 		}
 	}
 	topts.Env, topts.Diff = o.f.Env(), o.Diff

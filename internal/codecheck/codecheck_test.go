@@ -32,7 +32,6 @@ var exempt = []string{
 var pending = map[string]bool{
 	"internal/cli/copy.go:copyRun":               true,
 	"internal/cli/restore.go:restoreD1":          true,
-	"internal/cli/restore_r2.go:run":             true,
 	"internal/cli/testrestore.go:testRestoreRun": true,
 	"pkg/engine/prune.go:Prune":                  true,
 	"pkg/engine/prune.go:sweep":                  true,

@@ -105,13 +105,13 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 	}
 	pr := e.progress()
 	res, err := plan.Execute(ctx, source.Execution{Progress: pr, SafetySnapshot: out.SafetySnapshot, Undo: out.Undo})
+	out.Result = res
 	if err != nil {
 		if out.Undo != "" {
 			return out, fmt.Errorf("%w\nTo roll back what was overwritten: %s", err, out.Undo)
 		}
 		return out, err
 	}
-	out.Result = res
 	return out, nil
 }
 

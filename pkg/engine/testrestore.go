@@ -15,7 +15,6 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
@@ -39,9 +38,6 @@ type TestRestoreOptions struct {
 	// objects are decoded and checked only. ScratchWorkerSecret signs those requests.
 	ScratchWorkerURL    string
 	ScratchWorkerSecret string
-	// ConfigDiff, when set, compares a snapshot's Workers configuration (restored into scratch) with
-	// the live account (test-restore --diff): differences are reported, not failures.
-	ConfigDiff func(ctx context.Context, restored *configsrc.State) ([]configsrc.Change, error)
 	// Diff asks registered components for their comparison with the live account (config --diff).
 	Diff bool
 	// Env is what registered components may ask of the host (the Cloudflare client, settings).
@@ -65,7 +61,7 @@ type TestRestoreResult struct {
 type TestRestorer func(ctx context.Context, e *Engine, m *manifest.Manifest, cat *manifest.Catalogue, o TestRestoreOptions, scratch string) ([]TestRestoreCheck, error)
 
 // TestRestorers maps a component to its scratch restore.
-var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1, configsrc.Component: testRestoreConfig}
+var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1}
 
 // TestRestore restores a snapshot into scratch targets only — never into the account — and checks
 // what came back. Problems are collected per source; the error wraps ErrIntegrity when there is any.

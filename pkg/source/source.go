@@ -193,8 +193,16 @@ type RestorePlan interface {
 	// is overwritten or the target is not the account.
 	Safety() *Safety
 	// Execute performs the restore. The engine adds the safety snapshot's undo command to a failure;
-	// the component says in its error how far it got (what is partly written).
+	// the component says in its error how far it got (what is partly written). A result returned with
+	// an error is still shown (config --diff: the differences, and exit status 9).
 	Execute(ctx context.Context, x Execution) (*RestoreResult, error)
+}
+
+// DryRunChecker is implemented by a RestorePlan whose dry run has an outcome of its own: config
+// --diff compares with the live account (which writes nothing) and fails with errclass.Differs when
+// they differ. The CLI returns DryRunErr after showing the plan.
+type DryRunChecker interface {
+	DryRunErr() error
 }
 
 // Execution is what the engine hands Execute: progress, and the safety snapshot taken (if any) with

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -102,27 +104,39 @@ func TestTestRestoreConfigFindsDocumentsThatDisagree(t *testing.T) {
 	}
 }
 
+// testEnv is the host as the config component sees it in these tests.
+type testEnv struct {
+	cf  *cloudflare.Client
+	err error
+}
+
+func (e testEnv) Cloudflare() (*cloudflare.Client, error) { return e.cf, e.err }
+func (testEnv) Setting(string) string                     { return "" }
+func (testEnv) Log() *slog.Logger                         { return slog.New(slog.DiscardHandler) }
+func (testEnv) Stderr() io.Writer                         { return io.Discard }
+func (testEnv) Interactive() bool                         { return false }
+
 // TestTestRestoreConfigDiff: with a live comparison, differences are listed but are not failures.
 func TestTestRestoreConfigDiff(t *testing.T) {
 	f := newFixture(t)
 	m := f.backup(t, f.capture(t))
-	calls := 0
-	res, err := f.eng.TestRestore(context.Background(), m, engine.TestRestoreOptions{Identities: f.ids,
-		ConfigDiff: func(ctx context.Context, restored *config.State) ([]config.Change, error) {
-			calls++
-			if len(restored.Scripts) != 2 {
-				t.Errorf("compared %d scripts", len(restored.Scripts))
-			}
-			return []config.Change{{Scope: "script app", Path: "settings.x", Kind: "changed", Old: "a", New: "b"}}, nil
-		}})
-	if err != nil || !res.OK || calls != 1 || len(res.Sources[0].LiveChanges.([]config.Change)) != 1 {
-		t.Fatalf("test-restore --diff: %v %+v (calls %d)", err, res, calls)
+	opts := engine.TestRestoreOptions{Identities: f.ids, Diff: true, Env: testEnv{cf: f.cf}}
+	res, err := f.eng.TestRestore(context.Background(), m, opts)
+	if err != nil || !res.OK || res.Sources[0].LiveChanges != nil || !strings.Contains(strings.Join(res.Sources[0].Checks, ", "), "same as the live account") {
+		t.Fatalf("test-restore --diff, unchanged: %v %+v", err, res)
+	}
+	f.srv.DeleteWorkerScript("cron")
+	res, err = f.eng.TestRestore(context.Background(), m, opts)
+	if err != nil || !res.OK {
+		t.Fatalf("test-restore --diff: %v %+v", err, res)
+	}
+	changes, _ := res.Sources[0].LiveChanges.([]config.Change)
+	if len(changes) == 0 || !strings.Contains(strings.Join(res.Sources[0].Checks, ", "), "difference(s) from the live account (listed; not a failure)") {
+		t.Fatalf("test-restore --diff, changed: %+v", res.Sources[0])
 	}
 	// The comparison failing is an error (nothing proven about the account), not damage.
-	res, err = f.eng.TestRestore(context.Background(), m, engine.TestRestoreOptions{Identities: f.ids,
-		ConfigDiff: func(context.Context, *config.State) ([]config.Change, error) {
-			return nil, errors.New("account unreachable")
-		}})
+	opts.Env = testEnv{err: errors.New("account unreachable")}
+	res, err = f.eng.TestRestore(context.Background(), m, opts)
 	if err == nil || res.OK || res.Sources[0].ProblemKinds[0] != engine.FailureError {
 		t.Fatalf("failing diff: %v %+v", err, res)
 	}
@@ -132,10 +146,24 @@ func TestTestRestoreConfigDiff(t *testing.T) {
 // "unsupported", never as damaged data.
 func TestTestRestoreUnsupportedIsRecordedAsSuch(t *testing.T) {
 	f := newFixture(t)
-	m := f.backup(t, f.capture(t))
-	saved := engine.TestRestorers[config.Component]
-	delete(engine.TestRestorers, config.Component)
-	t.Cleanup(func() { engine.TestRestorers[config.Component] = saved })
+	st := f.capture(t)
+	plan := &engine.BackupPlan{Components: []string{"future"}}
+	plan.AddCapture(engine.Capture{Component: "future", Name: st.AccountID, Run: func(ctx context.Context, s *engine.Session) error {
+		src, items, err := config.Backup(ctx, s.Writer, st)
+		if err != nil {
+			return err
+		}
+		src.Component = "future"
+		for i := range items {
+			items[i].Component = "future"
+		}
+		s.Add(src, items...)
+		return nil
+	}})
+	m, err := f.eng.Backup(context.Background(), plan, engine.BackupOptions{Components: plan.Components})
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := f.eng.TestRestore(context.Background(), m, engine.TestRestoreOptions{Identities: f.ids, Record: true})
 	if err == nil || res.OK || res.Sources[0].ProblemKinds[0] != engine.FailureUnsupported {
 		t.Fatalf("test-restore: %v %+v", err, res)

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
-	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -95,7 +96,7 @@ func IndexKey(snapshotID, bucket string) string {
 // Backup captures one bucket into the session: lists it, reuses unchanged objects from the parent
 // snapshot's index, fetches the rest in parallel in key order, writes this snapshot's index and adds
 // the source and its items.
-func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) (Stats, error) {
+func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) (Stats, error) {
 	var st Stats
 	log := o.Log
 	if log == nil {
@@ -245,7 +246,7 @@ func Backup(ctx context.Context, c *Client, s *engine.Session, o BackupOptions) 
 		}
 		if errors.Is(err, ErrVanished) && ctx.Err() == nil {
 			if o.Strict {
-				return stopped(), fmt.Errorf("%w: %s (--strict): %v", engine.ErrNotFound, ErrVanished, err)
+				return stopped(), fmt.Errorf("%w: %s (--strict): %v", errclass.NotFound, ErrVanished, err)
 			}
 			log.Warn("object deleted between listing and GET: skipped", "bucket", o.Bucket, "err", err)
 			st.Skipped++
@@ -356,7 +357,7 @@ func (p *parentIndex) segsOf(it manifest.Item) []archive.SegmentInfo {
 // loadParent finds the newest snapshot with this bucket and reads its index; nil when there is none.
 // The parent covers the prefix being backed up when it can: a snapshot of only --r2-prefix P as
 // the parent of a whole-bucket backup would make it fetch everything outside P again.
-func loadParent(ctx context.Context, s *engine.Session, bucket, prefix string, ik indexKeys) (*parentIndex, error) {
+func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, ik indexKeys) (*parentIndex, error) {
 	r := s.Repo
 	snaps, err := s.Snapshots(ctx)
 	if err != nil {

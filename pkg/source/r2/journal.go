@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
-	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -109,7 +109,7 @@ type resumer struct {
 // snapshot (any, when there is none), subscribes to the session's completed segments to keep this
 // run's journal, and deletes the journals once the snapshot commits. Problems reading journals are
 // warnings: the backup then downloads what it would have reused.
-func newResumer(ctx context.Context, s *engine.Session, bucket string, ik indexKeys, parent *parentIndex, log *slog.Logger) *resumer {
+func newResumer(ctx context.Context, s *source.Session, bucket string, ik indexKeys, parent *parentIndex, log *slog.Logger) *resumer {
 	r := &resumer{ctx: ctx, st: s.Repo.Store, ik: ik, bucket: bucket, self: s.SnapshotID, log: log, now: time.Now,
 		prior: map[string]manifest.Item{}, segs: map[string]archive.SegmentInfo{}, present: map[string]bool{},
 		runs: map[string]bool{}, done: map[string]archive.SegmentInfo{}}
@@ -214,7 +214,7 @@ func readSmall(ctx context.Context, st store.Store, key string) ([]byte, error) 
 
 // reuse returns an interrupted run's entry for the object when key, size and ETag match and every
 // segment it points into is still stored with its recorded size; those segments are referenced.
-func (r *resumer) reuse(ctx context.Context, s *engine.Session, id string, ob Object) (manifest.Item, bool) {
+func (r *resumer) reuse(ctx context.Context, s *source.Session, id string, ob Object) (manifest.Item, bool) {
 	if r == nil {
 		return manifest.Item{}, false
 	}
