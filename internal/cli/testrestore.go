@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
 )
@@ -17,6 +18,7 @@ import (
 // TestRestoreOptions are the flags of 'test-restore'.
 type TestRestoreOptions struct {
 	f          *Factory
+	comps      map[string]source.Component // registered components with their test-restore flags bound
 	Snapshot   string
 	Components []string
 	Sample     string
@@ -113,6 +115,7 @@ Needs an identity.`,
 	fl.BoolVar(&o.NoRecord, "no-record", false, "do not record the result under verify/")
 	fl.BoolVar(&o.Diff, "diff", false, "config: also compare the restored configuration with the live account (reads Cloudflare; differences are listed, not failures)")
 	fl.StringVar(&o.WorkerURL, "scratch-worker-url", "", "import sampled Durable Objects into this local Workers runtime (or CFBACKUP_TEST_RESTORE_WORKER_URL)")
+	o.comps = bindComponents(source.VerbTestRestore, fl)
 	return cmd
 }
 
@@ -183,7 +186,7 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 			return err
 		}
 	}
-	topts.Env, topts.Diff = o.f.Env(), o.Diff
+	topts.Env, topts.Diff, topts.Bound = o.f.Env(), o.Diff, o.comps
 	res, terr := o.f.Engine(r).TestRestore(ctx, m, topts)
 	if res == nil {
 		return terr

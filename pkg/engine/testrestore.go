@@ -42,6 +42,9 @@ type TestRestoreOptions struct {
 	Diff bool
 	// Env is what registered components may ask of the host (the Cloudflare client, settings).
 	Env source.Env
+	// Bound holds component values whose test-restore flags the CLI bound (by name); others are made
+	// fresh.
+	Bound map[string]source.Component
 }
 
 // TestRestoreCheck is one source's outcome (pkg/source).
@@ -94,9 +97,11 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 			return nil, fmt.Errorf("%w: snapshot %s has no %s component (it has: %s)", ErrNotFound, m.ID, c, strings.Join(m.Components, ", "))
 		}
 		if source.Registered(c) {
-			comp, err := source.New(c)
-			if err != nil {
-				return nil, err
+			comp, ok := o.Bound[c]
+			if !ok {
+				if comp, err = source.New(c); err != nil {
+					return nil, err
+				}
 			}
 			checks, err := comp.TestRestore(ctx, o.Env, source.TestRestoreRequest{
 				Snapshot: m, Catalogue: cat, Open: source.Opener(e.Opener(m, o.Identities)), Identities: o.Identities,
