@@ -94,136 +94,187 @@ var secretTypes = map[string]bool{"secret_text": true, "secret_key": true}
 
 // Capture reads the live account's configuration.
 func Capture(ctx context.Context, api API, o Options) (*State, error) {
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	c := &capturer{api: api, log: o.Log, st: &State{AccountID: api.AccountID(), Scripts: map[string]Doc{}}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
 	}
-	st := &State{AccountID: api.AccountID(), Scripts: map[string]Doc{}}
-	unavailable := func(doc Doc, part string, err error) {
-		if doc["unavailable"] == nil {
-			doc["unavailable"] = Doc{}
-		}
-		doc["unavailable"].(Doc)[part] = err.Error()
-	}
-	inv := Doc{"format": json.Number("1"), "kind": "inventory", "account_id": st.AccountID}
-
-	rawScripts, err := api.ListWorkerScripts(ctx)
+	inv := Doc{"format": json.Number("1"), "kind": "inventory", "account_id": c.st.AccountID}
+	entries, want, err := c.scripts(ctx, inv, o.Scripts)
 	if err != nil {
 		return nil, err
+	}
+	// Account-wide lists: custom domains, zone routes, inventory. Domains and the inventory are
+	// optional (a token may lack R2 or D1 read permission); asked-for zones are not.
+	domains, err := c.domains(ctx, inv)
+	if err != nil {
+		return nil, err
+	}
+	zoneRoutes, err := c.zoneRoutes(ctx, inv, o.Zones)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.inventory(ctx, inv); err != nil {
+		return nil, err
+	}
+	c.st.Inventory = inv
+	for _, name := range want {
+		doc, err := captureScript(ctx, api, name, entries[name], domains, zoneRoutes, o.Zones)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.subdomain(ctx, name, doc); err != nil {
+			return nil, err
+		}
+		if doc["custom_domains"] == nil && inv["custom_domains"] == nil {
+			unavailable(doc, "custom_domains", errors.New("the account's custom domains could not be listed"))
+		}
+		c.st.Scripts[name] = doc
+		c.log.Debug("captured Workers script configuration", "script", name)
+	}
+	return c.st, nil
+}
+
+// capturer reads one account's configuration into a State.
+type capturer struct {
+	api API
+	log *slog.Logger
+	st  *State
+}
+
+// unavailable records in doc that a part could not be read, and why.
+func unavailable(doc Doc, part string, err error) {
+	if doc["unavailable"] == nil {
+		doc["unavailable"] = Doc{}
+	}
+	doc["unavailable"].(Doc)[part] = err.Error()
+}
+
+// optional records a part the token may not be allowed to read as a problem (nil), unless the run was
+// cancelled (the context's error).
+func (c *capturer) optional(ctx context.Context, doc Doc, part, problem string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	c.log.Warn("could not read "+strings.ReplaceAll(part, "_", " "), "err", err)
+	c.st.Problems = append(c.st.Problems, problem+": "+err.Error())
+	unavailable(doc, part, err)
+	return nil
+}
+
+// scripts lists the account's scripts into the inventory and returns their list entries and the
+// names to capture (all, or those asked for, each of which must exist).
+func (c *capturer) scripts(ctx context.Context, inv Doc, asked []string) (map[string]Doc, []string, error) {
+	rawScripts, err := c.api.ListWorkerScripts(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	entries := map[string]Doc{}
 	var all []string
 	for _, raw := range rawScripts {
 		e, err := decodeObject(raw)
 		if err != nil {
-			return nil, fmt.Errorf("list Workers scripts: %w", err)
+			return nil, nil, fmt.Errorf("list Workers scripts: %w", err)
 		}
 		name, _ := e["id"].(string)
 		if name == "" {
-			return nil, fmt.Errorf("list Workers scripts: an entry has no \"id\": %s", raw)
+			return nil, nil, fmt.Errorf("list Workers scripts: an entry has no \"id\": %s", raw)
 		}
 		entries[name] = e
 		all = append(all, name)
 	}
 	sort.Strings(all)
 	inv["workers_scripts"] = stringsAny(all)
-	want := all
-	if len(o.Scripts) > 0 {
-		want = nil
-		for _, n := range o.Scripts {
-			if entries[n] == nil {
-				return nil, fmt.Errorf("%w: %q is not in account %s (scripts: %s)", ErrNoScript, n, st.AccountID, strings.Join(all, ", "))
-			}
-			want = append(want, n)
+	if len(asked) == 0 {
+		return entries, all, nil
+	}
+	for _, n := range asked {
+		if entries[n] == nil {
+			return nil, nil, fmt.Errorf("%w: %q is not in account %s (scripts: %s)", ErrNoScript, n, c.st.AccountID, strings.Join(all, ", "))
 		}
 	}
+	return entries, asked, nil
+}
 
-	// Account-wide lists: custom domains, zone routes, inventory. Domains and the inventory are
-	// optional (a token may lack R2 or D1 read permission); asked-for zones are not.
-	var domains []Doc
-	if raw, err := api.ListWorkerDomains(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		log.Warn("could not list Workers custom domains", "err", err)
-		st.Problems = append(st.Problems, "custom domains: "+err.Error())
-		unavailable(inv, "custom_domains", err)
-	} else if domains, err = decodeObjects(raw); err != nil {
+// domains lists the account's Workers custom domains (optional).
+func (c *capturer) domains(ctx context.Context, inv Doc) ([]Doc, error) {
+	raw, err := c.api.ListWorkerDomains(ctx)
+	if err != nil {
+		return nil, c.optional(ctx, inv, "custom_domains", "custom domains", err)
+	}
+	domains, err := decodeObjects(raw)
+	if err != nil {
 		return nil, fmt.Errorf("list Workers custom domains: %w", err)
-	} else {
-		inv["custom_domains"] = sortDocs(domains, "hostname", "id")
 	}
-	zoneRoutes := map[string][]Doc{}
-	if len(o.Zones) > 0 {
-		zones := Doc{}
-		for _, z := range o.Zones {
-			raw, err := api.ListZoneWorkerRoutes(ctx, z)
-			if err != nil {
-				return nil, err
-			}
-			rs, err := decodeObjects(raw)
-			if err != nil {
-				return nil, fmt.Errorf("list Workers routes of zone %s: %w", z, err)
-			}
-			for _, r := range rs {
-				r["zone_id"] = z
-			}
-			zoneRoutes[z] = rs
-			zones[z] = sortDocs(rs, "pattern", "id")
+	inv["custom_domains"] = sortDocs(domains, "hostname", "id")
+	return domains, nil
+}
+
+// zoneRoutes lists the Workers routes of the zones asked for (each must be readable).
+func (c *capturer) zoneRoutes(ctx context.Context, inv Doc, zones []string) (map[string][]Doc, error) {
+	out := map[string][]Doc{}
+	if len(zones) == 0 {
+		return out, nil
+	}
+	byZone := Doc{}
+	for _, z := range zones {
+		raw, err := c.api.ListZoneWorkerRoutes(ctx, z)
+		if err != nil {
+			return nil, err
 		}
-		inv["zone_routes"] = zones
+		rs, err := decodeObjects(raw)
+		if err != nil {
+			return nil, fmt.Errorf("list Workers routes of zone %s: %w", z, err)
+		}
+		for _, r := range rs {
+			r["zone_id"] = z
+		}
+		out[z] = rs
+		byZone[z] = sortDocs(rs, "pattern", "id")
 	}
+	inv["zone_routes"] = byZone
+	return out, nil
+}
+
+// inventory lists the account's D1 databases, R2 buckets and Durable Object namespaces (each
+// optional).
+func (c *capturer) inventory(ctx context.Context, inv Doc) error {
 	for _, part := range []struct {
 		key  string
 		list func(context.Context) ([]json.RawMessage, error)
 		sort []string
 	}{
-		{"d1_databases", api.ListDatabasesRaw, []string{"name", "uuid"}},
-		{"r2_buckets", api.ListR2BucketsRaw, []string{"name", "jurisdiction"}},
-		{"durable_object_namespaces", api.ListNamespacesRaw, []string{"name", "id"}},
+		{"d1_databases", c.api.ListDatabasesRaw, []string{"name", "uuid"}},
+		{"r2_buckets", c.api.ListR2BucketsRaw, []string{"name", "jurisdiction"}},
+		{"durable_object_namespaces", c.api.ListNamespacesRaw, []string{"name", "id"}},
 	} {
 		raw, err := part.list(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if err := c.optional(ctx, inv, part.key, part.key, err); err != nil {
+				return err
 			}
-			log.Warn("could not list "+strings.ReplaceAll(part.key, "_", " "), "err", err)
-			st.Problems = append(st.Problems, part.key+": "+err.Error())
-			unavailable(inv, part.key, err)
 			continue
 		}
 		docs, err := decodeObjects(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", part.key, err)
+			return fmt.Errorf("%s: %w", part.key, err)
 		}
 		inv[part.key] = sortDocs(docs, part.sort...)
 	}
-	st.Inventory = inv
+	return nil
+}
 
-	for _, name := range want {
-		doc, err := captureScript(ctx, api, name, entries[name], domains, zoneRoutes, o.Zones)
-		if err != nil {
-			return nil, err
-		}
-		if sub, err := api.WorkerSubdomain(ctx, name); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			log.Warn("could not read the workers.dev subdomain setting", "script", name, "err", err)
-			st.Problems = append(st.Problems, "script "+name+" workers.dev subdomain: "+err.Error())
-			unavailable(doc, "workers_dev", err)
-		} else if d, err := decodeAny(sub); err != nil {
-			return nil, fmt.Errorf("workers.dev subdomain of %s: %w", name, err)
-		} else {
-			doc["workers_dev"] = d
-		}
-		if doc["custom_domains"] == nil && inv["custom_domains"] == nil {
-			unavailable(doc, "custom_domains", errors.New("the account's custom domains could not be listed"))
-		}
-		st.Scripts[name] = doc
-		log.Debug("captured Workers script configuration", "script", name)
+// subdomain records a script's workers.dev setting (optional).
+func (c *capturer) subdomain(ctx context.Context, name string, doc Doc) error {
+	sub, err := c.api.WorkerSubdomain(ctx, name)
+	if err != nil {
+		return c.optional(ctx, doc, "workers_dev", "script "+name+" workers.dev subdomain", err)
 	}
-	return st, nil
+	d, err := decodeAny(sub)
+	if err != nil {
+		return fmt.Errorf("workers.dev subdomain of %s: %w", name, err)
+	}
+	doc["workers_dev"] = d
+	return nil
 }
 
 func captureScript(ctx context.Context, api API, name string, entry Doc, domains []Doc, zoneRoutes map[string][]Doc, zones []string) (Doc, error) {
