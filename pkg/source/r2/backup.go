@@ -97,206 +97,266 @@ func IndexKey(snapshotID, bucket string) string {
 // snapshot's index, fetches the rest in parallel in key order, writes this snapshot's index and adds
 // the source and its items.
 func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) (Stats, error) {
-	var st Stats
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	bb := &bucketBackup{c: c, s: s, o: o, log: o.Log, progress: o.Progress}
+	if bb.log == nil {
+		bb.log = slog.New(slog.DiscardHandler)
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = func(int) {}
+	if bb.progress == nil {
+		bb.progress = func(int) {}
 	}
 	conc := o.Concurrency
 	if conc <= 0 {
 		conc = DefaultConcurrency
 	}
-	var objs []Object
 	if err := c.List(ctx, o.Bucket, o.Prefix, func(ob Object) error {
-		objs = append(objs, ob)
+		bb.objs = append(bb.objs, ob)
 		return nil
 	}); err != nil {
-		return st, fmt.Errorf("list bucket %s: %w", o.Bucket, err)
+		return bb.st, fmt.Errorf("list bucket %s: %w", o.Bucket, err)
 	}
 	if len(o.Keys) > 0 {
-		objs = onlyKeys(objs, o.Keys)
+		bb.objs = onlyKeys(bb.objs, o.Keys)
 	}
-	keys := make([]string, len(objs))
-	for i, ob := range objs {
+	keys := make([]string, len(bb.objs))
+	for i, ob := range bb.objs {
 		keys[i] = ob.Key
 	}
-	paths := EncodePaths(keys)
-
-	var ik indexKeys
-	var parent *parentIndex
-	if len(o.WriterSecret) == 0 {
-		log.Warn("no writer secret: backing up every object in full and writing no incremental index (set CFBACKUP_WRITER_KEY_FILE)", "bucket", o.Bucket)
-	} else {
-		ik = deriveKeys(o.WriterSecret)
-		var err error
-		parent, err = loadParent(ctx, s, o.Bucket, o.Prefix, ik)
+	bb.paths = EncodePaths(keys)
+	if err := bb.incremental(ctx); err != nil {
+		return bb.st, err
+	}
+	fetch := bb.reuse(ctx)
+	bb.pf = newPrefetcher(ctx, c, o, bb.objs, fetch, conc, &bb.st)
+	defer bb.pf.stop()
+	for n, i := range fetch {
+		skipped, err := bb.fetch(ctx, n, i)
 		if err != nil {
-			if ctx.Err() != nil {
-				return st, ctx.Err()
-			}
-			log.Warn("cannot use the parent snapshot's index: backing up every object in full", "bucket", o.Bucket, "err", err)
-			parent = nil
+			return bb.stopped(), err
+		}
+		if skipped {
+			continue
+		}
+		if err := bb.settle(256); err != nil {
+			return bb.stopped(), err
 		}
 	}
-	var res *resumer
-	if len(o.WriterSecret) > 0 {
-		res = newResumer(ctx, s, o.Bucket, ik, parent, log)
+	if err := bb.settle(0); err != nil {
+		return bb.stopped(), err
 	}
+	err := bb.finish(ctx) // before stopped(): finish counts the objects
+	return bb.stopped(), err
+}
 
-	// Decide reuse; the rest is fetched.
-	items := make([]*manifest.Item, len(objs))
+// bucketBackup is one bucket's backup in progress.
+type bucketBackup struct {
+	c        *Client
+	s        *source.Session
+	o        BackupOptions
+	log      *slog.Logger
+	progress func(int)
+	st       Stats
+
+	objs   []Object
+	paths  map[string]string
+	ik     indexKeys
+	parent *parentIndex
+	res    *resumer
+	items  []*manifest.Item
+	pf     *prefetcher
+	queue  []waitingItem
+}
+
+type waitingItem struct {
+	i int
+	p *archive.PendingItem
+}
+
+// stopped reads the counters only after every prefetch worker has ended (they update GETs).
+func (bb *bucketBackup) stopped() Stats {
+	if bb.pf != nil {
+		bb.pf.stop()
+	}
+	return bb.st
+}
+
+// incremental loads the parent snapshot's index and the resume journal when this host has the
+// writer secret; without it, or with an unusable index, every object is backed up in full.
+func (bb *bucketBackup) incremental(ctx context.Context) error {
+	if len(bb.o.WriterSecret) == 0 {
+		bb.log.Warn("no writer secret: backing up every object in full and writing no incremental index (set CFBACKUP_WRITER_KEY_FILE)", "bucket", bb.o.Bucket)
+		return nil
+	}
+	bb.ik = deriveKeys(bb.o.WriterSecret)
+	parent, err := loadParent(ctx, bb.s, bb.o.Bucket, bb.o.Prefix, bb.ik)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		bb.log.Warn("cannot use the parent snapshot's index: backing up every object in full", "bucket", bb.o.Bucket, "err", err)
+		parent = nil
+	}
+	bb.parent = parent
+	bb.res = newResumer(ctx, bb.s, bb.o.Bucket, bb.ik, parent, bb.log)
+	return nil
+}
+
+// reuse takes unchanged objects from the parent's index or the resume journal and returns the
+// indexes of the objects to fetch.
+func (bb *bucketBackup) reuse(ctx context.Context) []int {
+	bb.items = make([]*manifest.Item, len(bb.objs))
 	var fetch []int
-	for i, ob := range objs {
-		if parent != nil {
-			if it, ok := parent.reuse(ik.entryID(o.Bucket, ob.Key), ob); ok {
-				s.Reference(parent.segsOf(it)...)
-				it.Source = o.Bucket
-				items[i] = &it
-				st.Reused++
-				st.Bytes += it.Size
-				progress(int(it.Size))
+	for i, ob := range bb.objs {
+		id := bb.ik.entryID(bb.o.Bucket, ob.Key)
+		if bb.parent != nil {
+			if it, ok := bb.parent.reuse(id, ob); ok {
+				bb.s.Reference(bb.parent.segsOf(it)...)
+				bb.reused(i, it, false)
 				continue
 			}
 		}
-		if it, ok := res.reuse(ctx, s, ik.entryID(o.Bucket, ob.Key), ob); ok {
-			it.Source = o.Bucket
-			items[i] = &it
-			st.Reused++
-			st.Resumed++
-			st.Bytes += it.Size
-			progress(int(it.Size))
+		if it, ok := bb.res.reuse(ctx, bb.s, id, ob); ok {
+			bb.reused(i, it, true)
 			continue
 		}
 		fetch = append(fetch, i)
 	}
+	return fetch
+}
 
-	pf := newPrefetcher(ctx, c, o, objs, fetch, conc, &st)
-	defer pf.stop()
-	// stopped reads the counters only after every prefetch worker has ended (they update GETs).
-	stopped := func() Stats { pf.stop(); return st }
-	type waiting struct {
-		i int
-		p *archive.PendingItem
+func (bb *bucketBackup) reused(i int, it manifest.Item, resumed bool) {
+	it.Source = bb.o.Bucket
+	bb.items[i] = &it
+	bb.st.Reused++
+	if resumed {
+		bb.st.Resumed++
 	}
-	var queue []waiting
-	settle := func(keep int) error {
-		// Items already placed are settled early too, so the resume journal can list them.
-		for len(queue) > keep || (len(queue) > 0 && res != nil && queue[0].p.Ready()) {
-			w := queue[0]
-			queue = queue[1:]
-			ref, err := w.p.Wait()
-			if err != nil {
-				return err
-			}
-			items[w.i].ItemRef = ref
-			res.settled(*items[w.i])
-		}
-		return nil
-	}
-	for n, i := range fetch {
-		ob := objs[i]
-		name := ItemName(o.Bucket, paths[ob.Key])
-		var p *archive.PendingItem
-		var meta manifest.ObjectMeta
-		var err error
-		for attempt := 0; ; attempt++ {
-			var r io.Reader
-			var size int64
-			res := pf.result(n)
-			if res.err == nil && res.body != nil { // large: ranged GETs already under way
-				meta, size = res.body.meta, res.body.size
-				p, err = s.Writer.WriteItemAsync(name, &exactReader{r: res.body, left: size, progress: progress})
-				res.body.Close()
-			} else if res.err == nil && res.buf == nil { // ranges refused, or grown since listing: stream it now
-				var body io.ReadCloser
-				atomic.AddInt64(&st.GETs, 1)
-				if o.BeforeGet != nil {
-					o.BeforeGet(ob.Key)
-				}
-				body, size, meta, err = c.Get(ctx, o.Bucket, ob.Key)
-				if err == nil {
-					r = &exactReader{r: body, left: size, progress: progress}
-					p, err = s.Writer.WriteItemAsync(name, r)
-					body.Close()
-				}
-			} else if res.err == nil {
-				meta, size = res.meta, int64(len(res.buf.b))
-				progress(len(res.buf.b))
-				// The writer compresses the prefetch buffer in place and gives it back when done.
-				buf := res.buf
-				p, err = s.Writer.WriteItemBytes(name, buf.b, func() { pf.release(buf) })
-			} else {
-				err = res.err
-			}
-			if err == nil {
-				st.Fetched++
-				st.FetchedBytes += size
-				st.Bytes += size
-				break
-			}
-			if errors.Is(err, ErrVanished) || ctx.Err() != nil || attempt >= 2 || !retryable(err) {
-				break
-			}
-			log.Warn("retrying object", "bucket", o.Bucket, "err", err)
-			pf.refetch(n, errors.Is(err, ErrChanged))
-		}
-		if errors.Is(err, ErrVanished) && ctx.Err() == nil {
-			if o.Strict {
-				return stopped(), fmt.Errorf("%w: %s (--strict): %v", errclass.NotFound, ErrVanished, err)
-			}
-			log.Warn("object deleted between listing and GET: skipped", "bucket", o.Bucket, "err", err)
-			st.Skipped++
-			continue
-		}
+	bb.st.Bytes += it.Size
+	bb.progress(int(it.Size))
+}
+
+// settle waits for queued items until at most keep remain; items already placed are settled early
+// too, so the resume journal can list them.
+func (bb *bucketBackup) settle(keep int) error {
+	for len(bb.queue) > keep || (len(bb.queue) > 0 && bb.res != nil && bb.queue[0].p.Ready()) {
+		w := bb.queue[0]
+		bb.queue = bb.queue[1:]
+		ref, err := w.p.Wait()
 		if err != nil {
-			if ctx.Err() != nil {
-				return stopped(), ctx.Err()
-			}
-			return stopped(), fmt.Errorf("back up bucket %s: %w", o.Bucket, err)
+			return err
 		}
-		meta.Key = ob.Key
-		m := meta
-		items[i] = &manifest.Item{Component: Component, Source: o.Bucket, Kind: "object", Object: &m}
-		queue = append(queue, waiting{i, p})
-		if err := settle(256); err != nil {
-			return stopped(), err
+		bb.items[w.i].ItemRef = ref
+		bb.res.settled(*bb.items[w.i])
+	}
+	return nil
+}
+
+// fetch writes the n-th object to fetch (objs[i]) into the archive, retrying twice; an object
+// deleted since the listing is skipped (reported true) unless --strict.
+func (bb *bucketBackup) fetch(ctx context.Context, n, i int) (bool, error) {
+	ob := bb.objs[i]
+	name := ItemName(bb.o.Bucket, bb.paths[ob.Key])
+	var p *archive.PendingItem
+	var meta manifest.ObjectMeta
+	var err error
+	for attempt := 0; ; attempt++ {
+		var size int64
+		p, meta, size, err = bb.write(ctx, n, ob, name)
+		if err == nil {
+			bb.st.Fetched++
+			bb.st.FetchedBytes += size
+			bb.st.Bytes += size
+			break
 		}
+		if errors.Is(err, ErrVanished) || ctx.Err() != nil || attempt >= 2 || !retryable(err) {
+			break
+		}
+		bb.log.Warn("retrying object", "bucket", bb.o.Bucket, "err", err)
+		bb.pf.refetch(n, errors.Is(err, ErrChanged))
 	}
-	if err := settle(0); err != nil {
-		return stopped(), err
+	if errors.Is(err, ErrVanished) && ctx.Err() == nil {
+		if bb.o.Strict {
+			return false, fmt.Errorf("%w: %s (--strict): %v", errclass.NotFound, ErrVanished, err)
+		}
+		bb.log.Warn("object deleted between listing and GET: skipped", "bucket", bb.o.Bucket, "err", err)
+		bb.st.Skipped++
+		return true, nil
 	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, fmt.Errorf("back up bucket %s: %w", bb.o.Bucket, err)
+	}
+	meta.Key = ob.Key
+	m := meta
+	bb.items[i] = &manifest.Item{Component: Component, Source: bb.o.Bucket, Kind: "object", Object: &m}
+	bb.queue = append(bb.queue, waitingItem{i, p})
+	return false, nil
+}
+
+// write hands one object to the archive writer from what the prefetcher has: ranged GETs under way
+// (large), nothing (ranges refused, or grown since listing: streamed now) or a buffer (small).
+func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string) (*archive.PendingItem, manifest.ObjectMeta, int64, error) {
+	res := bb.pf.result(n)
+	switch {
+	case res.err != nil:
+		return nil, manifest.ObjectMeta{}, 0, res.err
+	case res.body != nil:
+		p, err := bb.s.Writer.WriteItemAsync(name, &exactReader{r: res.body, left: res.body.size, progress: bb.progress})
+		res.body.Close()
+		return p, res.body.meta, res.body.size, err
+	case res.buf == nil:
+		atomic.AddInt64(&bb.st.GETs, 1)
+		if bb.o.BeforeGet != nil {
+			bb.o.BeforeGet(ob.Key)
+		}
+		body, size, meta, err := bb.c.Get(ctx, bb.o.Bucket, ob.Key)
+		if err != nil {
+			return nil, meta, size, err
+		}
+		p, err := bb.s.Writer.WriteItemAsync(name, &exactReader{r: body, left: size, progress: bb.progress})
+		body.Close()
+		return p, meta, size, err
+	default:
+		bb.progress(len(res.buf.b))
+		// The writer compresses the prefetch buffer in place and gives it back when done.
+		buf := res.buf
+		p, err := bb.s.Writer.WriteItemBytes(name, buf.b, func() { bb.pf.release(buf) })
+		return p, res.meta, int64(len(buf.b)), err
+	}
+}
+
+// finish writes this snapshot's incremental index (with the writer secret) and adds the source.
+func (bb *bucketBackup) finish(ctx context.Context) error {
 	var out []manifest.Item
-	for _, it := range items {
+	for _, it := range bb.items {
 		if it != nil {
 			out = append(out, *it)
 		}
 	}
-	st.Objects = int64(len(out))
-	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: st.Objects, Size: st.Bytes, Reused: st.Reused, Skipped: st.Skipped, Prefix: o.Prefix}
-	if parent != nil {
-		src.Parent = parent.snapshot
+	bb.st.Objects = int64(len(out))
+	o := bb.o
+	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: bb.st.Objects, Size: bb.st.Bytes, Reused: bb.st.Reused, Skipped: bb.st.Skipped, Prefix: o.Prefix}
+	if bb.parent != nil {
+		src.Parent = bb.parent.snapshot
 	}
 	if len(o.WriterSecret) > 0 {
 		ix := &Index{Version: IndexVersion, Bucket: o.Bucket, Entries: make(map[string]manifest.Item, len(out))}
 		for _, it := range out {
-			ix.Entries[ik.entryID(o.Bucket, it.Object.Key)] = it
+			ix.Entries[bb.ik.entryID(o.Bucket, it.Object.Key)] = it
 		}
-		b, err := ik.seal(ix)
+		b, err := bb.ik.seal(ix)
 		if err != nil {
-			return stopped(), err
+			return err
 		}
-		key := IndexKey(s.SnapshotID, o.Bucket)
-		if err := s.PutObject(ctx, key, b); err != nil {
-			return stopped(), fmt.Errorf("store the incremental index: %w", err)
+		key := IndexKey(bb.s.SnapshotID, o.Bucket)
+		if err := bb.s.PutObject(ctx, key, b); err != nil {
+			return fmt.Errorf("store the incremental index: %w", err)
 		}
 		src.Index = key
 	}
-	s.Add(src, out...)
-	return stopped(), nil
+	bb.s.Add(src, out...)
+	return nil
 }
 
 func retryable(err error) bool {
