@@ -215,15 +215,4 @@ func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m
 	return out, errors.Join(errs...)
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return source.HumanBytes(n) }

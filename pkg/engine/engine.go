@@ -680,14 +680,7 @@ func keyErr(err error) error {
 
 // SourcesOf lists a snapshot's sources of one component, sorted by name.
 func SourcesOf(m *manifest.Manifest, component string) []manifest.Source {
-	var out []manifest.Source
-	for _, s := range m.Sources {
-		if s.Component == component {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return source.SourcesOf(m, component)
 }
 
 func hostname() string {

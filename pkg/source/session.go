@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 
@@ -117,4 +119,33 @@ func (s *Session) Committed(ctx context.Context, m *manifest.Manifest) {
 	for _, fn := range fns {
 		fn(ctx, m)
 	}
+}
+
+// ReadSnapshotObject reads a side object a snapshot's manifest lists (an incremental index) and
+// checks it against the size and SHA-256 recorded there: what the store returns is untrusted until
+// it matches (invariant 9), and the read never takes more than the recorded size plus one byte.
+func ReadSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifest, key string) ([]byte, error) {
+	var want *manifest.Object
+	for i := range m.Objects {
+		if m.Objects[i].Key == key {
+			want = &m.Objects[i]
+		}
+	}
+	if want == nil {
+		return nil, fmt.Errorf("snapshot %s does not list its index %s", m.ID, key)
+	}
+	rc, err := st.Open(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), want.Size+1))
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if int64(len(b)) != want.Size || hex.EncodeToString(sum[:]) != want.SHA256 {
+		return nil, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, key, m.ID)
+	}
+	return b, nil
 }

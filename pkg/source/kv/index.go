@@ -23,7 +23,6 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // The incremental index of one namespace in one snapshot, IndexKey (index/<snapshot>.kv.<namespace id>.idx):
@@ -204,27 +203,9 @@ func loadParent(ctx context.Context, s *source.Session, namespaceID string, ik i
 		if src.Index == "" {
 			return nil, fmt.Errorf("snapshot %s has no index of KV namespace %s (it was written without the writer secret)", m.ID, namespaceID)
 		}
-		var want *manifest.Object
-		for i := range m.Objects {
-			if m.Objects[i].Key == src.Index {
-				want = &m.Objects[i]
-			}
-		}
-		if want == nil {
-			return nil, fmt.Errorf("snapshot %s does not list its index %s", m.ID, src.Index)
-		}
-		rc, err := s.Repo.Store.Open(ctx, src.Index, 0, -1)
+		b, err := source.ReadSnapshotObject(ctx, s.Repo.Store, m, src.Index)
 		if err != nil {
 			return nil, err
-		}
-		b, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), want.Size+1))
-		rc.Close()
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(b)
-		if int64(len(b)) != want.Size || hex.EncodeToString(sum[:]) != want.SHA256 {
-			return nil, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, src.Index, m.ID)
 		}
 		ix, err := ik.open(b)
 		if err != nil {

@@ -2,8 +2,6 @@ package r2
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,6 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Defaults of a bucket backup.
@@ -442,27 +439,9 @@ func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, i
 		if src.Index == "" {
 			return nil, fmt.Errorf("snapshot %s has no index of bucket %s (it was written without the writer secret)", m.ID, bucket)
 		}
-		var want *manifest.Object
-		for i := range m.Objects {
-			if m.Objects[i].Key == src.Index {
-				want = &m.Objects[i]
-			}
-		}
-		if want == nil {
-			return nil, fmt.Errorf("snapshot %s does not list its index %s", m.ID, src.Index)
-		}
-		rc, err := r.Store.Open(ctx, src.Index, 0, -1)
+		b, err := source.ReadSnapshotObject(ctx, r.Store, m, src.Index)
 		if err != nil {
 			return nil, err
-		}
-		b, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), want.Size+1))
-		rc.Close()
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(b)
-		if int64(len(b)) != want.Size || hex.EncodeToString(sum[:]) != want.SHA256 {
-			return nil, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, src.Index, m.ID)
 		}
 		ix, err := ik.open(b)
 		if err != nil {
