@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/pflag"
@@ -179,6 +180,15 @@ type RestoreRequest struct {
 	Yes      bool   // confirmed on the command line
 	DryRun   bool
 	NoSafety bool // --no-safety-snapshot
+	// At is the point in time (--at, its last instant) for a component that Rewinds; nil otherwise.
+	At *time.Time
+}
+
+// Rewinder is a component whose restore may come from the account's own history instead of a
+// snapshot (D1 Time Travel). When Rewinds reports true for the bound flags, the engine resolves no
+// snapshot and needs no identity: PlanRestore gets RestoreRequest.At, and Snapshot is nil.
+type Rewinder interface {
+	Rewinds() bool
 }
 
 // RestorePlan is a component's decided restore: what --dry-run shows, what needs confirming, what
@@ -231,6 +241,8 @@ type Safety struct {
 	Captures []Capture
 	// Undo is the command that restores the safety snapshot id.
 	Undo func(id string) string
+	// Restoring is what the restore puts back, for the label restoring= (default: the snapshot's id).
+	Restoring string
 }
 
 // RestoreResult is a finished restore: its --json summary (a typed struct whose fields include

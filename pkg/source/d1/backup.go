@@ -47,7 +47,7 @@ type BackupOptions struct {
 type schemaObject struct{ Type, Name, Table, SQL string }
 
 // Backup captures one database into w and returns its manifest summary and catalogue items.
-func Backup(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, o BackupOptions) (manifest.Source, []manifest.Item, error) {
+func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, o BackupOptions) (manifest.Source, []manifest.Item, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -185,7 +185,7 @@ func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
 // exportOnce runs one export and streams its dump into the archive, one item per part.
-func exportOnce(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, tables []string, o BackupOptions) ([]manifest.Item, cloudflare.Export, error) {
+func exportOnce(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, tables []string, o BackupOptions) ([]manifest.Item, cloudflare.Export, error) {
 	start := time.Now()
 	exp, err := api.Export(ctx, db.UUID, cloudflare.ExportOptions{
 		Tables:   tables,
@@ -259,7 +259,7 @@ func escapeName(s string) string {
 	return s
 }
 
-func listSchema(ctx context.Context, api *cloudflare.Client, id string) ([]schemaObject, error) {
+func listSchema(ctx context.Context, api API, id string) ([]schemaObject, error) {
 	cols, rows, err := api.Raw(ctx, id, "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY rowid")
 	if err != nil {
 		return nil, fmt.Errorf("read schema: %w", err)
@@ -290,7 +290,7 @@ func str(v any) string {
 // backupVirtual stores a virtual table as its CREATE statement followed by what rebuilds its contents:
 // 'rebuild' for external-content FTS, its rows for regular FTS (read with quote() so every value
 // survives exactly), nothing for contentless tables (which cannot be read back).
-func backupVirtual(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, name, create string, log *slog.Logger) (manifest.Item, error) {
+func backupVirtual(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, name, create string, log *slog.Logger) (manifest.Item, error) {
 	var rows int64
 	ref, err := writeGenerated(w, ItemName(db.UUID, "virtual", name), func(pw io.Writer) error {
 		return writeVirtual(ctx, api, db.UUID, name, create, pw, &rows)
@@ -317,7 +317,7 @@ func writeGenerated(w ItemWriter, name string, gen func(io.Writer) error) (archi
 	return ref, err
 }
 
-func writeVirtual(ctx context.Context, api *cloudflare.Client, id, name, create string, w io.Writer, rows *int64) error {
+func writeVirtual(ctx context.Context, api API, id, name, create string, w io.Writer, rows *int64) error {
 	stmt := strings.TrimSpace(create)
 	if !strings.HasSuffix(stmt, ";") {
 		stmt += ";"
@@ -395,7 +395,7 @@ func (c *sourceReader) Read(p []byte) (int, error) {
 
 // backupSchema writes the indexes, triggers and views of the live schema (except those of virtual
 // tables' shadow tables) and the AUTOINCREMENT counters, as one "schema" item.
-func backupSchema(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, objs []schemaObject, vtabs map[string]string) (manifest.Item, error) {
+func backupSchema(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, objs []schemaObject, vtabs map[string]string) (manifest.Item, error) {
 	var b strings.Builder
 	var tables []string
 	for _, ob := range objs {

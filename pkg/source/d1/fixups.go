@@ -98,7 +98,7 @@ func affinity(decl string, strict bool) string {
 	return "NUMERIC"
 }
 
-func readTableInfo(ctx context.Context, api *cloudflare.Client, db, table, createSQL string) (tableInfo, error) {
+func readTableInfo(ctx context.Context, api API, db, table, createSQL string) (tableInfo, error) {
 	ti := tableInfo{name: table}
 	ti.withoutRowid = withoutRowidRe.MatchString(createSQL)
 	strict := strictRe.MatchString(createSQL)
@@ -206,7 +206,7 @@ func literal(c column) string {
 // backupExactValues writes the "fixup" or "rows" item of every exported table that holds values
 // D1's export cannot write exactly (see the comment at the top of this file).
 // warnings maps a table to what its restore will not bring back exactly.
-func backupExactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) (out []manifest.Item, warnings map[string][]string, err error) {
+func backupExactValues(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, items []manifest.Item, log *slog.Logger) (out []manifest.Item, warnings map[string][]string, err error) {
 	warnings = map[string][]string{}
 	objs, err := listSchema(ctx, api, db.UUID)
 	if err != nil {
@@ -275,7 +275,7 @@ func hasSequence(objs []schemaObject) bool {
 	return false
 }
 
-func exactValues(ctx context.Context, api *cloudflare.Client, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, string, error) {
+func exactValues(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, ti tableInfo, log *slog.Logger) (*manifest.Item, string, error) {
 	var any []string
 	for _, c := range ti.cols {
 		any = append(any, inexact(c))
@@ -354,7 +354,7 @@ var scanWindow = 100_000 // a variable so tests can make windows small
 // scanInexact counts the rows with an inexact value and reports whether any of them also matches
 // bad (an inexact or NULL key, or an inexact value under a UNIQUE index). Rowid tables are read in
 // windows of scanWindow rows; WITHOUT ROWID tables in one query.
-func scanInexact(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, anyInexact, bad string) (n int64, anyBad bool, err error) {
+func scanInexact(ctx context.Context, api API, db string, ti tableInfo, anyInexact, bad string) (n int64, anyBad bool, err error) {
 	q := sqldump.QuoteIdent(ti.name)
 	add := func(r []any) {
 		c, _ := strconv.ParseInt(str(r[0]), 10, 64)
@@ -404,7 +404,7 @@ var pageBudget = 8 << 20
 // paging key (the rowid as text, or NULL for WITHOUT ROWID tables) followed by the sel expressions,
 // in rowid order (or order, for tables without a rowid). Each page first asks for the sizes of up to
 // exactPage rows, then fetches as many of them as fit in pageBudget (at least one).
-func pageRows(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, where string, sel, order []string, fn func(r []any) error) error {
+func pageRows(ctx context.Context, api API, db string, ti tableInfo, where string, sel, order []string, fn func(r []any) error) error {
 	q := sqldump.QuoteIdent(ti.name)
 	var sizes []string
 	for _, c := range ti.cols {
@@ -488,7 +488,7 @@ func pageRows(ctx context.Context, api *cloudflare.Client, db string, ti tableIn
 
 // writeFixups writes one UPDATE per affected row: SET each inexact column to its exact value
 // WHERE the key columns equal their (exact) values.
-func writeFixups(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, keys []column, anyInexact string, w io.Writer) error {
+func writeFixups(ctx context.Context, api API, db string, ti tableInfo, keys []column, anyInexact string, w io.Writer) error {
 	q := sqldump.QuoteIdent(ti.name)
 	var sel, order []string
 	for _, k := range keys {
@@ -518,7 +518,7 @@ func writeFixups(ctx context.Context, api *cloudflare.Client, db string, ti tabl
 
 // writeExactRows writes every row of the table as an INSERT of exact literals, with its rowid
 // for rowid tables, so the replay keeps rowids too.
-func writeExactRows(ctx context.Context, api *cloudflare.Client, db string, ti tableInfo, w io.Writer, n *int64) error {
+func writeExactRows(ctx context.Context, api API, db string, ti tableInfo, w io.Writer, n *int64) error {
 	q := sqldump.QuoteIdent(ti.name)
 	var sel, names []string
 	if ti.rowid != "" && ti.alias == "" {

@@ -10,10 +10,10 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 
-	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/source"
 	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 )
 
@@ -27,7 +27,7 @@ var (
 )
 
 // Opener reads one item from the archive, verifying it (archive.OpenItem bound to a snapshot).
-type Opener func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error)
+type Opener = source.Opener
 
 // Selection is the ordered list of items one restore replays, and the table filter.
 type Selection struct {
@@ -409,7 +409,7 @@ type DatabaseResult struct {
 // RestoreToDatabase replays the selection into a D1 database through the import API. The SQL is
 // produced twice from the archive — once to learn each file's size and MD5 (D1 wants them before the
 // upload), once to upload it — so nothing is staged on disk or held in memory.
-func RestoreToDatabase(ctx context.Context, api *cloudflare.Client, open Opener, sel Selection, target cloudflare.Database, o DatabaseOptions) (*DatabaseResult, error) {
+func RestoreToDatabase(ctx context.Context, api API, open Opener, sel Selection, target cloudflare.Database, o DatabaseOptions) (*DatabaseResult, error) {
 	if o.ImportLimit <= 0 {
 		o.ImportLimit = 5_000_000_000
 	}
