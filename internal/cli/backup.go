@@ -9,19 +9,16 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
 // BackupOptions are the flags of 'backup'.
 type BackupOptions struct {
 	f          *Factory
 	Components []string
-	Databases  []string
 	Labels     []string
 	DryRun     bool
 	CopyTo     []string
@@ -61,7 +58,6 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 		},
 	})
 	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: d1, do, r2, config (comma-separated or repeated)")
-	cmd.Flags().StringSliceVar(&o.Databases, "d1-database", nil, "D1 database name or UUID; repeat for several (default: every database)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
@@ -117,46 +113,30 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		return usageError{err}
 	}
 	eng := o.f.Engine(r)
-	bo := engine.BackupOptions{Components: o.Components, D1Databases: o.Databases, Labels: labels, DryRun: o.DryRun}
+	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun}
 	plan := &engine.BackupPlan{Components: o.Components}
 	var secret []byte
 	var serr error
 	for _, c := range o.Components {
-		if comp, ok := o.comps[c]; ok {
-			if secret == nil && serr == nil {
-				if secret, serr = repoSecret(r); serr != nil {
-					serr = fmt.Errorf("writer secret unavailable: %w", serr)
-				}
-			}
-			p, err := comp.PlanBackup(ctx, o.f.Env(), source.BackupRequest{Repo: r, WriterSecret: secret, SecretErr: serr, DryRun: o.DryRun})
-			if err != nil {
-				return err
-			}
-			plan.Merge(p)
-			continue
+		comp, ok := o.comps[c]
+		if !ok {
+			return usageError{fmt.Errorf("this build cannot back up component %s", c)}
 		}
-		var err error
-		switch c {
-		case d1.Component:
-			var cf *cloudflare.Client
-			if cf, err = o.f.Cloudflare(); err == nil {
-				err = eng.PlanD1(ctx, cf, plan, o.Databases)
+		if secret == nil && serr == nil {
+			if secret, serr = repoSecret(r); serr != nil {
+				serr = fmt.Errorf("writer secret unavailable: %w", serr)
 			}
 		}
+		p, err := comp.PlanBackup(ctx, o.f.Env(), source.BackupRequest{Repo: r, WriterSecret: secret, SecretErr: serr, DryRun: o.DryRun})
 		if err != nil {
 			return err
 		}
+		plan.Merge(p)
 	}
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
 			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "components": plan.Components, "databases": plan.Databases, "details": plan.Details})
-		}
-		if len(plan.Databases) > 0 {
-			fmt.Fprintf(out, "Would back up %d D1 database(s) into %s:\n", len(plan.Databases), r.Store.Location())
-			for _, d := range plan.Databases {
-				fmt.Fprintf(out, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
-			}
 		}
 		plan.PrintText(out)
 		return nil
@@ -176,12 +156,11 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	}
 	fmt.Fprintf(out, "Snapshot %s saved (%s, %d item(s), %s → %s stored in %d segment(s)).\n", m.ID, time.Duration(m.Duration).Round(time.Millisecond), m.Items, humanBytes(m.Size), humanBytes(m.StoredSize), len(m.Segments))
 	for _, s := range m.Sources {
-		switch s.Component {
-		case d1.Component:
-			fmt.Fprintf(out, "  d1 %-20s %3d table(s) %10s  bookmark %s  blocked %s\n", s.Name, s.Tables, humanBytes(s.Size), s.AtBookmark, time.Duration(s.Blocked).Round(time.Millisecond))
-		default:
-			fmt.Fprintf(out, "  %-2s %-20s %6d item(s) %10s\n", s.Component, s.Name, s.Items, humanBytes(s.Size))
+		if s.AtBookmark != "" { // a database with a Time Travel bookmark (D1)
+			fmt.Fprintf(out, "  %-2s %-20s %3d table(s) %10s  bookmark %s  blocked %s\n", s.Component, s.Name, s.Tables, humanBytes(s.Size), s.AtBookmark, time.Duration(s.Blocked).Round(time.Millisecond))
+			continue
 		}
+		fmt.Fprintf(out, "  %-2s %-20s %6d item(s) %10s\n", s.Component, s.Name, s.Items, humanBytes(s.Size))
 	}
 	for _, c := range copies {
 		fmt.Fprintf(out, "Copied to %s: %d segment(s), %s, verified at the destination.\n", c["to"], c["segments_copied"], humanBytes(c["bytes_copied"].(int64)))

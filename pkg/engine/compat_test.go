@@ -140,8 +140,8 @@ func TestCompatGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := &engine.Engine{Repo: r, Now: func() time.Time { return at }, Tool: "cfbackup compat generator"}
-	o := engine.BackupOptions{D1Databases: []string{"compat"}, Labels: map[string]string{"purpose": "compat"}, Actor: "compat-generator"}
-	plan, err := eng.PlanBackup(ctx, cf, o)
+	o := engine.BackupOptions{Labels: map[string]string{"purpose": "compat"}, Actor: "compat-generator"}
+	plan, err := d1.PlanBackup(ctx, cf, []string{"compat"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,6 @@ import (
 	"filippo.io/age"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
-	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
@@ -32,7 +31,6 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -92,11 +90,10 @@ func (e *Engine) progress() Progress {
 
 // BackupOptions select what one backup captures.
 type BackupOptions struct {
-	Components  []string
-	D1Databases []string // names or UUIDs; empty means every database in the account
-	Labels      map[string]string
-	DryRun      bool
-	Actor       string
+	Components []string
+	Labels     map[string]string
+	DryRun     bool
+	Actor      string
 }
 
 // BackupPlan is what a backup would do (pkg/source).
@@ -105,21 +102,8 @@ type BackupPlan = source.BackupPlan
 // Capture backs up one source into the snapshot being written (pkg/source).
 type Capture = source.Capture
 
-// legacyComponents are the components planned outside the registry (pkg/source) while they move
-// into it.
-var legacyComponents = []string{"d1", "do", "r2", "config"}
-
-// Components lists every component this build can back up: the registered ones (pkg/source), then
-// any not yet registered.
-func Components() []string {
-	out := source.Names()
-	for _, c := range legacyComponents {
-		if !slices.Contains(out, c) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
+// Components lists every component this build can back up: the registered ones (pkg/source).
+func Components() []string { return source.Names() }
 
 // ValidateComponents checks --component values.
 func ValidateComponents(comps []string) error {
@@ -128,75 +112,6 @@ func ValidateComponents(comps []string) error {
 		if !slices.Contains(all, c) {
 			return fmt.Errorf("%w: unknown component %q (components: %s)", ErrUsage, c, strings.Join(all, ", "))
 		}
-	}
-	return nil
-}
-
-// PlanBackup plans a D1-only backup (the components other than d1 are planned by their own planners;
-// see PlanD1).
-func (e *Engine) PlanBackup(ctx context.Context, cf *cloudflare.Client, o BackupOptions) (*BackupPlan, error) {
-	comps := o.Components
-	if len(comps) == 0 {
-		comps = []string{d1.Component}
-	}
-	if err := ValidateComponents(comps); err != nil {
-		return nil, err
-	}
-	plan := &BackupPlan{Components: comps}
-	for _, c := range comps {
-		if c != d1.Component {
-			return nil, fmt.Errorf("%w: --component %s needs its own planner (use the CLI)", ErrUsage, c)
-		}
-	}
-	if err := e.PlanD1(ctx, cf, plan, o.D1Databases); err != nil {
-		return nil, err
-	}
-	return plan, nil
-}
-
-// PlanD1 resolves the D1 databases a backup will capture and adds them to the plan.
-func (e *Engine) PlanD1(ctx context.Context, cf *cloudflare.Client, plan *BackupPlan, names []string) error {
-	var dbs []cloudflare.Database
-	if len(names) == 0 {
-		all, err := cf.ListDatabases(ctx)
-		if err != nil {
-			return err
-		}
-		if len(all) == 0 {
-			return fmt.Errorf("%w: the account has no D1 database", ErrNotFound)
-		}
-		for _, d := range all {
-			full, err := cf.GetDatabase(ctx, d.UUID)
-			if err != nil {
-				return err
-			}
-			dbs = append(dbs, full)
-		}
-	} else {
-		seen := map[string]bool{}
-		for _, n := range names {
-			d, err := cf.ResolveDatabase(ctx, n)
-			if err != nil {
-				return err
-			}
-			if !seen[d.UUID] {
-				seen[d.UUID] = true
-				dbs = append(dbs, d)
-			}
-		}
-	}
-	for _, db := range dbs {
-		db := db
-		plan.Databases = append(plan.Databases, db)
-		plan.AddCapture(Capture{Component: d1.Component, Name: db.Name, Run: func(ctx context.Context, s *Session) error {
-			s.Log.Info("backing up D1 database", "database", db.Name, "uuid", db.UUID, "size", db.FileSize)
-			src, items, err := d1.Backup(ctx, cf, s.Writer, db, d1.BackupOptions{Log: s.Log, Progress: s.Progress.Add})
-			if err != nil {
-				return fmt.Errorf("back up D1 database %s: %w", db.Name, err)
-			}
-			s.Add(src, items...)
-			return nil
-		}})
 	}
 	return nil
 }
@@ -599,7 +514,7 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 
 // Opener binds archive.OpenItem to a snapshot for the sources' restore functions. Bytes read are
 // reported to the progress sink (see StartProgress).
-func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) d1.Opener {
+func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) source.Opener {
 	// One archive.Opener for all items: it reads each segment's header once, not once per item.
 	op := archive.NewOpener(e.Repo.Store, m.SegmentMap(), ids)
 	pr := e.progress()

@@ -95,8 +95,8 @@ func newFixtureWith(t *testing.T, users int, copts cftest.Options, rt http.Round
 
 func (f *fixture) backup(t *testing.T, ctx context.Context) (*manifest.Manifest, error) {
 	t.Helper()
-	o := engine.BackupOptions{D1Databases: []string{"app"}, Labels: map[string]string{"ticket": "OPS-1"}}
-	plan, err := f.eng.PlanBackup(ctx, f.cf, o)
+	o := engine.BackupOptions{Labels: map[string]string{"ticket": "OPS-1"}}
+	plan, err := d1.PlanBackup(ctx, f.cf, []string{"app"})
 	if err != nil {
 		return nil, err
 	}
@@ -381,8 +381,8 @@ func TestFailedOrCancelledBackupLeavesNoSnapshot(t *testing.T) {
 	}
 	// A storage failure mid-upload.
 	broken := &engine.Engine{Repo: &repo.Repo{Store: failingStore{Store: f.repo.Store, after: 10 << 10}, Config: f.repo.Config}}
-	o := engine.BackupOptions{D1Databases: []string{"app"}}
-	plan, err := broken.PlanBackup(ctx, f.cf, o)
+	o := engine.BackupOptions{}
+	plan, err := d1.PlanBackup(ctx, f.cf, []string{"app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,12 +419,12 @@ func TestRateLimitsAndServerErrorsAreRetried(t *testing.T) {
 func TestUnknownDatabaseAndBadToken(t *testing.T) {
 	f := newFixture(t, 5)
 	ctx := context.Background()
-	_, err := f.eng.PlanBackup(ctx, f.cf, engine.BackupOptions{D1Databases: []string{"nope"}})
+	_, err := d1.PlanBackup(ctx, f.cf, []string{"nope"})
 	if !errors.Is(err, cloudflare.ErrNotFound) || !strings.Contains(err.Error(), "app") {
 		t.Fatalf("unknown database: %v", err)
 	}
 	bad, _ := cloudflare.New(cloudflare.Config{AccountID: f.srv.AccountID(), APIToken: "wrong", BaseURL: f.base, MaxRetries: 1})
-	if _, err := f.eng.PlanBackup(ctx, bad, engine.BackupOptions{}); !errors.Is(err, cloudflare.ErrAuth) {
+	if _, err := d1.PlanBackup(ctx, bad, nil); !errors.Is(err, cloudflare.ErrAuth) {
 		t.Fatalf("bad token: %v", err)
 	}
 }
@@ -513,8 +513,8 @@ INSERT INTO orders VALUES(10,1),(11,2),(12,2);
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := engine.BackupOptions{D1Databases: []string{"shop"}}
-	plan, err := f.eng.PlanBackup(ctx, f.cf, o)
+	o := engine.BackupOptions{}
+	plan, err := d1.PlanBackup(ctx, f.cf, []string{"shop"})
 	if err != nil {
 		t.Fatal(err)
 	}

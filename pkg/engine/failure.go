@@ -7,8 +7,6 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/source/d1"
-	"github.com/cfbackup/cfbackup/pkg/source/d1/sqldump"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -25,13 +23,11 @@ const (
 var FailureKinds = source.FailureKinds
 
 // FailureKindOf classifies err: FailureIntegrity when it wraps an integrity sentinel (or a stored
-// object that is gone), FailureRestore when a restored SQLite database failed its checks, else dflt.
+// object that is gone), else dflt. Components tell their own restore failures apart (D1: a restored
+// SQLite database that fails its checks is FailureRestore).
 func FailureKindOf(err error, dflt string) string {
-	switch {
-	case errors.Is(err, ErrIntegrity), errors.Is(err, archive.ErrIntegrity), errors.Is(err, store.ErrNotFound):
+	if errors.Is(err, ErrIntegrity) || errors.Is(err, archive.ErrIntegrity) || errors.Is(err, store.ErrNotFound) {
 		return FailureIntegrity
-	case errors.Is(err, sqldump.ErrCheckFailed), errors.Is(err, d1.ErrMismatch):
-		return FailureRestore
 	}
 	return dflt
 }

@@ -21,7 +21,7 @@ const SafetyHoldDays = 7
 // RestoreOptions choose a restore; the component's own flags are already bound to the component.
 type RestoreOptions struct {
 	// Snapshot is an id, a unique prefix or "latest"; At (when set) picks the newest snapshot at or
-	// before it instead.
+	// before it instead, or is the time a component that rewinds (source.Rewinder) goes back to.
 	Snapshot   string
 	At         *time.Time
 	Identities []age.Identity
@@ -37,6 +37,7 @@ type RestoreOptions struct {
 
 // RestoreOutcome is what a restore did (or, with DryRun, would do).
 type RestoreOutcome struct {
+	// Snapshot is the snapshot restored from (nil for a component that rewinds, source.Rewinder).
 	Snapshot       *manifest.Manifest
 	Plan           source.RestorePlan
 	SafetySnapshot string
@@ -54,20 +55,9 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 	if notes == nil {
 		notes = io.Discard
 	}
-	m, err := e.resolveRestoreSnapshot(ctx, name, o, notes)
+	m, req, err := e.restoreRequest(ctx, comp, o, notes)
 	if err != nil {
 		return nil, err
-	}
-	if len(o.Identities) == 0 {
-		return nil, fmt.Errorf("%w: restoring needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE)", ErrKey)
-	}
-	cat, err := OpenCatalogue(m, o.Identities)
-	if err != nil {
-		return nil, err
-	}
-	req := source.RestoreRequest{
-		Snapshot: m, Catalogue: cat, Open: source.Opener(e.Opener(m, o.Identities)), Identities: o.Identities, Repo: e.Repo,
-		Prefix: o.Prefix, ToDir: o.ToDir, Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety,
 	}
 	plan, err := comp.PlanRestore(ctx, env, req)
 	if err != nil {
@@ -89,7 +79,11 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 		if o.NoSafety {
 			fmt.Fprintf(notes, "No safety snapshot (--no-safety-snapshot): %s cannot be put back by cfbackup.\n", sf.What)
 		} else {
-			sm, err := e.SafetySnapshot(ctx, name, sf, m.ID)
+			restoring := sf.Restoring
+			if restoring == "" && m != nil {
+				restoring = m.ID
+			}
+			sm, err := e.SafetySnapshot(ctx, name, sf, restoring)
 			if err != nil {
 				return nil, err
 			}
@@ -113,6 +107,29 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 		return out, err
 	}
 	return out, nil
+}
+
+// restoreRequest resolves the snapshot a restore reads and opens its catalogue. A component that
+// rewinds the account's own history (source.Rewinder) reads no snapshot: it gets the point in time.
+func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o RestoreOptions, notes io.Writer) (*manifest.Manifest, source.RestoreRequest, error) {
+	req := source.RestoreRequest{Identities: o.Identities, Repo: e.Repo, Prefix: o.Prefix, ToDir: o.ToDir, Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety}
+	if rw, ok := comp.(source.Rewinder); ok && rw.Rewinds() {
+		req.At = o.At
+		return nil, req, nil
+	}
+	m, err := e.resolveRestoreSnapshot(ctx, comp.Name(), o, notes)
+	if err != nil {
+		return nil, req, err
+	}
+	if len(o.Identities) == 0 {
+		return nil, req, fmt.Errorf("%w: restoring needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE)", ErrKey)
+	}
+	cat, err := OpenCatalogue(m, o.Identities)
+	if err != nil {
+		return nil, req, err
+	}
+	req.Snapshot, req.Catalogue, req.Open = m, cat, e.Opener(m, o.Identities)
+	return m, req, nil
 }
 
 // resolveRestoreSnapshot finds the snapshot a restore reads and checks it holds the component.

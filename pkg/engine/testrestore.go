@@ -2,12 +2,9 @@ package engine
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +12,6 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
-	"github.com/cfbackup/cfbackup/pkg/source/d1"
 )
 
 // Assertion is a user check run against a D1 database restored by test-restore (pkg/source).
@@ -58,13 +54,6 @@ type TestRestoreResult struct {
 	Sources        []TestRestoreCheck `json:"sources"`
 	DurationMillis int64              `json:"duration_ms"`
 }
-
-// TestRestorer restores one component's sources of a snapshot into scratch targets and checks them.
-// Components register theirs in TestRestorers; D1's is built in.
-type TestRestorer func(ctx context.Context, e *Engine, m *manifest.Manifest, cat *manifest.Catalogue, o TestRestoreOptions, scratch string) ([]TestRestoreCheck, error)
-
-// TestRestorers maps a component to its scratch restore.
-var TestRestorers = map[string]TestRestorer{d1.Component: testRestoreD1}
 
 // TestRestore restores a snapshot into scratch targets only — never into the account — and checks
 // what came back. Problems are collected per source; the error wraps ErrIntegrity when there is any.
@@ -114,18 +103,9 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 			res.Sources = append(res.Sources, checks...)
 			continue
 		}
-		tr, ok := TestRestorers[c]
-		if !ok {
-			chk := TestRestoreCheck{Component: c, Checks: []string{}}
-			chk.Fail(FailureUnsupported, "this version cannot test-restore "+c+": nothing was checked")
-			res.Sources = append(res.Sources, chk)
-			continue
-		}
-		checks, err := tr(ctx, e, m, cat, o, filepath.Join(scratch, c))
-		if err != nil {
-			return nil, err
-		}
-		res.Sources = append(res.Sources, checks...)
+		chk := TestRestoreCheck{Component: c, Checks: []string{}}
+		chk.Fail(FailureUnsupported, "this version cannot test-restore "+c+": nothing was checked")
+		res.Sources = append(res.Sources, chk)
 	}
 	res.OK = true
 	var problems []string
@@ -182,131 +162,6 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 		return res, fmt.Errorf("%w: test-restore of snapshot %s: %s", ErrIntegrity, m.ID, strings.Join(problems, "; "))
 	}
 	return res, nil
-}
-
-// testRestoreD1 restores every D1 database of the snapshot into a local SQLite file (integrity_check,
-// foreign_key_check, row counts against the catalogue, every item's SHA-256 while reading), then runs
-// the user's assertions on it.
-func testRestoreD1(ctx context.Context, e *Engine, m *manifest.Manifest, cat *manifest.Catalogue, o TestRestoreOptions, scratch string) ([]TestRestoreCheck, error) {
-	if err := os.MkdirAll(scratch, 0o700); err != nil {
-		return nil, err
-	}
-	for _, a := range o.Assertions {
-		if a.Database != "" {
-			if _, ok := m.SourceByName(d1.Component, a.Database); !ok {
-				return nil, fmt.Errorf("%w: assertion on D1 database %q, which snapshot %s does not have", ErrUsage, a.Database, m.ID)
-			}
-		}
-		if _, _, err := parseExpect(a.Expect); err != nil {
-			return nil, err
-		}
-	}
-	var out []TestRestoreCheck
-	open := e.Opener(m, o.Identities)
-	for _, src := range SourcesOf(m, d1.Component) {
-		chk := TestRestoreCheck{Component: d1.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-		sel, err := d1.Select(cat, src.ID, nil)
-		if err != nil {
-			chk.Fail(FailureKindOf(err, FailureUnsupported), err.Error()) // an item kind this build does not know
-			out = append(out, chk)
-			continue
-		}
-		for _, it := range sel.Items {
-			chk.Items++
-			chk.Bytes += it.Size
-		}
-		path := filepath.Join(scratch, src.ID+".sqlite")
-		_ = os.Remove(path)
-		fres, err := d1.RestoreToFile(ctx, open, sel, path)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			chk.Fail(FailureKindOf(err, FailureRestore), err.Error())
-			out = append(out, chk)
-			continue
-		}
-		chk.Checks = append(chk.Checks, "items' SHA-256", "integrity_check", "foreign_key_check", fmt.Sprintf("row counts of %d table(s)", len(fres.Tables)))
-		for _, a := range o.Assertions {
-			if a.Database != "" && a.Database != src.Name && a.Database != src.ID {
-				continue
-			}
-			got, err := runAssertion(ctx, path, a)
-			if err != nil {
-				chk.Fail(FailureAssertion, err.Error())
-			} else {
-				chk.Checks = append(chk.Checks, fmt.Sprintf("assert %s %s (got %s)", a.SQL, a.Expect, got))
-			}
-		}
-		out = append(out, chk)
-	}
-	return out, nil
-}
-
-// parseExpect splits "OP VALUE".
-func parseExpect(s string) (op, val string, err error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", "", nil
-	}
-	for _, o := range []string{">=", "<=", "==", "!=", "=", ">", "<"} {
-		if v, ok := strings.CutPrefix(s, o); ok {
-			v = strings.TrimSpace(v)
-			if v == "" {
-				break
-			}
-			if o == "==" {
-				o = "="
-			}
-			return o, v, nil
-		}
-	}
-	return "", "", fmt.Errorf("%w: assertion expectation %q: use OP VALUE with OP one of >= <= = != > < (e.g. '>= 1000')", ErrUsage, s)
-}
-
-// runAssertion runs a read-only query on the restored file and compares its first value.
-func runAssertion(ctx context.Context, path string, a Assertion) (string, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	var v sql.NullString
-	if err := db.QueryRowContext(ctx, a.SQL).Scan(&v); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", fmt.Errorf("assertion %q returned no row", a.SQL)
-		}
-		return "", fmt.Errorf("assertion %q: %v", a.SQL, err)
-	}
-	got := v.String
-	if !v.Valid {
-		got = "NULL"
-	}
-	op, want, _ := parseExpect(a.Expect)
-	if op == "" {
-		if !v.Valid || got == "" || got == "0" {
-			return got, fmt.Errorf("assertion %q: got %s, want a true value", a.SQL, got)
-		}
-		return got, nil
-	}
-	var cmp int
-	gf, gerr := strconv.ParseFloat(got, 64)
-	wf, werr := strconv.ParseFloat(want, 64)
-	if gerr == nil && werr == nil {
-		switch {
-		case gf < wf:
-			cmp = -1
-		case gf > wf:
-			cmp = 1
-		}
-	} else {
-		cmp = strings.Compare(got, want)
-	}
-	ok := map[string]bool{">=": cmp >= 0, "<=": cmp <= 0, "=": cmp == 0, "!=": cmp != 0, ">": cmp > 0, "<": cmp < 0}[op]
-	if !ok {
-		return got, fmt.Errorf("assertion %q: got %s, want %s %s", a.SQL, got, op, want)
-	}
-	return got, nil
 }
 
 func hasString(ss []string, s string) bool {
