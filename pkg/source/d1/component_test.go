@@ -29,10 +29,10 @@ type testEnv struct {
 }
 
 func (e *testEnv) Cloudflare() (*cloudflare.Client, error) { return e.api, nil }
-func (e *testEnv) Setting(string) string                    { return "" }
-func (e *testEnv) Log() *slog.Logger                        { return slog.New(slog.DiscardHandler) }
-func (e *testEnv) Stderr() io.Writer                        { return &e.notes }
-func (e *testEnv) Interactive() bool                        { return false }
+func (e *testEnv) Setting(string) string                   { return "" }
+func (e *testEnv) Log() *slog.Logger                       { return slog.New(slog.DiscardHandler) }
+func (e *testEnv) Stderr() io.Writer                       { return &e.notes }
+func (e *testEnv) Interactive() bool                       { return false }
 
 // bound makes a D1 component with the restore flags of args.
 func bound(t *testing.T, args ...string) *component {
