@@ -170,7 +170,8 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 	if err != nil {
 		return err
 	}
-	ids, err := o.f.Identities(o.at == nil) // a rewind reads no snapshot
+	rw, _ := comp.(source.Rewinder)
+	ids, err := o.f.Identities(rw == nil || !rw.Rewinds()) // a rewind reads no snapshot
 	if err != nil {
 		return err
 	}
