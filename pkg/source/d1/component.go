@@ -33,8 +33,9 @@ type restoreFlags struct {
 }
 
 var (
-	_ source.Component = (*component)(nil)
-	_ source.Rewinder  = (*component)(nil)
+	_ source.Component   = (*component)(nil)
+	_ source.Rewinder    = (*component)(nil)
+	_ source.FlagChecker = (*component)(nil)
 )
 
 func (*component) Name() string  { return Component }

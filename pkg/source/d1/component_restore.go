@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
@@ -99,6 +101,28 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 		}
 	}
 	return p, nil
+}
+
+// CheckFlags refuses a restore without exactly one target, or a rewind without --at, --in-place and
+// --d1-database, before the snapshot is read (PlanRestore checks the same for other callers). fs is
+// the command's whole flag set: --at and --to-dir are the CLI's.
+func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
+	if verb != source.VerbRestore {
+		return nil
+	}
+	if c.restore.timeTravel {
+		return c.restore.checkRewind(fs == nil || changed(fs, "at"))
+	}
+	toDir := ""
+	if fs != nil && fs.Lookup("to-dir") != nil {
+		toDir = fs.Lookup("to-dir").Value.String()
+	}
+	return c.restore.checkTarget(toDir)
+}
+
+func changed(fs *pflag.FlagSet, name string) bool {
+	fl := fs.Lookup(name)
+	return fl != nil && fl.Changed
 }
 
 // checkTarget insists on exactly one target.

@@ -36,13 +36,8 @@ type RewindSummary struct {
 // no snapshot is read; the safety snapshot backs up the database first.
 func (c *component) planRewind(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
 	f := c.restore
-	switch {
-	case req.At == nil:
-		return nil, usage("--time-travel needs --at TIME (and --in-place)")
-	case !f.inPlace || f.toFile != "" || f.toDatabase != "":
-		return nil, usage("--time-travel restores the database itself: use it with --in-place (and --yes)")
-	case f.database == "":
-		return nil, usage("--time-travel needs --d1-database NAME (the live database to rewind)")
+	if err := f.checkRewind(req.At != nil); err != nil {
+		return nil, err
 	}
 	cf, err := env.Cloudflare()
 	if err != nil {
@@ -61,6 +56,19 @@ func (c *component) planRewind(ctx context.Context, env source.Env, req source.R
 		return nil, err
 	}
 	return &rewindPlan{api: cf, db: db, at: at, bookmark: bm}, nil
+}
+
+// checkRewind insists on --at, --in-place and --d1-database, and no other target.
+func (f restoreFlags) checkRewind(haveAt bool) error {
+	switch {
+	case !haveAt:
+		return usage("--time-travel needs --at TIME (and --in-place)")
+	case !f.inPlace || f.toFile != "" || f.toDatabase != "":
+		return usage("--time-travel restores the database itself: use it with --in-place (and --yes)")
+	case f.database == "":
+		return usage("--time-travel needs --d1-database NAME (the live database to rewind)")
+	}
+	return nil
 }
 
 // rewindPlan rewinds a live database with Time Travel.

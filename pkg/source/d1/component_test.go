@@ -194,3 +194,31 @@ func TestCompare(t *testing.T) {
 		t.Fatalf("bad expectation: %v", err)
 	}
 }
+
+func TestCheckFlagsBeforeAnythingIsRead(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to-file", "x", "--to-dir", "d"}, "--to-dir is for"},
+		{[]string{"--create", "--to-file", "x"}, "--create goes with --to-database"},
+		{[]string{"--to-file", "x", "--in-place"}, "exactly one target"},
+		{[]string{"--time-travel", "--in-place", "--d1-database", "app"}, "needs --at"},
+		{[]string{"--time-travel", "--at", "1h ago", "--in-place"}, "needs --d1-database"},
+		{[]string{"--to-file", "x"}, ""},
+		{[]string{"--time-travel", "--at", "1h ago", "--in-place", "--d1-database", "app"}, ""},
+	} {
+		fs := pflag.NewFlagSet("restore", pflag.ContinueOnError)
+		fs.String("at", "", "")
+		fs.String("to-dir", "", "")
+		c := &component{}
+		c.Flags(source.VerbRestore, fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		err := c.CheckFlags(source.VerbRestore, fs)
+		if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, errclass.Usage) || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
