@@ -84,7 +84,7 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 	plan.SetDetails(Component, dbs, func(w io.Writer) {
 		fmt.Fprintf(w, "Would back up %d D1 database(s) into %s:\n", len(dbs), where)
 		for _, d := range dbs {
-			fmt.Fprintf(w, "  %s  %s  %s\n", d.Name, d.UUID, humanBytes(d.FileSize))
+			fmt.Fprintf(w, "  %s  %s  %s\n", d.Name, d.UUID, source.HumanBytes(d.FileSize))
 		}
 	})
 	return plan, nil
@@ -160,17 +160,4 @@ func liveCapture(api API, name string, prepare func(ctx context.Context) (cloudf
 		}
 		return capture(api, db).Run(ctx, s)
 	}}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -145,37 +143,10 @@ func (f restoreFlags) checkTarget(toDir string) error {
 	return nil
 }
 
-// sourcesOf lists a snapshot's D1 databases, sorted by name.
-func sourcesOf(m *manifest.Manifest) []manifest.Source {
-	var out []manifest.Source
-	for _, s := range m.Sources {
-		if s.Component == Component {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
 // pickSource finds the database a restore reads: the one named (by name or UUID), or the only one
 // of the snapshot; otherwise the error lists what the snapshot has.
 func pickSource(m *manifest.Manifest, name string) (manifest.Source, error) {
-	srcs := sourcesOf(m)
-	if name != "" {
-		if s, ok := m.SourceByName(Component, name); ok {
-			return s, nil
-		}
-	} else if len(srcs) == 1 {
-		return srcs[0], nil
-	}
-	names := make([]string, 0, len(srcs))
-	for _, s := range srcs {
-		names = append(names, s.Name)
-	}
-	if name == "" {
-		return manifest.Source{}, usage(fmt.Sprintf("snapshot %s has %d D1 databases; pick one with --d1-database (%s)", m.ID, len(srcs), strings.Join(names, ", ")))
-	}
-	return manifest.Source{}, fmt.Errorf("%w: D1 database %q is not in snapshot %s (it has: %s)", errclass.NotFound, name, m.ID, strings.Join(names, ", "))
+	return source.PickSource(m, Component, "D1 database", "D1 databases", "--d1-database", name)
 }
 
 // confirmation is what overwriting a live database needs: --yes, or its name typed.
@@ -205,7 +176,7 @@ func (p *restorePlan) Text(w io.Writer) {
 		if t.Kind == "schema" {
 			name = "(indexes, views, triggers)"
 		}
-		fmt.Fprintf(w, "  %-8s %-30s %8d rows %10s\n", t.Kind, name, t.Rows, humanBytes(t.Bytes))
+		fmt.Fprintf(w, "  %-8s %-30s %8d rows %10s\n", t.Kind, name, t.Rows, source.HumanBytes(t.Bytes))
 	}
 }
 
@@ -291,7 +262,7 @@ func (p *restorePlan) executeD1(ctx context.Context, x source.Execution) (*sourc
 		return nil, fmt.Errorf("%w\nThe database may be partly changed; to roll back run: %s", err, undo)
 	}
 	text := fmt.Sprintf("Restored D1 database %s from snapshot %s into D1 database %s (%s): %d import file(s), %s, %d table(s) with matching row counts. Final bookmark %s.\n",
-		p.src.Name, p.snap.ID, target.Name, target.UUID, res.Files, humanBytes(res.Bytes), len(res.Tables), res.FinalBookmark)
+		p.src.Name, p.snap.ID, target.Name, target.UUID, res.Files, source.HumanBytes(res.Bytes), len(res.Tables), res.FinalBookmark)
 	if undo != "" && x.Undo == "" {
 		text += "To undo: " + undo + "\n"
 	}

@@ -36,7 +36,7 @@ func (c *component) TestRestore(ctx context.Context, env source.Env, req source.
 		}
 	}
 	var out []source.TestRestoreCheck
-	for _, src := range sourcesOf(m) {
+	for _, src := range source.SourcesOf(m, Component) {
 		chk := source.TestRestoreCheck{Component: Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
 		sel, err := Select(req.Catalogue, src.ID, nil)
 		if err != nil {
