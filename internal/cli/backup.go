@@ -136,7 +136,7 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	out := o.f.IO.Out
 	if o.DryRun {
 		if o.f.jsonOut {
-			return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "components": plan.Components, "databases": plan.Databases, "details": plan.Details})
+			return writeJSON(out, &BackupPlanMessage{MessageType: msgPlan, DryRun: true, Components: plan.Components, Databases: plan.Databases, Details: plan.Details})
 		}
 		plan.PrintText(out)
 		return nil
@@ -148,8 +148,8 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	o.f.SetResult(resultFromManifest(m))
 	copies, cerr := copyAfterBackup(cmd, o, eng, m)
 	if o.f.jsonOut {
-		if err := writeJSON(out, map[string]any{"message_type": "summary", "snapshot": m.ID, "time": m.Time, "duration": time.Duration(m.Duration).String(),
-			"components": m.Components, "sources": m.Sources, "items": m.Items, "size": m.Size, "stored_size": m.StoredSize, "segments": len(m.Segments), "labels": m.Labels, "copies": copies}); err != nil {
+		if err := writeJSON(out, &BackupSummaryMessage{MessageType: msgSummary, Snapshot: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(),
+			Components: m.Components, Sources: m.Sources, Items: m.Items, Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Copies: copies}); err != nil {
 			return err
 		}
 		return cerr
@@ -163,15 +163,15 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		fmt.Fprintf(out, "  %-2s %-20s %6d item(s) %10s\n", s.Component, s.Name, s.Items, humanBytes(s.Size))
 	}
 	for _, c := range copies {
-		fmt.Fprintf(out, "Copied to %s: %d segment(s), %s, verified at the destination.\n", c["to"], c["segments_copied"], humanBytes(c["bytes_copied"].(int64)))
+		fmt.Fprintf(out, "Copied to %s: %d segment(s), %s, verified at the destination.\n", c.To, c.SegmentsCopied, humanBytes(c.BytesCopied))
 	}
 	return cerr
 }
 
 // copyAfterBackup replicates a fresh snapshot to every --copy-to destination. The snapshot is already
 // saved: a failed copy is reported (and exits non-zero) but never undoes the backup.
-func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m *manifest.Manifest) ([]map[string]any, error) {
-	var out []map[string]any
+func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m *manifest.Manifest) ([]BackupCopy, error) {
+	var out []BackupCopy
 	var errs []error
 	for _, to := range o.CopyTo {
 		st, err := o.f.ReplicaStore(cmd.Context(), to)
@@ -184,7 +184,7 @@ func copyAfterBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, m
 				}
 				var res *engine.CopyResult
 				if res, err = eng.Copy(cmd.Context(), dst, m, engine.CopyOptions{LockRetry: retryLock(cmd)}); err == nil {
-					out = append(out, map[string]any{"to": st.Location(), "segments_copied": res.SegmentsCopied, "bytes_copied": res.BytesCopied, "verified": res.Verified})
+					out = append(out, BackupCopy{To: st.Location(), SegmentsCopied: res.SegmentsCopied, BytesCopied: res.BytesCopied, Verified: res.Verified})
 					continue
 				}
 			}

@@ -53,6 +53,10 @@ func JSONMessages() []JSONMessage {
 		{Name: "Report", Commands: []string{"report --json", "report --format json"}, Type: t(report.Report{}), About: "the compliance report"},
 		{Name: "UnlockMessage", MessageType: msgSummary, Commands: []string{"unlock"}, Type: t(UnlockMessage{}), About: "every lock seen and what became of it"},
 		{Name: "MigrateMessage", MessageType: msgSummary, Commands: []string{"migrate"}, Type: t(MigrateMessage{}), About: "the format upgrade"},
+		{Name: "BackupPlanMessage", MessageType: msgPlan, Commands: []string{"backup --dry-run"}, Type: t(BackupPlanMessage{}), About: "what each component would capture"},
+		{Name: "BackupSummaryMessage", MessageType: msgSummary, Commands: []string{"backup"}, Type: t(BackupSummaryMessage{}), About: "the snapshot saved and its copies"},
+		{Name: "TestRestoreMessage", MessageType: "test_restore", Commands: []string{"test-restore"}, Type: t(TestRestoreMessage{}), About: "every source's checks and problems"},
+		{Name: "PointInTimePlanMessage", MessageType: msgPlan, Commands: []string{"restore --at T --dry-run"}, Type: t(PointInTimePlanMessage{}), About: "the snapshot each component would be restored from"},
 	}
 }
 

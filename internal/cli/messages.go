@@ -194,3 +194,67 @@ type MigrateMessage struct {
 	Result *repo.MigrateResult `json:"result"`
 	RunError
 }
+
+// BackupPlanMessage is backup --dry-run: what each component would capture.
+type BackupPlanMessage struct {
+	MessageType string   `json:"message_type"` // "plan"
+	DryRun      bool     `json:"dry_run"`
+	Components  []string `json:"components"`
+	// Databases is D1's plan (also in details.d1), kept at the top level for scripts written before
+	// the registry.
+	Databases any `json:"databases"`
+	// Details is each component's plan, keyed by component (docs/CLI_JSON_OUTPUT.md).
+	Details map[string]any `json:"details"`
+}
+
+// BackupSummaryMessage is backup: the snapshot saved, and its copies (--copy-to).
+type BackupSummaryMessage struct {
+	MessageType string            `json:"message_type"` // "summary"
+	Snapshot    string            `json:"snapshot"`
+	Time        time.Time         `json:"time"`
+	Duration    string            `json:"duration"`
+	Components  []string          `json:"components"`
+	Sources     any               `json:"sources"`
+	Items       int64             `json:"items"`
+	Size        int64             `json:"size"`
+	StoredSize  int64             `json:"stored_size"`
+	Segments    int               `json:"segments"`
+	Labels      map[string]string `json:"labels"`
+	Copies      []BackupCopy      `json:"copies"`
+	RunError
+}
+
+// BackupCopy is one --copy-to replica the new snapshot was copied to.
+type BackupCopy struct {
+	To             string `json:"to"`
+	SegmentsCopied int    `json:"segments_copied"`
+	BytesCopied    int64  `json:"bytes_copied"`
+	Verified       bool   `json:"verified"`
+}
+
+// TestRestoreMessage is test-restore: every source's checks and problems (with failure kinds).
+type TestRestoreMessage struct {
+	MessageType string                    `json:"message_type"` // "test_restore"
+	OK          bool                      `json:"ok"`
+	Result      *engine.TestRestoreResult `json:"result"`
+	RunError
+}
+
+// PointInTimePlanMessage is restore --at T --dry-run without --component: the snapshot each
+// component would be restored from, and how far apart they are.
+type PointInTimePlanMessage struct {
+	MessageType string            `json:"message_type"` // "plan"
+	DryRun      bool              `json:"dry_run"`
+	At          time.Time         `json:"at"`
+	Components  []PointInTimePick `json:"components"`
+	Skew        string            `json:"skew"`
+}
+
+// PointInTimePick is one component's snapshot at a point in time (or why there is none).
+type PointInTimePick struct {
+	Component string    `json:"component"`
+	Snapshot  string    `json:"snapshot,omitempty"`
+	Time      time.Time `json:"time,omitempty"`
+	Behind    string    `json:"behind,omitempty"`
+	Problem   string    `json:"problem,omitempty"`
+}

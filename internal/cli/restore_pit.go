@@ -35,14 +35,7 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) er
 	if err != nil {
 		return err
 	}
-	type pick struct {
-		Component string    `json:"component"`
-		Snapshot  string    `json:"snapshot,omitempty"`
-		Time      time.Time `json:"time,omitempty"`
-		Behind    string    `json:"behind,omitempty"`
-		Problem   string    `json:"problem,omitempty"`
-	}
-	var picks []pick
+	var picks []PointInTimePick
 	var oldest, newest time.Time
 	for _, c := range engine.Components() {
 		m, err := r.FindSnapshotAt(ctx, t, c)
@@ -50,10 +43,10 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) er
 			if strings.Contains(err.Error(), "has no") {
 				continue // the component was never backed up
 			}
-			picks = append(picks, pick{Component: c, Problem: err.Error()})
+			picks = append(picks, PointInTimePick{Component: c, Problem: err.Error()})
 			continue
 		}
-		picks = append(picks, pick{Component: c, Snapshot: m.ID, Time: m.Time, Behind: t.Sub(m.Time).Round(time.Second).String()})
+		picks = append(picks, PointInTimePick{Component: c, Snapshot: m.ID, Time: m.Time, Behind: t.Sub(m.Time).Round(time.Second).String()})
 		if oldest.IsZero() || m.Time.Before(oldest) {
 			oldest = m.Time
 		}
@@ -67,7 +60,7 @@ func pointInTimePlan(cmd *cobra.Command, o *RestoreOptions, at timespec.Time) er
 	skew := newest.Sub(oldest)
 	out := o.f.IO.Out
 	if o.f.jsonOut {
-		return writeJSON(out, map[string]any{"message_type": "plan", "dry_run": true, "at": at.Time.UTC(), "components": picks, "skew": skew.String()})
+		return writeJSON(out, &PointInTimePlanMessage{MessageType: msgPlan, DryRun: true, At: at.Time.UTC(), Components: picks, Skew: skew.String()})
 	}
 	fmt.Fprintf(out, "Point in time %s:\n", at.Time.UTC().Format(time.RFC3339))
 	for _, p := range picks {

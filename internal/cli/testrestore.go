@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
 	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
 	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
@@ -129,34 +131,13 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	}
 	defer unlock()
 	ctx := cmd.Context()
-	var asserts []engine.Assertion
-	// Expectations pair with the --assert flags in order; an --assert followed directly by another
-	// has none. Cobra loses the interleaving, so pair by position: the first len(Expects) asserts.
-	for i, q := range o.Asserts {
-		a := engine.Assertion{Database: o.Database, SQL: q}
-		if i < len(o.Expects) {
-			a.Expect = o.Expects[i]
-		}
-		asserts = append(asserts, a)
-	}
-	for _, a := range o.f.Config().TestRestore.Assertions {
-		asserts = append(asserts, engine.Assertion{Database: a.Database, SQL: a.SQL, Expect: a.Expect})
-	}
 	if _, _, err := engine.ParseSample(o.Sample); err != nil {
 		return usageError{err}
 	}
 	cfg := o.f.Config()
-	scratchURL := o.WorkerURL
-	if scratchURL == "" {
-		scratchURL = cfg.TestRestoreWorkerURL
-	}
-	if scratchURL != "" {
-		if scratchURL, err = durableobject.ScratchWorkerURL(scratchURL, cfg.WorkerURL); err != nil {
-			return err
-		}
-		if cfg.TestRestoreWorkerSecret == "" {
-			return usageError{errors.New("a scratch Worker URL is set but CFBACKUP_TEST_RESTORE_WORKER_SECRET is not: set it to the local runtime's CFBACKUP_SECRET")}
-		}
+	scratchURL, err := o.scratchWorker()
+	if err != nil {
+		return err
 	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
@@ -174,20 +155,14 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	topts := engine.TestRestoreOptions{
-		Identities: ids, Components: o.Components, Sample: o.Sample, Assertions: asserts, ScratchDir: o.Keep, Record: !o.NoRecord,
+	if err := o.checkDiff(m); err != nil {
+		return err
+	}
+	res, terr := o.f.Engine(r).TestRestore(ctx, m, engine.TestRestoreOptions{
+		Identities: ids, Components: o.Components, Sample: o.Sample, Assertions: o.assertions(), ScratchDir: o.Keep, Record: !o.NoRecord,
 		ScratchWorkerURL: scratchURL, ScratchWorkerSecret: cfg.TestRestoreWorkerSecret,
-	}
-	if o.Diff {
-		if !containsStr(m.Components, configsrc.Component) || (len(o.Components) > 0 && !containsStr(o.Components, configsrc.Component)) {
-			return usageError{fmt.Errorf("--diff compares the config component, which this test-restore does not include (snapshot %s has: %s)", m.ID, strings.Join(m.Components, ", "))}
-		}
-		if _, err := o.f.Cloudflare(); err != nil { // the config component compares with the live account
-			return err
-		}
-	}
-	topts.Env, topts.Diff, topts.Bound = o.f.Env(), o.Diff, o.comps
-	res, terr := o.f.Engine(r).TestRestore(ctx, m, topts)
+		Env: o.f.Env(), Diff: o.Diff, Bound: o.comps,
+	})
 	if res == nil {
 		return terr
 	}
@@ -197,13 +172,69 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 		rr.Items += int64(s.Items)
 	}
 	o.f.SetResult(rr)
-	out := o.f.IO.Out
 	if o.f.jsonOut {
-		if err := writeJSON(out, map[string]any{"message_type": "test_restore", "ok": res.OK, "result": res}); err != nil {
+		if err := writeJSON(o.f.IO.Out, &TestRestoreMessage{MessageType: "test_restore", OK: res.OK, Result: res}); err != nil {
 			return err
 		}
 		return terr
 	}
+	printTestRestore(o.f.IO.Out, m, res, o.Keep)
+	return terr
+}
+
+// assertions pairs each --assert with its expectation (in order: an --assert followed directly by
+// another has none; cobra loses the interleaving, so pair by position) and adds the config file's.
+func (o *TestRestoreOptions) assertions() []engine.Assertion {
+	var asserts []engine.Assertion
+	for i, q := range o.Asserts {
+		a := engine.Assertion{Database: o.Database, SQL: q}
+		if i < len(o.Expects) {
+			a.Expect = o.Expects[i]
+		}
+		asserts = append(asserts, a)
+	}
+	for _, a := range o.f.Config().TestRestore.Assertions {
+		asserts = append(asserts, engine.Assertion{Database: a.Database, SQL: a.SQL, Expect: a.Expect})
+	}
+	return asserts
+}
+
+// scratchWorker is the local Workers runtime sampled Durable Objects are imported into ("" for
+// none): never the production Worker, and only with its secret set.
+func (o *TestRestoreOptions) scratchWorker() (string, error) {
+	cfg := o.f.Config()
+	scratchURL := o.WorkerURL
+	if scratchURL == "" {
+		scratchURL = cfg.TestRestoreWorkerURL
+	}
+	if scratchURL == "" {
+		return "", nil
+	}
+	scratchURL, err := durableobject.ScratchWorkerURL(scratchURL, cfg.WorkerURL)
+	if err != nil {
+		return "", err
+	}
+	if cfg.TestRestoreWorkerSecret == "" {
+		return "", usageError{errors.New("a scratch Worker URL is set but CFBACKUP_TEST_RESTORE_WORKER_SECRET is not: set it to the local runtime's CFBACKUP_SECRET")}
+	}
+	return scratchURL, nil
+}
+
+// checkDiff refuses --diff when the run does not include the config component, and needs the
+// Cloudflare settings the comparison reads the live account with.
+func (o *TestRestoreOptions) checkDiff(m *manifest.Manifest) error {
+	if !o.Diff {
+		return nil
+	}
+	if !containsStr(m.Components, configsrc.Component) || (len(o.Components) > 0 && !containsStr(o.Components, configsrc.Component)) {
+		return usageError{fmt.Errorf("--diff compares the config component, which this test-restore does not include (snapshot %s has: %s)", m.ID, strings.Join(m.Components, ", "))}
+	}
+	_, err := o.f.Cloudflare()
+	return err
+}
+
+// printTestRestore prints a test-restore's outcome, a line per source and its problems.
+func printTestRestore(out io.Writer, m *manifest.Manifest, res *engine.TestRestoreResult, keep string) {
 	state := "OK"
 	if !res.OK {
 		state = "FAILED"
@@ -228,8 +259,7 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 			configsrc.WriteText(out, ch)
 		}
 	}
-	if o.Keep != "" {
-		fmt.Fprintf(out, "Restored files kept in %s.\n", o.Keep)
+	if keep != "" {
+		fmt.Fprintf(out, "Restored files kept in %s.\n", keep)
 	}
-	return terr
 }

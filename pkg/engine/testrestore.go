@@ -82,86 +82,100 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 	}
 	res := &TestRestoreResult{Snapshot: m.ID, Time: start.UTC()}
 	for _, c := range comps {
-		if !hasString(m.Components, c) {
-			return nil, fmt.Errorf("%w: snapshot %s has no %s component (it has: %s)", ErrNotFound, m.ID, c, strings.Join(m.Components, ", "))
+		checks, err := e.testRestoreComponent(ctx, m, cat, c, scratch, o)
+		if err != nil {
+			return nil, err
 		}
-		if source.Registered(c) {
-			comp, ok := o.Bound[c]
-			if !ok {
-				if comp, err = source.New(c); err != nil {
-					return nil, err
-				}
-			}
-			checks, err := comp.TestRestore(ctx, o.Env, source.TestRestoreRequest{
-				Snapshot: m, Catalogue: cat, Open: source.Opener(e.Opener(m, o.Identities)), Identities: o.Identities,
-				Scratch: filepath.Join(scratch, c), Sample: o.Sample, Assertions: o.Assertions,
-				ScratchWorkerURL: o.ScratchWorkerURL, ScratchWorkerSecret: o.ScratchWorkerSecret, Diff: o.Diff, Log: e.log(),
-			})
-			if err != nil {
-				return nil, err
-			}
-			res.Sources = append(res.Sources, checks...)
-			continue
-		}
+		res.Sources = append(res.Sources, checks...)
+	}
+	problems, failures := tallyProblems(res)
+	res.DurationMillis = e.now().Sub(start).Milliseconds()
+	if o.Record {
+		e.recordTestRestore(ctx, m, res, comps, failures)
+	}
+	if !res.OK {
+		return res, fmt.Errorf("%w: test-restore of snapshot %s: %s", ErrIntegrity, m.ID, strings.Join(problems, "; "))
+	}
+	return res, nil
+}
+
+// testRestoreComponent asks one component to restore its sources into scratch and check them; a
+// component this build does not know is reported as unsupported, not as passed.
+func (e *Engine) testRestoreComponent(ctx context.Context, m *manifest.Manifest, cat *manifest.Catalogue, c, scratch string, o TestRestoreOptions) ([]TestRestoreCheck, error) {
+	if !hasString(m.Components, c) {
+		return nil, fmt.Errorf("%w: snapshot %s has no %s component (it has: %s)", ErrNotFound, m.ID, c, strings.Join(m.Components, ", "))
+	}
+	if !source.Registered(c) {
 		chk := TestRestoreCheck{Component: c, Checks: []string{}}
 		chk.Fail(FailureUnsupported, "this version cannot test-restore "+c+": nothing was checked")
-		res.Sources = append(res.Sources, chk)
+		return []TestRestoreCheck{chk}, nil
 	}
+	comp, ok := o.Bound[c]
+	if !ok {
+		var err error
+		if comp, err = source.New(c); err != nil {
+			return nil, err
+		}
+	}
+	return comp.TestRestore(ctx, o.Env, source.TestRestoreRequest{
+		Snapshot: m, Catalogue: cat, Open: e.Opener(m, o.Identities), Identities: o.Identities,
+		Scratch: filepath.Join(scratch, c), Sample: o.Sample, Assertions: o.Assertions,
+		ScratchWorkerURL: o.ScratchWorkerURL, ScratchWorkerSecret: o.ScratchWorkerSecret, Diff: o.Diff, Log: e.log(),
+	})
+}
+
+// tallyProblems sets res.OK and each source's problem kinds, and returns the problems as one line
+// each and their counts by kind.
+func tallyProblems(res *TestRestoreResult) ([]string, map[string]int) {
 	res.OK = true
 	var problems []string
 	failures := map[string]int{}
 	for i := range res.Sources {
 		s := &res.Sources[i]
+		kinds := make([]string, len(s.Problems))
 		for j, p := range s.Problems {
 			res.OK = false
-			k := s.Kind(j)
-			failures[k]++
-			problems = append(problems, strings.TrimSpace(s.Component+" "+s.Source)+": "+p+" ["+k+"]")
-		}
-		kinds := make([]string, len(s.Problems))
-		for j := range s.Problems {
 			kinds[j] = s.Kind(j)
+			failures[kinds[j]]++
+			problems = append(problems, strings.TrimSpace(s.Component+" "+s.Source)+": "+p+" ["+kinds[j]+"]")
 		}
 		s.ProblemKinds = kinds
 		if s.Problems == nil {
 			s.Problems = []string{}
 		}
 	}
-	res.DurationMillis = e.now().Sub(start).Milliseconds()
-	if o.Record {
-		vr := &VerifyResult{Time: res.Time, OK: res.OK, Snapshot: m.ID, Mode: "test-restore", SegmentsTotal: len(m.Segments), Problems: []string{}, DurationMillis: res.DurationMillis}
-		for _, s := range res.Sources {
-			vr.Items += s.Items
-			vr.BytesRead += s.Bytes
-		}
-		if !res.OK {
-			// Plaintext record: counts by component and kind only, never table, database, script or
-			// object names (invariant 3).
-			for _, c := range comps {
-				byKind := map[string]int{}
-				for _, s := range res.Sources {
-					if s.Component != c {
-						continue
-					}
-					for j := range s.Problems {
-						byKind[s.Kind(j)]++
-					}
-				}
-				if len(byKind) > 0 {
-					vr.Problems = append(vr.Problems, c+": "+failureSummary(byKind))
-				}
-			}
-			vr.Failures = failures
-			vr.FailureKind = primaryFailure(failures)
-		}
-		if err := e.recordVerify(ctx, vr); err != nil {
-			e.log().Warn("could not record the test-restore result", "err", err)
-		}
+	return problems, failures
+}
+
+// recordTestRestore stores the outcome under verify/ (mode test-restore) for reports: counts by
+// component and kind only, never table, database, script or object names (invariant 3).
+func (e *Engine) recordTestRestore(ctx context.Context, m *manifest.Manifest, res *TestRestoreResult, comps []string, failures map[string]int) {
+	vr := &VerifyResult{Time: res.Time, OK: res.OK, Snapshot: m.ID, Mode: "test-restore", SegmentsTotal: len(m.Segments), Problems: []string{}, DurationMillis: res.DurationMillis}
+	for _, s := range res.Sources {
+		vr.Items += s.Items
+		vr.BytesRead += s.Bytes
 	}
 	if !res.OK {
-		return res, fmt.Errorf("%w: test-restore of snapshot %s: %s", ErrIntegrity, m.ID, strings.Join(problems, "; "))
+		for _, c := range comps {
+			byKind := map[string]int{}
+			for _, s := range res.Sources {
+				if s.Component != c {
+					continue
+				}
+				for j := range s.Problems {
+					byKind[s.Kind(j)]++
+				}
+			}
+			if len(byKind) > 0 {
+				vr.Problems = append(vr.Problems, c+": "+failureSummary(byKind))
+			}
+		}
+		vr.Failures = failures
+		vr.FailureKind = primaryFailure(failures)
 	}
-	return res, nil
+	if err := e.recordVerify(ctx, vr); err != nil {
+		e.log().Warn("could not record the test-restore result", "err", err)
+	}
 }
 
 func hasString(ss []string, s string) bool {
