@@ -58,58 +58,19 @@ func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, 
 		o.MaxStatement = 64 << 20
 	}
 	src := manifest.Source{Component: Component, ID: db.UUID, Name: db.Name, Version: db.Version}
-
 	objs, err := listSchema(ctx, api, db.UUID)
 	if err != nil {
 		return src, nil, err
 	}
-	vtabs := map[string]string{}
-	var tables []string
-	for _, ob := range objs {
-		if ob.Type != "table" {
-			continue
-		}
-		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(ob.SQL)), "CREATE VIRTUAL TABLE") {
-			vtabs[ob.Name] = ob.SQL
-		} else {
-			tables = append(tables, ob.Name)
-		}
-	}
-	var exportTables []string
+	vtabs, exportTables := splitTables(objs)
 	if len(vtabs) > 0 {
-		shadow := map[string]bool{}
-		for _, s := range sqldump.ShadowTables(vtabs, tables) {
-			shadow[s] = true
-		}
-		for _, t := range tables {
-			if !shadow[t] {
-				exportTables = append(exportTables, t)
-			}
-		}
 		o.Log.Info("database has virtual tables; exporting real tables by name and virtual tables separately",
 			"database", db.Name, "virtual_tables", len(vtabs), "tables", len(exportTables))
 	}
-
-	var items []manifest.Item
-	var exp cloudflare.Export
-	if len(vtabs) == 0 || len(exportTables) > 0 {
-		for attempt := 1; ; attempt++ {
-			items, exp, err = exportOnce(ctx, api, w, db, exportTables, o)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil || attempt >= o.Attempts || !retryable(err) {
-				return src, nil, err
-			}
-			o.Log.Warn("export failed; exporting again", "database", db.Name, "attempt", attempt, "err", err)
-		}
-	} else {
-		// Only virtual tables: nothing to export, but record the point in time.
-		if bm, err := api.CurrentBookmark(ctx, db.UUID); err == nil {
-			exp.AtBookmark = bm
-		}
+	items, exp, err := export(ctx, api, w, db, vtabs, exportTables, o)
+	if err != nil {
+		return src, nil, err
 	}
-
 	fixups, warnings, err := backupExactValues(ctx, api, w, db, items, o.Log)
 	if err != nil {
 		return src, nil, err
@@ -122,7 +83,6 @@ func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, 
 		}
 	}
 	items = append(items, fixups...)
-
 	if exportTables != nil {
 		// An export limited to named tables leaves out indexes, triggers, views and sqlite_sequence
 		// (D1 filters them by name), so they are captured from the live schema instead.
@@ -132,7 +92,6 @@ func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, 
 		}
 		items = append(items, it)
 	}
-
 	names := make([]string, 0, len(vtabs))
 	for n := range vtabs {
 		names = append(names, n)
@@ -145,7 +104,74 @@ func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, 
 		}
 		items = append(items, it)
 	}
+	addReferences(items, objs, vtabs)
+	src.AtBookmark = exp.AtBookmark
+	src.Blocked = manifest.Duration(exp.Blocked)
+	for _, it := range items {
+		src.Items++
+		src.Size += it.Size
+		if it.Kind == "table" {
+			src.Tables++
+		}
+	}
+	return src, items, nil
+}
 
+// splitTables finds the virtual tables (D1 refuses to export them) and, when there are any, the real
+// tables to export by name (not the virtual tables' shadow tables). exportTables is nil when the
+// whole database can be exported.
+func splitTables(objs []schemaObject) (vtabs map[string]string, exportTables []string) {
+	vtabs = map[string]string{}
+	var tables []string
+	for _, ob := range objs {
+		if ob.Type != "table" {
+			continue
+		}
+		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(ob.SQL)), "CREATE VIRTUAL TABLE") {
+			vtabs[ob.Name] = ob.SQL
+		} else {
+			tables = append(tables, ob.Name)
+		}
+	}
+	if len(vtabs) == 0 {
+		return vtabs, nil
+	}
+	shadow := map[string]bool{}
+	for _, s := range sqldump.ShadowTables(vtabs, tables) {
+		shadow[s] = true
+	}
+	for _, t := range tables {
+		if !shadow[t] {
+			exportTables = append(exportTables, t)
+		}
+	}
+	return vtabs, exportTables
+}
+
+// export runs D1's export (again, on a retryable failure) and splits it into items; a database with
+// only virtual tables exports nothing but records its current bookmark.
+func export(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, vtabs map[string]string, exportTables []string, o BackupOptions) ([]manifest.Item, cloudflare.Export, error) {
+	var exp cloudflare.Export
+	if len(vtabs) > 0 && len(exportTables) == 0 {
+		if bm, err := api.CurrentBookmark(ctx, db.UUID); err == nil {
+			exp.AtBookmark = bm
+		}
+		return nil, exp, nil
+	}
+	for attempt := 1; ; attempt++ {
+		items, exp, err := exportOnce(ctx, api, w, db, exportTables, o)
+		if err == nil {
+			return items, exp, nil
+		}
+		if ctx.Err() != nil || attempt >= o.Attempts || !retryable(err) {
+			return nil, exp, err
+		}
+		o.Log.Warn("export failed; exporting again", "database", db.Name, "attempt", attempt, "err", err)
+	}
+}
+
+// addReferences records, on each table item, the tables its foreign keys reference (restore order).
+func addReferences(items []manifest.Item, objs []schemaObject, vtabs map[string]string) {
 	refs := map[string][]string{}
 	for _, ob := range objs {
 		if ob.Type == "table" && vtabs[ob.Name] == "" {
@@ -157,17 +183,6 @@ func Backup(ctx context.Context, api API, w ItemWriter, db cloudflare.Database, 
 			items[i].References = refs[items[i].Table]
 		}
 	}
-
-	src.AtBookmark = exp.AtBookmark
-	src.Blocked = manifest.Duration(exp.Blocked)
-	for _, it := range items {
-		src.Items++
-		src.Size += it.Size
-		if it.Kind == "table" {
-			src.Tables++
-		}
-	}
-	return src, items, nil
 }
 
 func retryable(err error) bool {

@@ -195,63 +195,14 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 	if _, err := io.WriteString(w, "PRAGMA defer_foreign_keys=TRUE;\n"+prefix); err != nil {
 		return err
 	}
-	each := func(keep func(manifest.Item) bool, fn func(it manifest.Item, rc io.Reader) error) error {
-		for _, it := range sel.Items {
-			if !keep(it) {
-				continue
-			}
-			rc, err := open(ctx, it.ItemRef)
-			if err != nil {
-				return fmt.Errorf("open %s: %w", it.Name, err)
-			}
-			err = fn(it, rc)
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("replay %s: %w", it.Name, err)
-			}
-		}
-		return nil
-	}
+	rs := replayStream{ctx: ctx, open: open, sel: sel, w: w}
 	isTable := func(it manifest.Item) bool { return it.Kind == "table" }
 	// 2. tables: the CREATE TABLE statements at the head of each table item.
-	if err := each(isTable, func(_ manifest.Item, r io.Reader) error {
-		sc := sqldump.NewScanner(r, 0)
-		for {
-			st, err := sc.Next()
-			if err == io.EOF || err == nil && st.Kind != sqldump.CreateTable {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := io.WriteString(w, st.SQL+"\n"); err != nil {
-				return err
-			}
-		}
-	}); err != nil {
+	if err := rs.each(isTable, rs.creates); err != nil {
 		return err
 	}
 	// 3. rows.
-	replaced := sel.replaced()
-	if err := each(func(it manifest.Item) bool { return isTable(it) || it.Kind == "rows" }, func(it manifest.Item, r io.Reader) error {
-		skipInserts := it.Kind == "table" && replaced[sqldump.FoldName(it.Table)]
-		sc := sqldump.NewScanner(r, 0)
-		for {
-			st, err := sc.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if st.Kind == sqldump.CreateTable || skipInserts && st.Kind == sqldump.Insert {
-				continue
-			}
-			if _, err := io.WriteString(w, sqldump.RewriteNonFinite(sqldump.RewriteNUL(st.SQL))+"\n"); err != nil {
-				return err
-			}
-		}
-	}); err != nil {
+	if err := rs.each(func(it manifest.Item) bool { return isTable(it) || it.Kind == "rows" }, rs.rows(sel.replaced())); err != nil {
 		return err
 	}
 	// 4.–6. (the AUTOINCREMENT counters' fixup after the schema part, which sets the counters)
@@ -265,7 +216,7 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 			}
 			return it.Kind == kind
 		}
-		if err := each(match, func(it manifest.Item, r io.Reader) error {
+		if err := rs.each(match, func(it manifest.Item, r io.Reader) error {
 			if kind == "schema" {
 				return copySchema(w, r, sel.Tables)
 			}
@@ -279,6 +230,74 @@ func writeStream(ctx context.Context, open Opener, sel Selection, prefix string,
 		}
 	}
 	return nil
+}
+
+// replayStream writes one restore's SQL stream from the selection's items.
+type replayStream struct {
+	ctx  context.Context
+	open Opener
+	sel  Selection
+	w    io.Writer
+}
+
+// each replays, in selection order, the items keep accepts, each through fn.
+func (rs replayStream) each(keep func(manifest.Item) bool, fn func(it manifest.Item, rc io.Reader) error) error {
+	for _, it := range rs.sel.Items {
+		if !keep(it) {
+			continue
+		}
+		rc, err := rs.open(rs.ctx, it.ItemRef)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", it.Name, err)
+		}
+		err = fn(it, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", it.Name, err)
+		}
+	}
+	return nil
+}
+
+// creates writes the CREATE TABLE statements at the head of a table item.
+func (rs replayStream) creates(_ manifest.Item, r io.Reader) error {
+	sc := sqldump.NewScanner(r, 0)
+	for {
+		st, err := sc.Next()
+		if err == io.EOF || err == nil && st.Kind != sqldump.CreateTable {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(rs.w, st.SQL+"\n"); err != nil {
+			return err
+		}
+	}
+}
+
+// rows writes an item's statements after its CREATE TABLE (a table's INSERTs are left out when a
+// rows item replaces them), with NUL bytes and non-finite REALs rewritten.
+func (rs replayStream) rows(replaced map[string]bool) func(it manifest.Item, r io.Reader) error {
+	return func(it manifest.Item, r io.Reader) error {
+		skipInserts := it.Kind == "table" && replaced[sqldump.FoldName(it.Table)]
+		sc := sqldump.NewScanner(r, 0)
+		for {
+			st, err := sc.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if st.Kind == sqldump.CreateTable || skipInserts && st.Kind == sqldump.Insert {
+				continue
+			}
+			if _, err := io.WriteString(rs.w, sqldump.RewriteNonFinite(sqldump.RewriteNUL(st.SQL))+"\n"); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // copySchema copies schema statements, leaving out PRAGMAs (the stream has its own) and, when a
