@@ -1,19 +1,12 @@
 package kv
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -22,6 +15,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/seal"
 	"github.com/cfbackup/cfbackup/pkg/source"
 )
 
@@ -61,12 +55,7 @@ func IndexKey(snapshotID, namespaceID string) string {
 type indexKeys struct{ enc, names []byte }
 
 func deriveKeys(secret []byte) indexKeys {
-	mac := func(label string) []byte {
-		h := hmac.New(sha256.New, secret)
-		h.Write([]byte(label))
-		return h.Sum(nil)
-	}
-	return indexKeys{enc: mac("cfbackup kv index encryption v1"), names: mac("cfbackup kv index listing v1")}
+	return indexKeys{enc: seal.DeriveKey(secret, "cfbackup kv index encryption v1"), names: seal.DeriveKey(secret, "cfbackup kv index listing v1")}
 }
 
 // newListingHash starts the keyed hash of a listing (a batch or a whole namespace).
@@ -99,60 +88,17 @@ func (s *listingHashState) add(k cloudflare.KVKey) {
 
 func (s *listingHashState) sum() string { return hex.EncodeToString(s.mac.Sum(nil)) }
 
-func (k indexKeys) seal(ix *Index) ([]byte, error) {
-	var plain bytes.Buffer
-	zw := gzip.NewWriter(&plain)
-	if err := json.NewEncoder(zw).Encode(ix); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	aead, err := k.aead()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, len(indexMagic)+aead.NonceSize(), len(indexMagic)+aead.NonceSize()+plain.Len()+aead.Overhead())
-	copy(out, indexMagic)
-	if _, err := rand.Read(out[len(indexMagic):]); err != nil {
-		return nil, err
-	}
-	return aead.Seal(out, out[len(indexMagic):], plain.Bytes(), []byte(indexMagic)), nil
-}
+func (k indexKeys) seal(ix *Index) ([]byte, error) { return seal.SealJSON(k.enc, indexMagic, ix) }
 
 func (k indexKeys) open(b []byte) (*Index, error) {
-	aead, err := k.aead()
-	if err != nil {
-		return nil, err
-	}
-	hdr := len(indexMagic) + aead.NonceSize()
-	if len(b) < hdr+aead.Overhead() || string(b[:len(indexMagic)]) != indexMagic {
-		return nil, fmt.Errorf("%w: not a KV index", ErrIndex)
-	}
-	plain, err := aead.Open(nil, b[len(indexMagic):hdr], b[hdr:], []byte(indexMagic))
-	if err != nil {
-		return nil, fmt.Errorf("%w: written with another writer secret, or damaged", ErrIndex)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(plain))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIndex, err)
-	}
 	var ix Index
-	if err := json.NewDecoder(io.LimitReader(zr, 1<<30)).Decode(&ix); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIndex, err)
+	if err := seal.OpenEnvelope(k.enc, b, indexMagic, "a KV index", ErrIndex, &ix); err != nil {
+		return nil, err
 	}
 	if ix.Version != IndexVersion {
 		return nil, fmt.Errorf("%w: version %s, this cfbackup reads %d", ErrIndex, strconv.Itoa(ix.Version), IndexVersion)
 	}
 	return &ix, nil
-}
-
-func (k indexKeys) aead() (cipher.AEAD, error) {
-	blk, err := aes.NewCipher(k.enc)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(blk)
 }
 
 // parent is the newest earlier full snapshot of a namespace and its decrypted index.

@@ -1,20 +1,14 @@
 package r2
 
 import (
-	"bytes"
-	"compress/gzip"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/seal"
 )
 
 // The incremental index lets a backup host that holds only the recipients and the writer secret (no
@@ -49,12 +43,7 @@ var ErrIndex = errclass.New(errclass.Failure, "incremental index unreadable")
 type indexKeys struct{ enc, names []byte }
 
 func deriveKeys(secret []byte) indexKeys {
-	mac := func(label string) []byte {
-		h := hmac.New(sha256.New, secret)
-		h.Write([]byte(label))
-		return h.Sum(nil)
-	}
-	return indexKeys{enc: mac("cfbackup r2 index encryption v1"), names: mac("cfbackup r2 index names v1")}
+	return indexKeys{enc: seal.DeriveKey(secret, "cfbackup r2 index encryption v1"), names: seal.DeriveKey(secret, "cfbackup r2 index names v1")}
 }
 
 // entryID is the keyed hash that names an object in the index.
@@ -79,57 +68,13 @@ func (k indexKeys) open(b []byte) (*Index, error) {
 	return &ix, nil
 }
 
-// sealJSON is the shared envelope of indexes and journals: magic || nonce || AES-GCM(gzip(JSON v)),
-// the magic as additional data so one kind can never pass for the other.
+// sealJSON seals v in the writer-secret envelope of indexes and journals (pkg/seal): the magic
+// keeps one kind from passing for the other.
 func (k indexKeys) sealJSON(magic string, v any) ([]byte, error) {
-	var plain bytes.Buffer
-	zw := gzip.NewWriter(&plain)
-	if err := json.NewEncoder(zw).Encode(v); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	aead, err := k.aead()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, len(magic)+aead.NonceSize(), len(magic)+aead.NonceSize()+plain.Len()+aead.Overhead())
-	copy(out, magic)
-	if _, err := rand.Read(out[len(magic):]); err != nil {
-		return nil, err
-	}
-	return aead.Seal(out, out[len(magic):], plain.Bytes(), []byte(magic)), nil
+	return seal.SealJSON(k.enc, magic, v)
 }
 
 // openJSON opens what sealJSON made into v; failures wrap errKind and name what (for messages).
 func (k indexKeys) openJSON(b []byte, magic, what string, errKind error, v any) error {
-	aead, err := k.aead()
-	if err != nil {
-		return err
-	}
-	hdr := len(magic) + aead.NonceSize()
-	if len(b) < hdr+aead.Overhead() || string(b[:len(magic)]) != magic {
-		return fmt.Errorf("%w: not %s", errKind, what)
-	}
-	plain, err := aead.Open(nil, b[len(magic):hdr], b[hdr:], []byte(magic))
-	if err != nil {
-		return fmt.Errorf("%w: written with another writer secret, or damaged", errKind)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(plain))
-	if err != nil {
-		return fmt.Errorf("%w: %v", errKind, err)
-	}
-	if err := json.NewDecoder(io.LimitReader(zr, 1<<30)).Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", errKind, err)
-	}
-	return nil
-}
-
-func (k indexKeys) aead() (cipher.AEAD, error) {
-	blk, err := aes.NewCipher(k.enc)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(blk)
+	return seal.OpenEnvelope(k.enc, b, magic, what, errKind, v)
 }
