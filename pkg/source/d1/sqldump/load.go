@@ -67,7 +67,10 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 			}
 		}()
 	}
-	tx, err := conn.BeginTx(ctx, nil)
+	// The transaction does not watch ctx: database/sql would roll it back from another goroutine when
+	// ctx is cancelled, and Load could return (and the caller look at the database) before that
+	// rollback ran. Statements still take ctx; the deferred Rollback is synchronous.
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return stats, fmt.Errorf("begin: %w", err)
 	}
