@@ -299,9 +299,10 @@ func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string
 	case res.err != nil:
 		return nil, manifest.ObjectMeta{}, 0, res.err
 	case res.body != nil:
-		p, err := bb.s.Writer.WriteItemAsync(name, &exactReader{r: res.body, left: res.body.size, progress: bb.progress})
+		meta, size := res.body.meta, res.body.size
+		p, err := bb.s.Writer.WriteItemAsync(name, &exactReader{r: res.body, left: size, progress: bb.progress})
 		res.body.Close()
-		return p, res.body.meta, res.body.size, err
+		return p, meta, size, err
 	case res.buf == nil:
 		atomic.AddInt64(&bb.st.GETs, 1)
 		if bb.o.BeforeGet != nil {
@@ -315,11 +316,12 @@ func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string
 		body.Close()
 		return p, meta, size, err
 	default:
-		bb.progress(len(res.buf.b))
+		size := int64(len(res.buf.b)) // before the write: the writer gives the buffer back when done
+		bb.progress(int(size))
 		// The writer compresses the prefetch buffer in place and gives it back when done.
 		buf := res.buf
 		p, err := bb.s.Writer.WriteItemBytes(name, buf.b, func() { bb.pf.release(buf) })
-		return p, res.meta, int64(len(buf.b)), err
+		return p, res.meta, size, err
 	}
 }
 
