@@ -46,6 +46,10 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"AuditVerifyMessage", 0, []string{"audit", "verify"}},
 		{"AuditRecord", 0, []string{"audit", "list"}},
 		{"Report", 0, []string{"report"}},
+		{"BackupPlanMessage", 0, []string{"backup", "--dry-run"}},
+		{"RestorePlanMessage", 0, []string{"restore", "latest", "--to-file", filepath.Join(h.dir, "plan.sqlite"), "--dry-run", "--identity-file", filepath.Join(h.dir, "key.txt")}},
+		{"d1.FileSummary", 0, []string{"restore", "latest", "--to-file", filepath.Join(h.dir, "restored.sqlite"), "--identity-file", filepath.Join(h.dir, "key.txt")}},
+		{"TestRestoreMessage", 0, []string{"test-restore", "latest", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 	}
 	for _, s := range steps {
 		out, errOut, code := h.run(t, append(s.args, "--json")...)

@@ -18,6 +18,11 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/audit"
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/report"
+	configsrc "github.com/cfbackup/cfbackup/pkg/source/config"
+	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/source/durableobject"
+	"github.com/cfbackup/cfbackup/pkg/source/kv"
+	"github.com/cfbackup/cfbackup/pkg/source/r2"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite the generated part of docs/JSON.md")
@@ -57,6 +62,15 @@ func JSONMessages() []JSONMessage {
 		{Name: "BackupSummaryMessage", MessageType: msgSummary, Commands: []string{"backup"}, Type: t(BackupSummaryMessage{}), About: "the snapshot saved and its copies"},
 		{Name: "TestRestoreMessage", MessageType: "test_restore", Commands: []string{"test-restore"}, Type: t(TestRestoreMessage{}), About: "every source's checks and problems"},
 		{Name: "PointInTimePlanMessage", MessageType: msgPlan, Commands: []string{"restore --at T --dry-run"}, Type: t(PointInTimePlanMessage{}), About: "the snapshot each component would be restored from"},
+		{Name: "RestorePlanMessage", MessageType: msgPlan, Commands: []string{"restore --dry-run (every component)"}, Type: t(restorePlanMessage{}), About: "the component's restore plan under \"plan\" (its type below: d1.RestorePlanJSON, d1.RewindPlanJSON, r2.RestorePlanJSON, durableobject.RestorePlanJSON, config.RestorePlanJSON, kv.RestorePlanJSON)"},
+		{Name: "d1.FileSummary", MessageType: msgSummary, Commands: []string{"restore --component d1 --to-file"}, Type: t(d1.FileSummary{}), About: "a D1 database restored into a local SQLite file"},
+		{Name: "d1.DatabaseSummary", MessageType: msgSummary, Commands: []string{"restore --component d1 --to-database / --in-place"}, Type: t(d1.DatabaseSummary{}), About: "a D1 database restored through the import API"},
+		{Name: "d1.RewindSummary", MessageType: msgSummary, Commands: []string{"restore --component d1 --at T --time-travel --in-place"}, Type: t(d1.RewindSummary{}), About: "a D1 database rewound with Time Travel"},
+		{Name: "r2.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component r2"}, Type: t(r2.RestoreSummary{}), About: "R2 objects restored"},
+		{Name: "durableobject.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component do"}, Type: t(durableobject.RestoreSummary{}), About: "Durable Objects restored"},
+		{Name: "config.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component config --to-dir"}, Type: t(configsrc.RestoreSummary{}), About: "the Workers configuration written as files"},
+		{Name: "config.DiffMessage", MessageType: "diff", Commands: []string{"restore --component config --diff"}, Type: t(configsrc.DiffMessage{}), About: "the snapshot's configuration against the live account"},
+		{Name: "kv.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component kv"}, Type: t(kv.RestoreSummary{}), About: "KV pairs restored"},
 	}
 }
 
