@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/readers"
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/s3api"
 )
@@ -100,10 +101,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-type iotestErr struct{ err error }
-
-func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
-
 // A failed multipart upload is aborted: no upload is left to accrue storage charges, and the
 // reader's error comes back as it is.
 func TestFailedMultipartIsAborted(t *testing.T) {
@@ -111,29 +108,11 @@ func TestFailedMultipartIsAborted(t *testing.T) {
 	srv.CreateBucket(t, "bkt", false)
 	c := newClient(t, srv, 3, nil)
 	boom := errors.New("boom")
-	r := io.MultiReader(io.LimitReader(rand.Reader, 3*s3api.MinPartSize+7), iotestErr{boom})
+	r := io.MultiReader(io.LimitReader(rand.Reader, 3*s3api.MinPartSize+7), readers.Err{E: boom})
 	if err := c.Put(context.Background(), "bkt", "seg", r, s3api.PutOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("Put = %v", err)
 	}
 	absent(t, srv, "bkt", "seg")
-}
-
-type hookReader struct {
-	r    io.Reader
-	n    int64
-	at   int64
-	hook func()
-	done bool
-}
-
-func (h *hookReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.n += int64(n)
-	if !h.done && h.n >= h.at {
-		h.done = true
-		h.hook()
-	}
-	return n, err
 }
 
 // A conditional multipart create racing a plain Put that lands first is refused at Complete (412),
@@ -144,7 +123,7 @@ func TestConditionalMultipartRefused(t *testing.T) {
 	c := newClient(t, srv, 3, nil)
 	ctx := context.Background()
 	// The plain Put lands while the last part is read: after the pre-check, before Complete.
-	r := &hookReader{r: io.LimitReader(rand.Reader, 2*s3api.MinPartSize+1), at: 2*s3api.MinPartSize + 1, hook: func() {
+	r := &readers.Hook{R: io.LimitReader(rand.Reader, 2*s3api.MinPartSize+1), At: 2*s3api.MinPartSize + 1, Fn: func() {
 		if _, err := srv.Client().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("m"), Body: strings.NewReader("first")}); err != nil {
 			t.Error(err)
 		}

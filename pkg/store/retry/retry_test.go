@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/readers"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/faulty"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
@@ -247,14 +248,10 @@ func TestSourceErrorNotRetried(t *testing.T) {
 	f := faulty.New(mem.New())
 	s, sl := newRetry(f)
 	boom := errors.New("export stream failed")
-	if err := s.Put(context.Background(), "k", onlyReader{iotestErr{boom}}, store.PutOptions{}); !errors.Is(err, boom) {
+	if err := s.Put(context.Background(), "k", onlyReader{readers.Err{E: boom}}, store.PutOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("Put = %v", err)
 	}
 	if f.Calls(faulty.OpPut) != 1 || len(sl.d) != 0 {
 		t.Fatalf("source error retried: %d calls", f.Calls(faulty.OpPut))
 	}
 }
-
-type iotestErr struct{ err error }
-
-func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }

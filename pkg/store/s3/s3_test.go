@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/readers"
 	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
@@ -72,7 +73,7 @@ func TestConditionalMultipartRefused(t *testing.T) {
 	s := newStore(t, srv, "bkt", "")
 	ctx := context.Background()
 	// The plain Put lands while the last part is read: after the store's pre-check, before Complete.
-	r := &hookReader{r: io.LimitReader(rand.Reader, 2*s3.MinPartSize+1), at: 2*s3.MinPartSize + 1, hook: func() {
+	r := &readers.Hook{R: io.LimitReader(rand.Reader, 2*s3.MinPartSize+1), At: 2*s3.MinPartSize + 1, Fn: func() {
 		if _, err := srv.Client().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("m"), Body: strings.NewReader("first")}); err != nil {
 			t.Error(err)
 		}
@@ -100,35 +101,13 @@ func TestPutReaderError(t *testing.T) {
 	srv.CreateBucket(t, "bkt", false)
 	s := newStore(t, srv, "bkt", "p")
 	boom := errors.New("boom")
-	r := io.MultiReader(io.LimitReader(rand.Reader, 2*s3.MinPartSize+7), iotestErr{boom})
+	r := io.MultiReader(io.LimitReader(rand.Reader, 2*s3.MinPartSize+7), readers.Err{E: boom})
 	if err := s.Put(context.Background(), "seg", r, store.PutOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("Put = %v", err)
 	}
 	if _, err := s.Stat(context.Background(), "seg"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Stat after a failed Put = %v, want ErrNotFound", err)
 	}
-}
-
-type iotestErr struct{ err error }
-
-func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
-
-type hookReader struct {
-	r    io.Reader
-	n    int64
-	at   int64
-	hook func()
-	done bool
-}
-
-func (h *hookReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.n += int64(n)
-	if !h.done && h.n >= h.at {
-		h.done = true
-		h.hook()
-	}
-	return n, err
 }
 
 func TestMissingBucket(t *testing.T) {
