@@ -109,18 +109,13 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 		return nil
 	}
 	if c.restore.timeTravel {
-		return c.restore.checkRewind(fs == nil || changed(fs, "at"))
+		return c.restore.checkRewind(fs == nil || fs.Changed("at"))
 	}
 	toDir := ""
 	if fs != nil && fs.Lookup("to-dir") != nil {
 		toDir = fs.Lookup("to-dir").Value.String()
 	}
 	return c.restore.checkTarget(toDir)
-}
-
-func changed(fs *pflag.FlagSet, name string) bool {
-	fl := fs.Lookup(name)
-	return fl != nil && fl.Changed
 }
 
 // checkTarget insists on exactly one target.

@@ -159,13 +159,12 @@ func (k *kvComponent) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 	if verb != source.VerbRestore {
 		return nil
 	}
-	changed := func(name string) bool { f := fs.Lookup(name); return f != nil && f.Changed }
 	for _, f := range []string{"to-file", "to-database", "in-place", "table"} {
-		if changed(f) {
+		if fs.Changed(f) {
 			return fmt.Errorf("%w: --%s is a D1 option; KV restores go to a namespace (--to-namespace) or a directory (--to-dir)", errclass.Usage, f)
 		}
 	}
-	if k.toNamespace != "" && changed("to-dir") {
+	if k.toNamespace != "" && fs.Changed("to-dir") {
 		return fmt.Errorf("%w: --to-dir and --to-namespace exclude each other", errclass.Usage)
 	}
 	return nil
