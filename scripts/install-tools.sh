@@ -34,4 +34,24 @@ if ! cmp -s worker/package-lock.json worker/node_modules/.package-lock.json 2>/d
   (cd worker && npm ci --no-audit --no-fund --loglevel=error)
 fi
 (cd worker && npm run --silent build)
+# The examples' validators (scripts/check-examples.sh, docs/SCHEDULING.md): shellcheck and systemd-analyze
+# from Debian, actionlint (Go module), promtool alone out of Debian's prometheus package (dpkg-deb -x: no
+# service installed), and the npm ones pinned in scripts/validators/package-lock.json.
+if ! command -v shellcheck >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq shellcheck systemd
+fi
+mkdir -p .bin
+.bin/actionlint -version 2>/dev/null | grep -qx 1.7.12 || GOBIN="$PWD/.bin" go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+if ! [ -x .bin/promtool ]; then
+  d=$(mktemp -d)
+  (cd "$d" && { apt-get download prometheus 2>/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get update -qq && apt-get download prometheus; }; })
+  dpkg-deb -x "$d"/prometheus_*.deb "$d/x" && cp "$d/x/usr/bin/promtool" .bin/promtool
+  rm -rf "$d"
+fi
+if ! cmp -s scripts/validators/package-lock.json scripts/validators/node_modules/.package-lock.json 2>/dev/null && \
+   ! [ scripts/validators/node_modules/.package-lock.json -nt scripts/validators/package-lock.json ]; then
+  (cd scripts/validators && npm ci --no-audit --no-fund --loglevel=error)
+fi
 bash scripts/install-versitygw.sh
