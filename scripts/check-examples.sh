@@ -11,7 +11,8 @@
 # Validators: systemd-analyze verify (Debian systemd; works without systemd as PID 1) with no output
 # allowed, shellcheck on every shell script and on the shell of ExecStart= and crontab lines,
 # cron-parser's crontab file parser, actionlint, gitlab-ci-local (GitLab's CI JSON schema, offline),
-# kubernetes-models (Kubernetes OpenAPI schemas), promtool check rules + test rules. `make tools`
+# kubernetes-models (Kubernetes OpenAPI schemas), promtool check rules + test rules, and cfbackup itself
+# (built from this tree) parsing every command line the examples run. `make tools`
 # (scripts/install-tools.sh) installs them; a missing one is an error, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ export PATH="$BIN:$PATH"
 
 need() {
 	local t
-	for t in systemd-analyze shellcheck node git actionlint promtool; do
+	for t in systemd-analyze shellcheck node git actionlint promtool jq go; do
 		command -v "$t" >/dev/null || { echo "check-examples: $t not found: run make tools (scripts/install-tools.sh)" >&2; exit 1; }
 	done
 	[ -x "$VAL/node_modules/.bin/gitlab-ci-local" ] || { echo "check-examples: scripts/validators/node_modules missing: run make tools" >&2; exit 1; }
@@ -98,7 +99,26 @@ check_prometheus() {
 	(cd "$d" && promtool test rules cfbackup-alerts.test.yml)
 }
 
-CHECKS=(systemd cron kubernetes github gitlab prometheus)
+# Every cfbackup command line in the examples, parsed by the real binary: unknown flags, bad durations
+# and wrong subcommands fail (`--help` after the arguments stops before the command runs).
+check_flags() {
+	local d=$1 line rc=0 a n=0
+	local files=("$d"/cron/crontab "$d"/systemd/*.service "$d"/kubernetes/*.yaml "$d"/github-actions/*.yml "$d"/gitlab-ci/.gitlab-ci.yml)
+	while IFS= read -r line; do
+		mapfile -t a < <(jq -r '.args[]' <<<"$line")
+		# -q/--quiet comes with the cli branch; until this build has it, the rest of the line is checked.
+		[ "$QUIET" = 1 ] || mapfile -t a < <(printf '%s\n' "${a[@]}" | grep -vx -e -q -e --quiet)
+		n=$((n + 1))
+		if ! err=$("$CFBACKUP" "${a[@]}" --help 2>&1 >/dev/null); then
+			echo "$(jq -r .file <<<"$line"): cfbackup ${a[*]}: $err"
+			rc=1
+		fi
+	done < <(node "$VAL/validate.mjs" commands "${files[@]}")
+	[ "$n" -gt 0 ] || { echo "no cfbackup command lines found in $d"; rc=1; }
+	return "$rc"
+}
+
+CHECKS=(systemd cron kubernetes github gitlab prometheus flags)
 
 validate() { # examples dir; prints one line per validator
 	local dir=$1 c bad=0
@@ -152,6 +172,9 @@ mutants() {
 	mutant github github-actions/backup.yml 's|"$RUNNER_TEMP/cfbackup/writer.key"$|$RUNNER_TEMP/cfbackup/writer.key|' "unquoted variable in run: (shellcheck)"
 	mutant gitlab gitlab-ci/.gitlab-ci.yml 's/^    expire_in: 30 days/    expires_in: 30 days/' "key not in GitLab's schema"
 	mutant gitlab gitlab-ci/.gitlab-ci.yml 's/CFBACKUP_TASK == "verify"/CFBACKUP_TASK == "verfy"/' "a rule that never runs the verify job"
+	mutant flags cron/crontab 's/--retry-lock 4m/--retry-lok 4m/' "unknown flag"
+	mutant flags kubernetes/cronjob-backup.yaml 's/"--retry-lock", "4m"/"--retry-lock", "4 minutes"/' "invalid duration"
+	mutant flags gitlab-ci/.gitlab-ci.yml 's/cfbackup test-restore latest/cfbackup test-restore latest --sampel 5/' "misspelt flag"
 	mutant prometheus prometheus/cfbackup-alerts.yml 's/max by (instance) (cfbackup_last_success_timestamp_seconds{command="verify"})/max by (instance (cfbackup_last_success_timestamp_seconds{command="verify"})/' "PromQL syntax error"
 	mutant prometheus prometheus/cfbackup-alerts.yml 's/component="d1"}) > 15 \* 60/component="d1"}) > 30 * 60/' "D1 threshold the unit test pins"
 	mutant prometheus prometheus/cfbackup-alerts.yml 's/cfbackup_last_run_success == 0/cfbackup_last_run_succes == 0/' "misspelt metric name (the unit test expects the alert)"
@@ -160,6 +183,13 @@ mutants() {
 }
 
 need
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+CFBACKUP=$T/cfbackup
+go build -o "$CFBACKUP" ./cmd/cfbackup
+QUIET=0
+"$CFBACKUP" --help 2>/dev/null | grep -q -- '--quiet' && QUIET=1
+[ "$QUIET" = 1 ] || echo "note: this cfbackup has no -q/--quiet yet; the examples' -q is not checked"
 rc=0
 validate examples || rc=1
 if [ "${1:-}" = --mutants ]; then

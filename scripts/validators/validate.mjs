@@ -7,6 +7,9 @@
 //                                         a valid schedule with a command; no unescaped % (cron turns
 //                                         it into a newline); writes each command (cron's \% undone)
 //                                         to OUT as a shell script for shellcheck
+//   node validate.mjs commands FILE...    prints every cfbackup command line in the files, one JSON
+//                                         array of arguments per line (shell expressions replaced by
+//                                         "x"), for check-examples.sh to parse with the real binary
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import { CronFileParser } from "cron-parser";
@@ -86,12 +89,47 @@ function crontab(file, out) {
   return bad;
 }
 
+const subcommands = "backup|verify|test-restore|prune";
+
+// Arguments of a shell-ish command tail: quoted strings stay one word; a word holding a shell or
+// systemd expansion becomes "x" (a value, never a flag); cron's \% is %.
+function words(tail) {
+  return (tail.match(/"[^"]*"|'[^']*'|\S+/g) ?? []).map((w) => {
+    if (w.includes("$")) return "x";
+    return w.replace(/^(["'])(.*)\1$/, "$2").replaceAll("\\%", "%").replaceAll("%%", "%");
+  });
+}
+
+function commands(files) {
+  const out = [];
+  for (const file of files) {
+    const text = readFileSync(file, "utf8");
+    if (/\.ya?ml$/.test(file) && /^kind:\s*CronJob/m.test(text)) {
+      for (const doc of parseAllDocuments(text, { version: "1.1" })) {
+        const spec = doc.toJS()?.spec?.jobTemplate?.spec?.template?.spec ?? {};
+        for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+          if (c.args) out.push({ file, args: c.args.map(String) });
+        }
+      }
+      continue;
+    }
+    const re = new RegExp(`(?:/usr/bin/cfbackup|cfbackup-cron|\\bcfbackup|"\\$IMAGE"|\\brun)\\s+((?:${subcommands})\\b[^'\\n>|]*)`, "g");
+    for (const line of text.split("\n")) {
+      if (/^\s*#/.test(line)) continue;
+      for (const m of line.matchAll(re)) out.push({ file, args: words(m[1]) });
+    }
+  }
+  for (const c of out) console.log(JSON.stringify(c));
+  return out.length === 0 ? 1 : 0;
+}
+
 const [mode, ...args] = process.argv.slice(2);
 let bad;
 if (mode === "kubernetes" && args.length > 0) bad = kubernetes(args);
 else if (mode === "crontab" && args.length === 2) bad = crontab(args[0], args[1]);
+else if (mode === "commands" && args.length > 0) bad = commands(args);
 else {
-  console.error("usage: node validate.mjs kubernetes FILE... | crontab FILE OUT");
+  console.error("usage: node validate.mjs kubernetes FILE... | crontab FILE OUT | commands FILE...");
   process.exit(2);
 }
 process.exit(bad > 0 ? 1 : 0);
