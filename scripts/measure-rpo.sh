@@ -4,14 +4,16 @@
 # runs two backups in a row into a local repository and prints the export time (how long D1 blocks the
 # database), the backup's wall time and the bytes stored per run (the second run shows whether an
 # unchanged database costs anything). Usage: scripts/measure-rpo.sh [MiB...]
+# Needs about 40 times the largest size free under /tmp: cfemu keeps a Time Travel copy of the
+# database for every query batch it does not recognise as read-only (see docs/SCHEDULING.md "RPO").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10 100 500)
 B=$(mktemp -d /tmp/cfbackup-rpo-bin.XXXXXX)
 go build -trimpath -o "$B/cfbackup" ./cmd/cfbackup
 go build -trimpath -o "$B/cfemu" ./cmd/cfemu
-EMU=""
-cleanup() { [ -z "$EMU" ] || kill "$EMU" 2>/dev/null || true; rm -rf "$B"; }
+EMU="" D=""
+cleanup() { [ -z "$EMU" ] || kill "$EMU" 2>/dev/null || true; rm -rf "$B" ${D:+"$D"}; }
 trap cleanup EXIT
 # internal/seed writes about 2,880 bytes of SQLite file per user (measured: 10,000 users = 27.5 MiB).
 per_user=2880
@@ -42,5 +44,5 @@ for mib in "${sizes[@]}"; do
   printf '| %d MiB | %s / %s | %.1f s / %.1f s | %.1f MiB | %.1f MiB |\n' "$((file / 1048576))" "${row[0]}" "${row[3]}" \
     "${row[1]}" "${row[4]}" "$(echo "${row[2]}/1048576" | bc -l)" "$(echo "${row[5]}/1048576" | bc -l)"
   kill "$EMU"; wait "$EMU" 2>/dev/null || true; EMU=""
-  rm -rf "$D"
+  rm -rf "$D"; D=""
 done
