@@ -43,7 +43,7 @@ if ! command -v shellcheck >/dev/null 2>&1 || ! command -v systemd-analyze >/dev
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq shellcheck systemd
 fi
 mkdir -p .bin
-.bin/actionlint -version 2>/dev/null | grep -qx 1.7.12 || GOBIN="$PWD/.bin" go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+.bin/actionlint -version 2>/dev/null | grep -qx 'v\?1.7.12' || GOBIN="$PWD/.bin" go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 if ! [ -x .bin/promtool ]; then
   d=$(mktemp -d)
   (cd "$d" && { apt-get download prometheus 2>/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get update -qq && apt-get download prometheus; }; })
