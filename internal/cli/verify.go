@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/audit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -53,6 +55,7 @@ under verify/ (plaintext: time, snapshot, mode, counts, problems) unless --no-re
 	cmd.Flags().BoolVar(&o.ReadData, "read-data", false, "decrypt and check every item (needs an identity)")
 	cmd.Flags().StringVar(&o.Subset, "read-data-subset", "", "read only some segments: n/t or x%")
 	cmd.Flags().BoolVar(&o.NoRecord, "no-record", false, "do not record the result under verify/ in the repository")
+	reads(cmd, audit.ReadsData+":read-data,read-data-subset")
 	return cmd
 }
 

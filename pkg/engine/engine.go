@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -515,6 +516,12 @@ func subset(n int, spec string, rnd func(int) int) (func(int) bool, error) {
 // Opener binds archive.OpenItem to a snapshot for the sources' restore functions. Bytes read are
 // reported to the progress sink (see StartProgress).
 func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) source.Opener {
+	return e.countingOpener(m, ids, nil)
+}
+
+// countingOpener is Opener that also adds the plaintext bytes read to n (when not nil): a restore
+// reports how much it decrypted to the audit trail, notifications and metrics.
+func (e *Engine) countingOpener(m *manifest.Manifest, ids []age.Identity, n *atomic.Int64) source.Opener {
 	// One archive.Opener for all items: it reads each segment's header once, not once per item.
 	op := archive.NewOpener(e.Repo.Store, m.SegmentMap(), ids)
 	pr := e.progress()
@@ -523,7 +530,7 @@ func (e *Engine) Opener(m *manifest.Manifest, ids []age.Identity) source.Opener 
 		if err != nil {
 			return nil, err
 		}
-		return progressReader{rc, pr}, nil
+		return progressReader{rc, pr, n}, nil
 	}
 }
 
@@ -537,6 +544,14 @@ func (e *Engine) StartProgress(label string, total int64) (finish func()) {
 type progressReader struct {
 	io.ReadCloser
 	pr Progress
+	n  *atomic.Int64
+}
+
+func (p progressReader) add(n int) {
+	p.pr.Add(n)
+	if p.n != nil {
+		p.n.Add(int64(n))
+	}
 }
 
 // ReadAll reads the whole item (archive.WholeReader) and reports it as read.
@@ -547,7 +562,7 @@ func (p progressReader) ReadAll(b *archive.Buffers) ([]byte, error) {
 	}
 	data, err := wr.ReadAll(b)
 	if len(data) > 0 {
-		p.pr.Add(len(data))
+		p.add(len(data))
 	}
 	return data, err
 }
@@ -555,7 +570,7 @@ func (p progressReader) ReadAll(b *archive.Buffers) ([]byte, error) {
 func (p progressReader) Read(b []byte) (int, error) {
 	n, err := p.ReadCloser.Read(b)
 	if n > 0 {
-		p.pr.Add(n)
+		p.add(n)
 	}
 	return n, err
 }
