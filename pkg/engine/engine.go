@@ -230,6 +230,12 @@ type VerifyOptions struct {
 	Rand func(n int) int
 	// Record stores the result under verify/ so reports can show verification coverage over time.
 	Record bool
+	// Select, when set, chooses the segments to check instead of Subset, in every mode: verify --all
+	// checks each segment once in the whole repository, and only its slice (verify_all.go).
+	Select func(archive.SegmentInfo) bool
+	// All and Slice are recorded with the result (record.Verify).
+	All   bool
+	Slice string
 }
 
 // VerifyPrefix is where verification results are recorded: verify/<UTC time>-<snapshot id>.json.
@@ -288,6 +294,10 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 	if err != nil {
 		return nil, err
 	}
+	if o.Select != nil {
+		selected = func(i int) bool { return o.Select(m.Segments[i]) }
+	}
+	res.All, res.Slice = o.All, o.Slice
 	var cat *manifest.Catalogue
 	if o.ReadData {
 		res.Mode = "read-data"
@@ -305,14 +315,17 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 	pr := e.progress()
 	var total int64
 	for i, s := range m.Segments {
-		if selected(i) || !o.ReadData {
+		if selected(i) || (!o.ReadData && o.Select == nil) {
 			total += s.Size
 		}
 	}
 	pr.Start("verify", total)
 	defer pr.Finish()
 	if cat == nil {
-		for _, s := range m.Segments {
+		for i, s := range m.Segments {
+			if o.Select != nil && !selected(i) {
+				continue
+			}
 			res.Segments++
 			if err := archive.VerifySegment(ctx, e.Repo.Store, s); err != nil {
 				if ctx.Err() != nil {
