@@ -42,7 +42,7 @@ func TestComputeCountsSharedSegmentsOnce(t *testing.T) {
 	day := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) // a Monday: ISO week 49
 	snaps := []*manifest.Manifest{
 		{ID: "s3", Time: day.Add(48 * time.Hour), Components: []string{"d1", "r2"}, Size: 4000,
-			Sources: []manifest.Source{{Component: "d1", Name: "app", Size: 3000, Items: 3}, {Component: "r2", Name: "media", Size: 1000, Items: 9}},
+			Sources:  []manifest.Source{{Component: "d1", Name: "app", Size: 3000, Items: 3}, {Component: "r2", Name: "media", Size: 1000, Items: 9}},
 			Segments: []archive.SegmentInfo{seg("a", 1000), seg("c", 300)}},
 		{ID: "s1", Time: day, Components: []string{"d1"}, Size: 2000,
 			Sources: []manifest.Source{{Component: "d1", Name: "app", Size: 2000, Items: 2}}, Segments: []archive.SegmentInfo{seg("a", 1000)}},
