@@ -13,7 +13,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
 
-func put(t *testing.T, st store.Store, key string, n int) {
+func put(t testing.TB, st store.Store, key string, n int) {
 	t.Helper()
 	if err := st.Put(context.Background(), key, bytes.NewReader(make([]byte, n)), store.PutOptions{}); err != nil {
 		t.Fatal(err)
