@@ -57,6 +57,7 @@ func TestVerifyAllRotatingSlicesReadEverySegmentOnce(t *testing.T) {
 			}
 			break
 		}
+		t.Logf("slice %s: %d of %d segments, %d bytes, %d items", res.Slice, res.SegmentsRead, res.SegmentsTotal, res.BytesRead, res.Items)
 		for _, id := range res.ReadIDs {
 			if prev, dup := readBy[id]; dup {
 				t.Fatalf("segment %s read by slice %s and again by %s", id, prev, res.Slice)
