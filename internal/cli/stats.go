@@ -81,7 +81,7 @@ func printStats(f *Factory, st *stats.Stats) error {
 		fmt.Fprintln(w, "No snapshots yet. Take one with 'cfbackup backup'.")
 	} else {
 		fmt.Fprintf(w, "%d snapshot(s) from %s to %s; %d on legal hold; %d lock object(s).\n", st.Snapshots,
-			st.Oldest.Format("2006-01-02 15:04"), st.Newest.Format("2006-01-02 15:04"), st.Held, st.Locks)
+			st.Oldest.Format("2006-01-02 15:04 UTC"), st.Newest.Format("2006-01-02 15:04 UTC"), st.Held, st.Locks)
 		fmt.Fprintf(w, "Logical %s, stored once %s: %.1f%% saved by compression and deduplication; unreferenced %s.\n",
 			humanBytes(st.LogicalBytes), humanBytes(st.ReferencedBytes), 100*st.SavingsRatio, humanBytes(st.UnreferencedBytes))
 	}
@@ -97,7 +97,7 @@ func printStats(f *Factory, st *stats.Stats) error {
 		}
 		fmt.Fprintln(tw, "\nSOURCE\tSNAPSHOTS\tLATEST\tITEMS\tNEWEST")
 		for _, s := range st.Sources {
-			fmt.Fprintf(tw, "%s:%s\t%d\t%s\t%d\t%s\n", s.Component, s.Name, s.Snapshots, humanBytes(s.LatestSize), s.LatestItems, s.Newest.Format("2006-01-02 15:04"))
+			fmt.Fprintf(tw, "%s:%s\t%d\t%s\t%d\t%s\n", s.Component, s.Name, s.Snapshots, humanBytes(s.LatestSize), s.LatestItems, s.Newest.Format("2006-01-02 15:04 UTC"))
 		}
 		fmt.Fprintf(tw, "\nWEEK\tSNAPSHOTS\tSTORED ADDED\t(last %d snapshot(s))\n", st.Growth.Snapshots)
 		for _, p := range st.Growth.Weekly {
