@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cfbackup/cfbackup/pkg/audit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -48,7 +50,7 @@ snapshot is copied: a prune running at the destination makes the copy wait (--re
 		Example: `  cfbackup copy --to dr-eu --all
   cfbackup copy --to s3://backups-eu/prod latest
   cfbackup copy --to /mnt/offsite 3f2a9c1e 77b0 --json`,
-		Annotations: map[string]string{"mutating": "true"},
+		Annotations: map[string]string{"mutating": "true", annotationReads: audit.ReadsCiphertext},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Snapshots = args
 			if runF != nil {
@@ -119,8 +121,14 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 	results := []*engine.CopyResult{}
 	rr := RunResult{}
 	for _, m := range snaps {
+		for _, c := range m.Components {
+			if !containsStr(rr.Components, c) {
+				rr.Components = append(rr.Components, c)
+			}
+		}
 		res, err := eng.Copy(ctx, dst, m, engine.CopyOptions{SkipVerify: o.NoVerify, LockRetry: retryLock(cmd)})
 		if err != nil {
+			o.f.SetResult(rr) // notifications, metrics and the audit record name what was copied before
 			return fmt.Errorf("copy snapshot %s to %s: %w (snapshots copied before it are complete there; run the same command again to resume)", m.ID, dstStore.Location(), err)
 		}
 		results = append(results, res)

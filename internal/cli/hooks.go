@@ -40,8 +40,40 @@ func mutating(cmd *cobra.Command) *cobra.Command {
 	return cmd
 }
 
+// annotationReads marks a command that reads stored data without changing what an auditor would
+// see (verify --read-data, test-restore, report) or besides changing it (restore, copy): its value is
+// what it reads (audit.ReadsData, ReadsCiphertext, ReadsMetadata), optionally followed by
+// ":flag,flag" when it reads that only with one of those flags set (verify).
+const annotationReads = "reads"
+
+// reads marks cmd as reading stored data (see annotationReads), so its run is audited.
+func reads(cmd *cobra.Command, what string) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annotationReads] = what
+	return cmd
+}
+
+// readsOf is what the run reads ("" when it reads nothing the audit trail records).
+func readsOf(cmd *cobra.Command) string {
+	if cmd == nil || flagTrue(cmd, "dry-run") {
+		return ""
+	}
+	what, flags, conditional := strings.Cut(cmd.Annotations[annotationReads], ":")
+	if !conditional {
+		return what
+	}
+	for _, name := range strings.Split(flags, ",") {
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+			return what
+		}
+	}
+	return ""
+}
+
 // reportedCommands notify and export metrics after they run (keyed by command path).
-var reportedCommands = []string{"backup", "verify", "test-restore", "prune"}
+var reportedCommands = []string{"backup", "verify", "test-restore", "prune", "restore", "copy"}
 
 // hookTimeout bounds the work hooks do after a command, even an interrupted one.
 const hookTimeout = 30 * time.Second
@@ -172,12 +204,14 @@ func (f *Factory) auditRecord(cmd *cobra.Command, result string, err error, code
 		ExitCode:   code,
 		Run:        f.run.id,
 		Components: flagComponents(cmd),
+		Reads:      readsOf(cmd),
 	}
 	if err != nil {
 		rec.Error = errorClass(err, code)
 	}
 	if r := f.result; r != nil && result != audit.ResultStarted {
 		rec.Snapshots = r.Snapshots
+		rec.Bytes = r.Bytes
 		if len(r.Components) > 0 {
 			rec.Components = r.Components
 		}
@@ -218,7 +252,8 @@ func (f *Factory) afterRun(ctx context.Context, cmd *cobra.Command, err error, c
 	if len(res.Components) == 0 {
 		res.Components = flagComponents(cmd)
 	}
-	if isMutating(cmd) {
+	// A run that only reads writes one record, at its end: reading leaves nothing half done.
+	if isMutating(cmd) || readsOf(cmd) != "" {
 		f.auditEnd(hctx, cmd, err, code)
 	}
 	if isReported(cmd) {

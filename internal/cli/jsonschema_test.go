@@ -48,6 +48,8 @@ func JSONMessages() []JSONMessage {
 		{Name: "InitMessage", Commands: []string{"init"}, Type: t(InitMessage{}), About: "the new repository"},
 		{Name: "ListEntry", Commands: []string{"list"}, Array: true, Type: t(ListEntry{}), About: "snapshots, newest first"},
 		{Name: "VerifyMessage", MessageType: msgVerify, Commands: []string{"verify"}, Type: t(VerifyMessage{}), About: "one snapshot's verification"},
+		{Name: "VerifyAllMessage", MessageType: msgVerifyAll, Commands: []string{"verify --all"}, Type: t(VerifyAllMessage{}), About: "every snapshot verified, each segment once, or one slice of them"},
+		{Name: "StatsMessage", MessageType: msgStats, Commands: []string{"stats"}, Type: t(StatsMessage{}), About: "the repository's storage figures"},
 		{Name: "PruneMessage", MessageType: msgPrune, Commands: []string{"prune"}, Type: t(PruneMessage{}), About: "the prune plan and outcome (the prune record)"},
 		{Name: "HoldMessage", MessageType: msgHold, Commands: []string{"hold add", "hold release"}, Type: t(HoldMessage{}), About: "a hold placed or released"},
 		{Name: "Hold", Commands: []string{"hold list"}, Array: true, Type: t(engine.Hold{}), About: "holds, oldest first"},

@@ -16,6 +16,12 @@ import (
 type ListOptions struct {
 	f         *Factory
 	Component string
+	// Labels (k=v, all must match), Since (a duration back or a time), Source (a source name,
+	// optionally component:name) and Latest (the N newest per component and source) narrow the list.
+	Labels []string
+	Since  string
+	Source string
+	Latest int
 }
 
 // NewCmdList lists snapshots.
@@ -28,9 +34,16 @@ func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 sizes, labels. It reads only plaintext manifest metadata and needs no identity.
 
 On a terminal it prints a table; piped, one snapshot per line with tab-separated fields
-(id, RFC 3339 time, components, databases, size and stored size in bytes, labels); --json for everything.`,
+(id, RFC 3339 time, components, databases, size and stored size in bytes, labels); --json for everything.
+
+Filters combine (AND): --component, --label k=v (repeatable: every label must match), --since
+(a duration back from now like 7d, or a time like 2026-01-31), --source NAME (a database, bucket or
+namespace the snapshot captured; component:NAME to pick one component's), and --latest N (the N
+newest snapshots of each component and source, applied after the other filters).`,
 		Example: `  cfbackup list
-  cfbackup list --json | jq -r '.[0].id'`,
+  cfbackup list --json | jq -r '.[0].id'
+  cfbackup list --component d1 --source app --latest 3
+  cfbackup list --label env=prod --since 7d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -40,6 +53,10 @@ On a terminal it prints a table; piped, one snapshot per line with tab-separated
 		},
 	}
 	cmd.Flags().StringVar(&o.Component, "component", "", "only snapshots that contain this component")
+	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "only snapshots with this label, k=v (repeatable; all must match)")
+	cmd.Flags().StringVar(&o.Since, "since", "", "only snapshots taken since: a duration back (7d, 12h) or a time (2026-01-31); docs/CONFIG.md \"Times and durations\"")
+	cmd.Flags().StringVar(&o.Source, "source", "", "only snapshots that captured this source (database, bucket, namespace), or component:NAME")
+	cmd.Flags().IntVar(&o.Latest, "latest", 0, "only the N newest snapshots of each component and source")
 	return cmd
 }
 
@@ -76,6 +93,10 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	if err != nil {
 		return err
 	}
+	filter, err := newSnapshotFilter(o, time.Now())
+	if err != nil {
+		return err
+	}
 	snaps, bad, err := r.ListSnapshots(ctx)
 	if err != nil {
 		return err
@@ -84,10 +105,7 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 		o.f.Log().Warn("unreadable or unauthenticated manifest (not listed, never chosen)", "key", k, "err", e)
 	}
 	entries := []ListEntry{}
-	for _, m := range snaps {
-		if o.Component != "" && !containsStr(m.Components, o.Component) {
-			continue
-		}
+	for _, m := range filter.apply(snaps) {
 		e := ListEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
 			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}, Authenticity: string(m.Auth)}
 		for _, s := range m.Sources {
@@ -97,6 +115,10 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	}
 	if o.f.jsonOut {
 		return writeJSON(o.f.IO.Out, entries)
+	}
+	if len(entries) == 0 && len(snaps) > 0 {
+		fmt.Fprintf(o.f.IO.Out, "No snapshot in %s matches the filters (%d snapshot(s) in all).\n", r.Store.Location(), len(snaps))
+		return nil
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(o.f.IO.Out, "No snapshots in %s yet. Take one with 'cfbackup backup'.\n", r.Store.Location())

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/audit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -56,6 +58,7 @@ The format follows -o's extension (.html, .json, .csv) when --format is not give
 	cmd.Flags().StringVar(&o.Since, "since", "", "start of the period: a duration back from now (90d, 2w, 1d12h) or a time (2026-01-31, 2026-01-31T09:00:00Z); docs/CONFIG.md \"Times and durations\"")
 	cmd.Flags().StringVar(&o.Format, "format", "", "text, json, csv or html (default: from -o's extension, else text; json with --json)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "write the report to FILE instead of stdout (replaced atomically)")
+	reads(cmd, audit.ReadsMetadata)
 	return cmd
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/audit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -88,7 +90,7 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 			return restoreRun(cmd, o)
 		},
 	}
-	mutating(cmd)
+	reads(mutating(cmd), audit.ReadsData)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Component, "component", "d1", "component to restore: d1, do, r2 or config")
 	fl.BoolVar(&o.Yes, "yes", false, "confirm a restore over live data")
@@ -185,7 +187,7 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 		snapshot = res.Snapshot.ID
 	}
 	if res != nil {
-		rr := RunResult{Components: []string{comp.Name()}}
+		rr := RunResult{Components: []string{comp.Name()}, Bytes: res.BytesRead}
 		if snapshot != "" {
 			rr.Snapshots = []string{snapshot}
 		}

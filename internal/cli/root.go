@@ -194,6 +194,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdInit(f, nil),
 		NewCmdBackup(f, nil),
 		NewCmdList(f, nil),
+		NewCmdStats(f, nil),
 		NewCmdVerify(f, nil),
 		NewCmdRestore(f, nil),
 		NewCmdCopy(f, nil),

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/audit"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
@@ -118,6 +120,7 @@ Needs an identity.`,
 	fl.BoolVar(&o.Diff, "diff", false, "config: also compare the restored configuration with the live account (reads Cloudflare; differences are listed, not failures)")
 	fl.StringVar(&o.WorkerURL, "scratch-worker-url", "", "import sampled Durable Objects into this local Workers runtime (or CFBACKUP_TEST_RESTORE_WORKER_URL)")
 	o.comps = bindComponents(source.VerbTestRestore, fl)
+	reads(cmd, audit.ReadsData)
 	return cmd
 }
 

@@ -42,6 +42,13 @@ const (
 	ResultError   = "error"
 )
 
+// What a run read (Record.Reads): who decrypted what, and when, is evidence too.
+const (
+	ReadsData       = "data"
+	ReadsCiphertext = "ciphertext"
+	ReadsMetadata   = "metadata"
+)
+
 // Record is one audit event. Plaintext: it never holds item, table or object names, nor secrets.
 type Record struct {
 	Seq      int64     `json:"seq"`
@@ -57,6 +64,12 @@ type Record struct {
 	Snapshots []string `json:"snapshots"`
 	// Components the run concerned (d1, do, r2, config), when known.
 	Components []string `json:"components,omitempty"`
+	// Reads says the run read stored data, for commands that do without changing anything an auditor
+	// would otherwise see: ReadsData (decrypted: restore, test-restore, verify --read-data*),
+	// ReadsCiphertext (copied still encrypted: copy) or ReadsMetadata (report). Empty for other runs.
+	Reads string `json:"reads,omitempty"`
+	// Bytes is how much the run read or wrote, when it says (restore: plaintext bytes decrypted).
+	Bytes int64 `json:"bytes,omitempty"`
 	// Run ties a "started" record to its "ok"/"error" record.
 	Run  string `json:"run,omitempty"`
 	Prev string `json:"prev"`

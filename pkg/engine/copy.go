@@ -168,7 +168,7 @@ func (e *Engine) copyObject(ctx context.Context, dst *repo.Repo, key string, siz
 	h := sha256.New()
 	var r io.Reader = io.TeeReader(rc, h)
 	if pr != nil {
-		r = progressReader{io.NopCloser(r), pr}
+		r = progressReader{io.NopCloser(r), pr, nil}
 	}
 	cr := &countReader{r: r}
 	if err := dst.Store.Put(ctx, key, cr, store.PutOptions{IfNotExists: true}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -43,6 +44,9 @@ type RestoreOutcome struct {
 	SafetySnapshot string
 	Undo           string
 	Result         *source.RestoreResult
+	// BytesRead counts the plaintext bytes decrypted from the snapshot (the audit trail, notifications
+	// and metrics report it); zero for a dry run and for a component that rewinds.
+	BytesRead int64
 }
 
 // Restore is the one restore path every component takes: resolve the snapshot, ask the component
@@ -55,7 +59,8 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 	if notes == nil {
 		notes = io.Discard
 	}
-	m, req, err := e.restoreRequest(ctx, comp, o, notes)
+	var read atomic.Int64
+	m, req, err := e.restoreRequest(ctx, comp, o, notes, &read)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +105,7 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 	pr := e.progress()
 	res, err := plan.Execute(ctx, source.Execution{Progress: pr, SafetySnapshot: out.SafetySnapshot, Undo: out.Undo})
 	out.Result = res
+	out.BytesRead = read.Load()
 	if err != nil {
 		if out.Undo != "" {
 			return out, fmt.Errorf("%w\nTo roll back what was overwritten: %s", err, out.Undo)
@@ -111,7 +117,7 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 
 // restoreRequest resolves the snapshot a restore reads and opens its catalogue. A component that
 // rewinds the account's own history (source.Rewinder) reads no snapshot: it gets the point in time.
-func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o RestoreOptions, notes io.Writer) (*manifest.Manifest, source.RestoreRequest, error) {
+func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o RestoreOptions, notes io.Writer, read *atomic.Int64) (*manifest.Manifest, source.RestoreRequest, error) {
 	req := source.RestoreRequest{Identities: o.Identities, Repo: e.Repo, Prefix: o.Prefix, ToDir: o.ToDir, Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety}
 	if rw, ok := comp.(source.Rewinder); ok && rw.Rewinds() {
 		req.At = o.At
@@ -128,7 +134,7 @@ func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o Re
 	if err != nil {
 		return nil, req, err
 	}
-	req.Snapshot, req.Catalogue, req.Open = m, cat, e.Opener(m, o.Identities)
+	req.Snapshot, req.Catalogue, req.Open = m, cat, e.countingOpener(m, o.Identities, read)
 	return m, req, nil
 }
 

@@ -2,7 +2,7 @@
 // node_exporter textfile-collector file (written atomically, merged with what other commands wrote
 // there before) or pushed to a Pushgateway, so a missed or failing backup raises an alert.
 //
-// Every series carries the labels command (backup, verify, prune, test-restore) and component (d1,
+// Every series carries the labels command (backup, verify, prune, test-restore, restore, copy) and component (d1,
 // do, r2, config, or "all" when a run has none):
 //
 //	cfbackup_last_run_timestamp_seconds      end of the last run

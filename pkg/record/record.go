@@ -129,6 +129,12 @@ type Verify struct {
 	DurationMillis int64          `json:"duration_ms"`
 	// Authenticity is how the manifest was authenticated: "authenticated", or "legacy" (format 1).
 	Authenticity string `json:"authenticity,omitempty"`
+	// All marks a record of a whole-repository run (verify --all): each segment is checked once, by
+	// the oldest snapshot that references it, so SegmentsChecked counts only those. Slice is the part
+	// of the repository's segments it read ("3/7"; "" = every segment): the next --read-data-subset
+	// next/7 run reads slice 4/7 (docs/STATS.md, "verify --all").
+	All   bool   `json:"all,omitempty"`
+	Slice string `json:"slice,omitempty"`
 
 	kinds []string // the kind of each problem, index by index (never stored)
 }

@@ -157,7 +157,7 @@ func humanSeconds(v float64) string {
 
 // Charts are the report's inline SVG charts.
 type charts struct {
-	Size, Duration, Outcomes template.HTML
+	Size, Duration, Outcomes, Growth template.HTML
 }
 
 func (r *Report) charts() charts {
@@ -181,7 +181,12 @@ func (r *Report) charts() charts {
 	for _, n := range names {
 		ss = append(ss, *bySize[n])
 	}
+	growth := series{name: "stored"}
+	for _, g := range r.Storage.Growth.PerSnapshot {
+		growth.points = append(growth.points, point{g.Time, float64(g.StoredAdded)})
+	}
 	return charts{
+		Growth:   lineChart("stored bytes each snapshot added", []series{growth}, humanBytes),
 		Size:     lineChart("backup size over time, per component", ss, humanBytes),
 		Duration: lineChart("backup duration over time", []series{dur}, humanSeconds),
 		Outcomes: barChart(r.Components),
@@ -276,6 +281,18 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 <table><tr><th>time</th><th>snapshot</th><th>components</th><th>items</th><th>size</th><th>stored</th><th>duration</th><th>verified</th><th>held</th><th>labels</th></tr>
 {{range .R.Backups}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}</td><td>{{join .Components ", "}}</td><td>{{.Items}}</td><td>{{bytes .Size}}</td><td>{{bytes .StoredSize}}</td><td>{{secs .DurationSeconds}}</td><td>{{if .ReadDataChecked}}read-data{{else if .Verified}}quick{{else}}—{{end}}{{if .TestRestored}}, test-restored{{end}}</td><td>{{if .Held}}held{{end}}</td><td>{{range $k, $v := .Labels}}{{$k}}={{$v}} {{end}}</td></tr>
 {{else}}<tr><td colspan="10" class="muted">no snapshots in this period</td></tr>{{end}}</table>
+
+<h2>Storage</h2>
+{{with .R.Storage}}<p>{{bytes .TotalBytes}} in {{.TotalObjects}} object(s). Logical {{bytes .LogicalBytes}}, stored once {{bytes .ReferencedBytes}}: {{pct .SavingsRatio}} saved by compression and deduplication{{if .UnreferencedBytes}}; {{bytes .UnreferencedBytes}} no snapshot references (prune collects it){{end}}. Snapshots in this period added {{bytes .Growth.StoredAdded}}.</p>
+<table><tr><th>component</th><th>snapshots</th><th>sources</th><th>latest size</th><th>logical</th><th>stored added</th></tr>
+{{range .Components}}<tr><td>{{.Component}}</td><td>{{.Snapshots}}</td><td>{{.Sources}}</td><td>{{bytes .LatestSize}}</td><td>{{bytes .LogicalBytes}}</td><td>{{bytes .StoredAdded}}</td></tr>
+{{else}}<tr><td colspan="6" class="muted">no snapshots</td></tr>{{end}}</table>
+<table><tr><th>week</th><th>snapshots</th><th>stored added</th></tr>
+{{range .Growth.Weekly}}<tr><td>{{.Period}}</td><td>{{.Snapshots}}</td><td>{{bytes .StoredAdded}}</td></tr>
+{{else}}<tr><td colspan="3" class="muted">no snapshots in this period</td></tr>{{end}}</table>
+<table><tr><th>prefix</th><th>objects</th><th>bytes</th></tr>
+{{range .Prefixes}}<tr><td class="mono">{{.Prefix}}</td><td>{{.Objects}}</td><td>{{bytes .Bytes}}</td></tr>{{end}}</table>{{end}}
+{{.C.Growth}}
 
 <h2>Audit chain</h2>
 {{if .R.Audit.OK}}<p class="ok">Every record from #1 to #{{.R.Audit.HeadSeq}} is present, unmodified and in order.</p>{{else}}<ul>{{range .R.Audit.Problems}}<li class="bad">#{{.Seq}} <span class="mono">{{.Key}}</span>: {{.Problem}}</li>{{end}}</ul>{{end}}

@@ -60,6 +60,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		row("component", tsp(c.LastSuccess), c.Component, "", rate, strconv.Itoa(c.Backups), i64(c.LastSize), "", "", f64(c.AvgDurationSeconds), "",
 			fmt.Sprintf("failures=%d unfinished=%d last_failure=%s", c.Failures, c.Unfinished, tsp(c.LastFailure)))
 	}
+	r.Storage.csvRows(row)
 	for _, b := range r.Backups {
 		var labels []string
 		for k, v := range b.Labels {
@@ -190,6 +191,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(w, "Retention policy VIOLATION: %s\n", v)
 		}
 	}
+	st := r.Storage
+	fmt.Fprintf(w, "Storage: %d byte(s) in %d object(s); logical %d, stored once %d (%.1f%% saved), unreferenced %d; the period's snapshots added %d.\n",
+		st.TotalBytes, st.TotalObjects, st.LogicalBytes, st.ReferencedBytes, st.SavingsRatio*100, st.UnreferencedBytes, st.Growth.StoredAdded)
 	active := 0
 	for _, h := range r.Holds {
 		if h.Active {
@@ -240,4 +244,17 @@ func byKind(m map[string]int) string {
 		}
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// csvRows writes the storage section: one total row, one per component, one per ISO week of growth.
+func (st Storage) csvRows(row func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string)) {
+	row("storage", "", "", "", "", i64(st.TotalObjects), i64(st.LogicalBytes), i64(st.TotalBytes), "", "", "",
+		fmt.Sprintf("referenced=%d unreferenced=%d savings_ratio=%.4f", st.ReferencedBytes, st.UnreferencedBytes, st.SavingsRatio))
+	for _, c := range st.Components {
+		row("storage_component", ts(c.Newest), c.Component, "", "", strconv.Itoa(c.Snapshots), i64(c.LogicalBytes), i64(c.StoredAdded), "", "", "",
+			fmt.Sprintf("sources=%d latest_size=%d", c.Sources, c.LatestSize))
+	}
+	for _, p := range st.Growth.Weekly {
+		row("storage_growth", p.Period, "", "", "", strconv.Itoa(p.Snapshots), "", i64(p.StoredAdded), "", "", "", "week")
+	}
 }

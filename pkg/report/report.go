@@ -19,6 +19,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/record"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/stats"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -49,6 +50,9 @@ type Report struct {
 	Holds        []Hold             `json:"holds"`
 	Verification Verification       `json:"verification"`
 	Audit        audit.Status       `json:"audit"`
+	// Storage is what the repository stores and how fast it grows: the figures of `cfbackup stats`
+	// (pkg/stats, one implementation), without source names.
+	Storage Storage `json:"storage"`
 	// Warnings name objects the report could not read (it reports what it can).
 	Warnings []string `json:"warnings"`
 }
@@ -67,6 +71,20 @@ type ComponentSummary struct {
 	LastFailure        *time.Time `json:"last_failure"`
 	LastSize           int64      `json:"last_size"`
 	AvgDurationSeconds float64    `json:"avg_duration_seconds"`
+}
+
+// Storage is the report's storage section: pkg/stats' figures for the whole repository (not only the
+// window), by prefix and component, and the growth of the snapshots in the window.
+type Storage struct {
+	TotalObjects      int64             `json:"total_objects"`
+	TotalBytes        int64             `json:"total_bytes"`
+	Prefixes          []stats.Prefix    `json:"prefixes"`
+	LogicalBytes      int64             `json:"logical_bytes"`
+	ReferencedBytes   int64             `json:"referenced_bytes"`
+	UnreferencedBytes int64             `json:"unreferenced_bytes"`
+	SavingsRatio      float64           `json:"savings_ratio"`
+	Components        []stats.Component `json:"components"`
+	Growth            stats.Growth      `json:"growth"`
 }
 
 // Backup is one snapshot in the window.
@@ -181,6 +199,9 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	held := b.addHolds(in.holds)
 	covered := coverage(in.verifies)
 	inWindow := b.addBackups(in.snaps, held, covered)
+	if err := b.addStorage(ctx, r, in.snaps, held, now); err != nil {
+		return nil, err
+	}
 	b.addFailures(in.recs, in.audit)
 	b.summarize()
 	b.addRetention(in.runs, o)
@@ -535,4 +556,24 @@ func readHolds(ctx context.Context, st store.Store, now time.Time, rep *Report) 
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// addStorage computes the storage section; growth covers the snapshots in the window (at least one).
+func (b *builder) addStorage(ctx context.Context, r *repo.Repo, snaps []*manifest.Manifest, held map[string]bool, now time.Time) error {
+	n := 0
+	for _, m := range snaps {
+		if b.in(m.Time) {
+			n++
+		}
+	}
+	st, err := stats.Compute(ctx, r.Store, snaps, stats.Options{GrowthSnapshots: max(n, 1), Held: held, Now: now})
+	if err != nil {
+		return err
+	}
+	b.rep.Storage = Storage{TotalObjects: st.TotalObjects, TotalBytes: st.TotalBytes, Prefixes: st.Prefixes, LogicalBytes: st.LogicalBytes,
+		ReferencedBytes: st.ReferencedBytes, UnreferencedBytes: st.UnreferencedBytes, SavingsRatio: st.SavingsRatio, Components: st.Components, Growth: st.Growth}
+	if n == 0 {
+		b.rep.Storage.Growth = stats.Growth{PerSnapshot: []stats.SnapshotGrowth{}, Daily: []stats.Period{}, Weekly: []stats.Period{}}
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cfbackup/cfbackup/internal/testutil/tools"
+	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/audit"
 	"github.com/cfbackup/cfbackup/pkg/keys"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
@@ -64,6 +65,15 @@ func fixture(t *testing.T) *repo.Repo {
 		}
 		m := &manifest.Manifest{Format: 1, ID: id, Time: at, Duration: manifest.Duration(time.Duration(i+1) * time.Second), Components: comps, Sources: srcs,
 			Items: 10, Size: 123, StoredSize: 100, Labels: map[string]string{"n": fmt.Sprint(i)}}
+		// Each snapshot stores one new 100-byte segment and reuses the one before (storage section).
+		seg := archive.SegmentInfo{ID: "seg" + id, Key: "segments/seg" + id + ".age", Size: 100}
+		if err := st.Put(ctx, seg.Key, bytes.NewReader(make([]byte, 100)), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		m.Segments = []archive.SegmentInfo{seg}
+		if i > 0 {
+			m.Segments = append(m.Segments, archive.SegmentInfo{ID: "seg" + ids[i-1], Key: "segments/seg" + ids[i-1] + ".age", Size: 100})
+		}
 		if err := r.SaveManifest(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -147,6 +157,10 @@ func TestBuild(t *testing.T) {
 	if v.Snapshots != 10 || v.Verified != 3 || v.ReadData != 1 || v.TestRestored != 1 || v.Failed != 1 || v.Coverage != 0.3 {
 		t.Fatalf("verification %+v", v)
 	}
+	sto := rep.Storage
+	if sto.ReferencedBytes != 1000 || sto.LogicalBytes != 1230 || sto.UnreferencedBytes != 0 || sto.Growth.Snapshots != 10 || sto.Growth.StoredAdded != 1000 || len(sto.Components) != 2 {
+		t.Fatalf("storage %+v", sto)
+	}
 	if !rep.Audit.OK || rep.Audit.Records != 23 || len(rep.Recipients) != 1 || !strings.HasPrefix(rep.Recipients[0].Fingerprint, "sha256:") {
 		t.Fatalf("audit %+v recipients %+v", rep.Audit, rep.Recipients)
 	}
@@ -154,6 +168,9 @@ func TestBuild(t *testing.T) {
 
 func TestSinceWindow(t *testing.T) {
 	rep := build(t, t0.Add(5*24*time.Hour))
+	if g := rep.Storage.Growth; g.Snapshots != 5 || g.StoredAdded != 500 || rep.Storage.ReferencedBytes != 1000 {
+		t.Fatalf("storage growth in the window %+v", g)
+	}
 	if len(rep.Backups) != 5 || rep.Verification.Snapshots != 5 || rep.Verification.Verified != 0 {
 		t.Fatalf("backups %d verification %+v", len(rep.Backups), rep.Verification)
 	}
@@ -266,14 +283,14 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
 	d := string(dom)
-	if n := strings.Count(d, "<svg"); n != 3 {
-		t.Fatalf("%d <svg> elements in the rendered DOM, want 3", n)
+	if n := strings.Count(d, "<svg"); n != 4 {
+		t.Fatalf("%d <svg> elements in the rendered DOM, want 4 (sizes, durations, outcomes, storage growth)", n)
 	}
 	// Size chart: axis + 5 grid lines + d1 + r2; duration: axis + 5 + 1; outcomes: axis.
 	if n := strings.Count(d, "<path"); n < 16 {
 		t.Fatalf("%d <path> elements, want at least 16", n)
 	}
-	for _, s := range []string{`data-series="d1"`, `data-series="r2"`, `data-series="duration"`, `class="failed"`, "litigation", "keep-daily=7", "Audit chain"} {
+	for _, s := range []string{`data-series="d1"`, `data-series="r2"`, `data-series="duration"`, `data-series="stored"`, "<h2>Storage</h2>", `class="failed"`, "litigation", "keep-daily=7", "Audit chain"} {
 		if !strings.Contains(d, s) {
 			t.Errorf("rendered DOM lacks %q", s)
 		}
