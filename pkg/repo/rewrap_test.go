@@ -1,0 +1,211 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/cfbackup/cfbackup/pkg/archive"
+	"github.com/cfbackup/cfbackup/pkg/manifest"
+	. "github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/store"
+)
+
+// writeSnapshot stores a snapshot of n random items with the real archive writer (small segments, so
+// there are several) and returns the items' contents by name.
+func writeSnapshot(t *testing.T, r *Repo, id string, at time.Time, n int) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	rcp, err := r.Recipients()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := archive.NewWriter(ctx, archive.WriterOptions{Store: r.Store, Recipients: rcp, SegmentSize: 64 << 10, ChunkSize: 32 << 10, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := map[string][]byte{}
+	var cat manifest.Catalogue
+	for i := 0; i < n; i++ {
+		b := make([]byte, 20<<10)
+		rand.Read(b)
+		name := fmt.Sprintf("%s/item%02d", id, i)
+		ref, err := w.WriteItem(name, bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		items[name] = b
+		cat.Items = append(cat.Items, manifest.Item{Component: "d1", Source: "s", Kind: "table", Table: name, ItemRef: ref})
+	}
+	segs, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest.Manifest{ID: id, Time: at, Components: []string{"d1"}, Segments: segs, Items: int64(n)}
+	for _, s := range segs {
+		m.StoredSize += s.Size
+	}
+	if err := m.SealCatalogue(&cat, rcp); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SaveManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
+
+// readSnapshots reads every item of every snapshot with ids; an error on the first failure.
+func readSnapshots(ctx context.Context, r *Repo, ids []age.Identity, want map[string][]byte) error {
+	snaps, bad, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("bad manifests: %v", bad)
+	}
+	seen := 0
+	for _, s := range snaps {
+		m, err := r.LoadManifest(ctx, s)
+		if err != nil {
+			return err
+		}
+		for _, seg := range m.Segments {
+			if err := archive.VerifySegment(ctx, r.Store, seg); err != nil {
+				return err
+			}
+		}
+		cat, err := m.OpenCatalogue(ids)
+		if err != nil {
+			return err
+		}
+		for _, it := range cat.Items {
+			rc, err := archive.OpenItem(ctx, r.Store, m.SegmentMap(), ids, it.ItemRef)
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(b, want[it.Table]) {
+				return fmt.Errorf("item %s differs", it.Table)
+			}
+			seen++
+		}
+	}
+	if seen != len(want) {
+		return fmt.Errorf("read %d items, want %d", seen, len(want))
+	}
+	return nil
+}
+
+func TestRewrapInterruptedResumes(t *testing.T) {
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			oldID, oldR := newKey(t)
+			newID, newR := newKey(t)
+			st := mk()
+			r, _, err := Init(ctx, st, InitOptions{Recipients: []string{oldR}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := writeSnapshot(t, r, "aaaa0001", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 8)
+			if err := r.SetRecipients(ctx, []string{oldR, newR}); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range writeSnapshot(t, r, "aaaa0002", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), 8) {
+				want[k] = v
+			}
+			if err := readSnapshots(ctx, r, []age.Identity{oldID}, want); err != nil {
+				t.Fatalf("old identity before removal: %v", err)
+			}
+			if err := r.SetRecipients(ctx, []string{newR}); err != nil {
+				t.Fatal(err)
+			}
+			// Interrupt after 2 segments.
+			cctx, cancel := context.WithCancel(ctx)
+			res, err := r.Rewrap(cctx, RewrapOptions{Identities: []age.Identity{oldID}, OnObject: func(_ string, done, _ int) {
+				if done == 2 {
+					cancel()
+				}
+			}})
+			if !errors.Is(err, context.Canceled) || res.Rewritten != 2 {
+				t.Fatalf("interrupted rewrap: %+v, %v", res, err)
+			}
+			if res.Segments < 4 {
+				t.Fatalf("only %d segments: the test needs several", res.Segments)
+			}
+			// Midway every snapshot still reads (sizes kept) with the new identity's catalogue access
+			// pending: the old identity still opens catalogues, the new one opens every segment read.
+			if err := readSnapshotsNoVerify(ctx, r, []age.Identity{oldID, newID}); err != nil {
+				t.Fatalf("midway: %v", err)
+			}
+			if _, err := st.Stat(ctx, "rotation/rewrap.idx"); err != nil {
+				t.Fatalf("no journal midway: %v", err)
+			}
+			// Resume: reopen from the store as a new process would.
+			r2, err := OpenWithIdentities(ctx, st, []age.Identity{newID}, AuthOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err = r2.Rewrap(ctx, RewrapOptions{Identities: []age.Identity{newID, oldID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Resumed != 2 || res.Rewritten != res.Segments-2 || res.Manifests != 2 || res.Grown != 0 {
+				t.Fatalf("resume: %+v", res)
+			}
+			if err := readSnapshots(ctx, r2, []age.Identity{newID}, want); err != nil {
+				t.Fatalf("new identity after rewrap: %v", err)
+			}
+			if err := readSnapshots(ctx, r2, []age.Identity{oldID}, want); err == nil {
+				t.Fatal("the removed identity still reads the repository")
+			}
+			if _, err := OpenWithIdentities(ctx, st, []age.Identity{oldID}, AuthOptions{}); err == nil {
+				t.Fatal("the removed identity still opens keys/writer.age")
+			}
+			if _, err := st.Stat(ctx, "rotation/rewrap.idx"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("journal left: %v", err)
+			}
+		})
+	}
+}
+
+// readSnapshotsNoVerify reads every item (no whole-segment hash check: manifests are updated last).
+func readSnapshotsNoVerify(ctx context.Context, r *Repo, ids []age.Identity) error {
+	snaps, _, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		m, err := r.LoadManifest(ctx, s)
+		if err != nil {
+			return err
+		}
+		cat, err := m.OpenCatalogue(ids)
+		if err != nil {
+			return err
+		}
+		for _, it := range cat.Items {
+			rc, err := archive.OpenItem(ctx, r.Store, m.SegmentMap(), ids, it.ItemRef)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", it.Table, err)
+			}
+		}
+	}
+	return nil
+}
