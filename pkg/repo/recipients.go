@@ -24,7 +24,7 @@ var (
 	// ErrLockout: after the change no identity the caller holds could decrypt anything new.
 	ErrLockout = errclass.New(errclass.Refused, "refusing to lock the caller out")
 	// ErrConfigChanged: config.json changed between reading and rewriting it (another key command).
-	ErrConfigChanged = errclass.New(errclass.Repository, "config.json changed meanwhile")
+	ErrConfigChanged = errclass.New(errclass.Repository, "the repository configuration changed meanwhile")
 )
 
 // FindRecipient returns the index in the repository's recipients of a fingerprint ("sha256:…") or a
