@@ -16,6 +16,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	. "github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/mem"
 )
 
 // writeSnapshot stores a snapshot of n random items with the real archive writer (small segments, so
@@ -208,4 +209,65 @@ func readSnapshotsNoVerify(ctx context.Context, r *Repo, ids []age.Identity) err
 		}
 	}
 	return nil
+}
+
+func TestRotateWriterInterruptedResumes(t *testing.T) {
+	ctx := context.Background()
+	id, rc := newKey(t)
+	st := mem.New()
+	r, oldSecret, err := Init(ctx, st, InitOptions{Recipients: []string{rc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for i := 1; i <= 3; i++ {
+		for k, v := range writeSnapshot(t, r, fmt.Sprintf("bbbb000%d", i), time.Date(2026, 1, i, 0, 0, 0, 0, time.UTC), 2) {
+			want[k] = v
+		}
+	}
+	newSecret := bytes.Repeat([]byte{7}, 32)
+	cctx, cancel := context.WithCancel(ctx)
+	res, err := r.RotateWriter(cctx, newSecret, RotateWriterOptions{OnObject: func(_ string, done, _ int) {
+		if done == 1 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || res.Manifests != 1 {
+		t.Fatalf("interrupted: %+v %v", res, err)
+	}
+	// Midway the configuration still authenticates with the old secret only.
+	r2, err := Open(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.TryKeys(newSecret, oldSecret) != 1 {
+		t.Fatal("config.json changed before the commit point")
+	}
+	if err := r2.Authenticate(oldSecret, AuthOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = r2.RotateWriter(ctx, newSecret, RotateWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != 1 || res.Manifests != 2 {
+		t.Fatalf("resume: %+v", res)
+	}
+	r3, err := Open(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r3.Authenticate(oldSecret, AuthOptions{}); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("old secret: %v", err)
+	}
+	r4, err := OpenWithIdentities(ctx, st, []age.Identity{id}, AuthOptions{KeyID: res.NewKeyID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := readSnapshots(ctx, r4, []age.Identity{id}, want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, "rotation/writer.idx"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("journal left: %v", err)
+	}
 }
