@@ -217,4 +217,3 @@ func (r *Repo) TryKeys(secrets ...[]byte) int {
 	}
 	return -1
 }
-
