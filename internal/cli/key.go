@@ -20,6 +20,7 @@ identity (private key) can restore or deeply verify them; a backup host needs no
 Keep identities offline or in a secrets manager; give backup hosts only the repository.`,
 	}
 	cmd.AddCommand(NewCmdKeyGenerate(f, nil))
+	addKeyRotationCommands(cmd, f)
 	return cmd
 }
 
