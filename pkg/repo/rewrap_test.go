@@ -12,11 +12,13 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/cfbackup/cfbackup/internal/testutil/s3server"
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	. "github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/mem"
+	"github.com/cfbackup/cfbackup/pkg/store/open"
 )
 
 // writeSnapshot stores a snapshot of n random items with the real archive writer (small segments, so
@@ -108,8 +110,25 @@ func readSnapshots(ctx context.Context, r *Repo, ids []age.Identity, want map[st
 	return nil
 }
 
+// s3Store is a store on a real S3 server (versitygw), in a bucket with Object Lock when lock is set.
+func s3Store(t *testing.T, bucket string, lock bool) store.Store {
+	t.Helper()
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, bucket, lock)
+	st, err := open.Open(context.Background(), "s3://"+bucket+"/repo", open.Options{S3Endpoint: srv.Endpoint, S3Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func TestRewrapInterruptedResumes(t *testing.T) {
-	for name, mk := range stores(t) {
+	all := stores(t)
+	if !testing.Short() {
+		all["s3"] = func() store.Store { return s3Store(t, "rewrap", false) }
+	}
+	for name, mk := range all {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			oldID, oldR := newKey(t)
@@ -269,5 +288,46 @@ func TestRotateWriterInterruptedResumes(t *testing.T) {
 	}
 	if _, err := st.Stat(ctx, "rotation/writer.idx"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("journal left: %v", err)
+	}
+}
+
+// Under S3 Object Lock, segments cannot be replaced for good (their old versions stay): rewrap
+// reports each one and fails with ErrRewrapLocked (exit 8) after doing everything else.
+func TestRewrapObjectLockReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an S3 server")
+	}
+	ctx := context.Background()
+	oldID, oldR := newKey(t)
+	newID, newR := newKey(t)
+	st := s3Store(t, "locked", true)
+	r, _, err := Init(ctx, st, InitOptions{Recipients: []string{oldR}, ObjectLock: &ObjectLock{Mode: "governance", Days: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = OpenWithIdentities(ctx, st, []age.Identity{oldID}, AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := writeSnapshot(t, r, "cccc0001", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 4)
+	if err := r.SetRecipients(ctx, []string{oldR, newR}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetRecipients(ctx, []string{newR}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Rewrap(ctx, RewrapOptions{Identities: []age.Identity{oldID}})
+	if !errors.Is(err, ErrRewrapLocked) {
+		t.Fatalf("want ErrRewrapLocked, got %v", err)
+	}
+	if len(res.Locked) != res.Segments || res.Rewritten != 0 || res.Manifests != 1 {
+		t.Fatalf("%+v", res)
+	}
+	// The segments keep their old headers; the catalogue and writer secret moved to the new set.
+	if err := readSnapshots(ctx, r, []age.Identity{oldID, newID}, want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenWithIdentities(ctx, st, []age.Identity{oldID}, AuthOptions{}); err == nil {
+		t.Fatal("old identity opens the writer secret")
 	}
 }
