@@ -170,6 +170,9 @@ func (r *Repo) Rewrap(ctx context.Context, o RewrapOptions) (*RewrapResult, erro
 			continue
 		}
 		info, err := r.rewrapSegment(ctx, j, s, o.Identities, rcp, res)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since it was listed (prune): nothing left to rewrap
+		}
 		if err != nil {
 			return res, err
 		}
