@@ -17,6 +17,8 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	. "github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/store"
+	"github.com/cfbackup/cfbackup/pkg/store/faulty"
+	"github.com/cfbackup/cfbackup/pkg/store/local"
 	"github.com/cfbackup/cfbackup/pkg/store/mem"
 	"github.com/cfbackup/cfbackup/pkg/store/open"
 )
@@ -329,5 +331,66 @@ func TestRewrapObjectLockReported(t *testing.T) {
 	}
 	if _, err := OpenWithIdentities(ctx, st, []age.Identity{oldID}, AuthOptions{}); err == nil {
 		t.Fatal("old identity opens the writer secret")
+	}
+}
+
+// A failing store instead of a cancelled context: a PUT cut midway leaves the old segment (still
+// readable), and a PUT whose answer was lost after the server stored it is recognised on the rerun
+// by the header the journal noted, so its new hash is recorded rather than refused as foreign.
+func TestRewrapFailingStoreResumes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(f *faulty.Store)
+	}{
+		{"put cut midway", func(f *faulty.Store) { f.FailPutMidway(6, 1000, errors.New("connection reset")) }},
+		{"put answer lost", func(f *faulty.Store) { f.FailAfter(faulty.OpPut, 6, errors.New("timeout after the server stored it")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			oldID, oldR := newKey(t)
+			newID, newR := newKey(t)
+			inner, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _, err := Init(ctx, inner, InitOptions{Recipients: []string{oldR}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := writeSnapshot(t, r, "eeee0001", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 8)
+			if err := r.SetRecipients(ctx, []string{newR}); err != nil {
+				t.Fatal(err)
+			}
+			fs := faulty.New(inner)
+			tc.fault(fs) // Puts: 1 writer.age, then per segment: journal (pending), segment, journal (done)
+			rf, err := OpenWithIdentities(ctx, fs, []age.Identity{newID}, AuthOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := rf.Rewrap(ctx, RewrapOptions{Identities: []age.Identity{oldID}})
+			if err == nil || res.Rewritten != 1 {
+				t.Fatalf("want a failure at the 2nd segment: %+v %v", res, err)
+			}
+			if err := readSnapshotsNoVerify(ctx, rf, []age.Identity{oldID, newID}); err != nil {
+				t.Fatalf("after the failure: %v", err)
+			}
+			r2, err := OpenWithIdentities(ctx, inner, []age.Identity{newID}, AuthOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err = r2.Rewrap(ctx, RewrapOptions{Identities: []age.Identity{newID, oldID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Resumed != 1 || res.Rewritten != res.Segments-1 {
+				t.Fatalf("resume: %+v", res)
+			}
+			if err := readSnapshots(ctx, r2, []age.Identity{newID}, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := readSnapshots(ctx, r2, []age.Identity{oldID}, want); err == nil {
+				t.Fatal("old identity still reads")
+			}
+		})
 	}
 }
