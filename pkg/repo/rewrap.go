@@ -178,16 +178,20 @@ func (r *Repo) Rewrap(ctx context.Context, o RewrapOptions) (*RewrapResult, erro
 		}
 		j.Done[s.id] = info
 		delete(j.Pending, s.id)
-		if err := r.saveRewrapJournal(ctx, j); err != nil {
-			return res, fmt.Errorf("save the rewrap journal: %w", err)
-		}
 		res.Rewritten++
 		if o.OnObject != nil {
 			o.OnObject(k, i+1, len(keysSorted))
 		}
 		if err := ctx.Err(); err != nil {
+			// Keep what is done (the next segment's pending note would have saved it).
+			_ = r.saveRewrapJournal(context.WithoutCancel(ctx), j)
 			return res, err
 		}
+	}
+	// The journal is saved once per segment, before its PUT (the pending header, with every
+	// segment done so far); once more here, so an interrupted manifest pass resumes without rereading.
+	if err := r.saveRewrapJournal(ctx, j); err != nil {
+		return res, fmt.Errorf("save the rewrap journal: %w", err)
 	}
 	for _, mk := range mans {
 		if err := r.rewrapManifest(ctx, mk, j, o.Identities, rcp); err != nil {

@@ -342,8 +342,8 @@ func TestRewrapFailingStoreResumes(t *testing.T) {
 		name  string
 		fault func(f *faulty.Store)
 	}{
-		{"put cut midway", func(f *faulty.Store) { f.FailPutMidway(6, 1000, errors.New("connection reset")) }},
-		{"put answer lost", func(f *faulty.Store) { f.FailAfter(faulty.OpPut, 6, errors.New("timeout after the server stored it")) }},
+		{"put cut midway", func(f *faulty.Store) { f.FailPutMidway(5, 1000, errors.New("connection reset")) }},
+		{"put answer lost", func(f *faulty.Store) { f.FailAfter(faulty.OpPut, 5, errors.New("timeout after the server stored it")) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -362,7 +362,7 @@ func TestRewrapFailingStoreResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 			fs := faulty.New(inner)
-			tc.fault(fs) // Puts: 1 writer.age, then per segment: journal (pending), segment, journal (done)
+			tc.fault(fs) // Puts: 1 writer.age, then per segment: journal (pending), segment
 			rf, err := OpenWithIdentities(ctx, fs, []age.Identity{newID}, AuthOptions{})
 			if err != nil {
 				t.Fatal(err)
