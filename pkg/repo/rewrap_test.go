@@ -394,3 +394,35 @@ func TestRewrapFailingStoreResumes(t *testing.T) {
 		})
 	}
 }
+
+// After add-recipient, a rewrap lets the new recipient read old snapshots too: headers grow (no
+// padding can shrink them), manifests record the new sizes, and both identities read everything.
+func TestRewrapAfterAddGrowsHeaders(t *testing.T) {
+	ctx := context.Background()
+	oldID, oldR := newKey(t)
+	newID, newR := newKey(t)
+	st := mem.New()
+	r, _, err := Init(ctx, st, InitOptions{Recipients: []string{oldR}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := writeSnapshot(t, r, "ffff0001", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 6)
+	if err := readSnapshots(ctx, r, []age.Identity{newID}, want); err == nil {
+		t.Fatal("the new identity reads a snapshot made before it was added")
+	}
+	if err := r.SetRecipients(ctx, []string{oldR, newR}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Rewrap(ctx, RewrapOptions{Identities: []age.Identity{oldID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Grown != res.Segments || res.BytesWritten <= res.BytesRead {
+		t.Fatalf("%+v", res)
+	}
+	for _, id := range []age.Identity{oldID, newID} {
+		if err := readSnapshots(ctx, r, []age.Identity{id}, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
