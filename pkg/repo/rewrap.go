@@ -193,6 +193,9 @@ func (r *Repo) Rewrap(ctx context.Context, o RewrapOptions) (*RewrapResult, erro
 	if err := r.saveRewrapJournal(ctx, j); err != nil {
 		return res, fmt.Errorf("save the rewrap journal: %w", err)
 	}
+	if err := r.dropResumeJournals(ctx); err != nil {
+		return res, err
+	}
 	for _, mk := range mans {
 		if err := r.rewrapManifest(ctx, mk, j, o.Identities, rcp); err != nil {
 			return res, err
@@ -385,6 +388,25 @@ func (r *Repo) rewrapManifest(ctx context.Context, mk string, j *rewrapJournal, 
 	}
 	if err := r.Store.Put(ctx, mk, &buf, store.PutOptions{}); err != nil {
 		return fmt.Errorf("rewrite manifest %s: %w", mk, err)
+	}
+	return nil
+}
+
+// dropResumeJournals deletes the R2 resume journals of uncommitted backups: they record segments'
+// ciphertext hashes from before the rewrap, which a resumed backup would copy into its manifest. The
+// backup they belong to starts over instead (they are only an optimisation).
+func (r *Repo) dropResumeJournals(ctx context.Context) error {
+	var ks []string
+	if err := r.Store.List(ctx, layout.Journals, func(oi store.ObjectInfo) error {
+		ks = append(ks, oi.Key)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list resume journals: %w", err)
+	}
+	for _, k := range ks {
+		if err := r.Store.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete resume journal %s: %w", k, err)
+		}
 	}
 	return nil
 }
