@@ -66,6 +66,31 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 			t.Errorf("%s: does not match %s:\n  %s\n%s", name, s.schema, strings.Join(probs, "\n  "), out)
 		}
 	}
+	// Key rotation: add a recipient, rewrap, remove it again with --rewrap, rotate the writer secret.
+	rc2, _, _ := h.run(t, "key", "generate", "-o", filepath.Join(h.dir, "k5.txt"))
+	keyID := filepath.Join(h.dir, "key.txt")
+	for _, s := range []struct {
+		schema string
+		code   int
+		args   []string
+	}{
+		{"KeyListMessage", 0, []string{"key", "list", "--identity-file", keyID}},
+		{"KeyRecipientsMessage", 0, []string{"key", "add-recipient", strings.TrimSpace(rc2)}},
+		{"KeyRewrapMessage", 0, []string{"key", "rewrap", "--identity-file", keyID}},
+		{"ErrorMessage", 7, []string{"key", "remove-recipient", "sha256:0000000000000000"}},
+		{"KeyRecipientsMessage", 0, []string{"key", "remove-recipient", strings.TrimSpace(rc2), "--rewrap", "--identity-file", keyID}},
+		{"KeyRotateWriterMessage", 0, []string{"key", "rotate-writer"}},
+	} {
+		out, errOut, code := h.run(t, append(s.args, "--json")...)
+		name := strings.Join(s.args, " ")
+		if code != s.code {
+			t.Errorf("%s: exit %d, want %d\n%s", name, code, s.code, errOut)
+			continue
+		}
+		if probs := cli.ValidateJSON(schemas[s.schema], []byte(out)); len(probs) > 0 {
+			t.Errorf("%s: does not match %s:\n  %s\n%s", name, s.schema, strings.Join(probs, "\n  "), out)
+		}
+	}
 	// init last: it needs a location without a repository.
 	rcpt, _, _ := h.run(t, "key", "generate", "-o", filepath.Join(h.dir, "k3.txt"))
 	out, errOut, code := h.run(t, "init", "--repo", filepath.Join(h.dir, "repo2"), "--recipient", strings.TrimSpace(rcpt),

@@ -45,6 +45,10 @@ func JSONMessages() []JSONMessage {
 	return []JSONMessage{
 		{Name: "ErrorMessage", MessageType: msgError, Commands: []string{"any command"}, Type: t(ErrorMessage{}), About: "a run that failed before it had a result to print"},
 		{Name: "KeyGenerateMessage", Commands: []string{"key generate"}, Type: t(KeyGenerateMessage{}), About: "the new identity's file and recipient"},
+		{Name: "KeyListMessage", MessageType: msgKeyList, Commands: []string{"key list"}, Type: t(KeyListMessage{}), About: "recipients, the writer key id, unfinished rotations"},
+		{Name: "KeyRecipientsMessage", MessageType: msgKeyRecipients, Commands: []string{"key add-recipient", "key remove-recipient"}, Type: t(KeyRecipientsMessage{}), About: "the recipient added or removed, the new set, and what --rewrap did"},
+		{Name: "KeyRewrapMessage", MessageType: msgKeyRewrap, Commands: []string{"key rewrap"}, Type: t(KeyRewrapMessage{}), About: "objects rewrapped, bytes read and written, Object Lock skips"},
+		{Name: "KeyRotateWriterMessage", MessageType: msgKeyRotateWriter, Commands: []string{"key rotate-writer"}, Type: t(KeyRotateWriterMessage{}), About: "the new writer key id (the secret is never printed)"},
 		{Name: "InitMessage", Commands: []string{"init"}, Type: t(InitMessage{}), About: "the new repository"},
 		{Name: "ListEntry", Commands: []string{"list"}, Array: true, Type: t(ListEntry{}), About: "snapshots, newest first"},
 		{Name: "VerifyMessage", MessageType: msgVerify, Commands: []string{"verify"}, Type: t(VerifyMessage{}), About: "one snapshot's verification"},

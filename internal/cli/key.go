@@ -17,9 +17,14 @@ func NewCmdKey(f *Factory) *cobra.Command {
 		Short: "Manage age keys (identities and recipients)",
 		Long: `Backups are encrypted to one or more age recipients (public keys). Only a holder of a matching
 identity (private key) can restore or deeply verify them; a backup host needs no identity at all.
-Keep identities offline or in a secrets manager; give backup hosts only the repository.`,
+Keep identities offline or in a secrets manager; give backup hosts only the repository.
+
+Keys rotate in place: add-recipient and remove-recipient change who new backups are encrypted to,
+rewrap rewrites every stored header for the current recipients, rotate-writer replaces the writer
+secret (docs/RUNBOOK.md §3).`,
 	}
 	cmd.AddCommand(NewCmdKeyGenerate(f, nil))
+	addKeyRotationCommands(cmd, f)
 	return cmd
 }
 

@@ -57,6 +57,9 @@ const (
 	// VerifyRecords holds one plaintext record per verify or test-restore run (VerifyRecordKey), so
 	// reports can show verification coverage over time.
 	VerifyRecords = "verify/"
+	// Rotations holds the journal of a key rotation in progress (RotationJournalKey): what a rerun
+	// resumes from. Sealed with the writer secret; deleted when the rotation completes.
+	Rotations = "rotation/"
 )
 
 // Name parts shared by several keys.
@@ -83,7 +86,11 @@ func Swept() []string { return []string{Segments, Indexes, Journals} }
 
 // Bookkeeping lists the prefixes of short-lived objects their holder must be able to delete when it
 // is done (locks, prune marks, resume journals); Object Lock retention never applies to them.
-func Bookkeeping() []string { return []string{Locks, Marks, Journals} }
+func Bookkeeping() []string { return []string{Locks, Marks, Journals, Rotations} }
+
+// RotationJournalKey is the key of the journal of a rotation of kind ("rewrap", "writer"): one per
+// kind, so a rerun finds it without listing.
+func RotationJournalKey(kind string) string { return Rotations + kind + IndexSuffix }
 
 // SegmentKey is the key of segment id.
 func SegmentKey(id string) string { return Segments + id + SegmentSuffix }
