@@ -221,7 +221,10 @@ func (d *database) stats(ctx context.Context) (int64, int, error) {
 
 func isReadOnly(stmt string) bool {
 	f := strings.ToUpper(strings.TrimSpace(stmt))
-	for _, p := range []string{"SELECT", "EXPLAIN", "VALUES"} {
+	// A WITH statement that writes moves total_changes, which the caller checks first; one that
+	// doesn't (a CTE feeding a SELECT, as restores' fix-up queries are) must not count as a write,
+	// or every batch would take a Time Travel bookmark copy of the whole database.
+	for _, p := range []string{"SELECT", "EXPLAIN", "VALUES", "WITH"} {
 		if strings.HasPrefix(f, p) {
 			return true
 		}

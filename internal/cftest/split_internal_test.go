@@ -45,3 +45,21 @@ func TestJSNumber(t *testing.T) {
 		}
 	}
 }
+
+// A CTE that only reads must not count as a write (a write would take a Time Travel copy per batch).
+func TestIsReadOnly(t *testing.T) {
+	for stmt, want := range map[string]bool{
+		"WITH x AS (SELECT 1) SELECT * FROM x":                 true,
+		"  with recursive c(n) AS (VALUES(1)) SELECT n FROM c": true,
+		"SELECT 1":                 true,
+		"PRAGMA table_info(t)":     true,
+		"PRAGMA foreign_keys = ON": false,
+		"CREATE TABLE t(a)":        false,
+		"INSERT INTO t VALUES(1)":  false,
+		"DROP TABLE t":             false,
+	} {
+		if got := isReadOnly(stmt); got != want {
+			t.Errorf("isReadOnly(%q) = %v, want %v", stmt, got, want)
+		}
+	}
+}
