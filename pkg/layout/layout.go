@@ -57,6 +57,10 @@ const (
 	// VerifyRecords holds one plaintext record per verify or test-restore run (VerifyRecordKey), so
 	// reports can show verification coverage over time.
 	VerifyRecords = "verify/"
+	// Doctor holds the scratch objects 'cfbackup doctor' writes to prove the store's credentials can
+	// put, get, list, delete and create conditionally (DoctorKey). Each is deleted by the run that wrote
+	// it; one left by a killed run is harmless and 'doctor' removes those older than an hour.
+	Doctor = "doctor/"
 )
 
 // Name parts shared by several keys.
@@ -82,8 +86,12 @@ const (
 func Swept() []string { return []string{Segments, Indexes, Journals} }
 
 // Bookkeeping lists the prefixes of short-lived objects their holder must be able to delete when it
-// is done (locks, prune marks, resume journals); Object Lock retention never applies to them.
-func Bookkeeping() []string { return []string{Locks, Marks, Journals} }
+// is done (locks, prune marks, resume journals, doctor's scratch objects); Object Lock retention never applies to them.
+func Bookkeeping() []string { return []string{Locks, Marks, Journals, Doctor} }
+
+// DoctorKey is the key of one doctor run's scratch object (run is random, so concurrent runs on
+// several hosts never meet).
+func DoctorKey(run string) string { return Doctor + run + ".tmp" }
 
 // SegmentKey is the key of segment id.
 func SegmentKey(id string) string { return Segments + id + SegmentSuffix }
