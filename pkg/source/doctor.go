@@ -2,7 +2,12 @@ package source
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
 
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
@@ -50,6 +55,9 @@ type DiagnoseRequest struct {
 	// TokenOK is false when the Cloudflare token is missing or was rejected: the component then
 	// skips its API probes (the cloudflare findings already say what to fix).
 	TokenOK bool
+	// Explicit is true when the operator named the component (--component): a component that is
+	// not configured on this host then fails instead of being skipped.
+	Explicit bool
 }
 
 // Diagnoser is implemented by a component that can check, without writing anything, that this host
@@ -77,4 +85,99 @@ func Warn(component, check, detail, fix string) Finding {
 // Skip makes a finding for a check that did not apply or cannot be made without writing.
 func Skip(component, check, detail string) Finding {
 	return Finding{Component: component, Check: check, Status: StatusSkip, Detail: detail}
+}
+
+// APIUser is implemented by a Diagnoser whose component calls the Cloudflare REST API, so doctor
+// checks the token (present, valid) only when a selected component needs one.
+type APIUser interface {
+	UsesCloudflareAPI() bool
+}
+
+// ProbeRequest is one harmless read that proves a token permission.
+type ProbeRequest struct {
+	Component string
+	// Path is relative to accounts/<id>/ ("d1/database"); it is listed with per_page=1.
+	Path       string
+	Permission string
+	Needed     []Verb
+	// Severity is the status when the permission is missing (default StatusFail).
+	Severity Status
+}
+
+// Probe lists one item of an account endpoint with the token and turns the answer into a finding
+// that names the permission: ok when the listing works, fail (or p.Severity) naming the permission
+// to add when Cloudflare refuses it (403, codes 10000 / 9109).
+func Probe(ctx context.Context, cl *cloudflare.Client, p ProbeRequest) Finding {
+	check := "permission." + strings.ToLower(strings.ReplaceAll(p.Permission, " ", "_"))
+	q := url.Values{"per_page": {"1"}}
+	err := cl.Probe(ctx, p.Path, q)
+	f := Finding{Component: p.Component, Check: check, Permission: p.Permission, Needed: p.Needed}
+	switch {
+	case err == nil:
+		f.Status, f.Detail = StatusOK, "the token holds "+p.Permission+" (GET "+p.Path+"?per_page=1 answered)"
+		return f
+	case errors.Is(err, cloudflare.ErrAuth):
+		f.Detail = "the token lacks " + p.Permission + ": " + err.Error()
+		f.Fix = fmt.Sprintf("add the permission %q to the API token (dashboard → My Profile → API Tokens → Edit), for account %s", p.Permission, cl.AccountID())
+		f.Class = errclass.Remote
+	default:
+		f.Detail = "could not check " + p.Permission + ": " + err.Error()
+		f.Fix = "check network access to the Cloudflare API and CLOUDFLARE_ACCOUNT_ID"
+		f.Class = errclass.Of(err)
+		if f.Class == nil {
+			f.Class = errclass.Remote
+		}
+	}
+	f.Status = StatusFail
+	if p.Severity != "" {
+		f.Status = p.Severity
+	}
+	if f.Status != StatusFail {
+		f.Class = nil
+	}
+	return f
+}
+
+// Unprovable is the honest finding for a permission that only a write could prove (D1 Edit, KV
+// Write): doctor writes nothing to the account, so the first backup or restore that needs it is
+// the check.
+func Unprovable(component, permission string, needed []Verb, why string) Finding {
+	return Finding{Component: component, Check: "permission." + strings.ToLower(strings.ReplaceAll(permission, " ", "_")), Status: StatusSkip,
+		Permission: permission, Needed: needed,
+		Detail: permission + " is not checkable without writing (" + why + "); it will be checked by the first run that needs it"}
+}
+
+// NotConfigured is the finding for a component whose settings are missing on this host: a skip when
+// doctor checks every component, a failure when the operator named it with --component.
+func NotConfigured(req DiagnoseRequest, component, check, detail, fix string) Finding {
+	if req.Explicit {
+		return Fail(component, check, errclass.Usage, detail, fix)
+	}
+	f := Skip(component, check, detail+" (not configured on this host; name it with --component to require it)")
+	f.Fix = fix
+	return f
+}
+
+// NoToken is the finding a component returns instead of its API probes when the token is missing or
+// rejected: the cloudflare findings say what to fix.
+func NoToken(component string) Finding {
+	return Skip(component, "permissions", "not probed: the Cloudflare API token is missing or rejected (see the cloudflare findings)")
+}
+
+// ProbeAll runs a component's permission probes with the run's Cloudflare client and appends the
+// permissions only a write could prove; with no usable token it returns NoToken instead.
+func ProbeAll(ctx context.Context, req DiagnoseRequest, component string, probes []ProbeRequest, unprovable ...Finding) []Finding {
+	if !req.TokenOK {
+		return []Finding{NoToken(component)}
+	}
+	cl, err := req.Env.Cloudflare()
+	if err != nil {
+		return []Finding{Fail(component, "permissions", errclass.Remote, err.Error(), "set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID")}
+	}
+	var out []Finding
+	for _, p := range probes {
+		p.Component = component
+		out = append(out, Probe(ctx, cl, p))
+	}
+	return append(out, unprovable...)
 }
