@@ -82,6 +82,8 @@ func CheckRepository(ctx context.Context, o RepoOptions) []source.Finding {
 	add(lockFindings(ctx, r, o)...)
 	if o.Clock != nil {
 		add(o.Clock.Check(ctx))
+	} else {
+		add(source.Skip(Repository, "clock", "a local repository: no server clock to compare with"))
 	}
 	add(StoreFindings(ctx, o.Store, o.Now)...)
 	add(objectLockFinding(ctx, r, o.Store))
