@@ -27,11 +27,12 @@ type ClockCheck struct {
 	Now    func() time.Time
 }
 
-// Skew is the server's time minus this host's at the middle of the request (the Date header has
-// one-second resolution, so a skew under a second is noise).
+// Skew is the server's time minus this host's at the middle of the request, to the second: the Date
+// header is cut to the second, so the server's time lies in [server, server+1s) and its middle is
+// the best estimate.
 func Skew(sent, received, server time.Time) time.Duration {
 	mid := sent.Add(received.Sub(sent) / 2)
-	return server.Sub(mid).Truncate(time.Second)
+	return server.Add(500 * time.Millisecond).Sub(mid).Round(time.Second)
 }
 
 // Check asks the server for its time and grades the difference: ok within SkewWarn, warn up to
