@@ -180,8 +180,7 @@ func lockFindings(ctx context.Context, r *repo.Repo, o RepoOptions) []source.Fin
 // StoreFindings proves the store's credentials do what cfbackup needs, on one scratch object under
 // layout.Doctor: conditional create (If-None-Match: *), a second create refused, get, list, delete.
 // The object is deleted whatever fails; scratch objects a killed run left (over an hour old) go too.
-func StoreFindings(ctx context.Context, st store.Store, now func() time.Time) []source.Finding {
-	var out []source.Finding
+func StoreFindings(ctx context.Context, st store.Store, now func() time.Time) (out []source.Finding) {
 	fail := func(check, detail, fix string) {
 		out = append(out, source.Fail(Repository, check, errclass.Failure, detail, fix))
 	}
