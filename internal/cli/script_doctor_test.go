@@ -31,15 +31,19 @@ var doctorCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		}
 		emu(ts).AddToken(args[0], perms...)
 	},
-	// s3repo BUCKET: a versitygw S3 server on loopback with BUCKET, and the repository settings
-	// (CFBACKUP_S3_ENDPOINT, AWS_*) pointing at it; S3_ENDPOINT keeps its address.
+	// s3repo BUCKET [LOCKED_BUCKET]: a versitygw S3 server on loopback with BUCKET (and
+	// LOCKED_BUCKET, with Object Lock), and the repository settings (CFBACKUP_S3_ENDPOINT, AWS_*)
+	// pointing at it; S3_ENDPOINT keeps its address.
 	"s3repo": func(ts *testscript.TestScript, neg bool, args []string) {
-		if len(args) != 1 {
-			ts.Fatalf("usage: s3repo BUCKET")
+		if len(args) < 1 || len(args) > 2 {
+			ts.Fatalf("usage: s3repo BUCKET [LOCKED_BUCKET]")
 		}
 		t := ts.Value(scriptT{}).(testing.TB)
 		srv := s3server.Start(t)
 		srv.CreateBucket(t, args[0], false)
+		if len(args) == 2 {
+			srv.CreateBucket(t, args[1], true)
+		}
 		ts.Setenv("CFBACKUP_S3_ENDPOINT", srv.Endpoint)
 		ts.Setenv("S3_ENDPOINT", srv.Endpoint)
 		ts.Setenv("CFBACKUP_S3_PATH_STYLE", "true")

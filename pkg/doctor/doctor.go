@@ -236,12 +236,16 @@ func StoreFindings(ctx context.Context, st store.Store, now func() time.Time) (o
 
 // deleteScratch removes a scratch object, every version of it in a versioned bucket.
 func deleteScratch(ctx context.Context, st store.Store, key string) error {
+	var err error
 	if l, ok := store.AsObjectLocker(st); ok {
-		if on, err := l.ObjectLockEnabled(ctx); err == nil && on {
-			return l.DeleteVersions(ctx, key)
+		if on, lerr := l.ObjectLockEnabled(ctx); lerr == nil && on {
+			err = l.DeleteVersions(ctx, key)
+		} else {
+			err = st.Delete(ctx, key)
 		}
+	} else {
+		err = st.Delete(ctx, key)
 	}
-	err := st.Delete(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}

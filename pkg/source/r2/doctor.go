@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/source"
 )
@@ -28,6 +30,9 @@ func (*component) Diagnose(ctx context.Context, req source.DiagnoseRequest) []so
 	}
 	buckets, err := cl.ListBuckets(ctx)
 	switch {
+	case wrongKeys(err):
+		return []source.Finding{source.Fail(Component, "keys", errclass.Remote, "R2 refuses the keys: "+err.Error(),
+			"check CFBACKUP_R2_ACCESS_KEY_ID / CFBACKUP_R2_SECRET_ACCESS_KEY: the pair must come from the same R2 API token")}
 	case errors.Is(err, ErrAccessDenied):
 		return []source.Finding{source.Warn(Component, "buckets", "the R2 keys may not list buckets ("+err.Error()+"): a token scoped to some buckets cannot",
 			"name the buckets with --r2-bucket when backing up; a backup without it needs keys that list buckets")}
@@ -52,4 +57,15 @@ func (*component) Diagnose(ctx context.Context, req source.DiagnoseRequest) []so
 		out = append(out, source.OK(Component, "bucket.read", "bucket "+b+" is readable with the R2 keys"))
 	}
 	return out
+}
+
+// wrongKeys tells keys that do not exist or do not match (the pair is wrong) from keys that are
+// valid but may not list buckets (a token scoped to some buckets).
+func wrongKeys(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	c := ae.ErrorCode()
+	return c == "SignatureDoesNotMatch" || c == "InvalidAccessKeyId"
 }
