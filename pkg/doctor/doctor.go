@@ -70,11 +70,11 @@ func CheckRepository(ctx context.Context, o RepoOptions) []source.Finding {
 			}
 			return out
 		}
-		add(source.OK(Repository, "reachable", "config.json read at "+loc))
+		add(source.OK(Repository, "reachable", layout.Config+" read at "+loc))
 		add(authFinding(raw, openErr))
 		r = raw
 	} else {
-		add(source.OK(Repository, "reachable", "config.json read at "+loc))
+		add(source.OK(Repository, "reachable", layout.Config+" read at "+loc))
 		add(authFinding(r, nil))
 	}
 	add(formatFinding(r))
@@ -121,7 +121,7 @@ func authFinding(r *repo.Repo, openErr error) source.Finding {
 		return source.Fail(Repository, check, errclass.Key, "no writer secret on this host: config.json and snapshots cannot be authenticated, so backups, restores and verify refuse to run",
 			"set CFBACKUP_WRITER_KEY_FILE to the file 'cfbackup init' wrote (a backup host), or pass --identity-file (a restore host)")
 	}
-	return source.OK(Repository, check, "config.json authenticates with the writer secret (key id "+r.Key().ID()+")")
+	return source.OK(Repository, check, layout.Config+" authenticates with the writer secret (key id "+r.Key().ID()+")")
 }
 
 func formatFinding(r *repo.Repo) source.Finding {
@@ -290,7 +290,7 @@ func objectLockFinding(ctx context.Context, r *repo.Repo, st store.Store) source
 	}
 	l, ok := store.AsObjectLocker(st)
 	if !ok {
-		return source.Fail(Repository, check, errclass.Repository, fmt.Sprintf("config.json asks for %s retention of %d day(s), but this store has no Object Lock", ol.Mode, ol.Days),
+		return source.Fail(Repository, check, errclass.Repository, fmt.Sprintf("%s asks for %s retention of %d day(s), but this store has no Object Lock", layout.Config, ol.Mode, ol.Days),
 			"use the S3 bucket the repository was made in, with Object Lock enabled (docs/RETENTION.md)")
 	}
 	on, err := l.ObjectLockEnabled(ctx)
@@ -299,7 +299,7 @@ func objectLockFinding(ctx context.Context, r *repo.Repo, st store.Store) source
 		return source.Fail(Repository, check, errclass.Failure, "cannot read the bucket's Object Lock configuration: "+err.Error(),
 			"allow s3:GetBucketObjectLockConfiguration for these credentials")
 	case !on:
-		return source.Fail(Repository, check, errclass.Repository, fmt.Sprintf("config.json asks for %s retention of %d day(s), but the bucket has Object Lock disabled: every write would fail", ol.Mode, ol.Days),
+		return source.Fail(Repository, check, errclass.Repository, fmt.Sprintf("%s asks for %s retention of %d day(s), but the bucket has Object Lock disabled: every write would fail", layout.Config, ol.Mode, ol.Days),
 			"enable Object Lock on the bucket (or restore the repository into a bucket that has it; docs/RETENTION.md)")
 	}
 	return source.OK(Repository, check, fmt.Sprintf("Object Lock enabled on the bucket; writes get %s retention of %d day(s)", ol.Mode, ol.Days))
