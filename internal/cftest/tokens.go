@@ -25,16 +25,25 @@ const (
 	R2Write            Permission = "Workers R2 Storage Write"
 )
 
-// tokenPerms is what a limited token may do.
-type tokenPerms map[Permission]bool
+// tokenPerms is what a limited token may do, and until when (zero: no expiry).
+type tokenPerms struct {
+	perms   map[Permission]bool
+	expires time.Time
+}
 
 // AddToken makes token a valid API token of the account holding only perms (an edit permission does
 // not imply the read one, as in the dashboard a token lists both), so tests can show what a missing
 // permission looks like: Cloudflare answers 403 with code 10000 "Authentication error".
 func (s *Server) AddToken(token string, perms ...Permission) {
-	p := tokenPerms{}
+	s.AddExpiringToken(token, time.Time{}, perms...)
+}
+
+// AddExpiringToken is AddToken for a token that expires at expires (its expires_on): after it, the
+// token is refused like an unknown one.
+func (s *Server) AddExpiringToken(token string, expires time.Time, perms ...Permission) {
+	p := tokenPerms{perms: map[Permission]bool{}, expires: expires}
 	for _, x := range perms {
-		p[x] = true
+		p.perms[x] = true
 	}
 	s.tokens.Store(token, p)
 }
@@ -49,6 +58,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	v, limited := s.tokens.Load(tok)
+	if limited && !v.(tokenPerms).expires.IsZero() && !s.opts.Now().Before(v.(tokenPerms).expires) {
+		limited = false
+	}
 	if !found || !limited {
 		if verify {
 			fail(w, http.StatusUnauthorized, 1000, "Invalid API Token")
@@ -58,7 +70,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	need := permissionFor(r.Method, r.URL.Path)
-	if need != "" && !v.(tokenPerms)[need] {
+	if need != "" && !v.(tokenPerms).perms[need] {
 		fail(w, http.StatusForbidden, 10000, "Authentication error")
 		return false
 	}
@@ -98,9 +110,13 @@ func (s *Server) verifyToken(w http.ResponseWriter, r *http.Request) {
 	m := hmac.New(sha256.New, s.secret)
 	m.Write([]byte("token:" + tok))
 	sum := hex.EncodeToString(m.Sum(nil))
+	result := map[string]any{"id": sum[:32], "status": "active"}
+	if v, ok := s.tokens.Load(tok); ok && !v.(tokenPerms).expires.IsZero() {
+		result["expires_on"] = v.(tokenPerms).expires.UTC().Format(time.RFC3339)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success": true, "errors": []cfError{},
 		"messages": []cfError{{10000, "This API Token is valid and active"}},
-		"result":   map[string]any{"id": sum[:32], "status": "active", "not_before": s.opts.Now().UTC().Add(-time.Hour).Format(time.RFC3339)},
+		"result":   result,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
@@ -18,7 +19,12 @@ const Cloudflare = "cloudflare"
 type CloudflareOptions struct {
 	TokenSet, AccountSet bool
 	Client               func() (*cloudflare.Client, error)
+	Now                  func() time.Time
 }
+
+// TokenExpiryWarn is how long before its expiry a token is reported (a warning): time to roll it
+// before the scheduled backups start failing.
+const TokenExpiryWarn = 14 * 24 * time.Hour
 
 // CheckCloudflare checks that the API token is set and that Cloudflare calls it valid and active
 // (/user/tokens/verify, which needs no permission). ok is false when the components should not probe
@@ -52,6 +58,14 @@ func CheckCloudflare(ctx context.Context, o CloudflareOptions) (findings []sourc
 	detail := "Cloudflare says the token is valid and active"
 	if ts.ExpiresOn != nil {
 		detail += ", until " + ts.ExpiresOn.UTC().Format("2006-01-02 15:04 UTC")
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		if left := ts.ExpiresOn.Sub(now()); left < TokenExpiryWarn {
+			return append(out, source.Warn(Cloudflare, "token.verify", fmt.Sprintf("%s: it expires in %s", detail, left.Round(time.Hour)),
+				"roll the token or create a new one before it expires, and update CLOUDFLARE_API_TOKEN")), true
+		}
 	}
 	return append(out, source.OK(Cloudflare, "token.verify", detail)), true
 }
