@@ -102,6 +102,9 @@ type ProbeRequest struct {
 	Needed     []Verb
 	// Severity is the status when the permission is missing (default StatusFail).
 	Severity Status
+	// Optional makes a missing permission a warning: the operator did not name the component, so this
+	// host may not back it up at all.
+	Optional bool
 }
 
 // Probe lists one item of an account endpoint with the token and turns the answer into a finding
@@ -120,6 +123,10 @@ func Probe(ctx context.Context, cl *cloudflare.Client, p ProbeRequest) Finding {
 		f.Detail = "the token lacks " + p.Permission + ": " + err.Error()
 		f.Fix = fmt.Sprintf("add the permission %q to the API token (dashboard → My Profile → API Tokens → Edit), for account %s", p.Permission, cl.AccountID())
 		f.Class = errclass.Remote
+		if p.Optional && p.Severity == "" {
+			p.Severity = StatusWarn
+			f.Detail += " (needed only if this host backs up or restores " + p.Component + "; name it with --component to require it)"
+		}
 	default:
 		f.Detail = "could not check " + p.Permission + ": " + err.Error()
 		f.Fix = "check network access to the Cloudflare API and CLOUDFLARE_ACCOUNT_ID"
@@ -177,6 +184,8 @@ func ProbeAll(ctx context.Context, req DiagnoseRequest, component string, probes
 	var out []Finding
 	for _, p := range probes {
 		p.Component = component
+		// Not every host backs up every component: unasked, a missing permission is a warning.
+		p.Optional = p.Optional || !req.Explicit
 		out = append(out, Probe(ctx, cl, p))
 	}
 	return append(out, unprovable...)
