@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -119,4 +120,39 @@ func (s *Server) verifyToken(w http.ResponseWriter, r *http.Request) {
 		"messages": []cfError{{10000, "This API Token is valid and active"}},
 		"result":   result,
 	})
+}
+
+// Permissions lists the permission groups the emulator knows.
+var Permissions = []Permission{D1Read, D1Edit, WorkersScriptsRead, WorkersScriptsEdit, KVRead, KVWrite, R2Read, R2Write}
+
+// AddTokensSpec adds limited tokens from a spec "TOKEN:PERMISSION,PERMISSION;TOKEN2:…"
+// (CFEMU_LIMITED_TOKENS of cmd/cfemu), so a demo can show what a token lacking a permission does.
+func (s *Server) AddTokensSpec(spec string) error {
+	known := map[Permission]bool{}
+	for _, p := range Permissions {
+		known[p] = true
+	}
+	for _, entry := range strings.Split(spec, ";") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		tok, list, ok := strings.Cut(entry, ":")
+		if !ok || strings.TrimSpace(tok) == "" {
+			return fmt.Errorf("%q: want TOKEN:PERMISSION,…", entry)
+		}
+		var perms []Permission
+		for _, p := range strings.Split(list, ",") {
+			p = strings.TrimSpace(p)
+			if p == "" {
+				continue
+			}
+			if !known[Permission(p)] {
+				return fmt.Errorf("unknown permission %q (known: %v)", p, Permissions)
+			}
+			perms = append(perms, Permission(p))
+		}
+		s.AddToken(strings.TrimSpace(tok), perms...)
+	}
+	return nil
 }

@@ -40,8 +40,9 @@ what it cannot. Every check is a finding: ok, warn, fail or skip, with what was 
                a permission only a write could prove (D1 Edit, KV Write) is reported as unproven.
                do: the Worker module answers a signed request; r2: the R2 keys read the buckets
 
-Without --component every component is checked, and one not configured on this host is skipped;
-a component named with --component must be configured. Nothing in the account is written; secrets
+Without --component every component is checked: one not configured on this host is skipped and a
+permission it lacks is a warning. A component named with --component must be configured and hold
+its permissions: name the components this host serves. Nothing in the account is written; secrets
 are never printed. Exits 0 when nothing failed (warnings do not fail), else with the exit code of the
 first failure's class (docs/EXIT_CODES.md; docs/DOCTOR.md).`,
 		Example: `  cfbackup doctor
