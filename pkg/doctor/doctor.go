@@ -100,6 +100,9 @@ func unreachable(loc string, err error) source.Finding {
 			"check --repo / CFBACKUP_REPOSITORY, or create the repository with 'cfbackup init --recipient age1…'")
 	case errors.Is(err, repo.ErrVersion):
 		return source.Fail(Repository, "format", errclass.Repository, err.Error(), "upgrade cfbackup on this host")
+	case errors.Is(err, repo.ErrObjectLock):
+		return source.Fail(Repository, "object_lock", errclass.Repository, err.Error(),
+			"the repository asks for Object Lock retention: use the S3 bucket it was made in, with Object Lock enabled (docs/RETENTION.md)")
 	}
 	return source.Fail(Repository, "reachable", errclass.Repository, "cannot read config.json at "+loc+": "+err.Error(),
 		"check the network, CFBACKUP_S3_ENDPOINT and the S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
