@@ -54,6 +54,8 @@ Object namespaces and objects, read from a local workerd's persisted state (wran
 shell needs to point cfbackup at it, then serves until SIGINT/SIGTERM.
 
 The API token comes from CFEMU_TOKEN (default: a random one, printed; this is a fake account).
+CFEMU_LIMITED_TOKENS="tok:D1 Read,Workers Scripts Read;tok2:…" adds tokens holding only those
+permission groups (cfbackup doctor shows what they lack).
 Fault switches (environment):
   CFEMU_FAULT_429=N        next N API requests get 429 with Retry-After
   CFEMU_FAULT_5XX=N        next N API requests get 500
@@ -140,6 +142,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	if err := srv.AddTokensSpec(os.Getenv("CFEMU_LIMITED_TOKENS")); err != nil {
+		return fmt.Errorf("%w: CFEMU_LIMITED_TOKENS: %v", errUsage, err)
+	}
 	for _, spec := range o.d1 {
 		name, path, ok := strings.Cut(spec, "=")
 		if !ok || name == "" || path == "" {

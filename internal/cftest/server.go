@@ -69,6 +69,7 @@ type Server struct {
 	do      doState
 	workers workersState
 	kv      kvState
+	tokens  sync.Map // limited API tokens → tokenPerms (tokens.go)
 }
 
 type signedObj struct {
@@ -318,6 +319,7 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("GET "+dp, s.listNamespaces)
 	api.HandleFunc("GET "+dp+"/{ns}/objects", s.listObjects)
 	s.registerWorkers(api)
+	api.HandleFunc("GET /client/v4/user/tokens/verify", s.verifyToken)
 	api.HandleFunc("/client/v4/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, 7003, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
 	})
@@ -338,9 +340,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			fail(w, http.StatusInternalServerError, 10001, "Internal server error")
 			return
 		}
-		tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !found || !hmac.Equal([]byte(tok), []byte(s.opts.Token)) {
-			fail(w, http.StatusForbidden, 10000, "Authentication error")
+		if !s.authorize(w, r) {
 			return
 		}
 		next.ServeHTTP(w, r)

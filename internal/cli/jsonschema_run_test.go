@@ -54,6 +54,8 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"RestorePlanMessage", 0, []string{"restore", "latest", "--to-file", filepath.Join(h.dir, "plan.sqlite"), "--dry-run", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"d1.FileSummary", 0, []string{"restore", "latest", "--to-file", filepath.Join(h.dir, "restored.sqlite"), "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"TestRestoreMessage", 0, []string{"test-restore", "latest", "--identity-file", filepath.Join(h.dir, "key.txt")}},
+		{"DoctorMessage", 0, []string{"doctor", "--component", "d1,kv", "--identity-file", filepath.Join(h.dir, "key.txt")}},
+		{"DoctorMessage", 4, []string{"doctor", "--component", "d1", "--identity-file", filepath.Join(h.dir, "k2.txt")}},
 	}
 	for _, s := range steps {
 		out, errOut, code := h.run(t, append(s.args, "--json")...)

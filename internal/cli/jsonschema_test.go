@@ -76,6 +76,7 @@ func JSONMessages() []JSONMessage {
 		{Name: "durableobject.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component do"}, Type: t(durableobject.RestoreSummary{}), About: "Durable Objects restored"},
 		{Name: "config.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component config --to-dir"}, Type: t(configsrc.RestoreSummary{}), About: "the Workers configuration written as files"},
 		{Name: "config.DiffMessage", MessageType: "diff", Commands: []string{"restore --component config --diff"}, Type: t(configsrc.DiffMessage{}), About: "the snapshot's configuration against the live account"},
+		{Name: "DoctorMessage", MessageType: msgDoctor, Commands: []string{"doctor"}, Type: t(DoctorMessage{}), About: "every check made, its status and fix"},
 		{Name: "kv.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component kv"}, Type: t(kv.RestoreSummary{}), About: "KV pairs restored"},
 	}
 }

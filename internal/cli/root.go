@@ -199,6 +199,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdRestore(f, nil),
 		NewCmdCopy(f, nil),
 		NewCmdTestRestore(f, nil),
+		NewCmdDoctor(f, nil),
 		NewCmdAudit(f),
 		NewCmdReport(f, nil),
 		NewCmdPrune(f, nil),

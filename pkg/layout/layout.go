@@ -60,6 +60,10 @@ const (
 	// Rotations holds the journal of a key rotation in progress (RotationJournalKey): what a rerun
 	// resumes from. Sealed with the writer secret; deleted when the rotation completes.
 	Rotations = "rotation/"
+	// Doctor holds the scratch objects 'cfbackup doctor' writes to prove the store's credentials can
+	// put, get, list, delete and create conditionally (DoctorKey). Each is deleted by the run that wrote
+	// it; one left by a killed run is harmless and 'doctor' removes those older than an hour.
+	Doctor = "doctor/"
 )
 
 // Name parts shared by several keys.
@@ -85,12 +89,17 @@ const (
 func Swept() []string { return []string{Segments, Indexes, Journals} }
 
 // Bookkeeping lists the prefixes of short-lived objects their holder must be able to delete when it
-// is done (locks, prune marks, resume journals); Object Lock retention never applies to them.
-func Bookkeeping() []string { return []string{Locks, Marks, Journals, Rotations} }
+// is done (locks, prune marks, resume journals, rotation journals, doctor's scratch objects); Object
+// Lock retention never applies to them.
+func Bookkeeping() []string { return []string{Locks, Marks, Journals, Rotations, Doctor} }
 
 // RotationJournalKey is the key of the journal of a rotation of kind ("rewrap", "writer"): one per
 // kind, so a rerun finds it without listing.
 func RotationJournalKey(kind string) string { return Rotations + kind + IndexSuffix }
+
+// DoctorKey is the key of one doctor run's scratch object (run is random, so concurrent runs on
+// several hosts never meet).
+func DoctorKey(run string) string { return Doctor + run + ".tmp" }
 
 // SegmentKey is the key of segment id.
 func SegmentKey(id string) string { return Segments + id + SegmentSuffix }

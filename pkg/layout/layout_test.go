@@ -19,7 +19,7 @@ import (
 var names = []string{
 	layout.Config, layout.ConfigV1Backup, layout.WriterKey,
 	layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Holds,
-	layout.Marks, layout.Audit, layout.PruneRecords, layout.VerifyRecords, layout.Rotations,
+	layout.Marks, layout.Audit, layout.PruneRecords, layout.VerifyRecords, layout.Rotations, layout.Doctor,
 }
 
 // TestOnePlace keeps the layout in one place: it parses every non-test .go file of the repository
