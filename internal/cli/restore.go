@@ -57,7 +57,7 @@ inventory as JSON files, --diff compares it with the live account (exit status 9
 see docs/CONFIG_COMPONENT.md.
 
 --component do restores Durable Objects through the Worker module (docs/DURABLE_OBJECTS.md) into the
-objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --ids-from FILE.
+objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --object-ids-from FILE.
 Object IDs are bound to their namespace: a restore into another account needs the original names.
 Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
 safety snapshot of them is taken first.

@@ -59,7 +59,7 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	case source.VerbBackup:
 		b := &c.backup
 		fs.StringSliceVar(&b.Buckets, "r2-bucket", nil, "R2 bucket to back up; repeat for several (default: every bucket the keys can list)")
-		fs.StringVar(&b.Prefix, "r2-prefix", "", "back up only objects whose key starts with this prefix")
+		fs.StringVar(&b.Prefix, "prefix", "", "r2: back up only objects whose key starts with this prefix")
 		fs.BoolVar(&b.Strict, "strict", false, "fail when an object is deleted between listing and download (default: skip it with a warning)")
 		fs.IntVar(&b.Concurrency, "r2-concurrency", 0, "parallel object downloads (env CFBACKUP_R2_CONCURRENCY; default 8)")
 	case source.VerbRestore:
