@@ -128,6 +128,9 @@ func strictParents(c *cobra.Command) {
 	}
 	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
 		c.Args = unknownSubcommand
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only on its own path
+		}
 		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
 	}
 }

@@ -66,7 +66,7 @@ func KnownEnv() []string {
 }
 
 // CheckEnviron refuses a CFBACKUP_* variable this build does not read (environ is os.Environ's
-// KEY=VALUE list), naming the nearest one it does.
+// KEY=VALUE list), naming the nearest one it does. An empty one is as good as unset and passes.
 func CheckEnviron(environ []string) error {
 	known := KnownEnv()
 	set := map[string]bool{}
@@ -75,8 +75,8 @@ func CheckEnviron(environ []string) error {
 	}
 	var unknown []string
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "CFBACKUP_") || set[name] || hasAnyPrefix(name, extraEnvPrefixes) {
+		name, val, _ := strings.Cut(kv, "=")
+		if val == "" || !strings.HasPrefix(name, "CFBACKUP_") || set[name] || hasAnyPrefix(name, extraEnvPrefixes) {
 			continue
 		}
 		unknown = append(unknown, name)
