@@ -198,7 +198,7 @@ func jsonRequested(args []string) bool {
 // with a deprecation note on stderr unless -q.
 var flagAliases = map[string]map[string]string{
 	"backup":  {"r2-prefix": "prefix"},
-	"restore": {"ids-from": "object-ids-from"},
+	"restore": {"ids-from": "object-ids-from", "object": "key", "objects-from": "keys-from"},
 }
 
 // applyFlagAliases installs the aliases on every command's flags (after they are bound), and

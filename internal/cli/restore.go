@@ -68,7 +68,7 @@ Overwriting objects that hold data needs --yes (or the namespace name typed on a
 safety snapshot of them is taken first.
 
 --component r2 puts objects back into their bucket (or --to-bucket B [--to-prefix P], or --to-dir DIR):
-all of them, --prefix P, or some --object KEY / --objects-from FILE. Objects already there with the
+all of them, --prefix P, or some --key KEY / --keys-from FILE. Objects already there with the
 same data are left alone; different data stops the restore before anything is written unless
 --overwrite skip, or --overwrite overwrite --yes, which first takes a safety snapshot of exactly the
 objects it replaces (label pre-restore, held 7 days) and prints the command that undoes the restore.

@@ -27,9 +27,9 @@ func TestRestoreFlagsCheckedFirst(t *testing.T) {
 		{[]string{"--overwrite", "sometimes"}, nil},
 		{[]string{"--to-dir", "out", "--to-bucket", "b"}, nil},
 		{[]string{"--to-dir", "out", "--to-prefix", "p/"}, nil},
-		{[]string{"--prefix", "a/", "--object", "a/1"}, nil},
-		{[]string{"--objects-from", filepath.Join(t.TempDir(), "missing")}, nil},
-		{[]string{"--object", "x", "--objects-from", list}, []string{"x", "a/1", "b/2"}},
+		{[]string{"--prefix", "a/", "--key", "a/1"}, nil},
+		{[]string{"--keys-from", filepath.Join(t.TempDir(), "missing")}, nil},
+		{[]string{"--key", "x", "--keys-from", list}, []string{"x", "a/1", "b/2"}},
 		{[]string{"--prefix", "a/", "--overwrite", "skip"}, []string{}},
 	}
 	for _, tc := range cases {
