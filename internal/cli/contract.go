@@ -63,7 +63,7 @@ func (f *Factory) setupOutput(cmd *cobra.Command) {
 // rather than what was asked for (list, report, key generate: always printed).
 func quietSummary(cmd *cobra.Command) bool {
 	switch commandName(cmd) {
-	case "backup", "verify", "test-restore", "prune", "copy", "unlock", "migrate", "init", "hold add", "hold release", "restore":
+	case "backup", "verify", "test-restore", "prune", "copy", "unlock", "migrate", "init", "hold add", "hold release":
 		return true
 	}
 	return false
@@ -157,7 +157,7 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 // rootUsage classes cobra's own errors about the command line (unknown command at the top level,
 // which cobra reports before any of our hooks run) as usage errors, keeping its suggestion.
 func rootUsage(err error) error {
-	if err == nil || errors.Is(err, usageError{}) {
+	if err == nil {
 		return err
 	}
 	var u usageError

@@ -178,17 +178,19 @@ func (s *stdout) finish(jsonOut bool, failure *RunError) error {
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cfbackup",
-		Short: "Back up and restore Cloudflare D1, Durable Objects and R2 into encrypted archives",
+		Short: "Back up and restore Cloudflare D1, Durable Objects, R2, KV and Workers config into encrypted archives",
 		Long: `cfbackup backs up what a Cloudflare Workers application keeps — D1 databases (component d1),
 Durable Object storage (do), R2 buckets (r2) and the Workers configuration around them (config) — into
 an age-encrypted, LZ4-compressed repository on a local directory or any S3-compatible store, and
 restores it, whole or in part (a table, an object, a prefix), to any point kept, with verification at
 every step.
 
-Start here:
+Start here (there is no default repository: set it once):
+  export CFBACKUP_REPOSITORY=/var/backups/cfbackup    # or s3://BUCKET/PREFIX, or repository: in cfbackup.yaml
   cfbackup key generate -o ~/.config/cfbackup/key.txt
-  cfbackup init --repo ./cfbackup-repo --recipient age1...
-  cfbackup backup --component d1,r2    # components: d1 (default), do, r2, config
+  cfbackup init --recipient age1...
+  cfbackup backup --component d1,r2    # components: d1 (default), do, r2, kv, config
+  cfbackup -q backup                   # for cron: silent unless it fails
   cfbackup list
   cfbackup verify latest --read-data --identity-file ~/.config/cfbackup/key.txt
   cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite --identity-file ~/.config/cfbackup/key.txt
