@@ -13,7 +13,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/source"
 )
 
-// TestRestoreFlagsCheckedFirst: restore's r2 flags are checked (and --objects-from read) before
+// TestRestoreFlagsCheckedFirst: restore's r2 flags are checked (and --keys-from read) before
 // anything is read from the repository, each mistake a usage error.
 func TestRestoreFlagsCheckedFirst(t *testing.T) {
 	list := filepath.Join(t.TempDir(), "keys.txt")
