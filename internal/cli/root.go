@@ -243,6 +243,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 	for _, c := range root.Commands() {
 		appendExitCodes(c)
 	}
+	root.InitDefaultCompletionCmd() // now, so that strictParents covers 'completion' too
 	strictParents(root)
 	applyFlagAliases(root)
 	registerCompletions(root, f)
