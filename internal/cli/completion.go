@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/internal/config"
+	"github.com/cfbackup/cfbackup/pkg/cloudflare"
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
@@ -34,6 +35,57 @@ var commandFlagValues = map[string]map[string][]string{
 	"report": {"format": {"text", "json", "csv", "html"}},
 }
 
+// accountValues list a flag's values from the Cloudflare account (names as the flags take them):
+// one API call each, bounded like the snapshot listing.
+var accountValues = map[string]func(ctx context.Context, c *cloudflare.Client) ([]string, error){
+	"d1-database": func(ctx context.Context, c *cloudflare.Client) ([]string, error) {
+		dbs, err := c.ListDatabases(ctx)
+		out := make([]string, 0, len(dbs))
+		for _, d := range dbs {
+			out = append(out, d.Name)
+		}
+		return out, err
+	},
+	"kv-namespace": func(ctx context.Context, c *cloudflare.Client) ([]string, error) {
+		nss, err := c.ListKVNamespaces(ctx)
+		out := make([]string, 0, len(nss))
+		for _, n := range nss {
+			out = append(out, n.Title)
+		}
+		return out, err
+	},
+}
+
+// completeFromAccount completes a flag from the account (CLOUDFLARE_API_TOKEN and the account id
+// from the environment or config), silently offering nothing when that is not possible.
+func (f *Factory) completeFromAccount(list func(context.Context, *cloudflare.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		const directive = cobra.ShellCompDirectiveNoFileComp
+		cfg, err := config.Load(f.configFile, cmd.Flags(), f.Getenv)
+		if err != nil {
+			return nil, directive
+		}
+		f.cfg = cfg
+		cf, err := f.Cloudflare()
+		if err != nil {
+			return nil, directive
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
+		defer cancel()
+		names, err := list(ctx, cf)
+		if err != nil {
+			return nil, directive
+		}
+		var out []string
+		for _, n := range names {
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
+			}
+		}
+		return out, directive
+	}
+}
+
 // registerCompletions walks the tree once: commands that take a SNAPSHOT get snapshot ids, and
 // enumerated flags their values (commands added later get both from their Use line and flag names).
 func registerCompletions(root *cobra.Command, f *Factory) {
@@ -47,6 +99,11 @@ func registerCompletions(root *cobra.Command, f *Factory) {
 		}
 		for name, values := range commandFlagValues[commandName(c)] {
 			registerValues(c, name, values)
+		}
+		for name, list := range accountValues {
+			if c.LocalFlags().Lookup(name) != nil {
+				_ = c.RegisterFlagCompletionFunc(name, f.completeFromAccount(list))
+			}
 		}
 		for _, sub := range c.Commands() {
 			walk(sub)
