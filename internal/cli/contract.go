@@ -135,6 +135,25 @@ func strictParents(c *cobra.Command) {
 	}
 }
 
+// strictHelp makes 'cfbackup help NOSUCH' a usage error like 'cfbackup NOSUCH', not a note and 0.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "help" || c.Run == nil {
+			continue
+		}
+		run := c.Run
+		c.Run = nil
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if found, rest, err := root.Find(args); err != nil || found == nil || len(rest) > 0 && found.HasSubCommands() {
+				return usageError{fmt.Errorf("unknown help topic %q (see 'cfbackup --help')", strings.Join(args, " "))}
+			}
+			run(cmd, args)
+			return nil
+		}
+	}
+}
+
 func unknownSubcommand(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return nil

@@ -244,6 +244,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		appendExitCodes(c)
 	}
 	root.InitDefaultCompletionCmd() // now, so that strictParents covers 'completion' too
+	strictHelp(root)
 	strictParents(root)
 	applyFlagAliases(root)
 	registerCompletions(root, f)
