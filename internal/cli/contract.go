@@ -240,20 +240,22 @@ func applyFlagAliases(c *cobra.Command) {
 	}
 }
 
-// noteDeprecated tells the operator, once per run, which old flag names the command line used.
+// noteDeprecated tells the operator, once per old name, which old flag names the command line used.
 func (f *Factory) noteDeprecated(cmd *cobra.Command) {
 	aliases := flagAliases[commandName(cmd)]
+	noted := map[string]bool{}
 	for _, a := range f.args {
 		if a == "--" {
 			return
 		}
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if n, ok := aliases[name]; ok && strings.HasPrefix(a, "--") {
+		if n, ok := aliases[name]; ok && strings.HasPrefix(a, "--") && !noted[name] {
+			noted[name] = true
 			fmt.Fprintf(f.IO.Err, "cfbackup: --%s is deprecated: use --%s (the old name still works)\n", name, n)
 		}
 	}
 }
 
-// environ is the process environment for the strict CFBACKUP_* check; Run (in-process tests) leaves
-// it nil and the check is skipped, Main passes os.Environ.
+// processEnviron is the process environment for the strict CFBACKUP_* check: Main passes it; Run
+// (in-process tests, which inject getenv only) passes nil and the check is skipped.
 func processEnviron() []string { return os.Environ() }
