@@ -342,7 +342,8 @@ func TestStrictKeys(t *testing.T) {
 // ones, families (replicas, harnesses) and other variables pass.
 func TestCheckEnviron(t *testing.T) {
 	ok := []string{"CFBACKUP_REPOSITORY=/r", "CFBACKUP_QUIET=1", "CFBACKUP_LOG_FORMAT=json", "CFBACKUP_REPLICA_EU_AWS_ACCESS_KEY_ID=x",
-		"CFBACKUP_R2_SECRET_ACCESS_KEY=s", "CFBACKUP_CONFIG=/c", "HOME=/root", "CFBACKUP_ACTOR=me"}
+		"CFBACKUP_R2_SECRET_ACCESS_KEY=s", "CFBACKUP_CONFIG=/c", "HOME=/root", "CFBACKUP_ACTOR=me",
+		"CFBACKUP_TASK=backup", "CFBACKUP_COMPONENTS=d1", "CFBACKUP_TYPO=", "CFBACKUP_BENCH_ROTATE_MIB=8"}
 	if err := config.CheckEnviron(ok); err != nil {
 		t.Fatal(err)
 	}

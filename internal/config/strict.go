@@ -28,12 +28,17 @@ var secretKeys = map[string]string{
 }
 
 // extraEnv are CFBACKUP_* variables read outside the config keys: the config file's path, the actor
-// of the audit trail, the secrets, the Worker's own secret (set for wrangler and the test harness),
-// profiling (cmd/cfbackup/profile.go) and the test and benchmark harnesses.
+// of the audit trail, the Worker's own secret (set for wrangler and the test harness), profiling
+// (cmd/cfbackup/profile.go), the test harnesses, and the scheduling examples' wrappers.
 var extraEnv = []string{
 	"CFBACKUP_CONFIG", "CFBACKUP_ACTOR", "CFBACKUP_SECRET",
 	"CFBACKUP_CPUPROFILE", "CFBACKUP_MEMPROFILE", "CFBACKUP_TRACE", "CFBACKUP_HEAPAT",
 	"CFBACKUP_VERSITYGW", "CFBACKUP_KEEP_REPORT",
+	// The scheduling examples' wrappers (cron script, systemd units, CI pipelines; docs/SCHEDULING.md)
+	// read these themselves and leave them in cfbackup's environment.
+	"CFBACKUP_BIN", "CFBACKUP_COMPONENTS", "CFBACKUP_CREDENTIALS_DIR", "CFBACKUP_ENV_FILE",
+	"CFBACKUP_FAILURE_MAILTO", "CFBACKUP_IDENTITY", "CFBACKUP_LOCK_DIR", "CFBACKUP_TASK",
+	"CFBACKUP_VERSION", "CFBACKUP_WRITER_KEY",
 }
 
 // extraEnvPrefixes are families of variables: per-replica S3 keys and the test harnesses' knobs.
