@@ -66,6 +66,7 @@ lint:
 
 # The whole story on a local emulated Cloudflare account: no account, no Docker.
 demo: build
+	@command -v sqlite3 >/dev/null 2>&1 || scripts/install-tools.sh  # the demo's checks use sqlite3
 	scripts/demo.sh
 
 # The complete-failure disaster-recovery drill on the local stack, timed (docs/RUNBOOK.md).

@@ -65,7 +65,7 @@ seed -bucket src -objects "$N" -size "$SIZE" -mutate 5 -seed 2
 measure cfb_inc   "cfbackup backup (5 % changed)"     "$CFB" backup --component r2 --r2-bucket src --no-progress
 measure cfb_rest  "cfbackup restore → bucket"         "$CFB" restore latest --component r2 --to-bucket dst-cfb --no-progress
 
-measure cfb_one   "cfbackup restore one object"       "$CFB" restore latest --component r2 --object data/07/object-00007 --to-dir "$D/one" --no-progress
+measure cfb_one   "cfbackup restore one object"       "$CFB" restore latest --component r2 --key data/07/object-00007 --to-dir "$D/one" --no-progress
 measure rc_down   "rclone copy bucket → dir"          $RC copy s:src "$D/mirror"
 measure rs_back   "restic backup dir"                 restic backup -q "$D/mirror"
 measure rs_rest   "restic restore → dir"              restic restore -q latest --target "$D/rr"

@@ -32,23 +32,32 @@ func NewCmdBackup(f *Factory, runF func(*BackupOptions) error) *cobra.Command {
 	o := &BackupOptions{f: f}
 	cmd := mutating(&cobra.Command{
 		Use:   "backup",
-		Short: "Take a snapshot of D1 databases into the repository",
-		Long: `Take one snapshot. For each D1 database, cfbackup runs D1's export, streams the SQL dump from
-its signed URL straight into encrypted segments (no temporary file, bounded memory), one item per
-table, and records the export's Time Travel bookmark and how long the database was blocked. The
-manifest is written last: an interrupted or failed backup leaves no snapshot and damages nothing.
+		Short: "Take a snapshot of D1, Durable Objects, R2, KV and the Workers configuration",
+		Long: `Take one snapshot of the components chosen with --component (default d1; several with
+--component d1,r2 or repeated). The manifest is written last: an interrupted or failed backup leaves no
+snapshot and damages nothing. Needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID in the environment;
+no identity (data is encrypted to the repository's recipients).
 
-Needs CLOUDFLARE_API_TOKEN (D1 Edit) and CLOUDFLARE_ACCOUNT_ID in the environment; no identity.
-While D1 exports a database it serves no queries: the summary says for how long.
-
---component do backs up Durable Objects: their IDs are listed over the REST API, and each object with
-stored data is exported through cfbackup's Worker module mounted in the application
-(CFBACKUP_WORKER_URL, and CFBACKUP_WORKER_SECRET or CFBACKUP_WORKER_SECRET_FILE; docs/DURABLE_OBJECTS.md).`,
-		Example: `  cfbackup backup
+  --component d1      D1 databases (--d1-database NAME, default every one): D1's export streamed
+                      straight into encrypted segments, one item per table, with the Time Travel
+                      bookmark. While D1 exports a database it serves no queries: the summary says
+                      for how long.
+  --component do      Durable Objects (--do-namespace N): exported through cfbackup's Worker module
+                      mounted in the application (CFBACKUP_WORKER_URL, and CFBACKUP_WORKER_SECRET or
+                      CFBACKUP_WORKER_SECRET_FILE; docs/DURABLE_OBJECTS.md).
+  --component r2      R2 buckets (--r2-bucket B, --prefix P) over R2's S3 API, incremental against
+                      the previous snapshot (CFBACKUP_R2_ACCESS_KEY_ID / _SECRET_ACCESS_KEY; docs/R2.md).
+  --component kv      Workers KV namespaces (--kv-namespace N), keys, values and metadata (docs/KV.md).
+  --component config  the Workers configuration and inventory (--config-script, --config-zone;
+                      docs/CONFIG_COMPONENT.md).`,
+		Example: `  cfbackup backup                                   # d1, every database
   cfbackup backup --component d1 --d1-database app --label ticket=OPS-123
-  cfbackup backup --dry-run --json
-  cfbackup backup --component d1,config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718
-  cfbackup backup --component do --do-namespace sessions --do-concurrency 8`,
+  cfbackup backup --component do --do-namespace sessions --do-concurrency 8
+  cfbackup backup --component r2 --r2-bucket assets --prefix img/
+  cfbackup backup --component kv --kv-namespace SESSIONS
+  cfbackup backup --component config --config-zone 3f2a9c1e0b8d4e6fa1b2c3d4e5f60718
+  cfbackup backup --component d1,do,r2,kv,config --copy-to eu
+  cfbackup backup --dry-run --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -57,7 +66,7 @@ stored data is exported through cfbackup's Worker module mounted in the applicat
 			return backupRun(cmd, o)
 		},
 	})
-	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: d1, do, r2, config (comma-separated or repeated)")
+	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: "+strings.Join(source.Names(), ", ")+" (comma-separated or repeated)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")

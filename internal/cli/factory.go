@@ -28,6 +28,8 @@ type Factory struct {
 	configFile string
 	jsonOut    bool
 	noProgress bool
+	environ    []string // the process environment (strict CFBACKUP_* check); nil in in-process tests
+	args       []string // the command line (deprecated flag names)
 
 	cfg *config.Config
 	log *slog.Logger
@@ -39,12 +41,17 @@ type Factory struct {
 
 // load reads the configuration once the flags are parsed (root PersistentPreRunE).
 func (f *Factory) load(cmd *cobra.Command) error {
+	if f.environ != nil {
+		if err := config.CheckEnviron(f.environ); err != nil {
+			return err
+		}
+	}
 	cfg, err := config.Load(f.configFile, cmd.Flags(), f.Getenv)
 	if err != nil {
 		return err
 	}
 	f.cfg = cfg
-	f.log = newLogger(f.IO.Err, cfg.LogLevel)
+	f.setupOutput(cmd)
 	return nil
 }
 
@@ -62,6 +69,9 @@ func (f *Factory) Log() *slog.Logger {
 // Store opens the configured repository location (not checking that a repository is there).
 func (f *Factory) Store(ctx context.Context) (store.Store, error) {
 	c := f.cfg
+	if err := c.RequireRepository(); err != nil {
+		return nil, err
+	}
 	return open.Open(ctx, c.Repository, open.Options{
 		S3Endpoint:      c.S3Endpoint,
 		S3Region:        c.S3Region,

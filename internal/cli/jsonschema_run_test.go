@@ -39,6 +39,9 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"PruneMessage", 0, []string{"prune", "--keep-last", "5", "--dry-run"}},
 		{"PruneMessage", 11, []string{"prune", "--keep-last", "1", "--enforce", "--dry-run"}},
 		{"ErrorMessage", 2, []string{"prune"}},
+		{"ErrorMessage", 2, []string{"list", "--bogus"}}, // --json after the flag that does not parse
+		{"ErrorMessage", 2, []string{"audit", "show"}},   // an unknown subcommand
+		{"ErrorMessage", 2, []string{"bakup"}},           // an unknown command
 		{"HoldMessage", 0, []string{"hold", "add", "latest", "--reason", "audit", "--case", "C-1", "--until", "90d"}},
 		{"Hold", 0, []string{"hold", "list", "--all"}},
 		{"HoldMessage", 0, []string{"hold", "release", "latest", "--reason", "done"}},

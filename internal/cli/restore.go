@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
@@ -39,9 +40,13 @@ type RestoreOptions struct {
 func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command {
 	o := &RestoreOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT|latest --component d1 (--to-file F | --to-database DB [--create] | --in-place --yes)",
-		Short: "Restore a D1 database (or some tables) from a snapshot",
-		Long: `Restore one D1 database from a snapshot, whole or only --table T, to exactly one target:
+		Use:   "restore SNAPSHOT|latest [--component d1|do|r2|kv|config] [flags]",
+		Short: "Restore D1, Durable Objects, R2, KV or the Workers configuration from a snapshot",
+		Long: `Restore one component of a snapshot (--component, default d1). Every item is checked against its
+SHA-256 while it is read; --dry-run prints the plan and changes nothing. Needs an identity
+(--identity-file or CFBACKUP_IDENTITY_FILE).
+
+--component d1 restores one D1 database, whole or only --table T, to exactly one target:
 
   --to-file F.sqlite        a new local SQLite file; then PRAGMA integrity_check, foreign_key_check and
                             every table's row count against the snapshot. Nothing is left at F on failure.
@@ -51,25 +56,28 @@ func NewCmdRestore(f *Factory, runF func(*RestoreOptions) error) *cobra.Command 
                             database's current Time Travel bookmark and prints the command that undoes
                             the restore.
 
-Every item is checked against its SHA-256 while it is read. --dry-run prints the plan and changes nothing.
-Needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE).
+--in-place --time-travel --at TIME rewinds the database with D1 Time Travel (inside its retention
+window) instead of restoring a snapshot.
 
 --component config is never applied to the account: --to-dir DIR writes the Workers configuration and
 inventory as JSON files, --diff compares it with the live account (exit status 9 when they differ);
 see docs/CONFIG_COMPONENT.md.
 
 --component do restores Durable Objects through the Worker module (docs/DURABLE_OBJECTS.md) into the
-objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --ids-from FILE.
+objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --object-ids-from FILE.
 Object IDs are bound to their namespace: a restore into another account needs the original names.
 Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
 safety snapshot of them is taken first.
 
 --component r2 puts objects back into their bucket (or --to-bucket B [--to-prefix P], or --to-dir DIR):
-all of them, --prefix P, or some --object KEY / --objects-from FILE. Objects already there with the
+all of them, --prefix P, or some --key KEY / --keys-from FILE. Objects already there with the
 same data are left alone; different data stops the restore before anything is written unless
 --overwrite skip, or --overwrite overwrite --yes, which first takes a safety snapshot of exactly the
 objects it replaces (label pre-restore, held 7 days) and prints the command that undoes the restore.
-'latest' skips R2 safety snapshots; name one by ID to restore it.`,
+'latest' skips R2 safety snapshots; name one by ID to restore it.
+
+--component kv puts keys back into their namespace (or --to-namespace N, or --to-dir DIR): all of
+them, --prefix P, or some --key K; values, metadata and expirations as backed up (docs/KV.md).`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
@@ -78,7 +86,9 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
   cfbackup restore latest --component config --diff
   cfbackup restore latest --component do --do-namespace sessions --object-id 7c1e… --dry-run
   cfbackup restore latest --component r2 --r2-bucket assets --dry-run
-  cfbackup restore latest --component r2 --r2-bucket assets --prefix img/2026/ --overwrite overwrite --yes`,
+  cfbackup restore latest --component r2 --r2-bucket assets --prefix img/2026/ --overwrite overwrite --yes
+  cfbackup restore latest --component kv --kv-namespace SESSIONS --to-dir ./kv-sessions
+  cfbackup restore latest --component kv --kv-namespace SESSIONS --prefix user: --dry-run`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -92,7 +102,7 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 	}
 	reads(mutating(cmd), audit.ReadsData)
 	fl := cmd.Flags()
-	fl.StringVar(&o.Component, "component", "d1", "component to restore: d1, do, r2 or config")
+	fl.StringVar(&o.Component, "component", "d1", "component to restore: "+strings.Join(source.Names(), ", "))
 	fl.BoolVar(&o.Yes, "yes", false, "confirm a restore over live data")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.StringVar(&o.ToDir, "to-dir", "", "r2: restore objects into this local directory (keys become paths, docs/R2.md); config: write the configuration as JSON files there (nothing is applied)")

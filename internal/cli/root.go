@@ -7,12 +7,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +24,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 )
 
 // Version is set at build time with -ldflags "-X github.com/cfbackup/cfbackup/internal/cli.Version=…".
@@ -33,7 +35,7 @@ var Version = "dev"
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, os.Args[1:], IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv)
+	return run(ctx, os.Args[1:], IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv, processEnviron())
 }
 
 // IO holds the streams a command talks to.
@@ -52,14 +54,24 @@ func isTerminal(w any) bool {
 
 // Run executes one command line; it is Main without the process globals, for tests.
 func Run(ctx context.Context, args []string, ios IO, getenv func(string) string) int {
+	return run(ctx, args, ios, getenv, nil)
+}
+
+// run is Run with the process environment's variable list, for the strict CFBACKUP_* check (nil: no
+// check, as in-process tests inject getenv only).
+func run(ctx context.Context, args []string, ios IO, getenv func(string) string, environ []string) int {
 	out := &stdout{w: ios.Out}
-	f := &Factory{IO: IO{In: ios.In, Out: out, Err: ios.Err}, Getenv: getenv}
+	f := &Factory{IO: IO{In: ios.In, Out: out, Err: ios.Err}, Getenv: getenv, environ: environ, args: args}
 	root := NewRootCmd(f)
 	root.SetArgs(args)
 	root.SetIn(ios.In)
 	root.SetOut(out)
 	root.SetErr(ios.Err)
 	ran, err := root.ExecuteContextC(ctx)
+	err = rootUsage(err)
+	if err != nil && !f.jsonOut && errors.Is(err, errclass.Usage) && jsonRequested(args) {
+		f.jsonOut = true // the flags did not parse far enough to set --json
+	}
 	if err == nil {
 		if err = out.finish(f.jsonOut, nil); err == nil {
 			f.afterRun(ctx, ran, nil, ExitOK)
@@ -71,6 +83,7 @@ func Run(ctx context.Context, args []string, ios IO, getenv func(string) string)
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
 	}
 	code := exitCode(err)
+	out.flushQuiet()
 	if code == ExitInterrupted {
 		fmt.Fprintln(ios.Err, "cfbackup: interrupted; no snapshot was written by this run and earlier snapshots are untouched")
 	} else {
@@ -104,11 +117,29 @@ type stdout struct {
 	w       io.Writer
 	pending any  // the document writeJSON kept, printed by finish
 	direct  bool // something was written straight through
+	// quiet holds a command's text summary back under -q (contract.go): dropped when the run
+	// succeeds, printed when it fails.
+	quiet *bytes.Buffer
 }
 
 func (s *stdout) Write(p []byte) (int, error) {
+	if s.quiet != nil {
+		if s.quiet.Len() < quietLimit {
+			s.quiet.Write(p)
+		}
+		return len(p), nil
+	}
 	s.direct = true
 	return s.w.Write(p)
+}
+
+// flushQuiet prints what -q held back, as the run failed.
+func (s *stdout) flushQuiet() {
+	if q := s.quiet; q != nil && q.Len() > 0 {
+		s.quiet = nil
+		_, _ = s.Write(q.Bytes())
+	}
+	s.quiet = nil
 }
 
 // Unwrap is the real standard output (isTerminal looks through to it).
@@ -147,17 +178,19 @@ func (s *stdout) finish(jsonOut bool, failure *RunError) error {
 func NewRootCmd(f *Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cfbackup",
-		Short: "Back up and restore Cloudflare D1, Durable Objects and R2 into encrypted archives",
+		Short: "Back up and restore Cloudflare D1, Durable Objects, R2, KV and Workers config into encrypted archives",
 		Long: `cfbackup backs up what a Cloudflare Workers application keeps — D1 databases (component d1),
 Durable Object storage (do), R2 buckets (r2) and the Workers configuration around them (config) — into
 an age-encrypted, LZ4-compressed repository on a local directory or any S3-compatible store, and
 restores it, whole or in part (a table, an object, a prefix), to any point kept, with verification at
 every step.
 
-Start here:
+Start here (there is no default repository: set it once):
+  export CFBACKUP_REPOSITORY=/var/backups/cfbackup    # or s3://BUCKET/PREFIX, or repository: in cfbackup.yaml
   cfbackup key generate -o ~/.config/cfbackup/key.txt
-  cfbackup init --repo ./cfbackup-repo --recipient age1...
-  cfbackup backup --component d1,r2    # components: d1 (default), do, r2, config
+  cfbackup init --recipient age1...
+  cfbackup backup --component d1,r2    # components: d1 (default), do, r2, kv, config
+  cfbackup -q backup                   # for cron: silent unless it fails
   cfbackup list
   cfbackup verify latest --read-data --identity-file ~/.config/cfbackup/key.txt
   cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite --identity-file ~/.config/cfbackup/key.txt
@@ -182,11 +215,12 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&f.configFile, "config", "", "config file (default: ./cfbackup.yaml, then ~/.config/cfbackup/cfbackup.yaml; env CFBACKUP_CONFIG)")
-	pf.StringP("repo", "r", "", "repository: a local path, file://PATH or s3://BUCKET/PREFIX (env CFBACKUP_REPOSITORY; default ./cfbackup-repo)")
+	pf.StringP("repo", "r", "", "repository: a local path, file://PATH or s3://BUCKET/PREFIX (also --repository; env CFBACKUP_REPOSITORY; no default)")
 	pf.String("identity-file", "", "age identity file, for commands that decrypt (env CFBACKUP_IDENTITY_FILE)")
 	pf.String("log-level", "", "log level on stderr: debug, info, warn, error (env CFBACKUP_LOG_LEVEL)")
 	pf.BoolVar(&f.jsonOut, "json", false, "print machine-readable JSON on stdout (documented in docs/CLI_JSON_OUTPUT.md)")
 	pf.BoolVar(&f.noProgress, "no-progress", false, "never show a progress bar (it is shown only on a terminal anyway)")
+	addContractFlags(root)
 	pf.Var(new(durationFlag), "retry-lock", "if the repository is locked by another process, keep trying this long (e.g. 10m, 1h; docs/CONFIG.md \"Times and durations\")")
 
 	root.AddCommand(
@@ -211,6 +245,11 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 	for _, c := range root.Commands() {
 		appendExitCodes(c)
 	}
+	root.InitDefaultCompletionCmd() // now, so that strictParents covers 'completion' too
+	strictHelp(root)
+	strictParents(root)
+	applyFlagAliases(root)
+	registerCompletions(root, f)
 	return root
 }
 
@@ -260,19 +299,4 @@ func encodeIndented(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		lv = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
 }

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,11 @@ type Config struct {
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
 	LogLevel    string `mapstructure:"log_level"`
+	// LogFormat is how log lines on stderr look: text (default) or json (one object per line).
+	LogFormat string `mapstructure:"log_format"`
+	// Quiet prints errors only (cron); Verbose logs at debug level. They exclude each other.
+	Quiet   bool `mapstructure:"quiet"`
+	Verbose bool `mapstructure:"verbose"`
 
 	// TestRestore holds the checks test-restore runs on every restored D1 database.
 	TestRestore TestRestore `mapstructure:"test_restore"`
@@ -117,9 +123,6 @@ type Replica struct {
 	S3PathStyle bool   `mapstructure:"s3_path_style"`
 }
 
-// DefaultRepository is used when nothing names a repository: a local directory in the working directory.
-const DefaultRepository = "./cfbackup-repo"
-
 // Load reads the config file (explicit path, or cfbackup.yaml in the working directory or the user's
 // config directory), then CFBACKUP_* variables, then the flags that were set on the command line.
 // getenv is injected so tests and in-process scripts control the environment.
@@ -145,8 +148,13 @@ func Load(file string, flags *pflag.FlagSet, getenv func(string) string) (*Confi
 // setDefaults gives every key a default, so that CFBACKUP_<KEY> and flags find it (viper only binds
 // keys it knows).
 func setDefaults(v *viper.Viper) {
-	v.SetDefault("repository", DefaultRepository)
+	// No default repository: under cron a relative default lands in $HOME or /; commands that need
+	// one say how to set it (ErrNoRepository).
+	v.SetDefault("repository", "")
 	v.SetDefault("log_level", "info")
+	v.SetDefault("log_format", "")
+	v.SetDefault("quiet", false)
+	v.SetDefault("verbose", false)
 	v.SetDefault("segment_size", int64(512<<20))
 	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
@@ -170,27 +178,34 @@ func readFile(v *viper.Viper, file string, getenv func(string) string) (string, 
 		file = getenv("CFBACKUP_CONFIG")
 	}
 	if file != "" {
-		f, err := os.Open(file)
+		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
 		}
-		defer f.Close()
-		if err := v.ReadConfig(f); err != nil {
-			return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
-		}
-		return file, nil
+		return file, readConfig(v, file, b)
 	}
 	for _, cand := range candidates(getenv) {
-		if f, err := os.Open(cand); err == nil {
-			err = v.ReadConfig(f)
-			f.Close()
-			if err != nil {
-				return "", fmt.Errorf("%w: config file %s: %v", ErrInvalid, cand, err)
-			}
-			return cand, nil
+		if b, err := os.ReadFile(cand); err == nil {
+			return cand, readConfig(v, cand, b)
 		}
 	}
 	return "", nil
+}
+
+// readConfig reads the file's YAML into v, after checking every key of it against Config (strict.go).
+func readConfig(v *viper.Viper, file string, b []byte) error {
+	raw := viper.New()
+	raw.SetConfigType("yaml")
+	if err := raw.ReadConfig(bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+	}
+	if err := checkKeys(file, raw.AllSettings()); err != nil {
+		return err
+	}
+	if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("%w: config file %s: %v", ErrInvalid, file, err)
+	}
+	return nil
 }
 
 // applyEnv sets CFBACKUP_<KEY> variables (read through getenv so tests can inject them) and the few
@@ -228,6 +243,8 @@ func applyFlags(v *viper.Viper, flags *pflag.FlagSet) {
 			key = "repository"
 		case "recipient":
 			key = "recipients"
+		case "debug":
+			key = "verbose"
 		}
 		if !v.IsSet(key) && !isKnown(v, key) {
 			return
@@ -263,8 +280,8 @@ func (c *Config) fromEnv(getenv func(string) string) {
 
 // Validate checks values that can be checked without touching the network.
 func (c *Config) Validate() error {
-	if strings.TrimSpace(c.Repository) == "" {
-		return fmt.Errorf("%w: repository is empty: set --repo or CFBACKUP_REPOSITORY", ErrInvalid)
+	if c.Repository != "" && strings.TrimSpace(c.Repository) == "" {
+		return fmt.Errorf("%w: repository is blank: give a path or s3://BUCKET/PREFIX with --repo or CFBACKUP_REPOSITORY", ErrInvalid)
 	}
 	if c.SegmentSize < 1<<20 {
 		return fmt.Errorf("%w: segment_size %d is below 1 MiB", ErrInvalid, c.SegmentSize)
@@ -289,6 +306,14 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("%w: log_level %q: use debug, info, warn or error", ErrInvalid, c.LogLevel)
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("%w: log_format %q: use text or json", ErrInvalid, c.LogFormat)
+	}
+	if c.Quiet && c.Verbose {
+		return fmt.Errorf("%w: quiet and verbose both set: choose one (-q for cron, --verbose to investigate)", ErrInvalid)
 	}
 	if _, err := c.RetentionPolicies(); err != nil {
 		return err
@@ -332,4 +357,20 @@ func (c *Config) RetentionPolicies() (retention.Policies, error) {
 		return ps, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return ps, nil
+}
+
+// ErrNoRepository: nothing named a repository. There is no implicit default: a relative one would
+// resolve to $HOME or / under cron, far from where the operator looks.
+var ErrNoRepository = errclass.New(errclass.Usage, "no repository")
+
+// RequireRepository reports ErrNoRepository, saying where to set one, when no repository is set.
+func (c *Config) RequireRepository() error {
+	if strings.TrimSpace(c.Repository) != "" {
+		return nil
+	}
+	where := "a config file (./cfbackup.yaml, ~/.config/cfbackup/cfbackup.yaml or --config FILE)"
+	if c.File != "" {
+		where = c.File
+	}
+	return fmt.Errorf("%w: set --repo (or --repository), CFBACKUP_REPOSITORY or `repository:` in %s", ErrNoRepository, where)
 }

@@ -64,7 +64,7 @@ func load(t *testing.T, file string, fs *pflag.FlagSet, getenv func(string) stri
 func TestDefaults(t *testing.T) {
 	t.Chdir(t.TempDir()) // no ./cfbackup.yaml
 	c := load(t, "", flags(t), envOf(t))
-	if c.Repository != config.DefaultRepository || c.LogLevel != "info" || c.SegmentSize != 512<<20 || c.ChunkSize != archive.DefaultChunkSize {
+	if c.Repository != "" || c.LogLevel != "info" || c.SegmentSize != 512<<20 || c.ChunkSize != archive.DefaultChunkSize {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if len(c.Recipients) != 0 || c.S3PathStyle || c.S3Endpoint != "" || c.File != "" {
@@ -99,7 +99,7 @@ segment_size: 2097152
 
 	t.Run("default only", func(t *testing.T) {
 		c := load(t, "", flags(t), envOf(t))
-		if c.Repository != config.DefaultRepository || c.LogLevel != "info" {
+		if c.Repository != "" || c.LogLevel != "info" {
 			t.Fatalf("%+v", c)
 		}
 	})
@@ -142,7 +142,7 @@ segment_size: 2097152
 	})
 	t.Run("flags that are not settings are ignored", func(t *testing.T) {
 		c := load(t, "", flags(t, "--json"), envOf(t))
-		if c.Repository != config.DefaultRepository {
+		if c.Repository != "" {
 			t.Fatalf("%+v", c)
 		}
 	})
@@ -250,6 +250,8 @@ func TestInvalidValues(t *testing.T) {
 		{"log level from env", "", []string{"CFBACKUP_LOG_LEVEL", "loud"}, nil, "log_level"},
 		{"log level from flag", "", nil, []string{"--log-level", "trace"}, "log_level"},
 		{"empty repository flag", "", nil, []string{"--repo", " "}, "repository"},
+		{"log format from env", "", []string{"CFBACKUP_LOG_FORMAT", "xml"}, nil, "log_format"},
+		{"quiet and verbose", "quiet: true\nverbose: true\n", nil, nil, "quiet and verbose"},
 		{"segment size too small", "segment_size: 1000\n", nil, nil, "segment_size"},
 		{"chunk size too small", "", []string{"CFBACKUP_CHUNK_SIZE", "1024"}, nil, "chunk_size"},
 		{"chunk size too large", "chunk_size: 1073741824\n", nil, nil, "chunk_size"},
@@ -288,21 +290,72 @@ func TestInvalidValues(t *testing.T) {
 // used; the well-known environment variables are.
 func TestSecretsOnlyFromEnvironment(t *testing.T) {
 	t.Chdir(t.TempDir())
-	file := writeFile(t, `
-repository: /r
-cloudflare_api_token: token-from-file
-aws_access_key_id: AKIAFILE
-aws_secret_access_key: secret-from-file
-aws_session_token: session-from-file
-`)
+	// A secret in the config file is refused (strict keys), naming the variable to use instead.
+	for key, env := range map[string]string{"cloudflare_api_token": "CLOUDFLARE_API_TOKEN", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY"} {
+		file := writeFile(t, "repository: /r\n"+key+": secret-from-file\n")
+		_, err := config.Load(file, nil, envOf(t))
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), key+" is a secret") || !strings.Contains(err.Error(), env) || strings.Contains(err.Error(), "secret-from-file") {
+			t.Fatalf("%s in the config file: %v", key, err)
+		}
+	}
+	file := writeFile(t, "repository: /r\n")
 	c := load(t, file, nil, envOf(t, "CFBACKUP_CLOUDFLARE_API_TOKEN", "token-from-cfbackup-env"))
 	if c.CloudflareAPIToken != "" || c.AWSAccessKeyID != "" || c.AWSSecretAccessKey != "" || c.AWSSessionToken != "" {
-		t.Fatalf("secrets taken from the config file or CFBACKUP_*: token=%q key=%q secret=%q session=%q",
+		t.Fatalf("secrets taken from CFBACKUP_*: token=%q key=%q secret=%q session=%q",
 			c.CloudflareAPIToken, c.AWSAccessKeyID, c.AWSSecretAccessKey, c.AWSSessionToken)
 	}
 	c = load(t, file, nil, envOf(t, "CLOUDFLARE_API_TOKEN", "token-env", "AWS_ACCESS_KEY_ID", "AKIAENV",
 		"AWS_SECRET_ACCESS_KEY", "secret-env", "AWS_SESSION_TOKEN", "session-env"))
 	if c.CloudflareAPIToken != "token-env" || c.AWSAccessKeyID != "AKIAENV" || c.AWSSecretAccessKey != "secret-env" || c.AWSSessionToken != "session-env" {
 		t.Fatalf("secrets from the environment not used: %+v", c)
+	}
+}
+
+// TestStrictKeys: a misspelt key, top level or nested, is refused naming the key, the file and the
+// nearest valid key; no repository is no default repository.
+func TestStrictKeys(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tc := range []struct{ yaml, want string }{
+		{"repositry: /r\n", `unknown key "repositry": did you mean "repository"?`},
+		{"repository: /r\nreplicas:\n  eu:\n    repository: /eu\n    s3_endpoit: http://x\n", `unknown key "replicas.eu.s3_endpoit": did you mean "replicas.eu.s3_endpoint"?`},
+		{"repository: /r\ntest_restore:\n  assertions:\n    - sql: select 1\n      expct: \"= 1\"\n", `unknown key "test_restore.assertions[0].expct": did you mean "test_restore.assertions[0].expect"?`},
+		{"Log_Levle: debug\n", `did you mean "log_level"?`},
+	} {
+		file := writeFile(t, tc.yaml)
+		_, err := config.Load(file, nil, envOf(t))
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%q: %v, want %s", tc.yaml, err, tc.want)
+		}
+	}
+	// Free-form blocks are their parsers' to check; valid nested keys pass.
+	file := writeFile(t, "repository: /r\nreplicas:\n  eu:\n    repository: /eu\nretention:\n  default:\n    keep_last: 3\n")
+	if _, err := config.Load(file, nil, envOf(t)); err != nil {
+		t.Fatalf("valid file: %v", err)
+	}
+	c := load(t, "", nil, envOf(t))
+	if err := c.RequireRepository(); !errors.Is(err, config.ErrNoRepository) || !strings.Contains(err.Error(), "CFBACKUP_REPOSITORY") {
+		t.Fatalf("no repository: %v", err)
+	}
+}
+
+// TestCheckEnviron: an unknown CFBACKUP_* variable is refused with the nearest known one; known
+// ones, families (replicas, harnesses) and other variables pass.
+func TestCheckEnviron(t *testing.T) {
+	ok := []string{"CFBACKUP_REPOSITORY=/r", "CFBACKUP_QUIET=1", "CFBACKUP_LOG_FORMAT=json", "CFBACKUP_REPLICA_EU_AWS_ACCESS_KEY_ID=x",
+		"CFBACKUP_R2_SECRET_ACCESS_KEY=s", "CFBACKUP_CONFIG=/c", "HOME=/root", "CFBACKUP_ACTOR=me",
+		"CFBACKUP_TASK=backup", "CFBACKUP_COMPONENTS=d1", "CFBACKUP_TYPO=", "CFBACKUP_BENCH_ROTATE_MIB=8"}
+	if err := config.CheckEnviron(ok); err != nil {
+		t.Fatal(err)
+	}
+	for env, want := range map[string]string{
+		"CFBACKUP_REPOSITRY=/r":             "CFBACKUP_REPOSITORY",
+		"CFBACKUP_LOG_FORMT=json":           "CFBACKUP_LOG_FORMAT",
+		"CFBACKUP_CLOUDFLARE_API_TOKEN=tok": "CLOUDFLARE_API_TOKEN",
+	} {
+		err := config.CheckEnviron(append(ok, env))
+		name, val, _ := strings.Cut(env, "=")
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "did you mean "+want+"?") || strings.Contains(err.Error(), "="+val) {
+			t.Errorf("%s: %v", env, err)
+		}
 	}
 }

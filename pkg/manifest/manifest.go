@@ -103,7 +103,7 @@ type Source struct {
 	Reused  int64  `json:"reused,omitempty"`
 	Skipped int64  `json:"skipped,omitempty"`
 	Index   string `json:"index,omitempty"`
-	// Prefix is the key prefix an R2 backup was limited to (--r2-prefix); empty for the whole bucket.
+	// Prefix is the key prefix an R2 backup was limited to (--prefix); empty for the whole bucket.
 	Prefix string `json:"prefix,omitempty"`
 	// Class is a Durable Object namespace's class: the Worker module routes requests by it.
 	Class string `json:"class,omitempty"`

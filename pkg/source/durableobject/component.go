@@ -40,7 +40,7 @@ type component struct {
 	chunkBytes  int
 	workerURL   string // bound for the config (worker_url); read through Env.Setting
 
-	// want holds the object IDs --object-id or --ids-from chose (CheckFlags).
+	// want holds the object IDs --object-id or --object-ids-from chose (CheckFlags).
 	want map[string]bool
 	// api replaces Env.Cloudflare in tests.
 	api NamespaceAPI
@@ -52,7 +52,7 @@ func (c *component) Title() string { return "Durable Object namespace" }
 const workerURLUsage = "URL of the Worker that routes /__cfbackup/ to the Durable Objects (or CFBACKUP_WORKER_URL)"
 
 // Flags binds --do-namespace, --do-concurrency and --worker-url, and restore's --object-id,
-// --ids-from and hidden --do-chunk-bytes. The Worker secret is never a flag.
+// --object-ids-from and hidden --do-chunk-bytes. The Worker secret is never a flag.
 func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	switch verb {
 	case source.VerbBackup:
@@ -61,7 +61,7 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	case source.VerbRestore:
 		fs.StringVar(&c.namespace, "do-namespace", "", "with --component do: the namespace in the snapshot (name, id or class; default: all)")
 		fs.StringSliceVar(&c.objectIDs, "object-id", nil, "with --component do: restore only these object IDs (repeatable)")
-		fs.StringVar(&c.idsFrom, "ids-from", "", "with --component do: restore the object IDs listed in FILE (one per line, # comments)")
+		fs.StringVar(&c.idsFrom, "object-ids-from", "", "with --component do: restore the object IDs listed in FILE (one per line, # comments)")
 		fs.IntVar(&c.concurrency, "do-concurrency", 4, "with --component do: objects restored at once")
 		fs.IntVar(&c.chunkBytes, "do-chunk-bytes", DefaultChunkBytes, "largest import request body")
 		_ = fs.MarkHidden("do-chunk-bytes")
@@ -74,7 +74,7 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 }
 
 // CheckFlags refuses a bad restore before anything is read: options of other targets, conflicting
-// selectors, malformed object IDs. It reads --ids-from.
+// selectors, malformed object IDs. It reads --object-ids-from.
 func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 	if verb != source.VerbRestore {
 		return nil
@@ -90,7 +90,7 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 		}
 	}
 	if len(c.objectIDs) > 0 && c.idsFrom != "" {
-		return usage(errors.New("use --object-id or --ids-from, not both"))
+		return usage(errors.New("use --object-id or --object-ids-from, not both"))
 	}
 	if err := checkConcurrency(c.concurrency); err != nil {
 		return err
@@ -102,7 +102,7 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 			return err
 		}
 		if len(ids) == 0 {
-			return usage(fmt.Errorf("--ids-from %s lists no object ID", c.idsFrom))
+			return usage(fmt.Errorf("--object-ids-from %s lists no object ID", c.idsFrom))
 		}
 	}
 	c.want = map[string]bool{}
@@ -139,7 +139,7 @@ func usage(err error) error { return errclass.Wrap(errclass.Usage, err) }
 func readIDs(path string) ([]string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, usage(fmt.Errorf("--ids-from: %w", err))
+		return nil, usage(fmt.Errorf("--object-ids-from: %w", err))
 	}
 	defer fh.Close()
 	var out []string

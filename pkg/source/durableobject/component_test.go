@@ -133,8 +133,8 @@ func TestPlanRestoreRefusals(t *testing.T) {
 		text  string
 	}{
 		{[]string{"--object-id", "xyz"}, errclass.Usage, "64 hex digits"},
-		{[]string{"--object-id", oid("a"), "--ids-from", ids}, errclass.Usage, "not both"},
-		{[]string{"--ids-from", ids}, errclass.Usage, "lists no object ID"},
+		{[]string{"--object-id", oid("a"), "--object-ids-from", ids}, errclass.Usage, "not both"},
+		{[]string{"--object-ids-from", ids}, errclass.Usage, "lists no object ID"},
 		{[]string{"--to-file", "x.sqlite"}, errclass.Usage, "bound to their namespace"},
 		{[]string{"--do-concurrency", "0"}, errclass.Usage, "use 1 to 64"},
 		{[]string{"--object-id", oid("f")}, errclass.NotFound, "not in snapshot snap1"},

@@ -34,7 +34,7 @@ type NamespaceRestore struct {
 }
 
 // PlanRestore decides what restoring the snapshot's Durable Objects does: the namespaces chosen
-// (--do-namespace), the objects (--object-id, --ids-from, default all), and which of them hold data
+// (--do-namespace), the objects (--object-id, --object-ids-from, default all), and which of them hold data
 // now. Objects go back into the namespace they came from (their IDs are bound to it).
 func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
 	if c.want == nil { // CheckFlags was not called (a caller other than the CLI)

@@ -31,11 +31,11 @@ func init() { source.Register(func() source.Component { return &kvComponent{} })
 
 // kvComponent holds one command run's KV flags.
 type kvComponent struct {
-	namespaces  []string // --kv-namespace (backup: which to capture; restore, test-restore: which to read)
-	incremental bool     // --kv-incremental
-	toNamespace string   // --to-namespace
-	keys        []string // --key
-	concurrency int      // --kv-concurrency
+	namespaces  []string        // --kv-namespace (backup: which to capture; restore, test-restore: which to read)
+	incremental bool            // --kv-incremental
+	toNamespace string          // --to-namespace
+	keys        func() []string // --key (shared with r2)
+	concurrency int             // --kv-concurrency
 }
 
 func (*kvComponent) Name() string  { return Component }
@@ -50,7 +50,7 @@ func (k *kvComponent) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	case source.VerbRestore:
 		fs.StringArrayVar(&k.namespaces, "kv-namespace", nil, "kv: namespace in the snapshot (title or id; default: every one)")
 		fs.StringVar(&k.toNamespace, "to-namespace", "", "kv: restore into this namespace (title or id) instead of the original")
-		fs.StringArrayVar(&k.keys, "key", nil, "kv: restore only this key (repeatable; with --prefix, keys matching either)")
+		k.keys = source.SharedStringArray(fs, "key", source.KeyUsage)
 	case source.VerbTestRestore:
 		fs.StringArrayVar(&k.namespaces, "kv-namespace", nil, "kv: only these namespaces of the snapshot (title or id)")
 	}

@@ -242,13 +242,17 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 		return nil, fmt.Errorf("%w: --to-dir and --to-namespace exclude each other", errclass.Usage)
 	}
 	sel := selector{prefix: req.Prefix}
-	if len(k.keys) > 0 {
+	var keys []string
+	if k.keys != nil {
+		keys = k.keys()
+	}
+	if len(keys) > 0 {
 		sel.keys = map[string]bool{}
-		for _, key := range k.keys {
+		for _, key := range keys {
 			sel.keys[key] = true
 		}
 	}
-	p := &restorePlan{req: req, env: env, sel: sel, json: RestorePlanJSON{Snapshot: req.Snapshot.ID, ToDir: req.ToDir, Prefix: req.Prefix, Keys: len(k.keys)}}
+	p := &restorePlan{req: req, env: env, sel: sel, json: RestorePlanJSON{Snapshot: req.Snapshot.ID, ToDir: req.ToDir, Prefix: req.Prefix, Keys: len(keys)}}
 	if req.ToDir == "" {
 		if p.c, err = env.Cloudflare(); err != nil {
 			return nil, err

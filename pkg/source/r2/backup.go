@@ -414,7 +414,7 @@ func (p *parentIndex) segsOf(it manifest.Item) []archive.SegmentInfo {
 }
 
 // loadParent finds the newest snapshot with this bucket and reads its index; nil when there is none.
-// The parent covers the prefix being backed up when it can: a snapshot of only --r2-prefix P as
+// The parent covers the prefix being backed up when it can: a snapshot of only --prefix P as
 // the parent of a whole-bucket backup would make it fetch everything outside P again.
 func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, ik indexKeys) (*parentIndex, error) {
 	r := s.Repo

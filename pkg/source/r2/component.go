@@ -39,13 +39,13 @@ type backupFlags struct {
 // restoreFlags are restore's flags for the r2 component (--prefix and --to-dir are shared).
 type restoreFlags struct {
 	Bucket      string
-	Objects     []string
+	Objects     func() []string // --key (shared with kv)
 	ObjectsFrom string
 	ToBucket    string
 	ToPrefix    string
 	Overwrite   string
 
-	// checked says CheckFlags has read the keys of --object and --objects-from into keyList.
+	// checked says CheckFlags has read the keys of --key and --keys-from into keyList.
 	checked bool
 	keyList []string
 }
@@ -59,14 +59,14 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	case source.VerbBackup:
 		b := &c.backup
 		fs.StringSliceVar(&b.Buckets, "r2-bucket", nil, "R2 bucket to back up; repeat for several (default: every bucket the keys can list)")
-		fs.StringVar(&b.Prefix, "r2-prefix", "", "back up only objects whose key starts with this prefix")
+		fs.StringVar(&b.Prefix, "prefix", "", "r2: back up only objects whose key starts with this prefix")
 		fs.BoolVar(&b.Strict, "strict", false, "fail when an object is deleted between listing and download (default: skip it with a warning)")
 		fs.IntVar(&b.Concurrency, "r2-concurrency", 0, "parallel object downloads (env CFBACKUP_R2_CONCURRENCY; default 8)")
 	case source.VerbRestore:
 		r := &c.restore
 		fs.StringVar(&r.Bucket, "r2-bucket", "", "R2 bucket in the snapshot; optional when the snapshot has one")
-		fs.StringArrayVar(&r.Objects, "object", nil, "R2: restore only this object key (repeatable)")
-		fs.StringVar(&r.ObjectsFrom, "objects-from", "", "R2: restore the object keys listed in this file, one per line")
+		r.Objects = source.SharedStringArray(fs, "key", source.KeyUsage)
+		fs.StringVar(&r.ObjectsFrom, "keys-from", "", "r2: restore the object keys listed in this file, one per line")
 		fs.StringVar(&r.ToBucket, "to-bucket", "", "R2: restore into this bucket instead of the original one")
 		fs.StringVar(&r.ToPrefix, "to-prefix", "", "R2: put restored keys under this prefix (replacing --prefix when given)")
 		fs.StringVar(&r.Overwrite, "overwrite", OverwriteFail, "R2: when the target holds different data under a key: fail (write nothing), skip or overwrite")

@@ -21,7 +21,7 @@ func usage(format string, a ...any) error {
 	return errclass.Wrap(errclass.Usage, fmt.Errorf(format, a...))
 }
 
-// CheckFlags checks restore's r2 flags before anything is read and reads --objects-from.
+// CheckFlags checks restore's r2 flags before anything is read and reads --keys-from.
 func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 	if verb != source.VerbRestore {
 		return nil
@@ -37,7 +37,7 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 	return err
 }
 
-// keys checks the restore flags and returns the object keys asked for (--object, --objects-from).
+// keys checks the restore flags and returns the object keys asked for (--key, --keys-from).
 func (r restoreFlags) keys(toDir, prefix string) ([]string, error) {
 	switch r.Overwrite {
 	case OverwriteFail, OverwriteSkip, OverwriteOverwrite:
@@ -47,16 +47,19 @@ func (r restoreFlags) keys(toDir, prefix string) ([]string, error) {
 	if toDir != "" && (r.ToBucket != "" || r.ToPrefix != "") {
 		return nil, usage("--to-dir cannot be combined with --to-bucket or --to-prefix")
 	}
-	keys := append([]string(nil), r.Objects...)
+	var keys []string
+	if r.Objects != nil {
+		keys = append(keys, r.Objects()...)
+	}
 	if r.ObjectsFrom != "" {
 		more, err := readKeys(r.ObjectsFrom)
 		if err != nil {
-			return nil, usage("--objects-from: %w", err)
+			return nil, usage("--keys-from: %w", err)
 		}
 		keys = append(keys, more...)
 	}
 	if len(keys) > 0 && prefix != "" {
-		return nil, usage("choose --prefix or --object/--objects-from, not both")
+		return nil, usage("choose --prefix or --key/--keys-from, not both")
 	}
 	return keys, nil
 }
@@ -92,7 +95,7 @@ func (r restoreFlags) target(bucket string, req source.RestoreRequest) Target {
 	return t
 }
 
-// PlanRestore selects the objects (all of a bucket, --prefix, --object/--objects-from) and decides
+// PlanRestore selects the objects (all of a bucket, --prefix, --key/--keys-from) and decides
 // for each what the restore does at the target; it reads the target and writes nothing.
 func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.RestoreRequest) (source.RestorePlan, error) {
 	keys := c.restore.keyList

@@ -13,7 +13,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/source"
 )
 
-// TestRestoreFlagsCheckedFirst: restore's r2 flags are checked (and --objects-from read) before
+// TestRestoreFlagsCheckedFirst: restore's r2 flags are checked (and --keys-from read) before
 // anything is read from the repository, each mistake a usage error.
 func TestRestoreFlagsCheckedFirst(t *testing.T) {
 	list := filepath.Join(t.TempDir(), "keys.txt")
@@ -27,9 +27,9 @@ func TestRestoreFlagsCheckedFirst(t *testing.T) {
 		{[]string{"--overwrite", "sometimes"}, nil},
 		{[]string{"--to-dir", "out", "--to-bucket", "b"}, nil},
 		{[]string{"--to-dir", "out", "--to-prefix", "p/"}, nil},
-		{[]string{"--prefix", "a/", "--object", "a/1"}, nil},
-		{[]string{"--objects-from", filepath.Join(t.TempDir(), "missing")}, nil},
-		{[]string{"--object", "x", "--objects-from", list}, []string{"x", "a/1", "b/2"}},
+		{[]string{"--prefix", "a/", "--key", "a/1"}, nil},
+		{[]string{"--keys-from", filepath.Join(t.TempDir(), "missing")}, nil},
+		{[]string{"--key", "x", "--keys-from", list}, []string{"x", "a/1", "b/2"}},
 		{[]string{"--prefix", "a/", "--overwrite", "skip"}, []string{}},
 	}
 	for _, tc := range cases {

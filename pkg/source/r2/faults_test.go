@@ -329,7 +329,7 @@ func TestRestoreFromDamagedSegment(t *testing.T) {
 	t.Logf("%d of %d objects written before the damaged one (%d damaged): %v", written, len(model), len(damaged), err)
 }
 
-// A whole-bucket backup after an --r2-prefix one takes the newest snapshot that covers the whole
+// A whole-bucket backup after a --prefix one takes the newest snapshot that covers the whole
 // bucket as its parent, so nothing unchanged is fetched again; a prefix backup may use either.
 func TestParentCoversPrefix(t *testing.T) {
 	e := newEnv(t, "src")
