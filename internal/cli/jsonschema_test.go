@@ -71,6 +71,7 @@ func JSONMessages() []JSONMessage {
 		{Name: "config.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component config --to-dir"}, Type: t(configsrc.RestoreSummary{}), About: "the Workers configuration written as files"},
 		{Name: "config.DiffMessage", MessageType: "diff", Commands: []string{"restore --component config --diff"}, Type: t(configsrc.DiffMessage{}), About: "the snapshot's configuration against the live account"},
 		{Name: "kv.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component kv"}, Type: t(kv.RestoreSummary{}), About: "KV pairs restored"},
+		{Name: "VersionMessage", MessageType: msgVersion, Commands: []string{"version"}, Type: t(VersionMessage{}), About: "which build is running"},
 	}
 }
 
