@@ -1,7 +1,10 @@
 # Small phony targets over the go tool. `make demo` and `make test` are the README's two commands.
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/cfbackup/cfbackup/internal/cli.Version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/cfbackup/cfbackup/internal/buildinfo
+LDFLAGS := -s -w -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 BIN     := .bin
 
 .PHONY: all build test test-short bench bench-r2 fuzz fuzz-restore-do lint demo drill tools clean
@@ -10,7 +13,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cfbackup ./cmd/cfbackup
-	$(GO) build -trimpath -o $(BIN)/cfemu ./cmd/cfemu
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cfemu ./cmd/cfemu
 
 # Every test, with the race detector. Sets up what the tests need first (`make tools`: idempotent,
 # seconds when everything is already there), so on a fresh clone it is the only command to run.
