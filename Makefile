@@ -7,7 +7,7 @@ BUILDINFO := github.com/cfbackup/cfbackup/internal/buildinfo
 LDFLAGS := -s -w -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
 BIN     := .bin
 
-.PHONY: all build test test-short bench bench-r2 fuzz fuzz-restore-do lint demo drill tools clean
+.PHONY: all build test cross release-check test-short bench bench-r2 fuzz fuzz-restore-do lint demo drill tools clean
 
 all: build
 
@@ -21,7 +21,24 @@ test: tools
 	cd worker && npm test
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(MAKE) cross
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Every goreleaser target compiles (Windows has no kill(2): pkg/engine/liveness_*.go).
+cross:
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/...
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/...
+	GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/...
+
+# The release offline: goreleaser (installed into .bin/ once; a big build, so not part of `make test`)
+# checks .goreleaser.yaml and builds a snapshot into dist/ without publishing, signing or docker;
+# then lists the artefacts with their sizes (docs/RELEASE.md).
+GORELEASER_VERSION ?= v2.17.0
+release-check:
+	test -x $(BIN)/goreleaser || GOBIN=$(abspath $(BIN)) $(GO) install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION)
+	$(BIN)/goreleaser check
+	$(BIN)/goreleaser release --snapshot --clean --skip=publish,docker,sign
+	cd dist && ls -l *.tar.gz *.zip *.deb *.rpm checksums.txt | awk '{ printf "%10d  %s\n", $$5, $$9 }'
 
 test-short:
 	$(GO) test -short -count=1 ./...
