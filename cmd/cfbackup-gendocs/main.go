@@ -61,7 +61,8 @@ func generate(dir string) error {
 func genMan(root *cobra.Command, dir string) error {
 	hdr := &doc.GenManHeader{Title: "CFBACKUP", Section: "1", Source: "cfbackup " + cli.Version, Manual: "cfbackup manual"}
 	// Reproducible builds: the page date is SOURCE_DATE_EPOCH (goreleaser: the commit's time) when set.
-	if sec, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+	// (goreleaser passes a negative one when it could not read the git state: ignored).
+	if sec, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil && sec > 0 {
 		d := time.Unix(sec, 0).UTC()
 		hdr.Date = &d
 	}

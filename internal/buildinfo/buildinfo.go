@@ -49,6 +49,14 @@ func Get() Info {
 
 // resolve merges the stamped values with bi (nil when the binary has no build info).
 func resolve(version, commit, date string, bi *debug.BuildInfo) Info {
+	// goreleaser stamps "none" and the zero time when it could not read the git state (a snapshot
+	// in a clone without a remote): that is "unknown", not a commit.
+	if commit == "none" {
+		commit = ""
+	}
+	if strings.HasPrefix(date, "0001-01-01") {
+		date = ""
+	}
 	in := Info{Version: version, Commit: commit, Date: date, GoVersion: runtime.Version(),
 		Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi == nil {
