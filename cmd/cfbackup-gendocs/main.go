@@ -60,12 +60,13 @@ func generate(dir string) error {
 // genMan writes one gzipped page per command (cfbackup.1.gz, cfbackup-backup.1.gz, …).
 func genMan(root *cobra.Command, dir string) error {
 	hdr := &doc.GenManHeader{Title: "CFBACKUP", Section: "1", Source: "cfbackup " + cli.Version, Manual: "cfbackup manual"}
-	// Reproducible builds: the page date is SOURCE_DATE_EPOCH (goreleaser: the commit's time) when set.
-	// (goreleaser passes a negative one when it could not read the git state: ignored).
+	// Reproducible builds: the page date is SOURCE_DATE_EPOCH (goreleaser: the commit's time) when
+	// set; goreleaser passes a negative one when it could not read the git state: today then.
+	d := time.Now().UTC()
 	if sec, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil && sec > 0 {
-		d := time.Unix(sec, 0).UTC()
-		hdr.Date = &d
+		d = time.Unix(sec, 0).UTC()
 	}
+	hdr.Date = &d
 	var walk func(c *cobra.Command) error
 	walk = func(c *cobra.Command) error {
 		if !c.IsAvailableCommand() && c != root || c.IsAdditionalHelpTopicCommand() {
