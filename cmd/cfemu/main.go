@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfbackup/cfbackup/internal/buildinfo"
 	"github.com/cfbackup/cfbackup/internal/cftest"
 	"github.com/cfbackup/cfbackup/internal/seed"
 )
@@ -43,6 +44,7 @@ type options struct {
 // Main runs cfemu and returns the process exit code (0 ok, 1 error, 2 usage).
 func Main(args []string, stdout, stderr io.Writer) int {
 	var o options
+	bi := buildinfo.Get()
 	cmd := &cobra.Command{
 		Use:   "cfemu",
 		Short: "Run an emulated Cloudflare account (D1 REST API backed by local SQLite files)",
@@ -70,6 +72,7 @@ Example:
 
 Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 		Example:       "  cfemu --listen 127.0.0.1:8787 --seed appdb --env-file emu.env",
+		Version:       bi.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
@@ -79,6 +82,7 @@ Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 			return run(ctx, o, stdout, stderr)
 		},
 	}
+	cmd.SetVersionTemplate(versionLine(bi))
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 	f.StringVar(&o.dataDir, "data-dir", "", "directory holding the databases (default: a new temporary directory)")
@@ -106,6 +110,19 @@ Exit status: 0 after a clean shutdown, 1 on error, 2 on bad usage.`,
 }
 
 var errUsage = errors.New("usage")
+
+// versionLine is what --version prints: the same build info as `cfbackup version`, so an emulator
+// can be matched to the cfbackup release it came with.
+func versionLine(bi buildinfo.Info) string {
+	commit, date := bi.Commit, bi.Date
+	if commit == "" {
+		commit = "unknown"
+	}
+	if date == "" {
+		date = "unknown"
+	}
+	return fmt.Sprintf("cfemu %s (commit %s, built %s, %s, %s)\n", bi.Version, commit, date, bi.GoVersion, bi.Platform)
+}
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	opts := cftest.Options{AccountID: o.accountID, Token: os.Getenv("CFEMU_TOKEN"), DataDir: o.dataDir,

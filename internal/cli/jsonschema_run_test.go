@@ -30,6 +30,7 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 	}{
 		{"KeyGenerateMessage", 0, []string{"key", "generate", "-o", filepath.Join(h.dir, "k2.txt")}},
 		{"ListEntry", 0, []string{"list"}},
+		{"VersionMessage", 0, []string{"version"}},
 		{"VerifyMessage", 0, []string{"verify"}},
 		{"ErrorMessage", 7, []string{"verify", "0123456789abcdef"}},
 		{"VerifyAllMessage", 0, []string{"verify", "--all"}},

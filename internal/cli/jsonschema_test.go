@@ -78,6 +78,7 @@ func JSONMessages() []JSONMessage {
 		{Name: "config.DiffMessage", MessageType: "diff", Commands: []string{"restore --component config --diff"}, Type: t(configsrc.DiffMessage{}), About: "the snapshot's configuration against the live account"},
 		{Name: "DoctorMessage", MessageType: msgDoctor, Commands: []string{"doctor"}, Type: t(DoctorMessage{}), About: "every check made, its status and fix"},
 		{Name: "kv.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component kv"}, Type: t(kv.RestoreSummary{}), About: "KV pairs restored"},
+		{Name: "VersionMessage", MessageType: msgVersion, Commands: []string{"version"}, Type: t(VersionMessage{}), About: "which build is running"},
 	}
 }
 

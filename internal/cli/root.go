@@ -240,6 +240,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdHold(f),
 		NewCmdUnlock(f, nil),
 		NewCmdMigrate(f, nil),
+		NewCmdVersion(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {

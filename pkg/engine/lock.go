@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
@@ -221,7 +220,7 @@ func (e *Engine) stale(h LockInfo) bool {
 		return true
 	}
 	if h.Host == hostname() && h.PID > 0 && h.PID != os.Getpid() {
-		if err := syscall.Kill(h.PID, 0); errors.Is(err, syscall.ESRCH) {
+		if processGone(h.PID) {
 			return true
 		}
 	}
