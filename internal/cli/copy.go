@@ -80,16 +80,11 @@ func copyRun(cmd *cobra.Command, o *CopyOptions) error {
 			return usageError{err}
 		}
 	}
-	unlock, err := lockRepo(cmd, o.f, engine.LockShared, o.DryRun)
+	ctx, r, unlock, err := lockedRepo(cmd, o.f, engine.LockShared, o.DryRun)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ctx := cmd.Context()
-	r, err := o.f.Repo(ctx)
-	if err != nil {
-		return err
-	}
 	snaps, err := o.snapshots(ctx, r)
 	if err != nil {
 		return err

@@ -87,15 +87,11 @@ recipients that identity can decrypt. Names an unfinished rewrap or writer rotat
 	}
 }
 
-// lockedRepo takes the repository's exclusive lock and returns the authenticated repository.
-func lockedRepo(cmd *cobra.Command, f *Factory) (*repo.Repo, func(), error) {
-	unlock, err := lockRepo(cmd, f, engine.LockExclusive, false)
+// keyRepo takes the repository's exclusive lock and returns the repository, which must be
+// authenticated by the writer secret: key changes rewrite config.json.
+func keyRepo(cmd *cobra.Command, f *Factory) (*repo.Repo, func(), error) {
+	_, r, unlock, err := lockedRepo(cmd, f, engine.LockExclusive, false)
 	if err != nil {
-		return nil, nil, err
-	}
-	r, err := f.Repo(cmd.Context())
-	if err != nil {
-		unlock()
 		return nil, nil, err
 	}
 	if r.Key() == nil {
@@ -129,7 +125,7 @@ given the new list.`,
 			if _, err := keys.ParseRecipients([]string{rc}); err != nil {
 				return usageError{fmt.Errorf("%w: %v (a recipient is the public key 'age1…' that 'cfbackup key generate' prints)", repo.ErrBadRecipient, err)}
 			}
-			r, unlock, err := lockedRepo(cmd, f)
+			r, unlock, err := keyRepo(cmd, f)
 			if err != nil {
 				return err
 			}
@@ -191,7 +187,7 @@ identity can decrypt nothing stored in the repository (see 'cfbackup key rewrap'
 			if err != nil {
 				return err
 			}
-			r, unlock, err := lockedRepo(cmd, f)
+			r, unlock, err := keyRepo(cmd, f)
 			if err != nil {
 				return err
 			}
@@ -262,7 +258,7 @@ are listed and the command exits 8; their old versions stay readable until reten
 			if err != nil {
 				return err
 			}
-			r, unlock, err := lockedRepo(cmd, f)
+			r, unlock, err := keyRepo(cmd, f)
 			if err != nil {
 				return err
 			}
@@ -357,7 +353,7 @@ func rotateWriterRun(cmd *cobra.Command, f *Factory, output string) error {
 	default:
 		return fmt.Errorf("%w: %s: %v", engine.ErrKey, pending, err)
 	}
-	r, unlock, err := lockedRepo(cmd, f)
+	r, unlock, err := keyRepo(cmd, f)
 	if err != nil {
 		return err
 	}

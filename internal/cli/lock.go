@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/timespec"
 )
 
@@ -77,4 +78,20 @@ func flagValue(fl *pflag.Flag) any {
 		return sv.GetSlice()
 	}
 	return fl.Value.String()
+}
+
+// lockedRepo takes the repository lock of kind (none for a dry run) and opens the repository: how
+// every command that reads snapshots under a lock starts. ctx is the lock's context (cancelled if
+// the lock is lost); unlock is never nil on success.
+func lockedRepo(cmd *cobra.Command, f *Factory, kind string, dryRun bool) (ctx context.Context, r *repo.Repo, unlock func(), err error) {
+	unlock, err = lockRepo(cmd, f, kind, dryRun)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx = cmd.Context()
+	if r, err = f.Repo(ctx); err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return ctx, r, unlock, nil
 }

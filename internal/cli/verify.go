@@ -77,16 +77,11 @@ func verifyRun(cmd *cobra.Command, o *VerifyOptions) error {
 	if err := engine.ValidateSubset(o.Subset); err != nil {
 		return err
 	}
-	unlock, err := lockRepo(cmd, o.f, engine.LockShared, false)
+	ctx, r, unlock, err := lockedRepo(cmd, o.f, engine.LockShared, false)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ctx := cmd.Context()
-	r, err := o.f.Repo(ctx)
-	if err != nil {
-		return err
-	}
 	m, err := r.FindSnapshot(ctx, o.Snapshot, "")
 	if err != nil {
 		return err

@@ -17,16 +17,11 @@ func verifyAllRun(cmd *cobra.Command, o *VerifyOptions) error {
 	if _, _, err := engine.ParseSlice(o.Subset); err != nil {
 		return err
 	}
-	unlock, err := lockRepo(cmd, o.f, engine.LockShared, false)
+	ctx, r, unlock, err := lockedRepo(cmd, o.f, engine.LockShared, false)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ctx := cmd.Context()
-	r, err := o.f.Repo(ctx)
-	if err != nil {
-		return err
-	}
 	snaps, bad, err := r.ListSnapshots(ctx)
 	if err != nil {
 		return err

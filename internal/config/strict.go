@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,7 +137,7 @@ func walkKeys(t reflect.Type, v any, path string) string {
 				fields[tag] = t.Field(i).Type
 			}
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			ft, ok := fields[strings.ToLower(k)]
 			if !ok {
 				return unknownKey(path, k, fields)
@@ -149,7 +151,7 @@ func walkKeys(t reflect.Type, v any, path string) string {
 		if !ok || t.Elem().Kind() == reflect.Interface {
 			return "" // free-form blocks (retention) are validated by their parsers
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if msg := walkKeys(t.Elem(), m[k], join(path, k)); msg != "" {
 				return msg
 			}
@@ -186,15 +188,6 @@ func join(path, k string) string {
 		return k
 	}
 	return path + "." + k
-}
-
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // fieldKeys are the top-level config keys (mapstructure tags) of t.

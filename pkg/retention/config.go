@@ -2,7 +2,8 @@ package retention
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ var Components = []string{"d1", "do", "r2", "config"}
 // Unknown keys, negative counts and bad durations are errors wrapping ErrPolicy.
 func ParseConfig(block map[string]any) (Policies, error) {
 	ps := Policies{Location: time.UTC}
-	for _, k := range sortedKeys(block) {
+	for _, k := range slices.Sorted(maps.Keys(block)) {
 		v := block[k]
 		switch {
 		case k == "timezone":
@@ -48,7 +49,7 @@ func ParseConfig(block map[string]any) (Policies, error) {
 				return ps, fmt.Errorf("%w: retention.sources must map component/source to a policy", ErrPolicy)
 			}
 			ps.Sources = map[string]Policy{}
-			for _, sk := range sortedKeys(m) {
+			for _, sk := range slices.Sorted(maps.Keys(m)) {
 				comp, _, ok := strings.Cut(sk, "/")
 				if !ok || !isComponent(comp) {
 					return ps, fmt.Errorf("%w: retention.sources key %q: write component/source, e.g. d1/app (components: %s)", ErrPolicy, sk, strings.Join(Components, ", "))
@@ -84,7 +85,7 @@ func parsePolicy(where string, v any) (Policy, error) {
 	if !ok {
 		return p, fmt.Errorf("%w: %s must be a map of %s", ErrPolicy, where, strings.Join(PolicyKeys, ", "))
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val := m[k]
 		var err error
 		switch k {
@@ -202,13 +203,4 @@ func isComponent(s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
