@@ -79,7 +79,9 @@ func TestKilledBackupInAuditTrail(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &recs); err != nil {
 		t.Fatal(err)
 	}
-	if last := recs[len(recs)-1]; len(recs) != 6 || last.Result != "error" || last.ExitCode != 130 {
+	// init, backup started+ok, killed backup started, report (a read: one record), Ctrl-C'd backup
+	// started+error.
+	if last := recs[len(recs)-1]; len(recs) != 7 || last.Result != "error" || last.ExitCode != 130 {
 		t.Fatalf("records after Ctrl-C: %+v", recs)
 	}
 }
