@@ -112,13 +112,22 @@ func (r *Repo) saveRewrapJournal(ctx context.Context, j *rewrapJournal) error {
 	return r.Store.Put(ctx, layout.RotationJournalKey("rewrap"), bytes.NewReader(b), store.PutOptions{})
 }
 
+// readSmall reads a journal or index object whole, bounded like a manifest: one larger than that
+// is refused (not cut short, which would only surface later as a failed MAC).
 func (r *Repo) readSmall(ctx context.Context, key string) ([]byte, error) {
 	rc, err := r.Store.Open(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxManifestSize))
+	b, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), maxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifestSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d MiB", key, manifest.ErrFormat, maxManifestSize>>20)
+	}
+	return b, nil
 }
 
 // Rewrap rewrites the header of every age file of the repository — segments, catalogues and
