@@ -82,7 +82,7 @@ func CheckRepository(ctx context.Context, o RepoOptions) []source.Finding {
 		add(authFinding(r, nil))
 	}
 	if o.Role != nil && o.Role.WriterSecret == Forbidden && openErr == nil && r.Key() == nil && !r.Legacy() {
-		out[len(out)-1] = source.Skip(Repository, "config.authentic", "no writer secret on this host, as a "+o.Role.Name+" should: snapshots are listed unchecked")
+		out[len(out)-1] = source.Skip(Repository, "config.authentic", "no writer secret on this host, as the "+o.Role.Name+" role wants: snapshots are listed unchecked")
 	}
 	add(formatFinding(r))
 	add(identityFinding(ctx, r, o))

@@ -48,8 +48,8 @@ type RoleHost struct {
 // object that does (refused with 412 by a store that would have allowed it).
 func CheckRole(ctx context.Context, role Role, h RoleHost) []source.Finding {
 	var out []source.Finding
-	out = append(out, secretFinding(role, "identity", "an age identity (decrypts every snapshot)", role.Identity, h.Identity, errclass.Key))
-	out = append(out, secretFinding(role, "writer_secret", "the writer secret (authenticates and signs snapshots)", role.WriterSecret, h.WriterSecret, errclass.Key))
+	out = append(out, secretFinding(role, "identity", "age identity", "it decrypts every snapshot", role.Identity, h.Identity, errclass.Key))
+	out = append(out, secretFinding(role, "writer_secret", "writer secret", "it authenticates and signs snapshots", role.WriterSecret, h.WriterSecret, errclass.Key))
 	out = append(out, tokenFindings(ctx, role, h)...)
 	if h.Store != nil {
 		out = append(out, storeRoleFindings(ctx, role, h.Store)...)
@@ -57,7 +57,7 @@ func CheckRole(ctx context.Context, role Role, h RoleHost) []source.Finding {
 	return out
 }
 
-func secretFinding(role Role, check, what string, need Need, held []Held, c *errclass.Class) source.Finding {
+func secretFinding(role Role, check, what, why string, need Need, held []Held, c *errclass.Class) source.Finding {
 	check = "role." + check
 	var srcs, fixes []string
 	for _, x := range held {
@@ -67,15 +67,23 @@ func secretFinding(role Role, check, what string, need Need, held []Held, c *err
 	switch {
 	case len(held) > 0 && need == Forbidden:
 		return source.Fail(RoleComponent, check, c,
-			fmt.Sprintf("this host holds %s (%s), which a %s must not hold: whoever takes this host takes it too", what, strings.Join(srcs, ", "), role.Name),
+			fmt.Sprintf("this host holds %s (%s), which %s must not hold: %s, and whoever takes this host takes it too", withArticle(what), strings.Join(srcs, ", "), a(role.Name), why),
 			strings.Join(fixes, "; "))
 	case len(held) == 0 && need == Required:
-		return source.Fail(RoleComponent, check, c, fmt.Sprintf("a %s needs %s and this host holds none", role.Name, what),
+		return source.Fail(RoleComponent, check, c, fmt.Sprintf("%s needs the %s and this host holds none", a(role.Name), what),
 			"see docs/ROLES.md for where the "+role.Name+" gets it")
 	case len(held) > 0:
-		return source.OK(RoleComponent, check, fmt.Sprintf("holds %s (%s): a %s %s it", what, strings.Join(srcs, ", "), role.Name, need))
+		return source.OK(RoleComponent, check, fmt.Sprintf("holds the %s (%s): %s %s it", what, strings.Join(srcs, ", "), a(role.Name), need))
 	}
-	return source.OK(RoleComponent, check, fmt.Sprintf("holds no %s: a %s %s it", strings.SplitN(what, " (", 2)[0], role.Name, need))
+	return source.OK(RoleComponent, check, fmt.Sprintf("holds no %s: %s %s it", what, a(role.Name), need))
+}
+
+// a is the role's name with its article ("a backup-host", "an auditor").
+func a(name string) string {
+	if strings.ContainsAny(name[:1], "aeiou") {
+		return "an " + name
+	}
+	return "a " + name
 }
 
 // tokenFindings: a token where the role needs none, then each permission group the token holds
@@ -85,10 +93,10 @@ func tokenFindings(ctx context.Context, role Role, h RoleHost) []source.Finding 
 	switch {
 	case h.TokenSet && role.Token == Forbidden:
 		return []source.Finding{source.Fail(RoleComponent, check, errclass.Remote,
-			"this host holds a Cloudflare API token (CLOUDFLARE_API_TOKEN), which a "+role.Name+" never uses",
+			"this host holds a Cloudflare API token (CLOUDFLARE_API_TOKEN), which "+a(role.Name)+" never uses",
 			"drop CLOUDFLARE_API_TOKEN from this host's environment (and revoke the token if no other host uses it)")}
 	case !h.TokenSet && role.Token == Required:
-		return []source.Finding{source.Fail(RoleComponent, check, errclass.Remote, "a "+role.Name+" needs a Cloudflare API token and CLOUDFLARE_API_TOKEN is not set",
+		return []source.Finding{source.Fail(RoleComponent, check, errclass.Remote, a(role.Name)+" needs a Cloudflare API token and CLOUDFLARE_API_TOKEN is not set",
 			"set CLOUDFLARE_API_TOKEN to a token with the permissions of examples/roles/"+role.Name+".cloudflare-token.json")}
 	case !h.TokenSet:
 		return []source.Finding{source.OK(RoleComponent, check, "holds no Cloudflare API token")}
@@ -97,7 +105,7 @@ func tokenFindings(ctx context.Context, role Role, h RoleHost) []source.Finding 
 	if err != nil {
 		return []source.Finding{source.Fail(RoleComponent, check, errclass.Remote, err.Error(), "set CLOUDFLARE_ACCOUNT_ID")}
 	}
-	out := []source.Finding{source.OK(RoleComponent, check, "holds a Cloudflare API token; probing the permission groups a "+role.Name+" must not hold")}
+	out := []source.Finding{source.OK(RoleComponent, check, "holds a Cloudflare API token; probing the permission groups "+a(role.Name)+" must not hold")}
 	for _, p := range AllPermissions {
 		if !role.Allows(p) {
 			out = append(out, excessPermission(ctx, cl, role, p))
@@ -142,11 +150,11 @@ func excessPermission(ctx context.Context, cl *cloudflare.Client, role Role, p s
 	switch {
 	case err == nil || errors.Is(err, cloudflare.ErrNotFound):
 		f.Status, f.Class = source.StatusFail, errclass.Remote
-		f.Detail = fmt.Sprintf("the token holds %s (%s was authorized), which a %s never needs", p, how, role.Name)
-		f.Fix = fmt.Sprintf("remove %q from the API token (dashboard → My Profile → API Tokens → Edit); a %s's token holds only: %s",
-			p, role.Name, strings.Join(role.Permissions, ", "))
+		f.Detail = fmt.Sprintf("the token holds %s (%s was authorized), which %s never needs", p, how, a(role.Name))
+		f.Fix = fmt.Sprintf("remove %q from the API token (dashboard → My Profile → API Tokens → Edit); %s's token holds only: %s",
+			p, a(role.Name), strings.Join(role.Permissions, ", "))
 	case errors.Is(err, cloudflare.ErrAuth):
-		f.Status, f.Detail = source.StatusOK, fmt.Sprintf("the token lacks %s, as a %s should (%s was refused)", p, role.Name, how)
+		f.Status, f.Detail = source.StatusOK, fmt.Sprintf("the token lacks %s, as %s should (%s was refused)", p, a(role.Name), how)
 	default:
 		f.Status, f.Detail = source.StatusSkip, fmt.Sprintf("could not tell whether the token holds %s: %v", p, err)
 	}
@@ -193,15 +201,15 @@ func writeProbe(ctx context.Context, role Role, st store.Store) source.Finding {
 		return source.Skip(RoleComponent, check, "could not tell whether these credentials may write: "+err.Error())
 	case may && !role.WritesData:
 		return source.Fail(RoleComponent, check, errclass.Failure,
-			fmt.Sprintf("the S3 credentials may write %s (%s was answered 412, not 403), which a %s never does", layout.Snapshots, how, role.Name),
+			fmt.Sprintf("the S3 credentials may write %s (%s was answered 412, not 403), which %s never does", layout.Snapshots, how, a(role.Name)),
 			fmt.Sprintf("give this host keys whose policy allows s3:PutObject only under %s (examples/roles/%s.bucket-policy.json)", strings.Join(role.Puts, " "), role.Name))
 	case denied && role.WritesData:
-		return source.Fail(RoleComponent, check, errclass.Failure, "the S3 credentials may not write "+layout.Snapshots+" ("+how+" was refused): a "+role.Name+" must",
+		return source.Fail(RoleComponent, check, errclass.Failure, "the S3 credentials may not write "+layout.Snapshots+" ("+how+" was refused): "+a(role.Name)+" must",
 			"allow s3:PutObject as in examples/roles/"+role.Name+".bucket-policy.json")
 	case may:
-		return source.OK(RoleComponent, check, "the S3 credentials may write "+layout.Snapshots+" ("+how+" was answered 412), as a "+role.Name+" must")
+		return source.OK(RoleComponent, check, "the S3 credentials may write "+layout.Snapshots+" ("+how+" was answered 412), as "+a(role.Name)+" must")
 	}
-	return source.OK(RoleComponent, check, "the S3 credentials may not write "+layout.Snapshots+" ("+how+" was refused), as a "+role.Name+" should")
+	return source.OK(RoleComponent, check, "the S3 credentials may not write "+layout.Snapshots+" ("+how+" was refused), as "+a(role.Name)+" should")
 }
 
 func deleteProbe(ctx context.Context, role Role, dp store.DeleteProber) source.Finding {
@@ -215,19 +223,27 @@ func deleteProbe(ctx context.Context, role Role, dp store.DeleteProber) source.F
 		return source.Skip(RoleComponent, check, "could not tell whether these credentials may delete: "+err.Error())
 	case err == nil && !role.Deletes:
 		return source.Fail(RoleComponent, check, errclass.Failure,
-			fmt.Sprintf("the S3 credentials may delete snapshots (%s was allowed), which a %s never does: stolen, they erase the backups", how, role.Name),
+			fmt.Sprintf("the S3 credentials may delete snapshots (%s was allowed), which %s never does: stolen, they erase the backups", how, a(role.Name)),
 			"drop s3:DeleteObject (and s3:DeleteObjectVersion) from these credentials: use the policy of examples/roles/"+role.Name+".bucket-policy.json; prune and unlock run on the admin host (docs/ROLES.md)")
 	case denied && role.Deletes:
 		return source.Fail(RoleComponent, check, errclass.Failure, "the S3 credentials may not delete ("+how+" was refused): prune and unlock need it",
 			"allow s3:DeleteObject as in examples/roles/admin.bucket-policy.json")
 	case err == nil:
-		return source.OK(RoleComponent, check, "the S3 credentials may delete ("+how+" was allowed), as an "+role.Name+" must")
+		return source.OK(RoleComponent, check, "the S3 credentials may delete ("+how+" was allowed), as "+a(role.Name)+" must")
 	}
-	return source.OK(RoleComponent, check, "the S3 credentials may not delete ("+how+" was refused with 403), as a "+role.Name+" should")
+	return source.OK(RoleComponent, check, "the S3 credentials may not delete ("+how+" was refused with 403), as "+a(role.Name)+" should")
 }
 
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// withArticle puts "an" before the identity and "the" before the writer secret.
+func withArticle(what string) string {
+	if strings.HasPrefix(what, "age") {
+		return "an " + what
+	}
+	return "the " + what
 }
