@@ -52,7 +52,7 @@ type RepoOptions struct {
 	// expected for a role that must not hold one.
 	Role *Role
 	Log  *slog.Logger
-	Now   func() time.Time
+	Now  func() time.Time
 }
 
 // CheckRepository runs the repository checks in order; a repository that cannot be opened stops
