@@ -30,6 +30,8 @@ func doctorRoleFindings(ctx context.Context, f *Factory, role doctor.Role) []sou
 	h := doctor.RoleHost{
 		Identity:     heldIdentity(f),
 		WriterSecret: heldWriterSecret(f),
+		WorkerSecret: heldWorkerSecret(f),
+		R2Keys:       heldR2Keys(f),
 		TokenSet:     f.cfg.CloudflareAPIToken != "",
 		Cloudflare:   f.Cloudflare,
 	}
@@ -81,4 +83,24 @@ func settingHeld(f *Factory, env, key, file, also string) doctor.Held {
 		return doctor.Held{Source: env + " (" + file + ")", Fix: "drop " + env + " from this host's environment " + also}
 	}
 	return doctor.Held{Source: key + " in the config file (" + file + ")", Fix: "remove " + key + " from the config file " + also}
+}
+
+// heldWorkerSecret: the production Worker module's secret (component do).
+func heldWorkerSecret(f *Factory) []doctor.Held {
+	var out []doctor.Held
+	if f.cfg.WorkerSecret != "" {
+		out = append(out, doctor.Held{Source: "CFBACKUP_WORKER_SECRET", Fix: "drop CFBACKUP_WORKER_SECRET from this host's environment"})
+	}
+	if f.cfg.WorkerSecretFile != "" {
+		out = append(out, settingHeld(f, "CFBACKUP_WORKER_SECRET_FILE", "worker_secret_file", "file "+filepath.Base(f.cfg.WorkerSecretFile), "and delete the file from this host"))
+	}
+	return out
+}
+
+// heldR2Keys: the S3 keys of the R2 source buckets (component r2).
+func heldR2Keys(f *Factory) []doctor.Held {
+	if f.cfg.R2AccessKeyID == "" {
+		return nil
+	}
+	return []doctor.Held{{Source: "CFBACKUP_R2_ACCESS_KEY_ID", Fix: "drop CFBACKUP_R2_ACCESS_KEY_ID and CFBACKUP_R2_SECRET_ACCESS_KEY from this host's environment"}}
 }

@@ -34,6 +34,8 @@ type Held struct {
 type RoleHost struct {
 	Identity     []Held
 	WriterSecret []Held
+	WorkerSecret []Held
+	R2Keys       []Held
 	TokenSet     bool
 	// Cloudflare builds the API client (only called when TokenSet).
 	Cloudflare func() (*cloudflare.Client, error)
@@ -50,6 +52,8 @@ func CheckRole(ctx context.Context, role Role, h RoleHost) []source.Finding {
 	var out []source.Finding
 	out = append(out, secretFinding(role, "identity", "age identity", "it decrypts every snapshot", role.Identity, h.Identity, errclass.Key))
 	out = append(out, secretFinding(role, "writer_secret", "writer secret", "it authenticates and signs snapshots", role.WriterSecret, h.WriterSecret, errclass.Key))
+	out = append(out, secretFinding(role, "worker_secret", "Worker module secret", "it signs requests that read and write every Durable Object", role.WorkerSecret, h.WorkerSecret, errclass.Key))
+	out = append(out, secretFinding(role, "r2_keys", "R2 source keys", "they read (or write) the R2 buckets backed up", role.R2Keys, h.R2Keys, errclass.Remote))
 	out = append(out, tokenFindings(ctx, role, h)...)
 	if h.Store != nil {
 		out = append(out, storeRoleFindings(ctx, role, h.Store)...)
@@ -240,7 +244,7 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// withArticle puts "an" before the identity and "the" before the writer secret.
+// withArticle puts "an" before the identity and "the" before the other secrets.
 func withArticle(what string) string {
 	if strings.HasPrefix(what, "age") {
 		return "an " + what

@@ -47,6 +47,9 @@ type Role struct {
 	// Identity is the age identity (decrypts every snapshot); WriterSecret the writer key file
 	// (authenticates and signs snapshots); Token the Cloudflare API token.
 	Identity, WriterSecret, Token Need
+	// WorkerSecret is the production Worker module's secret (component do); R2Keys the R2 S3 keys
+	// of the source buckets (component r2). Only the hosts that back up or restore hold them.
+	WorkerSecret, R2Keys Need
 	// Permissions are the token permission groups the role may hold; any other is an excess.
 	Permissions []string
 	// WritesData: the role puts snapshots and segments (backup) or rewrites the repository (admin).
@@ -62,33 +65,33 @@ type Role struct {
 var Roles = []Role{
 	{Name: "backup-host", Summary: "takes backups on a schedule; can add snapshots, cannot read them back or remove any",
 		Commands: []string{"backup", "verify (quick)", "list", "stats", "doctor"},
-		Identity: Forbidden, WriterSecret: Required, Token: Required,
+		Identity: Forbidden, WriterSecret: Required, Token: Required, WorkerSecret: Optional, R2Keys: Optional,
 		Permissions: []string{PermD1Read, PermD1Edit, PermWorkersScriptsRead, PermKVRead, PermR2Read},
 		WritesData:  true,
 		Puts:        []string{layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Audit, layout.VerifyRecords, layout.Doctor}},
 	{Name: "verifier", Summary: "proves snapshots restore (verify --read-data, test-restore) into scratch targets only",
 		Commands: []string{"verify --read-data", "verify --all", "test-restore", "list", "report"},
-		Identity: Required, WriterSecret: Optional, Token: Optional,
+		Identity: Required, WriterSecret: Optional, Token: Optional, WorkerSecret: Forbidden, R2Keys: Forbidden,
 		Permissions: []string{PermWorkersScriptsRead, PermR2Read},
 		Puts:        []string{layout.Locks, layout.Audit, layout.VerifyRecords}},
 	{Name: "restorer", Summary: "restores snapshots into the Cloudflare account (disaster recovery)",
 		Commands: []string{"restore", "list", "verify", "doctor"},
-		Identity: Required, WriterSecret: Optional, Token: Required,
+		Identity: Required, WriterSecret: Optional, Token: Required, WorkerSecret: Optional, R2Keys: Optional,
 		Permissions: AllPermissions,
 		Puts:        []string{layout.Locks, layout.Audit}},
 	{Name: "approver", Summary: "places and releases legal holds on snapshots; approves what admin deletes",
 		Commands: []string{"hold add", "hold release", "hold list", "list", "report"},
-		Identity: Forbidden, WriterSecret: Required, Token: Forbidden,
+		Identity: Forbidden, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
 		Puts: []string{layout.Holds, layout.Audit}},
 	{Name: "admin", Summary: "creates and maintains the repository: init, prune, unlock, key rotation, migrate, copy",
 		Commands: []string{"init", "prune", "unlock", "key rotate", "key rewrap", "migrate", "copy", "hold", "doctor"},
-		Identity: Optional, WriterSecret: Required, Token: Forbidden,
+		Identity: Optional, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
 		WritesData: true, Deletes: true,
 		Puts:         []string{"(every prefix)"},
 		DeletesUnder: []string{layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Marks, layout.Rotations, layout.Doctor}},
 	{Name: "auditor", Summary: "reads the audit trail and reports; holds no key that decrypts or signs",
 		Commands: []string{"report", "audit verify", "audit list", "list", "stats"},
-		Identity: Forbidden, WriterSecret: Forbidden, Token: Forbidden,
+		Identity: Forbidden, WriterSecret: Forbidden, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
 		Puts: []string{layout.Audit}},
 }
 
