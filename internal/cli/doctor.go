@@ -80,7 +80,7 @@ func doctorRun(ctx context.Context, o *DoctorOptions) error {
 		return err
 	}
 	if role != nil && (role.Token == doctor.Forbidden || role.Token == doctor.Optional && f.cfg.CloudflareAPIToken == "") {
-		names, explicit = nil, false // a role without a token backs up and restores no component
+		names, explicit = []string{}, false // a role without a token backs up and restores no component
 	}
 	var diags []source.Diagnoser
 	usesAPI := false
