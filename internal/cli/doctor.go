@@ -20,13 +20,15 @@ import (
 type DoctorOptions struct {
 	f          *Factory
 	Components []string
+	// Role is --role: check this host against a role's least privilege (docs/ROLES.md).
+	Role string
 }
 
 // NewCmdDoctor checks what this host can do before a backup or a restore has to find out.
 func NewCmdDoctor(f *Factory, runF func(*DoctorOptions) error) *cobra.Command {
 	o := &DoctorOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "doctor [--component d1,do,r2,config,kv]",
+		Use:   "doctor [--component d1,do,r2,config,kv] [--role NAME]",
 		Short: "Check what this host can do: token permissions, repository, keys, locks, clock, endpoints",
 		Long: `Check, component by component, whether this host can back up and restore, and say how to fix
 what it cannot. Every check is a finding: ok, warn, fail or skip, with what was checked and the fix.
@@ -43,11 +45,17 @@ what it cannot. Every check is a finding: ok, warn, fail or skip, with what was 
 Without --component every component is checked: one not configured on this host is skipped and a
 permission it lacks is a warning. A component named with --component must be configured and hold
 its permissions: name the components this host serves. Nothing in the account is written; secrets
-are never printed. Exits 0 when nothing failed (warnings do not fail), else with the exit code of the
+are never printed.
+
+With --role NAME (backup-host, verifier, restorer, approver, admin, auditor; docs/ROLES.md) the
+host is also checked against the role's least privilege: an age identity, a writer secret, a
+Cloudflare token or a token permission group the role must not hold, S3 credentials that may write
+or delete what the role must not, each a failure naming what to drop. Exits 0 when nothing failed (warnings do not fail), else with the exit code of the
 first failure's class (docs/EXIT_CODES.md; docs/DOCTOR.md).`,
 		Example: `  cfbackup doctor
   cfbackup doctor --component d1,r2 --identity-file ~/.config/cfbackup/key.txt
-  cfbackup doctor --json | jq '.findings[] | select(.status == "fail")'`,
+  cfbackup doctor --json | jq '.findings[] | select(.status == "fail")'
+  cfbackup doctor --role backup-host --component d1,kv`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -57,14 +65,22 @@ first failure's class (docs/EXIT_CODES.md; docs/DOCTOR.md).`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&o.Components, "component", nil, "components to check (default: all: "+strings.Join(source.Names(), ",")+")")
+	cmd.Flags().StringVar(&o.Role, "role", "", "also check that this host holds no more than role NAME needs: "+strings.Join(doctor.RoleNames(), ", ")+" (docs/ROLES.md)")
 	return cmd
 }
 
 func doctorRun(ctx context.Context, o *DoctorOptions) error {
 	f := o.f
+	role, err := doctorRole(o.Role)
+	if err != nil {
+		return err
+	}
 	names, explicit, err := doctorComponents(o.Components)
 	if err != nil {
 		return err
+	}
+	if role != nil && (role.Token == doctor.Forbidden || role.Token == doctor.Optional && f.cfg.CloudflareAPIToken == "") {
+		names, explicit = []string{}, false // a role without a token backs up and restores no component
 	}
 	var diags []source.Diagnoser
 	usesAPI := false
@@ -89,15 +105,19 @@ func doctorRun(ctx context.Context, o *DoctorOptions) error {
 		})
 		findings = append(findings, cf...)
 	}
-	findings = append(findings, doctorRepository(ctx, f)...)
+	findings = append(findings, doctorRepository(ctx, f, role)...)
 	req := source.DiagnoseRequest{Env: f.Env(), TokenOK: tokenOK, Explicit: explicit}
 	for _, d := range diags {
 		findings = append(findings, d.Diagnose(ctx, req)...)
+	}
+	if role != nil {
+		findings = append(findings, doctorRoleFindings(ctx, f, *role)...)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	msg := doctorMessage(names, findings)
+	msg.Role = o.Role
 	if f.jsonOut {
 		if err := writeJSON(f.IO.Out, msg); err != nil {
 			return err
@@ -128,13 +148,13 @@ func doctorComponents(flag []string) (names []string, explicit bool, err error) 
 
 // doctorRepository runs the repository checks with the same store, key lookup and identity every
 // command uses.
-func doctorRepository(ctx context.Context, f *Factory) []source.Finding {
+func doctorRepository(ctx context.Context, f *Factory, role *doctor.Role) []source.Finding {
 	st, err := f.Store(ctx)
 	if err != nil {
 		return []source.Finding{source.Fail(doctor.Repository, "reachable", classOr(err, errclass.Usage), err.Error(),
 			"check --repo / CFBACKUP_REPOSITORY (a path, file://PATH or s3://BUCKET/PREFIX) and the S3 settings")}
 	}
-	o := doctor.RepoOptions{Store: st, Open: f.OpenRepo, Log: f.Log()}
+	o := doctor.RepoOptions{Store: st, Open: f.OpenRepo, Log: f.Log(), Role: role}
 	if p := f.cfg.IdentityFile; p != "" {
 		o.IdentitySource = "file " + filepath.Base(p)
 		o.Identities, o.IdentityErr = f.Identities(true)

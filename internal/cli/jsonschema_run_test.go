@@ -60,6 +60,9 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"TestRestoreMessage", 0, []string{"test-restore", "latest", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"DoctorMessage", 0, []string{"doctor", "--component", "d1,kv", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"DoctorMessage", 4, []string{"doctor", "--component", "d1", "--identity-file", filepath.Join(h.dir, "k2.txt")}},
+		{"DoctorMessage", 4, []string{"doctor", "--role", "backup-host", "--component", "d1", "--identity-file", filepath.Join(h.dir, "key.txt")}},
+		{"DoctorMessage", 4, []string{"doctor", "--role", "auditor"}}, // the harness holds the writer secret and a token: excesses
+		{"ErrorMessage", 2, []string{"doctor", "--role", "nosuch"}},
 	}
 	for _, s := range steps {
 		out, errOut, code := h.run(t, append(s.args, "--json")...)

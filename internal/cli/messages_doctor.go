@@ -11,6 +11,8 @@ type DoctorMessage struct {
 	// MessageType is "doctor".
 	MessageType string `json:"message_type"`
 	OK          bool   `json:"ok"`
+	// Role is the role checked with --role (docs/ROLES.md); empty without it.
+	Role string `json:"role,omitempty"`
 	// Components are the components checked (besides the repository and the Cloudflare token).
 	Components []string `json:"components"`
 	// Counts of findings by status: ok, warn, fail, skip.

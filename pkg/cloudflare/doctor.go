@@ -52,14 +52,27 @@ func (c *Client) Probe(ctx context.Context, path string, q url.Values) error {
 	return err
 }
 
+// ProbeDelete deletes a resource that does not exist (path relative to accounts/<id>/, ending in a
+// random name) to learn whether the token holds an edit permission without changing anything
+// ('doctor --role'): Cloudflare checks the permission first, so ErrAuth means the token lacks it and
+// ErrNotFound means it holds it.
+func (c *Client) ProbeDelete(ctx context.Context, path string) error {
+	_, err := c.call(ctx, http.MethodDelete, "accounts/"+url.PathEscape(c.cfg.AccountID)+"/"+path, nil, "DELETE "+path)
+	return err
+}
+
 // get is one GET of the REST API outside the SDK (doctor's probes want per_page=1 and the raw error
 // codes), classified like every other call.
 func (c *Client) get(ctx context.Context, path string, q url.Values, what string) (json.RawMessage, error) {
+	return c.call(ctx, http.MethodGet, path, q, what)
+}
+
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, what string) (json.RawMessage, error) {
 	u := strings.TrimRight(c.cfg.BaseURL, "/") + "/" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}

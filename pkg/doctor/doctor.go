@@ -47,8 +47,12 @@ type RepoOptions struct {
 	IdentitySource string
 	// Clock, when set, compares the host's clock with the S3 server's (nil for a local repository).
 	Clock *ClockCheck
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Role, when set ('doctor --role'), replaces the scratch-object store checks (a role without
+	// delete could not remove the object) with CheckRole's probes, and makes a missing writer secret
+	// expected for a role that must not hold one.
+	Role *Role
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 // CheckRepository runs the repository checks in order; a repository that cannot be opened stops
@@ -77,6 +81,9 @@ func CheckRepository(ctx context.Context, o RepoOptions) []source.Finding {
 		add(source.OK(Repository, "reachable", layout.Config+" read at "+loc))
 		add(authFinding(r, nil))
 	}
+	if o.Role != nil && o.Role.WriterSecret == Forbidden && openErr == nil && r.Key() == nil && !r.Legacy() {
+		out[len(out)-1] = source.Skip(Repository, "config.authentic", "no writer secret on this host, as the "+o.Role.Name+" role wants: snapshots are listed unchecked")
+	}
 	add(formatFinding(r))
 	add(identityFinding(ctx, r, o))
 	add(lockFindings(ctx, r, o)...)
@@ -85,7 +92,9 @@ func CheckRepository(ctx context.Context, o RepoOptions) []source.Finding {
 	} else {
 		add(source.Skip(Repository, "clock", "a local repository: no server clock to compare with"))
 	}
-	add(StoreFindings(ctx, o.Store, o.Now)...)
+	if o.Role == nil {
+		add(StoreFindings(ctx, o.Store, o.Now)...)
+	}
 	add(objectLockFinding(ctx, r, o.Store))
 	return out
 }

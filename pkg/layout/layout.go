@@ -101,6 +101,11 @@ func RotationJournalKey(kind string) string { return Rotations + kind + IndexSuf
 // several hosts never meet).
 func DoctorKey(run string) string { return Doctor + run + ".tmp" }
 
+// DeleteProbeKey is a key under prefix that no object has: 'doctor --role' deletes it to learn whether
+// the credentials may delete under prefix without deleting anything (run is random). It does not end
+// in JSONSuffix or SegmentSuffix, so no reader takes it for a manifest or a segment.
+func DeleteProbeKey(prefix, run string) string { return prefix + "doctor-" + run + ".probe" }
+
 // SegmentKey is the key of segment id.
 func SegmentKey(id string) string { return Segments + id + SegmentSuffix }
 

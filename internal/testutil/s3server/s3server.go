@@ -32,13 +32,22 @@ type Server struct {
 	AccessKey string
 	SecretKey string
 	Region    string
+	// AdminEndpoint is versitygw's admin API (user accounts), set only by StartIAM.
+	AdminEndpoint string
 
 	client *s3.Client
+	bin    string
 }
 
 // Start launches versitygw with its data under t.TempDir() and stops it when the test ends. It skips
 // the test when the binary is missing, unless CI is set (then a missing server is a failure).
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return startServer(t, false) }
+
+// StartIAM is Start with versitygw's internal IAM: CreateUser adds accounts that, unlike the root
+// account, are bound by bucket policies (see iam.go).
+func StartIAM(t testing.TB) *Server { t.Helper(); return startServer(t, true) }
+
+func startServer(t testing.TB, iam bool) *Server {
 	t.Helper()
 	bin := findBinary()
 	if bin == "" {
@@ -49,7 +58,7 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // the free port can be taken between probe and bind
-		s, err := start(t, bin)
+		s, err := start(t, bin, iam)
 		if err == nil {
 			return s
 		}
@@ -59,7 +68,7 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, iam bool) (*Server, error) {
 	base := t.TempDir()
 	data, versions := filepath.Join(base, "data"), filepath.Join(base, "versions")
 	for _, d := range []string{data, versions} {
@@ -77,8 +86,21 @@ func start(t testing.TB, bin string) (*Server, error) {
 		SecretKey: randHex(20),
 		Region:    "us-east-1",
 	}
-	cmd := exec.Command(bin, "--port", fmt.Sprintf("127.0.0.1:%d", port), "--health", "/healthz", "--quiet",
-		"posix", "--versioning-dir", versions, data)
+	args := []string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "--health", "/healthz", "--quiet"}
+	if iam {
+		adminPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		iamDir := filepath.Join(base, "iam")
+		if err := os.MkdirAll(iamDir, 0o700); err != nil {
+			return nil, err
+		}
+		s.AdminEndpoint = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+		args = append(args, "--admin-port", fmt.Sprintf("127.0.0.1:%d", adminPort), "--iam-dir", iamDir)
+	}
+	cmd := exec.Command(bin, append(args, "posix", "--versioning-dir", versions, data)...)
+	s.bin = bin
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	var logBuf syncBuffer
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
