@@ -60,6 +60,9 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"TestRestoreMessage", 0, []string{"test-restore", "latest", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"DoctorMessage", 0, []string{"doctor", "--component", "d1,kv", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"DoctorMessage", 4, []string{"doctor", "--component", "d1", "--identity-file", filepath.Join(h.dir, "k2.txt")}},
+		// After a real prune, a restore, a test-restore and a copy: pruned snapshots, activity runs and drills filled in.
+		{"PruneMessage", 0, []string{"prune", "--keep-last", "1"}},
+		{"Report", 0, []string{"report"}},
 	}
 	for _, s := range steps {
 		out, errOut, code := h.run(t, append(s.args, "--json")...)
