@@ -61,33 +61,9 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			fmt.Sprintf("failures=%d unfinished=%d last_failure=%s snapshots=%d pruned=%d last_drill_pass=%s", c.Failures, c.Unfinished, tsp(c.LastFailure),
 				c.Snapshots, c.Pruned, tsp(c.LastDrillPass)))
 	}
-	for _, d := range r.Drills {
-		res := "current"
-		if d.Overdue {
-			res = "overdue"
-		}
-		row("drill", tsp(d.LastPass), d.Component, d.Snapshot, res, strconv.Itoa(d.Passes), "", "", "", "", "", fmt.Sprintf("failures=%d last_failure=%s", d.Failures, tsp(d.LastFailure)))
-	}
-	for _, sec := range r.Activity.sections() {
-		for _, x := range sec.S.Runs {
-			row(sec.Kind, ts(x.Time), strings.Join(x.Components, ";"), strings.Join(x.Snapshots, ";"), x.Result, strconv.Itoa(x.ExitCode), i64(x.Bytes), "", "", "", x.Actor,
-				fmt.Sprintf("seq=%d reads=%s args=%s %s", x.Seq, x.Reads, strings.Join(x.Args, " "), x.Error))
-		}
-	}
+	r.activityCSV(row)
 	r.Storage.csvRows(row)
-	for _, b := range r.Backups {
-		var labels []string
-		for k, v := range b.Labels {
-			labels = append(labels, k+"="+v)
-		}
-		sort.Strings(labels)
-		res := "ok"
-		if b.Pruned {
-			res = "pruned"
-		}
-		row("backup", ts(b.Time), strings.Join(b.Components, ";"), b.Snapshot, res, "", i64(b.Size), i64(b.StoredSize), i64(b.Items), f64(b.DurationSeconds), b.Actor,
-			fmt.Sprintf("verified=%t read_data=%t test_restored=%t held=%t labels=%s", b.Verified, b.ReadDataChecked, b.TestRestored, b.Held, strings.Join(labels, ";")))
-	}
+	r.backupsCSV(row)
 	for _, f := range r.Failures {
 		row("failure", ts(f.Time), strings.Join(f.Components, ";"), "", f.Kind, strconv.Itoa(f.ExitCode), "", "", "", "", f.Actor, f.Command+": "+f.Error)
 	}
@@ -294,5 +270,39 @@ func (r *Report) writeActivityText(w io.Writer) {
 	}
 	for _, sec := range r.Activity.sections() {
 		fmt.Fprintf(w, "%s: %d ok, %d failed, %d unfinished, %d byte(s) read.\n", sec.Title, sec.S.OK, sec.S.Failed, sec.S.Unfinished, sec.S.Bytes)
+	}
+}
+
+// activityCSV writes the drill rows and one row per run of each activity section.
+func (r *Report) activityCSV(row func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string)) {
+	for _, d := range r.Drills {
+		res := "current"
+		if d.Overdue {
+			res = "overdue"
+		}
+		row("drill", tsp(d.LastPass), d.Component, d.Snapshot, res, strconv.Itoa(d.Passes), "", "", "", "", "", fmt.Sprintf("failures=%d last_failure=%s", d.Failures, tsp(d.LastFailure)))
+	}
+	for _, sec := range r.Activity.sections() {
+		for _, x := range sec.S.Runs {
+			row(sec.Kind, ts(x.Time), strings.Join(x.Components, ";"), strings.Join(x.Snapshots, ";"), x.Result, strconv.Itoa(x.ExitCode), i64(x.Bytes), "", "", "", x.Actor,
+				fmt.Sprintf("seq=%d reads=%s args=%s %s", x.Seq, x.Reads, strings.Join(x.Args, " "), x.Error))
+		}
+	}
+}
+
+// backupsCSV writes one row per snapshot of the period, kept ("ok") or removed by prune ("pruned").
+func (r *Report) backupsCSV(row func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string)) {
+	for _, b := range r.Backups {
+		var labels []string
+		for k, v := range b.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		res := "ok"
+		if b.Pruned {
+			res = "pruned"
+		}
+		row("backup", ts(b.Time), strings.Join(b.Components, ";"), b.Snapshot, res, "", i64(b.Size), i64(b.StoredSize), i64(b.Items), f64(b.DurationSeconds), b.Actor,
+			fmt.Sprintf("verified=%t read_data=%t test_restored=%t held=%t labels=%s", b.Verified, b.ReadDataChecked, b.TestRestored, b.Held, strings.Join(labels, ";")))
 	}
 }
