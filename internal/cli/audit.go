@@ -46,7 +46,8 @@ running) are listed too; they do not break the chain. Needs no identity.`,
 			if err != nil {
 				return err
 			}
-			_, st, err := (&audit.Log{Store: r.Store}).Verify(ctx)
+			// Walk, not Verify: the verdict needs no record kept, so memory stays bounded on a long trail.
+			st, err := (&audit.Log{Store: r.Store}).Walk(ctx, func(audit.Record) error { return nil })
 			if err != nil {
 				return err
 			}

@@ -189,6 +189,14 @@ func pruneRun(cmd *cobra.Command, o *PruneOptions) error {
 	if res == nil {
 		return perr
 	}
+	if !res.DryRun {
+		// The audit record names the snapshots removed (ids only); their figures are in the prune record.
+		rr := RunResult{Snapshots: []string{}}
+		for _, rm := range res.Removed {
+			rr.Snapshots = append(rr.Snapshots, rm.Snapshot)
+		}
+		o.f.SetResult(rr)
+	}
 	out := o.f.IO.Out
 	if o.f.jsonOut {
 		if err := writeJSON(out, &PruneMessage{MessageType: msgPrune, OK: perr == nil, Result: res}); err != nil {

@@ -32,8 +32,11 @@ func NewCmdReport(f *Factory, runF func(*ReportOptions) error) *cobra.Command {
 		Short: "Compliance report: backups, failures, retention, holds, verification, audit chain",
 		Long: `Summarise what the repository proves for a period (default: all history):
 
-  - backups per component with success and failure counts and rates (failures and runs that never
-    finished come from the audit trail), sizes and durations over time;
+  - backup runs per component counted from the audit trail (successful, failed, never finished) and
+    their success rate, which retention does not change; sizes and durations over time, snapshots
+    removed by prune included (their prune record keeps their figures);
+  - restores, test-restores, copies, approvals and break-glass restores, each its own section, and
+    when each component last passed a drill (a successful test-restore; docs/REPORT.md);
   - the retention policy and what prune kept and deleted (prune/ records);
   - legal holds, active and released (holds/ records);
   - verification and test-restore coverage (verify/ records);

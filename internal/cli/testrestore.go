@@ -170,6 +170,9 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 		return terr
 	}
 	rr := RunResult{Components: m.Components, Snapshots: []string{m.ID}}
+	if len(o.Components) > 0 {
+		rr.Components = o.Components // the audit record says what was tested: a drill pass of these only
+	}
 	for _, s := range res.Sources {
 		rr.Bytes += s.Bytes
 		rr.Items += int64(s.Items)

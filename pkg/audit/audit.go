@@ -305,12 +305,28 @@ type Status struct {
 // Verify reads the whole trail and checks it: every sequence number from 1 to the head has exactly one
 // record, each record's body hashes to the hash in its key and its "hash" field, its "seq" matches its
 // key, and its "prev" is the previous record's hash. It returns the records in order (those it could
-// read) and the status; err is only for storage failures.
+// read) and the status; err is only for storage failures. It holds every record in memory: a reader
+// of a long trail that needs each record once (the report) uses Walk instead.
 func (l *Log) Verify(ctx context.Context) ([]Record, Status, error) {
+	var out []Record
+	st, err := l.Walk(ctx, func(r Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	return out, st, nil
+}
+
+// Walk checks the trail exactly as Verify does, but hands each readable record to fn in sequence
+// order instead of keeping it, so memory stays bounded by the object listing (one key per record) and
+// the runs still open, not by the records' contents. An error from fn stops the walk and is returned.
+func (l *Log) Walk(ctx context.Context, fn func(Record) error) (Status, error) {
 	st := Status{Problems: []Problem{}, Gaps: []Problem{}, Unfinished: []Record{}}
 	records, claims, unknown, err := l.scan(ctx)
 	if err != nil {
-		return nil, st, err
+		return st, err
 	}
 	for _, k := range unknown {
 		st.Problems = append(st.Problems, Problem{Key: k, Problem: "unexpected object in audit/ (not a record or a claim)"})
@@ -322,8 +338,9 @@ func (l *Log) Verify(ctx context.Context) ([]Record, Status, error) {
 	for s := range claims {
 		top = max(top, s)
 	}
-	var out []Record
-	lastHash := "" // hash of the newest record that exists before seq
+	open := map[string]Record{} // "started" records whose run has not recorded its end yet, by run
+	var unnamed []Record        // "started" records without a run id: never matched by an end
+	lastHash := ""              // hash of the newest record that exists before seq
 	for seq := int64(1); seq <= top; seq++ {
 		es := records[seq]
 		if len(es) == 0 {
@@ -359,7 +376,7 @@ func (l *Log) Verify(ctx context.Context) ([]Record, Status, error) {
 		rec, raw, err := l.read(ctx, e.key)
 		if err != nil && raw == nil {
 			if ctx.Err() != nil {
-				return nil, st, ctx.Err()
+				return st, ctx.Err()
 			}
 			st.Problems = append(st.Problems, Problem{Seq: seq, Key: e.key, Problem: "unreadable: " + err.Error()})
 			lastHash = e.hash
@@ -377,18 +394,32 @@ func (l *Log) Verify(ctx context.Context) ([]Record, Status, error) {
 			st.Problems = append(st.Problems, Problem{Seq: seq, Key: e.key, Problem: "chain broken: prev is not the hash of the record before it (a record was deleted, replaced or moved)"})
 		}
 		if err == nil {
-			out = append(out, rec)
+			st.Records++
+			switch {
+			case rec.Result == ResultStarted && rec.Run == "":
+				unnamed = append(unnamed, rec)
+			case rec.Result == ResultStarted:
+				open[rec.Run] = rec
+			case rec.Run != "":
+				delete(open, rec.Run)
+			}
+			if ferr := fn(rec); ferr != nil {
+				return st, ferr
+			}
 		}
 		lastHash = e.hash
 	}
-	st.Records = len(out)
 	st.HeadSeq = top
 	if rs := records[top]; len(rs) > 0 {
 		st.HeadHash = rs[0].hash
 	}
 	st.OK = len(st.Problems) == 0
-	st.Unfinished = Unfinished(out)
-	return out, st, nil
+	for _, r := range open {
+		unnamed = append(unnamed, r)
+	}
+	sort.Slice(unnamed, func(i, j int) bool { return unnamed[i].Seq < unnamed[j].Seq })
+	st.Unfinished = append(st.Unfinished, unnamed...)
+	return st, nil
 }
 
 // Unfinished returns the "started" records that have no "ok"/"error" record of the same run.

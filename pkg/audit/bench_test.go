@@ -6,6 +6,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/audit"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
+	"github.com/cfbackup/cfbackup/pkg/store/mem"
 )
 
 // BenchmarkAppendVerify measures one append and one full verification of a 1,000-record trail on the
@@ -36,4 +37,23 @@ func BenchmarkAppendVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkWalk reads a 1,000-record trail the way the report does: each record handed on, none kept.
+func BenchmarkWalk(b *testing.B) {
+	st := mem.New()
+	l := &audit.Log{Store: st}
+	ctx := context.Background()
+	for range 1000 {
+		if err := l.Append(ctx, &audit.Record{Command: "backup", Result: audit.ResultOK, Args: []string{"backup"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if s, err := l.Walk(ctx, func(audit.Record) error { n++; return nil }); err != nil || !s.OK || n != 1000 {
+			b.Fatal(err, s.Problems, n)
+		}
+	}
 }

@@ -219,7 +219,8 @@ func (p *pruneRun) decide(snaps []*manifest.Manifest, held map[string]bool) (ret
 func (p *pruneRun) forget(ctx context.Context, remove []*manifest.Manifest) (gone, retained map[string]bool) {
 	gone, retained = map[string]bool{}, map[string]bool{}
 	for _, m := range remove {
-		rm := PruneRemoved{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Components: m.Components, StoredSize: m.StoredSize}
+		rm := PruneRemoved{Snapshot: m.ID, Time: m.Time.UTC().Format(time.RFC3339), Components: m.Components, StoredSize: m.StoredSize,
+			Size: m.Size, Items: m.Items, DurationSeconds: time.Duration(m.Duration).Seconds(), ComponentSizes: componentSizes(m)}
 		if p.o.DryRun {
 			p.res.Removed = append(p.res.Removed, rm)
 			gone[m.ID] = true
@@ -514,4 +515,13 @@ func (e *Engine) extendRetention(ctx context.Context, lk store.ObjectLocker, sna
 			res.RetentionExtended++
 		}
 	}
+}
+
+// componentSizes is a snapshot's logical size per component, as its prune record keeps it.
+func componentSizes(m *manifest.Manifest) map[string]int64 {
+	out := map[string]int64{}
+	for _, s := range m.Sources {
+		out[s.Component] += s.Size
+	}
+	return out
 }

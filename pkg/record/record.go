@@ -67,6 +67,14 @@ type PruneRemoved struct {
 	Components []string `json:"components"`
 	// StoredSize is the snapshot's stored size in bytes (data it shared with kept snapshots stays).
 	StoredSize int64 `json:"stored_size"`
+	// Size, Items, DurationSeconds and ComponentSizes are the snapshot's figures from its manifest,
+	// kept so that the report's size and duration history still holds the points retention removed
+	// (docs/REPORT.md). Plaintext-safe: counts and component names only, never item names. Absent in
+	// records written before they existed.
+	Size            int64            `json:"size,omitempty"`
+	Items           int64            `json:"items,omitempty"`
+	DurationSeconds float64          `json:"duration_seconds,omitempty"`
+	ComponentSizes  map[string]int64 `json:"component_sizes,omitempty"`
 }
 
 // Prune is one prune run: its plan and outcome. Without DryRun it is also stored as the prune/

@@ -165,6 +165,9 @@ func (r *Report) charts() charts {
 	var names []string
 	dur := series{name: "duration"}
 	for _, b := range r.Backups {
+		if !b.hasFigures() {
+			continue // pruned by a prune run older than the figures in its record: no point to draw
+		}
 		for c, sz := range b.ComponentSizes {
 			s := bySize[c]
 			if s == nil {
@@ -205,8 +208,15 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f%%", *p*100)
 	},
-	"join":   strings.Join,
-	"policy": func(m map[string]any) string { return fmt.Sprint(sortedPolicy(m)) },
+	"join": strings.Join,
+	"tspNever": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return ts(*t)
+	},
+	"drillDays": func() int { return int(DrillInterval.Hours() / 24) },
+	"policy":    func(m map[string]any) string { return fmt.Sprint(sortedPolicy(m)) },
 }
 
 func sortedPolicy(m map[string]any) string {
@@ -246,9 +256,22 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 
 <h2>Backups per component</h2>
 {{.C.Outcomes}}
-<table><tr><th>component</th><th>successful</th><th>failed</th><th>unfinished</th><th>success rate</th><th>last success</th><th>last failure</th><th>last size</th><th>mean duration</th></tr>
-{{range .R.Components}}<tr><td>{{.Component}}</td><td>{{.Backups}}</td><td>{{if .Failures}}<span class="bad">{{.Failures}}</span>{{else}}0{{end}}</td><td>{{.Unfinished}}</td><td>{{rate .SuccessRate}}</td><td>{{tsp .LastSuccess}}</td><td>{{tsp .LastFailure}}</td><td>{{bytes .LastSize}}</td><td>{{secs .AvgDurationSeconds}}</td></tr>
-{{else}}<tr><td colspan="9" class="muted">no backups in this period</td></tr>{{end}}</table>
+<p>Runs are counted from the audit trail: retention removing snapshots does not change them.</p>
+<table><tr><th>component</th><th>successful runs</th><th>failed</th><th>unfinished</th><th>success rate</th><th>snapshots kept</th><th>pruned</th><th>last success</th><th>last failure</th><th>last size</th><th>mean duration</th><th>last drill pass</th></tr>
+{{range .R.Components}}<tr><td>{{.Component}}</td><td>{{.Backups}}</td><td>{{if .Failures}}<span class="bad">{{.Failures}}</span>{{else}}0{{end}}</td><td>{{.Unfinished}}</td><td>{{rate .SuccessRate}}</td><td>{{.Snapshots}}</td><td>{{.Pruned}}</td><td>{{tsp .LastSuccess}}</td><td>{{tsp .LastFailure}}</td><td>{{bytes .LastSize}}</td><td>{{secs .AvgDurationSeconds}}</td><td>{{tspNever .LastDrillPass}}</td></tr>
+{{else}}<tr><td colspan="12" class="muted">no backups in this period</td></tr>{{end}}</table>
+
+<h2>Drills</h2>
+<p>A drill pass is a successful test-restore of the component (<span class="mono">make drill</span> ends with one); overdue: no pass in the last {{drillDays}} days.</p>
+<table><tr><th>component</th><th>last pass</th><th>snapshot</th><th>last failure</th><th>passes</th><th>failures</th><th>status</th></tr>
+{{range .R.Drills}}<tr><td>{{.Component}}</td><td>{{tspNever .LastPass}}</td><td class="mono">{{.Snapshot}}</td><td>{{tsp .LastFailure}}</td><td>{{.Passes}}</td><td>{{.Failures}}</td><td>{{if .Overdue}}<span class="bad">overdue</span>{{else}}<span class="ok">current</span>{{end}}</td></tr>
+{{else}}<tr><td colspan="7" class="muted">no components</td></tr>{{end}}</table>
+
+<h2>Restores, test-restores, copies, approvals, break-glass</h2>
+{{range .A}}<h3>{{.Title}}: {{.S.OK}} ok, {{if .S.Failed}}<span class="bad">{{.S.Failed}} failed</span>{{else}}0 failed{{end}}, {{.S.Unfinished}} unfinished, {{bytes .S.Bytes}} read</h3>
+<table><tr><th>#</th><th>time</th><th>result</th><th>actor</th><th>host</th><th>components</th><th>snapshots</th><th>bytes</th><th>arguments</th><th>error</th></tr>
+{{range .S.Runs}}<tr><td>{{.Seq}}</td><td>{{ts .Time}}</td><td>{{if eq .Result "ok"}}<span class="ok">ok</span>{{else}}<span class="bad">{{.Result}}</span>{{end}}</td><td>{{.Actor}}</td><td>{{.Host}}</td><td>{{join .Components ", "}}</td><td class="mono">{{join .Snapshots " "}}</td><td>{{bytes .Bytes}}</td><td class="mono">{{join .Args " "}}</td><td>{{.Error}}</td></tr>
+{{else}}<tr><td colspan="10" class="muted">none in this period</td></tr>{{end}}</table>{{end}}
 
 <h2>Sizes and durations over time</h2>
 {{.C.Size}}
@@ -279,7 +302,7 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 
 <h2>Snapshots</h2>
 <table><tr><th>time</th><th>snapshot</th><th>components</th><th>items</th><th>size</th><th>stored</th><th>duration</th><th>verified</th><th>held</th><th>labels</th></tr>
-{{range .R.Backups}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}</td><td>{{join .Components ", "}}</td><td>{{.Items}}</td><td>{{bytes .Size}}</td><td>{{bytes .StoredSize}}</td><td>{{secs .DurationSeconds}}</td><td>{{if .ReadDataChecked}}read-data{{else if .Verified}}quick{{else}}—{{end}}{{if .TestRestored}}, test-restored{{end}}</td><td>{{if .Held}}held{{end}}</td><td>{{range $k, $v := .Labels}}{{$k}}={{$v}} {{end}}</td></tr>
+{{range .R.Backups}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}{{if .Pruned}} <span class="muted">(pruned {{tsp .PrunedAt}})</span>{{end}}</td><td>{{join .Components ", "}}</td><td>{{.Items}}</td><td>{{bytes .Size}}</td><td>{{bytes .StoredSize}}</td><td>{{secs .DurationSeconds}}</td><td>{{if .ReadDataChecked}}read-data{{else if .Verified}}quick{{else}}—{{end}}{{if .TestRestored}}, test-restored{{end}}</td><td>{{if .Held}}held{{end}}</td><td>{{range $k, $v := .Labels}}{{$k}}={{$v}} {{end}}</td></tr>
 {{else}}<tr><td colspan="10" class="muted">no snapshots in this period</td></tr>{{end}}</table>
 
 <h2>Storage</h2>
@@ -311,5 +334,19 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	return page.Execute(w, struct {
 		R *Report
 		C charts
-	}{r, r.charts()})
+		A []titled
+	}{r, r.charts(), r.Activity.sections()})
+}
+
+// titled is one activity section with its heading.
+type titled struct {
+	Title string
+	Kind  string // the CSV section name
+	S     Section
+}
+
+// sections are the activity sections in the order the renderings show them.
+func (a Activity) sections() []titled {
+	return []titled{{"Restores", "restore", a.Restores}, {"Break-glass restores", "break-glass", a.BreakGlass}, {"Test-restores", "test-restore", a.TestRestores},
+		{"Copies", "copy", a.Copies}, {"Approvals", "approval", a.Approvals}}
 }

@@ -58,18 +58,12 @@ func (r *Report) WriteCSV(w io.Writer) error {
 			rate = strconv.FormatFloat(*c.SuccessRate, 'f', 4, 64)
 		}
 		row("component", tsp(c.LastSuccess), c.Component, "", rate, strconv.Itoa(c.Backups), i64(c.LastSize), "", "", f64(c.AvgDurationSeconds), "",
-			fmt.Sprintf("failures=%d unfinished=%d last_failure=%s", c.Failures, c.Unfinished, tsp(c.LastFailure)))
+			fmt.Sprintf("failures=%d unfinished=%d last_failure=%s snapshots=%d pruned=%d last_drill_pass=%s", c.Failures, c.Unfinished, tsp(c.LastFailure),
+				c.Snapshots, c.Pruned, tsp(c.LastDrillPass)))
 	}
+	r.activityCSV(row)
 	r.Storage.csvRows(row)
-	for _, b := range r.Backups {
-		var labels []string
-		for k, v := range b.Labels {
-			labels = append(labels, k+"="+v)
-		}
-		sort.Strings(labels)
-		row("backup", ts(b.Time), strings.Join(b.Components, ";"), b.Snapshot, "ok", "", i64(b.Size), i64(b.StoredSize), i64(b.Items), f64(b.DurationSeconds), b.Actor,
-			fmt.Sprintf("verified=%t read_data=%t test_restored=%t held=%t labels=%s", b.Verified, b.ReadDataChecked, b.TestRestored, b.Held, strings.Join(labels, ";")))
-	}
+	r.backupsCSV(row)
 	for _, f := range r.Failures {
 		row("failure", ts(f.Time), strings.Join(f.Components, ";"), "", f.Kind, strconv.Itoa(f.ExitCode), "", "", "", "", f.Actor, f.Command+": "+f.Error)
 	}
@@ -164,8 +158,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		if c.SuccessRate != nil {
 			rate = fmt.Sprintf("%.1f%%", *c.SuccessRate*100)
 		}
-		fmt.Fprintf(w, "  %-7s %4d ok  %3d failed  %3d unfinished  success %-6s  last success %s\n", c.Component, c.Backups, c.Failures, c.Unfinished, rate, orNever(c.LastSuccess))
+		fmt.Fprintf(w, "  %-7s %4d ok  %3d failed  %3d unfinished  success %-6s  last success %s  (%d snapshot(s) kept, %d pruned)\n",
+			c.Component, c.Backups, c.Failures, c.Unfinished, rate, orNever(c.LastSuccess), c.Snapshots, c.Pruned)
 	}
+	r.writeActivityText(w)
 	v := r.Verification
 	fmt.Fprintf(w, "Verification: %d of %d snapshot(s) verified (%.0f%%), %d with --read-data, %d test-restored; %d failed check(s)%s.\n",
 		v.Verified, v.Snapshots, v.Coverage*100, v.ReadData, v.TestRestored, v.Failed, byKind(v.FailedByKind))
@@ -256,5 +252,57 @@ func (st Storage) csvRows(row func(section, t, comp, snap, result, count, size, 
 	}
 	for _, p := range st.Growth.Weekly {
 		row("storage_growth", p.Period, "", "", "", strconv.Itoa(p.Snapshots), "", i64(p.StoredAdded), "", "", "", "week")
+	}
+}
+
+// writeActivityText writes the drill and activity lines of the text summary.
+func (r *Report) writeActivityText(w io.Writer) {
+	fmt.Fprintln(w, "Drills (a successful test-restore of the component):")
+	if len(r.Drills) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, d := range r.Drills {
+		status := "current"
+		if d.Overdue {
+			status = "OVERDUE"
+		}
+		fmt.Fprintf(w, "  %-7s last pass %s  %s  (%d passed, %d failed in the period)\n", d.Component, orNever(d.LastPass), status, d.Passes, d.Failures)
+	}
+	for _, sec := range r.Activity.sections() {
+		fmt.Fprintf(w, "%s: %d ok, %d failed, %d unfinished, %d byte(s) read.\n", sec.Title, sec.S.OK, sec.S.Failed, sec.S.Unfinished, sec.S.Bytes)
+	}
+}
+
+// activityCSV writes the drill rows and one row per run of each activity section.
+func (r *Report) activityCSV(row func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string)) {
+	for _, d := range r.Drills {
+		res := "current"
+		if d.Overdue {
+			res = "overdue"
+		}
+		row("drill", tsp(d.LastPass), d.Component, d.Snapshot, res, strconv.Itoa(d.Passes), "", "", "", "", "", fmt.Sprintf("failures=%d last_failure=%s", d.Failures, tsp(d.LastFailure)))
+	}
+	for _, sec := range r.Activity.sections() {
+		for _, x := range sec.S.Runs {
+			row(sec.Kind, ts(x.Time), strings.Join(x.Components, ";"), strings.Join(x.Snapshots, ";"), x.Result, strconv.Itoa(x.ExitCode), i64(x.Bytes), "", "", "", x.Actor,
+				fmt.Sprintf("seq=%d reads=%s args=%s %s", x.Seq, x.Reads, strings.Join(x.Args, " "), x.Error))
+		}
+	}
+}
+
+// backupsCSV writes one row per snapshot of the period, kept ("ok") or removed by prune ("pruned").
+func (r *Report) backupsCSV(row func(section, t, comp, snap, result, count, size, stored, items, dur, actor, detail string)) {
+	for _, b := range r.Backups {
+		var labels []string
+		for k, v := range b.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		res := "ok"
+		if b.Pruned {
+			res = "pruned"
+		}
+		row("backup", ts(b.Time), strings.Join(b.Components, ";"), b.Snapshot, res, "", i64(b.Size), i64(b.StoredSize), i64(b.Items), f64(b.DurationSeconds), b.Actor,
+			fmt.Sprintf("verified=%t read_data=%t test_restored=%t held=%t labels=%s", b.Verified, b.ReadDataChecked, b.TestRestored, b.Held, strings.Join(labels, ";")))
 	}
 }

@@ -46,10 +46,15 @@ type Report struct {
 	Components   []ComponentSummary `json:"components"`
 	Backups      []Backup           `json:"backups"`
 	Failures     []Failure          `json:"failures"`
-	Retention    Retention          `json:"retention"`
-	Holds        []Hold             `json:"holds"`
-	Verification Verification       `json:"verification"`
-	Audit        audit.Status       `json:"audit"`
+	// Activity is what the audit trail says besides backups: restores, test-restores, copies,
+	// approvals and break-glass restores, each counted and listed (activity.go).
+	Activity Activity `json:"activity"`
+	// Drills is, per component, when it last passed a drill (a successful test-restore of it).
+	Drills       []Drill      `json:"drills"`
+	Retention    Retention    `json:"retention"`
+	Holds        []Hold       `json:"holds"`
+	Verification Verification `json:"verification"`
+	Audit        audit.Status `json:"audit"`
 	// Storage is what the repository stores and how fast it grows: the figures of `cfbackup stats`
 	// (pkg/stats, one implementation), without source names.
 	Storage Storage `json:"storage"`
@@ -60,11 +65,20 @@ type Report struct {
 // ComponentSummary is one component's backups in the window.
 type ComponentSummary struct {
 	Component string `json:"component"`
-	// Backups counts snapshots that include the component; Failures backup runs that recorded an error;
-	// Unfinished backup runs that started and never recorded an end (killed or crashed).
+	// Backups counts the successful backup runs of the component: "ok" backup records of the audit
+	// trail, plus snapshots (kept or pruned) that no audited run names (written before the trail, or
+	// copied in from another repository), so retention removing snapshots never lowers it. Failures
+	// counts backup runs that recorded an error; Unfinished backup runs that started and never
+	// recorded an end (killed or crashed).
 	Backups    int `json:"backups"`
 	Failures   int `json:"failures"`
 	Unfinished int `json:"unfinished"`
+	// Snapshots counts the window's snapshots of the component that still exist; Pruned those that
+	// prune removed (their figures come from the prune records).
+	Snapshots int `json:"snapshots"`
+	Pruned    int `json:"pruned"`
+	// LastDrillPass is when the component last passed a drill (Drills), whenever that was.
+	LastDrillPass *time.Time `json:"last_drill_pass"`
 	// SuccessRate is Backups / (Backups + Failures + Unfinished); null when there was no run.
 	SuccessRate        *float64   `json:"success_rate"`
 	LastSuccess        *time.Time `json:"last_success"`
@@ -104,6 +118,10 @@ type Backup struct {
 	ReadDataChecked bool              `json:"read_data_verified"`
 	TestRestored    bool              `json:"test_restored"`
 	Held            bool              `json:"held"`
+	// Pruned: retention removed the snapshot at PrunedAt; its figures come from that prune record
+	// (records older than those figures give only the stored size).
+	Pruned   bool       `json:"pruned"`
+	PrunedAt *time.Time `json:"pruned_at,omitempty"`
 }
 
 // Failure is a failed or unfinished run from the audit trail.
@@ -182,7 +200,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	}
 	now = now.UTC()
 	rep := &Report{Generated: now, Repository: r.Store.Location(), RepositoryID: r.Config.ID, Recipients: r.Config.Recipients,
-		Components: []ComponentSummary{}, Backups: []Backup{}, Failures: []Failure{}, Holds: []Hold{}, Warnings: []string{},
+		Components: []ComponentSummary{}, Backups: []Backup{}, Failures: []Failure{}, Holds: []Hold{}, Warnings: []string{}, Activity: newActivity(), Drills: []Drill{},
 		Retention: Retention{Runs: []PruneRun{}}, Verification: Verification{Records: []VerifyRecord{}, FailedByKind: map[string]int{}}}
 	if rep.Recipients == nil {
 		rep.Recipients = []repo.Recipient{}
@@ -191,7 +209,7 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 		s := o.Since.UTC()
 		rep.Since = &s
 	}
-	b := &builder{rep: rep, since: o.Since, comps: map[string]*ComponentSummary{}, durations: map[string][]float64{}}
+	b := &builder{rep: rep, since: o.Since, now: now, comps: map[string]*ComponentSummary{}, unaudited: map[string]snapRef{}, drills: map[string]*Drill{}}
 	in, err := b.read(ctx, r, now)
 	if err != nil {
 		return nil, err
@@ -199,10 +217,13 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 	held := b.addHolds(in.holds)
 	covered := coverage(in.verifies)
 	inWindow := b.addBackups(in.snaps, held, covered)
+	b.addPruned(in.runs, covered)
 	if err := b.addStorage(ctx, r, in.snaps, held, now); err != nil {
 		return nil, err
 	}
-	b.addFailures(in.recs, in.audit)
+	if err := b.walkAudit(ctx, r.Store); err != nil {
+		return nil, fmt.Errorf("read the audit trail: %w", err)
+	}
 	b.summarize()
 	b.addRetention(in.runs, o)
 	b.addVerification(in.verifies, inWindow, covered)
@@ -212,10 +233,14 @@ func Build(ctx context.Context, r *repo.Repo, o Options) (*Report, error) {
 
 // builder assembles one report.
 type builder struct {
-	rep       *Report
-	since     time.Time
-	comps     map[string]*ComponentSummary
-	durations map[string][]float64
+	rep   *Report
+	since time.Time
+	now   time.Time
+	comps map[string]*ComponentSummary
+	// unaudited are the window's snapshots (kept or pruned) that no "ok" backup record names yet,
+	// with their components: each counts as one successful run once the trail is read.
+	unaudited map[string]snapRef
+	drills    map[string]*Drill
 }
 
 // in reports whether t is in the report's window.
@@ -230,18 +255,28 @@ func (b *builder) summary(c string) *ComponentSummary {
 	return s
 }
 
+// hasFigures: the backup's size and duration are known (false only for a snapshot pruned by a run
+// whose record predates those figures).
+func (bk Backup) hasFigures() bool {
+	return !bk.Pruned || bk.Size > 0 || bk.DurationSeconds > 0 || len(bk.ComponentSizes) > 0
+}
+
+// snapRef is a snapshot's components and time.
+type snapRef struct {
+	comps []string
+	time  time.Time
+}
+
 // inputs is everything a report reads from the repository.
 type inputs struct {
 	snaps    []*manifest.Manifest
-	recs     []audit.Record
-	audit    audit.Status
 	holds    []Hold
 	verifies []VerifyRecord
 	runs     []PruneRun
 }
 
-// read loads the snapshots, the audit trail, holds, verify and prune records; what cannot be read
-// becomes a warning, a listing error fails the report.
+// read loads the snapshots, holds, verify and prune records (the audit trail is walked later, record
+// by record: walkAudit); what cannot be read becomes a warning, a listing error fails the report.
 func (b *builder) read(ctx context.Context, r *repo.Repo, now time.Time) (*inputs, error) {
 	rep := b.rep
 	in := &inputs{}
@@ -253,12 +288,6 @@ func (b *builder) read(ctx context.Context, r *repo.Repo, now time.Time) (*input
 	for k, e := range bad {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: unreadable manifest: %v", k, e))
 	}
-	recs, st, err := (&audit.Log{Store: r.Store}).Verify(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the audit trail: %w", err)
-	}
-	in.recs, in.audit = recs, st
-	rep.Audit = st
 	if in.holds, err = readHolds(ctx, r.Store, now, rep); err != nil {
 		return nil, err
 	}
@@ -350,47 +379,49 @@ func (b *builder) addBackups(snaps []*manifest.Manifest, held map[string]bool, c
 			bk.Verified, bk.ReadDataChecked, bk.TestRestored = c.ok, c.readData, c.testRestore
 		}
 		b.rep.Backups = append(b.rep.Backups, bk)
+		b.unaudited[m.ID] = snapRef{bk.Components, bk.Time}
 		for _, c := range bk.Components {
-			s := b.summary(c)
-			s.Backups++
-			t := bk.Time
-			s.LastSuccess = &t
-			s.LastSize = bk.ComponentSizes[c]
-			b.durations[c] = append(b.durations[c], bk.DurationSeconds)
+			b.summary(c).Snapshots++
 		}
 	}
 	return inWindow
 }
 
-// addFailures lists, from the audit trail, the runs in the window that recorded an error or never
-// ended, and counts failed backups per component.
-func (b *builder) addFailures(recs []audit.Record, st audit.Status) {
-	unfinished := map[int64]bool{}
-	for _, u := range st.Unfinished {
-		unfinished[u.Seq] = true
-	}
-	for _, rec := range recs {
-		kind := ""
-		switch {
-		case !b.in(rec.Time):
-			continue
-		case rec.Result == audit.ResultError:
-			kind = "error"
-		case unfinished[rec.Seq]:
-			kind = "unfinished"
-		default:
+// addPruned adds the window's snapshots that prune removed, with the figures their prune record
+// kept, so the size and duration history does not lose them; Backups stays sorted oldest first.
+func (b *builder) addPruned(runs []PruneRun, covered map[string]*cov) {
+	for _, p := range runs {
+		if p.DryRun {
 			continue
 		}
-		comps := rec.Components
-		if comps == nil {
-			comps = []string{}
-		}
-		b.rep.Failures = append(b.rep.Failures, Failure{Seq: rec.Seq, Time: rec.Time, Command: rec.Command, Kind: kind, Actor: rec.Actor, Host: rec.Host,
-			Components: comps, Error: rec.Error, ExitCode: rec.ExitCode})
-		if rec.Command == "backup" {
-			b.countFailure(comps, kind, rec.Time)
+		for _, x := range p.Removed {
+			t, err := time.Parse(time.RFC3339, x.Time)
+			if err != nil || !b.in(t) {
+				continue
+			}
+			if _, dup := b.unaudited[x.Snapshot]; dup {
+				continue // still listed (a removal that failed), or in two records
+			}
+			at := p.Time.UTC()
+			bk := Backup{Snapshot: x.Snapshot, Time: t.UTC(), Components: x.Components, ComponentSizes: x.ComponentSizes, Items: x.Items, Size: x.Size,
+				StoredSize: x.StoredSize, DurationSeconds: x.DurationSeconds, Pruned: true, PrunedAt: &at}
+			if bk.Components == nil {
+				bk.Components = []string{}
+			}
+			if bk.ComponentSizes == nil {
+				bk.ComponentSizes = map[string]int64{}
+			}
+			if c := covered[x.Snapshot]; c != nil {
+				bk.Verified, bk.ReadDataChecked, bk.TestRestored = c.ok, c.readData, c.testRestore
+			}
+			b.rep.Backups = append(b.rep.Backups, bk)
+			b.unaudited[x.Snapshot] = snapRef{bk.Components, bk.Time}
+			for _, c := range bk.Components {
+				b.summary(c).Pruned++
+			}
 		}
 	}
+	sort.SliceStable(b.rep.Backups, func(i, j int) bool { return b.rep.Backups[i].Time.Before(b.rep.Backups[j].Time) })
 }
 
 func (b *builder) countFailure(comps []string, kind string, t time.Time) {
@@ -411,19 +442,31 @@ func (b *builder) countFailure(comps []string, kind string, t time.Time) {
 	}
 }
 
-// summarize computes each component's success rate and mean duration.
+// summarize computes each component's success rate, last size and mean duration (over its kept and
+// pruned snapshots alike).
 func (b *builder) summarize() {
+	sum, n := map[string]float64{}, map[string]int{}
+	for _, bk := range b.rep.Backups { // oldest first: the last one seen is the newest
+		if !bk.hasFigures() {
+			continue
+		}
+		for _, c := range bk.Components {
+			s := b.summary(c)
+			s.LastSize = bk.ComponentSizes[c]
+			sum[c] += bk.DurationSeconds
+			n[c]++
+		}
+	}
+	for _, d := range b.drills {
+		b.summary(d.Component).LastDrillPass = d.LastPass
+	}
 	for _, s := range b.comps {
-		if n := s.Backups + s.Failures + s.Unfinished; n > 0 {
-			rate := float64(s.Backups) / float64(n)
+		if runs := s.Backups + s.Failures + s.Unfinished; runs > 0 {
+			rate := float64(s.Backups) / float64(runs)
 			s.SuccessRate = &rate
 		}
-		if d := b.durations[s.Component]; len(d) > 0 {
-			var sum float64
-			for _, x := range d {
-				sum += x
-			}
-			s.AvgDurationSeconds = sum / float64(len(d))
+		if n[s.Component] > 0 {
+			s.AvgDurationSeconds = sum[s.Component] / float64(n[s.Component])
 		}
 		b.rep.Components = append(b.rep.Components, *s)
 	}

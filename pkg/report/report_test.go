@@ -123,7 +123,9 @@ func build(t *testing.T, since time.Time) *report.Report {
 
 func TestBuild(t *testing.T) {
 	rep := build(t, time.Time{})
-	if len(rep.Backups) != 10 || rep.Backups[0].Snapshot != "snap0000" {
+	// The snapshot an old prune run removed is listed first, marked pruned; its record predates the
+	// figures, so it draws no chart point and counts in no mean.
+	if len(rep.Backups) != 11 || rep.Backups[0].Snapshot != "old0001" || !rep.Backups[0].Pruned || rep.Backups[1].Snapshot != "snap0000" || rep.Backups[1].Pruned {
 		t.Fatalf("backups %+v", rep.Backups)
 	}
 	byComp := map[string]report.ComponentSummary{}
@@ -131,7 +133,8 @@ func TestBuild(t *testing.T) {
 		byComp[c.Component] = c
 	}
 	d1, r2 := byComp["d1"], byComp["r2"]
-	if d1.Backups != 10 || d1.Failures != 1 || d1.Unfinished != 0 || *d1.SuccessRate != 10.0/11 || d1.LastSize != 10000 {
+	// Ten audited runs, plus the pruned snapshot that no audited run names: still a successful backup.
+	if d1.Backups != 11 || d1.Snapshots != 10 || d1.Pruned != 1 || d1.Failures != 1 || d1.Unfinished != 0 || *d1.SuccessRate != 11.0/12 || d1.LastSize != 10000 || d1.AvgDurationSeconds != 5.5 {
 		t.Fatalf("d1 %+v", d1)
 	}
 	if r2.Backups != 5 || r2.Failures != 0 || r2.Unfinished != 1 || *r2.SuccessRate != 5.0/6 {
@@ -150,7 +153,7 @@ func TestBuild(t *testing.T) {
 	if !holds["h1"].Active || holds["h2"].Active || holds["h2"].Released == nil || holds["h2"].ReleaseReason != "audit closed" || holds["h3"].Active {
 		t.Fatalf("holds %+v", rep.Holds)
 	}
-	if !rep.Backups[1].Held || rep.Backups[2].Held {
+	if !rep.Backups[2].Held || rep.Backups[3].Held { // [0] is the pruned snapshot
 		t.Fatal("held flag on backups")
 	}
 	v := rep.Verification
@@ -194,7 +197,7 @@ func TestJSONAndCSV(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &generic); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"generated", "since", "repository", "repository_id", "recipients", "components", "backups", "failures", "retention", "holds", "verification", "audit", "warnings"} {
+	for _, k := range []string{"generated", "since", "repository", "repository_id", "recipients", "components", "backups", "failures", "retention", "holds", "verification", "audit", "warnings", "activity", "drills"} {
 		if _, ok := generic[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
@@ -217,7 +220,7 @@ func TestJSONAndCSV(t *testing.T) {
 		}
 		sections[r[0]]++
 	}
-	want := map[string]int{"report": 1, "recipient": 1, "component": 2, "backup": 10, "failure": 2, "prune": 1, "prune-kept": 1, "prune-removed": 1, "hold": 3, "coverage": 1, "verify": 4, "audit": 1}
+	want := map[string]int{"report": 1, "recipient": 1, "component": 2, "backup": 11, "drill": 2, "failure": 2, "prune": 1, "prune-kept": 1, "prune-removed": 1, "hold": 3, "coverage": 1, "verify": 4, "audit": 1}
 	for k, n := range want {
 		if sections[k] != n {
 			t.Errorf("section %s: %d rows, want %d", k, sections[k], n)
