@@ -466,6 +466,10 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			return err
 		})
 		if err != nil {
+			if errors.Is(err, store.ErrArchived) {
+				// Not damage, and every other archived segment would say the same: stop with the fix.
+				return err
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -36,10 +36,10 @@ func (s *Store) SetStorageClass(ctx context.Context, key, class string) error {
 		MetadataDirective: types.MetadataDirectiveReplace,
 		Metadata:          map[string]string{ClassMetadata: class},
 	})
-	if err != nil {
-		return mapErr("set storage class of", key, err)
+	if aerr := s.archivedErr("set storage class of", key, err); aerr != nil {
+		return aerr
 	}
-	return nil
+	return mapErr("set storage class of", key, err)
 }
 
 // StorageClass reads key's class with HeadObject: AWS omits the header for STANDARD.
