@@ -153,6 +153,9 @@ func tierCandidates(snaps []*manifest.Manifest, cutoff time.Time, res *TierResul
 	return out
 }
 
+// maxCopySize is the largest object S3's CopyObject copies in one request.
+const maxCopySize = 5 << 30
+
 type segmentRef struct {
 	key  string
 	size int64
@@ -175,6 +178,10 @@ func (e *Engine) tierOne(ctx context.Context, tr store.Tierer, s segmentRef, o T
 	if current == o.Class {
 		res.Already.Segments++
 		res.Already.Bytes += s.size
+		return
+	}
+	if s.size > maxCopySize {
+		res.Errors = append(res.Errors, fmt.Sprintf("%s is larger than the 5 GiB a copy in place takes: use a lifecycle rule (docs/STORAGE_CLASSES.md)", s.key))
 		return
 	}
 	if store.IsArchiveClass(current) {
