@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -18,11 +20,16 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
+var coldProxies sync.Map // *testscript.TestScript → *atomic.Bool
+
 // tierCmds are the storage-class story's commands (testdata/script/storage-class.txtar):
 //
 //	classproxy LOGFILE      a reverse proxy in front of $S3_ENDPOINT (s3repo) that appends one line per
 //	                        object PUT or multipart create: "KEY CLASS" (CLASS is the request's
 //	                        x-amz-storage-class, or "-"); CFBACKUP_S3_ENDPOINT points at it
+//	coldsegments on|off     from now on the proxy answers GETs of segments/ as S3 does for an object in
+//	                        GLACIER that was not restored: 403 InvalidObjectState (no server the tests
+//	                        run has archive classes)
 //	s3meta BUCKET PREFIX    one line per object under PREFIX: "KEY class=SERVER_CLASS meta=RECORDED",
 //	                        from ListObjectsV2 and HeadObject as the S3 server answers them
 var tierCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -36,6 +43,8 @@ var tierCmds = map[string]func(ts *testscript.TestScript, neg bool, args []strin
 		ts.Check(err)
 		var mu sync.Mutex
 		rp := httputil.NewSingleHostReverseProxy(target)
+		cold := &atomic.Bool{}
+		coldProxies.Store(ts, cold)
 		inner := rp.Director
 		rp.Director = func(r *http.Request) {
 			q := r.URL.Query()
@@ -54,10 +63,27 @@ var tierCmds = map[string]func(ts *testscript.TestScript, neg bool, args []strin
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		ts.Check(err)
-		hs := &http.Server{Handler: rp}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if cold.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/segments/") {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+					`<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message>`+
+					`<StorageClass>GLACIER</StorageClass><RequestId>R</RequestId><HostId>H</HostId></Error>`)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		})}
 		go func() { _ = hs.Serve(ln) }()
-		ts.Defer(func() { _ = hs.Close(); _ = logf.Close() })
+		ts.Defer(func() { _ = hs.Close(); _ = logf.Close(); coldProxies.Delete(ts) })
 		ts.Setenv("CFBACKUP_S3_ENDPOINT", "http://"+ln.Addr().String())
+	},
+	"coldsegments": func(ts *testscript.TestScript, neg bool, args []string) {
+		v, ok := coldProxies.Load(ts)
+		if !ok || len(args) != 1 {
+			ts.Fatalf("usage: coldsegments on|off, after classproxy")
+		}
+		v.(*atomic.Bool).Store(args[0] == "on")
 	},
 	"s3meta": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 2 {

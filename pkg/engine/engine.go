@@ -384,6 +384,10 @@ func (e *Engine) verifyQuick(ctx context.Context, m *manifest.Manifest, sel func
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, store.ErrArchived) {
+				// Not damage: the segment must be restored first; stop with the fix (exit 8).
+				return err
+			}
 			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
 		}
 		res.BytesRead += s.Size
