@@ -13,6 +13,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/source"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // BackupOptions are the flags of 'backup'.
@@ -22,6 +23,8 @@ type BackupOptions struct {
 	Labels     []string
 	DryRun     bool
 	CopyTo     []string
+	// StorageClass is --storage-class (the config's storage_class carries it, validated).
+	StorageClass string
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
@@ -69,6 +72,7 @@ no identity (data is encrypted to the repository's recipients).
 	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: "+strings.Join(source.Names(), ", ")+" (comma-separated or repeated)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
+	cmd.Flags().StringVar(&o.StorageClass, "storage-class", "", "S3 storage class of the new segments: "+strings.Join(store.S3Classes, ", ")+" (R2: "+strings.Join(store.R2Classes, ", ")+"); overrides storage_class (docs/STORAGE_CLASSES.md)")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
 	return cmd
@@ -122,7 +126,18 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		return usageError{err}
 	}
 	eng := o.f.Engine(r)
-	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun}
+	cfg := o.f.Config()
+	for name := range cfg.ComponentClasses() {
+		if err := engine.ValidateComponents([]string{name}); err != nil {
+			return usageError{fmt.Errorf("config components.%s: %w", name, err)}
+		}
+	}
+	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun,
+		StorageClass: cfg.StorageClass, ComponentClasses: cfg.ComponentClasses()}
+	if o.StorageClass != "" {
+		// The flag names the class of this run's segments, every component's.
+		bo.StorageClass, bo.ComponentClasses = cfg.StorageClass, nil
+	}
 	plan := &engine.BackupPlan{Components: o.Components}
 	var secret []byte
 	var serr error

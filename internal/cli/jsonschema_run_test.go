@@ -40,6 +40,7 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"PruneMessage", 0, []string{"prune", "--keep-last", "5", "--dry-run"}},
 		{"PruneMessage", 11, []string{"prune", "--keep-last", "1", "--enforce", "--dry-run"}},
 		{"ErrorMessage", 2, []string{"prune"}},
+		{"ErrorMessage", 8, []string{"prune", "--tier", "STANDARD_IA", "--older-than", "1d"}},
 		{"ErrorMessage", 2, []string{"list", "--bogus"}}, // --json after the flag that does not parse
 		{"ErrorMessage", 2, []string{"audit", "show"}},   // an unknown subcommand
 		{"ErrorMessage", 2, []string{"bakup"}},           // an unknown command

@@ -55,6 +55,7 @@ func JSONMessages() []JSONMessage {
 		{Name: "VerifyAllMessage", MessageType: msgVerifyAll, Commands: []string{"verify --all"}, Type: t(VerifyAllMessage{}), About: "every snapshot verified, each segment once, or one slice of them"},
 		{Name: "StatsMessage", MessageType: msgStats, Commands: []string{"stats"}, Type: t(StatsMessage{}), About: "the repository's storage figures"},
 		{Name: "PruneMessage", MessageType: msgPrune, Commands: []string{"prune"}, Type: t(PruneMessage{}), About: "the prune plan and outcome (the prune record)"},
+		{Name: "PruneTierMessage", MessageType: msgPruneTier, Commands: []string{"prune --tier"}, Type: t(PruneTierMessage{}), About: "segments moved to a storage class, by class (docs/STORAGE_CLASSES.md)"},
 		{Name: "HoldMessage", MessageType: msgHold, Commands: []string{"hold add", "hold release"}, Type: t(HoldMessage{}), About: "a hold placed or released"},
 		{Name: "Hold", Commands: []string{"hold list"}, Array: true, Type: t(engine.Hold{}), About: "holds, oldest first"},
 		{Name: "CopyPlanMessage", MessageType: msgPlan, Commands: []string{"copy --dry-run"}, Type: t(CopyPlanMessage{}), About: "what copy would copy"},

@@ -30,6 +30,9 @@ type PruneOptions struct {
 	DryRun               bool
 	Enforce              bool
 	UnsafeAllowRemoveAll bool
+	// Tier and OlderThan select prune --tier (prune_tier.go).
+	Tier      string
+	OlderThan string
 
 	policyFlags map[string]any
 }
@@ -63,11 +66,14 @@ Safety:
   * Every delete is checked; a prune record is written under prune/.
   * An empty policy is refused unless --unsafe-allow-remove-all.
 --dry-run prints the plan and changes nothing. --enforce exits 11 when a snapshot outlives its policy
-or require_within (--require-within 26h) finds no recent snapshot.`,
+or require_within (--require-within 26h) finds no recent snapshot.
+--tier CLASS --older-than 30d removes nothing: it moves the segments that only snapshots older than
+that use to a cheaper S3/R2 storage class (docs/STORAGE_CLASSES.md).`,
 		Example: `  cfbackup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
   cfbackup prune --keep-last 48 --component d1 --source r2/media --keep-within 30d
   cfbackup prune --retry-lock 30m --json            # policy from the config file's retention: block
-  cfbackup prune --keep-daily 14 --require-within 26h --enforce`,
+  cfbackup prune --keep-daily 14 --require-within 26h --enforce
+  cfbackup prune --tier STANDARD_IA --older-than 30d --dry-run   # segments only old snapshots use (docs/STORAGE_CLASSES.md)`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{"mutating": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -99,6 +105,7 @@ or require_within (--require-within 26h) finds no recent snapshot.`,
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	fl.BoolVar(&o.Enforce, "enforce", false, "exit 11 when a snapshot outlives its policy or a required snapshot is missing")
 	fl.BoolVar(&o.UnsafeAllowRemoveAll, "unsafe-allow-remove-all", false, "allow an empty policy, which removes every snapshot that is not held")
+	bindTierFlags(cmd, o)
 	return cmd
 }
 
@@ -165,6 +172,12 @@ func (o *PruneOptions) policies() (retention.Policies, any, error) {
 }
 
 func pruneRun(cmd *cobra.Command, o *PruneOptions) error {
+	if tier, err := o.tierMode(cmd); err != nil || tier {
+		if err != nil {
+			return err
+		}
+		return pruneTierRun(cmd, o)
+	}
 	ctx := cmd.Context()
 	ps, given, err := o.policies()
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/retention"
+	"github.com/cfbackup/cfbackup/pkg/s3api"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // ErrInvalid: a setting has a bad value; the message names the setting and the fix.
@@ -53,6 +55,11 @@ type Config struct {
 	// TestRestoreWorkerURL is a local Workers runtime of the application that test-restore imports
 	// sampled Durable Objects into (CFBACKUP_TEST_RESTORE_WORKER_URL); never the production Worker.
 	TestRestoreWorkerURL string `mapstructure:"test_restore_worker_url"`
+
+	// StorageClass is the S3 storage class of new segments (backup --storage-class); Components
+	// overrides it per component (components.<name>.storage_class). docs/STORAGE_CLASSES.md.
+	StorageClass string                       `mapstructure:"storage_class"`
+	Components   map[string]ComponentSettings `mapstructure:"components"`
 
 	SegmentSize int64  `mapstructure:"segment_size"`
 	ChunkSize   int    `mapstructure:"chunk_size"`
@@ -99,6 +106,43 @@ type Config struct {
 
 	// File is the config file that was read, if any.
 	File string `mapstructure:"-"`
+}
+
+// ComponentSettings is one entry of the config file's components: block.
+type ComponentSettings struct {
+	// StorageClass overrides the repository's storage_class for this component's segments.
+	StorageClass string `mapstructure:"storage_class"`
+}
+
+// ComponentClasses maps component names to the storage class set for them (non-empty only).
+func (c *Config) ComponentClasses() map[string]string {
+	out := map[string]string{}
+	for name, cs := range c.Components {
+		if cs.StorageClass != "" {
+			out[name] = cs.StorageClass
+		}
+	}
+	return out
+}
+
+// checkStorageClasses checks (and normalises) storage_class and components.*.storage_class against
+// the classes the repository's store has: R2's two when the S3 endpoint is R2's, S3's otherwise.
+func (c *Config) checkStorageClasses() error {
+	r2 := s3api.IsR2(c.S3Endpoint)
+	sc, err := store.CheckStorageClass(c.StorageClass, r2)
+	if err != nil {
+		return fmt.Errorf("%w: storage_class (--storage-class, CFBACKUP_STORAGE_CLASS): %w", ErrInvalid, err)
+	}
+	c.StorageClass = sc
+	for name, cs := range c.Components {
+		v, err := store.CheckStorageClass(cs.StorageClass, r2)
+		if err != nil {
+			return fmt.Errorf("%w: components.%s.storage_class: %w", ErrInvalid, name, err)
+		}
+		cs.StorageClass = v
+		c.Components[name] = cs
+	}
+	return nil
 }
 
 // TestRestore is the test_restore block of the config file.
@@ -169,6 +213,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("r2_endpoint", "")
 	v.SetDefault("r2_concurrency", 0)
 	v.SetDefault("test_restore_worker_url", "")
+	v.SetDefault("storage_class", "")
 }
 
 // readFile reads the explicit config file (or CFBACKUP_CONFIG), else the first candidate that exists,
@@ -318,7 +363,7 @@ func (c *Config) Validate() error {
 	if _, err := c.RetentionPolicies(); err != nil {
 		return err
 	}
-	return nil
+	return c.checkStorageClasses()
 }
 
 func isKnown(v *viper.Viper, key string) bool {

@@ -71,6 +71,10 @@ type SegmentInfo struct {
 	Size      int64  `json:"size"`       // ciphertext bytes
 	SHA256    string `json:"sha256"`     // hex of the ciphertext
 	PlainSize int64  `json:"plain_size"` // age plaintext bytes (the LZ4 frames)
+	// StorageClass is the S3 storage class the segment was written with ("" the bucket's default).
+	// It is what the backup asked for, not where the segment is now: prune --tier and bucket
+	// lifecycle rules move segments later without rewriting manifests (docs/STORAGE_CLASSES.md).
+	StorageClass string `json:"storage_class,omitempty"`
 }
 
 // SegmentKey is the store key of segment id.

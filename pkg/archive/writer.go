@@ -34,6 +34,9 @@ type WriterOptions struct {
 	NewID func() string
 	// Now stamps tar entries' modification time (default time.Now).
 	Now func() time.Time
+	// StorageClass is the S3 storage class segments are written with ("" the bucket's default);
+	// SetStorageClass changes it for the items written next.
+	StorageClass string
 }
 
 // Writer turns a sequence of items into uploaded segments. Chunks are compressed in parallel while
@@ -62,6 +65,8 @@ type Writer struct {
 	closed bool
 
 	subs []func(SegmentInfo) // OnSegment callbacks (under mu)
+
+	class string // storage class of the items written next (WriteItem's goroutine)
 }
 
 type job struct {
@@ -81,6 +86,8 @@ type job struct {
 	// release, when set, gives data back to the caller that lent it (WriteItemBytes) instead of
 	// returning it to w.raw.
 	release func()
+	// class is the storage class of the segment the chunk must go into.
+	class string
 }
 
 type segment struct {
@@ -93,6 +100,7 @@ type segment struct {
 	putDone chan struct{}
 	putErr  error
 	kept    bool // reported to OnSegment callbacks: never deleted by this Writer
+	class   string
 }
 
 func (s *segment) Write(p []byte) (int, error) {
@@ -134,6 +142,7 @@ func NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Writer{
+		class:  opts.StorageClass,
 		opts:   opts,
 		ctx:    ctx,
 		cancel: cancel,
@@ -310,8 +319,16 @@ func (w *Writer) sink() {
 }
 
 func (w *Writer) place(j *job) error {
+	if w.cur != nil && w.cur.class != j.class {
+		// A segment has one storage class: a chunk of another class starts a new segment.
+		s := w.cur
+		w.cur = nil
+		if err := w.finish(s); err != nil {
+			return err
+		}
+	}
 	if w.cur == nil {
-		s, err := w.startSegment()
+		s, err := w.startSegment(j.class)
 		if err != nil {
 			return err
 		}
@@ -344,16 +361,16 @@ func (w *Writer) uploadErr(s *segment, err error) error {
 	return fmt.Errorf("write segment %s: %w", s.id, err)
 }
 
-func (w *Writer) startSegment() (*segment, error) {
+func (w *Writer) startSegment(class string) (*segment, error) {
 	id := w.opts.NewID()
-	s := &segment{id: id, key: SegmentKey(id), hash: sha256.New(), putDone: make(chan struct{})}
+	s := &segment{id: id, key: SegmentKey(id), hash: sha256.New(), putDone: make(chan struct{}), class: class}
 	pr, pw := io.Pipe()
 	s.pw = pw
 	w.uploads.Add(1)
 	go func() {
 		defer w.uploads.Done()
 		stop := context.AfterFunc(w.ctx, func() { pr.CloseWithError(w.ctx.Err()) })
-		err := w.opts.Store.Put(w.ctx, s.key, pr, store.PutOptions{IfNotExists: true})
+		err := w.opts.Store.Put(w.ctx, s.key, pr, store.PutOptions{IfNotExists: true, StorageClass: s.class})
 		stop()
 		s.putErr = err
 		if err == nil {
@@ -391,6 +408,11 @@ func (w *Writer) finish(s *segment) error {
 	w.mu.Unlock()
 	return nil
 }
+
+// SetStorageClass sets the storage class of the items written from now on ("" the bucket's
+// default): a backup writes each component's items in its own class. Items of another class than the
+// current segment's start a new segment, so every segment has exactly one class.
+func (w *Writer) SetStorageClass(class string) { w.class = class }
 
 // WriteItem streams r into the archive under name and returns where its chunks went.
 // It returns once every chunk is inside a segment's encrypted stream; the segment becomes durable
@@ -449,7 +471,7 @@ func (w *Writer) WriteItemAsync(name string, r io.Reader) (*PendingItem, error) 
 	var jobs []*job
 	var pending *[]byte // one chunk of look-ahead decides between "name" and "name.partNNNNNN"
 	submit := func(data *[]byte, entry string, last bool) error {
-		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{})}
+		j := &job{entry: entry, data: data, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{}), class: w.class}
 		j.chunk.Size = int64(len(*data))
 		if err := w.reserveFrame(j, len(*data)); err != nil {
 			w.raw.put(data)
@@ -555,7 +577,7 @@ func (w *Writer) WriteItemBytes(name string, data []byte, done func()) (*Pending
 		return nil, err
 	}
 	j := &job{entry: name, data: &data, mtime: w.opts.Now().Truncate(time.Second), ready: make(chan struct{}),
-		saved: make(chan struct{}), hash: true, release: done}
+		saved: make(chan struct{}), hash: true, release: done, class: w.class}
 	j.chunk.Size = int64(len(data))
 	if err := w.reserveFrame(j, len(data)); err != nil {
 		done()
@@ -595,7 +617,7 @@ func (w *Writer) Close() ([]SegmentInfo, error) {
 			return nil, fmt.Errorf("%w: segment %s: stored %d bytes, wrote %d", ErrIntegrity, s.id, fi.Size, s.n)
 		}
 		infos = append(infos, SegmentInfo{
-			ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain,
+			ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain, StorageClass: s.class,
 		})
 	}
 	return infos, nil
@@ -664,7 +686,7 @@ func (w *Writer) reportSegment(s *segment) {
 		return // Close reports it
 	}
 	s.kept = true
-	info := SegmentInfo{ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain}
+	info := SegmentInfo{ID: s.id, Key: s.key, Size: s.n, SHA256: hex.EncodeToString(s.hash.Sum(nil)), PlainSize: s.plain, StorageClass: s.class}
 	for _, fn := range subs {
 		fn(info)
 	}

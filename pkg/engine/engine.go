@@ -95,6 +95,18 @@ type BackupOptions struct {
 	Labels     map[string]string
 	DryRun     bool
 	Actor      string
+	// StorageClass is the S3 storage class of the new segments ("" the bucket's default), and
+	// ComponentClasses overrides it per component name; stores without classes ignore both.
+	StorageClass     string
+	ComponentClasses map[string]string
+}
+
+// classFor is the storage class of component's segments.
+func (o BackupOptions) classFor(component string) string {
+	if c, ok := o.ComponentClasses[component]; ok && c != "" {
+		return c
+	}
+	return o.StorageClass
 }
 
 // BackupPlan is what a backup would do (pkg/source).
@@ -172,6 +184,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	pr.Start("backup", -1)
 	sess := &Session{SnapshotID: m.ID, Writer: w, Repo: e.Repo, Log: e.log(), Progress: pr}
 	for _, c := range plan.Captures() {
+		w.SetStorageClass(o.classFor(c.Component))
 		if err := c.Run(ctx, sess); err != nil {
 			pr.Finish()
 			return nil, err
@@ -371,6 +384,10 @@ func (e *Engine) verifyQuick(ctx context.Context, m *manifest.Manifest, sel func
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, store.ErrArchived) {
+				// Not damage: the segment must be restored first; stop with the fix (exit 8).
+				return err
+			}
 			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
 		}
 		res.BytesRead += s.Size
@@ -453,6 +470,10 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			return err
 		})
 		if err != nil {
+			if errors.Is(err, store.ErrArchived) {
+				// Not damage, and every other archived segment would say the same: stop with the fix.
+				return err
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

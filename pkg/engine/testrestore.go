@@ -12,6 +12,7 @@ import (
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Assertion is a user check run against a D1 database restored by test-restore (pkg/source).
@@ -94,9 +95,25 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 		e.recordTestRestore(ctx, m, res, comps, failures)
 	}
 	if !res.OK {
-		return res, fmt.Errorf("%w: test-restore of snapshot %s: %s", ErrIntegrity, m.ID, strings.Join(problems, "; "))
+		var class error = ErrIntegrity
+		if archived(problems) {
+			// A segment in an archive storage class is not damage: the fix is a restore request (exit 8).
+			class = store.ErrArchived
+		}
+		return res, fmt.Errorf("%w: test-restore of snapshot %s: %s", class, m.ID, strings.Join(problems, "; "))
 	}
 	return res, nil
+}
+
+// archived reports whether every problem is a segment that must be restored from an archive storage
+// class first. Components report problems as text, and store.ErrArchived's text is fixed.
+func archived(problems []string) bool {
+	for _, p := range problems {
+		if !strings.Contains(p, store.ErrArchived.Error()) {
+			return false
+		}
+	}
+	return len(problems) > 0
 }
 
 // testRestoreComponent asks one component to restore its sources into scratch and check them; a

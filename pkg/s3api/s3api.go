@@ -238,6 +238,8 @@ type PutOptions struct {
 	// to choose between one PUT and a multipart upload. Zero means unknown (an empty body needs no
 	// read-ahead anyway).
 	Size int64
+	// StorageClass, when set, is sent as x-amz-storage-class on the PUT or the multipart create.
+	StorageClass string
 }
 
 // sizedReader fails a body that is not exactly its declared size: longer as soon as it is, shorter at
@@ -426,6 +428,9 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, 
 	apiOpts := []func(*awss3.Options){awss3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware, countAttempts(&sent))}
 	if o.IfNotExists {
 		in.IfNoneMatch = aws.String("*")
+	}
+	if o.StorageClass != "" {
+		in.StorageClass = types.StorageClass(o.StorageClass)
 	}
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -641,6 +646,9 @@ func (u *upload) createOnce(ctx context.Context) (*awss3.CreateMultipartUploadOu
 	in.ContentDisposition, in.ContentLanguage, in.Metadata, in.Expires = strp(h.ContentDisposition), strp(h.ContentLanguage), h.Metadata, h.Expires
 	if u.crc {
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+	}
+	if u.o.StorageClass != "" {
+		in.StorageClass = types.StorageClass(u.o.StorageClass)
 	}
 	return u.c.api.CreateMultipartUpload(ctx, in)
 }

@@ -50,6 +50,9 @@ type PutOptions struct {
 	// IfNotExists makes the Put a conditional create (S3 If-None-Match: *, local O_EXCL/link):
 	// it fails with ErrExists instead of replacing an existing object.
 	IfNotExists bool
+	// StorageClass, when set, is the S3 storage class of the new object (CheckStorageClass); stores
+	// without classes (local, memory) ignore it. Only segments are written with one.
+	StorageClass string
 }
 
 // Store is a flat key space of immutable objects. See the package comment for the contract.

@@ -86,7 +86,7 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrReadOnly),
-		errors.Is(err, store.ErrInvalidKey), errors.Is(err, store.ErrChanged),
+		errors.Is(err, store.ErrInvalidKey), errors.Is(err, store.ErrChanged), errors.Is(err, store.ErrArchived),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, fs.ErrPermission):
 		return false

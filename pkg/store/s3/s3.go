@@ -121,7 +121,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
-	err := s.api.Put(ctx, s.bucket, s.full(key), r, s3api.PutOptions{IfNotExists: opts.IfNotExists})
+	err := s.api.Put(ctx, s.bucket, s.full(key), r, s3api.PutOptions{IfNotExists: opts.IfNotExists, StorageClass: opts.StorageClass})
 	if errors.Is(err, s3api.ErrExists) {
 		return fmt.Errorf("put %s: %w", key, store.ErrExists)
 	}
@@ -170,6 +170,9 @@ func (s *Store) OpenPinned(ctx context.Context, key string, offset, length int64
 		}
 		if version != "" && (httpStatus(err) == http.StatusPreconditionFailed || errorCode(err) == "PreconditionFailed") {
 			return nil, "", fmt.Errorf("open %s at byte %d: %w (ETag is no longer %s): %w", key, offset, store.ErrChanged, version, err)
+		}
+		if aerr := s.archivedErr("open", key, err); aerr != nil {
+			return nil, "", aerr
 		}
 		return nil, "", mapErr("open", key, err)
 	}
