@@ -241,6 +241,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdUnlock(f, nil),
 		NewCmdMigrate(f, nil),
 		NewCmdVersion(f),
+		NewCmdApprove(f), NewCmdPlans(f), NewCmdApprovers(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {
