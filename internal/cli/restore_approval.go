@@ -17,6 +17,7 @@ import (
 	"github.com/cfbackup/cfbackup/internal/config"
 	"github.com/cfbackup/cfbackup/pkg/approval"
 	"github.com/cfbackup/cfbackup/pkg/audit"
+	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/notify"
@@ -94,6 +95,10 @@ func restoreGate(cmd *cobra.Command, o *RestoreOptions, comp source.Component) (
 		p := derivePlan(cmd, o, m, comp.Name(), w, pol)
 		if o.Plan == "" {
 			return writePlan(ctx, o, p, protected)
+		}
+		if c := plan.Confirm(); c != nil && !o.Yes {
+			// Authorize marks the plan used: refuse now rather than after, at the engine's confirmation.
+			return fmt.Errorf("%w: this restore replaces %s; carrying out plan %s needs --yes", engine.ErrRefused, c.Prompt, o.Plan)
 		}
 		r, err := o.f.Repo(ctx)
 		if err != nil {
