@@ -149,8 +149,9 @@ var requestFlagsIgnored = map[string]bool{"plan": true, "break-glass": true, "ye
 // time it rewinds to: the plan stores only the hash, never the names in them.
 func requestHash(cmd *cobra.Command, o *RestoreOptions) string {
 	var parts []string
-	cmd.LocalNonPersistentFlags().Visit(func(fl *pflag.Flag) {
-		if !requestFlagsIgnored[fl.Name] {
+	local := cmd.LocalNonPersistentFlags() // its Visit sees nothing: AddFlag does not carry "changed"
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if local.Lookup(fl.Name) != nil && !requestFlagsIgnored[fl.Name] {
 			parts = append(parts, fl.Name+"="+fl.Value.String())
 		}
 	})
