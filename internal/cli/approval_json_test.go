@@ -52,6 +52,7 @@ func TestApprovalJSONOutputsMatchSchemas(t *testing.T) {
 	h.env["CFBACKUP_IDENTITY_FILE"] = filepath.Join(h.dir, "key.txt")
 	h.env["CFBACKUP_SIGNING_KEY_FILE"] = filepath.Join(h.dir, "admin.key")
 	step("ApproverAddedMessage", 0, "approvers", "add", "bob", "--public-key", filepath.Join(h.dir, "bob.pub"))
+	step("ApproverAddedMessage", 0, "approvers", "add", "ops", "--public-key", filepath.Join(h.dir, "admin.pub"))
 	step("ApproversMessage", 0, "approvers", "list")
 	out := step("PlanWrittenMessage", 12, "restore", "latest", "--d1-database", "app", "--in-place", "--yes")
 	id := regexp.MustCompile(`"plan": "([0-9a-f]{20})"`).FindStringSubmatch(out)[1]
@@ -62,5 +63,6 @@ func TestApprovalJSONOutputsMatchSchemas(t *testing.T) {
 	step("ApprovalMessage", 0, "approve", id)
 	step("PlanShowMessage", 0, "plans", "show", id)
 	h.env["CFBACKUP_ACTOR"] = "cron"
+	h.env["CFBACKUP_SIGNING_KEY_FILE"] = filepath.Join(h.dir, "admin.key")
 	step("d1.DatabaseSummary", 0, "restore", "latest", "--d1-database", "app", "--in-place", "--yes", "--plan", id)
 }

@@ -245,7 +245,7 @@ func plansShow(ctx context.Context, f *Factory, id string) error {
 	msg := &PlanShowMessage{MessageType: msgPlanShow, ID: id, SHA256: p.Hash(), Plan: p, Approvals: []ApprovalStatus{}, Used: used, Expired: !now.Before(p.Expires)}
 	for _, a := range as {
 		st := ApprovalStatus{Approver: a.Approver, Key: shortKey(a.PublicKey), Time: a.Time, Expires: a.Expires, Valid: true}
-		if ok, problems := approval.Check(p, []approval.Approval{a}, regs, f.trustedKeys(), now); ok == nil {
+		if ok, problems := approval.Check(p, []approval.Approval{a}, regs, f.trustedKeys(), now, nil); ok == nil {
 			st.Valid, st.Problem = false, strings.Join(problems, "; ")
 		}
 		msg.Approvals = append(msg.Approvals, st)

@@ -104,7 +104,11 @@ func restoreGate(cmd *cobra.Command, o *RestoreOptions, comp source.Component) (
 		if err != nil {
 			return err
 		}
-		_, a, err := approval.Authorize(ctx, r.Store, o.Plan, p, pol.TrustedKeys, time.Now())
+		executor, err := executorKey(ctx, o, r.Store, pol.TrustedKeys)
+		if err != nil {
+			return err
+		}
+		_, a, err := approval.Authorize(ctx, r.Store, o.Plan, p, pol.TrustedKeys, time.Now(), executor)
 		if err != nil {
 			return err
 		}
@@ -323,4 +327,22 @@ func holdsSources(m *manifest.Manifest, component string, names []string) bool {
 		}
 	}
 	return true
+}
+
+// executorKey is the signing key of the operator carrying an approved plan out: it must be
+// registered under a trusted admin key, and its holder cannot be the approver. Without it, one
+// person could request under another actor name and approve the plan themselves.
+func executorKey(ctx context.Context, o *RestoreOptions, st store.Store, trusted []approval.PublicKey) (approval.PublicKey, error) {
+	k, err := o.f.signingKey("restore --plan (carrying out an approved plan)")
+	if err != nil {
+		return nil, err
+	}
+	regs, err := approval.ListApprovers(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := approval.RegisteredName(regs, k.Public(), trusted); err != nil {
+		return nil, fmt.Errorf("%w (the operator carrying out a plan needs a registered signing key)", err)
+	}
+	return k.Public(), nil
 }

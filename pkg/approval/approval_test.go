@@ -57,7 +57,7 @@ func TestCheck(t *testing.T) {
 		"edited":          {forged, ErrUntrusted},
 		"wrong key":       {wrongKey, ErrUntrusted},
 	} {
-		a, problems := Check(p, []Approval{tc.a}, approvers, trusted, now)
+		a, problems := Check(p, []Approval{tc.a}, approvers, trusted, now, nil)
 		if tc.want == nil {
 			if a == nil {
 				t.Errorf("%s: refused: %v", name, problems)
@@ -89,8 +89,18 @@ func TestCheck(t *testing.T) {
 	// The requester's host key cannot approve under another name either.
 	p2 := testPlan(now)
 	p2.Requester.Key = bob.Public().Fingerprint()
-	if a, _ := Check(p2, []Approval{*Approve(bob, "bob", p2, now, now.Add(time.Hour))}, approvers, trusted, now); a != nil {
+	if a, _ := Check(p2, []Approval{*Approve(bob, "bob", p2, now, now.Add(time.Hour))}, approvers, trusted, now, nil); a != nil {
 		t.Error("approval with the requester's own key accepted")
+	}
+	// Nor can the operator carrying the restore out, whatever actor the plan names.
+	if a, problems := Check(p, []Approval{*Approve(bob, "bob", p, now, now.Add(time.Hour))}, approvers, trusted, now, bob.Public()); a != nil || !strings.Contains(problems[0], "carrying this restore out") {
+		t.Errorf("approval with the executor's key accepted: %v", problems)
+	}
+	if name, err := RegisteredName(approvers, bob.Public(), trusted); err != nil || name != "bob" {
+		t.Errorf("RegisteredName(bob) = %q, %v", name, err)
+	}
+	if _, err := RegisteredName(approvers, rogue.Public(), trusted); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("RegisteredName(rogue) = %v", err)
 	}
 }
 
@@ -100,7 +110,7 @@ func TestAuthorize(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
 	now := time.Now()
-	admin, bob := key(t), key(t)
+	admin, bob, alice := key(t), key(t), key(t)
 	trusted := []PublicKey{admin.Public()}
 	reg, _ := Register(admin, "bob", bob.Public(), "admin", now)
 	if err := PutApprover(ctx, st, reg); err != nil {
@@ -114,7 +124,7 @@ func TestAuthorize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Authorize(ctx, st, id, p, trusted, now); !errors.Is(err, ErrNotApproved) || !strings.Contains(err.Error(), "cfbackup approve "+id) {
+	if _, _, err := Authorize(ctx, st, id, p, trusted, now, alice.Public()); !errors.Is(err, ErrNotApproved) || !strings.Contains(err.Error(), "cfbackup approve "+id) {
 		t.Fatalf("unapproved plan: %v", err)
 	}
 	if err := PutApproval(ctx, st, Approve(bob, "bob", p, now, now.Add(time.Hour))); err != nil {
@@ -122,16 +132,16 @@ func TestAuthorize(t *testing.T) {
 	}
 	changed := testPlan(now)
 	changed.Request = "r2"
-	if _, _, err := Authorize(ctx, st, id, changed, trusted, now); !errors.Is(err, ErrPlanChanged) {
+	if _, _, err := Authorize(ctx, st, id, changed, trusted, now, alice.Public()); !errors.Is(err, ErrPlanChanged) {
 		t.Fatalf("changed request: %v", err)
 	}
-	if _, _, err := Authorize(ctx, st, id, p, nil, now); !errors.Is(err, ErrUntrusted) {
+	if _, _, err := Authorize(ctx, st, id, p, nil, now, alice.Public()); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("no trusted keys: %v", err)
 	}
-	if _, a, err := Authorize(ctx, st, id, p, trusted, now); err != nil || a.Approver != "bob" {
+	if _, a, err := Authorize(ctx, st, id, p, trusted, now, alice.Public()); err != nil || a.Approver != "bob" {
 		t.Fatalf("approved plan: %v", err)
 	}
-	if _, _, err := Authorize(ctx, st, id, p, trusted, now); !errors.Is(err, ErrPlanExpired) {
+	if _, _, err := Authorize(ctx, st, id, p, trusted, now, alice.Public()); !errors.Is(err, ErrPlanExpired) {
 		t.Fatalf("second use: %v", err)
 	}
 	// An approval of plan A copied next to plan B does not count for B.
@@ -143,7 +153,7 @@ func TestAuthorize(t *testing.T) {
 	if err := PutApproval(ctx, st, a); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Authorize(ctx, st, qid, q, trusted, now); !errors.Is(err, ErrNotApproved) {
+	if _, _, err := Authorize(ctx, st, qid, q, trusted, now, alice.Public()); !errors.Is(err, ErrNotApproved) {
 		t.Fatalf("copied approval: %v", err)
 	}
 	// A plan edited in the bucket no longer hashes to its id.
