@@ -79,7 +79,12 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 'latest' skips R2 safety snapshots; name one by ID to restore it.
 
 --component kv puts keys back into their namespace (or --to-namespace N, or --to-dir DIR): all of
-them, --prefix P, or some --key K; values, metadata and expirations as backed up (docs/KV.md).`,
+them, --prefix P, or some --key K; values, metadata and expirations as backed up (docs/KV.md).
+
+Targets listed in approval.protected (D1 databases, DO namespaces, R2 buckets) need two people: the
+restore writes a plan and exits 12; a second operator runs 'cfbackup approve PLAN-ID'; then rerun it
+with --plan PLAN-ID, or, in an emergency, --break-glass REASON (audited and notified). See
+docs/APPROVAL.md, also for the test-restore gate.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
