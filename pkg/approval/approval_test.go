@@ -196,3 +196,18 @@ func TestKeyFiles(t *testing.T) {
 }
 
 func putOpts() store.PutOptions { return store.PutOptions{} }
+
+// BenchmarkCheck is what a restore with --plan spends verifying one approval (two signatures).
+func BenchmarkCheck(b *testing.B) {
+	now := time.Now()
+	admin, _, _ := GenerateKey()
+	bob, _, _ := GenerateKey()
+	reg, _ := Register(admin, "bob", bob.Public(), "admin", now)
+	p := testPlan(now)
+	as := []Approval{*Approve(bob, "bob", p, now, now.Add(time.Hour))}
+	for b.Loop() {
+		if a, _ := Check(p, as, []Approver{*reg}, []PublicKey{admin.Public()}, now, nil); a == nil {
+			b.Fatal("refused")
+		}
+	}
+}
