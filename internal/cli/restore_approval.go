@@ -126,7 +126,7 @@ func shortKey(pub string) string {
 
 // derivePlan is the plan of this request: the same request always derives the same content.
 func derivePlan(cmd *cobra.Command, o *RestoreOptions, m *manifest.Manifest, component string, w *source.Overwrite, pol *config.ApprovalPolicy) *approval.Plan {
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Second) // as stored (Plan.Canonical)
 	p := &approval.Plan{Version: approval.PlanVersion, Component: component, Request: requestHash(cmd, o),
 		Sources: append([]string{}, w.Sources...), Targets: nil, Items: w.Items, Bytes: w.Bytes, Live: w.Live,
 		Requester: approval.Requester{Actor: audit.Actor(o.f.Getenv), Host: audit.Host()}, Created: now, Expires: now.Add(pol.PlanTTL)}
@@ -182,8 +182,8 @@ func writePlan(ctx context.Context, o *RestoreOptions, p *approval.Plan, protect
 	if o.f.jsonOut {
 		_ = writeJSON(o.f.IO.Out, &PlanWrittenMessage{MessageType: msgPlanWritten, Plan: id, Approve: "cfbackup approve " + id, Content: p})
 	}
-	fmt.Fprintf(o.f.IO.Err, "%s is protected: this restore needs a second operator's approval.\nWrote restore plan %s (snapshot %s, %s, %d item(s), %s; requested by %s; expires %s).\nA second operator reviews and approves it with:\n  cfbackup plans show %s\n  cfbackup approve %s\nThen rerun this restore with --plan %s.\n",
-		strings.Join(protected, ", "), id, p.Snapshot, strings.Join(p.Targets, ","), p.Items, source.HumanBytes(p.Bytes), p.Requester.Actor, p.Expires.Format(time.RFC3339), id, id, id)
+	fmt.Fprintf(o.f.IO.Err, "%s is protected: this restore needs a second operator's approval.\nWrote restore plan %s (snapshot %s, %s, %d item(s), %s; requested by %s; expires %s).\nA second operator reviews and approves it with:\n  cfbackup plans show %s\n  cfbackup approve %s\nThen rerun this restore with --plan %s%s.\n",
+		strings.Join(protected, ", "), id, p.Snapshot, strings.Join(p.Targets, ","), p.Items, source.HumanBytes(p.Bytes), p.Requester.Actor, p.Expires.Format(time.RFC3339), id, id, id, snapshotHint(p.Snapshot))
 	return fmt.Errorf("%w: plan %s written; run 'cfbackup approve %s' as a second operator, then rerun with --plan %s", approval.ErrPlanWritten, id, id, id)
 }
 
@@ -345,4 +345,12 @@ func executorKey(ctx context.Context, o *RestoreOptions, st store.Store, trusted
 		return nil, fmt.Errorf("%w (the operator carrying out a plan needs a registered signing key)", err)
 	}
 	return k.Public(), nil
+}
+
+// snapshotHint reminds to name the snapshot by id: a new backup makes 'latest' another plan.
+func snapshotHint(id string) string {
+	if id == "" {
+		return ""
+	}
+	return ", naming the snapshot as " + id + " (a newer backup makes 'latest' another plan)"
 }
