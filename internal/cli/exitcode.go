@@ -21,6 +21,7 @@ const (
 	ExitDiffers     = 9   // restore --component config --diff: the live configuration differs from the snapshot
 	ExitLocked      = 10  // another process holds a conflicting repository lock; nothing was changed
 	ExitPolicy      = 11  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
+	ExitProtected   = 12  // restore into a protected target: approval needed (plan written), invalid, or test-restore gate
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -37,6 +38,7 @@ var classExit = map[*errclass.Class]int{
 	errclass.Differs:     ExitDiffers,
 	errclass.Locked:      ExitLocked,
 	errclass.Policy:      ExitPolicy,
+	errclass.Protected:   ExitProtected,
 	errclass.Usage:       ExitUsage,
 	errclass.Integrity:   ExitIntegrity,
 	errclass.Repository:  ExitRepository,

@@ -355,7 +355,7 @@ var shownFlags = map[string]bool{
 	"component": true, "format": true, "at": true, "since": true, "until": true, "grace": true, "keep-within": true,
 	"require-within": true, "read-data-subset": true, "sample": true, "log-level": true, "notify-on": true,
 	"object-lock-mode": true, "object-lock-retention": true, "overwrite": true, "label": true, "keep-label": true,
-	"reason": true, "case": true, "repo": true, "storage-class": true, "tier": true, "older-than": true,
+	"reason": true, "case": true, "repo": true, "storage-class": true, "tier": true, "older-than": true, "break-glass": true,
 }
 
 // shownTypes are flag value types that carry no names: switches, counts, sizes and durations.

@@ -80,6 +80,13 @@ func JSONMessages() []JSONMessage {
 		{Name: "DoctorMessage", MessageType: msgDoctor, Commands: []string{"doctor"}, Type: t(DoctorMessage{}), About: "every check made, its status and fix"},
 		{Name: "kv.RestoreSummary", MessageType: msgSummary, Commands: []string{"restore --component kv"}, Type: t(kv.RestoreSummary{}), About: "KV pairs restored"},
 		{Name: "VersionMessage", MessageType: msgVersion, Commands: []string{"version"}, Type: t(VersionMessage{}), About: "which build is running"},
+		{Name: "PlanWrittenMessage", MessageType: msgPlanWritten, Commands: []string{"restore (protected target)"}, Type: t(PlanWrittenMessage{}), About: "the restore plan written for approval (exit 12)"},
+		{Name: "PlansMessage", MessageType: msgPlans, Commands: []string{"plans list"}, Type: t(PlansMessage{}), About: "restore plans and their state"},
+		{Name: "PlanShowMessage", MessageType: msgPlanShow, Commands: []string{"plans show"}, Type: t(PlanShowMessage{}), About: "one plan and its approvals as this host judges them"},
+		{Name: "ApprovalMessage", MessageType: msgApproval, Commands: []string{"approve"}, Type: t(ApprovalMessage{}), About: "the approval written"},
+		{Name: "ApproversMessage", MessageType: msgApprovers, Commands: []string{"approvers list"}, Type: t(ApproversMessage{}), About: "registered approvers and whether this host trusts each"},
+		{Name: "ApproverAddedMessage", MessageType: msgApproverAdded, Commands: []string{"approvers add"}, Type: t(ApproverAddedMessage{}), About: "the approver registered"},
+		{Name: "SigningKeyMessage", MessageType: msgSigningKey, Commands: []string{"approvers keygen"}, Type: t(SigningKeyMessage{}), About: "the new signing key's file and public key"},
 	}
 }
 

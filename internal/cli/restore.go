@@ -27,6 +27,8 @@ type RestoreOptions struct {
 	NoSafety  bool
 	ToDir     string
 	Prefix    string
+	// Plan and BreakGlass are the approval flags of protected targets (restore_approval.go).
+	Plan, BreakGlass string
 
 	// at is the point in time a component that rewinds the account's history goes back to
 	// (source.Rewinder, D1's --time-travel).
@@ -77,7 +79,12 @@ objects it replaces (label pre-restore, held 7 days) and prints the command that
 'latest' skips R2 safety snapshots; name one by ID to restore it.
 
 --component kv puts keys back into their namespace (or --to-namespace N, or --to-dir DIR): all of
-them, --prefix P, or some --key K; values, metadata and expirations as backed up (docs/KV.md).`,
+them, --prefix P, or some --key K; values, metadata and expirations as backed up (docs/KV.md).
+
+Targets listed in approval.protected (D1 databases, DO namespaces, R2 buckets) need two people: the
+restore writes a plan and exits 12; a second operator runs 'cfbackup approve PLAN-ID'; then rerun it
+with --plan PLAN-ID, or, in an emergency, --break-glass REASON (audited and notified). See
+docs/APPROVAL.md, also for the test-restore gate.`,
 		Example: `  cfbackup restore latest --component d1 --d1-database app --to-file app.sqlite
   cfbackup restore 3f2a9c1e --d1-database app --table users --to-file users.sqlite
   cfbackup restore latest --d1-database app --to-database app-restored --create
@@ -109,6 +116,7 @@ them, --prefix P, or some --key K; values, metadata and expirations as backed up
 	fl.StringVar(&o.At, "at", "", "point in time instead of SNAPSHOT (2026-12-03T13:19:44Z, '2026-12-03 13:19:44' local, '2h ago', yesterday; docs/CONFIG.md \"Times and durations\"): the newest snapshot at or before it, a time to the second covering that second")
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
+	addApprovalFlags(fl, o)
 	o.comps = bindComponents(source.VerbRestore, fl)
 	return cmd
 }
@@ -178,6 +186,13 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 			return err
 		}
 	}
+	if err := checkApprovalFlags(cmd, o); err != nil {
+		return err
+	}
+	gate, err := restoreGate(cmd, o, comp)
+	if err != nil {
+		return err
+	}
 	r, err := o.f.Repo(ctx)
 	if err != nil {
 		return err
@@ -190,7 +205,7 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 	eng := o.f.Engine(r)
 	res, err := eng.Restore(ctx, comp, o.f.Env(), engine.RestoreOptions{
 		Snapshot: o.Snapshot, At: o.at, Identities: ids, Prefix: o.Prefix, ToDir: o.ToDir,
-		Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety, Confirm: confirmOnTerminal(o.f), Notes: o.f.IO.Err,
+		Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety, Confirm: confirmOnTerminal(o.f), Notes: o.f.IO.Err, Gate: gate,
 	})
 	snapshot := ""
 	if res != nil && res.Snapshot != nil {

@@ -241,6 +241,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdUnlock(f, nil),
 		NewCmdMigrate(f, nil),
 		NewCmdVersion(f),
+		NewCmdApprove(f), NewCmdPlans(f), NewCmdApprovers(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {
@@ -259,7 +260,7 @@ Exit status:
   0 success · 1 failure · 2 usage error · 3 repository missing/exists/unsupported · 4 key problem
   5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists)
   9 config differs (restore --diff) · 10 repository locked · 11 retention policy violated (prune --enforce)
-  130 interrupted
+  12 protected target: approval or test-restore needed (docs/APPROVAL.md) · 130 interrupted
   (docs/EXIT_CODES.md)`
 
 func appendExitCodes(c *cobra.Command) {

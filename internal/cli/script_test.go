@@ -56,7 +56,7 @@ func TestScripts(t *testing.T) {
 				env.Values[scriptT{}] = env.T()
 				return nil
 			},
-			Cmds: withCmds(tierCmds, withCmds(rolesCmds, withCmds(readmeCmds, withCmds(visibCmds, withCmds(doctorCmds, withCmds(kvCmds, withCmds(r2Cmds, map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			Cmds: withCmds(approvalCmds, withCmds(tierCmds, withCmds(rolesCmds, withCmds(readmeCmds, withCmds(visibCmds, withCmds(doctorCmds, withCmds(kvCmds, withCmds(r2Cmds, map[string]func(ts *testscript.TestScript, neg bool, args []string){
 				"emu-workers": emuWorkers,
 				// corrupt FILE OFFSET: flip one byte of a stored object, as a failing disk would.
 				"corrupt": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -75,7 +75,7 @@ func TestScripts(t *testing.T) {
 					ts.Check(os.Chmod(p, 0o644))
 					ts.Check(os.WriteFile(p, b, 0o644))
 				},
-			}))))))),
+			})))))))),
 		})
 	}
 }

@@ -87,6 +87,12 @@ type Config struct {
 	MetricsTextfile string `mapstructure:"metrics_textfile"`
 	MetricsPush     string `mapstructure:"metrics_push"`
 
+	// SigningKeyFile is this operator's ed25519 signing key (approvers keygen): it signs approvals
+	// and, for an admin, approver registrations (docs/APPROVAL.md). Env CFBACKUP_SIGNING_KEY_FILE.
+	SigningKeyFile string `mapstructure:"signing_key_file"`
+	// Approval protects restore targets with two-person approval and the test-restore gate.
+	Approval Approval `mapstructure:"approval"`
+
 	// Retention is the config file's `retention:` block (docs/RETENTION.md); Validate checks it and
 	// RetentionPolicies parses it.
 	Retention map[string]any `mapstructure:"retention"`
@@ -143,6 +149,30 @@ func (c *Config) checkStorageClasses() error {
 		c.Components[name] = cs
 	}
 	return nil
+}
+
+// Approval is the approval block of the config file (docs/APPROVAL.md).
+type Approval struct {
+	// Protected lists the targets a restore into needs an approved plan for, per component, by
+	// name or shell pattern (path.Match: "prod-*").
+	Protected ProtectedTargets `mapstructure:"protected"`
+	// TrustedKeys pins the public keys (cfbackup-ed25519-pub:…) of the admins whose approver
+	// registrations this host accepts: the trust root is this file, never the repository.
+	TrustedKeys []string `mapstructure:"trusted_keys"`
+	// PlanTTL is how long a written plan may wait for approval and execution (default 24h).
+	PlanTTL string `mapstructure:"plan_ttl"`
+	// RequireTestRestore holds protected restores until a test-restore of the snapshot passed.
+	RequireTestRestore bool `mapstructure:"require_test_restore"`
+	// TestRestoreWithin also accepts a passing test-restore, run within this long, of another
+	// snapshot holding the same source ("7d"; empty: only the snapshot being restored counts).
+	TestRestoreWithin string `mapstructure:"test_restore_within"`
+}
+
+// ProtectedTargets are the protected targets by component.
+type ProtectedTargets struct {
+	D1 []string `mapstructure:"d1"`
+	DO []string `mapstructure:"do"`
+	R2 []string `mapstructure:"r2"`
 }
 
 // TestRestore is the test_restore block of the config file.
@@ -202,7 +232,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("segment_size", int64(512<<20))
 	v.SetDefault("chunk_size", archive.DefaultChunkSize)
 	v.SetDefault("s3_path_style", false)
-	for _, k := range []string{"identity_file", "recipients_file", "writer_key_file", "repository_key_id", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
+	for _, k := range []string{"signing_key_file", "identity_file", "recipients_file", "writer_key_file", "repository_key_id", "s3_endpoint", "s3_region", "cloudflare_account_id", "cloudflare_api_url", "worker_url", "worker_secret_file"} {
 		v.SetDefault(k, "")
 	}
 	v.SetDefault("recipients", []string{})
@@ -361,6 +391,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: quiet and verbose both set: choose one (-q for cron, --verbose to investigate)", ErrInvalid)
 	}
 	if _, err := c.RetentionPolicies(); err != nil {
+		return err
+	}
+	if _, err := c.ApprovalPolicy(); err != nil {
 		return err
 	}
 	return c.checkStorageClasses()

@@ -34,6 +34,10 @@ type RestoreOptions struct {
 	// Notes receives what the operator must read even with --json: the snapshot a point in time
 	// chose, the safety snapshot and the undo command (stderr).
 	Notes io.Writer
+	// Gate, when set, sees the decided plan of a restore that is not a dry run before anything is
+	// confirmed or written, and may refuse it (two-person approval and the test-restore gate for
+	// protected targets, docs/APPROVAL.md). m is nil for a component that rewinds.
+	Gate func(ctx context.Context, m *manifest.Manifest, plan source.RestorePlan) error
 }
 
 // RestoreOutcome is what a restore did (or, with DryRun, would do).
@@ -71,6 +75,11 @@ func (e *Engine) Restore(ctx context.Context, comp source.Component, env source.
 	out := &RestoreOutcome{Snapshot: m, Plan: plan}
 	if o.DryRun {
 		return out, nil
+	}
+	if o.Gate != nil {
+		if err := o.Gate(ctx, m, plan); err != nil {
+			return out, err
+		}
 	}
 	if c := plan.Confirm(); c != nil && !o.Yes {
 		if o.Confirm == nil {

@@ -34,6 +34,9 @@ var (
 	Locked = &Class{"repository is locked", 2}
 	// Policy: a retention policy is violated (prune --enforce).
 	Policy = &Class{"retention policy violated", 3}
+	// Protected: a restore into a protected target needs a valid two-person approval or a passed
+	// test-restore first (docs/APPROVAL.md); nothing was changed.
+	Protected = &Class{"protected target", 3}
 	// Usage: a flag, argument, setting or option value is malformed.
 	Usage = &Class{"invalid option", 4}
 	// Integrity: stored or restored data does not match what was recorded, or is not authentic.
@@ -54,7 +57,7 @@ var (
 
 // Classes lists every class, most specific first.
 func Classes() []*Class {
-	return []*Class{Interrupted, Differs, Locked, Policy, Usage, Integrity, Repository, Key, NotFound, Refused, Remote, Failure}
+	return []*Class{Interrupted, Differs, Locked, Policy, Protected, Usage, Integrity, Repository, Key, NotFound, Refused, Remote, Failure}
 }
 
 type sentinel struct {

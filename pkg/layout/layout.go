@@ -64,6 +64,13 @@ const (
 	// put, get, list, delete and create conditionally (DoctorKey). Each is deleted by the run that wrote
 	// it; one left by a killed run is harmless and 'doctor' removes those older than an hour.
 	Doctor = "doctor/"
+	// Plans holds restore plans for protected targets (PlanKey), each named by the hash of its
+	// canonical JSON, and the marks of plans already carried out (PlanUsedKey). docs/APPROVAL.md.
+	Plans = "plans/"
+	// Approvals holds the signed approvals of each plan (ApprovalKey), grouped by plan id.
+	Approvals = "approvals/"
+	// Approvers holds the approvers an admin registered, each signed by the admin key (ApproverKey).
+	Approvers = "approvers/"
 )
 
 // Name parts shared by several keys.
@@ -205,3 +212,20 @@ func AuditRecordKey(seq int64, hash string) string {
 // AuditClaimKey is the key of the claim of sequence number seq, created first with a conditional
 // create so that two concurrent writers serialise instead of forking the chain.
 func AuditClaimKey(seq int64) string { return fmt.Sprintf("%s%012d.seq", Audit, seq) }
+
+// PlanKey is the key of restore plan id (a prefix of the SHA-256 of its canonical JSON).
+func PlanKey(id string) string { return Plans + id + JSONSuffix }
+
+// PlanUsedKey marks plan id as carried out: created once, conditionally, so an approved plan runs once.
+func PlanUsedKey(id string) string { return Plans + id + "-used" + JSONSuffix }
+
+// ApprovalPrefix is the prefix of every approval of plan id.
+func ApprovalPrefix(planID string) string { return Approvals + planID + "/" }
+
+// ApprovalKey is the key of approver's approval of plan id made at t.
+func ApprovalKey(planID, approver string, t time.Time) string {
+	return ApprovalPrefix(planID) + approver + "-" + t.UTC().Format(VerifyTimeFormat) + JSONSuffix
+}
+
+// ApproverKey is the key of the registration of approver name.
+func ApproverKey(name string) string { return Approvers + name + JSONSuffix }

@@ -20,6 +20,7 @@ var names = []string{
 	layout.Config, layout.ConfigV1Backup, layout.WriterKey,
 	layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Holds,
 	layout.Marks, layout.Audit, layout.PruneRecords, layout.VerifyRecords, layout.Rotations, layout.Doctor,
+	layout.Plans, layout.Approvals, layout.Approvers,
 }
 
 // TestOnePlace keeps the layout in one place: it parses every non-test .go file of the repository
@@ -99,6 +100,10 @@ func TestKeys(t *testing.T) {
 		{layout.VerifyRecordKey(at, "s1"), "verify/20261203T121944.123456789Z-s1.json"},
 		{layout.AuditRecordKey(42, "ab"), "audit/000000000042-ab.json"},
 		{layout.AuditClaimKey(42), "audit/000000000042.seq"},
+		{layout.PlanKey("p1"), "plans/p1.json"},
+		{layout.PlanUsedKey("p1"), "plans/p1-used.json"},
+		{layout.ApprovalKey("p1", "bob", at), "approvals/p1/bob-20261203T121944.123456789Z.json"},
+		{layout.ApproverKey("bob"), "approvers/bob.json"},
 	} {
 		if c[0] != c[1] {
 			t.Errorf("got %q, want %q (docs/FORMAT.md)", c[0], c[1])

@@ -68,12 +68,20 @@ type Event struct {
 	Items      int64         `json:"items"`
 }
 
-// Failed reports whether the event is a failure.
+// StatusBreakGlass is the status of the alert a restore sends, before it runs, when it bypasses
+// two-person approval with --break-glass (docs/APPROVAL.md); Error then holds the reason given.
+const StatusBreakGlass = "break-glass"
+
+// Failed reports whether the event is a failure (a break-glass alert counts: someone must look).
 func (e Event) Failed() bool { return e.Status != "success" }
 
 // Subject is a one-line summary, used as the e-mail subject and the first line of the text.
 func (e Event) Subject() string {
-	s := fmt.Sprintf("cfbackup %s %s on %s", e.Command, map[bool]string{true: "FAILED", false: "succeeded"}[e.Failed()], e.Host)
+	verdict := map[bool]string{true: "FAILED", false: "succeeded"}[e.Failed()]
+	if e.Status == StatusBreakGlass {
+		verdict = "BREAK-GLASS (approval bypassed)"
+	}
+	s := fmt.Sprintf("cfbackup %s %s on %s", e.Command, verdict, e.Host)
 	if len(e.Components) > 0 {
 		s += " (" + strings.Join(e.Components, ",") + ")"
 	}
@@ -85,7 +93,10 @@ func (e Event) Text() string {
 	var b strings.Builder
 	b.WriteString(e.Subject())
 	b.WriteString("\n")
-	if e.Failed() {
+	switch {
+	case e.Status == StatusBreakGlass:
+		fmt.Fprintf(&b, "Reason: %s\n", e.Error)
+	case e.Failed():
 		fmt.Fprintf(&b, "Error (exit %d): %s\n", e.ExitCode, e.Error)
 	}
 	fmt.Fprintf(&b, "Repository: %s\nActor: %s\nTime: %s\nDuration: %s\n", e.Repository, e.Actor, e.Time.UTC().Format(time.RFC3339), e.Duration.Round(time.Millisecond))

@@ -208,6 +208,26 @@ type RestorePlan interface {
 	Execute(ctx context.Context, x Execution) (*RestoreResult, error)
 }
 
+// Overwriter is implemented by a RestorePlan that can say which live sources of the account it
+// writes into, so the CLI can hold restores into protected targets for two-person approval
+// (docs/APPROVAL.md). Overwrites is nil when the plan writes nothing in the account (a file, a
+// directory).
+type Overwriter interface {
+	Overwrites() *Overwrite
+}
+
+// Overwrite is what a restore writes into the account: names of sources and counts only (it is
+// stored in plaintext in the approval plan; never table, object or key names).
+type Overwrite struct {
+	// Sources are the snapshot's source names read; Targets the live ones written, by name.
+	Sources []string
+	Targets []string
+	// Items and Bytes are written; Live counts the live items replaced (0: not known in advance).
+	Items int64
+	Bytes int64
+	Live  int64
+}
+
 // DryRunChecker is implemented by a RestorePlan whose dry run has an outcome of its own: config
 // --diff compares with the live account (which writes nothing) and fails with errclass.Differs when
 // they differ. The CLI returns DryRunErr after showing the plan.

@@ -307,3 +307,16 @@ func safetyHint(snapshot, db string) string {
 	}
 	return fmt.Sprintf("\n  (or from the safety snapshot: cfbackup restore %s --d1-database %s --in-place --yes)", snapshot, db)
 }
+
+// Overwrites names the database a restore into the account writes (source.Overwriter): the new or
+// existing --to-database, or the original in place; nothing for --to-file.
+func (p *restorePlan) Overwrites() *source.Overwrite {
+	target := p.f.toDatabase
+	switch {
+	case p.f.toFile != "":
+		return nil
+	case p.f.inPlace:
+		target = p.src.Name
+	}
+	return &source.Overwrite{Sources: []string{p.src.Name}, Targets: []string{target}, Items: int64(len(p.json.Tables)), Bytes: p.json.Bytes}
+}

@@ -114,3 +114,8 @@ func (p *rewindPlan) Execute(ctx context.Context, x source.Execution) (*source.R
 		Text: text,
 	}, nil
 }
+
+// Overwrites names the live database a rewind replaces (source.Overwriter).
+func (p *rewindPlan) Overwrites() *source.Overwrite {
+	return &source.Overwrite{Sources: []string{p.db.Name}, Targets: []string{p.db.Name}}
+}

@@ -158,3 +158,13 @@ func (p *restorePlan) importAll(ctx context.Context) ([]ObjectResult, []ObjectFa
 }
 
 func humanBytes(n int64) string { return source.HumanBytes(n) }
+
+// Overwrites names the namespaces a restore writes into: their own (source.Overwriter).
+func (p *restorePlan) Overwrites() *source.Overwrite {
+	o := &source.Overwrite{Items: int64(p.plan.Objects), Bytes: p.plan.Bytes, Live: int64(p.plan.Live)}
+	for _, ns := range p.plan.Namespaces {
+		o.Sources = append(o.Sources, ns.Namespace.Name)
+		o.Targets = append(o.Targets, ns.Namespace.Name)
+	}
+	return o
+}

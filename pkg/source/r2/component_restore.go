@@ -275,3 +275,12 @@ func (p *restorePlan) notes(x source.Execution) {
 		fmt.Fprintf(w, "(The undo puts back what was overwritten; it does not delete the %d object(s) this restore adds.)\n", n)
 	}
 }
+
+// Overwrites names the bucket a restore into the account writes (source.Overwriter); nothing for
+// --to-dir.
+func (p *restorePlan) Overwrites() *source.Overwrite {
+	if p.target.Dir != "" || p.target.Bucket == "" {
+		return nil
+	}
+	return &source.Overwrite{Sources: []string{p.bucket}, Targets: []string{p.target.Bucket}, Items: int64(p.plan.Puts), Bytes: p.plan.Bytes, Live: int64(p.count("overwrite"))}
+}
