@@ -150,7 +150,7 @@ func (b *builder) addRun(rec audit.Record, result string) {
 func (b *builder) sections(rec audit.Record) []*Section {
 	a := &b.rep.Activity
 	switch {
-	case rec.Command == "restore" && slices.Contains(rec.Args, "--break-glass"):
+	case rec.Command == "restore" && isBreakGlass(rec.Args):
 		return []*Section{&a.Restores, &a.BreakGlass}
 	case rec.Command == "restore":
 		return []*Section{&a.Restores}
@@ -162,6 +162,12 @@ func (b *builder) sections(rec audit.Record) []*Section {
 		return []*Section{&a.Approvals}
 	}
 	return nil
+}
+
+// isBreakGlass: the restore ran with --break-glass, which the audit trail records with its reason
+// ("--break-glass=REASON", internal/cli/hooks.go) — or bare, as older records may.
+func isBreakGlass(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "--break-glass" || strings.HasPrefix(a, "--break-glass=") })
 }
 
 func (s *Section) add(rec audit.Record, result string, comps []string) {

@@ -114,7 +114,7 @@ func TestActivitySectionsAndDrills(t *testing.T) {
 		&audit.Record{Time: at(3), Command: "restore", Result: audit.ResultOK, Run: "r1", Args: []string{"restore", "aaaa", "--to-file=[value]"}, Components: []string{"d1"}, Reads: audit.ReadsData, Bytes: 500},
 		&audit.Record{Time: at(4), Command: "restore", Result: audit.ResultStarted, Run: "r2", Args: []string{"restore", "--break-glass"}},
 		&audit.Record{Time: at(5), Command: "restore", Result: audit.ResultError, Run: "r2", Args: []string{"restore", "--break-glass"}, ExitCode: 4, Error: "refused"},
-		&audit.Record{Time: at(6), Command: "restore", Result: audit.ResultStarted, Run: "r3", Args: []string{"restore", "--break-glass", "--yes"}, Components: []string{"r2"}},
+		&audit.Record{Time: at(6), Command: "restore", Result: audit.ResultStarted, Run: "r3", Args: []string{"restore", "--break-glass=INC-7 primary lost", "--yes"}, Components: []string{"r2"}},
 		&audit.Record{Time: at(7), Command: "test-restore", Result: audit.ResultOK, Run: "t1", Components: []string{"d1"}, Snapshots: []string{"aaaa"}, Reads: audit.ReadsData, Bytes: 70},
 		&audit.Record{Time: at(8), Command: "test-restore", Result: audit.ResultError, Run: "t2", Components: []string{"r2"}, ExitCode: 8},
 		&audit.Record{Time: at(9), Command: "copy", Result: audit.ResultStarted, Run: "c1"},
