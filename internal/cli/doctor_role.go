@@ -32,6 +32,7 @@ func doctorRoleFindings(ctx context.Context, f *Factory, role doctor.Role) []sou
 		WriterSecret: heldWriterSecret(f),
 		WorkerSecret: heldWorkerSecret(f),
 		R2Keys:       heldR2Keys(f),
+		SigningKey:   heldSigningKey(f),
 		TokenSet:     f.cfg.CloudflareAPIToken != "",
 		Cloudflare:   f.Cloudflare,
 	}
@@ -103,4 +104,13 @@ func heldR2Keys(f *Factory) []doctor.Held {
 		return nil
 	}
 	return []doctor.Held{{Source: "CFBACKUP_R2_ACCESS_KEY_ID", Fix: "drop CFBACKUP_R2_ACCESS_KEY_ID and CFBACKUP_R2_SECRET_ACCESS_KEY from this host's environment"}}
+}
+
+// heldSigningKey: the operator's approval signing key (signing_key_file, docs/APPROVAL.md).
+func heldSigningKey(f *Factory) []doctor.Held {
+	if f.cfg.SigningKeyFile == "" {
+		return nil
+	}
+	return []doctor.Held{settingHeld(f, "CFBACKUP_SIGNING_KEY_FILE", "signing_key_file", "file "+filepath.Base(f.cfg.SigningKeyFile),
+		"and move the key to the approver's own machine (an approval signed from here could come from whoever takes this host)")}
 }

@@ -36,6 +36,7 @@ type RoleHost struct {
 	WriterSecret []Held
 	WorkerSecret []Held
 	R2Keys       []Held
+	SigningKey   []Held
 	TokenSet     bool
 	// Cloudflare builds the API client (only called when TokenSet).
 	Cloudflare func() (*cloudflare.Client, error)
@@ -54,6 +55,7 @@ func CheckRole(ctx context.Context, role Role, h RoleHost) []source.Finding {
 	out = append(out, secretFinding(role, "writer_secret", "writer secret", "it authenticates and signs snapshots", role.WriterSecret, h.WriterSecret, errclass.Key))
 	out = append(out, secretFinding(role, "worker_secret", "Worker module secret", "it signs requests that read and write every Durable Object", role.WorkerSecret, h.WorkerSecret, errclass.Key))
 	out = append(out, secretFinding(role, "r2_keys", "R2 source keys", "they read (or write) the R2 buckets backed up", role.R2Keys, h.R2Keys, errclass.Remote))
+	out = append(out, secretFinding(role, "signing_key", "signing key", "it signs approvals of restores into protected targets (docs/APPROVAL.md)", role.SigningKey, h.SigningKey, errclass.Key))
 	out = append(out, tokenFindings(ctx, role, h)...)
 	if h.Store != nil {
 		out = append(out, storeRoleFindings(ctx, role, h.Store)...)

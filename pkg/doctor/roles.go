@@ -50,6 +50,11 @@ type Role struct {
 	// WorkerSecret is the production Worker module's secret (component do); R2Keys the R2 S3 keys
 	// of the source buckets (component r2). Only the hosts that back up or restore hold them.
 	WorkerSecret, R2Keys Need
+	// SigningKey is the operator's ed25519 signing key (docs/APPROVAL.md): an approver signs restore
+	// plans with it, a restorer carrying out an approved plan proves who it is with it, an admin
+	// registers approvers with it. A host that never approves must not hold one: whoever takes
+	// it could be the second person of a two-person rule.
+	SigningKey Need
 	// Permissions are the token permission groups the role may hold; any other is an excess.
 	Permissions []string
 	// WritesData: the role puts snapshots and segments (backup) or rewrites the repository (admin).
@@ -65,33 +70,33 @@ type Role struct {
 var Roles = []Role{
 	{Name: "backup-host", Summary: "takes backups on a schedule; can add snapshots, cannot read them back or remove any",
 		Commands: []string{"backup", "verify (quick)", "list", "stats", "doctor"},
-		Identity: Forbidden, WriterSecret: Required, Token: Required, WorkerSecret: Optional, R2Keys: Optional,
+		Identity: Forbidden, WriterSecret: Required, Token: Required, WorkerSecret: Optional, R2Keys: Optional, SigningKey: Forbidden,
 		Permissions: []string{PermD1Read, PermD1Edit, PermWorkersScriptsRead, PermKVRead, PermR2Read},
 		WritesData:  true,
 		Puts:        []string{layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Audit, layout.VerifyRecords, layout.Doctor}},
 	{Name: "verifier", Summary: "proves snapshots restore (verify --read-data, test-restore) into scratch targets only",
 		Commands: []string{"verify --read-data", "verify --all", "test-restore", "list", "report"},
-		Identity: Required, WriterSecret: Optional, Token: Optional, WorkerSecret: Forbidden, R2Keys: Forbidden,
+		Identity: Required, WriterSecret: Optional, Token: Optional, WorkerSecret: Forbidden, R2Keys: Forbidden, SigningKey: Forbidden,
 		Permissions: []string{PermWorkersScriptsRead, PermR2Read},
 		Puts:        []string{layout.Locks, layout.Audit, layout.VerifyRecords}},
 	{Name: "restorer", Summary: "restores snapshots into the Cloudflare account (disaster recovery)",
-		Commands: []string{"restore", "list", "verify", "doctor"},
-		Identity: Required, WriterSecret: Optional, Token: Required, WorkerSecret: Optional, R2Keys: Optional,
+		Commands: []string{"restore", "restore --plan", "plans list", "plans show", "list", "verify", "doctor"},
+		Identity: Required, WriterSecret: Optional, Token: Required, WorkerSecret: Optional, R2Keys: Optional, SigningKey: Optional,
 		Permissions: AllPermissions,
-		Puts:        []string{layout.Locks, layout.Audit}},
-	{Name: "approver", Summary: "places and releases legal holds on snapshots; approves what admin deletes",
-		Commands: []string{"hold add", "hold release", "hold list", "list", "report"},
-		Identity: Forbidden, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
-		Puts: []string{layout.Holds, layout.Audit}},
+		Puts:        []string{layout.Locks, layout.Audit, layout.Plans}},
+	{Name: "approver", Summary: "reviews and signs restore plans for protected targets (the second person); places and releases legal holds",
+		Commands: []string{"approve", "plans list", "plans show", "hold add", "hold release", "hold list", "list", "report"},
+		Identity: Forbidden, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden, SigningKey: Required,
+		Puts: []string{layout.Holds, layout.Audit, layout.Approvals}},
 	{Name: "admin", Summary: "creates and maintains the repository: init, prune, unlock, key rotation, migrate, copy",
-		Commands: []string{"init", "prune", "unlock", "key rotate", "key rewrap", "migrate", "copy", "hold", "doctor"},
-		Identity: Optional, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
+		Commands: []string{"init", "prune", "unlock", "key rotate", "key rewrap", "migrate", "copy", "hold", "approvers add", "doctor"},
+		Identity: Optional, WriterSecret: Required, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden, SigningKey: Optional,
 		WritesData: true, Deletes: true,
 		Puts:         []string{"(every prefix)"},
 		DeletesUnder: []string{layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Marks, layout.Rotations, layout.Doctor}},
 	{Name: "auditor", Summary: "reads the audit trail and reports; holds no key that decrypts or signs",
 		Commands: []string{"report", "audit verify", "audit list", "list", "stats"},
-		Identity: Forbidden, WriterSecret: Forbidden, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden,
+		Identity: Forbidden, WriterSecret: Forbidden, Token: Forbidden, WorkerSecret: Forbidden, R2Keys: Forbidden, SigningKey: Forbidden,
 		Puts: []string{layout.Audit}},
 }
 
