@@ -73,7 +73,7 @@ func Require(t testing.TB) string {
 	missing := ""
 	if _, err := exec.LookPath("node"); err != nil {
 		missing = "node"
-	} else if _, err := os.Stat(filepath.Join(root, "worker", "node_modules", "miniflare")); err != nil {
+	} else if nodeModules(root) == "" {
 		missing = "worker/node_modules (npm ci in worker/)"
 	}
 	if missing != "" {
@@ -83,7 +83,7 @@ func Require(t testing.TB) string {
 		t.Skipf("%s not installed: run make tools", missing)
 	}
 	buildOnce.Do(func() {
-		cmd := exec.Command("node", filepath.Join("node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json")
+		cmd := exec.Command("node", filepath.Join(nodeModules(root), "typescript", "bin", "tsc"), "-p", "tsconfig.json")
 		cmd.Dir = filepath.Join(root, "worker")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build worker/: %v\n%s", err, out)
@@ -93,6 +93,17 @@ func Require(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return root
+}
+
+// nodeModules is where worker/'s packages are installed: worker/node_modules, or (as Node resolves
+// imports up the tree) the repository root's node_modules; "" when neither holds miniflare.
+func nodeModules(root string) string {
+	for _, d := range []string{filepath.Join(root, "worker", "node_modules"), filepath.Join(root, "node_modules")} {
+		if _, err := os.Stat(filepath.Join(d, "miniflare")); err == nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // Start runs the example app until the test ends.
