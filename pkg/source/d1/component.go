@@ -22,15 +22,15 @@ type component struct {
 
 // restoreFlags are restore's D1 flags.
 type restoreFlags struct {
-	database   string   // --d1-database: the database in the snapshot (name or UUID)
-	tables     []string // --table
-	toFile     string   // --to-file
-	toDatabase string   // --to-database
-	create     bool     // --create
+	database   string                   // --d1-database: the database in the snapshot (name or UUID)
+	tables     []string                 // --table
+	toFile     string                   // --to-file
+	toDatabase string                   // --to-database
+	create     bool                     // --create
 	place      cloudflare.CreateOptions // --location-hint, --jurisdiction (with --create)
-	inPlace    bool     // --in-place
-	importMax  int64    // --import-file-limit (hidden)
-	timeTravel bool     // --time-travel: rewind the live database with Time Travel (with --at)
+	inPlace    bool                     // --in-place
+	importMax  int64                    // --import-file-limit (hidden)
+	timeTravel bool                     // --time-travel: rewind the live database with Time Travel (with --at)
 }
 
 var (

@@ -146,7 +146,11 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 				o.OnUnrestorable(f.id, *end)
 			}
 		}
-		items = append(items, manifest.Item{Component: Component, Source: ns.ID, Kind: "object", ObjectID: f.id, Rows: end.KV + end.Rows, ItemRef: ref})
+		it := manifest.Item{Component: Component, Source: ns.ID, Kind: "object", ObjectID: f.id, Rows: end.KV + end.Rows, ItemRef: ref}
+		if f.first.Header != nil {
+			it.ObjectName = f.first.Header.Name
+		}
+		items = append(items, it)
 		src.Items++
 		src.Size += ref.Size
 	}
