@@ -8,7 +8,7 @@
 #   - D1 into a new database placed with --location-hint; R2 into a new, empty bucket; Durable
 #     Objects re-created by their recorded names (--to-do-namespace); the Workers configuration
 #     written out as files for the redeployment (the config component is never applied).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2153
 
 step "SCENARIO 2: the account is lost; recover everything into a new, empty account"
 NEW_ACCOUNT_ID=0badc0de0000000000000000000000a2
@@ -88,7 +88,7 @@ if [ "$DO_OBJECTS" -gt 0 ]; then
   for i in "${DO_SAMPLE[@]}"; do cmp -s "$D/do-new/$i.json" "$D/do-new/$i.before" || { s=DIFFERENT; fail=1; }; done
   [ "$same_id" -eq 0 ] || { s="SAME IDS ($same_id): not another namespace"; fail=1; }
   printf '  do: %d sampled objects, by name in the new namespaces (new IDs), values, tables and alarms as before: %s\n' "${#DO_SAMPLE[@]}" "$s"
-  n_new=$(find "$D/do-state-new" -regex '.*/[0-9a-f]\{64\}\.sqlite' | wc -l)
+  n_new=$(find "$D/do-state-new" -name '*.sqlite' | grep -Ec '/[0-9a-f]{64}\.sqlite$' || true)
   [ "$n_new" -eq "$DO_OBJECTS" ] && s=OK || { s="$n_new, want $DO_OBJECTS"; fail=1; }
   printf '  do: objects in the new account: %s\n' "$s"
 fi
