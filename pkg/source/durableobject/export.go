@@ -79,6 +79,14 @@ func (c *Client) ExportPage(ctx context.Context, class, id, cursor string) (Page
 	return p, err
 }
 
+// name is the object's name from the first page's header ("" when the module did not know it).
+func (p Page) name() string {
+	if p.Header == nil {
+		return ""
+	}
+	return p.Header.Name
+}
+
 func parsePage(b []byte, first bool) (Page, error) {
 	if len(b) == 0 || b[len(b)-1] != '\n' {
 		return Page{}, fmt.Errorf("%w: export page is truncated (no final newline)", ErrFormat)
