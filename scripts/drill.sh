@@ -17,6 +17,12 @@
 #    component, validate (D1 tables hashed against the pre-disaster copy, every R2 object's SHA-256,
 #    a sample of Durable Objects compared deeply, plus test-restore's checks), and print the measured
 #    RTO per component and in total.
+# 5. Scenario 2, the account itself is lost (DRILL_NEW_ACCOUNT=0 leaves it out): an empty second
+#    account (another cfemu account ID, the app deployed under another script name, so the runtime
+#    derives other Durable Object IDs) gets every component from the same replica: D1 into a new
+#    database placed with --location-hint, R2 into an empty bucket, Durable Objects re-created by
+#    their recorded names in the new namespaces (--to-do-namespace), the Workers configuration
+#    written out for redeployment; validated the same way and timed (RTO per component and total).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DRILL_BIN:-$PWD/.bin}   # where cfbackup, cfemu and versitygw are (make build, make tools)
@@ -25,6 +31,7 @@ USERS=${DRILL_USERS:-100000}
 R2_MB=${DRILL_R2_MB:-1024}
 R2_OBJECTS=${DRILL_R2_OBJECTS:-2000}
 DO_OBJECTS=${DRILL_DO_OBJECTS:-10000}
+NEW_ACCOUNT=${DRILL_NEW_ACCOUNT:-1}
 rm -rf "$D"; mkdir -p "$D"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 now() { date +%s.%N; }
@@ -33,6 +40,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -n "${WPID:-}" ] && kill "$WPID" 2>/dev/null || true
+  [ -n "${WPID2:-}" ] && kill "$WPID2" 2>/dev/null || true
   exec 9>&- 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -41,7 +49,7 @@ if [ "$DO_OBJECTS" -gt 0 ] && ! { command -v node >/dev/null && [ -d worker/node
   echo "note: node or worker/node_modules missing (run scripts/install-tools.sh): Durable Objects left out of the drill"
   DO_OBJECTS=0
 fi
-COMPONENTS=d1
+COMPONENTS=d1,config
 [ "$R2_MB" -gt 0 ] && COMPONENTS=$COMPONENTS,r2
 [ "$DO_OBJECTS" -gt 0 ] && COMPONENTS=$COMPONENTS,do
 
@@ -67,7 +75,7 @@ if [ "$DO_OBJECTS" -gt 0 ]; then
   WURL=http://127.0.0.1:$WPORT
   emu_do=(--do "oidc-example/SessionStore=$D/do-state" --do "oidc-example/RateLimiter=$D/do-state,kv" --worker-url "$WURL")
 fi
-"$BIN/cfemu" --listen 127.0.0.1:0 --data-dir "$D/emu" --seed app --seed-users "$USERS" --env-file "$D/emu.env" "${emu_do[@]}" >"$D/cfemu.log" 2>&1 &
+"$BIN/cfemu" --listen 127.0.0.1:0 --data-dir "$D/emu" --seed app --seed-users "$USERS" --seed-workers --env-file "$D/emu.env" "${emu_do[@]}" >"$D/cfemu.log" 2>&1 &
 pids+=($!)
 port=$((20000 + RANDOM % 20000))
 mkdir -p "$D/s3/data" "$D/s3/versions"
@@ -179,4 +187,5 @@ printf '  d1 (restore into a new database, %s users): %s s\n' "$USERS" "$d1_rto"
 printf '  total (list + verify + every restore):       %s s\n' "$total_rto"
 printf '  target: RTO < 3600 s   (for reference: backup %s s, copy to the replica %s s; %s cores)\n' "$backup_s" "$copy_s" "$(nproc)"
 [ $fail -eq 0 ] || { echo "DRILL FAILED: the restored data differs"; exit 1; }
+[ "$NEW_ACCOUNT" = 1 ] && . scripts/drill-new-account.sh
 echo "Drill passed."

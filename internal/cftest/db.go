@@ -40,12 +40,16 @@ type snapshot struct {
 type database struct {
 	mu        sync.Mutex
 	dir       string
-	UUID      string     `json:"uuid"`
-	Name      string     `json:"name"`
-	CreatedAt time.Time  `json:"created_at"`
-	Order     int64      `json:"order"` // creation order, for stable listing
-	Seq       uint32     `json:"seq"`
-	Snapshots []snapshot `json:"snapshots"`
+	UUID      string    `json:"uuid"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Order     int64     `json:"order"` // creation order, for stable listing
+	// LocationHint and Jurisdiction are what the create request asked for (primary_location_hint,
+	// jurisdiction), recorded so tests can see where a restore placed a new database.
+	LocationHint string     `json:"primary_location_hint,omitempty"`
+	Jurisdiction string     `json:"jurisdiction,omitempty"`
+	Seq          uint32     `json:"seq"`
+	Snapshots    []snapshot `json:"snapshots"`
 }
 
 func (d *database) path() string { return filepath.Join(d.dir, "db.sqlite") }

@@ -392,7 +392,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	lo, hi := pg.window(len(all))
 	for _, d := range all[lo:hi] {
 		items = append(items, map[string]any{"uuid": d.UUID, "name": d.Name, "version": "production",
-			"created_at": d.CreatedAt.Format(time.RFC3339Nano), "jurisdiction": nil})
+			"created_at": d.CreatedAt.Format(time.RFC3339Nano), "jurisdiction": nullIfEmpty(d.Jurisdiction)})
 	}
 	ok(w, 200, items, pg.info(len(items), len(all)))
 }
@@ -435,7 +435,43 @@ func (s *Server) describe(ctx context.Context, d *database) (map[string]any, err
 	}
 	return map[string]any{"uuid": d.UUID, "name": d.Name, "version": "production",
 		"created_at": d.CreatedAt.Format(time.RFC3339Nano), "file_size": size, "num_tables": n,
-		"jurisdiction": nil, "read_replication": map[string]any{"mode": "disabled"}, "running_in_region": "WEUR"}, nil
+		"jurisdiction": nullIfEmpty(d.Jurisdiction), "read_replication": map[string]any{"mode": "disabled"}, "running_in_region": region(d)}, nil
+}
+
+// checkPlacement validates a create request's primary_location_hint and jurisdiction as D1 does
+// (the values of POST /accounts/{id}/d1/database); "" when both are acceptable.
+func checkPlacement(hint, jurisdiction string) string {
+	switch hint {
+	case "", "wnam", "enam", "weur", "eeur", "apac", "oc":
+	default:
+		return fmt.Sprintf("primary_location_hint %q is not one of wnam, enam, weur, eeur, apac, oc", hint)
+	}
+	switch jurisdiction {
+	case "", "eu", "fedramp", "us":
+	default:
+		return fmt.Sprintf("jurisdiction %q is not one of eu, fedramp, us", jurisdiction)
+	}
+	return ""
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// region is where the emulated database "runs": its hint (a jurisdiction overrides it), else WEUR.
+func region(d *database) string {
+	switch {
+	case d.Jurisdiction == "eu":
+		return "WEUR"
+	case d.Jurisdiction != "":
+		return "ENAM"
+	case d.LocationHint != "":
+		return strings.ToUpper(d.LocationHint)
+	}
+	return "WEUR"
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, d *database) {
@@ -454,13 +490,26 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		Name string `json:"name"`
+		Name         string `json:"name"`
+		LocationHint string `json:"primary_location_hint"`
+		Jurisdiction string `json:"jurisdiction"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Name == "" {
 		fail(w, 400, 7400, "The request is malformed: name is required")
 		return
 	}
+	if msg := checkPlacement(body.LocationHint, body.Jurisdiction); msg != "" {
+		fail(w, 400, 7400, "The request is malformed: "+msg)
+		return
+	}
 	id, err := s.CreateDatabase(body.Name)
+	if err == nil && (body.LocationHint != "" || body.Jurisdiction != "") {
+		d := s.db(id)
+		d.mu.Lock()
+		d.LocationHint, d.Jurisdiction = body.LocationHint, body.Jurisdiction
+		err = d.saveMeta()
+		d.mu.Unlock()
+	}
 	if errors.Is(err, ErrDuplicateName) {
 		fail(w, 400, 7502, "A database with that name already exists")
 		return

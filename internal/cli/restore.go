@@ -54,6 +54,8 @@ SHA-256 while it is read; --dry-run prints the plan and changes nothing. Needs a
                             every table's row count against the snapshot. Nothing is left at F on failure.
   --to-database DB          an existing, empty D1 database (name or UUID) through D1's import API;
     --create                 create DB first. Dumps over the import limit are split into several files.
+                             --location-hint (wnam enam weur eeur apac oc) or --jurisdiction (eu fedramp us)
+                             place the new database.
   --in-place --yes          replace the original database's contents. cfbackup first records the
                             database's current Time Travel bookmark and prints the command that undoes
                             the restore.
@@ -67,7 +69,9 @@ see docs/CONFIG_COMPONENT.md.
 
 --component do restores Durable Objects through the Worker module (docs/DURABLE_OBJECTS.md) into the
 objects they came from — a whole snapshot, --do-namespace N, or some --object-id ID / --object-ids-from FILE.
-Object IDs are bound to their namespace: a restore into another account needs the original names.
+Object IDs are bound to their namespace: into another namespace or account, --to-do-namespace NS
+re-creates objects under their recorded names (idFromName) or as --do-id-map FILE says; --dry-run
+names those that cannot be placed, which the restore refuses unless --skip-unplaceable.
 Overwriting objects that hold data needs --yes (or the namespace name typed on a terminal), and a
 safety snapshot of them is taken first.
 

@@ -68,11 +68,47 @@ func (c *Client) ResolveDatabase(ctx context.Context, nameOrID string) (Database
 	return Database{}, fmt.Errorf("D1 database %q: %w (databases in this account: %s)", nameOrID, ErrNotFound, strings.Join(names, ", "))
 }
 
-// CreateDatabase makes a new, empty database (restore --to-database NEW --create).
-func (c *Client) CreateDatabase(ctx context.Context, name string) (Database, error) {
+// CreateOptions place a new database: PrimaryLocationHint (wnam, enam, weur, eeur, apac, oc) and
+// Jurisdiction (eu, fedramp, us; it overrides the hint). A disaster recovery into a new account
+// puts the database back where the data is allowed to live.
+type CreateOptions struct {
+	PrimaryLocationHint string
+	Jurisdiction        string
+}
+
+// LocationHints and Jurisdictions are the values POST /accounts/{id}/d1/database accepts.
+var (
+	LocationHints = []string{"wnam", "enam", "weur", "eeur", "apac", "oc"}
+	Jurisdictions = []string{"eu", "fedramp", "us"}
+)
+
+// CheckCreateOptions refuses a location hint or jurisdiction Cloudflare does not know, before any
+// request is sent.
+func CheckCreateOptions(o CreateOptions) error {
+	if o.PrimaryLocationHint != "" && !d1.DatabaseNewParamsPrimaryLocationHint(o.PrimaryLocationHint).IsKnown() {
+		return fmt.Errorf("location-hint %q is not a D1 location: use one of %s", o.PrimaryLocationHint, strings.Join(LocationHints, ", "))
+	}
+	if o.Jurisdiction != "" && !d1.DatabaseNewParamsJurisdiction(o.Jurisdiction).IsKnown() {
+		return fmt.Errorf("jurisdiction %q is not a D1 jurisdiction: use one of %s", o.Jurisdiction, strings.Join(Jurisdictions, ", "))
+	}
+	return nil
+}
+
+// CreateDatabase makes a new, empty database (restore --to-database NEW --create), placed as the
+// first CreateOptions say (none: near the caller, as Cloudflare decides).
+func (c *Client) CreateDatabase(ctx context.Context, name string, opts ...CreateOptions) (Database, error) {
 	var p d1.DatabaseNewParams
 	p.AccountID.Value, p.AccountID.Present = c.cfg.AccountID, true
 	p.Name.Value, p.Name.Present = name, true
+	if len(opts) > 0 {
+		o := opts[0]
+		if o.PrimaryLocationHint != "" {
+			p.PrimaryLocationHint.Value, p.PrimaryLocationHint.Present = d1.DatabaseNewParamsPrimaryLocationHint(o.PrimaryLocationHint), true
+		}
+		if o.Jurisdiction != "" {
+			p.Jurisdiction.Value, p.Jurisdiction.Present = d1.DatabaseNewParamsJurisdiction(o.Jurisdiction), true
+		}
+	}
 	r, err := c.db.New(ctx, p)
 	if err != nil {
 		return Database{}, classify(err, fmt.Sprintf("create D1 database %q", name))

@@ -137,6 +137,9 @@ type Item struct {
 	Object *ObjectMeta `json:"object,omitempty"`
 	// ObjectID is a Durable Object item's object ID (64 hex digits, bound to its namespace).
 	ObjectID string `json:"object_id,omitempty"`
+	// ObjectName is the name a Durable Object was created from (idFromName), when the Worker module
+	// knew it: a restore into another namespace or account re-creates the object under that name.
+	ObjectName string `json:"object_name,omitempty"`
 	archive.ItemRef
 }
 

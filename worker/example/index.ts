@@ -8,7 +8,7 @@
 // Mounting cfbackup is the two marked lines. Test-only routes (seed, inspect, wipe) answer only when
 // the ALLOW_TEST_ROUTES binding is "1" (the test harness sets it; a deployment never does).
 import { DurableObject } from "cloudflare:workers";
-import { withCfbackup, routeCfbackup, isCfbackupRequest, handleCfbackup } from "../src/index.js";
+import { withCfbackup, routeCfbackup, isCfbackupRequest, handleCfbackup, recordName } from "../src/index.js";
 import { testRoute } from "./fuzz.js";
 
 interface Env {
@@ -145,6 +145,12 @@ export class RateLimiter {
 
   async fetch(req: Request): Promise<Response> {
     if (isCfbackupRequest(req)) return handleCfbackup(this.state, this.env, req);   // cfbackup (class-style mount)
+    const res = await this.serve(req);
+    await recordName(this.state); // keeps ctx.id.name in storage for restores into another account
+    return res;
+  }
+
+  private async serve(req: Request): Promise<Response> {
     const url = new URL(req.url);
     if (this.env.ALLOW_TEST_ROUTES === "1") {
       const r = await testRoute(this.state, "kv", url, req);
@@ -197,11 +203,17 @@ export default {
     const r = await routeCfbackup(req, { SessionStore: env.SESSIONS, RateLimiter: env.RATELIMIT });   // cfbackup, line 2 of 2
     if (r) return r;
     const url = new URL(req.url);
-    const m = url.pathname.match(/^\/(sessions|ratelimit)\/([0-9a-f]{64}|name:[^/]+)(\/.*)$/);
+    const m = url.pathname.match(/^\/(sessions|ratelimit)\/([0-9a-f]{64}|name:[^/]+|unique)(\/.*)$/);
     if (!m) return new Response("not found", { status: 404 });
     const ns = m[1] === "sessions" ? env.SESSIONS : env.RATELIMIT;
-    const id = m[2].startsWith("name:") ? ns.idFromName(m[2].slice(5)) : ns.idFromString(m[2]);
+    // Test route: an ID of this namespace, minted without creating the object (for ID-mapping files).
+    if (env.ALLOW_TEST_ROUTES === "1" && m[2] === "unique" && m[3] === "/__test/mint") return new Response(ns.newUniqueId().toString());
+    const id = m[2] === "unique" ? ns.newUniqueId() : m[2].startsWith("name:") ? ns.idFromName(decodeURIComponent(m[2].slice(5))) : ns.idFromString(m[2]);
     const inner = new URL(m[3] + url.search, url);
-    return ns.get(id).fetch(new Request(inner, req));
+    const res = await ns.get(id).fetch(new Request(inner, req));
+    if (m[2] !== "unique") return res;
+    const out = new Response(res.body, res); // a new unnamed object: say which ID it got
+    out.headers.set("x-object-id", id.toString());
+    return out;
   },
 };

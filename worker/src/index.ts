@@ -60,8 +60,53 @@ interface Storage {
 }
 /** State is the part of DurableObjectState the module uses. */
 export interface State {
-  id: { toString(): string };
+  /** name is set by the runtime when the stub was made with idFromName/getByName (workerd, 2026-03). */
+  id: { toString(): string; name?: string };
   storage: Storage;
+}
+
+/**
+ * NAME_KEY is the KV key under which the module keeps the name an object was created from
+ * (idFromName), so a backup taken through idFromString still knows it and a restore into another
+ * namespace or account can re-create the object under the same name. It is an ordinary key: it is
+ * exported, restored and counted with the others.
+ */
+export const NAME_KEY = "__cfbackup:name";
+const NAME_PREFIX = "name:";
+const named = new WeakMap<object, string>();
+
+/**
+ * recordName keeps the object's name (its idFromName input) in storage, once per instance: the
+ * name given, else the runtime's ctx.id.name. Call it from a class that does not use withCfbackup
+ * (or whose objects are reached by other means than fetch, e.g. RPC), with the name the
+ * application used. Objects that hold no data yet are left untouched unless force is set.
+ */
+export async function recordName(state: State, name?: string, force = false): Promise<void> {
+  const n = name ?? state.id.name;
+  if (typeof n !== "string" || n === "" || named.get(state) === n) return;
+  const st = state.storage;
+  if ((await st.get(NAME_KEY)) !== n) {
+    if (!force && (await st.list({ limit: 1 })).size === 0) return; // no data: do not create storage for it
+    await st.put({ [NAME_KEY]: n });
+  }
+  named.set(state, n);
+}
+
+/** objectName is the name the object was created from, if the runtime or storage knows it. */
+async function objectName(state: State): Promise<string | undefined> {
+  if (typeof state.id.name === "string" && state.id.name !== "") return state.id.name;
+  const v = await state.storage.get(NAME_KEY);
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+
+/** pathName is the object name a request path addresses (name:<percent-encoded>), or undefined for an ID. */
+function pathName(seg: string): string | undefined {
+  if (!seg.startsWith(NAME_PREFIX)) return undefined;
+  try {
+    return decodeURIComponent(seg.slice(NAME_PREFIX.length));
+  } catch {
+    throw new AuthError(400, "bad_id", "malformed object name");
+  }
 }
 /** Env must carry CFBACKUP_SECRET (wrangler secret put CFBACKUP_SECRET). */
 export interface Env {
@@ -164,12 +209,18 @@ export async function handleCfbackup(state: State, env: Env, req: Request): Prom
     const h = checkHeaders(env.CFBACKUP_SECRET, req);
     const body = req.method === "POST" ? await readBody(req, MAX_IMPORT_BYTES) : new Uint8Array(0);
     await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard);
-    if (id !== state.id.toString()) {
+    const name = pathName(id);
+    if (name === undefined ? id !== state.id.toString() : state.id.name !== undefined && state.id.name !== name) {
       return json(400, { error: "wrong_object", message: `request for object ${id} reached object ${state.id}: check the Worker's cfbackup route` });
     }
     if (op === "info" && req.method === "GET") return json(200, await info(state));
     if (op === "export" && req.method === "GET") return await exportPage(state, url);
-    if (op === "import" && req.method === "POST") return json(200, await importChunk(state, url, body));
+    if (op === "import" && req.method === "POST") {
+      const r = await importChunk(state, url, body);
+      // Re-created by name in another namespace: keep the name, so its next backup knows it too.
+      if (name !== undefined && r.final) await recordName(state, name, true);
+      return json(200, { ...r, id: state.id.toString() });
+    }
     return json(405, { error: "bad_method", message: `${req.method} ${op} is not supported` });
   } catch (e) {
     if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
@@ -186,7 +237,7 @@ async function info(state: State) {
   let tables = 0;
   if (sql) tables = userTables(sql).length;
   const alarm = await st.getAlarm();
-  return { id: state.id.toString(), format: FORMAT, backend: sql ? "sqlite" : "kv", has_data: keys.size > 0 || tables > 0 || alarm !== null, tables, alarm };
+  return { id: state.id.toString(), name: (await objectName(state)) ?? null, format: FORMAT, backend: sql ? "sqlite" : "kv", has_data: keys.size > 0 || tables > 0 || alarm !== null, tables, alarm };
 }
 
 type Table = { name: string; sql: string };
@@ -287,7 +338,10 @@ async function exportPage(state: State, url: URL): Promise<Response> {
   };
   const full = () => out.length >= limit || bytes >= maxBytes;
   if (!cs) {
-    emit({ t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() });
+    const header: Record<string, unknown> = { t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() };
+    const name = await objectName(state);
+    if (name !== undefined) header.name = name; // lets a restore into another namespace re-create it by name
+    emit(header);
   }
   const tablesInOrder = () => (sql ? fkOrder(sql, userTables(sql)) : []);
   while (!full() && c.ph !== "done") {
@@ -700,10 +754,13 @@ export function withCfbackup<T extends new (...args: any[]) => any>(Base: T) {
       const own = (this as any).fetch as ((req: Request) => Promise<Response>) | undefined;
       const state = args[0] as State;
       const env = args[1] as Env;
-      (this as any).fetch = (req: Request): Promise<Response> => {
+      (this as any).fetch = async (req: Request): Promise<Response> => {
         if (isCfbackupRequest(req)) return handleCfbackup(state, env, req);
-        if (!own) return Promise.resolve(new Response("not found", { status: 404 }));
-        return own.call(this, req);
+        if (!own) return new Response("not found", { status: 404 });
+        const res = await own.call(this, req);
+        // An object reached by name (ctx.id.name) keeps its name once it holds data.
+        if (state.id.name) await recordName(state).catch(() => undefined);
+        return res;
       };
     }
   };
@@ -711,13 +768,15 @@ export function withCfbackup<T extends new (...args: any[]) => any>(Base: T) {
 
 interface Namespace {
   idFromString(id: string): unknown;
+  idFromName(name: string): unknown;
   get(id: unknown): { fetch(req: Request): Promise<Response> };
 }
 
 /**
  * routeCfbackup forwards /__cfbackup/v1/<Class>/<id>/... to that object of the namespace bound for
  * Class, or returns null for other paths. IDs are bound to their namespace: an ID from another
- * namespace or account is refused.
+ * namespace or account is refused. <id> may instead be name:<percent-encoded name>: the object is
+ * then idFromName(name), which is how a restore re-creates named objects in another namespace.
  */
 export async function routeCfbackup(req: Request, namespaces: Record<string, Namespace | undefined>): Promise<Response | null> {
   if (!isCfbackupRequest(req)) return null;
@@ -727,8 +786,10 @@ export async function routeCfbackup(req: Request, namespaces: Record<string, Nam
   if (!ns || !Object.prototype.hasOwnProperty.call(namespaces, cls)) return json(404, { error: "not_found", message: "not found" });
   let oid: unknown;
   try {
-    oid = ns.idFromString(id);
+    const name = pathName(id);
+    oid = name === undefined ? ns.idFromString(id) : ns.idFromName(name);
   } catch (e) {
+    if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
     return json(400, { error: "bad_id", message: `${(e as Error).message} (object IDs are bound to their namespace; restoring into another namespace or account needs the original names)` });
   }
   return ns.get(oid).fetch(req);

@@ -3,7 +3,9 @@
 // for Go tests, benchmarks and demos. Prints one JSON line {"url": …, "persist": …} on stdout once the
 // Worker is listening, then runs until stdin closes or SIGTERM/SIGINT arrives.
 //
-//   node test/harness.mjs [--persist DIR] [--port N] [--no-test-routes]
+//   node test/harness.mjs [--persist DIR] [--port N] [--name SCRIPT] [--no-test-routes]
+// --name sets the Worker's script name (default oidc-example): the runtime derives object IDs from
+// it, so a Worker of another name stands for another account (same names, other IDs).
 // CFBACKUP_SECRET in the environment becomes the Worker's secret (absent: the module refuses all).
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
@@ -18,12 +20,12 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 
-export function options({ persist, port = 0, secret, testRoutes = true } = {}) {
+export function options({ persist, port = 0, secret, testRoutes = true, name = "oidc-example" } = {}) {
   const bindings = {};
   if (secret !== undefined) bindings.CFBACKUP_SECRET = secret;
   if (testRoutes) bindings.ALLOW_TEST_ROUTES = "1";
   return {
-    name: "oidc-example",
+    name,
     // The compiled modules, listed explicitly (entry first); workerd resolves "../src/index.js" among them.
     modules: ["example/index.js", "example/fuzz.js", "src/index.js", "src/codec.js", "src/auth.js", "src/v8size.js", "src/sqlcheck.js"].map((p) => ({ type: "ESModule", path: path.join(root, "dist", p) })),
     modulesRoot: path.join(root, "dist"),
@@ -41,7 +43,7 @@ export function options({ persist, port = 0, secret, testRoutes = true } = {}) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const persist = opt("--persist", undefined);
-  const mf = new Miniflare(options({ persist, port: Number(opt("--port", "0")), secret: process.env.CFBACKUP_SECRET, testRoutes: !args.includes("--no-test-routes") }));
+  const mf = new Miniflare(options({ persist, port: Number(opt("--port", "0")), secret: process.env.CFBACKUP_SECRET, testRoutes: !args.includes("--no-test-routes"), name: opt("--name", "oidc-example") }));
   const url = await mf.ready;
   process.stdout.write(JSON.stringify({ url: url.toString().replace(/\/$/, ""), persist: persist ?? null }) + "\n");
   let closing = false;

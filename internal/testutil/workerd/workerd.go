@@ -25,6 +25,8 @@ type Worker struct {
 	URL string
 	// Persist is the directory holding Durable Object state: Persist/oidc-example-<Class>/<id>.sqlite.
 	Persist string
+	// Name is the script name (ScriptName unless Options.Name set another).
+	Name string
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -38,6 +40,9 @@ type Options struct {
 	Secret string
 	// Persist is the state directory (default: a new temporary directory).
 	Persist string
+	// Name is the Worker's script name (default ScriptName). The runtime derives object IDs from
+	// it, so a Worker of another name stands for another account: the same names give other IDs.
+	Name string
 }
 
 // ScriptName is the example Worker's name; the persisted state of class C is in <Persist>/<ScriptName>-<C>.
@@ -73,7 +78,7 @@ func Require(t testing.TB) string {
 	missing := ""
 	if _, err := exec.LookPath("node"); err != nil {
 		missing = "node"
-	} else if _, err := os.Stat(filepath.Join(root, "worker", "node_modules", "miniflare")); err != nil {
+	} else if nodeModules(root) == "" {
 		missing = "worker/node_modules (npm ci in worker/)"
 	}
 	if missing != "" {
@@ -83,7 +88,7 @@ func Require(t testing.TB) string {
 		t.Skipf("%s not installed: run make tools", missing)
 	}
 	buildOnce.Do(func() {
-		cmd := exec.Command("node", filepath.Join("node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json")
+		cmd := exec.Command("node", filepath.Join(nodeModules(root), "typescript", "bin", "tsc"), "-p", "tsconfig.json")
 		cmd.Dir = filepath.Join(root, "worker")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build worker/: %v\n%s", err, out)
@@ -93,6 +98,17 @@ func Require(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return root
+}
+
+// nodeModules is where worker/'s packages are installed: worker/node_modules, or (as Node resolves
+// imports up the tree) the repository root's node_modules; "" when neither holds miniflare.
+func nodeModules(root string) string {
+	for _, d := range []string{filepath.Join(root, "worker", "node_modules"), filepath.Join(root, "node_modules")} {
+		if _, err := os.Stat(filepath.Join(d, "miniflare")); err == nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // Start runs the example app until the test ends.
@@ -111,7 +127,10 @@ func Start(t testing.TB, o Options) *Worker {
 }
 
 func start(root string, o Options) (*Worker, error) {
-	cmd := exec.Command("node", filepath.Join(root, "worker", "test", "harness.mjs"), "--persist", o.Persist)
+	if o.Name == "" {
+		o.Name = ScriptName
+	}
+	cmd := exec.Command("node", filepath.Join(root, "worker", "test", "harness.mjs"), "--persist", o.Persist, "--name", o.Name)
 	cmd.Dir = filepath.Join(root, "worker")
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -131,7 +150,7 @@ func start(root string, o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{Persist: o.Persist, cmd: cmd, stdin: stdin, done: make(chan struct{}), stderr: &syncBuffer{}}
+	w := &Worker{Persist: o.Persist, Name: o.Name, cmd: cmd, stdin: stdin, done: make(chan struct{}), stderr: &syncBuffer{}}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -187,7 +206,7 @@ func (w *Worker) Restart(t testing.TB, secret string, wipe bool) {
 			t.Fatal(err)
 		}
 	}
-	nw, err := start(Root(t), Options{Secret: secret, Persist: w.Persist})
+	nw, err := start(Root(t), Options{Secret: secret, Persist: w.Persist, Name: w.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +215,7 @@ func (w *Worker) Restart(t testing.TB, secret string, wipe bool) {
 
 // ClassDir is where the state of one class's objects is kept.
 func (w *Worker) ClassDir(class string) string {
-	return filepath.Join(w.Persist, ScriptName+"-"+class)
+	return filepath.Join(w.Persist, w.Name+"-"+class)
 }
 
 type syncBuffer struct {

@@ -14,7 +14,7 @@ type API interface {
 	ListDatabases(ctx context.Context) ([]cloudflare.Database, error)
 	GetDatabase(ctx context.Context, id string) (cloudflare.Database, error)
 	ResolveDatabase(ctx context.Context, nameOrID string) (cloudflare.Database, error)
-	CreateDatabase(ctx context.Context, name string) (cloudflare.Database, error)
+	CreateDatabase(ctx context.Context, name string, opts ...cloudflare.CreateOptions) (cloudflare.Database, error)
 	Raw(ctx context.Context, id, sql string, params ...string) ([]string, [][]any, error)
 	Export(ctx context.Context, id string, o cloudflare.ExportOptions) (cloudflare.Export, error)
 	Download(ctx context.Context, signedURL string) (io.ReadCloser, error)

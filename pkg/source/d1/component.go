@@ -22,14 +22,15 @@ type component struct {
 
 // restoreFlags are restore's D1 flags.
 type restoreFlags struct {
-	database   string   // --d1-database: the database in the snapshot (name or UUID)
-	tables     []string // --table
-	toFile     string   // --to-file
-	toDatabase string   // --to-database
-	create     bool     // --create
-	inPlace    bool     // --in-place
-	importMax  int64    // --import-file-limit (hidden)
-	timeTravel bool     // --time-travel: rewind the live database with Time Travel (with --at)
+	database   string                   // --d1-database: the database in the snapshot (name or UUID)
+	tables     []string                 // --table
+	toFile     string                   // --to-file
+	toDatabase string                   // --to-database
+	create     bool                     // --create
+	place      cloudflare.CreateOptions // --location-hint, --jurisdiction (with --create)
+	inPlace    bool                     // --in-place
+	importMax  int64                    // --import-file-limit (hidden)
+	timeTravel bool                     // --time-travel: rewind the live database with Time Travel (with --at)
 }
 
 var (
@@ -54,6 +55,8 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 		fs.StringVar(&r.toFile, "to-file", "", "restore into a new local SQLite file")
 		fs.StringVar(&r.toDatabase, "to-database", "", "restore into this D1 database (name or UUID), which must be empty")
 		fs.BoolVar(&r.create, "create", false, "with --to-database: create the database first")
+		fs.StringVar(&r.place.PrimaryLocationHint, "location-hint", "", "with --create: the new database's primary location (wnam, enam, weur, eeur, apac, oc)")
+		fs.StringVar(&r.place.Jurisdiction, "jurisdiction", "", "with --create: keep the new database in this jurisdiction (eu, fedramp, us)")
 		fs.BoolVar(&r.inPlace, "in-place", false, "replace the original D1 database's contents (needs --yes)")
 		fs.Int64Var(&r.importMax, "import-file-limit", 5_000_000_000, "largest SQL file per D1 import; bigger restores are split")
 		_ = fs.MarkHidden("import-file-limit")

@@ -135,6 +135,12 @@ func (f restoreFlags) checkTarget(toDir string) error {
 	if f.create && f.toDatabase == "" {
 		return usage("--create goes with --to-database")
 	}
+	if (f.place.PrimaryLocationHint != "" || f.place.Jurisdiction != "") && !f.create {
+		return usage("--location-hint and --jurisdiction place a new database: use them with --to-database NAME --create")
+	}
+	if err := cloudflare.CheckCreateOptions(f.place); err != nil {
+		return usage("--" + err.Error())
+	}
 	return nil
 }
 
@@ -225,7 +231,7 @@ func (p *restorePlan) target(ctx context.Context) (cloudflare.Database, error) {
 	case p.live != nil:
 		return p.live.prepare(ctx)
 	case p.f.create:
-		return p.api.CreateDatabase(ctx, p.f.toDatabase)
+		return p.api.CreateDatabase(ctx, p.f.toDatabase, p.f.place)
 	}
 	return p.api.ResolveDatabase(ctx, p.f.toDatabase)
 }

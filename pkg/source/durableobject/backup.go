@@ -146,7 +146,7 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 				o.OnUnrestorable(f.id, *end)
 			}
 		}
-		items = append(items, manifest.Item{Component: Component, Source: ns.ID, Kind: "object", ObjectID: f.id, Rows: end.KV + end.Rows, ItemRef: ref})
+		items = append(items, manifest.Item{Component: Component, Source: ns.ID, Kind: "object", ObjectID: f.id, ObjectName: f.first.name(), Rows: end.KV + end.Rows, ItemRef: ref})
 		src.Items++
 		src.Size += ref.Size
 	}

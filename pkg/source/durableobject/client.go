@@ -200,7 +200,8 @@ func Sign(req *http.Request, secret []byte, body []byte, now time.Time) {
 	ts := strconv.FormatInt(now.Unix(), 10)
 	nonce := hex.EncodeToString(nb[:])
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(StringToSign(req.Method, req.URL.Path, CanonicalQuery(req.URL.Query()), hex.EncodeToString(sum[:]), ts, nonce)))
+	// The path as sent (percent-encoded), as the module reads it: an object name may hold any byte.
+	m.Write([]byte(StringToSign(req.Method, req.URL.EscapedPath(), CanonicalQuery(req.URL.Query()), hex.EncodeToString(sum[:]), ts, nonce)))
 	req.Header.Set("cfbackup-timestamp", ts)
 	req.Header.Set("cfbackup-nonce", nonce)
 	req.Header.Set("cfbackup-signature", hex.EncodeToString(m.Sum(nil)))

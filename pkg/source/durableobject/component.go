@@ -39,6 +39,11 @@ type component struct {
 	concurrency int
 	chunkBytes  int
 	workerURL   string // bound for the config (worker_url); read through Env.Setting
+	// restore into another namespace: --to-do-namespace, --do-id-map, --skip-unplaceable
+	toNamespace     string
+	idMapFile       string
+	skipUnplaceable bool
+	idMap           IDMap
 
 	// want holds the object IDs --object-id or --object-ids-from chose (CheckFlags).
 	want map[string]bool
@@ -63,6 +68,9 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 		fs.StringSliceVar(&c.objectIDs, "object-id", nil, "with --component do: restore only these object IDs (repeatable)")
 		fs.StringVar(&c.idsFrom, "object-ids-from", "", "with --component do: restore the object IDs listed in FILE (one per line, # comments)")
 		fs.IntVar(&c.concurrency, "do-concurrency", 4, "with --component do: objects restored at once")
+		fs.StringVar(&c.toNamespace, "to-do-namespace", "", "with --component do: restore into this namespace of the account (name, id or class), e.g. in a new account; objects are re-created by their recorded name or --do-id-map")
+		fs.StringVar(&c.idMapFile, "do-id-map", "", "with --to-do-namespace: FILE mapping old object IDs to new ones ('<old id> <new id>' or '<old id> name:<name>' per line)")
+		fs.BoolVar(&c.skipUnplaceable, "skip-unplaceable", false, "with --to-do-namespace: leave out objects that have neither a recorded name nor a --do-id-map entry (default: refuse)")
 		fs.IntVar(&c.chunkBytes, "do-chunk-bytes", DefaultChunkBytes, "largest import request body")
 		_ = fs.MarkHidden("do-chunk-bytes")
 	default:
@@ -95,6 +103,9 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 	if err := checkConcurrency(c.concurrency); err != nil {
 		return err
 	}
+	if err := c.checkPlacementFlags(); err != nil {
+		return err
+	}
 	ids := c.objectIDs
 	if c.idsFrom != "" {
 		var err error
@@ -112,6 +123,22 @@ func (c *component) CheckFlags(verb source.Verb, fs *pflag.FlagSet) error {
 			return usage(fmt.Errorf("object ID %q: a Durable Object ID is 64 hex digits (as listed by 'cfbackup list' or the Cloudflare dashboard)", id))
 		}
 		c.want[id] = true
+	}
+	return nil
+}
+
+// checkPlacementFlags checks --to-do-namespace, --do-id-map and --skip-unplaceable and reads the map.
+func (c *component) checkPlacementFlags() error {
+	if c.toNamespace == "" && (c.idMapFile != "" || c.skipUnplaceable) {
+		return usage(errors.New("--do-id-map and --skip-unplaceable place objects in another namespace: use them with --to-do-namespace NAMESPACE"))
+	}
+	c.idMap = nil
+	if c.idMapFile != "" {
+		m, err := ReadIDMap(c.idMapFile)
+		if err != nil {
+			return err
+		}
+		c.idMap = m
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ type Header struct {
 	Backend string `json:"backend"`
 	Alarm   *int64 `json:"alarm"`
 	Time    int64  `json:"time"`
+	// Name is the name the object was created from (idFromName), when the module knows it.
+	Name string `json:"name,omitempty"`
 }
 
 // End is the last line of an object's export: how much it holds, and (format 2) what cannot be
@@ -46,6 +48,8 @@ type Page struct {
 	Data []byte
 	Next string
 	End  *End
+	// Header is the export's header line (first page only).
+	Header *Header
 }
 
 // ExportPage fetches one page of an object's export (cursor "" for the first).
@@ -75,10 +79,19 @@ func (c *Client) ExportPage(ctx context.Context, class, id, cursor string) (Page
 	return p, err
 }
 
+// name is the object's name from the first page's header ("" when the module did not know it).
+func (p Page) name() string {
+	if p.Header == nil {
+		return ""
+	}
+	return p.Header.Name
+}
+
 func parsePage(b []byte, first bool) (Page, error) {
 	if len(b) == 0 || b[len(b)-1] != '\n' {
 		return Page{}, fmt.Errorf("%w: export page is truncated (no final newline)", ErrFormat)
 	}
+	var hdr *Header
 	if first {
 		nl := bytes.IndexByte(b, '\n')
 		var h Header
@@ -88,6 +101,7 @@ func parsePage(b []byte, first bool) (Page, error) {
 		if !KnownFormat(h.Format) {
 			return Page{}, fmt.Errorf("%w: export format %q, this cfbackup reads %q and %q: update the Worker module or cfbackup", ErrFormat, h.Format, Format, FormatV1)
 		}
+		hdr = &h
 	}
 	start := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1
 	var ctl struct {
@@ -102,13 +116,13 @@ func parsePage(b []byte, first bool) (Page, error) {
 		if ctl.Cursor == "" {
 			return Page{}, fmt.Errorf("%w: continuation without a cursor", ErrFormat)
 		}
-		return Page{Data: b[:start], Next: ctl.Cursor}, nil
+		return Page{Data: b[:start], Next: ctl.Cursor, Header: hdr}, nil
 	case "end":
 		var e End
 		if err := json.Unmarshal(b[start:], &e); err != nil {
 			return Page{}, fmt.Errorf("%w: bad end line: %v", ErrFormat, err)
 		}
-		return Page{Data: b, End: &e}, nil
+		return Page{Data: b, End: &e, Header: hdr}, nil
 	}
 	return Page{}, fmt.Errorf("%w: page ends with %q, not next or end", ErrFormat, ctl.T)
 }

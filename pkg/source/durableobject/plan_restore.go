@@ -28,9 +28,12 @@ type NamespaceRestore struct {
 	Objects   int             `json:"objects"`
 	Bytes     int64           `json:"bytes"`
 	Live      []string        `json:"live_object_ids"`
+	// Placement is set when the objects go into another namespace (--to-do-namespace).
+	Placement *Placement `json:"placement,omitempty"`
 
-	items  []manifest.Item
-	target cloudflare.Namespace
+	items   []manifest.Item
+	target  cloudflare.Namespace
+	address map[string]string // source object ID → ID or NameRef in the target (Placement set)
 }
 
 // PlanRestore decides what restoring the snapshot's Durable Objects does: the namespaces chosen
@@ -46,6 +49,9 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 	if err != nil {
 		return nil, err
 	}
+	if c.toNamespace != "" && len(srcs) != 1 {
+		return nil, usage(fmt.Errorf("--to-do-namespace restores one namespace: snapshot %s has %d, choose one with --do-namespace", req.Snapshot.ID, len(srcs)))
+	}
 	nsPlans, err := c.selectObjects(req.Snapshot, req.Catalogue, srcs)
 	if err != nil {
 		return nil, err
@@ -59,10 +65,20 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 		if nsPlans[i].Objects == 0 {
 			continue
 		}
-		if err := findLive(ctx, api, &nsPlans[i]); err != nil {
+		if c.toNamespace != "" {
+			if err := findTargetLive(ctx, api, &nsPlans[i], c.toNamespace); err != nil {
+				return nil, err
+			}
+			placeObjects(&nsPlans[i], c.idMap, c.skipUnplaceable)
+		} else if err := findLive(ctx, api, &nsPlans[i]); err != nil {
 			return nil, err
 		}
 		p.add(nsPlans[i])
+	}
+	if !req.DryRun {
+		if err := unplaceable(p.plan.Namespaces); err != nil {
+			return nil, err
+		}
 	}
 	if p.plan.Objects == 0 {
 		return nil, fmt.Errorf("%w: snapshot %s holds no Durable Object to restore here", errclass.NotFound, req.Snapshot.ID)

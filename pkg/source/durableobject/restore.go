@@ -37,11 +37,25 @@ type RestoreOptions struct {
 	Concurrency int
 	Log         *slog.Logger
 	Progress    func(n int)
+	// Address, if set, is where an item is imported: an object ID of the target namespace or
+	// NameRef(name). Unset, every item goes back into the object ID it came from.
+	Address func(it manifest.Item) string
+}
+
+// address is where it is imported.
+func (o RestoreOptions) address(it manifest.Item) string {
+	if o.Address != nil {
+		return o.Address(it)
+	}
+	return it.ObjectID
 }
 
 // ObjectResult is what the Worker reported writing into one object.
 type ObjectResult struct {
-	ID     string `json:"id"`
+	ID string `json:"id"`
+	// Object is the object ID the Worker wrote into (another than ID when restored by name or
+	// through an ID map into another namespace); "" from a module that does not report it.
+	Object string `json:"object,omitempty"`
 	Chunks int    `json:"chunks"`
 	Atomic bool   `json:"atomic"` // the whole object was written in one transaction
 	KV     int64  `json:"kv"`
@@ -55,6 +69,7 @@ type ObjectResult struct {
 }
 
 type chunkReply struct {
+	ID        string `json:"id"` // the object written (module versions that report it)
 	Atomic    bool   `json:"atomic"`
 	KV        int64  `json:"kv"`
 	Tables    int64  `json:"tables"`
@@ -100,6 +115,9 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		res.Bytes += int64(len(body))
 		res.Chunks++
 		res.Atomic = rep.Atomic
+		if rep.ID != "" {
+			res.Object = rep.ID
+		}
 		res.KV += rep.KV
 		res.Tables += rep.Tables
 		res.Rows += rep.Rows
@@ -300,12 +318,13 @@ func restoreOne(ctx context.Context, c *Client, class string, it manifest.Item, 
 		if err != nil {
 			return ObjectResult{}, fmt.Errorf("restore Durable Object %s: %w", it.ObjectID, err)
 		}
-		res, err := c.ImportObject(ctx, class, it.ObjectID, rc, o.ChunkBytes, progress)
+		res, err := c.ImportObject(ctx, class, o.address(it), rc, o.ChunkBytes, progress)
 		cerr := rc.Close()
 		if err == nil && cerr != nil {
 			err = cerr // the item's SHA-256 is checked on close
 		}
 		if err == nil {
+			res.ID = it.ObjectID
 			o.Log.Debug("restored Durable Object", "class", class, "id", it.ObjectID, "chunks", res.Chunks, "atomic", res.Atomic)
 			return res, nil
 		}

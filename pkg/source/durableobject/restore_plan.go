@@ -33,9 +33,17 @@ func (p *restorePlan) JSON() any { return p.plan }
 
 // Text writes the plan as restore --dry-run prints it.
 func (p *restorePlan) Text(w io.Writer) {
-	fmt.Fprintf(w, "Would restore %d Durable Object(s) (%s) from snapshot %s (%s) into their own namespaces:\n",
-		p.plan.Objects, humanBytes(p.plan.Bytes), p.snapshot.ID, p.snapshot.Time.Local().Format("2006-01-02 15:04:05"))
+	where := "into their own namespaces"
+	if len(p.plan.Namespaces) > 0 && p.plan.Namespaces[0].Placement != nil {
+		where = "into another namespace"
+	}
+	fmt.Fprintf(w, "Would restore %d Durable Object(s) (%s) from snapshot %s (%s) %s:\n",
+		p.plan.Objects, humanBytes(p.plan.Bytes), p.snapshot.ID, p.snapshot.Time.Local().Format("2006-01-02 15:04:05"), where)
 	for _, ns := range p.plan.Namespaces {
+		if ns.Placement != nil {
+			placementText(w, ns)
+			continue
+		}
 		fmt.Fprintf(w, "  %-30s %-20s %6d object(s) %10s, %d live object(s) overwritten\n", ns.Namespace.Name, ns.Namespace.Class, ns.Objects, humanBytes(ns.Bytes), len(ns.Live))
 	}
 	if p.plan.Live > 0 {
@@ -48,7 +56,7 @@ func (p *restorePlan) liveNamespaces() []string {
 	var names []string
 	for _, ns := range p.plan.Namespaces {
 		if len(ns.Live) > 0 {
-			names = append(names, ns.Namespace.Name)
+			names = append(names, ns.target.Name) // the namespace written: the snapshot's, or --to-do-namespace
 		}
 	}
 	return names
@@ -141,9 +149,11 @@ func (p *restorePlan) importAll(ctx context.Context) ([]ObjectResult, []ObjectFa
 	var results []ObjectResult
 	var failed []ObjectFailure
 	for _, ns := range p.plan.Namespaces {
-		res, err := Restore(ctx, p.client, ns.target.Class, ns.items, p.open, RestoreOptions{
-			Concurrency: p.c.concurrency, ChunkBytes: p.c.chunkBytes, Log: p.env.Log(),
-		})
+		o := RestoreOptions{Concurrency: p.c.concurrency, ChunkBytes: p.c.chunkBytes, Log: p.env.Log()}
+		if ns.address != nil {
+			o.Address = func(it manifest.Item) string { return ns.address[it.ObjectID] }
+		}
+		res, err := Restore(ctx, p.client, ns.target.Class, ns.items, p.open, o)
 		results = append(results, res...)
 		var re *RestoreErrors
 		if errors.As(err, &re) {
