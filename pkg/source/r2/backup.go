@@ -356,6 +356,17 @@ func (bb *bucketBackup) finish(ctx context.Context) error {
 // writeIndex writes this snapshot's index (format 2) page by page into a temporary file and
 // stores it: memory holds one page, whatever the bucket's size.
 func (bb *bucketBackup) writeIndex(ctx context.Context, key string, items []manifest.Item) error {
+	if writeV1Index { // tests: a parent written by cfbackup before format 2
+		ix := &Index{Version: IndexVersion, Bucket: bb.o.Bucket, Entries: make(map[string]manifest.Item, len(items))}
+		for _, it := range items {
+			ix.Entries[bb.ik.entryID(bb.o.Bucket, it.Object.Key)] = it
+		}
+		b, err := bb.ik.seal(ix)
+		if err != nil {
+			return err
+		}
+		return bb.s.PutObject(ctx, key, b)
+	}
 	if !sort.SliceIsSorted(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key }) {
 		sort.Slice(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key })
 	}
@@ -383,6 +394,9 @@ func (bb *bucketBackup) writeIndex(ctx context.Context, key string, items []mani
 	}
 	return bb.s.PutObjectFile(ctx, key, f)
 }
+
+// writeV1Index makes backups write format 1 (tests of reading what earlier versions wrote).
+var writeV1Index = false
 
 func retryable(err error) bool {
 	return !errors.Is(err, ErrAccessDenied) && !errors.Is(err, ErrNoSuchBucket) && !errors.Is(err, archive.ErrClosed)
