@@ -55,6 +55,7 @@ bench-r2:
 	scripts/bench-r2.sh
 
 # R2 incrementals of 100k and 1M synthetic objects: wall time, peak RSS, requests (docs/R2.md, "Scale").
+.PHONY: bench-scale
 bench-scale:
 	scripts/bench-scale.sh
 

@@ -162,7 +162,7 @@ type bucketBackup struct {
 	ik     indexKeys
 	parent *parentIndex
 	res    *resumer
-	items  []*manifest.Item
+	items  []manifest.Item // by listing position; Object nil: skipped
 	pf     *prefetcher
 	queue  []waitingItem
 }
@@ -204,7 +204,7 @@ func (bb *bucketBackup) incremental(ctx context.Context) error {
 // reuse takes unchanged objects from the parent's index or the resume journal and returns the
 // indexes of the objects to fetch.
 func (bb *bucketBackup) reuse(ctx context.Context) []int {
-	bb.items = make([]*manifest.Item, len(bb.objs))
+	bb.items = make([]manifest.Item, len(bb.objs))
 	var fetch []int
 	for i, ob := range bb.objs {
 		if bb.parent != nil {
@@ -225,7 +225,7 @@ func (bb *bucketBackup) reuse(ctx context.Context) []int {
 
 func (bb *bucketBackup) reused(i int, it manifest.Item, resumed bool) {
 	it.Source = bb.o.Bucket
-	bb.items[i] = &it
+	bb.items[i] = it
 	bb.st.Reused++
 	if resumed {
 		bb.st.Resumed++
@@ -245,7 +245,7 @@ func (bb *bucketBackup) settle(keep int) error {
 			return err
 		}
 		bb.items[w.i].ItemRef = ref
-		bb.res.settled(*bb.items[w.i])
+		bb.res.settled(bb.items[w.i])
 	}
 	return nil
 }
@@ -289,7 +289,7 @@ func (bb *bucketBackup) fetch(ctx context.Context, n, i int) (bool, error) {
 	}
 	meta.Key = ob.Key
 	m := meta
-	bb.items[i] = &manifest.Item{Component: Component, Source: bb.o.Bucket, Kind: "object", Object: &m}
+	bb.items[i] = manifest.Item{Component: Component, Source: bb.o.Bucket, Kind: "object", Object: &m}
 	bb.queue = append(bb.queue, waitingItem{i, p})
 	return false, nil
 }
@@ -330,12 +330,15 @@ func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string
 
 // finish writes this snapshot's incremental index (with the writer secret) and adds the source.
 func (bb *bucketBackup) finish(ctx context.Context) error {
-	var out []manifest.Item
+	// Compact in place (no second copy of a million items); the listing is no longer needed.
+	out := bb.items[:0]
 	for _, it := range bb.items {
-		if it != nil {
-			out = append(out, *it)
+		if it.Object != nil {
+			out = append(out, it)
 		}
 	}
+	clear(bb.items[len(out):])
+	bb.items, bb.objs, bb.paths = nil, nil, nil
 	bb.st.Objects = int64(len(out))
 	o := bb.o
 	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: bb.st.Objects, Size: bb.st.Bytes, Reused: bb.st.Reused, Skipped: bb.st.Skipped, Prefix: o.Prefix}
