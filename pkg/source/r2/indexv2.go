@@ -138,7 +138,7 @@ func (iw *indexWriter) flush() error {
 	if err != nil {
 		return err
 	}
-	iw.chain = sha256.Sum256(append(iw.chain[:], sealed...))
+	iw.chain = chainNext(iw.chain, sealed)
 	clear(iw.page)
 	iw.page = iw.page[:0]
 	return nil
@@ -194,6 +194,16 @@ func (iw *indexWriter) Close() error {
 	binary.BigEndian.PutUint64(tr[:], uint64(footAt))
 	_, err := iw.w.Write(tr[:])
 	return err
+}
+
+// chainNext is SHA-256(c ‖ sealed) without copying the page.
+func chainNext(c [32]byte, sealed []byte) [32]byte {
+	h := sha256.New()
+	h.Write(c[:])
+	h.Write(sealed)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 func recordAD(id []byte, seq int64, kind byte) []byte {
@@ -354,7 +364,7 @@ func (s *v2Stream) nextRecord() error {
 	if kind != recordPage {
 		return fmt.Errorf("%w: record %d of unknown kind", ErrIndex, s.seq)
 	}
-	s.chain = sha256.Sum256(append(s.chain[:], sealed...))
+	s.chain = chainNext(s.chain, sealed)
 	s.page = s.page[:0]
 	if err := decodeGzipJSON(plain, maxPageJSON, &s.page); err != nil {
 		return fmt.Errorf("%w: page %d: %v", ErrIndex, s.seq, err)
