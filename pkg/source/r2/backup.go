@@ -480,11 +480,15 @@ func (p *parentIndex) reuse(ob Object) (manifest.Item, bool) {
 	if !ok || it.Object == nil || it.Object.Key != ob.Key || it.Size != ob.Size || it.Object.ETag != ob.ETag || len(it.Chunks) == 0 {
 		return manifest.Item{}, false
 	}
-	for _, c := range it.Chunks {
-		if _, ok := p.segs[c.Segment]; !ok {
+	for i, c := range it.Chunks {
+		g, ok := p.segs[c.Segment]
+		if !ok {
 			return manifest.Item{}, false
 		}
+		it.Chunks[i].Segment = g.ID // one string per segment, not one per object
 	}
+	// Share the listing's strings and the constants: at millions of objects every copy counts.
+	it.Component, it.Kind, it.Object.Key, it.Object.ETag = Component, "object", ob.Key, ob.ETag
 	return it, true
 }
 
