@@ -21,15 +21,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"; [ "$tree" = . ] || rm -rf "$tree"' EXIT
 (cd "$tree" && go test -c -o "$work/r2.test" ./pkg/source/r2)
 printf '%s\n' "code: $label"
-printf '%-9s %-9s %9s %12s %9s %9s %8s\n' N phase wall_s peak_rss_MiB listed gets fetched
+printf '%-9s %-9s %9s %8s %12s %9s %9s %8s\n' N phase wall_s cpu_s peak_rss_MiB listed gets fetched
 for n in "${ns[@]}"; do
 	dir="$work/n$n"; mkdir -p "$dir"
 	for phase in setup nochange changed; do
 		out=$(cd "$dir" && CFBACKUP_SCALE_PHASE=$phase CFBACKUP_SCALE_N=$n CFBACKUP_SCALE_DIR=$dir \
-			/usr/bin/time -f 'TIME %e %M' "$work/r2.test" -test.run '^TestScale$' -test.timeout 60m 2>&1) || { echo "$out" >&2; exit 1; }
+			/usr/bin/time -f 'TIME %e %M %U %S' "$work/r2.test" -test.run '^TestScale$' -test.timeout 60m 2>&1) || { echo "$out" >&2; exit 1; }
 		line=$(grep '^SCALE ' <<<"$out" | sed 's/^SCALE //')
-		read -r _ wall rss < <(grep '^TIME ' <<<"$out")
-		printf '%-9s %-9s %9s %12s %9s %9s %8s\n' "$n" "$phase" "$wall" "$((rss / 1024))" \
+		read -r _ wall rss usr sys < <(grep '^TIME ' <<<"$out")
+		printf '%-9s %-9s %9s %8s %12s %9s %9s %8s\n' "$n" "$phase" "$wall" "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')" "$((rss / 1024))" \
 			"$(jq -r '.list_requests' <<<"$line")" "$(jq -r '.get_requests' <<<"$line")" "$(jq -r '.fetched' <<<"$line")"
 	done
 	rm -rf "$dir"
