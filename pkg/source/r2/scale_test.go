@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,6 +52,9 @@ func TestScale(t *testing.T) {
 		t.Fatal("set CFBACKUP_SCALE_N and CFBACKUP_SCALE_DIR")
 	}
 	fb := &fakeBucket{n: n, changed: phase == "changed"}
+	if path := os.Getenv("CFBACKUP_SCALE_HEAPPROFILE"); path != "" {
+		defer peakHeapProfile(t, path)()
+	}
 	start := time.Now()
 	var res scaleResult
 	if phase == "setup" {
@@ -65,6 +69,35 @@ func TestScale(t *testing.T) {
 	res.HeapSysMiB = ms.HeapSys >> 20
 	b, _ := json.Marshal(res)
 	fmt.Printf("SCALE %s\n", b)
+}
+
+// peakHeapProfile samples the heap every 100 ms and keeps, in path, the in-use profile taken when the
+// live heap was largest (where the per-object state of a phase sits). The returned func stops it.
+func peakHeapProfile(t *testing.T, path string) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var peak uint64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc <= peak+peak/20 {
+				continue
+			}
+			peak = ms.HeapAlloc
+			var buf bytes.Buffer
+			if err := pprof.Lookup("heap").WriteTo(&buf, 0); err == nil {
+				_ = os.WriteFile(path, buf.Bytes(), 0o644)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 type scaleResult struct {
