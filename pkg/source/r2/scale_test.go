@@ -245,7 +245,7 @@ func scaleSetup(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 			size, etag := fb.object(i)
 			k := scaleKey(i)
 			items = append(items, manifest.Item{Component: r2.Component, Source: scaleBucket, Kind: "object",
-				Object: &manifest.ObjectMeta{Key: k, ETag: etag, LastModified: scaleTime, ContentType: "image/webp"},
+				Object:  &manifest.ObjectMeta{Key: k, ETag: etag, LastModified: scaleTime, ContentType: "image/webp"},
 				ItemRef: archive.ItemRef{Name: r2.ItemName(scaleBucket, k), Size: size, SHA256: ref.SHA256, Chunks: ref.Chunks}})
 			total += size
 		}
