@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -223,5 +225,87 @@ func TestWriteV1Fixture(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join("testdata", "index-v1.idx"), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkIndexRead reads an index of CFBACKUP_BENCH_INDEX_N entries (default 200000) as a backup's
+// merge-join does, in format 1 (loaded whole, then sorted) and format 2 (page by page), and reports
+// the live heap sampled after every 1000 entries: format 2 stays at about one page whatever N is.
+//
+//	go test -run '^$' -bench IndexRead -benchtime 1x ./pkg/source/r2/
+func BenchmarkIndexRead(b *testing.B) {
+	n := 200000
+	if v, err := strconv.Atoi(os.Getenv("CFBACKUP_BENCH_INDEX_N")); err == nil && v > 0 {
+		n = v
+	}
+	k := deriveKeys(testSecret)
+	dir := b.TempDir()
+	v1, v2 := filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
+	func() {
+		items := testItems(n)
+		ix := &Index{Version: IndexVersion, Bucket: "b", Entries: make(map[string]manifest.Item, n)}
+		for _, it := range items {
+			ix.Entries[k.entryID("b", it.Object.Key)] = it
+		}
+		sealed, err := k.seal(ix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(v1, sealed, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		f, err := os.Create(v2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		w, err := k.newIndexWriter(f, "b")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, it := range items {
+			if err := w.Add(it); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}()
+	for _, c := range []struct{ name, path string }{{"format1", v1}, {"format2", v2}} {
+		b.Run(c.name, func(b *testing.B) {
+			var peak uint64
+			for i := 0; i < b.N; i++ {
+				runtime.GC()
+				var base runtime.MemStats
+				runtime.ReadMemStats(&base)
+				f, err := os.Open(c.path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := k.openIndexStream(f, "b")
+				if err != nil {
+					b.Fatal(err)
+				}
+				for j := 0; ; j++ {
+					_, more, err := s.Next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !more {
+						break
+					}
+					if j%1000 == 0 {
+						runtime.GC()
+						var ms runtime.MemStats
+						runtime.ReadMemStats(&ms)
+						peak = max(peak, ms.HeapAlloc-min(ms.HeapAlloc, base.HeapAlloc))
+					}
+				}
+				f.Close()
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-live-MiB")
+			b.ReportMetric(float64(n), "entries")
+		})
 	}
 }
