@@ -54,6 +54,11 @@ bench:
 bench-r2:
 	scripts/bench-r2.sh
 
+# R2 incrementals of 100k and 1M synthetic objects: wall time, peak RSS, requests (docs/R2.md, "Scale").
+.PHONY: bench-scale
+bench-scale:
+	scripts/bench-scale.sh
+
 # Durable Objects: the differential restore test in workerd over SEEDS random objects (from START).
 SEEDS ?= 200
 START ?= 1

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -88,6 +89,30 @@ func (s *Session) PutObject(ctx context.Context, key string, data []byte) error 
 	sum := sha256.Sum256(data)
 	s.mu.Lock()
 	s.objects = append(s.objects, manifest.Object{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	s.mu.Unlock()
+	return nil
+}
+
+// PutObjectFile stores the file f (from its start) under key and records it like PutObject: a side
+// object too large to hold in memory (the R2 index of a bucket of millions of objects) is written to
+// a temporary file first and streamed from there.
+func (s *Session) PutObjectFile(ctx context.Context, key string, f *os.File) error {
+	h := sha256.New()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := s.Repo.Store.Put(ctx, key, f, store.PutOptions{IfNotExists: true}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.objects = append(s.objects, manifest.Object{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
 	s.mu.Unlock()
 	return nil
 }

@@ -1,11 +1,14 @@
 package r2
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,6 +126,7 @@ func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) 
 		return bb.st, err
 	}
 	fetch := bb.reuse(ctx)
+	bb.parent.close()
 	bb.pf = newPrefetcher(ctx, c, o, bb.objs, fetch, conc, &bb.st)
 	defer bb.pf.stop()
 	for n, i := range fetch {
@@ -158,7 +162,7 @@ type bucketBackup struct {
 	ik     indexKeys
 	parent *parentIndex
 	res    *resumer
-	items  []*manifest.Item
+	items  []manifest.Item // by listing position; Object nil: skipped
 	pf     *prefetcher
 	queue  []waitingItem
 }
@@ -184,7 +188,7 @@ func (bb *bucketBackup) incremental(ctx context.Context) error {
 		return nil
 	}
 	bb.ik = deriveKeys(bb.o.WriterSecret)
-	parent, err := loadParent(ctx, bb.s, bb.o.Bucket, bb.o.Prefix, bb.ik)
+	parent, err := loadParent(ctx, bb.s, bb.o.Bucket, bb.o.Prefix, bb.ik, bb.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -200,18 +204,17 @@ func (bb *bucketBackup) incremental(ctx context.Context) error {
 // reuse takes unchanged objects from the parent's index or the resume journal and returns the
 // indexes of the objects to fetch.
 func (bb *bucketBackup) reuse(ctx context.Context) []int {
-	bb.items = make([]*manifest.Item, len(bb.objs))
+	bb.items = make([]manifest.Item, len(bb.objs))
 	var fetch []int
 	for i, ob := range bb.objs {
-		id := bb.ik.entryID(bb.o.Bucket, ob.Key)
 		if bb.parent != nil {
-			if it, ok := bb.parent.reuse(id, ob); ok {
+			if it, ok := bb.parent.reuse(ob); ok {
 				bb.s.Reference(bb.parent.segsOf(it)...)
 				bb.reused(i, it, false)
 				continue
 			}
 		}
-		if it, ok := bb.res.reuse(ctx, bb.s, id, ob); ok {
+		if it, ok := bb.res.reuse(ctx, bb.s, bb.ik, bb.o.Bucket, ob); ok {
 			bb.reused(i, it, true)
 			continue
 		}
@@ -222,7 +225,7 @@ func (bb *bucketBackup) reuse(ctx context.Context) []int {
 
 func (bb *bucketBackup) reused(i int, it manifest.Item, resumed bool) {
 	it.Source = bb.o.Bucket
-	bb.items[i] = &it
+	bb.items[i] = it
 	bb.st.Reused++
 	if resumed {
 		bb.st.Resumed++
@@ -242,7 +245,7 @@ func (bb *bucketBackup) settle(keep int) error {
 			return err
 		}
 		bb.items[w.i].ItemRef = ref
-		bb.res.settled(*bb.items[w.i])
+		bb.res.settled(bb.items[w.i])
 	}
 	return nil
 }
@@ -286,7 +289,7 @@ func (bb *bucketBackup) fetch(ctx context.Context, n, i int) (bool, error) {
 	}
 	meta.Key = ob.Key
 	m := meta
-	bb.items[i] = &manifest.Item{Component: Component, Source: bb.o.Bucket, Kind: "object", Object: &m}
+	bb.items[i] = manifest.Item{Component: Component, Source: bb.o.Bucket, Kind: "object", Object: &m}
 	bb.queue = append(bb.queue, waitingItem{i, p})
 	return false, nil
 }
@@ -327,12 +330,15 @@ func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string
 
 // finish writes this snapshot's incremental index (with the writer secret) and adds the source.
 func (bb *bucketBackup) finish(ctx context.Context) error {
-	var out []manifest.Item
+	// Compact in place (no second copy of a million items); the listing is no longer needed.
+	out := bb.items[:0]
 	for _, it := range bb.items {
-		if it != nil {
-			out = append(out, *it)
+		if it.Object != nil {
+			out = append(out, it)
 		}
 	}
+	clear(bb.items[len(out):])
+	bb.items, bb.objs, bb.paths = nil, nil, nil
 	bb.st.Objects = int64(len(out))
 	o := bb.o
 	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: bb.st.Objects, Size: bb.st.Bytes, Reused: bb.st.Reused, Skipped: bb.st.Skipped, Prefix: o.Prefix}
@@ -340,16 +346,8 @@ func (bb *bucketBackup) finish(ctx context.Context) error {
 		src.Parent = bb.parent.snapshot
 	}
 	if len(o.WriterSecret) > 0 {
-		ix := &Index{Version: IndexVersion, Bucket: o.Bucket, Entries: make(map[string]manifest.Item, len(out))}
-		for _, it := range out {
-			ix.Entries[bb.ik.entryID(o.Bucket, it.Object.Key)] = it
-		}
-		b, err := bb.ik.seal(ix)
-		if err != nil {
-			return err
-		}
 		key := IndexKey(bb.s.SnapshotID, o.Bucket)
-		if err := bb.s.PutObject(ctx, key, b); err != nil {
+		if err := bb.writeIndex(ctx, key, out); err != nil {
 			return fmt.Errorf("store the incremental index: %w", err)
 		}
 		src.Index = key
@@ -357,6 +355,51 @@ func (bb *bucketBackup) finish(ctx context.Context) error {
 	bb.s.Add(src, out...)
 	return nil
 }
+
+// writeIndex writes this snapshot's index (format 2) page by page into a temporary file and
+// stores it: memory holds one page, whatever the bucket's size.
+func (bb *bucketBackup) writeIndex(ctx context.Context, key string, items []manifest.Item) error {
+	if writeV1Index { // tests: a parent written by cfbackup before format 2
+		ix := &Index{Version: IndexVersion, Bucket: bb.o.Bucket, Entries: make(map[string]manifest.Item, len(items))}
+		for _, it := range items {
+			ix.Entries[bb.ik.entryID(bb.o.Bucket, it.Object.Key)] = it
+		}
+		b, err := bb.ik.seal(ix)
+		if err != nil {
+			return err
+		}
+		return bb.s.PutObject(ctx, key, b)
+	}
+	if !sort.SliceIsSorted(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key }) {
+		sort.Slice(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key })
+	}
+	f, err := os.CreateTemp("", "cfbackup-r2-index-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	w, err := bb.ik.newIndexWriter(bw, bb.o.Bucket)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := w.Add(it); err != nil {
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return bb.s.PutObjectFile(ctx, key, f)
+}
+
+// writeV1Index makes backups write format 1 (tests of reading what earlier versions wrote).
+var writeV1Index = false
 
 func retryable(err error) bool {
 	return !errors.Is(err, ErrAccessDenied) && !errors.Is(err, ErrNoSuchBucket) && !errors.Is(err, archive.ErrClosed)
@@ -384,24 +427,68 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// parentIndex is the newest earlier snapshot of the bucket and its decrypted index.
+// parentIndex is the newest earlier snapshot of the bucket and its index, read as a stream in key
+// order alongside the (sorted) listing: a merge-join that holds one index page, never a map of
+// the bucket.
 type parentIndex struct {
 	snapshot string
 	time     time.Time
-	ix       *Index
+	body     io.Closer
+	stream   entryStream
+	cur      *manifest.Item // the first entry not yet passed; nil at the end
+	failed   bool
+	log      *slog.Logger
 	segs     map[string]archive.SegmentInfo
 }
 
-func (p *parentIndex) reuse(id string, ob Object) (manifest.Item, bool) {
-	it, ok := p.ix.Entries[id]
+// lookup advances the index to key and returns its entry. Keys are asked in ascending order; one
+// asked out of order (a listing that is not sorted) is simply not found, and fetched again. An index
+// that fails part-way is a warning: the entries already read were authenticated, the objects after
+// it are fetched.
+func (p *parentIndex) lookup(key string) (manifest.Item, bool) {
+	for !p.failed && p.cur != nil && p.cur.Object.Key < key {
+		p.advance()
+	}
+	if p.failed || p.cur == nil || p.cur.Object.Key != key {
+		return manifest.Item{}, false
+	}
+	return *p.cur, true
+}
+
+func (p *parentIndex) advance() {
+	it, more, err := p.stream.Next()
+	switch {
+	case err != nil:
+		p.log.Warn("the parent snapshot's index failed part-way: the objects after this point are fetched in full", "snapshot", p.snapshot, "err", err)
+		p.failed, p.cur = true, nil
+	case !more:
+		p.cur = nil
+	default:
+		p.cur = &it
+	}
+}
+
+func (p *parentIndex) close() {
+	if p != nil && p.body != nil {
+		p.body.Close()
+		p.body = nil
+	}
+}
+
+func (p *parentIndex) reuse(ob Object) (manifest.Item, bool) {
+	it, ok := p.lookup(ob.Key)
 	if !ok || it.Object == nil || it.Object.Key != ob.Key || it.Size != ob.Size || it.Object.ETag != ob.ETag || len(it.Chunks) == 0 {
 		return manifest.Item{}, false
 	}
-	for _, c := range it.Chunks {
-		if _, ok := p.segs[c.Segment]; !ok {
+	for i, c := range it.Chunks {
+		g, ok := p.segs[c.Segment]
+		if !ok {
 			return manifest.Item{}, false
 		}
+		it.Chunks[i].Segment = g.ID // one string per segment, not one per object
 	}
+	// Share the listing's strings and the constants: at millions of objects every copy counts.
+	it.Component, it.Kind, it.Object.Key, it.Object.ETag = Component, "object", ob.Key, ob.ETag
 	return it, true
 }
 
@@ -413,10 +500,10 @@ func (p *parentIndex) segsOf(it manifest.Item) []archive.SegmentInfo {
 	return out
 }
 
-// loadParent finds the newest snapshot with this bucket and reads its index; nil when there is none.
+// loadParent finds the newest snapshot with this bucket and opens its index; nil when there is none.
 // The parent covers the prefix being backed up when it can: a snapshot of only --prefix P as
 // the parent of a whole-bucket backup would make it fetch everything outside P again.
-func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, ik indexKeys) (*parentIndex, error) {
+func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, ik indexKeys, log *slog.Logger) (*parentIndex, error) {
 	r := s.Repo
 	snaps, err := s.Snapshots(ctx)
 	if err != nil {
@@ -441,18 +528,22 @@ func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, i
 		if src.Index == "" {
 			return nil, fmt.Errorf("snapshot %s has no index of bucket %s (it was written without the writer secret)", m.ID, bucket)
 		}
-		b, err := source.ReadSnapshotObject(ctx, r.Store, m, src.Index)
+		body, err := openSnapshotObject(ctx, r.Store, m, src.Index)
 		if err != nil {
 			return nil, err
 		}
-		ix, err := ik.open(b)
+		stream, err := ik.openIndexStream(body, bucket)
 		if err != nil {
-			return nil, err
+			body.Close()
+			return nil, fmt.Errorf("index %s: %w", src.Index, err)
 		}
-		if ix.Bucket != bucket {
-			return nil, fmt.Errorf("%w: index %s is of bucket %q", ErrIndex, src.Index, ix.Bucket)
+		p := &parentIndex{snapshot: m.ID, time: m.Time, body: body, stream: stream, log: log, segs: m.SegmentMap()}
+		p.advance()
+		if p.failed {
+			body.Close()
+			return nil, fmt.Errorf("index %s could not be read", src.Index)
 		}
-		return &parentIndex{snapshot: m.ID, time: m.Time, ix: ix, segs: m.SegmentMap()}, nil
+		return p, nil
 	}
 	return nil, nil
 }

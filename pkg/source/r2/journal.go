@@ -214,11 +214,11 @@ func readSmall(ctx context.Context, st store.Store, key string) ([]byte, error) 
 
 // reuse returns an interrupted run's entry for the object when key, size and ETag match and every
 // segment it points into is still stored with its recorded size; those segments are referenced.
-func (r *resumer) reuse(ctx context.Context, s *source.Session, id string, ob Object) (manifest.Item, bool) {
-	if r == nil {
+func (r *resumer) reuse(ctx context.Context, s *source.Session, ik indexKeys, bucket string, ob Object) (manifest.Item, bool) {
+	if r == nil || len(r.prior) == 0 {
 		return manifest.Item{}, false
 	}
-	it, ok := r.prior[id]
+	it, ok := r.prior[ik.entryID(bucket, ob.Key)]
 	if !ok || it.Object == nil || it.Object.Key != ob.Key || it.Size != ob.Size || it.Object.ETag != ob.ETag || len(it.Chunks) == 0 {
 		return manifest.Item{}, false
 	}
