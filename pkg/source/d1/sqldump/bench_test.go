@@ -66,6 +66,16 @@ func BenchmarkSplit(b *testing.B) {
 
 // BenchmarkLoad measures restore speed into a local modernc SQLite file (16 MiB of INSERTs).
 func BenchmarkLoad(b *testing.B) {
+	for _, mode := range []string{"text", "bound"} {
+		b.Run(mode, func(b *testing.B) {
+			noInsertCache = mode == "text"
+			defer func() { noInsertCache = false }()
+			benchLoad(b)
+		})
+	}
+}
+
+func benchLoad(b *testing.B) {
 	in := benchInput()
 	cut := bytes.IndexByte(in[16<<20:], '\n') + 16<<20
 	in = in[:cut]
