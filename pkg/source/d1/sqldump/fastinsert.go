@@ -35,22 +35,15 @@ var noInsertCache = false
 type insertCache struct {
 	conn  *sql.Conn
 	stmts map[string]driver.Stmt
-	args  []any
 	named []driver.NamedValue
 	bound int64 // statements executed through the cache
 }
 
-// exec runs one INSERT through a cached prepared statement if its shape allows; ok is false when
-// the statement must be executed as text instead. The driver is called directly (inside the
-// caller's transaction on the same connection): database/sql's argument conversion and the
-// driver's per-call cancellation watcher (a goroutine per statement) cost as much as the insert.
-// Load checks ctx between statements.
-func (c *insertCache) exec(sqlText string) (ok bool, err error) {
-	head, args, ok := splitInsert(sqlText, c.args[:0])
-	c.args = args[:0]
-	if !ok {
-		return false, nil
-	}
+// exec runs one literal INSERT (split by splitInsert into head and args) through a cached
+// prepared statement. The driver is called directly (inside the caller's transaction on the same
+// connection): database/sql's argument conversion and the driver's per-call cancellation watcher (a
+// goroutine per statement) cost as much as the insert. Load checks ctx between statements.
+func (c *insertCache) exec(head string, args []any) (err error) {
 	c.named = c.named[:0]
 	for i, v := range args {
 		c.named = append(c.named, driver.NamedValue{Ordinal: i + 1, Value: v})
@@ -80,12 +73,11 @@ func (c *insertCache) exec(sqlText string) (ok bool, err error) {
 		_, err := se.ExecContext(ctx, c.named)
 		return err
 	})
-	clear(args) // do not keep row values alive until the next row
-	clear(c.named)
+	clear(c.named) // do not keep row values alive until the next row
 	if err == nil {
 		c.bound++
 	}
-	return true, err
+	return err
 }
 
 // placeholders is head followed by (?,?,…) for n values.
@@ -371,12 +363,10 @@ mantissaDone:
 }
 
 // run executes one dump statement: a literal INSERT through the cache, anything else as text.
-func (c *insertCache) run(ctx context.Context, tx *sql.Tx, st *Statement) error {
-	if st.Kind == Insert && !noInsertCache {
-		if ok, err := c.exec(st.SQL); ok {
-			return err
-		}
+func (c *insertCache) run(ctx context.Context, tx *sql.Tx, it *scanned) error {
+	if it.head != "" {
+		return c.exec(it.head, it.args)
 	}
-	_, err := tx.ExecContext(ctx, st.SQL)
+	_, err := tx.ExecContext(ctx, it.st.SQL)
 	return err
 }

@@ -80,27 +80,26 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	ins := &insertCache{conn: conn}
 	defer ins.close()
-	sc := NewScanner(r, opts.MaxStatement)
+	ra := startReadAhead(r, opts.MaxStatement)
+	defer ra.stop()
 	for {
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
-		st, err := sc.Next()
+		it, err := ra.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return stats, err
 		}
+		st := &it.st
 		if st.Kind == Transaction {
 			stats.Skipped++
 			continue
 		}
-		if err := checkAllowed(&st); err != nil {
-			return stats, err
-		}
 		g.begin()
-		err = ins.run(ctx, tx, &st)
+		err = ins.run(ctx, tx, it)
 		if denied := g.end(); denied != "" {
 			return stats, fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, excerpt(st.SQL), denied)
 		}
