@@ -22,6 +22,8 @@ type BackupOptions struct {
 	Labels     []string
 	DryRun     bool
 	CopyTo     []string
+	// Concurrency bounds the captures run at once (0: the concurrency setting, else 4).
+	Concurrency int
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
@@ -69,6 +71,7 @@ no identity (data is encrypted to the repository's recipients).
 	cmd.Flags().StringSliceVar(&o.Components, "component", []string{"d1"}, "components to back up: "+strings.Join(source.Names(), ", ")+" (comma-separated or repeated)")
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 0, "captures (D1 databases, DO namespaces, R2 buckets, components) run at once (env CFBACKUP_CONCURRENCY; default 4; 1 = one after another)")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
 	return cmd
@@ -122,7 +125,14 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		return usageError{err}
 	}
 	eng := o.f.Engine(r)
-	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun}
+	conc := o.Concurrency
+	if conc == 0 && o.f.Config() != nil {
+		conc = o.f.Config().Concurrency
+	}
+	if conc < 0 || conc > engine.MaxConcurrency {
+		return usageError{fmt.Errorf("--concurrency %d: use 1 to %d (0 for the default, %d)", conc, engine.MaxConcurrency, engine.DefaultConcurrency)}
+	}
+	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun, Concurrency: conc}
 	plan := &engine.BackupPlan{Components: o.Components}
 	var secret []byte
 	var serr error
