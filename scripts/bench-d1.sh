@@ -31,17 +31,17 @@ R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
 "$B/cfbackup" init --recipient "$R" >/dev/null
 dbfile=$(ls "$D"/emu/d1/*/db.sqlite | head -1)
 size=$(du -b "$D"/emu/d1/*/db.sqlite | awk '{s+=$1} END {print s}')
-secs() { # command... : runs it, prints "wall-seconds peak-RSS-KiB"
-  /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err" >&2; exit 1; }
-  cat "$D/time"
+secs() { # command... : runs it, prints "wall-seconds peak-RSS-KiB cpu-seconds"
+  /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err" >&2; exit 1; }
+  awk '{printf "%s %s %.2f\n", $1, $2, $3+$4}' "$D/time"
 }
-report() { # label secs kb
-  printf '%-26s %7.2f s  %7.1f MB/s (of %d MB database)  peak RSS %d MiB\n' "$1" "$2" "$(echo "$size/1048576/$2" | bc -l)" $((size/1048576)) $(($3/1024))
+report() { # label secs kb [cpu]
+  printf '%-26s %7.2f s  %7.1f MB/s (of %d MB database)  peak RSS %d MiB  CPU %s s\n' "$1" "$2" "$(echo "$size/1048576/$2" | bc -l)" $((size/1048576)) $(($3/1024)) "${4:-?}"
 }
 measure() { # label, command... : one run
   local label=$1; shift
-  read -r s kb < <(secs "$@")
-  report "$label" "$s" "$kb"
+  read -r s kb cpu < <(secs "$@")
+  report "$label" "$s" "$kb" "$cpu"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "D1 database: $USERS users, $((size/1048576)) MiB SQLite file"
@@ -53,10 +53,10 @@ echo "dump.sql (sqlite3 .dump): $(($(stat -c %s "$D/dump.sql")/1048576)) MiB"
 : >"$D/t.cli"; : >"$D/t.new"; : >"$D/t.base"
 for i in $(seq "$RUNS"); do
   rm -f "$D"/r*.sqlite
-  read -r s kb < <(secs sh -c "sqlite3 '$D/rcli.sqlite' < '$D/dump.sql'"); echo "$s" >>"$D/t.cli"; report "  sqlite3 < dump.sql #$i" "$s" "$kb"
-  read -r s kb < <(secs "$B/cfbackup" restore latest --to-file "$D/rnew.sqlite" --no-progress); echo "$s" >>"$D/t.new"; report "  restore --to-file #$i" "$s" "$kb"
+  read -r s kb cpu < <(secs sh -c "sqlite3 '$D/rcli.sqlite' < '$D/dump.sql'"); echo "$s" >>"$D/t.cli"; report "  sqlite3 < dump.sql #$i" "$s" "$kb" "$cpu"
+  read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-file "$D/rnew.sqlite" --no-progress); echo "$s" >>"$D/t.new"; report "  restore --to-file #$i" "$s" "$kb" "$cpu"
   if [ -n "${BENCH_BASE:-}" ]; then
-    read -r s kb < <(secs "$B/cfbackup-base" restore latest --to-file "$D/rbase.sqlite" --no-progress); echo "$s" >>"$D/t.base"; report "  $BENCH_BASE restore #$i" "$s" "$kb"
+    read -r s kb cpu < <(secs "$B/cfbackup-base" restore latest --to-file "$D/rbase.sqlite" --no-progress); echo "$s" >>"$D/t.base"; report "  $BENCH_BASE restore #$i" "$s" "$kb" "$cpu"
   fi
 done
 cli=$(median <"$D/t.cli"); new=$(median <"$D/t.new")
