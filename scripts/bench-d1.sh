@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # D1 benchmark: back up and restore-to-file a seeded database through cfemu, reporting wall time,
-# throughput and peak RSS of each cfbackup run. BENCH_USERS (default 100000 ≈ 1M auth_events).
+# throughput and peak RSS of each cfbackup run, and the restore against the sqlite3 CLI loading the
+# same data (`sqlite3 new.db < dump.sql`, the dump made by sqlite3 .dump) in the same run.
+#   BENCH_USERS  users to seed (default 100000 ≈ 1M auth_events, a 280 MiB dump)
+#   BENCH_RUNS   runs of each restore measurement; the median is printed (default 3)
+#   BENCH_BASE   a git revision (e.g. main): also time restore --to-file with cfbackup built from it
+#   BENCH_D1     1: also restore into a new D1 database on cfemu (--to-database): the API side
+# Binaries are built into the temporary directory, never into .bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${BENCH_USERS:-100000}
-B=$PWD/.bin; D=$(mktemp -d /tmp/cfbackup-bench.XXXXXX)
-trap 'kill $EMU 2>/dev/null || true; rm -rf "$D"' EXIT
-make -s build
+RUNS=${BENCH_RUNS:-3}
+D=$(mktemp -d /tmp/cfbackup-bench.XXXXXX)
+EMU=
+trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; rm -rf "$D"' EXIT
+B=$D/bin
+go build -trimpath -o "$B/cfbackup" ./cmd/cfbackup
+go build -trimpath -o "$B/cfemu" ./cmd/cfemu
+if [ -n "${BENCH_BASE:-}" ]; then
+  mkdir -p "$D/base"
+  git archive "$BENCH_BASE" | tar -x -C "$D/base"
+  (cd "$D/base" && go build -trimpath -o "$B/cfbackup-base" ./cmd/cfbackup)
+fi
 "$B/cfemu" --listen 127.0.0.1:0 --data-dir "$D/emu" --seed app --seed-users "$USERS" --env-file "$D/env" >"$D/emu.log" 2>&1 &
 EMU=$!
 for _ in $(seq 3000); do [ -s "$D/env" ] && break; sleep 0.1; done
@@ -14,15 +29,45 @@ for _ in $(seq 3000); do [ -s "$D/env" ] && break; sleep 0.1; done
 export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
 R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
 "$B/cfbackup" init --recipient "$R" >/dev/null
+dbfile=$(ls "$D"/emu/d1/*/db.sqlite | head -1)
 size=$(du -b "$D"/emu/d1/*/db.sqlite | awk '{s+=$1} END {print s}')
-measure() { # label, command...
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
-  read -r secs kb <"$D/time"
-  printf '%-22s %7.2f s  %7.1f MB/s (of %d MB database)  peak RSS %d MiB\n' "$label" "$secs" "$(echo "$size/1048576/$secs" | bc -l)" $((size/1048576)) $((kb/1024))
+secs() { # command... : runs it, prints "wall-seconds peak-RSS-KiB cpu-seconds"
+  /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err" >&2; exit 1; }
+  awk '{printf "%s %s %.2f\n", $1, $2, $3+$4}' "$D/time"
 }
+report() { # label secs kb [cpu]
+  printf '%-26s %7.2f s  %7.1f MB/s (of %d MB database)  peak RSS %d MiB  CPU %s s\n' "$1" "$2" "$(echo "$size/1048576/$2" | bc -l)" $((size/1048576)) $(($3/1024)) "${4:-?}"
+}
+measure() { # label, command... : one run
+  local label=$1; shift
+  read -r s kb cpu < <(secs "$@")
+  report "$label" "$s" "$kb" "$cpu"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "D1 database: $USERS users, $((size/1048576)) MiB SQLite file"
 measure "backup" "$B/cfbackup" backup --no-progress
 measure "verify --read-data" "$B/cfbackup" verify latest --read-data --no-progress
-measure "restore --to-file" "$B/cfbackup" restore latest --to-file "$D/restored.sqlite" --no-progress
+sqlite3 "$dbfile" .dump >"$D/dump.sql"
+echo "dump.sql (sqlite3 .dump): $(($(stat -c %s "$D/dump.sql")/1048576)) MiB"
+# Each round restores with every contender back to back, so a busy machine slows them alike.
+: >"$D/t.cli"; : >"$D/t.new"; : >"$D/t.base"
+for i in $(seq "$RUNS"); do
+  rm -f "$D"/r*.sqlite
+  read -r s kb cpu < <(secs sh -c "sqlite3 '$D/rcli.sqlite' < '$D/dump.sql'"); echo "$s" >>"$D/t.cli"; report "  sqlite3 < dump.sql #$i" "$s" "$kb" "$cpu"
+  read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-file "$D/rnew.sqlite" --no-progress); echo "$s" >>"$D/t.new"; report "  restore --to-file #$i" "$s" "$kb" "$cpu"
+  if [ -n "${BENCH_BASE:-}" ]; then
+    read -r s kb cpu < <(secs "$B/cfbackup-base" restore latest --to-file "$D/rbase.sqlite" --no-progress); echo "$s" >>"$D/t.base"; report "  $BENCH_BASE restore #$i" "$s" "$kb" "$cpu"
+  fi
+done
+cli=$(median <"$D/t.cli"); new=$(median <"$D/t.new")
+printf 'median of %d: sqlite3 CLI %.2f s, restore --to-file %.2f s: %.2fx the speed of sqlite3\n' "$RUNS" "$cli" "$new" "$(echo "$cli/$new" | bc -l)"
+if [ -n "${BENCH_BASE:-}" ]; then
+  base=$(median <"$D/t.base")
+  printf 'median of %d: %s restore --to-file %.2f s: %.2fx the speed of sqlite3\n' "$RUNS" "$BENCH_BASE" "$base" "$(echo "$cli/$base" | bc -l)"
+fi
+if [ "${BENCH_D1:-}" = 1 ]; then
+  # Into D1 the import runs on the API's side: the time cfbackup spends building and uploading the
+  # import files is the restore minus the time cfemu logs for executing them (its import log).
+  measure "restore --to-database" "$B/cfbackup" restore latest --to-database bench-restored --create --yes --no-progress
+fi
 "$B/cfbackup" list

@@ -25,6 +25,8 @@ type BackupOptions struct {
 	CopyTo     []string
 	// StorageClass is --storage-class (the config's storage_class carries it, validated).
 	StorageClass string
+	// Concurrency bounds the captures run at once (0: the concurrency setting, else 4).
+	Concurrency int
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
@@ -73,6 +75,7 @@ no identity (data is encrypted to the repository's recipients).
 	cmd.Flags().StringArrayVar(&o.Labels, "label", nil, "label the snapshot, key=value; repeatable")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would be backed up; write nothing")
 	cmd.Flags().StringVar(&o.StorageClass, "storage-class", "", "S3 storage class of the new segments: "+strings.Join(store.S3Classes, ", ")+" (R2: "+strings.Join(store.R2Classes, ", ")+"); overrides storage_class (docs/STORAGE_CLASSES.md)")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 0, "captures (D1 databases, DO namespaces, R2 buckets, components) run at once (env CFBACKUP_CONCURRENCY; default 4; 1 = one after another)")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
 	return cmd
@@ -126,13 +129,20 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		return usageError{err}
 	}
 	eng := o.f.Engine(r)
+	conc := o.Concurrency
+	if conc == 0 && o.f.Config() != nil {
+		conc = o.f.Config().Concurrency
+	}
+	if conc < 0 || conc > engine.MaxConcurrency {
+		return usageError{fmt.Errorf("--concurrency %d: use 1 to %d (0 for the default, %d)", conc, engine.MaxConcurrency, engine.DefaultConcurrency)}
+	}
 	cfg := o.f.Config()
 	for name := range cfg.ComponentClasses() {
 		if err := engine.ValidateComponents([]string{name}); err != nil {
 			return usageError{fmt.Errorf("config components.%s: %w", name, err)}
 		}
 	}
-	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun,
+	bo := engine.BackupOptions{Components: o.Components, Labels: labels, DryRun: o.DryRun, Concurrency: conc,
 		StorageClass: cfg.StorageClass, ComponentClasses: cfg.ComponentClasses()}
 	if o.StorageClass != "" {
 		// The flag names the class of this run's segments, every component's.

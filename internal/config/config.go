@@ -48,6 +48,9 @@ type Config struct {
 	// parallel object GETs (0: the default, 8).
 	R2Endpoint    string `mapstructure:"r2_endpoint"`
 	R2Concurrency int    `mapstructure:"r2_concurrency"`
+	// Concurrency bounds the captures (D1 databases, DO namespaces, R2 buckets, components) one
+	// backup runs at once (--concurrency; 0: the default, 4; 1: one after another).
+	Concurrency int `mapstructure:"concurrency"`
 	// WorkerURL is the application Worker that routes /__cfbackup/ to its Durable Objects (--component do).
 	WorkerURL string `mapstructure:"worker_url"`
 	// WorkerSecretFile holds the Worker module's secret (alternative to CFBACKUP_WORKER_SECRET).
@@ -242,6 +245,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("smtp_port", 0) // 0: 587 (STARTTLS when offered); 465 is TLS from the start
 	v.SetDefault("r2_endpoint", "")
 	v.SetDefault("r2_concurrency", 0)
+	v.SetDefault("concurrency", 0)
 	v.SetDefault("test_restore_worker_url", "")
 	v.SetDefault("storage_class", "")
 }
@@ -376,6 +380,9 @@ func (c *Config) Validate() error {
 	}
 	if c.R2Concurrency < 0 || c.R2Concurrency > 256 {
 		return fmt.Errorf("%w: r2_concurrency %d must be between 1 and 256 (0 means the default, 8)", ErrInvalid, c.R2Concurrency)
+	}
+	if c.Concurrency < 0 || c.Concurrency > 64 {
+		return fmt.Errorf("%w: concurrency %d must be between 1 and 64 (0 means the default, 4)", ErrInvalid, c.Concurrency)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

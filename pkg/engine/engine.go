@@ -99,6 +99,9 @@ type BackupOptions struct {
 	// ComponentClasses overrides it per component name; stores without classes ignore both.
 	StorageClass     string
 	ComponentClasses map[string]string
+	// Concurrency bounds how many captures run at once (0: DefaultConcurrency; 1: one after
+	// another, in plan order, on one archive writer).
+	Concurrency int
 }
 
 // classFor is the storage class of component's segments.
@@ -154,19 +157,19 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if len(plan.Captures()) == 0 {
 		return nil, fmt.Errorf("%w: nothing to back up", ErrNotFound)
 	}
-	w, err := archive.NewWriter(ctx, archive.WriterOptions{
-		Store:       e.Repo.Store,
-		Recipients:  rcp,
-		SegmentSize: e.Repo.Config.SegmentSize,
-		ChunkSize:   e.Repo.Config.ChunkSize,
-	})
-	if err != nil {
-		return nil, err
-	}
+	cr := &captureRun{newWriter: func(compressors int) (*archive.Writer, error) {
+		return archive.NewWriter(ctx, archive.WriterOptions{
+			Store:       e.Repo.Store,
+			Recipients:  rcp,
+			SegmentSize: e.Repo.Config.SegmentSize,
+			ChunkSize:   e.Repo.Config.ChunkSize,
+			Concurrency: compressors,
+		})
+	}}
 	committed := false
 	defer func() {
 		if !committed {
-			w.Abort()
+			cr.abort()
 		}
 	}()
 	m := &manifest.Manifest{
@@ -182,16 +185,21 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	// shows bytes and rate rather than a percentage.
 	pr := e.progress()
 	pr.Start("backup", -1)
-	sess := &Session{SnapshotID: m.ID, Writer: w, Repo: e.Repo, Log: e.log(), Progress: pr}
-	for _, c := range plan.Captures() {
-		w.SetStorageClass(o.classFor(c.Component))
-		if err := c.Run(ctx, sess); err != nil {
-			pr.Finish()
-			return nil, err
-		}
+	conc := o.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+	}
+	if conc > 1 && len(plan.Captures()) > 1 {
+		pr = &lockedProgress{p: pr}
+	}
+	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr}
+	cr.classFor = o.classFor
+	if err := cr.run(ctx, sess, plan.Captures(), conc); err != nil {
+		pr.Finish()
+		return nil, err
 	}
 	pr.Finish()
-	segs, err := w.Close()
+	segs, err := cr.close()
 	if err != nil {
 		return nil, fmt.Errorf("store segments: %w", err)
 	}

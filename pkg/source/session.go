@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -18,7 +19,8 @@ import (
 )
 
 // Session is what a Capture sees of the snapshot being written. Add and Reference may be called from
-// several goroutines; the Writer may not (see archive.Writer).
+// several goroutines; the Writer may not (see archive.Writer). Captures that run beside each other
+// each get a Fork with a Writer of their own.
 type Session struct {
 	// SnapshotID is the id the manifest will have.
 	SnapshotID string
@@ -34,11 +36,36 @@ type Session struct {
 	objects []manifest.Object
 	commit  []func(ctx context.Context, m *manifest.Manifest)
 	snaps   []*manifest.Manifest // the repository's snapshots, read once per backup (Snapshots)
+
+	root  *Session   // set in a fork: references, hooks and snapshots live in the root
+	order int        // a fork's place in the plan
+	forks []*Session // the root's forks (Collected merges them by order)
+}
+
+// Fork returns the session of one capture that runs beside others: it writes into w (its own
+// archive writer), and the sources, items and objects it records are merged into the root's
+// Collected by order (the capture's index in the plan), so the catalogue lists them as a
+// sequential backup would, whatever finishes first.
+func (s *Session) Fork(w *archive.Writer, order int) *Session {
+	root := s.base()
+	f := &Session{SnapshotID: s.SnapshotID, Writer: w, Repo: s.Repo, Log: s.Log, Progress: s.Progress, root: root, order: order}
+	root.mu.Lock()
+	root.forks = append(root.forks, f)
+	root.mu.Unlock()
+	return f
+}
+
+func (s *Session) base() *Session {
+	if s.root != nil {
+		return s.root
+	}
+	return s
 }
 
 // Snapshots lists the repository's readable snapshots, newest first, reading the manifests once per
 // backup however many sources ask (each R2 bucket looks for its parent).
 func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
+	s = s.base()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.snaps == nil {
@@ -54,6 +81,7 @@ func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
 // AfterCommit registers fn to run once the snapshot's manifest is saved — a source deletes its resume
 // journal there. fn handles (logs) its own failures: the snapshot stands either way.
 func (s *Session) AfterCommit(fn func(ctx context.Context, m *manifest.Manifest)) {
+	s = s.base()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.commit = append(s.commit, fn)
@@ -70,6 +98,7 @@ func (s *Session) Add(src manifest.Source, items ...manifest.Item) {
 // Reference records segments of earlier snapshots that this snapshot's items point into (incremental
 // backups): they are listed in the manifest so verify checks them and prune keeps them.
 func (s *Session) Reference(segs ...archive.SegmentInfo) {
+	s = s.base()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.refs == nil {
@@ -125,19 +154,32 @@ type Collected struct {
 	Objects []manifest.Object
 }
 
-// Collected returns what the captures recorded (the engine writes it into the manifest).
+// Collected returns what the captures recorded (the engine writes it into the manifest): the
+// root's own records, then each fork's in plan order.
 func (s *Session) Collected() Collected {
+	s = s.base()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refs := make(map[string]archive.SegmentInfo, len(s.refs))
 	for k, v := range s.refs {
 		refs[k] = v
 	}
-	return Collected{Sources: s.sources, Items: s.items, Refs: refs, Objects: s.objects}
+	c := Collected{Sources: slices.Clone(s.sources), Items: slices.Clone(s.items), Refs: refs, Objects: slices.Clone(s.objects)}
+	forks := slices.Clone(s.forks)
+	slices.SortStableFunc(forks, func(a, b *Session) int { return a.order - b.order })
+	for _, f := range forks {
+		f.mu.Lock()
+		c.Sources = append(c.Sources, f.sources...)
+		c.Items = append(c.Items, f.items...)
+		c.Objects = append(c.Objects, f.objects...)
+		f.mu.Unlock()
+	}
+	return c
 }
 
 // Committed runs the AfterCommit hooks once the manifest is saved.
 func (s *Session) Committed(ctx context.Context, m *manifest.Manifest) {
+	s = s.base()
 	s.mu.Lock()
 	fns := append([]func(context.Context, *manifest.Manifest){}, s.commit...)
 	s.mu.Unlock()

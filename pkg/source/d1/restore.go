@@ -375,7 +375,9 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 	defer conn.Close()
 	stream := Stream(ctx, open, sel, "")
 	defer stream.Close()
-	st, err := sqldump.Load(ctx, conn, stream, sqldump.LoadOptions{})
+	// Check runs foreign_key_check once the load is in (and a failure deletes the .partial file), so
+	// Load need not run it a first time before its commit.
+	st, err := sqldump.Load(ctx, conn, stream, sqldump.LoadOptions{SkipForeignKeyCheck: true})
 	if err != nil {
 		return nil, fmt.Errorf("load into %s: %w", path, err)
 	}

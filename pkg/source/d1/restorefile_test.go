@@ -106,3 +106,17 @@ func TestRestoreToFileRefusesHostileSQL(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreToFileForeignKeyViolation: Load leaves foreign_key_check to RestoreToFile's Check,
+// which must still refuse a dump whose rows break a foreign key, leaving nothing at the path.
+func TestRestoreToFileForeignKeyViolation(t *testing.T) {
+	sel, open := tableSel("CREATE TABLE p(id INTEGER PRIMARY KEY);\nCREATE TABLE t(a REFERENCES p(id));\nINSERT INTO \"t\" (\"a\") VALUES(7);", 1)
+	path := filepath.Join(t.TempDir(), "out.db")
+	_, err := RestoreToFile(context.Background(), open, sel, path)
+	if !errors.Is(err, sqldump.ErrCheckFailed) || !strings.Contains(err.Error(), "foreign key") {
+		t.Fatalf("err = %v, want a foreign key check failure", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
+		t.Errorf("a failed restore left %d file(s)", len(entries))
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -65,7 +67,36 @@ func BenchmarkSplit(b *testing.B) {
 }
 
 // BenchmarkLoad measures restore speed into a local modernc SQLite file (16 MiB of INSERTs).
+// BenchmarkLoad compares Load with literal INSERTs compiled as text, with them bound to cached
+// prepared statements (fastinsert.go), and the sqlite3 CLI loading the same SQL into a new file
+// (the yardstick of scripts/bench-d1.sh).
 func BenchmarkLoad(b *testing.B) {
+	b.Run("sqlite3", func(b *testing.B) {
+		if _, err := exec.LookPath("sqlite3"); err != nil {
+			b.Skip("no sqlite3 CLI")
+		}
+		in := benchInput()
+		in = in[:bytes.IndexByte(in[16<<20:], '\n')+16<<20]
+		b.SetBytes(int64(len(in)))
+		for b.Loop() {
+			cmd := exec.Command("sqlite3", filepath.Join(b.TempDir(), "bench.db"))
+			// as sqlite3 .dump writes it: one transaction
+			cmd.Stdin = io.MultiReader(strings.NewReader("BEGIN TRANSACTION;\n"), bytes.NewReader(in), strings.NewReader("\nCOMMIT;\n"))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+		}
+	})
+	for _, mode := range []string{"text", "bound"} {
+		b.Run(mode, func(b *testing.B) {
+			noInsertCache = mode == "text"
+			defer func() { noInsertCache = false }()
+			benchLoad(b)
+		})
+	}
+}
+
+func benchLoad(b *testing.B) {
 	in := benchInput()
 	cut := bytes.IndexByte(in[16<<20:], '\n') + 16<<20
 	in = in[:cut]
