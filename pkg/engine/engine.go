@@ -104,6 +104,15 @@ type BackupOptions struct {
 	Concurrency int
 }
 
+// concurrency is how many of captures run at once.
+func (o BackupOptions) concurrency(captures int) int {
+	c := o.Concurrency
+	if c <= 0 {
+		c = DefaultConcurrency
+	}
+	return max(1, min(c, captures))
+}
+
 // classFor is the storage class of component's segments.
 func (o BackupOptions) classFor(component string) string {
 	if c, ok := o.ComponentClasses[component]; ok && c != "" {
@@ -157,7 +166,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if len(plan.Captures()) == 0 {
 		return nil, fmt.Errorf("%w: nothing to back up", ErrNotFound)
 	}
-	cr := &captureRun{newWriter: func(compressors int) (*archive.Writer, error) {
+	cr := &captureRun{classFor: o.classFor, newWriter: func(compressors int) (*archive.Writer, error) {
 		return archive.NewWriter(ctx, archive.WriterOptions{
 			Store:       e.Repo.Store,
 			Recipients:  rcp,
@@ -185,15 +194,11 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	// shows bytes and rate rather than a percentage.
 	pr := e.progress()
 	pr.Start("backup", -1)
-	conc := o.Concurrency
-	if conc <= 0 {
-		conc = DefaultConcurrency
-	}
-	if conc > 1 && len(plan.Captures()) > 1 {
+	conc := o.concurrency(len(plan.Captures()))
+	if conc > 1 {
 		pr = &lockedProgress{p: pr}
 	}
 	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr}
-	cr.classFor = o.classFor
 	if err := cr.run(ctx, sess, plan.Captures(), conc); err != nil {
 		pr.Finish()
 		return nil, err
