@@ -35,9 +35,9 @@ func (s slowUpload) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-// BenchmarkRestoreLargeObjects: 8 objects of 50 MiB (half text) restored into a bucket by 8 workers,
-// parts one at a time per object (K=1, as before) or RestorePartStreams at once (K=4), over
-// loopback and over a link of 20 ms latency and 40 MB/s per upload stream. Run:
+// BenchmarkRestoreLargeObjects: 8 objects of 50 MiB (half text) restored into a bucket by W workers
+// (8, the default, or 2), parts one at a time per object (K=1, as before) or RestorePartStreams at
+// once (K=4), over loopback and over a link of 20 ms latency and 40 MB/s per upload stream. Run:
 // go test -run '^$' -bench RestoreLargeObjects -benchtime 1x -count 3 ./pkg/source/r2/
 func BenchmarkRestoreLargeObjects(b *testing.B) {
 	ctx := context.Background()
@@ -71,9 +71,13 @@ func BenchmarkRestoreLargeObjects(b *testing.B) {
 	m := benchBackup(b, cl, eng)
 	cat, _ := m.OpenCatalogue(ids)
 	items, _ := r2.Select(cat, "src", "", nil)
-	for _, link := range []string{"loopback", "wan"} {
+	for _, sub := range []struct {
+		link    string
+		workers int
+	}{{"loopback", r2.DefaultConcurrency}, {"wan", r2.DefaultConcurrency}, {"loopback", 2}, {"wan", 2}} {
+		link := sub.link
 		for _, k := range []int{1, r2.RestorePartStreams} {
-			b.Run(fmt.Sprintf("%s/K=%d", link, k), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/W=%d/K=%d", link, sub.workers, k), func(b *testing.B) {
 				cfg := base
 				cfg.PartStreams = k
 				if link == "wan" {
@@ -90,7 +94,7 @@ func BenchmarkRestoreLargeObjects(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, err := r2.Restore(ctx, rc, r2.Opener(eng.Opener(m, ids)), plan, r2.DefaultConcurrency); err != nil {
+					if _, err := r2.Restore(ctx, rc, r2.Opener(eng.Opener(m, ids)), plan, sub.workers); err != nil {
 						b.Fatal(err)
 					}
 				}
