@@ -58,8 +58,8 @@ type Config struct {
 	// PartSize is the multipart part size for restores of large objects (default 8 MiB, R2 needs
 	// equal parts of at least 5 MiB).
 	PartSize int64
-	// PartStreams is the parts of one restored object uploaded at once (default RestorePartStreams;
-	// 1 sends them one after another).
+	// PartStreams is the parts of one restored object uploaded at once (default RestorePartStreams,
+	// s3api.R2Concurrency on R2; 1 sends them one after another).
 	PartStreams int
 	HTTPClient  *http.Client
 }
@@ -82,7 +82,8 @@ type Client struct {
 // rclone at 4 GiB against 0.36× at 1 GiB, where objects fit one PUT); parts are read one after
 // another from the decrypted stream (cheap) and sent in parallel. The part buffers beyond one per
 // object worker come from a budget of RestorePartStreams buffers that a restore's workers share
-// (s3api.Budget), so a restore holds at most (workers + RestorePartStreams) part buffers.
+// (s3api.Budget), so a restore holds at most (workers + RestorePartStreams) part buffers. R2 gets
+// s3api.R2Concurrency parts at once instead, as the repository store does.
 const RestorePartStreams = 4
 
 // New checks cfg and builds the client; it makes no request.
@@ -102,6 +103,9 @@ func New(cfg Config) (*Client, error) {
 	streams := cfg.PartStreams
 	if streams == 0 {
 		streams = RestorePartStreams
+		if s3api.IsR2(cfg.Endpoint) { // R2 throttles many parallel parts of one upload (docs/CLOUDFLARE_FACTS.md §3.1)
+			streams = s3api.R2Concurrency
+		}
 	}
 	if cfg.PartSize != 0 && cfg.PartSize < s3api.MinPartSize {
 		return nil, fmt.Errorf("%w: part size %d is below 5 MiB", ErrConfig, cfg.PartSize)
