@@ -47,7 +47,7 @@ func (f *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
 // uploads), and give every slot back, after a failed upload too.
 func TestBudgetBoundsUploads(t *testing.T) {
 	srv := s3server.Start(t)
-	srv.CreateBucket(t, "b", false)
+	srv.CreateBucket(t, "bud", false)
 	f := &inFlight{delay: 100 * time.Millisecond}
 	c, err := s3api.New(context.Background(), s3api.Config{Endpoint: srv.Endpoint, Region: srv.Region, AccessKeyID: srv.AccessKey,
 		SecretAccessKey: srv.SecretKey, PartSize: s3api.MinPartSize, Concurrency: 4, HTTPClient: &http.Client{Transport: f}})
@@ -57,7 +57,7 @@ func TestBudgetBoundsUploads(t *testing.T) {
 	ctx := context.Background()
 	// One upload alone first: part 1 goes alone until the server has taken a CRC32C part.
 	warm := randBytes(t, 2*s3api.MinPartSize)
-	if err := c.Put(ctx, "b", "warm", bytes.NewReader(warm), s3api.PutOptions{Size: int64(len(warm))}); err != nil {
+	if err := c.Put(ctx, "bud", "warm", bytes.NewReader(warm), s3api.PutOptions{Size: int64(len(warm))}); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
@@ -73,7 +73,7 @@ func TestBudgetBoundsUploads(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.Put(ctx, "b", fmt.Sprint("k", i), bytes.NewReader(bodies[i]), s3api.PutOptions{Size: int64(len(bodies[i])), Budget: budget})
+			errs[i] = c.Put(ctx, "bud", fmt.Sprint("k", i), bytes.NewReader(bodies[i]), s3api.PutOptions{Size: int64(len(bodies[i])), Budget: budget})
 		}()
 	}
 	bad := errors.New("check failed at the end")
@@ -81,14 +81,14 @@ func TestBudgetBoundsUploads(t *testing.T) {
 	go func() { // a body failing its check: its upload is aborted and its slots come back
 		defer wg.Done()
 		body := randBytes(t, 4*s3api.MinPartSize)
-		errs[uploads] = c.Put(ctx, "b", "bad", errAt{bytes.NewReader(body), bad}, s3api.PutOptions{Size: int64(len(body)), Budget: budget})
+		errs[uploads] = c.Put(ctx, "bud", "bad", errAt{bytes.NewReader(body), bad}, s3api.PutOptions{Size: int64(len(body)), Budget: budget})
 	}()
 	wg.Wait()
 	for i := range bodies {
 		if errs[i] != nil {
 			t.Fatal(errs[i])
 		}
-		stored(t, srv, "b", fmt.Sprint("k", i), bodies[i])
+		stored(t, srv, "bud", fmt.Sprint("k", i), bodies[i])
 	}
 	if !errors.Is(errs[uploads], bad) {
 		t.Fatalf("failing body: %v, want its error", errs[uploads])
@@ -99,7 +99,7 @@ func TestBudgetBoundsUploads(t *testing.T) {
 	if n := budget.InUse(); n != 0 {
 		t.Fatalf("%d budget slots still taken after every upload ended", n)
 	}
-	out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("b")})
+	out, err := srv.Client().ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String("bud")})
 	if err != nil || len(out.Uploads) != 0 {
 		t.Fatalf("uploads left: %v %v", out, err)
 	}
