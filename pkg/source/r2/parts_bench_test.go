@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -33,6 +35,36 @@ func (s slowUpload) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = &paced{ReadCloser: req.Body, rate: s.perStream, start: time.Now()}
 	}
 	return http.DefaultTransport.RoundTrip(req)
+}
+
+// peakHeap samples the heap every 5 ms until stop and reports its peaks: live-MiB is the heap
+// marked live by a GC (what the part buffers hold), heap-MiB every heap object, garbage included.
+func peakHeap(b *testing.B) (stop func()) {
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	var live, all uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(samples)
+			live, all = max(live, samples[0].Value.Uint64()), max(all, samples[1].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	runtime.GC()
+	return func() {
+		close(done)
+		<-finished
+		b.ReportMetric(float64(live)/(1<<20), "live-MiB")
+		b.ReportMetric(float64(all)/(1<<20), "heap-MiB")
+	}
 }
 
 // BenchmarkRestoreLargeObjects: 8 objects of 50 MiB (half text) restored into a bucket by W workers
@@ -88,6 +120,8 @@ func BenchmarkRestoreLargeObjects(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.SetBytes(total)
+				stop := peakHeap(b)
+				defer stop()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					plan, err := r2.PlanRestore(ctx, rc, items, r2.Target{Bucket: "dst", Overwrite: r2.OverwriteOverwrite})
