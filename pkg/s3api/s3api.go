@@ -240,6 +240,9 @@ type PutOptions struct {
 	Size int64
 	// StorageClass, when set, is sent as x-amz-storage-class on the PUT or the multipart create.
 	StorageClass string
+	// Budget, when set, bounds this upload's part buffers together with those of the other uploads
+	// carrying the same Budget (see Budget).
+	Budget *Budget
 }
 
 // sizedReader fails a body that is not exactly its declared size: longer as soon as it is, shorter at
@@ -366,6 +369,89 @@ func (c *Client) putBuf(b *[]byte) {
 	}
 }
 
+// Budget bounds the part buffers of several uploads in flight at once, for a caller that runs many
+// (a restore's object workers) and wants parallel parts without memory growing with the product
+// of both. Each upload's first buffer is the caller's own (one per worker, which the caller bounds
+// by its parallelism); every further buffer an upload holds at the same time takes one of the
+// budget's slots until it is given back. So n uploads with a budget of k slots hold at most n+k part
+// buffers together, an upload alone runs up to min(Concurrency, k+1) parts at once, and uploads
+// that find the budget taken go on one part at a time rather than wait for it (no deadlock: an
+// upload only ever waits for a slot while a part of its own is in flight).
+type Budget struct {
+	slots chan struct{}
+}
+
+// NewBudget makes a budget of k extra part buffers shared by the uploads that carry it.
+func NewBudget(k int) *Budget {
+	return &Budget{slots: make(chan struct{}, max(k, 0))}
+}
+
+// InUse is the number of the budget's slots taken now (tests check the bound with it).
+func (b *Budget) InUse() int { return len(b.slots) }
+
+// holder counts the part buffers one upload holds and takes Budget slots for all but the first.
+type holder struct {
+	c      *Client
+	budget *Budget // nil: no shared bound (Concurrency+1 buffers per upload)
+
+	mu    sync.Mutex
+	held  int
+	freed chan struct{} // signalled whenever a buffer comes back
+}
+
+// get returns a part buffer, waiting for a budget slot (or for one of the upload's own buffers to
+// come back) when the upload already holds one.
+func (h *holder) get(ctx context.Context) (*[]byte, error) {
+	if h.budget == nil {
+		return h.c.getBuf(), nil
+	}
+	h.mu.Lock()
+	if h.freed == nil {
+		h.freed = make(chan struct{}, 1)
+	}
+	for h.held > 0 {
+		h.mu.Unlock()
+		select {
+		case h.budget.slots <- struct{}{}:
+			h.mu.Lock()
+			if h.held == 0 { // its own buffers all came back meanwhile: this one needs no slot
+				<-h.budget.slots
+			}
+			h.held++
+			h.mu.Unlock()
+			return h.c.getBuf(), nil
+		case <-h.freed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		h.mu.Lock()
+	}
+	h.held = 1
+	h.mu.Unlock()
+	return h.c.getBuf(), nil
+}
+
+// put gives a buffer back (nil is ignored) and, for all but the upload's last one, its budget slot.
+func (h *holder) put(b *[]byte) {
+	if b == nil {
+		return
+	}
+	h.c.putBuf(b)
+	if h.budget == nil {
+		return
+	}
+	h.mu.Lock()
+	if h.held > 1 {
+		<-h.budget.slots
+	}
+	h.held--
+	h.mu.Unlock()
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
 // Put streams r to bucket/key: one PUT when r ends within one part, else a multipart upload (see the
 // package comment). It reads r to its end before the object is committed, and on any error leaves no
 // object and no multipart upload. Errors keep the SDK error (and its HTTP status) in their chain for
@@ -377,18 +463,20 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	if o.Size > 0 {
 		r = &sizedReader{r: r, left: o.Size, size: o.Size}
 	}
-	b1 := c.getBuf()
+	h := &holder{c: c, budget: o.Budget}
+	b1, _ := h.get(ctx) // the first buffer is the caller's own: it never waits
+
 	n1, eof, err := fill(ctx, r, *b1)
 	if err != nil {
-		c.putBuf(b1)
+		h.put(b1)
 		return err
 	}
 	if eof {
-		defer c.putBuf(b1)
+		defer h.put(b1)
 		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
 	}
 	if o.Size > 0 && o.Size <= c.partSize { // exactly one part: reach the end (and the reader's check there)
-		defer c.putBuf(b1)
+		defer h.put(b1)
 		var probe [1]byte
 		if _, _, err := fill(ctx, r, probe[:]); err != nil {
 			return err
@@ -396,21 +484,25 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
 	}
 	if o.Size > 0 { // more than one part: multipart, without reading a second part ahead
-		return c.putMultipart(ctx, bucket, key, b1, nil, 0, false, r, o)
+		return c.putMultipart(ctx, h, bucket, key, b1, nil, 0, false, r, o)
 	}
-	b2 := c.getBuf()
+	b2, err := h.get(ctx)
+	if err != nil {
+		h.put(b1)
+		return err
+	}
 	n2, eof, err := fill(ctx, r, *b2)
 	if err != nil {
-		c.putBuf(b1)
-		c.putBuf(b2)
+		h.put(b1)
+		h.put(b2)
 		return err
 	}
 	if n2 == 0 && eof { // exactly one part's worth
-		c.putBuf(b2)
-		defer c.putBuf(b1)
+		h.put(b2)
+		defer h.put(b1)
 		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
 	}
-	return c.putMultipart(ctx, bucket, key, b1, b2, n2, eof, r, o)
+	return c.putMultipart(ctx, h, bucket, key, b1, b2, n2, eof, r, o)
 }
 
 // PutBytes uploads data with one PUT (at most MaxPartSize bytes), with the checksum header and the
@@ -561,19 +653,19 @@ type partResult struct {
 // putMultipart uploads b1 (full), b2 (n2 bytes; nil when not read ahead) and the rest of r as parts of
 // one upload. It owns both buffers and returns each to the free list as soon as its part is uploaded.
 // On any error the upload is aborted.
-func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, o PutOptions) (retErr error) {
+func (c *Client) putMultipart(ctx context.Context, h *holder, bucket, key string, b1, b2 *[]byte, n2 int, eof bool, r io.Reader, o PutOptions) (retErr error) {
 	if o.IfNotExists { // fail fast before uploading gigabytes; Complete's If-None-Match is what is atomic
 		if err := c.notExists(ctx, bucket, key); err != nil {
-			c.putBuf(b1)
-			c.putBuf(b2)
+			h.put(b1)
+			h.put(b2)
 			return err
 		}
 	}
 	// Parts carry CRC32C (declared at create) unless the server refused it before.
-	u := &upload{c: c, bucket: bucket, key: key, o: o, crc: !c.noCRC.Load()}
+	u := &upload{c: c, h: h, bucket: bucket, key: key, o: o, crc: !c.noCRC.Load()}
 	if err := u.create(ctx); err != nil {
-		c.putBuf(b1)
-		c.putBuf(b2)
+		h.put(b1)
+		h.put(b2)
 		return err
 	}
 	defer func() {
@@ -583,9 +675,9 @@ func (c *Client) putMultipart(ctx context.Context, bucket, key string, b1, b2 *[
 	}()
 	if u.crc && !c.crcParts.Load() {
 		err := u.firstAlone(ctx, *b1)
-		c.putBuf(b1)
+		h.put(b1)
 		if err != nil {
-			c.putBuf(b2)
+			h.put(b2)
 			return err
 		}
 		b1 = nil
@@ -611,6 +703,7 @@ func (c *Client) notExists(ctx context.Context, bucket, key string) error {
 // upload is one multipart upload in progress.
 type upload struct {
 	c           *Client
+	h           *holder
 	bucket, key string
 	o           PutOptions
 	// id is the upload id; nil once nothing is left to abort.
@@ -722,19 +815,25 @@ func (u *upload) sendAll(ctx context.Context, b1, b2 *[]byte, n2 int, eof bool, 
 		num++
 		ok = u.start(uctx, &wg, sem, num, b2, n2)
 	} else {
-		u.c.putBuf(b2)
+		u.h.put(b2)
 	}
 	for ok && !eof {
 		if num >= MaxParts {
 			u.fail(fmt.Errorf("%w (%d parts of %d bytes)", ErrTooLarge, MaxParts, u.c.partSize))
 			break
 		}
-		buf := u.c.getBuf()
+		buf, err := u.h.get(uctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			u.fail(err)
+			break
+		}
 		var n int
-		var err error
 		n, eof, err = fill(uctx, r, *buf)
 		if err != nil || n == 0 {
-			u.c.putBuf(buf)
+			u.h.put(buf)
 			if err != nil && ctx.Err() != nil {
 				err = ctx.Err() // the caller's cancellation, not our own after a failed part
 			}
@@ -767,7 +866,7 @@ func (u *upload) start(ctx context.Context, wg *sync.WaitGroup, sem chan struct{
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
-		u.c.putBuf(buf)
+		u.h.put(buf)
 		return false
 	}
 	wg.Add(1)
@@ -781,7 +880,7 @@ func (u *upload) start(ctx context.Context, wg *sync.WaitGroup, sem chan struct{
 
 // send uploads part num from buf, records it or the failure, and returns buf to the pool.
 func (u *upload) send(ctx context.Context, num int32, buf *[]byte, n int) {
-	defer u.c.putBuf(buf)
+	defer u.h.put(buf)
 	p, err := u.sendPart(ctx, num, (*buf)[:n])
 	if err != nil {
 		if u.crc && CRCRefused(err) {

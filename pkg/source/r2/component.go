@@ -95,12 +95,13 @@ const memoryLimit = 100 << 20
 // them in the limit the live heap of a backup into an S3 repository sat above it and GC ran 800
 // times in 6 s. A restore uploads to the repository only for a safety snapshot: with the part
 // buffers in its limit, its heap grew into them for nothing (peak RSS 88 → 150 MiB). GOMEMLIMIT,
-// when set, wins.
-func setMemoryLimit(r *repo.Repo, uploads bool) {
+// when set, wins. extra is memory on top (a restore's shared budget of part buffers beyond one per
+// worker, which the 100 MiB were measured without).
+func setMemoryLimit(r *repo.Repo, uploads bool, extra int64) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := int64(memoryLimit)
+	limit := int64(memoryLimit) + extra
 	if uploads && r != nil {
 		limit += store.UploadBufferBytes(r.Store)
 	}
@@ -142,7 +143,7 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 	if req.DryRun {
 		return plan, nil
 	}
-	setMemoryLimit(req.Repo, true)
+	setMemoryLimit(req.Repo, true, 0)
 	if req.SecretErr != nil {
 		env.Log().Warn("writer secret unavailable: R2 objects are backed up in full, without an incremental index", "err", req.SecretErr)
 	}

@@ -126,7 +126,11 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 		return nil, err
 	}
 	if !req.DryRun {
-		setMemoryLimit(req.Repo, false)
+		var parts int64 // the part buffers beyond one per worker (RestorePartStreams)
+		if cl != nil {
+			parts = cl.PartBufferBytes(0)
+		}
+		setMemoryLimit(req.Repo, false, parts)
 	}
 	conc := concurrencySetting(env)
 	if conc == 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/s3api"
 )
 
 // Opener reads one item back (engine.Engine.Opener binds archive.OpenItem to a snapshot).
@@ -315,6 +316,10 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		defer root.Close()
 		removeStaleTemps(root, p)
 	}
+	var budget *s3api.Budget // part buffers beyond one per worker, shared (RestorePartStreams)
+	if c != nil {
+		budget = s3api.NewBudget(c.partStreams)
+	}
 	work := make(chan int)
 	var mu sync.Mutex
 	var firstErr error
@@ -328,7 +333,7 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 			var buf workerBufs
 			for i := range work {
 				e := p.Entries[i]
-				err := restoreOne(ctx, c, open, t, root, e, &buf)
+				err := restoreOne(ctx, c, open, t, root, e, &buf, budget)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("restore object %q: %w", e.Key, err)
@@ -384,7 +389,7 @@ type workerBufs struct {
 	whole archive.Buffers // objects read whole and sent with one PUT
 }
 
-func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs) error {
+func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs, budget *s3api.Budget) error {
 	rc, err := open(ctx, e.item.ItemRef)
 	if err != nil {
 		return err
@@ -400,9 +405,12 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 			buf.whole.Trim(keepBuffer)
 			return err
 		}
-		// The reader checks the catalogue's SHA-256 at EOF, which Put reaches before it commits. The
-		// part buffer is not kept: eight idle 8 MiB buffers would hold the heap at its soft limit.
-		return c.Put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object)
+		// The reader checks the catalogue's SHA-256 at EOF, which the upload reaches before it
+		// completes (an error or a mismatch there aborts it). Parts are read in order and sent up to
+		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
+		// budget. Part buffers are not kept: eight idle 8 MiB buffers would hold the heap at its soft
+		// limit.
+		return c.put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, budget)
 	}
 	// Every file operation goes through root, which refuses any path that leaves t.Dir (through
 	// "..", an absolute path or a symbolic link); checkNoLinks refuses links inside it as well.
