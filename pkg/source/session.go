@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -188,10 +189,11 @@ func (s *Session) Committed(ctx context.Context, m *manifest.Manifest) {
 	}
 }
 
-// ReadSnapshotObject reads a side object a snapshot's manifest lists (an incremental index) and
-// checks it against the size and SHA-256 recorded there: what the store returns is untrusted until
-// it matches (invariant 9), and the read never takes more than the recorded size plus one byte.
-func ReadSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifest, key string) ([]byte, error) {
+// OpenSnapshotObject streams a side object a snapshot's manifest lists (an incremental index),
+// checking it against the size and SHA-256 recorded there: what the store returns is untrusted until
+// it matches (invariant 9). The reader fails as soon as it passes the recorded size, and at EOF
+// unless size and SHA-256 match, so a reader that reaches EOF has read exactly what was stored.
+func OpenSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifest, key string) (io.ReadCloser, error) {
 	var want *manifest.Object
 	for i := range m.Objects {
 		if m.Objects[i].Key == key {
@@ -205,14 +207,40 @@ func ReadSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifes
 	if err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(store.ContextReader(ctx, rc), want.Size+1))
-	rc.Close()
+	return &checkedReader{r: io.LimitReader(store.ContextReader(ctx, rc), want.Size+1), c: rc, h: sha256.New(), want: *want, snap: m.ID}, nil
+}
+
+// ReadSnapshotObject reads a side object whole through OpenSnapshotObject (never more than the
+// recorded size plus one byte), for indexes small enough to hold.
+func ReadSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifest, key string) ([]byte, error) {
+	rc, err := OpenSnapshotObject(ctx, st, m, key)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	if int64(len(b)) != want.Size || hex.EncodeToString(sum[:]) != want.SHA256 {
-		return nil, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, key, m.ID)
-	}
-	return b, nil
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
+
+type checkedReader struct {
+	r    io.Reader
+	c    io.Closer
+	h    hash.Hash
+	n    int64
+	want manifest.Object
+	snap string
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if c.n > c.want.Size {
+		return n, fmt.Errorf("%w: index %s is longer than snapshot %s records", archive.ErrIntegrity, c.want.Key, c.snap)
+	}
+	if err == io.EOF && (c.n != c.want.Size || hex.EncodeToString(c.h.Sum(nil)) != c.want.SHA256) {
+		return n, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, c.want.Key, c.snap)
+	}
+	return n, err
+}
+
+func (c *checkedReader) Close() error { return c.c.Close() }

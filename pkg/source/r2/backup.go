@@ -528,7 +528,7 @@ func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, i
 		if src.Index == "" {
 			return nil, fmt.Errorf("snapshot %s has no index of bucket %s (it was written without the writer secret)", m.ID, bucket)
 		}
-		body, err := openSnapshotObject(ctx, r.Store, m, src.Index)
+		body, err := source.OpenSnapshotObject(ctx, r.Store, m, src.Index)
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -14,14 +13,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"slices"
 	"sort"
 
-	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
-	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // Index format 2 (docs/FORMAT.md, "R2 index v2") is paged so that a bucket of any size is read and
@@ -426,47 +422,3 @@ func decodeGzipJSON(b []byte, limit int64, v any) error {
 	}
 	return nil
 }
-
-// openSnapshotObject streams a side object the manifest m lists (an index), checking at its end
-// that it has the size and SHA-256 the manifest recorded: a reader that reaches EOF has read
-// exactly what the snapshot stored.
-func openSnapshotObject(ctx context.Context, st store.Store, m *manifest.Manifest, key string) (io.ReadCloser, error) {
-	var want *manifest.Object
-	for i := range m.Objects {
-		if m.Objects[i].Key == key {
-			want = &m.Objects[i]
-		}
-	}
-	if want == nil {
-		return nil, fmt.Errorf("snapshot %s does not list its index %s", m.ID, key)
-	}
-	rc, err := st.Open(ctx, key, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	return &checkedReader{r: io.LimitReader(store.ContextReader(ctx, rc), want.Size+1), c: rc, h: sha256.New(), want: *want, snap: m.ID}, nil
-}
-
-type checkedReader struct {
-	r    io.Reader
-	c    io.Closer
-	h    hash.Hash
-	n    int64
-	want manifest.Object
-	snap string
-}
-
-func (c *checkedReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	if c.n > c.want.Size {
-		return n, fmt.Errorf("%w: index %s is longer than snapshot %s records", archive.ErrIntegrity, c.want.Key, c.snap)
-	}
-	if err == io.EOF && (c.n != c.want.Size || hex.EncodeToString(c.h.Sum(nil)) != c.want.SHA256) {
-		return n, fmt.Errorf("%w: index %s does not match the size and SHA-256 in snapshot %s", archive.ErrIntegrity, c.want.Key, c.snap)
-	}
-	return n, err
-}
-
-func (c *checkedReader) Close() error { return c.c.Close() }
