@@ -37,9 +37,23 @@ export function stringToSign(method: string, path: string, query: string, bodySh
   return [SIGNATURE_SCHEME, method.toUpperCase(), path, query, bodySha, ts, nonce].join("\n");
 }
 
+/** The key of the last secret used: every request of a restore is checked with the same secret. */
+let lastKey: { secret: string; key: Promise<CryptoKey> } | undefined;
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  if (lastKey?.secret !== secret) {
+    const key = crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const entry = { secret, key };
+    key.catch(() => {
+      if (lastKey === entry) lastKey = undefined;
+    });
+    lastKey = entry;
+  }
+  return lastKey.key;
+}
+
 export async function hmacHex(secret: string, msg: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return hex(await crypto.subtle.sign("HMAC", key, enc.encode(msg)));
+  return hex(await crypto.subtle.sign("HMAC", await hmacKey(secret), enc.encode(msg)));
 }
 
 /** sign returns the headers for a request (used by tests and by Node-side tools). */

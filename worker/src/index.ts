@@ -689,6 +689,9 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     }
   };
   let atomic = false;
+  // The alarm as it is before this chunk: setting it to the value it already has is skipped, since
+  // an alarm write is a commit of its own and a call to the alarm scheduler (restoring in place).
+  let alarmBefore = final ? await st.getAlarm() : null;
   try {
     if (seq === 0 && final && sql && st.kv && st.transactionSync) {
       // Whole object in one chunk: wipe and write inside one SQLite transaction.
@@ -702,6 +705,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
       if (seq === 0) {
         await st.deleteAll();
         await st.deleteAlarm();
+        alarmBefore = null;
       }
       for (let i = 0; i < kv.length; i += LIMITS.kvBatch) {
         await st.put(Object.fromEntries(kv.slice(i, i + LIMITS.kvBatch)));
@@ -715,7 +719,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     if (deterministic(e)) throw new ApplyError(`${(e as Error)?.message ?? e}${atomic || (seq === 0 && final) ? " (nothing was changed)" : ""}`);
     throw e;
   }
-  if (final) {
+  if (final && alarm !== alarmBefore) {
     if (alarm !== null) await st.setAlarm(alarm);
     else await st.deleteAlarm();
   }

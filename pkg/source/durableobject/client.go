@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
@@ -91,6 +92,11 @@ type Client struct {
 	PageBytes int
 	// Now is the signing clock (default time.Now).
 	Now func() time.Time
+
+	// defaultHTTP is the client used when HTTP is nil, made once: one per request would open a new
+	// connection (and leave it idle) for every request of a restore of many objects.
+	defaultOnce sync.Once
+	defaultHTTP *http.Client
 }
 
 // NewClient checks the URL and secret. The secret is never logged or printed.
@@ -136,12 +142,16 @@ func (c *Client) httpClient() *http.Client {
 		}
 		return c.HTTP
 	}
-	return &http.Client{CheckRedirect: noRedirects, Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		ResponseHeaderTimeout: 5 * time.Minute,
-		MaxIdleConnsPerHost:   32,
-	}}
+	c.defaultOnce.Do(func() {
+		c.defaultHTTP = &http.Client{CheckRedirect: noRedirects, Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 5 * time.Minute,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	})
+	return c.defaultHTTP
 }
 
 func (c *Client) now() time.Time {
