@@ -44,7 +44,7 @@ var extraEnv = []string{
 }
 
 // extraEnvPrefixes are families of variables: per-replica S3 keys and the test harnesses' knobs.
-var extraEnvPrefixes = []string{"CFBACKUP_REPLICA_", "CFBACKUP_FAULT_", "CFBACKUP_FUZZ_", "CFBACKUP_BENCH_"}
+var extraEnvPrefixes = []string{"CFBACKUP_REPLICA_", "CFBACKUP_FAULT_", "CFBACKUP_FUZZ_", "CFBACKUP_BENCH_", "CFBACKUP_SCALE_"}
 
 // envHints are variables people set by mistake for a secret with a well-known name of its own.
 var envHints = map[string]string{
