@@ -77,7 +77,7 @@ func (e *Engine) Copy(ctx context.Context, dst *repo.Repo, m *manifest.Manifest,
 	if err != nil {
 		return nil, err
 	}
-	res := &CopyResult{Snapshot: m.ID, Segments: len(m.Segments), Objects: len(m.Objects)}
+	res := &CopyResult{Snapshot: m.ID, Segments: len(m.Segments), Objects: len(m.SideObjects())}
 	key := manifest.Key(m.Time, m.ID)
 	if _, err := dst.Store.Stat(ctx, key); err == nil {
 		res.AlreadyCopied = true
@@ -114,7 +114,7 @@ func (e *Engine) Copy(ctx context.Context, dst *repo.Repo, m *manifest.Manifest,
 			res.BytesCopied += n
 		}
 	}
-	for _, ob := range m.Objects {
+	for _, ob := range m.SideObjects() {
 		n, err := e.copyObject(ctx, dst, ob.Key, ob.Size, ob.SHA256, nil)
 		if err != nil {
 			return res, err

@@ -198,7 +198,8 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if conc > 1 {
 		pr = &lockedProgress{p: pr}
 	}
-	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr}
+	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr, Recipients: rcp}
+	defer sess.Close()
 	if err := cr.run(ctx, sess, plan.Captures(), conc); err != nil {
 		pr.Finish()
 		return nil, err
@@ -208,8 +209,10 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("store segments: %w", err)
 	}
-	got := sess.Collected()
-	cat := manifest.Catalogue{Items: got.Items}
+	got, err := sess.Collected()
+	if err != nil {
+		return nil, err
+	}
 	m.Sources = got.Sources
 	m.Objects = got.Objects
 	m.Segments = segs
@@ -225,11 +228,8 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	for _, id := range refIDs {
 		m.Segments = append(m.Segments, got.Refs[id])
 	}
-	for _, it := range cat.Items {
-		m.Items++
-		m.Size += it.Size
-	}
-	if err := m.SealCatalogue(&cat, rcp); err != nil {
+	m.Items, m.Size = got.Items, got.Size
+	if err := e.storeCatalogue(ctx, m, got.Catalogues); err != nil {
 		return nil, err
 	}
 	m.Time = start.UTC()
@@ -240,9 +240,26 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if err := e.Repo.SaveManifest(ctx, m); err != nil {
 		return nil, err
 	}
+	m.SetStore(e.Repo.Store)
 	committed = true
 	sess.Committed(ctx, m)
 	return m, nil
+}
+
+// storeCatalogue stores the catalogue spools, in order, as the snapshot's catalogue objects (each
+// with a conditional create, before the manifest that names them).
+func (e *Engine) storeCatalogue(ctx context.Context, m *manifest.Manifest, spools []*source.CatalogueSpool) error {
+	for _, sp := range spools {
+		if sp.Items() == 0 {
+			continue
+		}
+		co, err := sp.Store(ctx, e.Repo.Store, layout.CatalogueKey(m.ID, len(m.CatalogueObjects)))
+		if err != nil {
+			return fmt.Errorf("store the catalogue: %w", err)
+		}
+		m.CatalogueObjects = append(m.CatalogueObjects, co)
+	}
+	return nil
 }
 
 // VerifyOptions choose how deep verify reads.
@@ -324,7 +341,6 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 		selected = func(i int) bool { return o.Select(m.Segments[i]) }
 	}
 	res.All, res.Slice = o.All, o.Slice
-	var cat *manifest.Catalogue
 	if o.ReadData {
 		res.Mode = "read-data"
 		if o.Subset != "" {
@@ -332,10 +348,6 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 		}
 		if len(o.Identities) == 0 {
 			return nil, fmt.Errorf("%w: --read-data needs an identity: set --identity-file or CFBACKUP_IDENTITY_FILE", ErrKey)
-		}
-		cat, err = m.OpenCatalogue(o.Identities)
-		if err != nil {
-			return nil, keyErr(err)
 		}
 	}
 	pr := e.progress()
@@ -347,17 +359,20 @@ func (e *Engine) Verify(ctx context.Context, m *manifest.Manifest, o VerifyOptio
 	}
 	pr.Start("verify", total)
 	defer pr.Finish()
-	if cat == nil {
+	if !o.ReadData {
 		if err := e.verifyQuick(ctx, m, o.Select, res, pr); err != nil {
 			return nil, err
 		}
-	} else if err := e.verifyData(ctx, m, cat, selected, o.Identities, res, pr); err != nil {
+	} else if err := e.verifyData(ctx, m, selected, o.Identities, res, pr); err != nil {
 		return nil, err
 	}
 	// What the next backup relies on is checked too, so damage there is found by the scheduled verify
 	// rather than by a backup falling back to a full one: side objects (R2 indexes) by their recorded
 	// hash, and — with an identity — the writer secret against the repository's key.
-	for _, ob := range m.Objects {
+	for _, ob := range m.SideObjects() {
+		if o.ReadData && isCatalogue(m, ob.Key) {
+			continue // read whole and checked (size, SHA-256, items) by the read-data pass
+		}
 		if err := verifyObject(ctx, e.Repo.Store, ob); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -409,6 +424,15 @@ func (e *Engine) verifyQuick(ctx context.Context, m *manifest.Manifest, sel func
 	return nil
 }
 
+func isCatalogue(m *manifest.Manifest, key string) bool {
+	for _, c := range m.CatalogueObjects {
+		if c.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // verifyObject reads a side object whole and checks its recorded size and SHA-256.
 func verifyObject(ctx context.Context, st store.Store, ob manifest.Object) error {
 	rc, err := st.Open(ctx, ob.Key, 0, -1)
@@ -430,46 +454,87 @@ func verifyObject(ctx context.Context, st store.Store, ob manifest.Object) error
 	return nil
 }
 
-// verifyData reads each selected segment once, sequentially: archive.ReadSegment checks the
-// ciphertext hash and hands over every tar entry, and item hashes are accumulated across segments in
-// order. Whatever this fast path cannot confirm — an item only partly inside the selected segments, or
-// a mismatch (which can also be an orphaned chunk of a retried export stored under the same name) —
-// is checked again with ranged reads (archive.OpenItem) before it is reported.
-func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *manifest.Catalogue, selected func(int) bool, ids []age.Identity, res *VerifyResult, pr Progress) error {
-	type chunkRef struct{ item, chunk int }
-	type itemState struct {
-		h    hash.Hash
-		next int
-		size int64
-	}
+// verifyWindow is how many items verify --read-data holds at once: the catalogue is read as a
+// stream and checked window by window, so memory does not grow with the snapshot.
+var verifyWindow = 32768
+
+// verifyData streams the catalogue and checks the items that have chunks in the selected segments,
+// a window of items at a time (verifyWindowData). Every selected segment is read at least once; a
+// segment that holds items of two windows is read once per window.
+func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected func(int) bool, ids []age.Identity, res *VerifyResult, pr Progress) error {
 	chosen := map[string]bool{}
 	for i, s := range m.Segments {
 		if selected(i) {
 			chosen[s.ID] = true
 		}
 	}
-	entries := map[string][]chunkRef{}
-	states := make([]*itemState, len(cat.Items))
-	for i, it := range cat.Items {
+	read := map[string]bool{}
+	var win []manifest.Item
+	err := m.EachItem(ctx, e.Repo.Store, ids, func(it manifest.Item) error {
 		for _, c := range it.Chunks {
 			if chosen[c.Segment] {
-				states[i] = &itemState{h: sha256.New()}
+				win = append(win, it)
 				break
 			}
 		}
-		if states[i] == nil {
-			continue
+		if len(win) < verifyWindow {
+			return nil
 		}
+		err := e.verifyWindowData(ctx, m, win, chosen, read, ids, res, pr)
+		clear(win)
+		win = win[:0]
+		return err
+	})
+	if err == nil {
+		err = e.verifyWindowData(ctx, m, win, chosen, read, ids, res, pr)
+	}
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) || errors.Is(err, store.ErrArchived) || ctx.Err() != nil {
+			return keyErr(err)
+		}
+		fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("catalogue: %v", err))
+	}
+	// Selected segments no item points into are still read: their damage matters to nobody today,
+	// but verify vouches for every segment it was asked to check.
+	for _, s := range m.Segments {
+		if chosen[s.ID] && !read[s.ID] {
+			if err := e.verifyWindowData(ctx, m, nil, map[string]bool{s.ID: true}, read, ids, res, pr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// verifyWindowData reads each selected segment the window's items point into once, sequentially:
+// archive.ReadSegment checks the ciphertext hash and hands over every tar entry, and item hashes are
+// accumulated across segments in order. Whatever this fast path cannot confirm — an item only partly
+// inside the selected segments, or a mismatch (which can also be an orphaned chunk of a retried
+// export stored under the same name) — is checked again with ranged reads (archive.OpenItem) before
+// it is reported. With no items, it reads the chosen segments (those not read yet) for their hashes.
+func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, items []manifest.Item, chosen, read map[string]bool, ids []age.Identity, res *VerifyResult, pr Progress) error {
+	type chunkRef struct{ item, chunk int }
+	type itemState struct {
+		h    hash.Hash
+		next int
+		size int64
+	}
+	entries := map[string][]chunkRef{}
+	want := map[string]bool{}
+	states := make([]*itemState, len(items))
+	for i, it := range items {
+		states[i] = &itemState{h: sha256.New()}
 		for ci, c := range it.Chunks {
 			k := c.Segment + "\x00" + archive.EntryName(it.Name, ci, len(it.Chunks))
 			entries[k] = append(entries[k], chunkRef{i, ci})
+			want[c.Segment] = chosen[c.Segment]
 		}
 	}
-	for i, s := range m.Segments {
-		if !selected(i) {
+	for _, s := range m.Segments {
+		if !chosen[s.ID] || (items != nil && !want[s.ID]) || (items == nil && read[s.ID]) {
 			continue
 		}
-		res.Segments++
 		err := archive.ReadSegment(ctx, e.Repo.Store, s, ids, func(name string, r io.Reader) error {
 			for _, ref := range entries[s.ID+"\x00"+name] {
 				if st := states[ref.item]; st.next == ref.chunk {
@@ -482,26 +547,24 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			_, err := io.Copy(io.Discard, r)
 			return err
 		})
+		if !read[s.ID] {
+			read[s.ID] = true
+			res.Segments++
+			res.BytesRead += s.Size
+			pr.Add(int(s.Size))
+		}
 		if err != nil {
-			if errors.Is(err, store.ErrArchived) {
+			if errors.Is(err, store.ErrArchived) || ctx.Err() != nil {
 				// Not damage, and every other archived segment would say the same: stop with the fix.
 				return err
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("segment %s: %v", s.Key, err))
 		}
-		res.BytesRead += s.Size
-		pr.Add(int(s.Size))
 	}
 	segs := m.SegmentMap()
 	for i, st := range states {
-		if st == nil {
-			continue
-		}
 		res.Items++
-		it := cat.Items[i]
+		it := items[i]
 		if st.next == len(it.Chunks) && st.size == it.Size && hex.EncodeToString(st.h.Sum(nil)) == it.SHA256 {
 			continue
 		}

@@ -120,7 +120,7 @@ func SnapshotObjects(m *manifest.Manifest) []string {
 	for _, s := range m.Segments {
 		keys = append(keys, s.Key)
 	}
-	for _, o := range m.Objects {
+	for _, o := range m.SideObjects() {
 		keys = append(keys, o.Key)
 	}
 	return keys

@@ -161,9 +161,9 @@ func TestReleaseKeepsLegalHoldsOtherHoldsNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The base's manifest is released; its segment is still needed by the held incremental.
-	if res.LegalHolds != 1 {
-		t.Fatalf("cleared %d legal holds, want 1 (the base manifest only)", res.LegalHolds)
+	// The base's manifest and catalogue are released; its segment is still needed by the held incremental.
+	if res.LegalHolds != 2 {
+		t.Fatalf("cleared %d legal holds, want 2 (the base manifest and its catalogue object only)", res.LegalHolds)
 	}
 	if on, _ := raw.LegalHold(ctx, base.Segments[0].Key); !on {
 		t.Fatal("shared segment lost its legal hold while another hold needs it")

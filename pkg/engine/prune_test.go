@@ -170,7 +170,8 @@ func TestPruneKeepsPolicyAndHoldsAndWritesRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dry.Removed) != 2 || dry.SegmentsDeleted != 2 || dry.BytesFreed != ms[1].StoredSize+ms[2].StoredSize {
+	// What is freed: the snapshots' segments and their catalogue objects.
+	if len(dry.Removed) != 2 || dry.SegmentsDeleted != 2 || dry.BytesFreed != ms[1].StoredSize+ms[2].StoredSize+catSize(ms[1])+catSize(ms[2]) {
 		t.Fatalf("dry run plan: removed %v, segments %d, bytes %d", dry.Removed, dry.SegmentsDeleted, dry.BytesFreed)
 	}
 	if got := f.keys(t, "segments/"); len(got) != len(segsBefore) || len(f.keys(t, "prune/")) != 0 || len(f.keys(t, "marks/")) != 0 {
@@ -268,7 +269,8 @@ func TestPruneGracePeriodAndCrashedBackupOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Removed) != 1 || res.SegmentsDeleted != 0 || res.Marked != 2 || res.PendingBytes == 0 {
+	// Marked: the orphan, the old snapshot's segment and its catalogue object.
+	if len(res.Removed) != 1 || res.SegmentsDeleted != 0 || res.Marked != 3 || res.PendingBytes == 0 {
 		t.Fatalf("first run: removed %d, deleted %d, marked %d, pending %d", len(res.Removed), res.SegmentsDeleted, res.Marked, res.PendingBytes)
 	}
 	for _, k := range []string{orphan, old.Segments[0].Key} {
@@ -509,4 +511,13 @@ func TestLockLostCancelsHolder(t *testing.T) {
 	if lctx.Err() == nil {
 		t.Fatal("lost lock did not cancel its holder")
 	}
+}
+
+// catSize is the bytes of a snapshot's catalogue objects (prune frees them with the snapshot).
+func catSize(m *manifest.Manifest) int64 {
+	var n int64
+	for _, c := range m.CatalogueObjects {
+		n += c.Size
+	}
+	return n
 }

@@ -39,6 +39,9 @@ const (
 	Snapshots = "snapshots/"
 	// Indexes holds the R2 incremental indexes a manifest names as side objects (R2IndexKey).
 	Indexes = "index/"
+	// Catalogues holds the streamed catalogues a manifest names in catalogue_objects (CatalogueKey):
+	// the encrypted list of a snapshot's items, written before the manifest.
+	Catalogues = "catalogue/"
 	// Journals holds the R2 resume journals of backups not (yet) committed (JournalKey). No
 	// manifest names them, so prune sweeps them like orphan segments.
 	Journals = "journal/"
@@ -82,6 +85,8 @@ const (
 	JSONSuffix = ".json"
 	// IndexSuffix ends R2 indexes and journals (the same binary container).
 	IndexSuffix = ".idx"
+	// CatalogueSuffix ends streamed catalogue objects (age files of records, docs/FORMAT.md).
+	CatalogueSuffix = ".cat"
 	// TimeFormat is the UTC time in manifest, prune and mark keys: fixed width and most significant
 	// first, so a plain listing sorts them by time.
 	TimeFormat = "20060102T150405Z"
@@ -93,7 +98,7 @@ const (
 // Swept lists the prefixes prune lists for objects no kept manifest references: data, the side
 // objects manifests name, and journals that no manifest ever names. Everything else is either named
 // by the layout (config, keys, manifests) or a record that is kept.
-func Swept() []string { return []string{Segments, Indexes, Journals} }
+func Swept() []string { return []string{Segments, Indexes, Catalogues, Journals} }
 
 // Bookkeeping lists the prefixes of short-lived objects their holder must be able to delete when it
 // is done (locks, prune marks, resume journals, rotation journals, doctor's scratch objects); Object
@@ -139,6 +144,11 @@ func ManifestName(key string) (name string, ok bool) {
 		return "", false
 	}
 	return strings.CutSuffix(name, JSONSuffix)
+}
+
+// CatalogueKey is the key of the n-th object (from 0) of a snapshot's streamed catalogue.
+func CatalogueKey(snapshotID string, n int) string {
+	return fmt.Sprintf("%s%s-%d%s", Catalogues, snapshotID, n, CatalogueSuffix)
 }
 
 // R2IndexKey is the key of a snapshot's incremental index of one bucket; the next backup of the

@@ -18,7 +18,7 @@ import (
 // start with one of them.
 var names = []string{
 	layout.Config, layout.ConfigV1Backup, layout.WriterKey,
-	layout.Segments, layout.Snapshots, layout.Indexes, layout.Journals, layout.Locks, layout.Holds,
+	layout.Segments, layout.Snapshots, layout.Indexes, layout.Catalogues, layout.Journals, layout.Locks, layout.Holds,
 	layout.Marks, layout.Audit, layout.PruneRecords, layout.VerifyRecords, layout.Rotations, layout.Doctor,
 	layout.Plans, layout.Approvals, layout.Approvers,
 }

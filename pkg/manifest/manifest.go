@@ -11,6 +11,7 @@ package manifest
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/layout"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // FormatVersion is the manifest format this build writes and the highest major version it reads.
@@ -72,8 +74,12 @@ type Manifest struct {
 	Items      int64 `json:"items"`
 	Size       int64 `json:"size"`        // uncompressed bytes of all items
 	StoredSize int64 `json:"stored_size"` // ciphertext bytes of all segments
-	// Catalogue is base64( age( gzip( JSON Catalogue ) ) ) to all repository recipients.
-	Catalogue string `json:"catalogue"`
+	// Catalogue is base64( age( gzip( JSON Catalogue ) ) ) to all repository recipients: the inline
+	// catalogue of snapshots written before the streamed one (CatalogueObjects). A manifest has one
+	// or the other, never both.
+	Catalogue string `json:"catalogue,omitempty"`
+	// CatalogueObjects are the side objects of a streamed catalogue, read in order (EachItem).
+	CatalogueObjects []CatalogueObject `json:"catalogue_objects,omitempty"`
 	// MAC authenticates the manifest (format 2): HMAC-SHA256 over its canonical JSON without "mac",
 	// keyed from the writer secret (docs/FORMAT.md "Authentication").
 	MAC string `json:"mac,omitempty"`
@@ -82,7 +88,13 @@ type Manifest struct {
 	Auth Auth `json:"-"`
 	// Summary: read for a listing, without the catalogue (repo.LoadManifest reads it whole).
 	Summary bool `json:"-"`
+
+	from store.Store // where it was read from (SetStore): OpenCatalogue reads streamed catalogues there
 }
+
+// SetStore records the store the manifest was read from or written to, so OpenCatalogue can read a
+// streamed catalogue's objects (repo and engine set it).
+func (m *Manifest) SetStore(st store.Store) { m.from = st }
 
 // Source is one captured database (or, later, bucket or namespace): plaintext operational metadata.
 type Source struct {
@@ -119,6 +131,8 @@ type Object struct {
 // Catalogue is the encrypted half: where every item is and what it must hash to.
 type Catalogue struct {
 	Items []Item `json:"items"`
+
+	stream func(fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
 }
 
 // Item is one restorable unit: a D1 table's SQL, a D1 schema part, a virtual table's definition and rows.
@@ -232,11 +246,27 @@ func (m *Manifest) SealCatalogue(c *Catalogue, recipients []age.Recipient) error
 // gzip bomb is stopped long before it exhausts memory.
 func MaxCatalogueBytes(items int64) int64 { return 1<<20 + max(items, 0)*16<<10 }
 
-// OpenCatalogue decrypts the catalogue with the identities. Its decompressed size is bounded by what
+// OpenCatalogue decrypts the whole catalogue into memory (small snapshots, tests; readers that must
+// not hold every item use EachItem or Stream). A streamed catalogue is read from the store set with
+// SetStore. For an inline catalogue: it decrypts the catalogue with the identities. Its decompressed size is bounded by what
 // the manifest claims (MaxCatalogueBytes) and its item count must match the claim.
 func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
 	if m.Summary {
 		return nil, fmt.Errorf("catalogue of snapshot %s was not read (listing only): load the manifest whole first", m.ID)
+	}
+	if m.Streamed() {
+		if m.from == nil {
+			return nil, fmt.Errorf("catalogue of snapshot %s is in side objects and the manifest has no store to read them from", m.ID)
+		}
+		c := &Catalogue{Items: make([]Item, 0, min(m.Items, 1<<20))}
+		err := m.EachItem(context.Background(), m.from, ids, func(it Item) error {
+			c.Items = append(c.Items, it)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	raw, err := base64.StdEncoding.DecodeString(m.Catalogue)
 	if err != nil {

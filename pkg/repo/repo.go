@@ -590,6 +590,7 @@ func (r *Repo) readManifest(ctx context.Context, key string) ([]byte, *manifest.
 	if want := manifest.Key(m.Time, m.ID); want != key {
 		return nil, nil, fmt.Errorf("%s: %w: its time %s does not match its key", key, manifest.ErrFormat, m.Time.UTC().Format(time.RFC3339))
 	}
+	m.SetStore(r.Store)
 	return raw, m, nil
 }
 

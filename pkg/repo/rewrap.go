@@ -363,12 +363,8 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// rewrapManifest rewraps a manifest's catalogue and records its segments' new size and SHA-256.
-func (r *Repo) rewrapManifest(ctx context.Context, mk string, j *rewrapJournal, ids []age.Identity, rcp []age.Recipient) error {
-	m, err := r.loadKey(ctx, mk)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrRewrapUnreadable, mk, err)
-	}
+// rewrapInline rewraps the header of a manifest's inline catalogue.
+func rewrapInline(m *manifest.Manifest, mk string, ids []age.Identity, rcp []age.Recipient) error {
 	raw, err := base64.StdEncoding.DecodeString(m.Catalogue)
 	if err != nil {
 		return fmt.Errorf("%w: %s: catalogue is not base64", manifest.ErrFormat, mk)
@@ -382,6 +378,46 @@ func (r *Repo) rewrapManifest(ctx context.Context, mk string, j *rewrapJournal, 
 		return fmt.Errorf("%w: catalogue of %s: %v", archive.ErrNoIdentity, mk, err)
 	}
 	m.Catalogue = base64.StdEncoding.EncodeToString(append(hdr, raw[n:]...))
+	return nil
+}
+
+// rewrapCatalogueObjects rewraps a streamed catalogue's objects as segments are rewrapped (header
+// only, in place, the old SHA-256 checked against the manifest's) and records their new size and
+// SHA-256 in m. The journal keeps each one done, so a rerun neither rewrites nor misreads it.
+func (r *Repo) rewrapCatalogueObjects(ctx context.Context, m *manifest.Manifest, j *rewrapJournal, ids []age.Identity, rcp []age.Recipient) error {
+	for i, co := range m.CatalogueObjects {
+		d, ok := j.Done[co.Key]
+		if !ok {
+			var err error
+			rs := &rewrapSeg{id: co.Key, key: co.Key, size: co.Size, accept: map[string]bool{co.SHA256: true}}
+			d, err = r.rewrapSegment(ctx, j, rs, ids, rcp, &RewrapResult{})
+			if err != nil {
+				return fmt.Errorf("catalogue of snapshot %s: %w", m.ID, err)
+			}
+			j.Done[co.Key] = d
+			delete(j.Pending, co.Key)
+			if err := r.saveRewrapJournal(ctx, j); err != nil {
+				return fmt.Errorf("save the rewrap journal: %w", err)
+			}
+		}
+		m.CatalogueObjects[i].Size, m.CatalogueObjects[i].SHA256 = d.Size, d.SHA256
+	}
+	return nil
+}
+
+// rewrapManifest rewraps a manifest's catalogue and records its segments' new size and SHA-256.
+func (r *Repo) rewrapManifest(ctx context.Context, mk string, j *rewrapJournal, ids []age.Identity, rcp []age.Recipient) error {
+	m, err := r.loadKey(ctx, mk)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrRewrapUnreadable, mk, err)
+	}
+	if m.Streamed() {
+		if err := r.rewrapCatalogueObjects(ctx, m, j, ids, rcp); err != nil {
+			return err
+		}
+	} else if err := rewrapInline(m, mk, ids, rcp); err != nil {
+		return err
+	}
 	for i, s := range m.Segments {
 		if d, ok := j.Done[s.ID]; ok && d.Key == s.Key {
 			m.StoredSize += d.Size - s.Size

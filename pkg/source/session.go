@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync"
 
+	"filippo.io/age"
+
 	"github.com/cfbackup/cfbackup/pkg/archive"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
@@ -29,10 +31,16 @@ type Session struct {
 	Repo       *repo.Repo
 	Log        *slog.Logger
 	Progress   Progress
+	// Recipients encrypt the streamed catalogue the captures' items are written to (the engine sets
+	// them on the root; forks share them).
+	Recipients []age.Recipient
 
 	mu      sync.Mutex
 	sources []manifest.Source
-	items   []manifest.Item
+	cat     *CatalogueSpool // this session's items, in the order added (nil until the first)
+	items   int64
+	size    int64
+	err     error // the first failure to write the catalogue spool
 	refs    map[string]archive.SegmentInfo
 	objects []manifest.Object
 	commit  []func(ctx context.Context, m *manifest.Manifest)
@@ -49,7 +57,7 @@ type Session struct {
 // sequential backup would, whatever finishes first.
 func (s *Session) Fork(w *archive.Writer, order int) *Session {
 	root := s.base()
-	f := &Session{SnapshotID: s.SnapshotID, Writer: w, Repo: s.Repo, Log: s.Log, Progress: s.Progress, root: root, order: order}
+	f := &Session{SnapshotID: s.SnapshotID, Writer: w, Repo: s.Repo, Log: s.Log, Progress: s.Progress, Recipients: root.Recipients, root: root, order: order}
 	root.mu.Lock()
 	root.forks = append(root.forks, f)
 	root.mu.Unlock()
@@ -93,7 +101,40 @@ func (s *Session) Add(src manifest.Source, items ...manifest.Item) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sources = append(s.sources, src)
-	s.items = append(s.items, items...)
+	s.addItems(items)
+}
+
+// AddSource records a captured source whose items were added with AddItems.
+func (s *Session) AddSource(src manifest.Source) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sources = append(s.sources, src)
+}
+
+// AddItems appends catalogue items as they are captured: they go to this session's catalogue spool
+// (a temporary file of sealed records), so a capture of millions of objects holds none of them. A
+// failure to write the spool fails the backup at commit (Collected).
+func (s *Session) AddItems(items ...manifest.Item) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addItems(items)
+}
+
+func (s *Session) addItems(items []manifest.Item) {
+	if len(items) == 0 || s.err != nil {
+		return
+	}
+	if s.cat == nil {
+		s.cat, s.err = NewCatalogueSpool(s.Recipients)
+		if s.err != nil {
+			return
+		}
+	}
+	for _, it := range items {
+		s.items++
+		s.size += it.Size
+	}
+	s.err = s.cat.Add(items...)
 }
 
 // Reference records segments of earlier snapshots that this snapshot's items point into (incremental
@@ -147,17 +188,21 @@ func (s *Session) PutObjectFile(ctx context.Context, key string, f *os.File) err
 	return nil
 }
 
-// Collected is what the captures of a session recorded.
+// Collected is what the captures of a session recorded. Items are counted, not held: they are in
+// the Catalogues spools, in catalogue order (the root's, then each fork's in plan order).
 type Collected struct {
-	Sources []manifest.Source
-	Items   []manifest.Item
-	Refs    map[string]archive.SegmentInfo
-	Objects []manifest.Object
+	Sources    []manifest.Source
+	Items      int64
+	Size       int64 // uncompressed bytes of all items
+	Catalogues []*CatalogueSpool
+	Refs       map[string]archive.SegmentInfo
+	Objects    []manifest.Object
 }
 
 // Collected returns what the captures recorded (the engine writes it into the manifest): the
-// root's own records, then each fork's in plan order.
-func (s *Session) Collected() Collected {
+// root's own records, then each fork's in plan order. It fails when a catalogue spool could not be
+// written.
+func (s *Session) Collected() (Collected, error) {
 	s = s.base()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,17 +210,47 @@ func (s *Session) Collected() Collected {
 	for k, v := range s.refs {
 		refs[k] = v
 	}
-	c := Collected{Sources: slices.Clone(s.sources), Items: slices.Clone(s.items), Refs: refs, Objects: slices.Clone(s.objects)}
+	c := Collected{Refs: refs, Objects: slices.Clone(s.objects)}
 	forks := slices.Clone(s.forks)
 	slices.SortStableFunc(forks, func(a, b *Session) int { return a.order - b.order })
-	for _, f := range forks {
-		f.mu.Lock()
+	for _, f := range append([]*Session{s}, forks...) {
+		if f != s {
+			f.mu.Lock()
+		}
 		c.Sources = append(c.Sources, f.sources...)
-		c.Items = append(c.Items, f.items...)
+		c.Items += f.items
+		c.Size += f.size
+		if f.cat != nil {
+			c.Catalogues = append(c.Catalogues, f.cat)
+		}
 		c.Objects = append(c.Objects, f.objects...)
-		f.mu.Unlock()
+		err := f.err
+		if f != s {
+			f.mu.Unlock()
+		}
+		if err != nil {
+			return c, fmt.Errorf("write the catalogue: %w", err)
+		}
 	}
-	return c
+	return c, nil
+}
+
+// Close removes the catalogue spools of the session and its forks (after commit, or on failure).
+func (s *Session) Close() {
+	s = s.base()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range append([]*Session{s}, s.forks...) {
+		if f != s {
+			f.mu.Lock()
+		}
+		if f.cat != nil {
+			f.cat.Remove()
+		}
+		if f != s {
+			f.mu.Unlock()
+		}
+	}
 }
 
 // Committed runs the AfterCommit hooks once the manifest is saved.
