@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,21 +60,6 @@ type BackupOptions struct {
 // parent of an incremental backup (its index covers those objects only).
 const SafetyLabel = repo.SafetyLabel
 
-// onlyKeys keeps the listed objects whose key is in keys.
-func onlyKeys(objs []Object, keys []string) []Object {
-	want := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		want[k] = true
-	}
-	out := objs[:0]
-	for _, ob := range objs {
-		if want[ob.Key] {
-			out = append(out, ob)
-		}
-	}
-	return out
-}
-
 // Stats are counters of one bucket backup, for summaries and benchmarks.
 type Stats struct {
 	Objects, Reused, Skipped, Fetched int64
@@ -108,44 +92,82 @@ func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) 
 	if conc <= 0 {
 		conc = DefaultConcurrency
 	}
-	if err := c.List(ctx, o.Bucket, o.Prefix, func(ob Object) error {
-		bb.objs = append(bb.objs, ob)
-		return nil
-	}); err != nil {
+	ls, err := spoolListing(ctx, c, o)
+	if err != nil {
 		return bb.st, fmt.Errorf("list bucket %s: %w", o.Bucket, err)
 	}
-	if len(o.Keys) > 0 {
-		bb.objs = onlyKeys(bb.objs, o.Keys)
-	}
-	keys := make([]string, len(bb.objs))
-	for i, ob := range bb.objs {
-		keys[i] = ob.Key
-	}
-	bb.paths = EncodePaths(keys)
+	defer ls.remove()
+	bb.ls = ls
 	if err := bb.incremental(ctx); err != nil {
 		return bb.st, err
 	}
+	defer bb.parent.close()
+	if err := bb.startIndex(); err != nil {
+		return bb.st, err
+	}
+	defer bb.dropIndex()
+	win := make([]Object, 0, min(int64(backupWindow), ls.n))
+	err = ls.each(func(ob Object) error {
+		win = append(win, ob)
+		if len(win) < backupWindow {
+			return nil
+		}
+		err := bb.window(ctx, win, conc)
+		clear(win)
+		win = win[:0]
+		return err
+	})
+	if err == nil && len(win) > 0 {
+		err = bb.window(ctx, win, conc)
+	}
+	if err != nil {
+		return bb.stopped(), err
+	}
+	err = bb.finish(ctx) // before stopped(): finish counts the objects
+	return bb.stopped(), err
+}
+
+// backupWindow is how many listed objects a bucket backup works on at once: their reuse decisions,
+// fetches and items. Memory is O(window) whatever the bucket's size; the GET pipeline drains at
+// each window's end, which costs little at this size.
+var backupWindow = 16384
+
+// window backs up one window of the listing (in key order) and hands its items, in that order, to
+// the catalogue and the index.
+func (bb *bucketBackup) window(ctx context.Context, objs []Object, conc int) error {
+	bb.objs = objs
 	fetch := bb.reuse(ctx)
-	bb.parent.close()
-	bb.pf = newPrefetcher(ctx, c, o, bb.objs, fetch, conc, &bb.st)
-	defer bb.pf.stop()
+	bb.pf = newPrefetcher(ctx, bb.c, bb.o, bb.objs, fetch, conc, &bb.st)
 	for n, i := range fetch {
 		skipped, err := bb.fetch(ctx, n, i)
 		if err != nil {
-			return bb.stopped(), err
+			return err
 		}
 		if skipped {
 			continue
 		}
 		if err := bb.settle(256); err != nil {
-			return bb.stopped(), err
+			return err
 		}
 	}
 	if err := bb.settle(0); err != nil {
-		return bb.stopped(), err
+		return err
 	}
-	err := bb.finish(ctx) // before stopped(): finish counts the objects
-	return bb.stopped(), err
+	bb.pf.stop()
+	out := bb.items[:0]
+	for _, it := range bb.items {
+		if it.Object != nil {
+			out = append(out, it)
+		}
+	}
+	bb.st.Objects += int64(len(out))
+	if err := bb.addIndex(out); err != nil {
+		return fmt.Errorf("write the incremental index: %w", err)
+	}
+	bb.s.AddItems(out...)
+	clear(bb.items)
+	bb.items, bb.objs = nil, nil
+	return nil
 }
 
 // bucketBackup is one bucket's backup in progress.
@@ -157,14 +179,15 @@ type bucketBackup struct {
 	progress func(int)
 	st       Stats
 
-	objs   []Object
-	paths  map[string]string
+	ls     *listSpool
+	objs   []Object // the window being backed up
 	ik     indexKeys
 	parent *parentIndex
 	res    *resumer
-	items  []manifest.Item // by listing position; Object nil: skipped
+	items  []manifest.Item // by position in the window; Object nil: skipped
 	pf     *prefetcher
 	queue  []waitingItem
+	ix     *indexSpool // this snapshot's index being written (nil without the writer secret)
 }
 
 type waitingItem struct {
@@ -254,7 +277,7 @@ func (bb *bucketBackup) settle(keep int) error {
 // deleted since the listing is skipped (reported true) unless --strict.
 func (bb *bucketBackup) fetch(ctx context.Context, n, i int) (bool, error) {
 	ob := bb.objs[i]
-	name := ItemName(bb.o.Bucket, bb.paths[ob.Key])
+	name := ItemName(bb.o.Bucket, bb.ls.path(ob.Key))
 	var p *archive.PendingItem
 	var meta manifest.ObjectMeta
 	var err error
@@ -328,40 +351,89 @@ func (bb *bucketBackup) write(ctx context.Context, n int, ob Object, name string
 	}
 }
 
-// finish writes this snapshot's incremental index (with the writer secret) and adds the source.
+// finish stores this snapshot's incremental index (with the writer secret) and adds the source; the
+// items went to the session window by window.
 func (bb *bucketBackup) finish(ctx context.Context) error {
-	// Compact in place (no second copy of a million items); the listing is no longer needed.
-	out := bb.items[:0]
-	for _, it := range bb.items {
-		if it.Object != nil {
-			out = append(out, it)
-		}
-	}
-	clear(bb.items[len(out):])
-	bb.items, bb.objs, bb.paths = nil, nil, nil
-	bb.st.Objects = int64(len(out))
 	o := bb.o
 	src := manifest.Source{Component: Component, ID: o.Bucket, Name: o.Bucket, Items: bb.st.Objects, Size: bb.st.Bytes, Reused: bb.st.Reused, Skipped: bb.st.Skipped, Prefix: o.Prefix}
 	if bb.parent != nil {
 		src.Parent = bb.parent.snapshot
 	}
-	if len(o.WriterSecret) > 0 {
+	if bb.ix != nil {
 		key := IndexKey(bb.s.SnapshotID, o.Bucket)
-		if err := bb.writeIndex(ctx, key, out); err != nil {
+		if err := bb.storeIndex(ctx, key); err != nil {
 			return fmt.Errorf("store the incremental index: %w", err)
 		}
 		src.Index = key
 	}
-	bb.s.Add(src, out...)
+	bb.s.AddSource(src)
 	return nil
 }
 
-// writeIndex writes this snapshot's index (format 2) page by page into a temporary file and
-// stores it: memory holds one page, whatever the bucket's size.
-func (bb *bucketBackup) writeIndex(ctx context.Context, key string, items []manifest.Item) error {
+// indexSpool is this snapshot's index (format 2) written page by page into a temporary file as the
+// windows' items arrive (in key order), then stored: memory holds one page.
+type indexSpool struct {
+	f  *os.File
+	bw *bufio.Writer
+	w  *indexWriter
+	v1 []manifest.Item // writeV1Index (tests) only
+}
+
+// startIndex opens the index spool when this host has the writer secret and the listing is sorted
+// (the index's order); an unsorted listing gets no index, and the next backup is a full one.
+func (bb *bucketBackup) startIndex() error {
+	if len(bb.o.WriterSecret) == 0 {
+		return nil
+	}
+	if !bb.ls.sorted && !writeV1Index {
+		bb.log.Warn("the bucket's listing is not in key order: no incremental index is written (the next backup downloads every object)", "bucket", bb.o.Bucket)
+		return nil
+	}
+	f, err := os.CreateTemp("", "cfbackup-r2-index-*")
+	if err != nil {
+		return err
+	}
+	ix := &indexSpool{f: f, bw: bufio.NewWriterSize(f, 256<<10)}
+	if !writeV1Index {
+		if ix.w, err = bb.ik.newIndexWriter(ix.bw, bb.o.Bucket); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return err
+		}
+	}
+	bb.ix = ix
+	return nil
+}
+
+func (bb *bucketBackup) dropIndex() {
+	if bb.ix != nil && bb.ix.f != nil {
+		bb.ix.f.Close()
+		os.Remove(bb.ix.f.Name())
+		bb.ix.f = nil
+	}
+}
+
+func (bb *bucketBackup) addIndex(items []manifest.Item) error {
+	if bb.ix == nil {
+		return nil
+	}
+	if writeV1Index {
+		bb.ix.v1 = append(bb.ix.v1, items...)
+		return nil
+	}
+	for _, it := range items {
+		if err := bb.ix.w.Add(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeIndex finishes the index and stores it as the snapshot's side object.
+func (bb *bucketBackup) storeIndex(ctx context.Context, key string) error {
 	if writeV1Index { // tests: a parent written by cfbackup before format 2
-		ix := &Index{Version: IndexVersion, Bucket: bb.o.Bucket, Entries: make(map[string]manifest.Item, len(items))}
-		for _, it := range items {
+		ix := &Index{Version: IndexVersion, Bucket: bb.o.Bucket, Entries: make(map[string]manifest.Item, len(bb.ix.v1))}
+		for _, it := range bb.ix.v1 {
 			ix.Entries[bb.ik.entryID(bb.o.Bucket, it.Object.Key)] = it
 		}
 		b, err := bb.ik.seal(ix)
@@ -370,32 +442,13 @@ func (bb *bucketBackup) writeIndex(ctx context.Context, key string, items []mani
 		}
 		return bb.s.PutObject(ctx, key, b)
 	}
-	if !sort.SliceIsSorted(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key }) {
-		sort.Slice(items, func(a, b int) bool { return items[a].Object.Key < items[b].Object.Key })
-	}
-	f, err := os.CreateTemp("", "cfbackup-r2-index-*")
-	if err != nil {
+	if err := bb.ix.w.Close(); err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	w, err := bb.ik.newIndexWriter(bw, bb.o.Bucket)
-	if err != nil {
+	if err := bb.ix.bw.Flush(); err != nil {
 		return err
 	}
-	for _, it := range items {
-		if err := w.Add(it); err != nil {
-			return err
-		}
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return bb.s.PutObjectFile(ctx, key, f)
+	return bb.s.PutObjectFile(ctx, key, bb.ix.f)
 }
 
 // writeV1Index makes backups write format 1 (tests of reading what earlier versions wrote).

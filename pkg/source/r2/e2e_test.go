@@ -208,6 +208,7 @@ func awkwardKeys() []string {
 }
 
 func TestEndToEndBucketStory(t *testing.T) {
+	defer r2.SetBackupWindow(4)() // items, names and the index cross window boundaries
 	e := newEnv(t, "src", "empty1", "empty2", "conflict")
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(1))

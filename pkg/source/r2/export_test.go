@@ -44,3 +44,11 @@ func CountIndex(secret []byte, st store.Store, key string) (int, error) {
 		n++
 	}
 }
+
+// SetBackupWindow makes a bucket backup work on n listed objects at a time (window boundaries with
+// few objects); the returned func restores the default.
+func SetBackupWindow(n int) func() {
+	old := backupWindow
+	backupWindow = n
+	return func() { backupWindow = old }
+}

@@ -31,6 +31,7 @@ func indexMagic(t *testing.T, e *env, m *manifest.Manifest, bucket string) strin
 // first key, between two, after the last) and deleted ones are seen, and the result restores.
 func TestIncrementalAcrossIndexPages(t *testing.T) {
 	defer r2.SetPageEntries(7)()
+	defer r2.SetBackupWindow(5)() // windows of the listing that do not line up with index pages
 	e := newEnv(t, "src", "dst")
 	ctx := context.Background()
 	model := seed(t, e, "src", 40)
