@@ -536,15 +536,19 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 			continue
 		}
 		err := archive.ReadSegment(ctx, e.Repo.Store, s, ids, func(name string, r io.Reader) error {
+			// Every item waiting for this entry gets it (items that share a chunk read it once).
+			var ws []io.Writer
+			var got []*itemState
 			for _, ref := range entries[s.ID+"\x00"+name] {
 				if st := states[ref.item]; st.next == ref.chunk {
-					n, err := io.Copy(st.h, r)
-					st.size += n
-					st.next++
-					return err
+					ws, got = append(ws, st.h), append(got, st)
 				}
 			}
-			_, err := io.Copy(io.Discard, r)
+			n, err := io.Copy(io.MultiWriter(append(ws, io.Discard)...), r)
+			for _, st := range got {
+				st.size += n
+				st.next++
+			}
 			return err
 		})
 		if !read[s.ID] {

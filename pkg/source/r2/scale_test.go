@@ -25,6 +25,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/repo"
+	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
@@ -33,14 +34,15 @@ import (
 // of N objects: a no-change one and one where 5 % of the objects changed. Each phase runs in its own
 // process so that /usr/bin/time reports that phase's peak RSS:
 //
-//	CFBACKUP_SCALE_PHASE=setup|nochange|changed CFBACKUP_SCALE_N=1000000 CFBACKUP_SCALE_DIR=/tmp/x \
+//	CFBACKUP_SCALE_PHASE=setup|nochange|changed|verify|prune CFBACKUP_SCALE_N=1000000 CFBACKUP_SCALE_DIR=/tmp/x \
 //	  r2.test -test.run '^TestScale$'
 //
 // The bucket is scaleBucket, served by an in-process S3 listing server on loopback that generates
 // the sorted listing of N keys deterministically (and the bodies of changed objects); real object
 // bodies are not needed for a no-change incremental. The setup phase writes a parent snapshot whose
 // N catalogue items and index entries all point at one real stored item (each with its listed size
-// and ETag), in the index format of the tree under test (WriteSyntheticIndex).
+// and ETag), in the index format of the tree under test (WriteSyntheticIndexFunc). The verify phase
+// reads the newest snapshot back (verify --read-data); the prune phase keeps only it and sweeps.
 func TestScale(t *testing.T) {
 	phase := os.Getenv("CFBACKUP_SCALE_PHASE")
 	if phase == "" {
@@ -57,9 +59,14 @@ func TestScale(t *testing.T) {
 	}
 	start := time.Now()
 	var res scaleResult
-	if phase == "setup" {
+	switch phase {
+	case "setup":
 		res = scaleSetup(t, fb, dir)
-	} else {
+	case "verify":
+		res = scaleVerify(t, dir)
+	case "prune":
+		res = scalePrune(t, dir)
+	default:
 		res = scaleIncremental(t, fb, dir)
 	}
 	res.Phase, res.N, res.Seconds = phase, n, time.Since(start).Seconds()
@@ -214,6 +221,13 @@ func (f *fakeBucket) get(w http.ResponseWriter, key string) {
 	w.Write(bytes.Repeat([]byte{byte(i)}, int(size)))
 }
 
+// streamingSession is a session that takes items as they come (the streamed catalogue); a tree
+// before it (--old) gets the setup's items as one slice.
+type streamingSession interface {
+	AddItems(items ...manifest.Item)
+	AddSource(src manifest.Source)
+}
+
 func scaleSetup(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 	ctx := context.Background()
 	st, err := local.New(filepath.Join(dir, "repo"))
@@ -228,36 +242,68 @@ func scaleSetup(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(hex.EncodeToString(secret)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "identity"), []byte(id.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	plan := &engine.BackupPlan{Components: []string{r2.Component}}
 	plan.AddCapture(engine.Capture{Component: r2.Component, Name: scaleBucket, Run: func(ctx context.Context, s *engine.Session) error {
-		p, err := s.Writer.WriteItemAsync(r2.ItemName(scaleBucket, "shared"), bytes.NewReader(make([]byte, 64)))
-		if err != nil {
-			return err
+		// One stored item per object size (16 … 80 bytes): every synthetic item points at the one of
+		// its size, so verify --read-data finds each item's bytes as its catalogue entry says.
+		refs := map[int64]archive.ItemRef{}
+		for size := int64(16); size <= 80; size++ {
+			p, err := s.Writer.WriteItemAsync(r2.ItemName(scaleBucket, fmt.Sprintf("shared-%d", size)), bytes.NewReader(make([]byte, size)))
+			if err != nil {
+				return err
+			}
+			if refs[size], err = p.Wait(); err != nil {
+				return err
+			}
 		}
-		ref, err := p.Wait()
-		if err != nil {
-			return err
-		}
-		items := make([]manifest.Item, 0, fb.n)
 		var total int64
-		for pos := 0; pos < fb.n; pos++ {
+		item := func(pos int) manifest.Item {
 			i := fb.byPos(pos)
 			size, etag := fb.object(i)
 			k := scaleKey(i)
-			items = append(items, manifest.Item{Component: r2.Component, Source: scaleBucket, Kind: "object",
-				Object:  &manifest.ObjectMeta{Key: k, ETag: etag, LastModified: scaleTime, ContentType: "image/webp"},
-				ItemRef: archive.ItemRef{Name: r2.ItemName(scaleBucket, k), Size: size, SHA256: ref.SHA256, Chunks: ref.Chunks}})
 			total += size
+			return manifest.Item{Component: r2.Component, Source: scaleBucket, Kind: "object",
+				Object:  &manifest.ObjectMeta{Key: k, ETag: etag, LastModified: scaleTime, ContentType: "image/webp"},
+				ItemRef: archive.ItemRef{Name: refs[size].Name, Size: size, SHA256: refs[size].SHA256, Chunks: refs[size].Chunks}}
 		}
-		var buf bytes.Buffer
-		if err := r2.WriteSyntheticIndex(secret, &buf, scaleBucket, items); err != nil {
+		f, err := os.CreateTemp(dir, "index-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		bw := bufio.NewWriterSize(f, 256<<10)
+		if err := r2.WriteSyntheticIndexFunc(secret, bw, scaleBucket, fb.n, item); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
 			return err
 		}
 		key := r2.IndexKey(s.SnapshotID, scaleBucket)
-		if err := s.PutObject(ctx, key, buf.Bytes()); err != nil {
+		if err := s.PutObjectFile(ctx, key, f); err != nil {
 			return err
 		}
-		s.Add(manifest.Source{Component: r2.Component, ID: scaleBucket, Name: scaleBucket, Items: int64(len(items)), Size: total, Index: key}, items...)
+		src := manifest.Source{Component: r2.Component, ID: scaleBucket, Name: scaleBucket, Items: int64(fb.n), Size: total, Index: key}
+		if ss, ok := any(s).(streamingSession); ok {
+			batch := make([]manifest.Item, 0, 4096)
+			for pos := 0; pos < fb.n; pos++ {
+				if batch = append(batch, item(pos)); len(batch) == cap(batch) {
+					ss.AddItems(batch...)
+					batch = batch[:0]
+				}
+			}
+			ss.AddItems(batch...)
+			ss.AddSource(src)
+			return nil
+		}
+		items := make([]manifest.Item, 0, fb.n)
+		for pos := 0; pos < fb.n; pos++ {
+			items = append(items, item(pos))
+		}
+		s.Add(src, items...)
 		return nil
 	}})
 	if _, err := (&engine.Engine{Repo: rp, Tool: "bench"}).Backup(ctx, plan, engine.BackupOptions{Components: plan.Components}); err != nil {
@@ -266,10 +312,9 @@ func scaleSetup(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 	return scaleResult{Objects: int64(fb.n)}
 }
 
-func scaleIncremental(t *testing.T, fb *fakeBucket, dir string) scaleResult {
+// openScale opens the benchmark's repository with its writer secret.
+func openScale(t *testing.T, dir string) (*repo.Repo, []byte) {
 	ctx := context.Background()
-	fb.start(t)
-	defer fb.stopServer()
 	st, err := local.New(filepath.Join(dir, "repo"))
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +331,50 @@ func scaleIncremental(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 	if err := rp.Authenticate(secret, repo.AuthOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return rp, secret
+}
+
+// scaleVerify runs verify --read-data on the newest snapshot (the 5 %-changed one): every catalogue
+// item is hashed.
+func scaleVerify(t *testing.T, dir string) scaleResult {
+	ctx := context.Background()
+	rp, _ := openScale(t, dir)
+	b, err := os.ReadFile(filepath.Join(dir, "identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, _, err := rp.ListSnapshots(ctx)
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("no snapshot to verify: %v", err)
+	}
+	res, err := (&engine.Engine{Repo: rp, Tool: "bench"}).Verify(ctx, snaps[0], engine.VerifyOptions{ReadData: true, Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scaleResult{Objects: int64(res.Items)}
+}
+
+// scalePrune keeps only the newest snapshot: the two older manifests go, and the sweep (no grace)
+// deletes what only they referenced.
+func scalePrune(t *testing.T, dir string) scaleResult {
+	ctx := context.Background()
+	rp, _ := openScale(t, dir)
+	res, err := (&engine.Engine{Repo: rp, Tool: "bench"}).Prune(ctx, engine.PruneOptions{Policies: retention.Policies{Default: retention.Policy{Last: 1}}, Grace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scaleResult{Objects: int64(len(res.Removed)), Fetched: int64(res.SegmentsDeleted + res.ObjectsDeleted)}
+}
+
+func scaleIncremental(t *testing.T, fb *fakeBucket, dir string) scaleResult {
+	ctx := context.Background()
+	fb.start(t)
+	defer fb.stopServer()
+	rp, secret := openScale(t, dir)
 	cl, err := r2.New(r2.Config{Endpoint: fb.url, Region: "auto", AccessKeyID: "bench", SecretAccessKey: "bench"})
 	if err != nil {
 		t.Fatal(err)
