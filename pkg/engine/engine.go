@@ -710,6 +710,25 @@ func (e *Engine) loadChecked(ctx context.Context, m *manifest.Manifest) (*manife
 	return m, nil
 }
 
+// streamCatalogue is a snapshot's catalogue for the sources' restore and test-restore plans: for a
+// streamed catalogue an iterator (each Each reads the catalogue objects again, one record at a time,
+// checked as manifest.EachItem says), after a check that the identities open it; for an older
+// inline one, the catalogue decrypted whole as before.
+func (e *Engine) streamCatalogue(ctx context.Context, m *manifest.Manifest, ids []age.Identity) (*manifest.Catalogue, error) {
+	if !m.Streamed() {
+		return OpenCatalogue(m, ids)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: restoring needs an identity: set --identity-file or CFBACKUP_IDENTITY_FILE", ErrKey)
+	}
+	if err := m.CheckIdentity(ctx, e.Repo.Store, ids); err != nil {
+		return nil, keyErr(err)
+	}
+	return manifest.StreamCatalogue(func(fn func(manifest.Item) error) error {
+		return keyErr(m.EachItem(ctx, e.Repo.Store, ids, fn))
+	}), nil
+}
+
 // OpenCatalogue decrypts a snapshot's catalogue, classifying key errors.
 func OpenCatalogue(m *manifest.Manifest, ids []age.Identity) (*manifest.Catalogue, error) {
 	if len(ids) == 0 {

@@ -139,7 +139,7 @@ func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o Re
 	if len(o.Identities) == 0 {
 		return nil, req, fmt.Errorf("%w: restoring needs an identity (--identity-file or CFBACKUP_IDENTITY_FILE)", ErrKey)
 	}
-	cat, err := OpenCatalogue(m, o.Identities)
+	cat, err := e.streamCatalogue(ctx, m, o.Identities)
 	if err != nil {
 		return nil, req, err
 	}

@@ -64,7 +64,7 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 	if err != nil {
 		return nil, err
 	}
-	cat, err := OpenCatalogue(m, o.Identities)
+	cat, err := e.streamCatalogue(ctx, m, o.Identities)
 	if err != nil {
 		return nil, err
 	}

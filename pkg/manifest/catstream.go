@@ -126,7 +126,12 @@ func ReadCatalogueRecords(r io.Reader, ids []age.Identity, fn func([]Item) error
 		}
 		return 0, fmt.Errorf("%w: catalogue object is not an age file: %v", archive.ErrIntegrity, err)
 	}
-	br := bufio.NewReaderSize(dec, 64<<10)
+	return readRecords(dec, fn)
+}
+
+// readRecords reads the plaintext of a catalogue object: records until EOF, each bounded.
+func readRecords(r io.Reader, fn func([]Item) error) (int64, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	var n int64
 	var hdr [4]byte
 	var zr *gzip.Reader
@@ -336,7 +341,35 @@ func (c *Catalogue) Each(fn func(Item) error) error {
 // Stream returns the manifest's catalogue as an iterator (Each) over EachItem: nothing is held
 // between calls, every Each reads the objects again.
 func (m *Manifest) Stream(ctx context.Context, st store.Store, ids []age.Identity) *Catalogue {
-	return &Catalogue{stream: func(fn func(Item) error) error { return m.EachItem(ctx, st, ids, fn) }}
+	return StreamCatalogue(func(fn func(Item) error) error { return m.EachItem(ctx, st, ids, fn) })
+}
+
+// StreamCatalogue makes a Catalogue whose Each is each (an EachItem with its error classified by
+// the caller); its Items is empty.
+func StreamCatalogue(each func(fn func(Item) error) error) *Catalogue {
+	return &Catalogue{stream: each}
+}
+
+// CheckIdentity opens the header of the first catalogue object with the identities: a reader learns
+// that it holds the wrong key before it plans anything. Nothing is checked for an inline catalogue
+// (OpenCatalogue decrypts it whole anyway) or an empty one.
+func (m *Manifest) CheckIdentity(ctx context.Context, st store.Store, ids []age.Identity) error {
+	if !m.Streamed() {
+		return nil
+	}
+	rc, err := st.Open(ctx, m.CatalogueObjects[0].Key, 0, -1)
+	if err != nil {
+		return fmt.Errorf("catalogue of snapshot %s: %w", m.ID, err)
+	}
+	defer rc.Close()
+	if _, err := age.Decrypt(io.LimitReader(rc, 64<<10), ids...); err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return err
+		}
+		return fmt.Errorf("%w: catalogue object %s of snapshot %s is not an age file: %v", archive.ErrIntegrity, m.CatalogueObjects[0].Key, m.ID, err)
+	}
+	return nil
 }
 
 // SideObjects lists every object the snapshot owns besides segments, with the size and SHA-256 they

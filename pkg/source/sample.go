@@ -102,27 +102,49 @@ func SampleNote(n, total int) string {
 // SampleSource picks the catalogue items of one source (mine), checks their count against the
 // manifest, and takes the --sample of them; the check starts with what was picked.
 func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk TestRestoreCheck, more Overflow, items []manifest.Item, err error) {
-	var all []manifest.Item
 	chk = TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-	for _, it := range cat.Items {
+	// Two passes over the (streamed) catalogue: count the source's items, then take the sampled
+	// ones; only the sample is held.
+	total := 0
+	if err := cat.Each(func(it manifest.Item) error {
 		if mine(it) {
-			all = append(all, it)
+			total++
 		}
+		return nil
+	}); err != nil {
+		return chk, more, nil, err
 	}
-	if int64(len(all)) != src.Items {
-		AddProblem(&chk, &more, FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", len(all), src.Items))
+	if int64(total) != src.Items {
+		AddProblem(&chk, &more, FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", total, src.Items))
 	}
-	idx, err := SampleIndexes(len(all), sample)
+	idx, err := SampleIndexes(total, sample)
 	if err != nil {
 		return chk, more, nil, err
 	}
-	items = make([]manifest.Item, len(idx))
+	slot := make(map[int][]int, len(idx)) // position among the source's items → places in the sample
 	for i, j := range idx {
-		items[i] = all[j]
-		chk.Items++
-		chk.Bytes += all[j].Size
+		slot[j] = append(slot[j], i)
 	}
-	chk.Checks = append(chk.Checks, SampleNote(len(items), len(all)))
+	items = make([]manifest.Item, len(idx))
+	n := 0
+	if err := cat.Each(func(it manifest.Item) error {
+		if !mine(it) {
+			return nil
+		}
+		for _, i := range slot[n] {
+			items[i] = it
+			chk.Items++
+			chk.Bytes += it.Size
+		}
+		n++
+		return nil
+	}); err != nil {
+		return chk, more, nil, err
+	}
+	if n != total {
+		return chk, more, nil, fmt.Errorf("%w: the catalogue changed between two reads (%d then %d items of the source)", errclass.Integrity, total, n)
+	}
+	chk.Checks = append(chk.Checks, SampleNote(len(items), total))
 	return chk, more, items, nil
 }
 

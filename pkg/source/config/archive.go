@@ -99,10 +99,16 @@ func Load(ctx context.Context, open Opener, cat *manifest.Catalogue, src manifes
 		want[s] = true
 	}
 	var have []string
-	for _, it := range cat.Items {
-		if it.Component != Component || it.Source != src.ID {
-			continue
+	var mine []manifest.Item // the account's documents: a handful, held before any is read
+	if err := cat.Each(func(it manifest.Item) error {
+		if it.Component == Component && it.Source == src.ID {
+			mine = append(mine, it)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, it := range mine {
 		if it.Kind == KindScript {
 			have = append(have, it.Table)
 			if len(want) > 0 && !want[it.Table] {

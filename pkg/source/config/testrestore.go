@@ -46,12 +46,15 @@ func TestRestore(ctx context.Context, open Opener, cat *manifest.Catalogue, src 
 		res.Problems = append(res.Problems, Problem{Kind: kind, Text: fmt.Sprintf(format, a...)})
 	}
 	var items []manifest.Item
-	for _, it := range cat.Items {
+	if err := cat.Each(func(it manifest.Item) error {
 		if it.Component == Component && it.Source == src.ID {
 			items = append(items, it)
 			res.Items++
 			res.Bytes += it.Size
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	if int64(len(items)) != src.Items || res.Bytes != src.Size {
 		fail(ProblemIntegrity, "the catalogue lists %d document(s) of %d bytes, the manifest %d of %d bytes", len(items), res.Bytes, src.Items, src.Size)

@@ -40,9 +40,9 @@ type Selection struct {
 func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selection, error) {
 	var tbl, fix, exact, schema, virt []manifest.Item
 	have := map[string]bool{}
-	for _, it := range cat.Items {
+	err := cat.Each(func(it manifest.Item) error {
 		if it.Component != Component || it.Source != sourceID {
-			continue
+			return nil
 		}
 		switch it.Kind {
 		case "schema":
@@ -59,8 +59,12 @@ func Select(cat *manifest.Catalogue, sourceID string, tables []string) (Selectio
 			have[it.Table] = true
 		default:
 			// Fail closed: an item kind from a newer cfbackup must not be replayed as table SQL.
-			return Selection{}, fmt.Errorf("item %s has kind %q, which this cfbackup does not know: upgrade cfbackup", it.Name, it.Kind)
+			return fmt.Errorf("item %s has kind %q, which this cfbackup does not know: upgrade cfbackup", it.Name, it.Kind)
 		}
+		return nil
+	})
+	if err != nil {
+		return Selection{}, err
 	}
 	sel := Selection{}
 	if len(tables) > 0 {

@@ -126,15 +126,19 @@ func (c *component) selectObjects(m *manifest.Manifest, cat *manifest.Catalogue,
 		nsPlans[i].Namespace = s
 	}
 	found := map[string]bool{}
-	for _, it := range cat.Items {
+	err := cat.Each(func(it manifest.Item) error {
 		i, ok := inNS[it.Source]
 		if it.Component != Component || !ok || (len(c.want) > 0 && !c.want[it.ObjectID]) {
-			continue
+			return nil
 		}
 		found[it.ObjectID] = true
 		nsPlans[i].items = append(nsPlans[i].items, it)
 		nsPlans[i].Objects++
 		nsPlans[i].Bytes += it.Size
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var missing []string
 	for id := range c.want {

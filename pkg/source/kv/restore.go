@@ -274,9 +274,9 @@ func (k *kvComponent) PlanRestore(ctx context.Context, env source.Env, req sourc
 func (p *restorePlan) planNamespace(ctx context.Context, s sourceRef, toNamespace string, t time.Time) (*NamespacePlan, error) {
 	req := p.req
 	np := &NamespacePlan{Source: s}
-	for _, it := range req.Catalogue.Items {
+	err := req.Catalogue.Each(func(it manifest.Item) error {
 		if it.Component != Component || it.Source != s.ID {
-			continue
+			return nil
 		}
 		switch it.Kind {
 		case KindEntries:
@@ -284,6 +284,10 @@ func (p *restorePlan) planNamespace(ctx context.Context, s sourceRef, toNamespac
 		case KindAbsent:
 			np.absent = append(np.absent, it)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := p.target(ctx, np, toNamespace); err != nil {
 		return nil, err

@@ -30,13 +30,16 @@ func (k *kvComponent) TestRestore(ctx context.Context, env source.Env, req sourc
 		chk := source.TestRestoreCheck{Component: Component, Source: s.Name, Checks: []string{}, Problems: []string{}, ProblemKinds: []string{}}
 		var items []manifest.Item
 		all := 0
-		for _, it := range req.Catalogue.Items {
+		if err := req.Catalogue.Each(func(it manifest.Item) error {
 			if it.Component == Component && it.Source == s.ID {
 				all++
 			}
 			if it.Component == Component && it.Source == s.ID && it.Kind == KindEntries {
 				items = append(items, it)
 			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 		if int64(all) != s.Items {
 			chk.Fail(source.FailureIntegrity, fmt.Sprintf("the catalogue lists %d item(s) of the namespace, the manifest %d", all, s.Items))

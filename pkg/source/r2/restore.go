@@ -49,20 +49,25 @@ func Select(cat *manifest.Catalogue, bucket, prefix string, keys []string) ([]ma
 		want[k] = true
 	}
 	var out []manifest.Item
-	for _, it := range cat.Items {
+	// One pass over the (streamed) catalogue; only the selected items are held.
+	err := cat.Each(func(it manifest.Item) error {
 		if it.Component != Component || it.Source != bucket || it.Object == nil {
-			continue
+			return nil
 		}
 		k := it.Object.Key
 		if len(keys) > 0 {
 			if !want[k] {
-				continue
+				return nil
 			}
 			delete(want, k)
 		} else if !strings.HasPrefix(k, prefix) {
-			continue
+			return nil
 		}
 		out = append(out, it)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(want) > 0 {
 		var missing []string
