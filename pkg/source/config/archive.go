@@ -99,13 +99,8 @@ func Load(ctx context.Context, open Opener, cat *manifest.Catalogue, src manifes
 		want[s] = true
 	}
 	var have []string
-	var mine []manifest.Item // the account's documents: a handful, held before any is read
-	if err := cat.Each(func(it manifest.Item) error {
-		if it.Component == Component && it.Source == src.ID {
-			mine = append(mine, it)
-		}
-		return nil
-	}); err != nil {
+	mine, err := accountItems(cat, src) // held before any is read
+	if err != nil {
 		return nil, err
 	}
 	for _, it := range mine {

@@ -45,16 +45,13 @@ func TestRestore(ctx context.Context, open Opener, cat *manifest.Catalogue, src 
 	fail := func(kind, format string, a ...any) {
 		res.Problems = append(res.Problems, Problem{Kind: kind, Text: fmt.Sprintf(format, a...)})
 	}
-	var items []manifest.Item
-	if err := cat.Each(func(it manifest.Item) error {
-		if it.Component == Component && it.Source == src.ID {
-			items = append(items, it)
-			res.Items++
-			res.Bytes += it.Size
-		}
-		return nil
-	}); err != nil {
+	items, err := accountItems(cat, src)
+	if err != nil {
 		return nil, err
+	}
+	for _, it := range items {
+		res.Items++
+		res.Bytes += it.Size
 	}
 	if int64(len(items)) != src.Items || res.Bytes != src.Size {
 		fail(ProblemIntegrity, "the catalogue lists %d document(s) of %d bytes, the manifest %d of %d bytes", len(items), res.Bytes, src.Items, src.Size)
@@ -176,4 +173,16 @@ func writeBack(dir string, st *State) error {
 		}
 	}
 	return nil
+}
+
+// accountItems are the catalogue's documents of one account (a handful), read from the stream.
+func accountItems(cat *manifest.Catalogue, src manifest.Source) ([]manifest.Item, error) {
+	var items []manifest.Item
+	err := cat.Each(func(it manifest.Item) error {
+		if it.Component == Component && it.Source == src.ID {
+			items = append(items, it)
+		}
+		return nil
+	})
+	return items, err
 }
