@@ -74,6 +74,9 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 	}
 	sel, err := Select(req.Catalogue, src.ID, f.tables)
 	if err != nil {
+		if errors.Is(err, errclass.Integrity) || errors.Is(err, errclass.Key) {
+			return nil, err // the catalogue itself could not be read: damage or the wrong key, not a missing table
+		}
 		return nil, fmt.Errorf("%w: %v", errclass.NotFound, err)
 	}
 	p := &restorePlan{f: f, notes: env.Stderr(), snap: req.Snapshot, src: src, sel: sel, open: req.Open}
