@@ -52,3 +52,11 @@ func SetBackupWindow(n int) func() {
 	backupWindow = n
 	return func() { backupWindow = old }
 }
+
+// SetJournalMaxWaiting bounds the objects a resume journal holds until their segment completes;
+// the returned func restores the default.
+func SetJournalMaxWaiting(n int) func() {
+	old := journalMaxWaiting
+	journalMaxWaiting = n
+	return func() { journalMaxWaiting = old }
+}

@@ -99,6 +99,7 @@ type resumer struct {
 	mu      sync.Mutex
 	done    map[string]archive.SegmentInfo
 	waiting []manifest.Item
+	dropped int64 // settled objects not journaled (journalMaxWaiting)
 	seq     int
 	last    time.Time
 	warned  bool
@@ -256,6 +257,16 @@ func (r *resumer) settled(it manifest.Item) {
 		return
 	}
 	r.mu.Lock()
+	if len(r.waiting) >= journalMaxWaiting {
+		// The open segment holds more objects than a journal keeps waiting for it (small objects in
+		// a large segment): these are not journaled, so memory stays bounded; an interrupted run
+		// downloads them again.
+		if r.dropped++; r.dropped == 1 {
+			r.log.Info("resume journal: the open segment holds many small objects; the next ones are not journaled until it completes", "bucket", r.bucket, "waiting", len(r.waiting))
+		}
+		r.mu.Unlock()
+		return
+	}
 	r.waiting = append(r.waiting, it)
 	due := r.now().Sub(r.last) >= journalInterval
 	r.mu.Unlock()
@@ -263,6 +274,11 @@ func (r *resumer) settled(it manifest.Item) {
 		r.flush()
 	}
 }
+
+// journalMaxWaiting bounds the objects held for the journal until their segment completes. A
+// segment (512 MiB by default) usually completes every few thousand objects; only with very small
+// objects does the bound apply, and then the objects beyond it are simply not resumable.
+var journalMaxWaiting = 16384
 
 // segmentDone is the writer's OnSegment callback.
 func (r *resumer) segmentDone(g archive.SegmentInfo) {

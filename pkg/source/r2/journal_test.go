@@ -283,3 +283,21 @@ func TestResumeDamagedJournal(t *testing.T) {
 	}
 	restoreAndCompare(t, e, m, model)
 }
+
+// TestResumeJournalBounded: when more objects wait for the open segment than the journal keeps
+// (small objects in a large segment), the journal holds only the bound — memory does not grow with
+// the bucket — and the resumed run fetches what was not journaled, restoring everything.
+func TestResumeJournalBounded(t *testing.T) {
+	defer r2.SetJournalMaxWaiting(2)()
+	e, model := resumeEnv(t, 300)
+	interruptAfterJournals(t, e, e.secret, 2)
+	j := readJournals(t, e.st, e.secret)
+	if len(j.keys) == 0 || len(j.keys) > 2*len(j.objs) {
+		t.Fatalf("%d journal object(s) hold %d objects, at most 2 each", len(j.objs), len(j.keys))
+	}
+	m, st, _ := backupRecording(t, e, e.secret)
+	if st.Resumed != int64(len(j.keys)) || st.Fetched != int64(len(model)-len(j.keys)) {
+		t.Fatalf("resumed backup: %+v, journal held %d objects", st, len(j.keys))
+	}
+	restoreAndCompare(t, e, m, model)
+}
