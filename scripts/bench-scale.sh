@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale benchmark of R2 incrementals (docs/SCALE.md): for each N, a synthetic parent snapshot of
+# Scale benchmark of R2 incrementals (docs/R2.md, "Scale"): for each N, a synthetic parent snapshot of
 # N objects (setup), then a no-change incremental, a 5 %-changed one, verify --read-data of the newest
 # and a prune that keeps only it, each phase in its own process under /usr/bin/time for wall time and
 # peak RSS; requests are counted by the benchmark's server (bucket listing and GETs).
