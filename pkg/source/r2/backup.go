@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) 
 	}
 	if len(o.Keys) > 0 {
 		bb.objs = onlyKeys(bb.objs, o.Keys)
+	}
+	if s.Shard != nil { // a sharded run: this process keeps its shard's keys (docs/SHARDING.md)
+		bb.objs = slices.DeleteFunc(bb.objs, func(ob Object) bool { return !s.Shard(ob.Key) })
 	}
 	keys := make([]string, len(bb.objs))
 	for i, ob := range bb.objs {
