@@ -242,6 +242,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdMigrate(f, nil),
 		NewCmdVersion(f),
 		NewCmdApprove(f), NewCmdPlans(f), NewCmdApprovers(f),
+		NewCmdShard(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {
