@@ -201,11 +201,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 		pr = &lockedProgress{p: pr}
 	}
 	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr}
-	save := e.Repo.SaveManifest
-	if o.shard != nil {
-		e.shardSession(o.shard, sess)
-		save = func(ctx context.Context, m *manifest.Manifest) error { return e.saveShard(ctx, o.shard, m) }
-	}
+	save := e.saver(o, sess)
 	if err := cr.run(ctx, sess, plan.Captures(), conc); err != nil {
 		pr.Finish()
 		return nil, err

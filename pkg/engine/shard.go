@@ -263,9 +263,16 @@ type shardRun struct {
 	sh  Shard
 }
 
-func (e *Engine) shardSession(sr *shardRun, sess *Session) {
+// saver is how Backup commits: the snapshot's manifest, or — for a shard, whose session then keeps
+// the shard's keys and sees the shard's parents — its partial.
+func (e *Engine) saver(o BackupOptions, sess *Session) func(context.Context, *manifest.Manifest) error {
+	sr := o.shard
+	if sr == nil {
+		return e.Repo.SaveManifest
+	}
 	sess.Shard = sr.sh.Keeps
 	sess.SnapshotView = shardView(sr.sh, e.log().Warn)
+	return func(ctx context.Context, m *manifest.Manifest) error { return e.saveShard(ctx, sr, m) }
 }
 
 // ShardBackupResult is what one shard's backup did.
