@@ -27,8 +27,9 @@ type BackupOptions struct {
 	StorageClass string
 	// Concurrency bounds the captures run at once (0: the concurrency setting, else 4).
 	Concurrency int
-	// Shard and Run are --shard I/N and --run ID (shard.go).
-	Shard, Run string
+	// Shard and Run are --shard I/N and --run ID; ShardIndex and Shards the 0-based form (shard.go).
+	Shard, Run, ShardIndex string
+	Shards                 int
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component

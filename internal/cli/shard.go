@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -20,11 +21,23 @@ const shardRunEnv = "CFBACKUP_SHARD_RUN"
 // bindShardFlags adds --shard and --run to backup.
 func bindShardFlags(fs *pflag.FlagSet, o *BackupOptions) {
 	fs.StringVar(&o.Shard, "shard", "", "back up only shard I of N of the R2 keys (I/N, e.g. 2/3), into a partial merged once all N committed (docs/SHARDING.md)")
+	fs.StringVar(&o.ShardIndex, "shard-index", "", "with --shards N: this shard's 0-based index, as schedulers number them (Kubernetes $(JOB_COMPLETION_INDEX), Nomad ${NOMAD_ALLOC_INDEX}); same as --shard INDEX+1/N")
+	fs.IntVar(&o.Shards, "shards", 0, "with --shard-index: N, the number of shards of the run")
 	fs.StringVar(&o.Run, "run", "", "with --shard: the run id every shard of one run shares (env "+shardRunEnv+"; e.g. the Job name, ${{ github.run_id }})")
 }
 
 // shardFromFlags parses --shard and --run (or CFBACKUP_SHARD_RUN); nil without --shard.
 func shardFromFlags(o *BackupOptions) (*engine.Shard, string, error) {
+	if o.ShardIndex != "" || o.Shards != 0 {
+		if o.Shard != "" {
+			return nil, "", usageError{fmt.Errorf("give either --shard I/N or --shard-index K --shards N, not both")}
+		}
+		k, err := strconv.Atoi(o.ShardIndex)
+		if err != nil || k < 0 || o.Shards < 1 || k >= o.Shards {
+			return nil, "", usageError{fmt.Errorf("--shard-index %q --shards %d: give a 0-based index below N and N ≥ 1 (e.g. --shard-index 0 --shards 3)", o.ShardIndex, o.Shards)}
+		}
+		o.Shard = strconv.Itoa(k+1) + "/" + strconv.Itoa(o.Shards)
+	}
 	if o.Shard == "" {
 		if o.Run != "" {
 			return nil, "", usageError{fmt.Errorf("--run names a sharded run: give --shard I/N too")}
