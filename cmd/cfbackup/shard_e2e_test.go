@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -330,4 +331,31 @@ func TestShardedBackupProcesses(t *testing.T) {
 			t.Fatalf("a refused merge wrote snapshots %v", ids)
 		}
 	})
+}
+
+// TestShardedBackupBenchmark times a single-process backup of the bucket against 3 shard processes
+// (merge included), alternating, each into a fresh repository, CFBACKUP_BENCH_SHARDS rounds:
+//
+//	CFBACKUP_BENCH_SHARDS=3 go test ./cmd/cfbackup -run TestShardedBackupBenchmark -v
+func TestShardedBackupBenchmark(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("CFBACKUP_BENCH_SHARDS"))
+	if testing.Short() || rounds < 1 {
+		t.Skip("set CFBACKUP_BENCH_SHARDS=ROUNDS")
+	}
+	b := newShardBed(t)
+	var ratios []float64
+	for r := range rounds {
+		vars := b.repo(fmt.Sprintf("bench-single-%d", r))
+		start := time.Now()
+		b.must(vars, "backup", "--component", "r2", "--r2-bucket", "src", "--no-progress")
+		single := time.Since(start)
+		vars = b.repo(fmt.Sprintf("bench-sharded-%d", r))
+		start = time.Now()
+		b.shards(vars, 3, "bench", all(3)...)
+		sharded := time.Since(start)
+		ratios = append(ratios, float64(sharded)/float64(single))
+		t.Logf("round %d: one process %v, 3 shards %v, ratio %.2f", r+1, single.Round(time.Millisecond), sharded.Round(time.Millisecond), ratios[r])
+	}
+	slices.Sort(ratios)
+	t.Logf("median ratio sharded/single over %d rounds: %.2f", rounds, ratios[len(ratios)/2])
 }
