@@ -228,6 +228,43 @@ func TestShardedBackupProcesses(t *testing.T) {
 			t.Fatalf("%d partial manifest(s) left after the merge", n)
 		}
 		sameTree(t, "merged snapshot", b.restored(vars, "latest"), want)
+		// restore --shard I/3 by 3 processes at once, each into its own directory: together they
+		// restore every object once (and the metadata file's lines between them).
+		union := map[string]string{}
+		var lines []string
+		var wg sync.WaitGroup
+		dirs := make([]string, 4)
+		for i := 1; i <= 3; i++ {
+			dirs[i] = t.TempDir()
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if out, errs, code := b.e.runEnv(vars, "restore", "latest", "--component", "r2", "--r2-bucket", "src", "--to-dir", dirs[i], "--shard", fmt.Sprintf("%d/3", i), "--no-progress"); code != 0 {
+					t.Errorf("restore --shard %d/3: exit %d\n%s%s", i, code, out, errs)
+				}
+			}(i)
+		}
+		wg.Wait()
+		for i := 1; i <= 3; i++ {
+			for k, v := range hashTree(t, dirs[i]) {
+				if k == "%cfbackup-objects.jsonl" {
+					continue
+				}
+				if _, dup := union[k]; dup || engine.ShardOf(filepath.ToSlash(k), 3) != i {
+					t.Fatalf("restore --shard %d/3 wrote %s (dup %v, its shard %d)", i, k, dup, engine.ShardOf(filepath.ToSlash(k), 3))
+				}
+				union[k] = v
+			}
+			raw, err := os.ReadFile(filepath.Join(dirs[i], "%cfbackup-objects.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, strings.Split(strings.TrimSpace(string(raw)), "\n")...)
+		}
+		slices.Sort(lines)
+		sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+		union["%cfbackup-objects.jsonl"] = hex.EncodeToString(sum[:])
+		sameTree(t, "restore --shard 1/3 + 2/3 + 3/3", union, want)
 	})
 
 	t.Run("killed shard rerun", func(t *testing.T) {
