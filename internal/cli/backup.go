@@ -27,6 +27,9 @@ type BackupOptions struct {
 	StorageClass string
 	// Concurrency bounds the captures run at once (0: the concurrency setting, else 4).
 	Concurrency int
+	// Shard and Run are --shard I/N and --run ID; ShardIndex and Shards the 0-based form (shard.go).
+	Shard, Run, ShardIndex string
+	Shards                 int
 
 	// comps are the registered components (pkg/source), each holding its own flags.
 	comps map[string]source.Component
@@ -77,6 +80,7 @@ no identity (data is encrypted to the repository's recipients).
 	cmd.Flags().StringVar(&o.StorageClass, "storage-class", "", "S3 storage class of the new segments: "+strings.Join(store.S3Classes, ", ")+" (R2: "+strings.Join(store.R2Classes, ", ")+"); overrides storage_class (docs/STORAGE_CLASSES.md)")
 	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 0, "captures (D1 databases, DO namespaces, R2 buckets, components) run at once (env CFBACKUP_CONCURRENCY; default 4; 1 = one after another)")
 	cmd.Flags().StringArrayVar(&o.CopyTo, "copy-to", nil, "after the backup, copy the snapshot to this replica (a name from the config file, or a location); repeatable")
+	bindShardFlags(cmd.Flags(), o)
 	o.comps = bindComponents(source.VerbBackup, cmd.Flags())
 	return cmd
 }
@@ -118,6 +122,10 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	defer unlock()
 	ctx := cmd.Context()
 	labels, err := parseLabels(o.Labels)
+	if err != nil {
+		return err
+	}
+	sh, run, err := shardFromFlags(o)
 	if err != nil {
 		return err
 	}
@@ -174,6 +182,9 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 		}
 		plan.PrintText(out)
 		return nil
+	}
+	if sh != nil {
+		return shardBackup(cmd, o, eng, plan, bo, *sh, run)
 	}
 	m, err := eng.Backup(ctx, plan, bo)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 var exitClasses = map[int]string{
 	ExitFailure: "failure", ExitUsage: "usage", ExitRepository: "repository", ExitKey: "key", ExitCloudflare: "cloudflare",
 	ExitIntegrity: "integrity", ExitNotFound: "not found", ExitRefused: "refused", ExitDiffers: "differs", ExitLocked: "locked",
-	ExitPolicy: "policy", ExitProtected: "protected", ExitInterrupted: "interrupted",
+	ExitPolicy: "policy", ExitProtected: "protected", ExitIncomplete: "incomplete", ExitInterrupted: "interrupted",
 }
 
 // errorClass is what the audit trail says about a failed run: the exit status's class, then the

@@ -22,6 +22,7 @@ const (
 	ExitLocked      = 10  // another process holds a conflicting repository lock; nothing was changed
 	ExitPolicy      = 11  // prune --enforce: a snapshot outlives its retention policy or a required one is missing
 	ExitProtected   = 12  // restore into a protected target: approval needed (plan written), invalid, or test-restore gate
+	ExitIncomplete  = 13  // shard merge: not every shard of the run has committed yet; nothing was merged
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM); no snapshot was written
 )
 
@@ -39,6 +40,7 @@ var classExit = map[*errclass.Class]int{
 	errclass.Locked:      ExitLocked,
 	errclass.Policy:      ExitPolicy,
 	errclass.Protected:   ExitProtected,
+	errclass.Incomplete:  ExitIncomplete,
 	errclass.Usage:       ExitUsage,
 	errclass.Integrity:   ExitIntegrity,
 	errclass.Repository:  ExitRepository,

@@ -64,6 +64,7 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 		{"DoctorMessage", 4, []string{"doctor", "--role", "backup-host", "--component", "d1", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		{"DoctorMessage", 4, []string{"doctor", "--role", "auditor"}}, // the harness holds the writer secret and a token: excesses
 		{"ErrorMessage", 2, []string{"doctor", "--role", "nosuch"}},
+		{"ErrorMessage", 13, []string{"shard", "merge", "--run", "never-ran", "--shards", "2", "--identity-file", filepath.Join(h.dir, "key.txt")}},
 		// After a real prune, a restore, a test-restore and a copy: pruned snapshots, activity runs and drills filled in.
 		{"PruneMessage", 0, []string{"prune", "--keep-last", "1"}},
 		{"Report", 0, []string{"report"}},

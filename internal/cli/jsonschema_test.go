@@ -67,6 +67,8 @@ func JSONMessages() []JSONMessage {
 		{Name: "MigrateMessage", MessageType: msgSummary, Commands: []string{"migrate"}, Type: t(MigrateMessage{}), About: "the format upgrade"},
 		{Name: "BackupPlanMessage", MessageType: msgPlan, Commands: []string{"backup --dry-run"}, Type: t(BackupPlanMessage{}), About: "what each component would capture"},
 		{Name: "BackupSummaryMessage", MessageType: msgSummary, Commands: []string{"backup"}, Type: t(BackupSummaryMessage{}), About: "the snapshot saved and its copies"},
+		{Name: "ShardBackupMessage", MessageType: msgShard, Commands: []string{"backup --shard I/N"}, Type: t(ShardBackupMessage{}), About: "one shard's partial, and the merge when it completed the run (docs/SHARDING.md)"},
+		{Name: "ShardMergeMessage", MessageType: msgShardMerge, Commands: []string{"shard merge"}, Type: t(ShardMergeMessage{}), About: "the sharded run's one snapshot"},
 		{Name: "TestRestoreMessage", MessageType: "test_restore", Commands: []string{"test-restore"}, Type: t(TestRestoreMessage{}), About: "every source's checks and problems"},
 		{Name: "PointInTimePlanMessage", MessageType: msgPlan, Commands: []string{"restore --at T --dry-run"}, Type: t(PointInTimePlanMessage{}), About: "the snapshot each component would be restored from"},
 		{Name: "RestorePlanMessage", MessageType: msgPlan, Commands: []string{"restore --dry-run (every component)"}, Type: t(restorePlanMessage{}), About: "the component's restore plan under \"plan\" (its type below: d1.RestorePlanJSON, d1.RewindPlanJSON, r2.RestorePlanJSON, durableobject.RestorePlanJSON, config.RestorePlanJSON, kv.RestorePlanJSON)"},

@@ -237,6 +237,9 @@ func pruneRun(cmd *cobra.Command, o *PruneOptions) error {
 	if res.TempFilesDeleted > 0 {
 		fmt.Fprintf(out, "Temporary files of interrupted writes older than the grace period: %d (included above).\n", res.TempFilesDeleted)
 	}
+	for _, sp := range res.StaleShards {
+		fmt.Fprintf(out, "  stale partial (%s): %s\n", strings.ToLower(verb), sp)
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintf(out, "  VIOLATION: %s\n", v)
 	}

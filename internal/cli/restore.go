@@ -29,6 +29,8 @@ type RestoreOptions struct {
 	Prefix    string
 	// Plan and BreakGlass are the approval flags of protected targets (restore_approval.go).
 	Plan, BreakGlass string
+	// Shard is --shard I/N (shard.go).
+	Shard string
 
 	// at is the point in time a component that rewinds the account's history goes back to
 	// (source.Rewinder, D1's --time-travel).
@@ -121,6 +123,7 @@ docs/APPROVAL.md, also for the test-restore gate.`,
 	fl.BoolVar(&o.NoSafety, "no-safety-snapshot", false, "do not back up the live data before overwriting it (not recommended)")
 	fl.StringVar(&o.Prefix, "prefix", "", "r2, kv: restore only keys that start with this prefix")
 	addApprovalFlags(fl, o)
+	addRestoreShardFlag(fl, o)
 	o.comps = bindComponents(source.VerbRestore, fl)
 	return cmd
 }
@@ -185,6 +188,10 @@ func resolveAt(cmd *cobra.Command, o *RestoreOptions, t timespec.Time) error {
 // the plan (--dry-run) or the outcome.
 func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Component) error {
 	ctx := cmd.Context()
+	shard, err := restoreShard(o)
+	if err != nil {
+		return err
+	}
 	if fc, ok := comp.(source.FlagChecker); ok {
 		if err := fc.CheckFlags(source.VerbRestore, cmd.Flags()); err != nil {
 			return err
@@ -209,7 +216,7 @@ func restoreComponent(cmd *cobra.Command, o *RestoreOptions, comp source.Compone
 	eng := o.f.Engine(r)
 	res, err := eng.Restore(ctx, comp, o.f.Env(), engine.RestoreOptions{
 		Snapshot: o.Snapshot, At: o.at, Identities: ids, Prefix: o.Prefix, ToDir: o.ToDir,
-		Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety, Confirm: confirmOnTerminal(o.f), Notes: o.f.IO.Err, Gate: gate,
+		Yes: o.Yes, DryRun: o.DryRun, NoSafety: o.NoSafety, Confirm: confirmOnTerminal(o.f), Notes: o.f.IO.Err, Gate: gate, Shard: shard,
 	})
 	snapshot := ""
 	if res != nil && res.Snapshot != nil {

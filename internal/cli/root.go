@@ -242,6 +242,7 @@ CLOUDFLARE_API_TOKEN, AWS_SECRET_ACCESS_KEY, CFBACKUP_R2_SECRET_ACCESS_KEY, CFBA
 		NewCmdMigrate(f, nil),
 		NewCmdVersion(f),
 		NewCmdApprove(f), NewCmdPlans(f), NewCmdApprovers(f),
+		NewCmdShard(f),
 	)
 	addHookFlags(root)
 	for _, c := range root.Commands() {
@@ -260,8 +261,8 @@ Exit status:
   0 success · 1 failure · 2 usage error · 3 repository missing/exists/unsupported · 4 key problem
   5 Cloudflare API error · 6 integrity failure · 7 not found · 8 refused (target exists)
   9 config differs (restore --diff) · 10 repository locked · 11 retention policy violated (prune --enforce)
-  12 protected target: approval or test-restore needed (docs/APPROVAL.md) · 130 interrupted
-  (docs/EXIT_CODES.md)`
+  12 protected target: approval or test-restore needed (docs/APPROVAL.md)
+  13 sharded run incomplete (shard merge) · 130 interrupted (docs/EXIT_CODES.md)`
 
 func appendExitCodes(c *cobra.Command) {
 	if c.Runnable() && !strings.Contains(c.Long, "Exit status:") {

@@ -33,7 +33,7 @@ var secretKeys = map[string]string{
 // of the audit trail, the Worker's own secret (set for wrangler and the test harness), profiling
 // (cmd/cfbackup/profile.go), the test harnesses, and the scheduling examples' wrappers.
 var extraEnv = []string{
-	"CFBACKUP_CONFIG", "CFBACKUP_ACTOR", "CFBACKUP_SECRET",
+	"CFBACKUP_CONFIG", "CFBACKUP_ACTOR", "CFBACKUP_SECRET", "CFBACKUP_SHARD_RUN",
 	"CFBACKUP_CPUPROFILE", "CFBACKUP_MEMPROFILE", "CFBACKUP_TRACE", "CFBACKUP_HEAPAT",
 	"CFBACKUP_VERSITYGW", "CFBACKUP_KEEP_REPORT",
 	// The scheduling examples' wrappers (cron script, systemd units, CI pipelines; docs/SCHEDULING.md)

@@ -84,7 +84,7 @@ func TestRoleBucketPolicies(t *testing.T) {
 			t.Errorf("%s: must never delete: the policy must deny DeleteObject on the whole repository and allow it nowhere (allows %q, denies %q)", r.Name, allowDel, denyDel)
 		}
 		for _, p := range r.Puts {
-			if !strings.HasPrefix(p, "(") && !slices.Contains(append(layout.Swept(), layout.Snapshots, layout.Audit, layout.Locks, layout.VerifyRecords, layout.Holds, layout.Doctor, layout.Marks, layout.Rotations, layout.Plans, layout.Approvals, layout.Approvers), p) {
+			if !strings.HasPrefix(p, "(") && !slices.Contains(append(layout.Swept(), layout.Snapshots, layout.Audit, layout.Locks, layout.VerifyRecords, layout.Holds, layout.Doctor, layout.Marks, layout.Rotations, layout.Plans, layout.Approvals, layout.Approvers, layout.Shards), p) {
 				t.Errorf("%s: %q is no layout prefix", r.Name, p)
 			}
 		}

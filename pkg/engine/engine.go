@@ -102,6 +102,8 @@ type BackupOptions struct {
 	// Concurrency bounds how many captures run at once (0: DefaultConcurrency; 1: one after
 	// another, in plan order, on one archive writer).
 	Concurrency int
+
+	shard *shardRun // set by BackupShard: the manifest is one shard's partial (shard.go)
 }
 
 // concurrency is how many of captures run at once.
@@ -200,6 +202,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	}
 	sess := &Session{SnapshotID: m.ID, Repo: e.Repo, Log: e.log(), Progress: pr, Recipients: rcp}
 	defer sess.Close()
+	save := e.saver(o, sess)
 	if err := cr.run(ctx, sess, plan.Captures(), conc); err != nil {
 		pr.Finish()
 		return nil, err
@@ -237,7 +240,7 @@ func (e *Engine) Backup(ctx context.Context, plan *BackupPlan, o BackupOptions) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := e.Repo.SaveManifest(ctx, m); err != nil {
+	if err := save(ctx, m); err != nil {
 		return nil, err
 	}
 	m.SetStore(e.Repo.Store)

@@ -273,6 +273,9 @@ func (e *Engine) sweep(ctx context.Context, lk store.ObjectLocker, o PruneOption
 			referenced[k] = true
 		}
 	}
+	if err := e.protectPartials(ctx, o.DryRun, now, snaps, referenced, res); err != nil {
+		return err
+	}
 	objs := map[string]store.ObjectInfo{}
 	for _, p := range layout.Swept() {
 		if err := e.Repo.Store.List(ctx, p, func(oi store.ObjectInfo) error {

@@ -38,6 +38,9 @@ type RestoreOptions struct {
 	// confirmed or written, and may refuse it (two-person approval and the test-restore gate for
 	// protected targets, docs/APPROVAL.md). m is nil for a component that rewinds.
 	Gate func(ctx context.Context, m *manifest.Manifest, plan source.RestorePlan) error
+	// Shard, when set, restores only the objects whose key falls in this shard (restore --shard I/N,
+	// docs/SHARDING.md): N processes restore a selection together.
+	Shard *Shard
 }
 
 // RestoreOutcome is what a restore did (or, with DryRun, would do).
@@ -142,6 +145,9 @@ func (e *Engine) restoreRequest(ctx context.Context, comp source.Component, o Re
 	cat, err := e.streamCatalogue(ctx, m, o.Identities)
 	if err != nil {
 		return nil, req, err
+	}
+	if o.Shard != nil {
+		cat = shardCatalogue(cat, *o.Shard)
 	}
 	req.Snapshot, req.Catalogue, req.Open = m, cat, e.countingOpener(m, o.Identities, read)
 	return m, req, nil

@@ -37,6 +37,8 @@ var (
 	// Protected: a restore into a protected target needs a valid two-person approval or a passed
 	// test-restore first (docs/APPROVAL.md); nothing was changed.
 	Protected = &Class{"protected target", 3}
+	// Incomplete: a sharded run is not complete yet (a shard has not committed); nothing was merged.
+	Incomplete = &Class{"incomplete", 3}
 	// Usage: a flag, argument, setting or option value is malformed.
 	Usage = &Class{"invalid option", 4}
 	// Integrity: stored or restored data does not match what was recorded, or is not authentic.
@@ -57,7 +59,7 @@ var (
 
 // Classes lists every class, most specific first.
 func Classes() []*Class {
-	return []*Class{Interrupted, Differs, Locked, Policy, Protected, Usage, Integrity, Repository, Key, NotFound, Refused, Remote, Failure}
+	return []*Class{Interrupted, Differs, Locked, Policy, Protected, Incomplete, Usage, Integrity, Repository, Key, NotFound, Refused, Remote, Failure}
 }
 
 type sentinel struct {

@@ -101,9 +101,9 @@ const (
 func Swept() []string { return []string{Segments, Indexes, Catalogues, Journals} }
 
 // Bookkeeping lists the prefixes of short-lived objects their holder must be able to delete when it
-// is done (locks, prune marks, resume journals, rotation journals, doctor's scratch objects); Object
-// Lock retention never applies to them.
-func Bookkeeping() []string { return []string{Locks, Marks, Journals, Rotations, Doctor} }
+// is done (locks, prune marks, resume journals, rotation journals, doctor's scratch objects, partial
+// manifests of sharded runs); Object Lock retention never applies to them.
+func Bookkeeping() []string { return []string{Locks, Marks, Journals, Rotations, Doctor, Shards} }
 
 // RotationJournalKey is the key of the journal of a rotation of kind ("rewrap", "writer"): one per
 // kind, so a rerun finds it without listing.

@@ -110,6 +110,9 @@ type Prune struct {
 	TempFilesDeleted int `json:"temp_files_deleted,omitempty"`
 	// RetentionExtended counts objects of kept snapshots whose Object Lock retention prune extended.
 	RetentionExtended int `json:"retention_extended,omitempty"`
+	// StaleShards are partial manifests of sharded runs never merged and older than a week, which
+	// this run removed (would remove, in a dry run); docs/SHARDING.md.
+	StaleShards []string `json:"stale_shards,omitempty"`
 	// RecordKey is where the record was written ("" in a dry run).
 	RecordKey string `json:"record_key,omitempty"`
 }

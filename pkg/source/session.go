@@ -34,6 +34,11 @@ type Session struct {
 	// Recipients encrypt the streamed catalogue the captures' items are written to (the engine sets
 	// them on the root; forks share them).
 	Recipients []age.Recipient
+	// Shard, when set, keeps only the keys of one shard of a sharded run (docs/SHARDING.md): captures
+	// that can split their key space (R2) drop the others after listing. Forks share it.
+	Shard func(key string) bool
+	// SnapshotView, when set, rewrites what Snapshots returns once (a shard sees its own parents).
+	SnapshotView func([]*manifest.Manifest) []*manifest.Manifest
 
 	mu      sync.Mutex
 	sources []manifest.Source
@@ -57,7 +62,7 @@ type Session struct {
 // sequential backup would, whatever finishes first.
 func (s *Session) Fork(w *archive.Writer, order int) *Session {
 	root := s.base()
-	f := &Session{SnapshotID: s.SnapshotID, Writer: w, Repo: s.Repo, Log: s.Log, Progress: s.Progress, Recipients: root.Recipients, root: root, order: order}
+	f := &Session{SnapshotID: s.SnapshotID, Writer: w, Repo: s.Repo, Log: s.Log, Progress: s.Progress, Recipients: root.Recipients, Shard: s.Shard, root: root, order: order}
 	root.mu.Lock()
 	root.forks = append(root.forks, f)
 	root.mu.Unlock()
@@ -83,6 +88,9 @@ func (s *Session) Snapshots(ctx context.Context) ([]*manifest.Manifest, error) {
 			return nil, err
 		}
 		s.snaps = append([]*manifest.Manifest{}, snaps...)
+		if s.SnapshotView != nil {
+			s.snaps = s.SnapshotView(s.snaps)
+		}
 	}
 	return s.snaps, nil
 }

@@ -89,7 +89,7 @@ function crontab(file, out) {
   return bad;
 }
 
-const subcommands = "backup|verify|test-restore|prune";
+const subcommands = "backup|verify|test-restore|prune|shard merge";
 
 // Arguments of a shell-ish command tail: quoted strings stay one word; a word holding a shell or
 // systemd expansion becomes "x" (a value, never a flag); cron's \% is %.
@@ -104,11 +104,13 @@ function commands(files) {
   const out = [];
   for (const file of files) {
     const text = readFileSync(file, "utf8");
-    if (/\.ya?ml$/.test(file) && /^kind:\s*CronJob/m.test(text)) {
+    if (/\.ya?ml$/.test(file) && /^kind:\s*(CronJob|Job)/m.test(text)) {
       for (const doc of parseAllDocuments(text, { version: "1.1" })) {
-        const spec = doc.toJS()?.spec?.jobTemplate?.spec?.template?.spec ?? {};
+        const obj = doc.toJS();
+        const spec = (obj?.kind === "Job" ? obj?.spec?.template?.spec : obj?.spec?.jobTemplate?.spec?.template?.spec) ?? {};
         for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
-          if (c.args) out.push({ file, args: c.args.map(String) });
+          // $(VAR) is the kubelet's expansion of an environment variable (an index: a number).
+          if (c.args) out.push({ file, args: c.args.map((a) => String(a).replace(/\$\([A-Z_]+\)/g, "0")) });
         }
       }
       continue;

@@ -92,7 +92,7 @@ func Backup(ctx context.Context, c *Client, s *source.Session, o BackupOptions) 
 	if conc <= 0 {
 		conc = DefaultConcurrency
 	}
-	ls, err := spoolListing(ctx, c, o)
+	ls, err := spoolListing(ctx, c, o, s.Shard)
 	if err != nil {
 		return bb.st, fmt.Errorf("list bucket %s: %w", o.Bucket, err)
 	}
