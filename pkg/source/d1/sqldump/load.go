@@ -80,6 +80,19 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	ins := &insertCache{conn: conn}
 	defer ins.close()
+	// exec runs one step for statement st, naming it in the error; a refusal by the guards is
+	// ErrNotAllowed.
+	exec := func(st *Statement, f func() error) error {
+		g.begin()
+		err := f()
+		if denied := g.end(); denied != "" {
+			return fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, excerpt(st.SQL), denied)
+		}
+		if err != nil {
+			return fmt.Errorf("statement %d (%s): %w", st.Number, excerpt(st.SQL), err)
+		}
+		return nil
+	}
 	ra := startReadAhead(r, opts.MaxStatement)
 	defer ra.stop()
 	for {
@@ -98,13 +111,8 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 			stats.Skipped++
 			continue
 		}
-		g.begin()
-		err = ins.run(ctx, tx, it)
-		if denied := g.end(); denied != "" {
-			return stats, fmt.Errorf("%w: statement %d (%s): SQLite refused %s", ErrNotAllowed, st.Number, excerpt(st.SQL), denied)
-		}
-		if err != nil {
-			return stats, fmt.Errorf("statement %d (%s): %w", st.Number, excerpt(st.SQL), err)
+		if err := ins.run(ctx, tx, it, exec); err != nil {
+			return stats, err
 		}
 		stats.Statements++
 		stats.Bytes += int64(len(st.SQL))
@@ -114,6 +122,9 @@ func Load(ctx context.Context, conn *sql.Conn, r io.Reader, opts LoadOptions) (s
 		case CreateTable:
 			stats.Tables++
 		}
+	}
+	if err := ins.flush(exec); err != nil {
+		return stats, err
 	}
 	stats.Bound = ins.bound
 	if !opts.SkipForeignKeyCheck {
