@@ -68,9 +68,10 @@ type insertCache struct {
 type execFunc func(st *Statement, f func() error) error
 
 // run executes one dump statement: a literal INSERT joins the pending batch (run when full, or when
-// a statement of another shape comes), anything else runs as text after the pending rows.
+// a statement of another shape comes); after the pending rows, a fixup UPDATE runs bound to its
+// template (fastupdate.go) and anything else as text.
 func (c *insertCache) run(ctx context.Context, tx *sql.Tx, it *scanned, exec execFunc) error {
-	if it.head != "" {
+	if it.head != "" && !it.whole {
 		if len(c.pend) > 0 && (c.pend[0].head != it.head || len(c.pend[0].args) != len(it.args)) {
 			if err := c.flush(exec); err != nil {
 				return err
@@ -84,6 +85,9 @@ func (c *insertCache) run(ctx context.Context, tx *sql.Tx, it *scanned, exec exe
 	}
 	if err := c.flush(exec); err != nil {
 		return err
+	}
+	if it.head != "" {
+		return exec(&it.st, func() error { return c.exec([]*scanned{it}) })
 	}
 	return exec(&it.st, func() error {
 		_, err := tx.ExecContext(ctx, it.st.SQL)
@@ -138,6 +142,9 @@ func (c *insertCache) exec(rows []*scanned) (err error) {
 		}
 	}
 	key := stmtKey{head: rows[0].head, cols: len(rows[0].args), rows: len(rows)}
+	if rows[0].whole {
+		key.rows = 0 // the head is the whole statement
+	}
 	ctx := context.Background()
 	err = c.conn.Raw(func(dc any) error {
 		stmt := c.stmts[key]
@@ -170,8 +177,12 @@ func (c *insertCache) exec(rows []*scanned) (err error) {
 	return err
 }
 
-// placeholders is the head followed by k.rows groups (?,?,…) of k.cols values.
+// placeholders is the head followed by k.rows groups (?,?,…) of k.cols values (the head alone for
+// rows 0: an UPDATE's template).
 func placeholders(k stmtKey) string {
+	if k.rows == 0 {
+		return k.head
+	}
 	q := make([]byte, 0, len(k.head)+k.rows*(2*k.cols+2))
 	q = append(q, k.head...)
 	for r := range k.rows {

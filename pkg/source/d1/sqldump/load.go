@@ -30,8 +30,8 @@ type LoadStats struct {
 	Tables     int64 // CREATE TABLE statements
 	Skipped    int64 // transaction-control statements skipped (Load runs its own transaction)
 	Bytes      int64 // SQL bytes executed
-	// Bound counts the INSERTs whose literals were bound to a cached prepared statement instead of
-	// being compiled as text (fastinsert.go); the rest of Rows took the text path.
+	// Bound counts the INSERTs (and fixup UPDATEs, fastupdate.go) whose literals were bound to a
+	// cached prepared statement instead of being compiled as text (fastinsert.go).
 	Bound int64
 }
 
