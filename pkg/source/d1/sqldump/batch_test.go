@@ -91,3 +91,20 @@ func TestInsertBatchRefusedNamesStatement(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestOpenFileMapsPages: a restore target reads its pages through a memory map (mmapSize), which
+// SQLite silently caps (at 0 where it was built without mmap).
+func TestOpenFileMapsPages(t *testing.T) {
+	db, err := OpenFile(filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRow("PRAGMA mmap_size").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != mmapSize {
+		t.Fatalf("mmap_size %d, want %d", n, mmapSize)
+	}
+}
