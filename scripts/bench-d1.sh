@@ -5,7 +5,10 @@
 #   BENCH_USERS  users to seed (default 100000 ≈ 1M auth_events, a 280 MiB dump)
 #   BENCH_RUNS   runs of each restore measurement; the median is printed (default 3)
 #   BENCH_BASE   a git revision (e.g. main): also time restore --to-file with cfbackup built from it
-#   BENCH_D1     1: also restore into a new D1 database on cfemu (--to-database): the API side
+#   BENCH_FULL   1: also time restore --to-file --full-check (integrity_check instead of quick_check)
+#   BENCH_D1     1: also restore into a new D1 database on cfemu (--to-database), split into the CPU
+#                cfbackup spends (building the SQL twice, MD5, upload) and the CPU cfemu spends (the
+#                API side: receiving the upload, executing the import)
 # Binaries are built into the temporary directory, never into .bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,13 +53,16 @@ measure "verify --read-data" "$B/cfbackup" verify latest --read-data --no-progre
 sqlite3 "$dbfile" .dump >"$D/dump.sql"
 echo "dump.sql (sqlite3 .dump): $(($(stat -c %s "$D/dump.sql")/1048576)) MiB"
 # Each round restores with every contender back to back, so a busy machine slows them alike.
-: >"$D/t.cli"; : >"$D/t.new"; : >"$D/t.base"
+: >"$D/t.cli"; : >"$D/t.new"; : >"$D/t.base"; : >"$D/t.full"
 for i in $(seq "$RUNS"); do
   rm -f "$D"/r*.sqlite
   read -r s kb cpu < <(secs sh -c "sqlite3 '$D/rcli.sqlite' < '$D/dump.sql'"); echo "$s" >>"$D/t.cli"; report "  sqlite3 < dump.sql #$i" "$s" "$kb" "$cpu"
   read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-file "$D/rnew.sqlite" --no-progress); echo "$s" >>"$D/t.new"; report "  restore --to-file #$i" "$s" "$kb" "$cpu"
   if [ -n "${BENCH_BASE:-}" ]; then
     read -r s kb cpu < <(secs "$B/cfbackup-base" restore latest --to-file "$D/rbase.sqlite" --no-progress); echo "$s" >>"$D/t.base"; report "  $BENCH_BASE restore #$i" "$s" "$kb" "$cpu"
+  fi
+  if [ "${BENCH_FULL:-}" = 1 ]; then
+    read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-file "$D/rfull.sqlite" --full-check --no-progress); echo "$s" >>"$D/t.full"; report "  restore --full-check #$i" "$s" "$kb" "$cpu"
   fi
 done
 cli=$(median <"$D/t.cli"); new=$(median <"$D/t.new")
@@ -65,9 +71,19 @@ if [ -n "${BENCH_BASE:-}" ]; then
   base=$(median <"$D/t.base")
   printf 'median of %d: %s restore --to-file %.2f s: %.2fx the speed of sqlite3\n' "$RUNS" "$BENCH_BASE" "$base" "$(echo "$cli/$base" | bc -l)"
 fi
+if [ "${BENCH_FULL:-}" = 1 ]; then
+  full=$(median <"$D/t.full")
+  printf 'median of %d: restore --to-file --full-check %.2f s: %.2fx the speed of sqlite3\n' "$RUNS" "$full" "$(echo "$cli/$full" | bc -l)"
+fi
 if [ "${BENCH_D1:-}" = 1 ]; then
-  # Into D1 the import runs on the API's side: the time cfbackup spends building and uploading the
-  # import files is the restore minus the time cfemu logs for executing them (its import log).
-  measure "restore --to-database" "$B/cfbackup" restore latest --to-database bench-restored --create --yes --no-progress
+  # Into D1 the import runs on the API's side. The split: cfbackup's own CPU (building the SQL
+  # twice, MD5, upload) against cfemu's CPU over the same run (the API: taking the upload and
+  # executing the import), from /proc/PID/stat (utime+stime, clock ticks).
+  emucpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14+$15)/hz}' "/proc/$EMU/stat"; }
+  e0=$(emucpu)
+  read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-database bench-restored --create --yes --no-progress)
+  e1=$(emucpu)
+  report "restore --to-database" "$s" "$kb" "$cpu"
+  printf 'restore --to-database %.2f s wall: cfbackup CPU %.2f s (our code), cfemu CPU %.2f s (the API side: upload and import)\n' "$s" "$cpu" "$(echo "$e1-$e0" | bc -l)"
 fi
 "$B/cfbackup" list

@@ -52,8 +52,9 @@ SHA-256 while it is read; --dry-run prints the plan and changes nothing. Needs a
 
 --component d1 restores one D1 database, whole or only --table T, to exactly one target:
 
-  --to-file F.sqlite        a new local SQLite file; then PRAGMA integrity_check, foreign_key_check and
-                            every table's row count against the snapshot. Nothing is left at F on failure.
+  --to-file F.sqlite        a new local SQLite file; then PRAGMA quick_check (--full-check: integrity_check),
+                            foreign_key_check and every table's row count against the snapshot. Nothing is
+                            left at F on failure.
   --to-database DB          an existing, empty D1 database (name or UUID) through D1's import API;
     --create                 create DB first. Dumps over the import limit are split into several files.
                              --location-hint (wnam enam weur eeur apac oc) or --jurisdiction (eu fedramp us)

@@ -25,6 +25,7 @@ type restoreFlags struct {
 	database   string                   // --d1-database: the database in the snapshot (name or UUID)
 	tables     []string                 // --table
 	toFile     string                   // --to-file
+	fullCheck  bool                     // --full-check: integrity_check instead of quick_check
 	toDatabase string                   // --to-database
 	create     bool                     // --create
 	place      cloudflare.CreateOptions // --location-hint, --jurisdiction (with --create)
@@ -53,6 +54,7 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 		fs.StringVar(&r.database, "d1-database", "", "database in the snapshot (name or UUID); optional when the snapshot has one")
 		fs.StringSliceVar(&r.tables, "table", nil, "restore only these tables (repeatable)")
 		fs.StringVar(&r.toFile, "to-file", "", "restore into a new local SQLite file")
+		fs.BoolVar(&r.fullCheck, "full-check", false, "with --to-file: check the file with PRAGMA integrity_check, not quick_check (slower; see docs/D1.md)")
 		fs.StringVar(&r.toDatabase, "to-database", "", "restore into this D1 database (name or UUID), which must be empty")
 		fs.BoolVar(&r.create, "create", false, "with --to-database: create the database first")
 		fs.StringVar(&r.place.PrimaryLocationHint, "location-hint", "", "with --create: the new database's primary location (wnam, enam, weur, eeur, apac, oc)")

@@ -138,6 +138,9 @@ func (f restoreFlags) checkTarget(toDir string) error {
 	if f.create && f.toDatabase == "" {
 		return usage("--create goes with --to-database")
 	}
+	if f.fullCheck && f.toFile == "" {
+		return usage("--full-check checks a restored file: use it with --to-file F.sqlite (D1 checks its own imports)")
+	}
 	if (f.place.PrimaryLocationHint != "" || f.place.Jurisdiction != "") && !f.create {
 		return usage("--location-hint and --jurisdiction place a new database: use them with --to-database NAME --create")
 	}
@@ -215,16 +218,16 @@ func (p *restorePlan) Execute(ctx context.Context, x source.Execution) (*source.
 
 func (p *restorePlan) executeFile(ctx context.Context, x source.Execution) (*source.RestoreResult, error) {
 	x.Progress.Start("restore", p.json.Bytes)
-	res, err := RestoreToFile(ctx, p.open, p.sel, p.f.toFile)
+	res, err := RestoreToFileWith(ctx, p.open, p.sel, p.f.toFile, FileOptions{FullCheck: p.f.fullCheck})
 	x.Progress.Finish()
 	if err != nil {
 		return nil, err
 	}
 	return &source.RestoreResult{
 		JSON: FileSummary{MessageType: "summary", Snapshot: p.snap.ID, Database: p.src.Name, Target: p.json.Target, Tables: res.Tables,
-			Statements: res.Statements, Checks: "integrity_check ok, foreign_key_check ok, row counts match"},
-		Text: fmt.Sprintf("Restored D1 database %s from snapshot %s into %s: %d table(s), %d statement(s); integrity_check, foreign_key_check and row counts OK.\n",
-			p.src.Name, p.snap.ID, p.f.toFile, len(res.Tables), res.Statements),
+			Statements: res.Statements, Checks: res.Check + " ok, foreign_key_check ok, row counts match"},
+		Text: fmt.Sprintf("Restored D1 database %s from snapshot %s into %s: %d table(s), %d statement(s); %s, foreign_key_check and row counts OK.\n",
+			p.src.Name, p.snap.ID, p.f.toFile, len(res.Tables), res.Statements, res.Check),
 	}, nil
 }
 

@@ -50,7 +50,7 @@ func (c *component) TestRestore(ctx context.Context, env source.Env, req source.
 		}
 		path := filepath.Join(req.Scratch, src.ID+".sqlite")
 		_ = os.Remove(path)
-		fres, err := RestoreToFile(ctx, req.Open, sel, path)
+		fres, err := RestoreToFileWith(ctx, req.Open, sel, path, FileOptions{FullCheck: true}) // the drill checks everything
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -333,14 +333,29 @@ type FileResult struct {
 	Path       string
 	Statements int64
 	Tables     map[string]int64 // table → rows found after restore
+	Check      string           // the PRAGMA that checked the file: "quick_check" or "integrity_check"
 }
 
-// RestoreToFile replays the selection into a new SQLite file at path, then runs integrity_check and
-// foreign_key_check and compares every table's row count with the catalogue. The file is built as
-// path+".partial" and renamed only when everything passed: a failed restore leaves nothing at path.
-// The file is created 0600 (it holds user data). The SQL is loaded through sqldump's allow-list and
-// SQLite guards, so a forged item fails with sqldump.ErrNotAllowed and writes nothing elsewhere.
+// FileOptions tune a restore to a local SQLite file.
+type FileOptions struct {
+	// FullCheck runs PRAGMA integrity_check after the load instead of quick_check (which leaves out
+	// only the index-against-table and UNIQUE cross-checks; sqldump.QuickCheck says why that is
+	// enough for a file just built): restore --full-check, and always test-restore.
+	FullCheck bool
+}
+
+// RestoreToFile is RestoreToFileWith with the default FileOptions (PRAGMA quick_check).
 func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string) (*FileResult, error) {
+	return RestoreToFileWith(ctx, open, sel, path, FileOptions{})
+}
+
+// RestoreToFileWith replays the selection into a new SQLite file at path, then runs quick_check (or
+// integrity_check, o.FullCheck) and foreign_key_check and compares every table's row count with the
+// catalogue. The file is built as path+".partial" and renamed only when everything passed: a failed
+// restore leaves nothing at path. The file is created 0600 (it holds user data). The SQL is loaded
+// through sqldump's allow-list and SQLite guards, so a forged item fails with sqldump.ErrNotAllowed
+// and writes nothing elsewhere.
+func RestoreToFileWith(ctx context.Context, open Opener, sel Selection, path string, o FileOptions) (*FileResult, error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("%s: %w: the file exists; choose a new --to-file path or remove it", path, ErrTargetNotEmpty)
 	}
@@ -385,10 +400,14 @@ func RestoreToFile(ctx context.Context, open Opener, sel Selection, path string)
 	if err != nil {
 		return nil, fmt.Errorf("load into %s: %w", path, err)
 	}
-	if err := sqldump.Check(ctx, conn); err != nil {
+	res := &FileResult{Path: path, Statements: st.Statements, Tables: map[string]int64{}, Check: "quick_check"}
+	check := sqldump.QuickCheck
+	if o.FullCheck {
+		check, res.Check = sqldump.Check, "integrity_check"
+	}
+	if err := check(ctx, conn); err != nil {
 		return nil, err
 	}
-	res := &FileResult{Path: path, Statements: st.Statements, Tables: map[string]int64{}}
 	for table, want := range sel.rowsPerTable() {
 		n, err := sqldump.CountRows(ctx, conn, table)
 		if err != nil {

@@ -10,6 +10,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Restoring a dump is mostly INSERT statements of literal rows, and SQLite spends most of a load
@@ -23,48 +26,142 @@ import (
 // would bind NULL) — falls back to executing the statement's text, as before. The prepared
 // statement's text is the statement's own head, so the authorizer sees the same INSERT.
 
-// insertCacheSize bounds the prepared statements kept (one per table and column list).
+// Consecutive rows of one table shape are bound together, up to batchRows rows (and batchParams
+// values) to one multi-row `INSERT … VALUES(?,…),(?,…),…`: per statement, SQLite opens its cursors,
+// starts the write and (for an AUTOINCREMENT table) reads and writes sqlite_sequence, and the driver
+// takes its locks, so a batch of 32 rows cuts the load's CPU by about a fifth (docs/D1.md, "Restore
+// speed"). The rows of a batch are inserted in their order, with the same values and affinities,
+// so the result is the same as one statement per row. If a batch fails on a constraint (SQLite
+// then undoes that statement only), its rows are run again one by one so the error names the
+// failing statement, as without batching.
+
+// insertCacheSize bounds the prepared statements kept (one per table, column list and batch size).
 const insertCacheSize = 64
 
 // maxBoundColumns is the most literals a row may have to be bound (SQLite's default column limit).
 const maxBoundColumns = 2000
 
-// noInsertCache turns the cache off (benchmarks compare both ways).
-var noInsertCache = false
+// batchRows is the most rows one bound INSERT carries; batchParams bounds its values (SQLite's
+// limit on parameters is 32766; a smaller batch of a wide table gains as much).
+const (
+	batchRows   = 32
+	batchParams = 999
+)
+
+// noInsertCache turns the cache off (benchmarks compare both ways); noBatch binds row by row.
+var noInsertCache, noBatch = false, false
+
+type stmtKey struct {
+	head       string
+	cols, rows int
+}
 
 type insertCache struct {
 	conn  *sql.Conn
-	stmts map[string]driver.Stmt
+	stmts map[stmtKey]driver.Stmt
 	named []driver.NamedValue
-	bound int64 // statements executed through the cache
+	bound int64 // rows executed through the cache
+	pend  []*scanned
 }
 
-// exec runs one literal INSERT (split by splitInsert into head and args) through a cached
-// prepared statement. The driver is called directly (inside the caller's transaction on the same
+// execFunc runs one step of a load for statement st, naming st in its error (Load.exec).
+type execFunc func(st *Statement, f func() error) error
+
+// run executes one dump statement: a literal INSERT joins the pending batch (run when full, or when
+// a statement of another shape comes); after the pending rows, a fixup UPDATE runs bound to its
+// template (fastupdate.go) and anything else as text.
+func (c *insertCache) run(ctx context.Context, tx *sql.Tx, it *scanned, exec execFunc) error {
+	if it.head != "" && !it.whole {
+		if len(c.pend) > 0 && (c.pend[0].head != it.head || len(c.pend[0].args) != len(it.args)) {
+			if err := c.flush(exec); err != nil {
+				return err
+			}
+		}
+		c.pend = append(c.pend, it)
+		if noBatch || len(c.pend) >= batchRows || (len(c.pend)+1)*len(it.args) > batchParams {
+			return c.flush(exec)
+		}
+		return nil
+	}
+	if err := c.flush(exec); err != nil {
+		return err
+	}
+	if it.head != "" {
+		return exec(&it.st, func() error { return c.exec([]*scanned{it}) })
+	}
+	return exec(&it.st, func() error {
+		_, err := tx.ExecContext(ctx, it.st.SQL)
+		return err
+	})
+}
+
+// flush executes the pending rows: one row alone, several as one statement. A constraint error of
+// a batch runs its rows again one at a time, so the error names the row's own statement.
+func (c *insertCache) flush(exec execFunc) error {
+	pend := c.pend
+	c.pend = c.pend[:0]
+	defer clear(pend) // do not keep rows alive until the next batch
+	switch len(pend) {
+	case 0:
+		return nil
+	case 1:
+		return exec(&pend[0].st, func() error { return c.exec(pend) })
+	}
+	var batchErr error
+	err := exec(&pend[0].st, func() error {
+		batchErr = c.exec(pend)
+		return batchErr
+	})
+	if err == nil || !isConstraint(batchErr) {
+		return err
+	}
+	for i := range pend {
+		if rerr := exec(&pend[i].st, func() error { return c.exec(pend[i : i+1]) }); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+// isConstraint reports a SQLite constraint error (UNIQUE, NOT NULL, CHECK, a STRICT type…), after
+// which SQLite has undone the failing statement and the transaction goes on.
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+// exec runs rows (literal INSERTs of one shape, split by splitInsert) through one cached prepared
+// statement. The driver is called directly (inside the caller's transaction on the same
 // connection): database/sql's argument conversion and the driver's per-call cancellation watcher (a
 // goroutine per statement) cost as much as the insert. Load checks ctx between statements.
-func (c *insertCache) exec(head string, args []any) (err error) {
+func (c *insertCache) exec(rows []*scanned) (err error) {
 	c.named = c.named[:0]
-	for i, v := range args {
-		c.named = append(c.named, driver.NamedValue{Ordinal: i + 1, Value: v})
+	for _, r := range rows {
+		for _, v := range r.args {
+			c.named = append(c.named, driver.NamedValue{Ordinal: len(c.named) + 1, Value: v})
+		}
+	}
+	key := stmtKey{head: rows[0].head, cols: len(rows[0].args), rows: len(rows)}
+	if rows[0].whole {
+		key.rows = 0 // the head is the whole statement
 	}
 	ctx := context.Background()
 	err = c.conn.Raw(func(dc any) error {
-		stmt := c.stmts[head]
+		stmt := c.stmts[key]
 		if stmt == nil {
 			if c.stmts == nil || len(c.stmts) >= insertCacheSize {
 				c.closeStmts()
-				c.stmts = map[string]driver.Stmt{}
+				c.stmts = map[stmtKey]driver.Stmt{}
 			}
 			pc, ok := dc.(driver.ConnPrepareContext)
 			if !ok {
 				return fmt.Errorf("driver connection %T cannot prepare", dc)
 			}
 			var err error
-			if stmt, err = pc.PrepareContext(ctx, placeholders(head, len(args))); err != nil {
+			if stmt, err = pc.PrepareContext(ctx, placeholders(key)); err != nil {
 				return err
 			}
-			c.stmts[head] = stmt
+			c.stmts[key] = stmt
 		}
 		se, ok := stmt.(driver.StmtExecContext)
 		if !ok {
@@ -75,23 +172,33 @@ func (c *insertCache) exec(head string, args []any) (err error) {
 	})
 	clear(c.named) // do not keep row values alive until the next row
 	if err == nil {
-		c.bound++
+		c.bound += int64(len(rows))
 	}
 	return err
 }
 
-// placeholders is head followed by (?,?,…) for n values.
-func placeholders(head string, n int) string {
-	q := make([]byte, 0, len(head)+2*n+1)
-	q = append(q, head...)
-	q = append(q, '(')
-	for i := range n {
-		if i > 0 {
+// placeholders is the head followed by k.rows groups (?,?,…) of k.cols values (the head alone for
+// rows 0: an UPDATE's template).
+func placeholders(k stmtKey) string {
+	if k.rows == 0 {
+		return k.head
+	}
+	q := make([]byte, 0, len(k.head)+k.rows*(2*k.cols+2))
+	q = append(q, k.head...)
+	for r := range k.rows {
+		if r > 0 {
 			q = append(q, ',')
 		}
-		q = append(q, '?')
+		q = append(q, '(')
+		for i := range k.cols {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = append(q, '?')
+		}
+		q = append(q, ')')
 	}
-	return string(append(q, ')'))
+	return string(q)
 }
 
 func (c *insertCache) closeStmts() {
@@ -360,13 +467,4 @@ mantissaDone:
 		f = -f
 	}
 	return f, true
-}
-
-// run executes one dump statement: a literal INSERT through the cache, anything else as text.
-func (c *insertCache) run(ctx context.Context, tx *sql.Tx, it *scanned) error {
-	if it.head != "" {
-		return c.exec(it.head, it.args)
-	}
-	_, err := tx.ExecContext(ctx, it.st.SQL)
-	return err
 }

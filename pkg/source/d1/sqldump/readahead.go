@@ -2,6 +2,7 @@ package sqldump
 
 import (
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -20,9 +21,12 @@ const (
 // scanned is one statement with what the reader worked out about it.
 type scanned struct {
 	st   Statement
-	head string // a literal INSERT's head (splitInsert): run with args bound; "" runs st.SQL
+	head string // a literal INSERT's head (splitInsert) or an UPDATE's template (splitUpdate), run with args bound; "" runs st.SQL
 	args []any
-	err  error // the scanner's or checkAllowed's error: the stream ends here
+	// whole: head is a complete statement (an UPDATE's template), not an INSERT head that gets
+	// (?,…) groups appended; such a statement runs alone, never in a batch.
+	whole bool
+	err   error // the scanner's or checkAllowed's error: the stream ends here
 }
 
 type readAhead struct {
@@ -65,10 +69,17 @@ func (ra *readAhead) run(sc *Scanner) {
 		it := scanned{st: st}
 		if st.Kind != Transaction {
 			it.err = checkAllowed(&it.st)
-			if it.err == nil && st.Kind == Insert && !noInsertCache {
+			if it.err == nil && !noInsertCache {
 				var ok bool
-				if it.head, it.args, ok = splitInsert(st.SQL, nil); !ok {
-					it.head, it.args = "", nil
+				switch {
+				case st.Kind == Insert:
+					it.head, it.args, ok = splitInsert(st.SQL, nil)
+				case st.Kind == Other && len(st.SQL) > 6 && strings.EqualFold(st.SQL[:6], "UPDATE"):
+					it.head, it.args, ok = splitUpdate(st.SQL, nil)
+					it.whole = true
+				}
+				if !ok {
+					it.head, it.args, it.whole = "", nil, false
 				}
 			}
 		}
