@@ -10,7 +10,7 @@
 // body limits. docs/DURABLE_OBJECTS.md describes the protocol and the NDJSON format.
 
 import { encode, decode } from "./codec.js";
-import { checkHeaders, checkSignature, AuthError, ReplayGuard } from "./auth.js";
+import { checkHeaders, checkSignature, AuthError, ReplayGuard, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE } from "./auth.js";
 import { kvProblem, KV_KEY_BYTES, KV_VALUE_ADVERTISED, SQLITE_KV_BYTES } from "./v8size.js";
 import { checkCreate, SqlRefused } from "./sqlcheck.js";
 
@@ -784,10 +784,17 @@ interface Namespace {
  */
 export async function routeCfbackup(req: Request, namespaces: Record<string, Namespace | undefined>): Promise<Response | null> {
   if (!isCfbackupRequest(req)) return null;
-  const [cls, id] = new URL(req.url).pathname.slice(PREFIX.length).split("/");
+  const [cls, id, ...rest] = new URL(req.url).pathname.slice(PREFIX.length).split("/");
   const ns = namespaces[cls];
   // Answered before any signature check, so it names nothing: not the classes routed here.
   if (!ns || !Object.prototype.hasOwnProperty.call(namespaces, cls)) return json(404, { error: "not_found", message: "not found" });
+  if (id === BATCH && rest.length === 0) return routeBatch(req, ns, cls);
+  const stub = stubOf(ns, id);
+  return stub instanceof Response ? stub : stub.fetch(req);
+}
+
+/** stubOf is the stub of the object a path segment addresses (an ID or name:<name>), or the error answer. */
+function stubOf(ns: Namespace, id: string): { fetch(req: Request): Promise<Response> } | Response {
   let oid: unknown;
   try {
     const name = pathName(id);
@@ -796,5 +803,81 @@ export async function routeCfbackup(req: Request, namespaces: Record<string, Nam
     if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
     return json(400, { error: "bad_id", message: `${(e as Error).message} (object IDs are bound to their namespace; restoring into another namespace or account needs the original names)` });
   }
-  return ns.get(oid).fetch(req);
+  return ns.get(oid);
+}
+
+/** BATCH is the path segment, in place of an object ID, of a batch: /__cfbackup/v1/<Class>/_batch. */
+export const BATCH = "_batch";
+/** MAX_BATCH_ITEMS bounds the object requests of one batch (and so the subrequests it fans out). */
+export const MAX_BATCH_ITEMS = 32;
+
+type BatchItem = { method: string; path: string; query: string; ts: string; nonce: string; sig: string; body: Uint8Array };
+
+/**
+ * parseBatch splits a batch body into its object requests: each is a JSON line
+ * {method, path, query, ts, nonce, sig, len} followed by len bytes of body.
+ */
+function parseBatch(body: Uint8Array, cls: string): BatchItem[] {
+  const items: BatchItem[] = [];
+  const bad = (m: string) => new AuthError(400, "bad_batch", `malformed batch: ${m}`);
+  let off = 0;
+  while (off < body.length) {
+    const nl = body.indexOf(10, off);
+    if (nl < 0) throw bad("a request line has no newline");
+    let h: any;
+    try {
+      h = JSON.parse(utf8.decode(body.subarray(off, nl)));
+    } catch {
+      throw bad("a request line is not JSON");
+    }
+    const len = h?.len;
+    if (!Number.isInteger(len) || len < 0 || len > body.length - nl - 1) throw bad("bad len");
+    if (!["GET", "POST"].includes(h.method)) throw bad("method must be GET or POST");
+    for (const k of ["path", "query", "ts", "nonce", "sig"]) if (typeof h[k] !== "string") throw bad(`${k} must be a string`);
+    const parts = h.path.startsWith(PREFIX) ? h.path.slice(PREFIX.length).split("/") : [];
+    // Every request of a batch is for the batch's class: the batch is routed by it.
+    if (parts.length !== 3 || parts[0] !== cls || parts[1] === BATCH) throw bad(`path ${JSON.stringify(h.path.slice(0, 120))} is not an object request of class ${cls}`);
+    items.push({ method: h.method, path: h.path, query: h.query, ts: h.ts, nonce: h.nonce, sig: h.sig, body: body.subarray(nl + 1, nl + 1 + len) });
+    off = nl + 1 + len;
+    if (items.length > MAX_BATCH_ITEMS) throw new AuthError(413, "too_large", `a batch holds at most ${MAX_BATCH_ITEMS} requests`);
+  }
+  return items;
+}
+
+/**
+ * routeBatch answers a batch: several object requests of one class in one HTTP request, sent to their
+ * objects at once (at most MAX_BATCH_ITEMS). Each object request is signed on its own, exactly as if
+ * it came alone, and the object checks its signature and replay as always: the batch only carries
+ * them, so it adds no trust. The answer frames each object's answer, in request order, as a JSON line
+ * {status, len} followed by len bytes of its body.
+ */
+async function routeBatch(req: Request, ns: Namespace, cls: string): Promise<Response> {
+  if (req.method !== "POST") return json(405, { error: "bad_method", message: "a batch is a POST" });
+  let items: BatchItem[];
+  try {
+    items = parseBatch(await readBody(req, MAX_IMPORT_BYTES), cls);
+  } catch (e) {
+    if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
+    throw e;
+  }
+  const origin = new URL(req.url).origin;
+  const answers = await Promise.all(
+    items.map(async (it): Promise<[number, Uint8Array]> => {
+      const stub = stubOf(ns, it.path.slice(PREFIX.length).split("/")[1]);
+      let res: Response;
+      try {
+        const headers: Record<string, string> = { [HEADER_TIMESTAMP]: it.ts, [HEADER_NONCE]: it.nonce, [HEADER_SIGNATURE]: it.sig };
+        if (it.method === "POST") headers["content-type"] = "application/x-ndjson";
+        const url = origin + it.path + (it.query ? "?" + it.query : "");
+        res = stub instanceof Response ? stub : await stub.fetch(new Request(url, { method: it.method, headers, body: it.method === "POST" ? (it.body as unknown as BodyInit) : undefined }));
+      } catch (e) {
+        res = json(500, { error: "internal", message: String((e as Error)?.message ?? e) });
+      }
+      return [res.status, new Uint8Array(await res.arrayBuffer())];
+    }),
+  );
+  const enc = new TextEncoder();
+  const out: Uint8Array[] = [];
+  for (const [status, b] of answers) out.push(enc.encode(JSON.stringify({ status, len: b.byteLength }) + "\n"), b);
+  return new Response(new Blob(out as BlobPart[]).stream(), { headers: { "content-type": "application/x-cfbackup-batch" } });
 }
