@@ -76,13 +76,19 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 	src := manifest.Source{Component: Component, ID: ns.ID, Name: ns.Name, Class: ns.Class}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	idc := make(chan string)
+	idc := make(chan []string)
 	res := make(chan fetched, conc)
 	go func() {
 		defer close(idc)
-		for _, id := range ids {
+		per := 1
+		if c.batchEnabled() {
+			per = c.batchItems()
+		}
+		for left := ids; len(left) > 0; {
+			n := min(per, len(left))
 			select {
-			case idc <- id:
+			case idc <- left[:n]:
+				left = left[n:]
 			case <-ctx.Done():
 				return
 			}
@@ -93,12 +99,13 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range idc {
-				p, err := c.ExportPage(ctx, ns.Class, id, "")
-				select {
-				case res <- fetched{id: id, first: p, err: err}:
-				case <-ctx.Done():
-					return
+			for group := range idc {
+				for _, f := range c.firstPages(ctx, ns.Class, group) {
+					select {
+					case res <- f:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0 := time.Now()
+		t0, r0, g0 := time.Now(), w.Stat(), goCPU()
 		src, items, err := durableobject.Backup(context.Background(), c, aw, ns, ids, durableobject.BackupOptions{Concurrency: conc})
 		if err != nil {
 			b.Fatal(err)
@@ -66,7 +67,7 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		backup := time.Since(t0)
+		backup, r1, g1 := time.Since(t0), w.Stat(), goCPU()
 		m := &manifest.Manifest{Segments: segs}
 		segMap := m.SegmentMap()
 		open := func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
@@ -76,15 +77,40 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if _, err := durableobject.Restore(context.Background(), c, "SessionStore", items, open, durableobject.RestoreOptions{Concurrency: conc}); err != nil {
 			b.Fatal(err)
 		}
-		restore := time.Since(t1)
+		restore, r2, g2 := time.Since(t1), w.Stat(), goCPU()
 		mb := float64(src.Size) / (1 << 20)
 		b.ReportMetric(float64(len(ids))/backup.Seconds(), "backup-objects/s")
 		b.ReportMetric(mb/backup.Seconds(), "backup-MB/s")
 		b.ReportMetric(float64(len(ids))/restore.Seconds(), "restore-objects/s")
 		b.ReportMetric(mb/restore.Seconds(), "restore-MB/s")
 		b.ReportMetric(float64(conc), "concurrency")
+		// Where the time went: CPU seconds of the runtime (node+workerd) and of this process per phase.
+		b.ReportMetric((r1.CPU - r0.CPU).Seconds(), "backup-runtime-cpu-s")
+		b.ReportMetric((g1 - g0).Seconds(), "backup-go-cpu-s")
+		b.ReportMetric((r2.CPU - r1.CPU).Seconds(), "restore-runtime-cpu-s")
+		b.ReportMetric((g2 - g1).Seconds(), "restore-go-cpu-s")
+		b.ReportMetric(float64(r2.WorkerdHWM)/(1<<20), "workerd-hwm-MiB")
+		b.ReportMetric(float64(goHWM())/(1<<20), "go-hwm-MiB")
 		b.ReportMetric(mb, "item-MB")
 	}
+}
+
+// goCPU is this process's user+system CPU time.
+func goCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// goHWM is this process's peak resident set (bytes).
+func goHWM() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss << 10
 }
 
 // BenchmarkSmallObjects: 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
