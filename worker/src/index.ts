@@ -124,14 +124,21 @@ export function isCfbackupRequest(req: Request): boolean {
   return new URL(req.url).pathname.startsWith(PREFIX);
 }
 
+const backends = new WeakMap<object, Storage["sql"] | null>();
+
+/** sqlOf is the object's SQL API, or undefined for a KV-backed class (probed once per object). */
 function sqlOf(st: Storage): Storage["sql"] | undefined {
+  const known = backends.get(st);
+  if (known !== undefined) return known ?? undefined;
+  let s: Storage["sql"] | undefined;
   try {
-    const s = st.sql;
+    s = st.sql;
     s?.exec("SELECT 1");
-    return s;
   } catch {
-    return undefined; // KV-backed class: "SQL is not enabled for this Durable Object class"
+    s = undefined; // KV-backed class: "SQL is not enabled for this Durable Object class"
   }
+  backends.set(st, s ?? null);
+  return s;
 }
 
 /** internal names: the platform's (_cf_*, __cf_*), SQLite's and miniflare's own tables are never exported. */
@@ -247,11 +254,36 @@ type Table = { name: string; sql: string };
  * tables not (the virtual table creates and fills them again).
  */
 function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
-  const shadow = new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string));
-  return sql
-    .exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name")
-    .toArray()
-    .filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+  const all = sql.exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name").toArray() as Table[];
+  // Only a virtual table has shadow tables: without one, the (slower) table_list pragma is skipped.
+  const virtual = all.some((r) => r.sql && /^\s*CREATE\s+VIRTUAL\b/i.test(r.sql));
+  const shadow = virtual ? new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string)) : new Set<string>();
+  return all.filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+}
+
+/**
+ * schemaOf reads the object's tables, their order and columns once per request (the schema does not
+ * change while one request is answered): an export asks for them on every phase and table.
+ */
+function schemaOf(sql: NonNullable<Storage["sql"]>) {
+  let tables: Table[] | undefined;
+  let order: { tables: Table[]; cyclic: boolean } | undefined;
+  const cols = new Map<string, string[]>();
+  return {
+    tables: () => (tables ??= userTables(sql)),
+    order: () => {
+      if (!order) {
+        const cyc = { v: false };
+        order = { tables: fkOrder(sql, (tables ??= userTables(sql)), cyc), cyclic: cyc.v };
+      }
+      return order;
+    },
+    cols: (name: string) => {
+      let c = cols.get(name);
+      if (!c) cols.set(name, (c = tableCols(sql, name)));
+      return c;
+    },
+  };
 }
 
 /**
@@ -272,6 +304,7 @@ function ftsContent(t: Table): "own" | "external" | "none" | null {
  * inserts parents before children.
  */
 function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v: boolean }): Table[] {
+  if (tables.length < 2 && !cyclic) return tables; // nothing to order: no foreign key pragma needed
   const byLower = new Map(tables.map((t) => [t.name.toLowerCase(), t]));
   const parents = new Map<string, Set<string>>();
   for (const t of tables) {
@@ -343,7 +376,8 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     if (name !== undefined) header.name = name; // lets a restore into another namespace re-create it by name
     emit(header);
   }
-  const tablesInOrder = () => (sql ? fkOrder(sql, userTables(sql)) : []);
+  const schema = sql ? schemaOf(sql) : undefined;
+  const tablesInOrder = () => schema?.order().tables ?? [];
   while (!full() && c.ph !== "done") {
     if (c.ph === "kv") {
       const want = Math.max(1, Math.min(limit - out.length, LIMITS.kvBatch));
@@ -371,7 +405,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       continue;
     }
     if (c.ph === "tables" && sql) {
-      const tables = userTables(sql);
+      const tables = schema!.tables();
       // Resume after the last table written (SQLite orders names by their UTF-8 bytes, so compare by
       // position, not with JavaScript's UTF-16 order).
       let i = c.tb === undefined ? 0 : tables.findIndex((t) => t.name === c.tb) + 1;
@@ -379,7 +413,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       if (i < 0) i = tables.length;
       for (; i < tables.length && !full(); i++) {
         const t = tables[i];
-        const cols = tableCols(sql, t.name);
+        const cols = schema!.cols(t.name);
         const fts = ftsContent(t);
         const line: Record<string, unknown> = { t: "table", name: t.name, sql: t.sql, cols, rowid: rowidName(t, cols) };
         if (fts === "external") line.rebuild = true;
@@ -409,7 +443,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
         delete c.r;
         delete c.off;
       }
-      const cols = tableCols(sql, t.name);
+      const cols = schema!.cols(t.name);
       const rid = rowidName(t, cols);
       const want = Math.max(1, Math.min(limit - out.length, 500));
       const fts = ftsContent(t);
@@ -472,9 +506,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       continue;
     }
     if (c.ph === "seq" && sql) {
-      const cyc = { v: false };
-      fkOrder(sql, userTables(sql), cyc);
-      if (cyc.v) c.fkc = true;
+      if (schema!.order().cyclic) c.fkc = true;
       const has = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0;
       if (has) {
         for (const r of sql.exec("SELECT name, CAST(seq AS TEXT) AS seq FROM sqlite_sequence ORDER BY name").toArray()) {
@@ -583,6 +615,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   }
   const kv: [string, unknown][] = [];
   const creates: Stmt[] = [];
+  const created: Table[] = [];
   const rows: Stmt[] = [];
   const seqs: Stmt[] = [];
   const schema: Stmt[] = [];
@@ -634,6 +667,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
           const rowid = o.rowid === undefined || o.rowid === null ? null : String(o.rowid);
           if (rowid !== null && !["_rowid_", "rowid", "oid"].includes(rowid)) throw new ImportError(`table ${o.name}: bad rowid name`);
           creates.push({ sql: o.sql, args: [] });
+          created.push({ name: o.name, sql: o.sql });
           tablesHere.set(o.name, { cols: o.cols, rowid });
           n.tables++;
           break;
@@ -685,7 +719,8 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     for (const s of stmts) sql!.exec(s.sql, ...s.args);
     if (final) {
       // Full-text tables over another table's content are rebuilt once every row is in.
-      for (const t of userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
+      // A first chunk wiped the object, so its tables are the ones it created.
+      for (const t of seq === 0 ? created : userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
     }
   };
   let atomic = false;
