@@ -45,11 +45,12 @@ func mustGet(b testing.TB, url string) []byte {
 
 // roundTrip backs the objects up into a real encrypted archive (in-memory store) and restores them,
 // reporting both rates.
-func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
+func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int, batch bool) {
 	c, err := durableobject.NewClient(w.URL, secret)
 	if err != nil {
 		b.Fatal(err)
 	}
+	c.NoBatch = !batch
 	id, _ := age.GenerateX25519Identity()
 	st := mem.New()
 	ns := cloudflare.Namespace{ID: "bench", Class: "SessionStore", Name: "sessions"}
@@ -113,7 +114,9 @@ func goHWM() int64 {
 	return ru.Maxrss << 10
 }
 
-// BenchmarkSmallObjects: 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
+// BenchmarkSmallObjects: sub-benchmarks single (one request per object) and batch (MaxBatchItems
+// objects per request), alternating CFBACKUP_BENCH_DO_ROUNDS times (default 1) on the same
+// 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
 // alarm; about 2 KB of NDJSON each). Run: go test -run '^$' -bench SmallObjects -benchtime 1x ./pkg/source/durableobject/
 func BenchmarkSmallObjects(b *testing.B) {
 	w := workerd.Start(b, workerd.Options{Secret: secret})
@@ -140,7 +143,19 @@ func BenchmarkSmallObjects(b *testing.B) {
 	close(next)
 	wg.Wait()
 	b.ResetTimer()
-	roundTrip(b, w, ids, benchConcurrency())
+	// single (one request per object, as before batches) and batch alternate, on the same objects.
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("CFBACKUP_BENCH_DO_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	for r := 0; r < rounds; r++ {
+		for _, batch := range []bool{false, true} {
+			if m := os.Getenv("CFBACKUP_BENCH_DO_MODE"); m != "" && m != map[bool]string{false: "single", true: "batch"}[batch] {
+				continue
+			}
+			b.Run(map[bool]string{false: "single", true: "batch"}[batch], func(b *testing.B) { roundTrip(b, w, ids, benchConcurrency(), batch) })
+		}
+	}
 }
 
 // BenchmarkLargeObject: one object holding 50 MiB of SQL rows (1 MiB BLOBs), exported in 4 MiB pages
@@ -151,7 +166,7 @@ func BenchmarkLargeObject(b *testing.B) {
 	id := string(mustGet(b, w.URL+"/sessions/name:big/__test/inspect")[7:71])
 	before := mustGet(b, w.URL+"/sessions/"+id+"/__test/digest")
 	b.ResetTimer()
-	roundTrip(b, w, []string{id}, 1)
+	roundTrip(b, w, []string{id}, 1, true)
 	b.StopTimer()
 	if after := mustGet(b, w.URL+"/sessions/"+id+"/__test/digest"); string(after) != string(before) {
 		b.Fatalf("digest after restore %s, before %s", after, before)
