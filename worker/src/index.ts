@@ -619,6 +619,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   const rows: Stmt[] = [];
   const seqs: Stmt[] = [];
   const schema: Stmt[] = [];
+  const schemaNames: { type: string; name: string; sql: string }[] = [];
   const n = { kv: 0, tables: 0, rows: 0, schema: 0, sequences: 0 };
   const tablesHere = new Map<string, { cols: string[]; rowid: string | null }>();
   let existing: Map<string, Table> | undefined;
@@ -694,6 +695,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
           if (typeof o.name !== "string" || isInternal(o.name)) throw new ImportError(`schema object ${JSON.stringify(o.name)} is not a user object`);
           checkCreate(o.sql, o.type, o.name);
           schema.push({ sql: o.sql, args: [] });
+          schemaNames.push({ type: o.type, name: o.name, sql: o.sql });
           n.schema++;
           break;
         case "next":
@@ -713,8 +715,8 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     alarm = Number(alarmParam);
     if (!Number.isFinite(alarm)) throw new ImportError("alarm must be epoch milliseconds");
   }
-  const stmts = [...creates, ...rows, ...seqs, ...schema];
-  const apply = () => {
+  const apply = (kept?: Kept) => {
+    const stmts = [...creates.filter((_, i) => !kept?.tables.has(created[i].name)), ...rows, ...seqs, ...schema.filter((_, i) => !kept?.indexes.has(schemaNames[i].name))];
     if (stmts.length) sql!.exec("PRAGMA defer_foreign_keys = ON");
     for (const s of stmts) sql!.exec(s.sql, ...s.args);
     if (final) {
@@ -731,9 +733,10 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     if (seq === 0 && final && sql && st.kv && st.transactionSync) {
       // Whole object in one chunk: wipe and write inside one SQLite transaction.
       st.transactionSync(() => {
-        wipeSync(st, sql);
+        const kept = keepable(sql, created, schemaNames);
+        wipeSync(st, sql, kept);
         for (const [k, v] of kv) st.kv!.put(k, v);
-        apply();
+        apply(kept);
       });
       atomic = true;
     } else {
@@ -746,7 +749,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
         await st.put(Object.fromEntries(kv.slice(i, i + LIMITS.kvBatch)));
       }
       if (sql) {
-        if (st.transactionSync) st.transactionSync(apply);
+        if (st.transactionSync) st.transactionSync(() => apply());
         else apply();
       }
     }
@@ -766,17 +769,46 @@ function tableCols(sql: NonNullable<Storage["sql"]>, table: string): string[] {
 }
 
 /**
+ * Kept is what a one-chunk import keeps of the object's schema instead of dropping and creating it
+ * again: tables whose CREATE statement is the export's, byte for byte (emptied instead), and those
+ * tables' indexes that the export has too. Every schema change makes SQLite read the schema again and
+ * prepare every statement again; a restore over an object with the same schema (the same object, or
+ * an application that creates its tables in its constructor) then changes none.
+ */
+type Kept = { tables: Set<string>; indexes: Set<string> };
+
+function keepable(sql: NonNullable<Storage["sql"]>, created: Table[], schema: { type: string; name: string; sql: string }[]): Kept {
+  const want = new Map(created.filter((t) => !/^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)).map((t) => [t.name, t.sql]));
+  const tables = new Set<string>();
+  const indexes = new Set<string>();
+  if (want.size === 0) return { tables, indexes };
+  for (const t of userTables(sql)) if (want.get(t.name) === t.sql) tables.add(t.name);
+  const wantIdx = new Map(schema.filter((x) => x.type === "index").map((x) => [x.name, x.sql]));
+  for (const r of sql.exec("SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL").toArray()) {
+    if (tables.has(r.tbl_name) && wantIdx.get(r.name) === r.sql) indexes.add(r.name);
+  }
+  return { tables, indexes };
+}
+
+/**
  * wipeSync removes every user trigger, view, index and table and every KV key, synchronously, inside
  * the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
  * children are dropped before their parents, so a parent table with referencing rows drops cleanly.
  */
-function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>) {
+function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, kept?: Kept) {
   sql.exec("PRAGMA defer_foreign_keys = ON");
-  for (const r of sql.exec("SELECT type, name FROM sqlite_master WHERE type IN ('view','trigger') ORDER BY type").toArray()) {
+  for (const r of sql.exec("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('view','trigger','index') AND sql IS NOT NULL ORDER BY type").toArray()) {
     if (isInternal(r.name)) continue;
+    // Indexes go with their tables, except on a kept table, where only the kept ones stay.
+    if (r.type === "index" && (!kept?.tables.has(r.tbl_name) || kept.indexes.has(r.name))) continue;
     sql.exec(`DROP ${r.type.toUpperCase()} IF EXISTS ${q(r.name)}`);
   }
-  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(`DROP TABLE IF EXISTS ${q(t.name)}`);
+  // Children before parents; a kept table is emptied where it would have been dropped (DROP TABLE
+  // empties it first too), so foreign-key actions run as they would have.
+  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(kept?.tables.has(t.name) ? `DELETE FROM ${q(t.name)}` : `DROP TABLE IF EXISTS ${q(t.name)}`);
+  if (kept?.tables.size && sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0) {
+    for (const t of kept.tables) sql.exec("DELETE FROM sqlite_sequence WHERE name = ?", t); // the export's seq lines set them again
+  }
   const keys = [...st.kv!.list()].map(([k]) => k);
   for (const k of keys) st.kv!.delete(k);
 }
