@@ -78,22 +78,7 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 	defer cancel()
 	idc := make(chan []string)
 	res := make(chan fetched, conc)
-	go func() {
-		defer close(idc)
-		per := 1
-		if c.batchEnabled() {
-			per = c.batchItems()
-		}
-		for left := ids; len(left) > 0; {
-			n := min(per, len(left))
-			select {
-			case idc <- left[:n]:
-				left = left[n:]
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go feedIDs(ctx, c, ids, idc)
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
@@ -164,4 +149,22 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 		return manifest.Source{}, nil, fmt.Errorf("back up Durable Object namespace %s: %d of %d objects captured", ns.Name, len(items), len(ids))
 	}
 	return src, items, nil
+}
+
+// feedIDs sends the IDs to idc in groups of one batch (one when batches are off), then closes it.
+func feedIDs(ctx context.Context, c *Client, ids []string, idc chan<- []string) {
+	defer close(idc)
+	per := 1
+	if c.batchEnabled() {
+		per = c.batchItems()
+	}
+	for len(ids) > 0 {
+		n := min(per, len(ids))
+		select {
+		case idc <- ids[:n]:
+			ids = ids[n:]
+		case <-ctx.Done():
+			return
+		}
+	}
 }
