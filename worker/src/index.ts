@@ -10,7 +10,7 @@
 // body limits. docs/DURABLE_OBJECTS.md describes the protocol and the NDJSON format.
 
 import { encode, decode } from "./codec.js";
-import { checkHeaders, checkSignature, AuthError, ReplayGuard } from "./auth.js";
+import { checkHeaders, checkSignature, AuthError, ReplayGuard, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE } from "./auth.js";
 import { kvProblem, KV_KEY_BYTES, KV_VALUE_ADVERTISED, SQLITE_KV_BYTES } from "./v8size.js";
 import { checkCreate, SqlRefused } from "./sqlcheck.js";
 
@@ -124,14 +124,21 @@ export function isCfbackupRequest(req: Request): boolean {
   return new URL(req.url).pathname.startsWith(PREFIX);
 }
 
+const backends = new WeakMap<object, Storage["sql"] | null>();
+
+/** sqlOf is the object's SQL API, or undefined for a KV-backed class (probed once per object). */
 function sqlOf(st: Storage): Storage["sql"] | undefined {
+  const known = backends.get(st);
+  if (known !== undefined) return known ?? undefined;
+  let s: Storage["sql"] | undefined;
   try {
-    const s = st.sql;
+    s = st.sql;
     s?.exec("SELECT 1");
-    return s;
   } catch {
-    return undefined; // KV-backed class: "SQL is not enabled for this Durable Object class"
+    s = undefined; // KV-backed class: "SQL is not enabled for this Durable Object class"
   }
+  backends.set(st, s ?? null);
+  return s;
 }
 
 /** internal names: the platform's (_cf_*, __cf_*), SQLite's and miniflare's own tables are never exported. */
@@ -247,11 +254,36 @@ type Table = { name: string; sql: string };
  * tables not (the virtual table creates and fills them again).
  */
 function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
-  const shadow = new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string));
-  return sql
-    .exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name")
-    .toArray()
-    .filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+  const all = sql.exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name").toArray() as Table[];
+  // Only a virtual table has shadow tables: without one, the (slower) table_list pragma is skipped.
+  const virtual = all.some((r) => r.sql && /^\s*CREATE\s+VIRTUAL\b/i.test(r.sql));
+  const shadow = virtual ? new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string)) : new Set<string>();
+  return all.filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+}
+
+/**
+ * schemaOf reads the object's tables, their order and columns once per request (the schema does not
+ * change while one request is answered): an export asks for them on every phase and table.
+ */
+function schemaOf(sql: NonNullable<Storage["sql"]>) {
+  let tables: Table[] | undefined;
+  let order: { tables: Table[]; cyclic: boolean } | undefined;
+  const cols = new Map<string, string[]>();
+  return {
+    tables: () => (tables ??= userTables(sql)),
+    order: () => {
+      if (!order) {
+        const cyc = { v: false };
+        order = { tables: fkOrder(sql, (tables ??= userTables(sql)), cyc), cyclic: cyc.v };
+      }
+      return order;
+    },
+    cols: (name: string) => {
+      let c = cols.get(name);
+      if (!c) cols.set(name, (c = tableCols(sql, name)));
+      return c;
+    },
+  };
 }
 
 /**
@@ -272,6 +304,7 @@ function ftsContent(t: Table): "own" | "external" | "none" | null {
  * inserts parents before children.
  */
 function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v: boolean }): Table[] {
+  if (tables.length < 2 && !cyclic) return tables; // nothing to order: no foreign key pragma needed
   const byLower = new Map(tables.map((t) => [t.name.toLowerCase(), t]));
   const parents = new Map<string, Set<string>>();
   for (const t of tables) {
@@ -343,7 +376,8 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     if (name !== undefined) header.name = name; // lets a restore into another namespace re-create it by name
     emit(header);
   }
-  const tablesInOrder = () => (sql ? fkOrder(sql, userTables(sql)) : []);
+  const schema = sql ? schemaOf(sql) : undefined;
+  const tablesInOrder = () => schema?.order().tables ?? [];
   while (!full() && c.ph !== "done") {
     if (c.ph === "kv") {
       const want = Math.max(1, Math.min(limit - out.length, LIMITS.kvBatch));
@@ -371,7 +405,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       continue;
     }
     if (c.ph === "tables" && sql) {
-      const tables = userTables(sql);
+      const tables = schema!.tables();
       // Resume after the last table written (SQLite orders names by their UTF-8 bytes, so compare by
       // position, not with JavaScript's UTF-16 order).
       let i = c.tb === undefined ? 0 : tables.findIndex((t) => t.name === c.tb) + 1;
@@ -379,7 +413,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       if (i < 0) i = tables.length;
       for (; i < tables.length && !full(); i++) {
         const t = tables[i];
-        const cols = tableCols(sql, t.name);
+        const cols = schema!.cols(t.name);
         const fts = ftsContent(t);
         const line: Record<string, unknown> = { t: "table", name: t.name, sql: t.sql, cols, rowid: rowidName(t, cols) };
         if (fts === "external") line.rebuild = true;
@@ -409,7 +443,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
         delete c.r;
         delete c.off;
       }
-      const cols = tableCols(sql, t.name);
+      const cols = schema!.cols(t.name);
       const rid = rowidName(t, cols);
       const want = Math.max(1, Math.min(limit - out.length, 500));
       const fts = ftsContent(t);
@@ -472,9 +506,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
       continue;
     }
     if (c.ph === "seq" && sql) {
-      const cyc = { v: false };
-      fkOrder(sql, userTables(sql), cyc);
-      if (cyc.v) c.fkc = true;
+      if (schema!.order().cyclic) c.fkc = true;
       const has = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0;
       if (has) {
         for (const r of sql.exec("SELECT name, CAST(seq AS TEXT) AS seq FROM sqlite_sequence ORDER BY name").toArray()) {
@@ -583,9 +615,11 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   }
   const kv: [string, unknown][] = [];
   const creates: Stmt[] = [];
+  const created: Table[] = [];
   const rows: Stmt[] = [];
   const seqs: Stmt[] = [];
   const schema: Stmt[] = [];
+  const schemaNames: { type: string; name: string; sql: string }[] = [];
   const n = { kv: 0, tables: 0, rows: 0, schema: 0, sequences: 0 };
   const tablesHere = new Map<string, { cols: string[]; rowid: string | null }>();
   let existing: Map<string, Table> | undefined;
@@ -634,6 +668,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
           const rowid = o.rowid === undefined || o.rowid === null ? null : String(o.rowid);
           if (rowid !== null && !["_rowid_", "rowid", "oid"].includes(rowid)) throw new ImportError(`table ${o.name}: bad rowid name`);
           creates.push({ sql: o.sql, args: [] });
+          created.push({ name: o.name, sql: o.sql });
           tablesHere.set(o.name, { cols: o.cols, rowid });
           n.tables++;
           break;
@@ -660,6 +695,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
           if (typeof o.name !== "string" || isInternal(o.name)) throw new ImportError(`schema object ${JSON.stringify(o.name)} is not a user object`);
           checkCreate(o.sql, o.type, o.name);
           schema.push({ sql: o.sql, args: [] });
+          schemaNames.push({ type: o.type, name: o.name, sql: o.sql });
           n.schema++;
           break;
         case "next":
@@ -679,13 +715,14 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     alarm = Number(alarmParam);
     if (!Number.isFinite(alarm)) throw new ImportError("alarm must be epoch milliseconds");
   }
-  const stmts = [...creates, ...rows, ...seqs, ...schema];
-  const apply = () => {
+  const apply = (kept?: Kept) => {
+    const stmts = [...creates.filter((_, i) => !kept?.tables.has(created[i].name)), ...rows, ...seqs, ...schema.filter((_, i) => !kept?.indexes.has(schemaNames[i].name))];
     if (stmts.length) sql!.exec("PRAGMA defer_foreign_keys = ON");
     for (const s of stmts) sql!.exec(s.sql, ...s.args);
     if (final) {
       // Full-text tables over another table's content are rebuilt once every row is in.
-      for (const t of userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
+      // A first chunk wiped the object, so its tables are the ones it created.
+      for (const t of seq === 0 ? created : userTables(sql!)) if (ftsContent(t) === "external") sql!.exec(`INSERT INTO ${q(t.name)} (${q(t.name)}) VALUES ('rebuild')`);
     }
   };
   let atomic = false;
@@ -696,9 +733,10 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     if (seq === 0 && final && sql && st.kv && st.transactionSync) {
       // Whole object in one chunk: wipe and write inside one SQLite transaction.
       st.transactionSync(() => {
-        wipeSync(st, sql);
+        const kept = keepable(sql, created, schemaNames);
+        wipeSync(st, sql, kept);
         for (const [k, v] of kv) st.kv!.put(k, v);
-        apply();
+        apply(kept);
       });
       atomic = true;
     } else {
@@ -711,7 +749,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
         await st.put(Object.fromEntries(kv.slice(i, i + LIMITS.kvBatch)));
       }
       if (sql) {
-        if (st.transactionSync) st.transactionSync(apply);
+        if (st.transactionSync) st.transactionSync(() => apply());
         else apply();
       }
     }
@@ -731,17 +769,46 @@ function tableCols(sql: NonNullable<Storage["sql"]>, table: string): string[] {
 }
 
 /**
+ * Kept is what a one-chunk import keeps of the object's schema instead of dropping and creating it
+ * again: tables whose CREATE statement is the export's, byte for byte (emptied instead), and those
+ * tables' indexes that the export has too. Every schema change makes SQLite read the schema again and
+ * prepare every statement again; a restore over an object with the same schema (the same object, or
+ * an application that creates its tables in its constructor) then changes none.
+ */
+type Kept = { tables: Set<string>; indexes: Set<string> };
+
+function keepable(sql: NonNullable<Storage["sql"]>, created: Table[], schema: { type: string; name: string; sql: string }[]): Kept {
+  const want = new Map(created.filter((t) => !/^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)).map((t) => [t.name, t.sql]));
+  const tables = new Set<string>();
+  const indexes = new Set<string>();
+  if (want.size === 0) return { tables, indexes };
+  for (const t of userTables(sql)) if (want.get(t.name) === t.sql) tables.add(t.name);
+  const wantIdx = new Map(schema.filter((x) => x.type === "index").map((x) => [x.name, x.sql]));
+  for (const r of sql.exec("SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL").toArray()) {
+    if (tables.has(r.tbl_name) && wantIdx.get(r.name) === r.sql) indexes.add(r.name);
+  }
+  return { tables, indexes };
+}
+
+/**
  * wipeSync removes every user trigger, view, index and table and every KV key, synchronously, inside
  * the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
  * children are dropped before their parents, so a parent table with referencing rows drops cleanly.
  */
-function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>) {
+function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, kept?: Kept) {
   sql.exec("PRAGMA defer_foreign_keys = ON");
-  for (const r of sql.exec("SELECT type, name FROM sqlite_master WHERE type IN ('view','trigger') ORDER BY type").toArray()) {
+  for (const r of sql.exec("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('view','trigger','index') AND sql IS NOT NULL ORDER BY type").toArray()) {
     if (isInternal(r.name)) continue;
+    // Indexes go with their tables, except on a kept table, where only the kept ones stay.
+    if (r.type === "index" && (!kept?.tables.has(r.tbl_name) || kept.indexes.has(r.name))) continue;
     sql.exec(`DROP ${r.type.toUpperCase()} IF EXISTS ${q(r.name)}`);
   }
-  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(`DROP TABLE IF EXISTS ${q(t.name)}`);
+  // Children before parents; a kept table is emptied where it would have been dropped (DROP TABLE
+  // empties it first too), so foreign-key actions run as they would have.
+  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(kept?.tables.has(t.name) ? `DELETE FROM ${q(t.name)}` : `DROP TABLE IF EXISTS ${q(t.name)}`);
+  if (kept?.tables.size && sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0) {
+    for (const t of kept.tables) sql.exec("DELETE FROM sqlite_sequence WHERE name = ?", t); // the export's seq lines set them again
+  }
   const keys = [...st.kv!.list()].map(([k]) => k);
   for (const k of keys) st.kv!.delete(k);
 }
@@ -784,10 +851,17 @@ interface Namespace {
  */
 export async function routeCfbackup(req: Request, namespaces: Record<string, Namespace | undefined>): Promise<Response | null> {
   if (!isCfbackupRequest(req)) return null;
-  const [cls, id] = new URL(req.url).pathname.slice(PREFIX.length).split("/");
+  const [cls, id, ...rest] = new URL(req.url).pathname.slice(PREFIX.length).split("/");
   const ns = namespaces[cls];
   // Answered before any signature check, so it names nothing: not the classes routed here.
   if (!ns || !Object.prototype.hasOwnProperty.call(namespaces, cls)) return json(404, { error: "not_found", message: "not found" });
+  if (id === BATCH && rest.length === 0) return routeBatch(req, ns, cls);
+  const stub = stubOf(ns, id);
+  return stub instanceof Response ? stub : stub.fetch(req);
+}
+
+/** stubOf is the stub of the object a path segment addresses (an ID or name:<name>), or the error answer. */
+function stubOf(ns: Namespace, id: string): { fetch(req: Request): Promise<Response> } | Response {
   let oid: unknown;
   try {
     const name = pathName(id);
@@ -796,5 +870,81 @@ export async function routeCfbackup(req: Request, namespaces: Record<string, Nam
     if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
     return json(400, { error: "bad_id", message: `${(e as Error).message} (object IDs are bound to their namespace; restoring into another namespace or account needs the original names)` });
   }
-  return ns.get(oid).fetch(req);
+  return ns.get(oid);
+}
+
+/** BATCH is the path segment, in place of an object ID, of a batch: /__cfbackup/v1/<Class>/_batch. */
+export const BATCH = "_batch";
+/** MAX_BATCH_ITEMS bounds the object requests of one batch (and so the subrequests it fans out). */
+export const MAX_BATCH_ITEMS = 32;
+
+type BatchItem = { method: string; path: string; query: string; ts: string; nonce: string; sig: string; body: Uint8Array };
+
+/**
+ * parseBatch splits a batch body into its object requests: each is a JSON line
+ * {method, path, query, ts, nonce, sig, len} followed by len bytes of body.
+ */
+function parseBatch(body: Uint8Array, cls: string): BatchItem[] {
+  const items: BatchItem[] = [];
+  const bad = (m: string) => new AuthError(400, "bad_batch", `malformed batch: ${m}`);
+  let off = 0;
+  while (off < body.length) {
+    const nl = body.indexOf(10, off);
+    if (nl < 0) throw bad("a request line has no newline");
+    let h: any;
+    try {
+      h = JSON.parse(utf8.decode(body.subarray(off, nl)));
+    } catch {
+      throw bad("a request line is not JSON");
+    }
+    const len = h?.len;
+    if (!Number.isInteger(len) || len < 0 || len > body.length - nl - 1) throw bad("bad len");
+    if (!["GET", "POST"].includes(h.method)) throw bad("method must be GET or POST");
+    for (const k of ["path", "query", "ts", "nonce", "sig"]) if (typeof h[k] !== "string") throw bad(`${k} must be a string`);
+    const parts = h.path.startsWith(PREFIX) ? h.path.slice(PREFIX.length).split("/") : [];
+    // Every request of a batch is for the batch's class: the batch is routed by it.
+    if (parts.length !== 3 || parts[0] !== cls || parts[1] === BATCH) throw bad(`path ${JSON.stringify(h.path.slice(0, 120))} is not an object request of class ${cls}`);
+    items.push({ method: h.method, path: h.path, query: h.query, ts: h.ts, nonce: h.nonce, sig: h.sig, body: body.subarray(nl + 1, nl + 1 + len) });
+    off = nl + 1 + len;
+    if (items.length > MAX_BATCH_ITEMS) throw new AuthError(413, "too_large", `a batch holds at most ${MAX_BATCH_ITEMS} requests`);
+  }
+  return items;
+}
+
+/**
+ * routeBatch answers a batch: several object requests of one class in one HTTP request, sent to their
+ * objects at once (at most MAX_BATCH_ITEMS). Each object request is signed on its own, exactly as if
+ * it came alone, and the object checks its signature and replay as always: the batch only carries
+ * them, so it adds no trust. The answer frames each object's answer, in request order, as a JSON line
+ * {status, len} followed by len bytes of its body.
+ */
+async function routeBatch(req: Request, ns: Namespace, cls: string): Promise<Response> {
+  if (req.method !== "POST") return json(405, { error: "bad_method", message: "a batch is a POST" });
+  let items: BatchItem[];
+  try {
+    items = parseBatch(await readBody(req, MAX_IMPORT_BYTES), cls);
+  } catch (e) {
+    if (e instanceof AuthError) return json(e.status, { error: e.code, message: e.message });
+    throw e;
+  }
+  const origin = new URL(req.url).origin;
+  const answers = await Promise.all(
+    items.map(async (it): Promise<[number, Uint8Array]> => {
+      const stub = stubOf(ns, it.path.slice(PREFIX.length).split("/")[1]);
+      let res: Response;
+      try {
+        const headers: Record<string, string> = { [HEADER_TIMESTAMP]: it.ts, [HEADER_NONCE]: it.nonce, [HEADER_SIGNATURE]: it.sig };
+        if (it.method === "POST") headers["content-type"] = "application/x-ndjson";
+        const url = origin + it.path + (it.query ? "?" + it.query : "");
+        res = stub instanceof Response ? stub : await stub.fetch(new Request(url, { method: it.method, headers, body: it.method === "POST" ? (it.body as unknown as BodyInit) : undefined }));
+      } catch (e) {
+        res = json(500, { error: "internal", message: String((e as Error)?.message ?? e) });
+      }
+      return [res.status, new Uint8Array(await res.arrayBuffer())];
+    }),
+  );
+  const enc = new TextEncoder();
+  const out: Uint8Array[] = [];
+  for (const [status, b] of answers) out.push(enc.encode(JSON.stringify({ status, len: b.byteLength }) + "\n"), b);
+  return new Response(new Blob(out as BlobPart[]).stream(), { headers: { "content-type": "application/x-cfbackup-batch" } });
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -233,4 +234,73 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// ProcStat is CPU time and peak resident memory of the runtime's processes (node and workerd), read
+// from /proc, so a benchmark can tell the runtime's share of a run from the Go side's.
+type ProcStat struct {
+	// CPU is user+system time of node and every workerd it started.
+	CPU time.Duration
+	// WorkerdHWM is workerd's peak resident set (VmHWM), bytes; 0 where /proc is not available.
+	WorkerdHWM int64
+}
+
+// Stat reads the runtime's ProcStat (zero on systems without /proc).
+func (w *Worker) Stat() ProcStat {
+	var s ProcStat
+	if w.cmd == nil || w.cmd.Process == nil {
+		return s
+	}
+	pids := []int{w.cmd.Process.Pid}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		if f := procFields(pid); len(f) > 2 && f[1] == strconv.Itoa(w.cmd.Process.Pid) {
+			pids = append(pids, pid)
+		}
+	}
+	for i, pid := range pids {
+		f := procFields(pid)
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		s.CPU += time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+		if i > 0 {
+			s.WorkerdHWM = max(s.WorkerdHWM, vmHWM(pid))
+		}
+	}
+	return s
+}
+
+// procFields are the fields of /proc/pid/stat after the command name: state, ppid, …
+func procFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			var kb int64
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:")), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }

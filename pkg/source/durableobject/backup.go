@@ -76,29 +76,21 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 	src := manifest.Source{Component: Component, ID: ns.ID, Name: ns.Name, Class: ns.Class}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	idc := make(chan string)
+	idc := make(chan []string)
 	res := make(chan fetched, conc)
-	go func() {
-		defer close(idc)
-		for _, id := range ids {
-			select {
-			case idc <- id:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go feedIDs(ctx, c, ids, idc)
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range idc {
-				p, err := c.ExportPage(ctx, ns.Class, id, "")
-				select {
-				case res <- fetched{id: id, first: p, err: err}:
-				case <-ctx.Done():
-					return
+			for group := range idc {
+				for _, f := range c.firstPages(ctx, ns.Class, group) {
+					select {
+					case res <- f:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}()
@@ -157,4 +149,22 @@ func Backup(ctx context.Context, c *Client, w ItemWriter, ns cloudflare.Namespac
 		return manifest.Source{}, nil, fmt.Errorf("back up Durable Object namespace %s: %d of %d objects captured", ns.Name, len(items), len(ids))
 	}
 	return src, items, nil
+}
+
+// feedIDs sends the IDs to idc in groups of one batch (one when batches are off), then closes it.
+func feedIDs(ctx context.Context, c *Client, ids []string, idc chan<- []string) {
+	defer close(idc)
+	per := 1
+	if c.batchEnabled() {
+		per = c.batchItems()
+	}
+	for len(ids) > 0 {
+		n := min(per, len(ids))
+		select {
+		case idc <- ids[:n]:
+			ids = ids[n:]
+		case <-ctx.Done():
+			return
+		}
+	}
 }

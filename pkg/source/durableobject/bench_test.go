@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,11 +45,12 @@ func mustGet(b testing.TB, url string) []byte {
 
 // roundTrip backs the objects up into a real encrypted archive (in-memory store) and restores them,
 // reporting both rates.
-func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
+func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int, batch bool) {
 	c, err := durableobject.NewClient(w.URL, secret)
 	if err != nil {
 		b.Fatal(err)
 	}
+	c.NoBatch = !batch
 	id, _ := age.GenerateX25519Identity()
 	st := mem.New()
 	ns := cloudflare.Namespace{ID: "bench", Class: "SessionStore", Name: "sessions"}
@@ -57,7 +59,7 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0 := time.Now()
+		t0, r0, g0 := time.Now(), w.Stat(), goCPU()
 		src, items, err := durableobject.Backup(context.Background(), c, aw, ns, ids, durableobject.BackupOptions{Concurrency: conc})
 		if err != nil {
 			b.Fatal(err)
@@ -66,7 +68,7 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		backup := time.Since(t0)
+		backup, r1, g1 := time.Since(t0), w.Stat(), goCPU()
 		m := &manifest.Manifest{Segments: segs}
 		segMap := m.SegmentMap()
 		open := func(ctx context.Context, ref archive.ItemRef) (io.ReadCloser, error) {
@@ -76,18 +78,45 @@ func roundTrip(b *testing.B, w *workerd.Worker, ids []string, conc int) {
 		if _, err := durableobject.Restore(context.Background(), c, "SessionStore", items, open, durableobject.RestoreOptions{Concurrency: conc}); err != nil {
 			b.Fatal(err)
 		}
-		restore := time.Since(t1)
+		restore, r2, g2 := time.Since(t1), w.Stat(), goCPU()
 		mb := float64(src.Size) / (1 << 20)
 		b.ReportMetric(float64(len(ids))/backup.Seconds(), "backup-objects/s")
 		b.ReportMetric(mb/backup.Seconds(), "backup-MB/s")
 		b.ReportMetric(float64(len(ids))/restore.Seconds(), "restore-objects/s")
 		b.ReportMetric(mb/restore.Seconds(), "restore-MB/s")
 		b.ReportMetric(float64(conc), "concurrency")
+		// Where the time went: CPU seconds of the runtime (node+workerd) and of this process per phase.
+		b.ReportMetric((r1.CPU - r0.CPU).Seconds(), "backup-runtime-cpu-s")
+		b.ReportMetric((g1 - g0).Seconds(), "backup-go-cpu-s")
+		b.ReportMetric((r2.CPU - r1.CPU).Seconds(), "restore-runtime-cpu-s")
+		b.ReportMetric((g2 - g1).Seconds(), "restore-go-cpu-s")
+		b.ReportMetric(float64(r2.WorkerdHWM)/(1<<20), "workerd-hwm-MiB")
+		b.ReportMetric(float64(goHWM())/(1<<20), "go-hwm-MiB")
 		b.ReportMetric(mb, "item-MB")
 	}
 }
 
-// BenchmarkSmallObjects: 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
+// goCPU is this process's user+system CPU time.
+func goCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// goHWM is this process's peak resident set (bytes).
+func goHWM() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss << 10
+}
+
+// BenchmarkSmallObjects: sub-benchmarks single (one request per object) and batch (MaxBatchItems
+// objects per request), alternating CFBACKUP_BENCH_DO_ROUNDS times (default 1) on the same
+// 10,000 small SQLite-backed objects (KV values of mixed types, a table, an
 // alarm; about 2 KB of NDJSON each). Run: go test -run '^$' -bench SmallObjects -benchtime 1x ./pkg/source/durableobject/
 func BenchmarkSmallObjects(b *testing.B) {
 	w := workerd.Start(b, workerd.Options{Secret: secret})
@@ -114,7 +143,19 @@ func BenchmarkSmallObjects(b *testing.B) {
 	close(next)
 	wg.Wait()
 	b.ResetTimer()
-	roundTrip(b, w, ids, benchConcurrency())
+	// single (one request per object, as before batches) and batch alternate, on the same objects.
+	rounds := 1
+	if v, err := strconv.Atoi(os.Getenv("CFBACKUP_BENCH_DO_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	for r := 0; r < rounds; r++ {
+		for _, batch := range []bool{false, true} {
+			if m := os.Getenv("CFBACKUP_BENCH_DO_MODE"); m != "" && m != map[bool]string{false: "single", true: "batch"}[batch] {
+				continue
+			}
+			b.Run(map[bool]string{false: "single", true: "batch"}[batch], func(b *testing.B) { roundTrip(b, w, ids, benchConcurrency(), batch) })
+		}
+	}
 }
 
 // BenchmarkLargeObject: one object holding 50 MiB of SQL rows (1 MiB BLOBs), exported in 4 MiB pages
@@ -125,7 +166,7 @@ func BenchmarkLargeObject(b *testing.B) {
 	id := string(mustGet(b, w.URL+"/sessions/name:big/__test/inspect")[7:71])
 	before := mustGet(b, w.URL+"/sessions/"+id+"/__test/digest")
 	b.ResetTimer()
-	roundTrip(b, w, []string{id}, 1)
+	roundTrip(b, w, []string{id}, 1, true)
 	b.StopTimer()
 	if after := mustGet(b, w.URL+"/sessions/"+id+"/__test/digest"); string(after) != string(before) {
 		b.Fatalf("digest after restore %s, before %s", after, before)

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cfbackup/cfbackup/pkg/errclass"
@@ -92,11 +93,17 @@ type Client struct {
 	PageBytes int
 	// Now is the signing clock (default time.Now).
 	Now func() time.Time
+	// NoBatch sends every object request alone, never in a batch (see batch.go).
+	NoBatch bool
+	// BatchItems is the most objects per batch (default and maximum MaxBatchItems).
+	BatchItems int
 
 	// defaultHTTP is the client used when HTTP is nil, made once: one per request would open a new
 	// connection (and leave it idle) for every request of a restore of many objects.
 	defaultOnce sync.Once
 	defaultHTTP *http.Client
+	// noBatch is set once the Worker answered that its module has no batch endpoint.
+	noBatch atomic.Bool
 }
 
 // NewClient checks the URL and secret. The secret is never logged or printed.

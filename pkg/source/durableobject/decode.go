@@ -27,7 +27,13 @@ type Decoder struct {
 
 // NewDecoder reads an export from r.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{br: bufio.NewReaderSize(r, 256<<10)}
+	return newDecoderSize(r, 256<<10)
+}
+
+// newDecoderSize reads with a buffer of size bytes (at least 4 KiB): a small item needs no 256 KiB
+// buffer, and a restore of many small objects would allocate and clear one per object.
+func newDecoderSize(r io.Reader, size int) *Decoder {
+	return &Decoder{br: bufio.NewReaderSize(r, max(size, 4096))}
 }
 
 // Next returns the next line, its newline included, after checking it; io.EOF after the last one.

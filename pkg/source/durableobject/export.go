@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 )
 
 // Header is the first line of an object's export.
@@ -54,18 +52,8 @@ type Page struct {
 
 // ExportPage fetches one page of an object's export (cursor "" for the first).
 func (c *Client) ExportPage(ctx context.Context, class, id, cursor string) (Page, error) {
-	q := url.Values{}
-	if c.PageLimit > 0 {
-		q.Set("limit", strconv.Itoa(c.PageLimit))
-	}
-	if c.PageBytes > 0 {
-		q.Set("max_bytes", strconv.Itoa(c.PageBytes))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
 	var p Page
-	err := c.do(ctx, 0, http.MethodGet, class, id, "export", q, nil, func(r io.Reader) error {
+	err := c.do(ctx, 0, http.MethodGet, class, id, "export", c.exportQuery(cursor), nil, func(r io.Reader) error {
 		b, err := io.ReadAll(io.LimitReader(r, maxPage+1))
 		if err != nil {
 			return err

@@ -95,10 +95,7 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 	send := func(final bool) error {
 		q := url.Values{"seq": {strconv.Itoa(res.Chunks)}, "final": {"0"}}
 		if final {
-			q.Set("final", "1")
-			if dec.Header.Alarm != nil {
-				q.Set("alarm", strconv.FormatInt(*dec.Header.Alarm, 10))
-			}
+			q = finalQuery(res.Chunks, dec.Header.Alarm)
 		}
 		body := cur.Bytes()
 		var rep chunkReply
@@ -112,20 +109,7 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 			return err
 		}
 		progress(len(body))
-		res.Bytes += int64(len(body))
-		res.Chunks++
-		res.Atomic = rep.Atomic
-		if rep.ID != "" {
-			res.Object = rep.ID
-		}
-		res.KV += rep.KV
-		res.Tables += rep.Tables
-		res.Rows += rep.Rows
-		res.Schema += rep.Schema
-		res.Sequences += rep.Sequences
-		if final {
-			res.Alarm = rep.Alarm
-		}
+		res.add(rep, len(body), final)
 		cur.Reset()
 		return nil
 	}
@@ -151,11 +135,43 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 	if err := send(true); err != nil {
 		return res, err
 	}
+	return res, res.check(id, *end)
+}
+
+// add counts one chunk's reply (n body bytes) into the object's result.
+func (res *ObjectResult) add(rep chunkReply, n int, final bool) {
+	res.Bytes += int64(n)
+	res.Chunks++
+	res.Atomic = rep.Atomic
+	if rep.ID != "" {
+		res.Object = rep.ID
+	}
+	res.KV += rep.KV
+	res.Tables += rep.Tables
+	res.Rows += rep.Rows
+	res.Schema += rep.Schema
+	res.Sequences += rep.Sequences
+	if final {
+		res.Alarm = rep.Alarm
+	}
+}
+
+// check compares what the Worker reported writing with the export's end line.
+func (res *ObjectResult) check(id string, end End) error {
 	if res.KV != end.KV || res.Tables != end.Tables || res.Rows != end.Rows || res.Schema != end.Schema || res.Sequences != end.Sequences {
-		return res, fmt.Errorf("%w: object %s: wrote %d keys, %d tables, %d rows, %d schema objects, %d sequences; the backup has %d, %d, %d, %d, %d",
+		return fmt.Errorf("%w: object %s: wrote %d keys, %d tables, %d rows, %d schema objects, %d sequences; the backup has %d, %d, %d, %d, %d",
 			ErrMismatch, id, res.KV, res.Tables, res.Rows, res.Schema, res.Sequences, end.KV, end.Tables, end.Rows, end.Schema, end.Sequences)
 	}
-	return res, nil
+	return nil
+}
+
+// finalQuery is the query of an object's last import chunk (seq n), with the export's alarm.
+func finalQuery(n int, alarm *int64) url.Values {
+	q := url.Values{"seq": {strconv.Itoa(n)}, "final": {"1"}}
+	if alarm != nil {
+		q.Set("alarm", strconv.FormatInt(*alarm, 10))
+	}
+	return q
 }
 
 // itemErr marks an item that does not decode as ErrFormat; a read error stays what it is.
@@ -241,40 +257,33 @@ func Restore(ctx context.Context, c *Client, class string, items []manifest.Item
 	var failures []ObjectFailure
 	var stop error
 	attempted := 0
-	work := make(chan manifest.Item)
+	work := make(chan []manifest.Item)
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for it := range work {
-				r, err := restoreOne(ctx, c, class, it, open, o, progress)
-				mu.Lock()
-				switch {
-				case err == nil:
-					out = append(out, r)
-				case fatal(err):
-					if stop == nil {
-						stop = err
-						cancel()
+			for group := range work {
+				for _, oc := range restoreGroup(ctx, c, class, group, open, o, progress) {
+					mu.Lock()
+					switch err := oc.err; {
+					case err == nil:
+						out = append(out, oc.res)
+					case fatal(err):
+						if stop == nil {
+							stop = err
+							cancel()
+						}
+					default:
+						o.Log.Error("Durable Object not restored; restoring the others", "class", class, "id", oc.it.ObjectID, "err", err)
+						failures = append(failures, ObjectFailure{ID: oc.it.ObjectID, Err: err})
 					}
-				default:
-					o.Log.Error("Durable Object not restored; restoring the others", "class", class, "id", it.ObjectID, "err", err)
-					failures = append(failures, ObjectFailure{ID: it.ObjectID, Err: err})
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
 		}()
 	}
-feed:
-	for _, it := range items {
-		select {
-		case work <- it:
-			attempted++
-		case <-ctx.Done():
-			break feed
-		}
-	}
+	attempted = feedGroups(ctx, c, items, o.ChunkBytes, work)
 	close(work)
 	wg.Wait()
 	if stop != nil {
