@@ -71,3 +71,15 @@ if [ "${BENCH_D1:-}" = 1 ]; then
   measure "restore --to-database" "$B/cfbackup" restore latest --to-database bench-restored --create --yes --no-progress
 fi
 "$B/cfbackup" list
+# BENCH_OUT=dir: the figures as rows of dir/d1.tsv for scripts/bench-summary.sh (scripts/bench-lib.sh),
+# and a restore into the emulated D1 split into the API side (cfemu's CPU: it executes the imports)
+# and ours.
+if [ -n "${BENCH_OUT:-}" ]; then
+  . scripts/bench-lib.sh
+  bench_row d1 "D1 restore --to-file, $USERS users ($((size/1048576)) MiB), median of $RUNS" "$new" s "sqlite3 new.db < dump.sql" "$cli" "$(bench_ratio "$cli" "$new")" ">=0.80" "ratio: speed against sqlite3 (its time / ours)"
+  emucpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$EMU/stat"; }
+  e0=$(emucpu)
+  read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-database bench-summary --create --yes --no-progress)
+  api=$(awk -v a="$e0" -v b="$(emucpu)" 'BEGIN { printf "%.2f", b - a }')
+  bench_row d1 "D1 restore into the emulated D1 (--to-database), $USERS users: wall time" "$s" s "API side: cfemu CPU" "$api" "$(bench_ratio "$api" "$s")" "-" "ratio: API share of the wall time; cfbackup CPU $cpu s, peak RSS $((kb/1024)) MiB"
+fi

@@ -115,5 +115,6 @@ printf 'no-change incremental: %.2f s (target < 2 s)\n' "${T[cfb_noop]}"
 printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 bench_row r2 "R2 backup, $GIB ($N objects): wall time" "${T[cfb_full]}" s "rclone copy + restic backup" "$b1" "$(bench_ratio "${T[cfb_full]}" "$b1")" "<=0.40" "peak RSS ${K[cfb_full]} MiB (restic ${K[rs_back]} MiB)"
 bench_row r2 "R2 restore → bucket, $GIB ($N objects): wall time" "${T[cfb_rest]}" s "restic restore + rclone copy" "$r1" "$(bench_ratio "${T[cfb_rest]}" "$r1")" "<=0.40" "peak RSS ${K[cfb_rest]} MiB (restic ${K[rs_rest]} MiB)"
-bench_row r2 "R2 backup + restore, $GIB: CPU seconds (tool + server)" "$(printf %.1f "$(echo "${C[cfb_full]}+${C[cfb_rest]}" | bc -l)")" "CPU s" "rclone + restic" "$(printf %.1f "$(echo "$cb+$cr" | bc -l)")" "$(bench_ratio "$(echo "${C[cfb_full]}+${C[cfb_rest]}" | bc -l)" "$(echo "$cb+$cr" | bc -l)")" "-"
+ct=$(printf %.1f "$(echo "${C[cfb_full]}+${C[cfb_rest]}" | bc -l)"); cref=$(printf %.1f "$(echo "$cb+$cr" | bc -l)")
+bench_row r2 "R2 backup + restore, $GIB: CPU seconds (tool + server)" "$ct" "CPU s" "rclone + restic" "$cref" "$(bench_ratio "$ct" "$cref")" "-"
 bench_row r2 "R2 backup, $GIB, no change: wall time" "${T[cfb_noop]}" s "target" 2 "$(bench_ratio "${T[cfb_noop]}" 2)" "<=1.00"
