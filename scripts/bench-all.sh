@@ -7,6 +7,8 @@
 #                  written to dir/summary.md. Sizes can be set as each script documents (BENCH_USERS,
 #                  BENCH_RUNS, CFBACKUP_BENCH_DO_OBJECTS, BENCH_R2_OBJECTS, BENCH_KEYS) plus
 #                  BENCH_R2_SIZES ("1073741824 4294967296"), BENCH_R2_LINK_SIZE and BENCH_SCALE_N.
+#   BENCH_MICRO=0  skip the in-process go test benchmarks of pkg/archive, pkg/source/d1, pkg/store
+#                  (they print their own figures, not in the table; skipped with BENCH_QUICK=1)
 # Needs what the scripts need: versitygw, rclone, restic, sqlite3, workerd (worker/node_modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +17,11 @@ mkdir -p "$OUT"
 export BENCH_OUT=$OUT
 rm -f "$OUT"/*.tsv "$OUT/do.txt" "$OUT/scale.txt" "$OUT/summary.md"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-  users=2000 runs=1 dos=200 r2n=200 r2sizes="33554432 134217728" linksize=134217728 keys=5000 scalen=10000
+  users=2000 runs=1 dos=200 r2n=200 r2sizes="33554432 134217728" linksize=134217728 keys=5000 scalen=10000 micro=0
 else
-  users=100000 runs=3 dos=10000 r2n=2000 r2sizes="1073741824 4294967296" linksize=4294967296 keys=100000 scalen=1000000
+  users=100000 runs=3 dos=10000 r2n=2000 r2sizes="1073741824 4294967296" linksize=4294967296 keys=100000 scalen=1000000 micro=1
+fi
+if [ "${BENCH_MICRO:-$micro}" = 1 ]; then # the in-process benchmarks (not in the table)
   go test -run '^$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/store/...
 fi
 step() { echo; echo "== $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
