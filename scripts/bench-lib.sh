@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: bench_row appends one figure to $BENCH_OUT/<file>.tsv (nothing when
 # BENCH_OUT is unset) for scripts/bench-summary.sh, which renders every file as one Markdown table.
 # Columns (tab-separated): figure, ours, unit, reference (what it is), reference value, ratio,
