@@ -58,7 +58,7 @@ maxobj=$(find "$D/gw/src" -type f -printf '%s\n' | sort -n | tail -1)
 printf 'Bucket: %d objects, %d MiB (largest %d MiB) on a loopback versitygw; %s cores; load average before: %s\n' "$N" $((size/1048576)) $((maxobj/1048576)) "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$LINK" = 1 ] && printf 'cfbackup through a slow link: %s ms round trip, %s MB/s each way, %s MB/s per connection\n' "$RTT" "$RATE" "$CRATE"
 echo
-declare -A T C K L
+declare -A T C K
 # gwcpu prints the S3 server's CPU seconds so far (user+system, from /proc), so each step's server
 # cost is known apart from the tool's: on a loaded machine CPU seconds vary less than wall time.
 gwcpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$GW/stat"; }
@@ -70,7 +70,7 @@ measure() { # key label command...
   local g0; g0=$(gwcpu)
   /usr/bin/time -f "%e %M %U %S" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
   read -r secs kb us ss <"$D/time"
-  T[$key]=$secs K[$key]=$((kb/1024)) L[$key]=$(cut -d' ' -f1 /proc/loadavg)
+  T[$key]=$secs K[$key]=$((kb/1024))
   local sc; sc=$(echo "$(gwcpu)-$g0" | bc -l)
   C[$key]=$(echo "$us+$ss+$sc" | bc -l)
   local gets; gets=$(grep -o ' gets=[0-9]*' "$D/err" | tail -1 | cut -d= -f2 || true)

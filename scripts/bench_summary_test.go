@@ -99,6 +99,7 @@ func TestBenchSummaryQuick(t *testing.T) {
 	if !strings.Contains(string(b), string(md)) {
 		t.Error("make bench did not print the summary table")
 	}
+	t.Logf("summary table:\n%s", md)
 	rows := parseTable(t, string(md))
 	checkEveryFigure(t, rows)
 	for _, r := range rows {
