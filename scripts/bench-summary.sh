@@ -23,7 +23,7 @@ if [ -s "$DIR/do.txt" ]; then
     local v; v=$(metric "$DIR/do.txt" "$2" "$3")
     [ -n "$v" ] || return 0
     v=$(printf %.1f "$v")
-    bench_row parsed "$1" "$v" "$3" "issue target (no reference tool)" "$4" "$(bench_ratio "$v" "$4")" ">=1.00" "${load:+load $load}"
+    BENCH_LOAD=$load bench_row parsed "$1" "$v" "$3" "issue target (no reference tool)" "$4" "$(bench_ratio "$v" "$4")" ">=1.00"
   }
   row "DO backup, ${n:-10000} small objects" BenchmarkSmallObjects backup-objects/s 1000
   row "DO restore, ${n:-10000} small objects" BenchmarkSmallObjects restore-objects/s 500
@@ -36,8 +36,8 @@ if [ -s "$DIR/scale.txt" ]; then
   while read -r n phase wall cpu rss listed gets _; do
     [ "$phase" = nochange ] || continue
     goal=$(awk -v n="$n" 'BEGIN { printf "%g", 60 * n / 1000000 }')
-    bench_row parsed "R2 no-change incremental, $n objects (bench-scale): CPU" "$cpu" "CPU s" "goal: 60 s per 1M objects" "$goal" "$(bench_ratio "$cpu" "$goal")" "<=1.00" "wall $wall s, $listed LISTs, $gets GETs${load:+, load $load}"
-    bench_row parsed "R2 no-change incremental, $n objects (bench-scale): peak RSS" "$rss" MiB "goal: 256 MiB at any N" 256 "$(bench_ratio "$rss" 256)" "<=1.00"
+    BENCH_LOAD=$load bench_row parsed "R2 no-change incremental, $n objects (bench-scale): CPU" "$cpu" "CPU s" "goal: 60 s per 1M objects" "$goal" "$(bench_ratio "$cpu" "$goal")" "<=1.00" "wall $wall s, $listed LISTs, $gets GETs"
+    BENCH_LOAD=$load bench_row parsed "R2 no-change incremental, $n objects (bench-scale): peak RSS" "$rss" MiB "goal: 256 MiB at any N" 256 "$(bench_ratio "$rss" 256)" "<=1.00"
   done < <(grep -E '^[0-9]+ +nochange ' "$DIR/scale.txt")
 fi
 # Bench files first in a fixed order, so the table reads the same in every run.
