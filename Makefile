@@ -44,11 +44,10 @@ release-check:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# Every benchmark, then one summary table with same-run ratios (scripts/bench-all.sh; docs/BENCHMARKS.md).
+# BENCH_QUICK=1: small sizes, a few minutes. BENCH_OUT=dir keeps the results.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/archive/ ./pkg/source/d1/... ./pkg/store/...
-	scripts/bench-d1.sh
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./pkg/source/durableobject/
-	$(MAKE) bench-r2
+	scripts/bench-all.sh
 
 # R2: cfbackup vs rclone copy + restic on a loopback S3 server (needs rclone, restic: CFBACKUP_BENCH_TOOLS=1 make tools).
 bench-r2:

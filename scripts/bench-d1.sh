@@ -87,3 +87,17 @@ if [ "${BENCH_D1:-}" = 1 ]; then
   printf 'restore --to-database %.2f s wall: cfbackup CPU %.2f s (our code), cfemu CPU %.2f s (the API side: upload and import)\n' "$s" "$cpu" "$(echo "$e1-$e0" | bc -l)"
 fi
 "$B/cfbackup" list
+# BENCH_OUT=dir: the figures as rows of dir/d1.tsv for scripts/bench-summary.sh (scripts/bench-lib.sh),
+# and a restore into the emulated D1 split into the API side (cfemu's CPU: it executes the imports)
+# and ours.
+if [ -n "${BENCH_OUT:-}" ]; then
+  . scripts/bench-lib.sh
+  bench_row d1 "D1 restore --to-file, $USERS users ($((size/1048576)) MiB), median of $RUNS" "$new" s "sqlite3 new.db < dump.sql" "$cli" "$(bench_ratio "$cli" "$new")" ">=0.80" "ratio: speed against sqlite3 (its time / ours)"
+  emucpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12+$13)/hz }' "/proc/$EMU/stat"; }
+  e0=$(emucpu)
+  read -r s kb cpu < <(secs "$B/cfbackup" restore latest --to-database bench-summary --create --yes --no-progress)
+  api=$(awk -v a="$e0" -v b="$(emucpu)" 'BEGIN { printf "%.2f", b - a }')
+  # CPU seconds, not wall time: on a loaded machine both sides wait for a core far longer than they work.
+  all=$(awk -v a="$api" -v b="$cpu" 'BEGIN { printf "%.2f", a + b }')
+  bench_row d1 "D1 restore into the emulated D1 (--to-database), $USERS users: CPU of both sides" "$all" "CPU s" "API side (cfemu executing the imports)" "$api" "$(bench_ratio "$api" "$all")" "-" "ratio: the API's share; wall $s s, cfbackup peak RSS $((kb/1024)) MiB"
+fi

@@ -4,6 +4,7 @@
 # directory, and test-restore it, reporting wall time, keys/s and peak RSS of each cfbackup run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh # BENCH_OUT=dir: rows of dir/kv.tsv for scripts/bench-summary.sh
 KEYS=${BENCH_KEYS:-100000}
 D=$(mktemp -d /tmp/cfbackup-bench-kv.XXXXXX)
 trap 'kill $EMU 2>/dev/null || true; rm -rf "$D"' EXIT
@@ -21,6 +22,7 @@ measure() { # label, command...
   /usr/bin/time -f "%e %M" -o "$D/time" "$@" >"$D/out" 2>"$D/err" || { cat "$D/err"; exit 1; }
   read -r secs kb <"$D/time"
   printf '%-34s %7.2f s  %8.0f keys/s  peak RSS %4d MiB\n' "$label" "$secs" "$(echo "$KEYS/$secs" | bc -l)" $((kb/1024))
+  bench_row kv "KV $label, $KEYS keys" "$(printf %.0f "$(echo "$KEYS/$secs" | bc -l)")" keys/s "— (no reference tool)" - - - "$secs s, peak RSS $((kb/1024)) MiB"
 }
 echo "KV namespace: $KEYS keys"
 measure "backup (full)" "$B/cfbackup" backup --component kv --kv-namespace bench --no-progress

@@ -125,16 +125,16 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 	if err != nil {
 		return nil, err
 	}
-	if !req.DryRun {
-		var parts int64 // the part buffers beyond one per worker (RestorePartStreams)
-		if cl != nil {
-			parts = cl.PartBufferBytes(0)
-		}
-		setMemoryLimit(req.Repo, false, parts)
-	}
 	conc := concurrencySetting(env)
 	if conc == 0 {
 		conc = DefaultConcurrency
+	}
+	if !req.DryRun {
+		var extra int64 // the part buffers beyond one per worker (RestorePartStreams), the streams' readers
+		if cl != nil {
+			extra = cl.PartBufferBytes(0) + plan.streamingBytes(cl.partSize, conc)
+		}
+		setMemoryLimit(req.Repo, false, extra)
 	}
 	return &restorePlan{env: env, req: req, snapshot: m, bucket: src.Name, target: t, plan: plan, cl: cl, conc: conc}, nil
 }

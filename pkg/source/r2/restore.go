@@ -386,6 +386,27 @@ feed:
 	return res, nil
 }
 
+// streamReaderBytes is what a worker streaming a large object holds besides its part buffer: the
+// archive reader's LZ4 block buffers (a compressed and a decoded block of up to 4 MiB). The 100 MiB
+// base limit was measured with objects read whole; with eight workers streaming 18 MiB objects the
+// live heap (≈ 155 MiB: 12 part buffers and 8 readers) sat above the limit and the collector ran
+// back to back: 150 collections and 7.5 s of CPU for an 800 MiB restore against 17 and 4.5 s with
+// these buffers in the limit (docs/BENCHMARKS.md).
+const streamReaderBytes = 8 << 20
+
+// streamingBytes is the memory the workers streaming large objects (over partSize, uploaded in
+// parts) hold beyond what the base limit covers: at most one reader per worker, none when every
+// object fits one PUT, so the limit of a restore of small objects is unchanged.
+func (p *Plan) streamingBytes(partSize int64, workers int) int64 {
+	n := 0
+	for _, e := range p.Entries {
+		if e.Size > partSize && (e.Action == "put" || e.Action == "overwrite") {
+			n++
+		}
+	}
+	return int64(min(n, workers)) * streamReaderBytes
+}
+
 // keepBuffer is the largest buffer a restore worker keeps for its next object.
 const keepBuffer = 1 << 20
 
