@@ -97,7 +97,7 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 		if err != nil {
 			return nil, classify(err, it.where()+": tar header", it.seg.src)
 		}
-		want := EntryName(it.ref.Name, i, len(it.ref.Chunks))
+		want := ChunkEntry(it.ref.Name, c, i, len(it.ref.Chunks))
 		if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
 			return nil, fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
 		}

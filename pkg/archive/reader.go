@@ -250,7 +250,13 @@ func openItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, 
 	var total int64
 	for i, c := range ref.Chunks {
 		if _, ok := segs[c.Segment]; !ok {
+			if c.ID != "" { // a content-addressed chunk may point anywhere: only listed segments are checked and kept
+				return nil, fmt.Errorf("%w: item %q: chunk %d: segment %s is not in the manifest", ErrIntegrity, ref.Name, i, c.Segment)
+			}
 			return nil, fmt.Errorf("item %q: chunk %d: segment %s is not in the manifest", ref.Name, i, c.Segment)
+		}
+		if c.ID != "" && !validChunkID(c.ID) {
+			return nil, fmt.Errorf("%w: item %q: chunk %d has an invalid id", ErrIntegrity, ref.Name, i)
 		}
 		if c.Offset < 0 || c.Length <= 0 || c.Size < 0 {
 			return nil, fmt.Errorf("%w: item %q: chunk %d has an invalid range", ErrIntegrity, ref.Name, i)
@@ -426,7 +432,7 @@ func (it *itemReader) openChunk() error {
 	if err != nil {
 		return classify(err, it.where()+": tar header", it.seg.src)
 	}
-	want := EntryName(it.ref.Name, it.next, len(it.ref.Chunks))
+	want := ChunkEntry(it.ref.Name, c, it.next, len(it.ref.Chunks))
 	if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
 		return fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
 	}

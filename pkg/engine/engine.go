@@ -461,7 +461,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 			continue
 		}
 		for ci, c := range it.Chunks {
-			k := c.Segment + "\x00" + archive.EntryName(it.Name, ci, len(it.Chunks))
+			k := c.Segment + "\x00" + archive.ChunkEntry(it.Name, c, ci, len(it.Chunks))
 			entries[k] = append(entries[k], chunkRef{i, ci})
 		}
 	}
