@@ -140,3 +140,7 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return ref, st, nil
 }
+
+// ChunkSize is the largest tar entry payload of this Writer (WriterOptions.ChunkSize): a
+// content-defined chunk may not be larger.
+func (w *Writer) ChunkSize() int { return w.opts.ChunkSize }
