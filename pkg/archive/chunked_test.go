@@ -164,3 +164,32 @@ func TestWriteChunkedRefusesBadOptions(t *testing.T) {
 		t.Error("no key was accepted")
 	}
 }
+
+// Small content-addressed chunks stored one after another are read with one ranged GET per read-ahead
+// window, not one per chunk.
+func TestChunkedReadCoalescesGETs(t *testing.T) {
+	id, recs := newKey(t)
+	st := mem.New()
+	w, err := NewWriter(context.Background(), WriterOptions{Store: st, Recipients: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := sqlText(2<<20, 5)
+	ref, _, err := w.WriteChunked("t/big.sql", bytes.NewReader(data), ChunkedOptions{Params: smallCDC, Key: testChunkKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segList, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	got, err := readBack(t, cs, map[string]SegmentInfo{segList[0].ID: segList[0]}, []age.Identity{id}, ref)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+	// Two reads (Read and ReadAll) of ~1 MiB of frames: a few GETs each (header, final chunk, body).
+	if n := cs.gets.Load(); len(ref.Chunks) < 200 || n > 12 {
+		t.Fatalf("%d chunks read with %d GETs", len(ref.Chunks), n)
+	}
+}

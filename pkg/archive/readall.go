@@ -79,7 +79,7 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 			b.frame = make([]byte, c.Length)
 		}
 		frame := b.frame[:c.Length]
-		it.seg.src.expect(it.seg.hdr, c.Offset, c.Offset+c.Length)
+		it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(i))
 		if n, err := it.seg.plain.ReadAt(frame, c.Offset); n < len(frame) {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF

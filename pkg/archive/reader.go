@@ -424,7 +424,7 @@ func (it *itemReader) openChunk() error {
 	if err := it.openSeg(c); err != nil {
 		return err
 	}
-	it.seg.src.expect(it.seg.hdr, c.Offset, c.Offset+c.Length)
+	it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(it.next))
 	it.lz = lz4.NewReader(io.NewSectionReader(it.seg.plain, c.Offset, c.Length))
 	_ = it.lz.Apply(lz4.ConcurrencyOption(1))
 	tr := tar.NewReader(it.lz)
@@ -439,6 +439,25 @@ func (it *itemReader) openChunk() error {
 	it.cur = tr
 	it.left = c.Size
 	return nil
+}
+
+// readGap is the most bytes of other frames one ranged read may carry between two chunks of an item
+// (content-addressed chunks reused from several snapshots interleave with other items' chunks).
+const readGap = 64 << 10
+
+// runEnd is where the run of chunks from i on that lie in one segment, in order and at most readGap
+// apart, ends (within ReadAheadWindow): one ranged read then serves them all, where reading each
+// small content-addressed chunk alone would cost a GET per 16 KiB.
+func (it *itemReader) runEnd(i int) int64 {
+	c := it.ref.Chunks[i]
+	end := c.Offset + c.Length
+	for _, n := range it.ref.Chunks[i+1:] {
+		if n.Segment != c.Segment || n.Offset < end || n.Offset-end > readGap || n.Offset+n.Length-c.Offset > ReadAheadWindow {
+			break
+		}
+		end = n.Offset + n.Length
+	}
+	return end
 }
 
 // endChunk reads the rest of the frame (padding, checksum) so LZ4's content checksum is verified.
