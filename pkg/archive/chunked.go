@@ -39,24 +39,9 @@ type ChunkedStats struct {
 // other writes, and a read error loses only this item.
 func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemRef, ChunkedStats, error) {
 	var st ChunkedStats
-	if w.closed {
-		return ItemRef{}, st, ErrClosed
-	}
-	if err := ValidName(name); err != nil {
+	p, err := w.checkChunked(name, o)
+	if err != nil {
 		return ItemRef{}, st, err
-	}
-	if err := w.failed(); err != nil {
-		return ItemRef{}, st, err
-	}
-	p := o.Params
-	if p == (cdc.Params{}) {
-		p = cdc.Default
-	}
-	if p.Max > w.opts.ChunkSize {
-		return ItemRef{}, st, fmt.Errorf("archive: chunk maximum %d exceeds the chunk size %d", p.Max, w.opts.ChunkSize)
-	}
-	if len(o.Key) == 0 {
-		return ItemRef{}, st, fmt.Errorf("archive: no chunk id key")
 	}
 	ref := ItemRef{Name: name}
 	h := sha256.New()
@@ -139,6 +124,28 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 	}
 	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return ref, st, nil
+}
+
+// checkChunked checks a WriteChunked call before anything is read and returns its parameters.
+func (w *Writer) checkChunked(name string, o ChunkedOptions) (cdc.Params, error) {
+	p := o.Params
+	if p == (cdc.Params{}) {
+		p = cdc.Default
+	}
+	switch {
+	case w.closed:
+		return p, ErrClosed
+	case p.Check() != nil:
+		return p, p.Check()
+	case p.Max > w.opts.ChunkSize:
+		return p, fmt.Errorf("archive: chunk maximum %d exceeds the chunk size %d", p.Max, w.opts.ChunkSize)
+	case len(o.Key) == 0:
+		return p, fmt.Errorf("archive: no chunk id key")
+	}
+	if err := ValidName(name); err != nil {
+		return p, err
+	}
+	return p, w.failed()
 }
 
 // ChunkSize is the largest tar entry payload of this Writer (WriterOptions.ChunkSize): a
