@@ -103,6 +103,15 @@ const ChunkPrefix = "chunks/"
 // bytes of a full hash.
 const ChunkIDLen = 32
 
+// ChunkIDKey derives the key of chunk ids from the writer secret (purpose "cfbackup cdc chunk id v1"):
+// backups name chunks with it, verify --read-data (which unwraps the secret with the identity)
+// confirms each chunk's bytes by it.
+func ChunkIDKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("cfbackup cdc chunk id v1"))
+	return m.Sum(nil)
+}
+
 // ChunkID is the id of a content-addressed chunk: HMAC-SHA-256 keyed with a key derived from the
 // writer secret (so equal chunks are found without the store learning contents), truncated to 128
 // bits, hex.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -15,6 +18,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/source/d1"
+	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
 
@@ -110,9 +114,17 @@ func TestChunkedD1IncrementalChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := f.eng.Verify(ctx, m4, engine.VerifyOptions{ReadData: true, Identities: f.ids})
+	// verify --read-data of the child confirms every chunk by its keyed id while it streams each
+	// segment once: no item needs reading again with ranged reads.
+	counted := *f.repo
+	cs := &openCounter{Store: f.repo.Store}
+	counted.Store = cs
+	res, err := (&engine.Engine{Repo: &counted}).Verify(ctx, m4, engine.VerifyOptions{ReadData: true, Identities: f.ids})
 	if err != nil || !res.OK || res.Items != int(m4.Items) {
 		t.Fatalf("verify --read-data of the child: %+v, %v", res, err)
+	}
+	if n := cs.segmentOpens.Load(); n != int64(len(m4.Segments)) {
+		t.Fatalf("verify --read-data opened segments %d times for %d segments", n, len(m4.Segments))
 	}
 
 	// Prune every snapshot but the newest: the segments it reuses stay.
@@ -193,4 +205,17 @@ func TestChunkedD1ForgedCatalogue(t *testing.T) {
 			t.Errorf("%s: got %v, want an integrity failure (exit 6)", name, err)
 		}
 	}
+}
+
+// openCounter counts the reads of segments.
+type openCounter struct {
+	store.Store
+	segmentOpens atomic.Int64
+}
+
+func (c *openCounter) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "segments/") {
+		c.segmentOpens.Add(1)
+	}
+	return c.Store.Open(ctx, key, off, n)
 }

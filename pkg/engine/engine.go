@@ -449,6 +449,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 		}
 	}
 	entries := map[string][]chunkRef{}
+	proof := e.newChunkProof(ctx, ids)
 	states := make([]*itemState, len(cat.Items))
 	for i, it := range cat.Items {
 		for _, c := range it.Chunks {
@@ -471,6 +472,8 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 		}
 		res.Segments++
 		err := archive.ReadSegment(ctx, e.Repo.Store, s, ids, func(name string, r io.Reader) error {
+			r, proved := proof.wrap(s.ID, name, r)
+			defer proved()
 			for _, ref := range entries[s.ID+"\x00"+name] {
 				if st := states[ref.item]; st.next == ref.chunk {
 					n, err := io.Copy(st.h, r)
@@ -502,7 +505,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, cat *mani
 		}
 		res.Items++
 		it := cat.Items[i]
-		if st.next == len(it.Chunks) && st.size == it.Size && hex.EncodeToString(st.h.Sum(nil)) == it.SHA256 {
+		if st.next == len(it.Chunks) && st.size == it.Size && hex.EncodeToString(st.h.Sum(nil)) == it.SHA256 || proof.proves(it) {
 			continue
 		}
 		rc, err := archive.OpenItem(ctx, e.Repo.Store, segs, ids, it.ItemRef)

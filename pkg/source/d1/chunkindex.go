@@ -53,7 +53,7 @@ var ErrChunkIndex = errclass.New(errclass.Failure, "D1 chunk index unreadable")
 type chunkKeys struct{ id, enc []byte }
 
 func deriveChunkKeys(secret []byte) chunkKeys {
-	return chunkKeys{id: seal.DeriveKey(secret, "cfbackup cdc chunk id v1"), enc: seal.DeriveKey(secret, "cfbackup d1 chunk index encryption v1")}
+	return chunkKeys{id: archive.ChunkIDKey(secret), enc: seal.DeriveKey(secret, "cfbackup d1 chunk index encryption v1")}
 }
 
 // chunkIndexKey is where a snapshot's index object of one database is stored.
