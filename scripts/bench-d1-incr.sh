@@ -41,7 +41,8 @@ full=0
 backup() { # label: one backup; prints the bytes it added to the repository
   local before after secs
   before=$(du -sb "$D/repo" | cut -f1)
-  secs=$( { /usr/bin/time -f %e "$B/cfbackup" backup --no-progress --json >"$D/b.json" 2>"$D/b.err"; } 2>&1 ) || { cat "$D/b.err" >&2; exit 1; }
+  /usr/bin/time -f %e -o "$D/t" "$B/cfbackup" backup --no-progress --json >"$D/b.json" 2>"$D/b.err" || { cat "$D/b.err" >&2; exit 1; }
+  secs=$(cat "$D/t")
   after=$(du -sb "$D/repo" | cut -f1)
   local added=$((after - before))
   [ "$full" -gt 0 ] || full=$added
