@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/cfbackup/cfbackup/pkg/archive"
@@ -39,11 +40,15 @@ const maxChain = 16
 // chunkIndexDoc is one index object. Entries is binary, per chunk: the 16-byte id, then uvarints
 // segment (index into Segments), offset, length and size: ~26 bytes a chunk, where JSON would take 140.
 type chunkIndexDoc struct {
-	Version  int      `json:"version"`
-	Database string   `json:"database"`
-	Segments []string `json:"segments"`
-	Entries  []byte   `json:"entries"`
-	Count    int      `json:"count"`
+	Version  int    `json:"version"`
+	Database string `json:"database"`
+	// Recipients are the fingerprints (sorted) of the recipients the chunks were encrypted to: a
+	// backup reuses chunks only when it encrypts to the same ones, so every identity that can read
+	// a new snapshot can read all of it (key add-recipient, docs/SECURITY.md).
+	Recipients []string `json:"recipients"`
+	Segments   []string `json:"segments"`
+	Entries    []byte   `json:"entries"`
+	Count      int      `json:"count"`
 }
 
 // ErrChunkIndex: a chunk index cannot be read with this writer secret (another secret, or damage).
@@ -184,6 +189,7 @@ func (ix *chunkIndex) loadParent(ctx context.Context, r *repo.Repo, keys chunkKe
 	}
 	segs := m.SegmentMap()
 	live := map[string]bool{}
+	var kept []manifest.Object
 	for _, ob := range chain {
 		raw, err := source.ReadSnapshotObject(ctx, r.Store, m, ob.Key)
 		if err != nil {
@@ -196,11 +202,16 @@ func (ix *chunkIndex) loadParent(ctx context.Context, r *repo.Repo, keys chunkKe
 		if doc.Version != chunkIndexVersion || doc.Database != uuid {
 			return fmt.Errorf("%w: %s: version %d of database %s, want version %d of %s", ErrChunkIndex, ob.Key, doc.Version, doc.Database, chunkIndexVersion, uuid)
 		}
+		if !slices.Equal(doc.Recipients, recipientSet(r)) {
+			log.Info("chunks of the parent snapshot were encrypted to other recipients: storing them again", "index", ob.Key)
+			continue
+		}
 		if err := ix.decode(ctx, r, doc, segs, live); err != nil {
 			return fmt.Errorf("chunk index %s: %w", ob.Key, err)
 		}
+		kept = append(kept, ob)
 	}
-	ix.chain, ix.from = chain, m.ID
+	ix.chain, ix.from = kept, m.ID
 	return nil
 }
 
@@ -251,9 +262,20 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 	return nil
 }
 
+// recipientSet is the sorted fingerprints of the repository's recipients (what new segments are
+// encrypted to).
+func recipientSet(r *repo.Repo) []string {
+	out := []string{}
+	for _, x := range r.Config.Recipients {
+		out = append(out, x.Fingerprint)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // encode makes an index object of the chunks ids picks.
 func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc {
-	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: uuid}
+	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: uuid, Recipients: recipientSet(ix.sess.Repo)}
 	segAt := map[int32]uint64{}
 	var tmp [binary.MaxVarintLen64]byte
 	for k := range ix.used {
