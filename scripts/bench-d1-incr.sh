@@ -7,7 +7,7 @@
 # index, manifest, audit record) as a percentage of the full backup's. Then it times
 # `restore --to-file` of the last snapshot against the same restore by cfbackup built from BENCH_BASE
 # (its own full backup of the same data), alternating, BENCH_RUNS rounds.
-#   BENCH_USERS  users to seed (default 100000: a 280 MiB SQLite file, a 300 MB dump)
+#   BENCH_USERS  users to seed (default 100000: a 265 MiB SQLite file, a 305 MB dump)
 #   BENCH_BASE   git revision to compare restore speed with (default main; empty: skip)
 #   BENCH_RUNS   restore rounds (default 3)
 # Binaries are built into a temporary directory, never into .bin/.
