@@ -17,6 +17,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/layout"
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/seal"
+	"github.com/cfbackup/cfbackup/pkg/source/d1"
 	"github.com/cfbackup/cfbackup/pkg/source/kv"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
 	"github.com/cfbackup/cfbackup/pkg/store"
@@ -389,13 +390,15 @@ func finishRotateWriter(f *Factory, pending, output string, res *repo.RotateWrit
 	return nil
 }
 
-// rekeyIndex re-seals a manifest's side object by its kind (R2 or KV incremental index).
+// rekeyIndex re-seals a manifest's side object by its kind (R2 or KV incremental index, D1 chunk index).
 func rekeyIndex(key string, b, oldSecret, newSecret []byte) ([]byte, error) {
 	switch {
 	case strings.Contains(key, ".r2."):
 		return r2.RekeyIndex(oldSecret, newSecret, b)
 	case strings.Contains(key, ".kv."):
 		return kv.RekeyIndex(oldSecret, newSecret, b)
+	case strings.Contains(key, ".d1."):
+		return d1.RekeyChunkIndex(oldSecret, newSecret, b)
 	}
 	return nil, fmt.Errorf("%s: not an index this cfbackup can re-seal", key)
 }

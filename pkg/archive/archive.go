@@ -13,6 +13,9 @@
 package archive
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -54,6 +57,10 @@ type Chunk struct {
 	Length int64 `json:"length"`
 	// Size is the number of item bytes in the chunk (uncompressed, without tar framing).
 	Size int64 `json:"size"`
+	// ID names a content-addressed chunk (WriteChunked): the keyed hash of its bytes (ChunkID), its
+	// tar entry is "chunks/<ID>" and any item of any later snapshot may reference it. Empty for
+	// chunks named after their item.
+	ID string `json:"id,omitempty"`
 }
 
 // ItemRef is what the catalogue records for one item, enough to read it back alone and check it.
@@ -86,6 +93,54 @@ func EntryName(name string, i, n int) string {
 		return name
 	}
 	return fmt.Sprintf("%s.part%06d", name, i+1)
+}
+
+// ChunkPrefix is the directory of content-addressed chunks' tar entries ("chunks/<id>").
+const ChunkPrefix = "chunks/"
+
+// ChunkIDLen is the length of a chunk id in hex digits: 128 bits of HMAC-SHA-256, enough that two
+// different chunks of a repository never share an id (2^-64 at 2^32 chunks), half the catalogue
+// bytes of a full hash.
+const ChunkIDLen = 32
+
+// ChunkIDKey derives the key of chunk ids from the writer secret (purpose "cfbackup cdc chunk id v1"):
+// backups name chunks with it, verify --read-data (which unwraps the secret with the identity)
+// confirms each chunk's bytes by it.
+func ChunkIDKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("cfbackup cdc chunk id v1"))
+	return m.Sum(nil)
+}
+
+// ChunkID is the id of a content-addressed chunk: HMAC-SHA-256 keyed with a key derived from the
+// writer secret (so equal chunks are found without the store learning contents), truncated to 128
+// bits, hex.
+func ChunkID(key, data []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(data)
+	return hex.EncodeToString(m.Sum(nil)[:ChunkIDLen/2])
+}
+
+// ChunkEntry is the tar entry name of chunk i (0-based) of an item of n chunks: "chunks/<id>" for
+// a content-addressed chunk, EntryName otherwise.
+func ChunkEntry(name string, c Chunk, i, n int) string {
+	if c.ID != "" {
+		return ChunkPrefix + c.ID
+	}
+	return EntryName(name, i, n)
+}
+
+// validChunkID reports whether id is ChunkIDLen lowercase hex digits (a catalogue is untrusted).
+func validChunkID(id string) bool {
+	if len(id) != ChunkIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidName reports whether name may be used for an item: a clean, relative slash path without ".."

@@ -79,7 +79,7 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 			b.frame = make([]byte, c.Length)
 		}
 		frame := b.frame[:c.Length]
-		it.seg.src.expect(it.seg.hdr, c.Offset, c.Offset+c.Length)
+		it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(i))
 		if n, err := it.seg.plain.ReadAt(frame, c.Offset); n < len(frame) {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -97,7 +97,7 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 		if err != nil {
 			return nil, classify(err, it.where()+": tar header", it.seg.src)
 		}
-		want := EntryName(it.ref.Name, i, len(it.ref.Chunks))
+		want := ChunkEntry(it.ref.Name, c, i, len(it.ref.Chunks))
 		if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
 			return nil, fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
 		}

@@ -472,6 +472,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected 
 		}
 	}
 	read := map[string]bool{}
+	proof := e.newChunkProof(ctx, ids)
 	var win []manifest.Item
 	err := m.EachItem(ctx, e.Repo.Store, ids, func(it manifest.Item) error {
 		for _, c := range it.Chunks {
@@ -483,13 +484,13 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected 
 		if len(win) < verifyWindow {
 			return nil
 		}
-		err := e.verifyWindowData(ctx, m, win, chosen, read, ids, res, pr)
+		err := e.verifyWindowData(ctx, m, win, chosen, read, proof, ids, res, pr)
 		clear(win)
 		win = win[:0]
 		return err
 	})
 	if err == nil {
-		err = e.verifyWindowData(ctx, m, win, chosen, read, ids, res, pr)
+		err = e.verifyWindowData(ctx, m, win, chosen, read, proof, ids, res, pr)
 	}
 	if err != nil {
 		var nm *age.NoIdentityMatchError
@@ -502,7 +503,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected 
 	// but verify vouches for every segment it was asked to check.
 	for _, s := range m.Segments {
 		if chosen[s.ID] && !read[s.ID] {
-			if err := e.verifyWindowData(ctx, m, nil, map[string]bool{s.ID: true}, read, ids, res, pr); err != nil {
+			if err := e.verifyWindowData(ctx, m, nil, map[string]bool{s.ID: true}, read, proof, ids, res, pr); err != nil {
 				return err
 			}
 		}
@@ -516,7 +517,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected 
 // inside the selected segments, or a mismatch (which can also be an orphaned chunk of a retried
 // export stored under the same name) — is checked again with ranged reads (archive.OpenItem) before
 // it is reported. With no items, it reads the chosen segments (those not read yet) for their hashes.
-func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, items []manifest.Item, chosen, read map[string]bool, ids []age.Identity, res *VerifyResult, pr Progress) error {
+func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, items []manifest.Item, chosen, read map[string]bool, proof *chunkProof, ids []age.Identity, res *VerifyResult, pr Progress) error {
 	type chunkRef struct{ item, chunk int }
 	type itemState struct {
 		h    hash.Hash
@@ -529,7 +530,7 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 	for i, it := range items {
 		states[i] = &itemState{h: sha256.New()}
 		for ci, c := range it.Chunks {
-			k := c.Segment + "\x00" + archive.EntryName(it.Name, ci, len(it.Chunks))
+			k := c.Segment + "\x00" + archive.ChunkEntry(it.Name, c, ci, len(it.Chunks))
 			entries[k] = append(entries[k], chunkRef{i, ci})
 			want[c.Segment] = chosen[c.Segment]
 		}
@@ -539,6 +540,8 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 			continue
 		}
 		err := archive.ReadSegment(ctx, e.Repo.Store, s, ids, func(name string, r io.Reader) error {
+			r, proved := proof.wrap(s.ID, name, r)
+			defer proved()
 			// Every item waiting for this entry gets it (items that share a chunk read it once).
 			var ws []io.Writer
 			var got []*itemState
@@ -572,7 +575,7 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 	for i, st := range states {
 		res.Items++
 		it := items[i]
-		if st.next == len(it.Chunks) && st.size == it.Size && hex.EncodeToString(st.h.Sum(nil)) == it.SHA256 {
+		if st.next == len(it.Chunks) && st.size == it.Size && hex.EncodeToString(st.h.Sum(nil)) == it.SHA256 || proof.proves(it) {
 			continue
 		}
 		rc, err := archive.OpenItem(ctx, e.Repo.Store, segs, ids, it.ItemRef)

@@ -246,6 +246,12 @@ func (m *Manifest) SealCatalogue(c *Catalogue, recipients []age.Recipient) error
 // gzip bomb is stopped long before it exhausts memory.
 func MaxCatalogueBytes(items int64) int64 { return 1<<20 + max(items, 0)*16<<10 }
 
+// ChunkedCatalogueBytes is what content-defined chunks may add to MaxCatalogueBytes for items of size
+// bytes in all: an item stored as content-addressed chunks (docs/FORMAT.md "Content-defined chunks")
+// records a chunk per 4 KiB at most (its last one excepted, which the per-item bound covers), each in
+// under 256 bytes of JSON.
+func ChunkedCatalogueBytes(size int64) int64 { return max(size, 0) / 4096 * 256 }
+
 // OpenCatalogue decrypts the whole catalogue into memory (small snapshots, tests; readers that must
 // not hold every item use EachItem or Stream). A streamed catalogue is read from the store set with
 // SetStore. For an inline catalogue: it decrypts the catalogue with the identities. Its decompressed size is bounded by what
@@ -280,7 +286,7 @@ func (m *Manifest) OpenCatalogue(ids []age.Identity) (*Catalogue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: catalogue of snapshot %s: %v", ErrFormat, m.ID, err)
 	}
-	limit := MaxCatalogueBytes(m.Items)
+	limit := MaxCatalogueBytes(m.Items) + ChunkedCatalogueBytes(m.Size)
 	lr := &io.LimitedReader{R: zr, N: limit + 1}
 	var c Catalogue
 	if err := json.NewDecoder(lr).Decode(&c); err != nil {

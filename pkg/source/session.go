@@ -159,6 +159,15 @@ func (s *Session) Reference(segs ...archive.SegmentInfo) {
 	}
 }
 
+// ReferenceObjects lists side objects an earlier snapshot stored (and lists) in this snapshot's
+// manifest too, unchanged and not written again — a D1 chunk index chain (docs/FORMAT.md
+// "Content-defined chunks"): prune keeps an object while any kept snapshot lists it.
+func (s *Session) ReferenceObjects(objs ...manifest.Object) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.objects = append(s.objects, objs...)
+}
+
 // PutObject stores a side object the snapshot owns (an incremental index) with a conditional create
 // and records its key, size and SHA-256 in the manifest; it is written before the manifest.
 func (s *Session) PutObject(ctx context.Context, key string, data []byte) error {
@@ -218,7 +227,7 @@ func (s *Session) Collected() (Collected, error) {
 	for k, v := range s.refs {
 		refs[k] = v
 	}
-	c := Collected{Refs: refs, Objects: slices.Clone(s.objects)}
+	c := Collected{Refs: refs} // objects: the root's and each fork's, once, in the loop below
 	forks := slices.Clone(s.forks)
 	slices.SortStableFunc(forks, func(a, b *Session) int { return a.order - b.order })
 	for _, f := range append([]*Session{s}, forks...) {

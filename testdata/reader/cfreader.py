@@ -547,7 +547,14 @@ class Repo:
             if off < 0 or off + ln > len(pt):
                 raise ReaderError("%s: chunk beyond its segment" % item["name"])
             name, data = tar_entry(lz4_frames(pt[off:off + ln]))
-            want = item["name"] if len(chunks) == 1 else "%s.part%06d" % (item["name"], n)
+            if c.get("id") is not None:  # FORMAT.md "Content-defined chunks"
+                if not re.fullmatch(r"[0-9a-f]{32}", str(c["id"])):
+                    raise ReaderError("chunk %d of %s: invalid id" % (n, item["name"]))
+                if c["segment"] not in {s["id"] for s in m["segments"]}:
+                    raise ReaderError("chunk %d of %s: segment not in the manifest" % (n, item["name"]))
+                want = "chunks/" + c["id"]
+            else:
+                want = item["name"] if len(chunks) == 1 else "%s.part%06d" % (item["name"], n)
             if name != want:
                 raise ReaderError("chunk %d of %s: tar entry is %r" % (n, item["name"], name))
             if len(data) != _int(c["size"]):

@@ -17,6 +17,7 @@ func init() { source.Register(func() source.Component { return &component{} }) }
 // component holds one command run's D1 flags (source.Component).
 type component struct {
 	databases []string // backup --d1-database
+	full      bool     // backup --d1-full: store every chunk again (no parent chunk index)
 	restore   restoreFlags
 }
 
@@ -49,6 +50,7 @@ func (c *component) Flags(verb source.Verb, fs *pflag.FlagSet) {
 	switch verb {
 	case source.VerbBackup:
 		fs.StringSliceVar(&c.databases, "d1-database", nil, "D1 database name or UUID; repeat for several (default: every database)")
+		fs.BoolVar(&c.full, "d1-full", false, "store every chunk of the dumps again instead of only those the parent snapshot lacks (docs/D1.md \"Incremental backups\")")
 	case source.VerbRestore:
 		r := &c.restore
 		fs.StringVar(&r.database, "d1-database", "", "database in the snapshot (name or UUID); optional when the snapshot has one")
@@ -77,7 +79,7 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 	if err != nil {
 		return nil, err
 	}
-	plan, err := PlanBackup(ctx, cf, c.databases)
+	plan, err := planBackup(ctx, cf, c.databases, chunking{secret: req.WriterSecret, full: c.full})
 	if err != nil {
 		return nil, err
 	}
@@ -97,14 +99,26 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 
 // PlanBackup resolves the D1 databases a backup captures — those named (names or UUIDs, each once),
 // or every database of the account — and returns a plan with one capture per database.
+// Without the writer secret every dump is stored whole, as before chunking.
 func PlanBackup(ctx context.Context, api API, names []string) (*source.BackupPlan, error) {
+	return planBackup(ctx, api, names, chunking{})
+}
+
+// PlanChunkedBackup is PlanBackup with content-defined chunking keyed from secret (docs/D1.md
+// "Incremental backups"): each dump stores only the chunks its parent snapshot lacks, or every
+// chunk when full.
+func PlanChunkedBackup(ctx context.Context, api API, names []string, secret []byte, full bool) (*source.BackupPlan, error) {
+	return planBackup(ctx, api, names, chunking{secret: secret, full: full})
+}
+
+func planBackup(ctx context.Context, api API, names []string, ch chunking) (*source.BackupPlan, error) {
 	dbs, err := resolveDatabases(ctx, api, names)
 	if err != nil {
 		return nil, err
 	}
 	plan := &source.BackupPlan{Components: []string{Component}, Databases: dbs}
 	for _, db := range dbs {
-		plan.AddCapture(capture(api, db))
+		plan.AddCapture(capture(api, db, ch))
 	}
 	return plan, nil
 }
@@ -143,12 +157,25 @@ func resolveDatabases(ctx context.Context, api API, names []string) ([]cloudflar
 }
 
 // capture backs up one database into the snapshot being written.
-func capture(api API, db cloudflare.Database) source.Capture {
+func capture(api API, db cloudflare.Database, ch chunking) source.Capture {
 	return source.Capture{Component: Component, Name: db.Name, Run: func(ctx context.Context, s *source.Session) error {
 		s.Log.Info("backing up D1 database", "database", db.Name, "uuid", db.UUID, "size", db.FileSize)
-		src, items, err := Backup(ctx, api, s.Writer, db, BackupOptions{Log: s.Log, Progress: s.Progress.Add})
+		var w ItemWriter = s.Writer
+		cw, err := ch.writer(ctx, s, db)
+		if err != nil {
+			return err
+		}
+		if cw != nil {
+			w = cw
+		}
+		src, items, err := Backup(ctx, api, w, db, BackupOptions{Log: s.Log, Progress: s.Progress.Add})
 		if err != nil {
 			return fmt.Errorf("back up D1 database %s: %w", db.Name, err)
+		}
+		if cw != nil {
+			if err := cw.finish(ctx, &src); err != nil {
+				return fmt.Errorf("back up D1 database %s: %w", db.Name, err)
+			}
 		}
 		s.Add(src, items...)
 		return nil
@@ -163,6 +190,6 @@ func liveCapture(api API, name string, prepare func(ctx context.Context) (cloudf
 		if err != nil {
 			return err
 		}
-		return capture(api, db).Run(ctx, s)
+		return capture(api, db, chunking{}).Run(ctx, s)
 	}}
 }
