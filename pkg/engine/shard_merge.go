@@ -185,7 +185,9 @@ func mergeManifests(run string, parts []*shardPartial) (*manifest.Manifest, erro
 		m.Size += pm.Size
 		m.StoredSize += pm.StoredSize
 	}
-	m.Time = m.Time.UTC().Truncate(time.Second)
+	// Not truncated: every merger reads the same partials, so the earliest shard's time is the same
+	// for all of them, and two runs started within one second still order by time, not by id.
+	m.Time = m.Time.UTC()
 	m.Duration = manifest.Duration(end.Sub(m.Time))
 	m.Labels[LabelShardRun] = run
 	m.Labels[LabelShardCount] = strconv.Itoa(len(parts))
