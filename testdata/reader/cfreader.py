@@ -509,6 +509,10 @@ class Repo:
 
     def catalogue(self, m):
         n = _int(m["items"])
+        if "catalogue_objects" in m:
+            if m.get("catalogue"):
+                raise ReaderError("manifest has both an inline and a streamed catalogue")
+            return self._streamed_catalogue(m, n)
         blob = age_decrypt(self.identity, base64.b64decode(m["catalogue"], validate=True))
         bound = (1 << 20) + n * (16 << 10)
         with gzip.GzipFile(fileobj=io.BytesIO(blob)) as g:
@@ -517,6 +521,36 @@ class Repo:
             raise ReaderError("catalogue larger than its bound")
         cat = parse_json(js)
         items = cat["items"]
+        if len(items) != n:
+            raise ReaderError("catalogue holds %d items, manifest says %d" % (len(items), n))
+        return items
+
+    def _streamed_catalogue(self, m, n):
+        # docs/FORMAT.md "Streamed catalogue": objects listed with size and SHA-256 in the MAC'd
+        # manifest; each is age( u32be(len) || gzip(JSON array of items) ... ).
+        items = []
+        for co in m["catalogue_objects"]:
+            ct = self.read(co["key"])
+            if len(ct) != _int(co["size"]) or hashlib.sha256(ct).hexdigest() != co["sha256"]:
+                raise ReaderError("catalogue object %s: size or SHA-256 differs from the manifest" % co["key"])
+            pt = age_decrypt(self.identity, ct)
+            got, off = 0, 0
+            while off < len(pt):
+                if off + 4 > len(pt):
+                    raise ReaderError("catalogue object %s: truncated record" % co["key"])
+                (ln,) = struct.unpack(">I", pt[off:off + 4])
+                rec = pt[off + 4:off + 4 + ln]
+                if len(rec) != ln:
+                    raise ReaderError("catalogue object %s: truncated record" % co["key"])
+                with gzip.GzipFile(fileobj=io.BytesIO(rec)) as g:
+                    arr = parse_json(g.read(256 << 20))
+                if not isinstance(arr, list):
+                    raise ReaderError("catalogue object %s: a record is not a JSON array" % co["key"])
+                items.extend(arr)
+                got += len(arr)
+                off += 4 + ln
+            if got != _int(co["items"]):
+                raise ReaderError("catalogue object %s holds %d items, manifest says %d" % (co["key"], got, _int(co["items"])))
         if len(items) != n:
             raise ReaderError("catalogue holds %d items, manifest says %d" % (len(items), n))
         return items
