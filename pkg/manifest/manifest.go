@@ -30,7 +30,10 @@ import (
 
 // FormatVersion is the manifest format this build writes and the highest major version it reads.
 // Format 2 manifests carry a MAC (pkg/seal, PurposeManifest); format 1 ones are read as before.
-const FormatVersion = 2
+// Format 3 adds what a format 2 reader would misread: streamed catalogues (catalogue_objects) and
+// content-addressed chunks (chunks/<id> entries); a cfbackup that reads up to 2 lists such a manifest
+// as unreadable with "upgrade cfbackup" instead of failing on an empty catalogue.
+const FormatVersion = 3
 
 // Auth is what is known of a manifest's authenticity once read (never stored).
 type Auth string

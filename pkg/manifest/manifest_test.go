@@ -92,8 +92,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"format as string", `{"format":"1","id":"0123456789abcdef"}`, manifest.ErrFormat},
 		{"id missing", `{"format":1}`, manifest.ErrFormat},
 		{"bad duration", `{"format":1,"id":"0123456789abcdef","duration":"soon"}`, manifest.ErrFormat},
-		{"format 3", `{"format":3,"id":"0123456789abcdef"}`, manifest.ErrVersion},
-		{"format 3 with unknown fields", `{"format":3,"id":"0123456789abcdef","new_field":{"x":1}}`, manifest.ErrVersion},
+		{"format 4", `{"format":4,"id":"0123456789abcdef"}`, manifest.ErrVersion},
+		{"format 4 with unknown fields", `{"format":4,"id":"0123456789abcdef","new_field":{"x":1}}`, manifest.ErrVersion},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -299,7 +299,7 @@ func TestFindSnapshot(t *testing.T) {
 	// They are older than every readable one: a newer unreadable one blocks "latest" (see
 	// TestLatestNeverFallsBackPastUnreadable).
 	put(t, st, "snapshots/20261122T070000Z-cccc000000000004.json", "{ truncated")
-	put(t, st, "snapshots/20261122T080000Z-dddd000000000005.json", `{"format":3,"id":"dddd000000000005"}`)
+	put(t, st, "snapshots/20261122T080000Z-dddd000000000005.json", `{"format":4,"id":"dddd000000000005"}`)
 	put(t, st, "snapshots/20261122T090000Z-eeee000000000006.json", `{"format":1,"id":"ffff000000000000"}`)
 	put(t, st, "snapshots/README.txt", "not a manifest") // not .json: not listed at all
 

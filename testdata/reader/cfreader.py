@@ -463,7 +463,7 @@ class Repo:
         raw = self.read(key)
         m = parse_json(raw)
         fmt = _int(m.get("format"))
-        if not isinstance(fmt, int) or fmt <= 0 or fmt > 2:
+        if not isinstance(fmt, int) or fmt <= 0 or fmt > 3:
             raise ReaderError("%s: unknown format %r" % (key, fmt))
         km = re.fullmatch(r"snapshots/(\d{8}T\d{6}Z)-([0-9a-f]{16})\.json", key)
         if not km or km.group(2) != m.get("id"):
