@@ -19,22 +19,9 @@ RUNS=${BENCH_RUNS:-3}
 D=$(mktemp -d /tmp/cfbackup-bench-incr.XXXXXX)
 EMU=
 trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; rm -rf "$D"' EXIT
-B=$D/bin
-go build -trimpath -o "$B/cfbackup" ./cmd/cfbackup
-go build -trimpath -o "$B/cfemu" ./cmd/cfemu
-if [ -n "$BASE" ]; then
-  mkdir -p "$D/base"
-  git archive "$BASE" | tar -x -C "$D/base"
-  (cd "$D/base" && go build -trimpath -o "$B/cfbackup-base" ./cmd/cfbackup)
-fi
-"$B/cfemu" --listen 127.0.0.1:0 --data-dir "$D/emu" --seed app --seed-users "$USERS" --env-file "$D/env" >"$D/emu.log" 2>&1 &
-EMU=$!
-for _ in $(seq 6000); do [ -s "$D/env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$D/env"
-export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
-R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
-"$B/cfbackup" init --recipient "$R" >/dev/null
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_d1_setup "$D" "$USERS" "$BASE"
 dbs=("$D"/emu/d1/*/db.sqlite); db=${dbs[0]}
 echo "D1 database: $USERS users, $(($(stat -c %s "$db") / 1048576)) MiB SQLite file"
 full=0

@@ -17,21 +17,9 @@ RUNS=${BENCH_RUNS:-3}
 D=$(mktemp -d /tmp/cfbackup-bench.XXXXXX)
 EMU=
 trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; rm -rf "$D"' EXIT
-B=$D/bin
-go build -trimpath -o "$B/cfbackup" ./cmd/cfbackup
-go build -trimpath -o "$B/cfemu" ./cmd/cfemu
-if [ -n "${BENCH_BASE:-}" ]; then
-  mkdir -p "$D/base"
-  git archive "$BENCH_BASE" | tar -x -C "$D/base"
-  (cd "$D/base" && go build -trimpath -o "$B/cfbackup-base" ./cmd/cfbackup)
-fi
-"$B/cfemu" --listen 127.0.0.1:0 --data-dir "$D/emu" --seed app --seed-users "$USERS" --env-file "$D/env" >"$D/emu.log" 2>&1 &
-EMU=$!
-for _ in $(seq 3000); do [ -s "$D/env" ] && break; sleep 0.1; done
-. "$D/env"
-export CFBACKUP_REPOSITORY=$D/repo CFBACKUP_IDENTITY_FILE=$D/key.txt CFBACKUP_WRITER_KEY_FILE=$D/w.key
-R=$("$B/cfbackup" key generate -o "$D/key.txt" 2>/dev/null)
-"$B/cfbackup" init --recipient "$R" >/dev/null
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_d1_setup "$D" "$USERS" "${BENCH_BASE:-}"
 dbfile=$(ls "$D"/emu/d1/*/db.sqlite | head -1)
 size=$(du -b "$D"/emu/d1/*/db.sqlite | awk '{s+=$1} END {print s}')
 secs() { # command... : runs it, prints "wall-seconds peak-RSS-KiB cpu-seconds"

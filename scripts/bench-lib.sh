@@ -18,3 +18,28 @@ bench_row() {
 }
 # bench_ratio A B prints A/B with 2 decimals.
 bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+# bench_d1_setup DIR USERS [BASE]: what the D1 benchmarks share — builds cfbackup and cfemu into
+# DIR/bin (B), and cfbackup-base from the git revision BASE when given; starts the emulated account
+# seeded with USERS users (EMU: its pid, for the caller's trap), loads its environment and makes a
+# repository in DIR/repo with a fresh identity and writer key.
+bench_d1_setup() {
+  local dir=$1 users=$2 base=${3:-} r
+  B=$dir/bin
+  go build -trimpath -o "$B/cfbackup" ./cmd/cfbackup
+  go build -trimpath -o "$B/cfemu" ./cmd/cfemu
+  if [ -n "$base" ]; then
+    mkdir -p "$dir/base"
+    git archive "$base" | tar -x -C "$dir/base"
+    (cd "$dir/base" && go build -trimpath -o "$B/cfbackup-base" ./cmd/cfbackup)
+  fi
+  "$B/cfemu" --listen 127.0.0.1:0 --data-dir "$dir/emu" --seed app --seed-users "$users" --env-file "$dir/env" >"$dir/emu.log" 2>&1 &
+  # shellcheck disable=SC2034 # the caller's trap kills it
+  EMU=$!
+  for _ in $(seq 6000); do [ -s "$dir/env" ] && break; sleep 0.1; done
+  # shellcheck disable=SC1091
+  . "$dir/env"
+  export CFBACKUP_REPOSITORY=$dir/repo CFBACKUP_IDENTITY_FILE=$dir/key.txt CFBACKUP_WRITER_KEY_FILE=$dir/w.key
+  r=$("$B/cfbackup" key generate -o "$dir/key.txt" 2>/dev/null)
+  "$B/cfbackup" init --recipient "$r" >/dev/null
+}
