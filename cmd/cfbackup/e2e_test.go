@@ -245,7 +245,9 @@ func interruptedBackup(t *testing.T, e *env, sig os.Signal) (*os.ProcessState, s
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stderr syncBuffer
-	cmd := e.command(ctx, []string{"backup", "--no-progress", "--label", "run=interrupted"})
+	// --d1-full: an incremental D1 backup after an unchanged one stores no chunk at all and would
+	// end before it could be interrupted while it streams.
+	cmd := e.command(ctx, []string{"backup", "--no-progress", "--d1-full", "--label", "run=interrupted"})
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
