@@ -54,7 +54,7 @@ type Page struct {
 func (c *Client) ExportPage(ctx context.Context, class, id, cursor string) (Page, error) {
 	var p Page
 	err := c.do(ctx, 0, http.MethodGet, class, id, "export", c.exportQuery(cursor), nil, func(r io.Reader) error {
-		b, err := io.ReadAll(io.LimitReader(r, maxPage+1))
+		b, err := readPage(r, maxPage)
 		if err != nil {
 			return err
 		}

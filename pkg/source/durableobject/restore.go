@@ -99,7 +99,7 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		}
 		body := cur.Bytes()
 		var rep chunkReply
-		err := c.do(ctx, 1, http.MethodPost, class, id, "import", q, body, func(rd io.Reader) error {
+		err := c.do(ctx, 1, http.MethodPost, class, id, "import", q, c.importBody(ctx, class, id, body, q), func(rd io.Reader) error {
 			return json.NewDecoder(rd).Decode(&rep)
 		})
 		if err != nil {
