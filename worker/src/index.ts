@@ -387,6 +387,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
     if ((c.w ??= []).length < MAX_WARNINGS) c.w.push(msg);
   };
   const full = () => lines >= limit || bytes >= maxBytes;
+  let rowBytes = 0; // the size of the rows read last (export lines), which bounds how many are read next
   if (!cs) {
     const header: Record<string, unknown> = { t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() };
     const name = await objectName(state);
@@ -462,7 +463,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
       }
       const cols = schema!.cols(t.name);
       const rid = rowidName(t, cols);
-      const want = Math.max(1, Math.min(limit - lines, 500));
+      const wantLines = Math.max(1, Math.min(limit - lines, 500));
       const fts = ftsContent(t);
       if (fts === "external" || fts === "none") {
         // no rows of its own: rebuilt from its content table, or not stored at all
@@ -480,14 +481,15 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
           return `typeof(${c}), CASE typeof(${c}) WHEN 'text' THEN CAST(${c} AS BLOB) WHEN 'integer' THEN CASE WHEN ${c} > ${INT_SAFE} OR ${c} < -${INT_SAFE} THEN CAST(${c} AS TEXT) ELSE ${c} END ELSE ${c} END`;
         })
         .join(",");
-      // Rows are read one at a time and the cursor left once the page is full: reading all `want`
-      // rows first would read (and copy) up to 500 rows for a page that holds three 1 MiB BLOBs, again
-      // on every page.
+      // No more rows than the page has room for, at the size of the rows read last (one row first):
+      // reading 500 rows for a page that holds three 1 MiB BLOBs read and copied 170 MiB per page.
+      // (A cursor left unfinished would keep the table locked: a later import could not drop it.)
+      const want = Math.max(1, Math.min(wantLines, rowBytes > 0 ? Math.ceil((maxBytes - bytes) / rowBytes) : 1));
       const rows = rid
-        ? sql.exec(`SELECT CAST(${rid} AS TEXT)${list ? ", " + list : ""} FROM ${q(t.name)} WHERE ${rid} > CAST(? AS INTEGER) ORDER BY ${rid} LIMIT ?`, c.r ?? "-9223372036854775808", want).raw()
-        : sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw();
+        ? sql.exec(`SELECT CAST(${rid} AS TEXT)${list ? ", " + list : ""} FROM ${q(t.name)} WHERE ${rid} > CAST(? AS INTEGER) ORDER BY ${rid} LIMIT ?`, c.r ?? "-9223372036854775808", want).raw().toArray()
+        : sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw().toArray();
       let done = 0;
-      let ended = true; // the cursor ran out (not left early because the page was full)
+      const before = bytes;
       for (const r of rows) {
         const vals = rid ? r.slice(1) : r;
         let cls = "";
@@ -519,12 +521,10 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
         done++;
         if (rid) c.r = r[0];
         else c.off = (c.off ?? 0) + 1;
-        if (full()) {
-          ended = false;
-          break;
-        }
+        if (full()) break;
       }
-      if (ended && done < want) {
+      if (done > 0) rowBytes = (bytes - before) / done;
+      if (done === rows.length && rows.length < want) {
         delete c.r;
         delete c.off;
         const next = tables[ti + 1];

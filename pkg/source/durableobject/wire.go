@@ -89,6 +89,7 @@ func unframe(b []byte) ([]byte, error) {
 }
 
 var (
+	strictB64 = base64.StdEncoding.Strict()
 	rowPrefix = []byte(`{"t":"row",`)
 	abPrefix  = []byte(`{"$t":"ab","v":"`)
 )
@@ -123,9 +124,9 @@ func frameChunk(chunk []byte) ([]byte, bool) {
 				if q < frameMin {
 					continue
 				}
-				raw, err := base64.StdEncoding.AppendDecode(nil, line[s:p])
+				raw, err := strictB64.AppendDecode(nil, line[s:p])
 				if err != nil || base64.StdEncoding.EncodedLen(len(raw)) != q {
-					continue // not canonical base64: sent as text
+					continue // not canonical base64 (it would not come back byte for byte): sent as text
 				}
 				if out == nil {
 					out = make([]byte, 0, len(chunk))
