@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 )
 
 // Binary framing ("bin1") moves large SQL BLOBs between cfbackup and the Worker as raw bytes, not
@@ -146,17 +145,17 @@ func frameChunk(chunk []byte) ([]byte, bool) {
 	return append(out, chunk[last:]...), true
 }
 
-// importBody is a chunk as sent: framed (and its query saying so) when the module speaks it.
-func (c *Client) importBody(ctx context.Context, class, id string, chunk []byte, q url.Values) []byte {
+// importBody is a chunk as sent: framed (true) when the module speaks the framing and the chunk
+// has BLOBs to frame; then its query must say wire=bin1.
+func (c *Client) importBody(ctx context.Context, class, id string, chunk []byte) ([]byte, bool) {
 	if c.NoWire || c.wire.Load() == wireNo {
-		return chunk
+		return chunk, false
 	}
 	framed, ok := frameChunk(chunk)
 	if !ok || !c.wireOK(ctx, class, id) {
-		return chunk
+		return chunk, false
 	}
-	q.Set("wire", Wire)
-	return framed
+	return framed, true
 }
 
 // readExport reads an export answer's body as NDJSON (at most limit bytes as sent), unframed when
