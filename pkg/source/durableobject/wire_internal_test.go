@@ -3,6 +3,7 @@ package durableobject
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -48,6 +49,24 @@ func TestFrameChunkRoundTrip(t *testing.T) {
 	for _, bad := range [][]byte{framed[:bytes.IndexByte(framed, 0)+3], framed[:bytes.IndexByte(framed, 0)+100]} {
 		if _, err := unframe(bad); !errors.Is(err, ErrFormat) {
 			t.Errorf("truncated frame: %v, want ErrFormat", err)
+		}
+	}
+}
+
+// TestValidRowSkipsOnlyBase64: a row line's long base64 strings are left out of the JSON check, and
+// a line that is not JSON is still refused, wherever the fault is.
+func TestValidRowSkipsOnlyBase64(t *testing.T) {
+	big := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7, 0, 1}, 600))
+	d := &Decoder{}
+	for line, want := range map[string]bool{
+		`{"t":"row","table":"t","c":"bb","v":[{"$t":"ab","v":"` + big + `"},{"$t":"ab","v":"` + big + `"}],"r":1}`: true,
+		`{"t":"row","table":"t","c":"b","v":[{"$t":"ab","v":"` + big + `"}],"r":1`:                                 false, // no closing brace
+		`{"t":"row","table":"t","c":"b","v":[{"$t":"ab","v":"` + big + `"} {"r":1}]}`:                              false,
+		`{"t":"row","table":"t","c":"b","v":[{"$t":"ab","v":"` + big[:500] + "\x01" + big[500:] + `"}],"r":1}`:     false, // a control character
+		`{"t":"row","table":"t","c":"t","v":["{\"$t\":\"ab\",\"v\":\"` + big + `\"],"r":1}`:                        false, // an escaped quote: the string does not end there
+	} {
+		if got := d.validRow([]byte(line)); got != want || json.Valid([]byte(line)) != want {
+			t.Errorf("validRow(%.90q…) = %v, json.Valid %v, want %v", line, got, json.Valid([]byte(line)), want)
 		}
 	}
 }
