@@ -174,6 +174,8 @@ type Cursor = {
   w?: string[];
   nw?: number;
   fkc?: boolean;
+  /** rb: the size of the rows read last, carried to the next page (see exportPage). */
+  rb?: number;
 };
 
 function encCursor(c: Cursor): string {
@@ -387,7 +389,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
     if ((c.w ??= []).length < MAX_WARNINGS) c.w.push(msg);
   };
   const full = () => lines >= limit || bytes >= maxBytes;
-  let rowBytes = 0; // the size of the rows read last (export lines), which bounds how many are read next
+  let rowBytes = c.rb ?? 0; // the size of the rows read last (export lines), which bounds how many are read next
   if (!cs) {
     const header: Record<string, unknown> = { t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() };
     const name = await objectName(state);
@@ -460,6 +462,8 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
         c.tb = t.name;
         delete c.r;
         delete c.off;
+        delete c.rb; // another table: its rows' size is not known yet
+        rowBytes = 0;
       }
       const cols = schema!.cols(t.name);
       const rid = rowidName(t, cols);
@@ -481,10 +485,11 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
           return `typeof(${c}), CASE typeof(${c}) WHEN 'text' THEN CAST(${c} AS BLOB) WHEN 'integer' THEN CASE WHEN ${c} > ${INT_SAFE} OR ${c} < -${INT_SAFE} THEN CAST(${c} AS TEXT) ELSE ${c} END ELSE ${c} END`;
         })
         .join(",");
-      // No more rows than the page has room for, at the size of the rows read last (one row first):
-      // reading 500 rows for a page that holds three 1 MiB BLOBs read and copied 170 MiB per page.
-      // (A cursor left unfinished would keep the table locked: a later import could not drop it.)
-      const want = Math.max(1, Math.min(wantLines, rowBytes > 0 ? Math.ceil((maxBytes - bytes) / rowBytes) : 1));
+      // No more rows than the page has room for, at the size of the rows read last (16 rows first,
+      // enough for most tables of a small object in one query): reading 500 rows for a page that holds
+      // three 1 MiB BLOBs read and copied 170 MiB per page. (A cursor left unfinished would keep the
+      // table locked: a later import could not drop it.)
+      const want = Math.max(1, Math.min(wantLines, rowBytes > 0 ? Math.ceil((maxBytes - bytes) / rowBytes) : 16));
       const rows = rid
         ? sql.exec(`SELECT CAST(${rid} AS TEXT)${list ? ", " + list : ""} FROM ${q(t.name)} WHERE ${rid} > CAST(? AS INTEGER) ORDER BY ${rid} LIMIT ?`, c.r ?? "-9223372036854775808", want).raw().toArray()
         : sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw().toArray();
@@ -523,7 +528,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
         else c.off = (c.off ?? 0) + 1;
         if (full()) break;
       }
-      if (done > 0) rowBytes = (bytes - before) / done;
+      if (done > 0) c.rb = rowBytes = Math.ceil((bytes - before) / done);
       if (done === rows.length && rows.length < want) {
         delete c.r;
         delete c.off;
