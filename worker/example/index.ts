@@ -110,7 +110,7 @@ export class SessionStore extends withCfbackup(DurableObject) {   // cfbackup, l
         for (let j = 0; j < b.length; j += 4096) b[j] = Math.floor(rnd() * 256);
         sql.exec("INSERT INTO blobs(data) VALUES (?)", b);
       }
-      return new Response("ok");
+      return new Response(this.ctx.id.toString()); // its ID (inspect would ship every BLOB)
     }
     if (env.ALLOW_TEST_ROUTES === "1" && url.pathname === "/__test/digest") {
       // A digest of everything the object stores, for comparing large objects without shipping them.

@@ -115,8 +115,23 @@ export interface Env {
 
 const guards = new WeakMap<object, ReplayGuard>();
 
+/**
+ * WIRE names the binary framing this module speaks besides plain NDJSON (docs/DURABLE_OBJECTS.md,
+ * "Binary framing"): in a framed body a 0x00 byte starts a frame, a 4-byte big-endian length and that
+ * many raw bytes, standing for their base64 inside a JSON string. JSON text never holds a raw 0x00.
+ * Every answer of the module carries it in the WIRE_HEADER header, so a client learns the module
+ * speaks it; an export is framed only when the request asks for it in that header, an import chunk
+ * only when its (signed) query says wire=bin1.
+ */
+export const WIRE = "bin1";
+export const WIRE_HEADER = "cfbackup-wire";
+/** FRAMED_TYPE is the content type of a framed export page. */
+export const FRAMED_TYPE = "application/x-cfbackup-ndjson-framed";
+/** BIN_MIN: a SQL BLOB shorter than this stays base64 in a framed export (a frame saves nothing). */
+const BIN_MIN = 1024;
+
 function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", [WIRE_HEADER]: WIRE } });
 }
 
 /** isCfbackupRequest tells whether a request is for cfbackup (so a DO's fetch can delegate it). */
@@ -159,6 +174,8 @@ type Cursor = {
   w?: string[];
   nw?: number;
   fkc?: boolean;
+  /** rb: the size of the rows read last, carried to the next page (see exportPage). */
+  rb?: number;
 };
 
 function encCursor(c: Cursor): string {
@@ -221,7 +238,7 @@ export async function handleCfbackup(state: State, env: Env, req: Request): Prom
       return json(400, { error: "wrong_object", message: `request for object ${id} reached object ${state.id}: check the Worker's cfbackup route` });
     }
     if (op === "info" && req.method === "GET") return json(200, await info(state));
-    if (op === "export" && req.method === "GET") return await exportPage(state, url);
+    if (op === "export" && req.method === "GET") return await exportPage(state, url, req.headers.get(WIRE_HEADER) === WIRE);
     if (op === "import" && req.method === "POST") {
       const r = await importChunk(state, url, body);
       // Re-created by name in another namespace: keep the name, so its next backup knows it too.
@@ -350,7 +367,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * Every SQL value is read with its storage class (typeof): integers beyond ±2^53 as decimal text,
  * text as its bytes (so invalid UTF-8 and NUL survive), and the row's rowid.
  */
-async function exportPage(state: State, url: URL): Promise<Response> {
+async function exportPage(state: State, url: URL, framed: boolean): Promise<Response> {
   const st = state.storage;
   const sql = sqlOf(st);
   const backend = sql ? "sqlite" : "kv";
@@ -358,18 +375,21 @@ async function exportPage(state: State, url: URL): Promise<Response> {
   const maxBytes = Math.min(Math.max(Number(url.searchParams.get("max_bytes") ?? DEFAULT_MAX_BYTES) || DEFAULT_MAX_BYTES, 1024), MAX_MAX_BYTES);
   const cs = url.searchParams.get("cursor");
   const c: Cursor = cs ? decCursor(cs) : { ph: "kv", n: { kv: 0, tables: 0, rows: 0, schema: 0, sequences: 0 } };
-  const out: string[] = [];
+  const out: (string | Uint8Array)[] = [];
+  let lines = 0;
   let bytes = 0;
   const emit = (o: unknown) => {
     const line = JSON.stringify(o) + "\n";
     out.push(line);
+    lines++;
     bytes += line.length;
   };
   const warn = (msg: string) => {
     c.nw = (c.nw ?? 0) + 1;
     if ((c.w ??= []).length < MAX_WARNINGS) c.w.push(msg);
   };
-  const full = () => out.length >= limit || bytes >= maxBytes;
+  const full = () => lines >= limit || bytes >= maxBytes;
+  let rowBytes = c.rb ?? 0; // the size of the rows read last (export lines), which bounds how many are read next
   if (!cs) {
     const header: Record<string, unknown> = { t: "header", format: FORMAT, id: state.id.toString(), backend, alarm: await st.getAlarm(), time: Date.now() };
     const name = await objectName(state);
@@ -380,7 +400,7 @@ async function exportPage(state: State, url: URL): Promise<Response> {
   const tablesInOrder = () => schema?.order().tables ?? [];
   while (!full() && c.ph !== "done") {
     if (c.ph === "kv") {
-      const want = Math.max(1, Math.min(limit - out.length, LIMITS.kvBatch));
+      const want = Math.max(1, Math.min(limit - lines, LIMITS.kvBatch));
       const opts: Record<string, unknown> = { limit: want };
       if (c.k !== undefined) opts.startAfter = c.k;
       const page = await st.list(opts);
@@ -442,10 +462,12 @@ async function exportPage(state: State, url: URL): Promise<Response> {
         c.tb = t.name;
         delete c.r;
         delete c.off;
+        delete c.rb; // another table: its rows' size is not known yet
+        rowBytes = 0;
       }
       const cols = schema!.cols(t.name);
       const rid = rowidName(t, cols);
-      const want = Math.max(1, Math.min(limit - out.length, 500));
+      const wantLines = Math.max(1, Math.min(limit - lines, 500));
       const fts = ftsContent(t);
       if (fts === "external" || fts === "none") {
         // no rows of its own: rebuilt from its content table, or not stored at all
@@ -463,14 +485,21 @@ async function exportPage(state: State, url: URL): Promise<Response> {
           return `typeof(${c}), CASE typeof(${c}) WHEN 'text' THEN CAST(${c} AS BLOB) WHEN 'integer' THEN CASE WHEN ${c} > ${INT_SAFE} OR ${c} < -${INT_SAFE} THEN CAST(${c} AS TEXT) ELSE ${c} END ELSE ${c} END`;
         })
         .join(",");
+      // No more rows than the page has room for, at the size of the rows read last (16 rows first,
+      // enough for most tables of a small object in one query): reading 500 rows for a page that holds
+      // three 1 MiB BLOBs read and copied 170 MiB per page. (A cursor left unfinished would keep the
+      // table locked: a later import could not drop it.)
+      const want = Math.max(1, Math.min(wantLines, rowBytes > 0 ? Math.ceil((maxBytes - bytes) / rowBytes) : 16));
       const rows = rid
         ? sql.exec(`SELECT CAST(${rid} AS TEXT)${list ? ", " + list : ""} FROM ${q(t.name)} WHERE ${rid} > CAST(? AS INTEGER) ORDER BY ${rid} LIMIT ?`, c.r ?? "-9223372036854775808", want).raw().toArray()
         : sql.exec(`SELECT ${list} FROM ${q(t.name)} LIMIT ? OFFSET ?`, want, c.off ?? 0).raw().toArray();
       let done = 0;
+      const before = bytes;
       for (const r of rows) {
         const vals = rid ? r.slice(1) : r;
         let cls = "";
         const v: unknown[] = [];
+        let bins: ArrayBuffer[] | undefined;
         for (let j = 0; j < vals.length; j += 2) {
           const ty = vals[j] as string;
           let x = vals[j + 1];
@@ -482,17 +511,24 @@ async function exportPage(state: State, url: URL): Promise<Response> {
               /* not valid UTF-8: kept as its bytes, restored with CAST(? AS TEXT) */
             }
           }
-          v.push(encode(x));
+          if (framed && x instanceof ArrayBuffer && x.byteLength >= BIN_MIN) {
+            v.push(BIN);
+            (bins ??= []).push(x);
+          } else v.push(encode(x));
         }
         const line: Record<string, unknown> = { t: "row", table: t.name, c: cls, v };
         if (rid) line.r = /^-?[0-9]{1,15}$/.test(r[0]) ? Number(r[0]) : r[0]; // a number while exact, else text
-        emit(line);
+        if (bins) {
+          bytes += emitFramedRow(out, line, bins);
+          lines++;
+        } else emit(line);
         c.n.rows++;
         done++;
         if (rid) c.r = r[0];
         else c.off = (c.off ?? 0) + 1;
         if (full()) break;
       }
+      if (done > 0) c.rb = rowBytes = Math.ceil((bytes - before) / done);
       if (done === rows.length && rows.length < want) {
         delete c.r;
         delete c.off;
@@ -538,7 +574,64 @@ async function exportPage(state: State, url: URL): Promise<Response> {
     }
     emit(end);
   } else emit({ t: "next", cursor: encCursor(c) });
-  return new Response(out.join(""), { headers: { "content-type": "application/x-ndjson" } });
+  if (framed) return new Response(new Blob(out as BlobPart[]), { headers: { "content-type": FRAMED_TYPE, [WIRE_HEADER]: WIRE } });
+  return new Response((out as string[]).join(""), { headers: { "content-type": "application/x-ndjson", [WIRE_HEADER]: WIRE } });
+}
+
+/** BIN stands for a framed BLOB in a row's values while its line is written (emitFramedRow). */
+const BIN = Symbol("bin");
+
+/** frameHead is the 5 bytes that start a frame of n raw bytes: 0x00 and n, big-endian. */
+function frameHead(n: number): Uint8Array {
+  return new Uint8Array([0, n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+}
+
+/**
+ * emitFramedRow writes a row line whose BIN values are framed BLOBs: the same bytes as
+ * JSON.stringify(line) once every frame is replaced by the base64 of its bytes (key order t, table,
+ * c, v, r). It returns the line's length as NDJSON, which bounds the page as in a plain export.
+ */
+function emitFramedRow(out: (string | Uint8Array)[], line: Record<string, unknown>, bins: ArrayBuffer[]): number {
+  let s = `{"t":"row","table":${JSON.stringify(line.table)},"c":${JSON.stringify(line.c)},"v":[`;
+  let n = 0;
+  let k = 0;
+  (line.v as unknown[]).forEach((x, i) => {
+    if (i > 0) s += ",";
+    if (x !== BIN) {
+      s += JSON.stringify(x);
+      return;
+    }
+    const b = bins[k++];
+    out.push(s + '{"$t":"ab","v":"', frameHead(b.byteLength), new Uint8Array(b));
+    n += s.length + 16 + Math.ceil(b.byteLength / 3) * 4;
+    s = '"}';
+  });
+  s += "]" + (line.r !== undefined ? `,"r":${JSON.stringify(line.r)}` : "") + "}\n";
+  out.push(s);
+  return n + s.length;
+}
+
+/**
+ * unframe turns a framed import chunk into its NDJSON text: each frame becomes the string
+ * "\u0000<i>" (JSON escapes), which insertOf resolves to bins[i]. Only a row value tagged "ab" is
+ * resolved; anywhere else the string stays as it is, like any other string.
+ */
+function unframe(body: Uint8Array, dec: TextDecoder): { text: string; bins: Uint8Array[] } {
+  const parts: string[] = [];
+  const bins: Uint8Array[] = [];
+  let off = 0;
+  for (;;) {
+    const z = body.indexOf(0, off);
+    parts.push(dec.decode(body.subarray(off, z < 0 ? body.length : z)));
+    if (z < 0) break;
+    if (z + 5 > body.length) throw new ImportError("truncated frame");
+    const n = ((body[z + 1] << 24) | (body[z + 2] << 16) | (body[z + 3] << 8) | body[z + 4]) >>> 0;
+    if (z + 5 + n > body.length) throw new ImportError("truncated frame");
+    parts.push("\\u0000" + bins.length);
+    bins.push(body.subarray(z + 5, z + 5 + n));
+    off = z + 5 + n;
+  }
+  return { text: parts.join(""), bins };
 }
 
 /** ImportError: the chunk was refused before anything was changed. */
@@ -553,8 +646,22 @@ function deterministic(e: unknown): boolean {
 
 type Stmt = { sql: string; args: unknown[] };
 
+/** isFrameRef: a row value {"$t":"ab","v":"\u0000<i>"} that unframe put in place of a frame. */
+function isFrameRef(x: unknown): boolean {
+  const o = x as { $t?: unknown; v?: unknown } | null;
+  return typeof o === "object" && o !== null && o.$t === "ab" && typeof o.v === "string" && o.v.charCodeAt(0) === 0;
+}
+
+/** frameValue is the BLOB of a frame reference (a copy: the chunk's body is not kept). */
+function frameValue(o: { v: string }, bins: Uint8Array[]): ArrayBuffer {
+  const i = Number(o.v.slice(1));
+  const b = Number.isInteger(i) ? bins[i] : undefined;
+  if (!b) throw new ImportError("a row refers to a frame the chunk does not have");
+  return b.slice().buffer as ArrayBuffer;
+}
+
 /** insertOf builds the INSERT of one row line: v2 binds each value as its storage class demands. */
-function insertOf(table: string, cols: string[], o: any, rowid: string | null): Stmt {
+function insertOf(table: string, cols: string[], o: any, rowid: string | null, bins?: Uint8Array[]): Stmt {
   const vals = o.v as unknown[];
   if (!Array.isArray(vals) || vals.length !== cols.length) throw new ImportError(`row of ${table}: ${Array.isArray(vals) ? vals.length : "no"} values for ${cols.length} columns`);
   const names = cols.map(q);
@@ -563,7 +670,7 @@ function insertOf(table: string, cols: string[], o: any, rowid: string | null): 
   const cls = o.c;
   if (cls !== undefined && (typeof cls !== "string" || cls.length !== cols.length || !/^[irtbn]*$/.test(cls))) throw new ImportError(`row of ${table}: bad storage classes ${JSON.stringify(cls)}`);
   for (let i = 0; i < vals.length; i++) {
-    const v = decode(vals[i]);
+    const v = bins && isFrameRef(vals[i]) ? frameValue(vals[i] as { v: string }, bins) : decode(vals[i]);
     const k = cls?.[i];
     if (k === "i") {
       if (!(typeof v === "number" && Number.isInteger(v)) && !(typeof v === "string" && /^-?[0-9]{1,19}$/.test(v))) throw new ImportError(`row of ${table}: bad integer ${JSON.stringify(vals[i])}`);
@@ -608,9 +715,13 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
   const backend = sql ? "sqlite" : "kv";
   // Parse and check the whole chunk before changing anything.
   let text: string;
+  let bins: Uint8Array[] | undefined;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(body);
-  } catch {
+    const dec = new TextDecoder("utf-8", { fatal: true });
+    if (url.searchParams.get("wire") === WIRE) ({ text, bins } = unframe(body, dec));
+    else text = dec.decode(body);
+  } catch (e) {
+    if (e instanceof ImportError) throw e;
     throw new ImportError("the chunk is not UTF-8");
   }
   const kv: [string, unknown][] = [];
@@ -676,7 +787,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
         case "row": {
           if (!sql) throw new ImportError("the export has SQL rows, but this object's class is KV-backed");
           const t = known(o.table);
-          rows.push(insertOf(o.table, t.cols, format === "cfbackup-do/1" ? { v: o.v } : o, t.rowid));
+          rows.push(insertOf(o.table, t.cols, format === "cfbackup-do/1" ? { v: o.v } : o, t.rowid, bins));
           n.rows++;
           break;
         }

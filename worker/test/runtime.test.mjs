@@ -150,3 +150,51 @@ test("IDs are bound to their namespace", async () => {
   assert.equal(r.status, 400);
   assert.match((await r.json()).message, /bound to their namespace/);
 });
+
+// unframeText turns a framed export page back into NDJSON: each frame (0x00, 4-byte length, bytes)
+// becomes the base64 of its bytes.
+function unframeText(b) {
+  let out = "", off = 0;
+  const dec = new TextDecoder();
+  for (;;) {
+    const z = b.indexOf(0, off);
+    out += dec.decode(b.subarray(off, z < 0 ? b.length : z));
+    if (z < 0) return out;
+    const n = new DataView(b.buffer, b.byteOffset + z + 1, 4).getUint32(0);
+    out += Buffer.from(b.subarray(z + 5, z + 5 + n)).toString("base64");
+    off = z + 5 + n;
+  }
+}
+
+test("binary framing: a framed export is the plain export; framed imports write the BLOBs; a forged frame reference is refused", async () => {
+  const id = await idOf("sessions", "framed");
+  assert.equal((await (await fetch(`${base}/sessions/name:framed/__test/fill?mb=2`)).text()), id);
+  const digest = await (await fetch(`${base}/sessions/${id}/__test/digest`)).text();
+  const p = `/__cfbackup/v1/SessionStore/${id}/export?max_bytes=33554432`;
+  const plain = await call("GET", p);
+  assert.equal(plain.headers.get("cfbackup-wire"), "bin1"); // the module says it speaks the framing
+  const url = new URL(base + p);
+  const framed = await fetch(url, { headers: { ...(await sign(SECRET, "GET", url, new Uint8Array())), "cfbackup-wire": "bin1" } });
+  assert.equal(framed.headers.get("content-type"), "application/x-cfbackup-ndjson-framed");
+  const fb = new Uint8Array(await framed.arrayBuffer());
+  const strip = (t) => t.split("\n").filter((l) => !l.includes('"t":"header"')).join("\n");
+  const text = await plain.text();
+  assert.ok(fb.length < text.length * 0.8, `framed ${fb.length} bytes, plain ${text.length}`);
+  assert.equal(strip(unframeText(fb)), strip(text));
+  // Import the framed page as one chunk (the frames as the Go client sends them) over a wiped object.
+  const alarm = JSON.parse(text.slice(0, text.indexOf("\n"))).alarm; // the client sends it with the final chunk
+  const imp = (body, wire = true) => call("POST", `/__cfbackup/v1/SessionStore/${id}/import?seq=0&final=1${wire ? `&wire=bin1&alarm=${alarm}` : ""}`, { body });
+  const empty = new TextEncoder().encode('{"t":"header","format":"cfbackup-do/2"}\n{"t":"end","kv":0,"tables":0,"rows":0,"schema":0}\n');
+  assert.equal((await imp(empty, false)).status, 200);
+  assert.notEqual(await (await fetch(`${base}/sessions/${id}/__test/digest`)).text(), digest);
+  const r = await imp(fb);
+  assert.equal(r.status, 200, await r.clone().text());
+  assert.equal((await r.json()).rows, JSON.parse(text.trimEnd().split("\n").pop()).rows);
+  assert.equal(await (await fetch(`${base}/sessions/${id}/__test/digest`)).text(), digest);
+  // A reference to a frame the chunk does not carry is refused, and nothing changes.
+  const forged = new TextEncoder().encode(strip(text).split("\n").filter((l) => !l.includes('"t":"row"')).join("\n").replace('{"t":"end"', '{"t":"row","table":"blobs","c":"ib","v":[1,{"$t":"ab","v":"\\u00007"}],"r":1}\n{"t":"end"'));
+  const bad = await imp(new Uint8Array([...new TextEncoder().encode('{"t":"header","format":"cfbackup-do/2"}\n'), ...forged]));
+  assert.equal(bad.status, 422);
+  assert.match((await bad.json()).message, /frame/);
+  assert.equal(await (await fetch(`${base}/sessions/${id}/__test/digest`)).text(), digest);
+});

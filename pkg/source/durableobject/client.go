@@ -97,6 +97,8 @@ type Client struct {
 	NoBatch bool
 	// BatchItems is the most objects per batch (default and maximum MaxBatchItems).
 	BatchItems int
+	// NoWire never asks for or sends binary framing (wire.go): plain NDJSON both ways.
+	NoWire bool
 
 	// defaultHTTP is the client used when HTTP is nil, made once: one per request would open a new
 	// connection (and leave it idle) for every request of a restore of many objects.
@@ -104,6 +106,8 @@ type Client struct {
 	defaultHTTP *http.Client
 	// noBatch is set once the Worker answered that its module has no batch endpoint.
 	noBatch atomic.Bool
+	// wire is whether the module speaks the binary framing (wire.go): wireUnknown, wireYes, wireNo.
+	wire atomic.Int32
 }
 
 // NewClient checks the URL and secret. The secret is never logged or printed.
@@ -338,6 +342,9 @@ func (c *Client) once(ctx context.Context, method, class, id, op string, q url.V
 	if body != nil {
 		req.Header.Set("content-type", "application/x-ndjson")
 	}
+	if op == "export" && !c.NoWire {
+		req.Header.Set(WireHeader, Wire) // an older module ignores it and answers NDJSON
+	}
 	Sign(req, c.secret, body, c.now())
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
@@ -352,6 +359,14 @@ func (c *Client) once(ctx context.Context, method, class, id, op string, q url.V
 			we.Message = strings.TrimSpace(string(b))
 		}
 		return &httpError{Status: resp.StatusCode, Code: we.Error, Msg: we.Message, Location: resp.Header.Get("Location")}
+	}
+	c.noteWire(resp.Header)
+	if op == "export" {
+		b, err := readExport(resp, maxPage)
+		if err != nil {
+			return err
+		}
+		return read(&pageBody{bytes.NewReader(b), b})
 	}
 	return read(resp.Body)
 }

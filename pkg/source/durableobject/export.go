@@ -54,7 +54,7 @@ type Page struct {
 func (c *Client) ExportPage(ctx context.Context, class, id, cursor string) (Page, error) {
 	var p Page
 	err := c.do(ctx, 0, http.MethodGet, class, id, "export", c.exportQuery(cursor), nil, func(r io.Reader) error {
-		b, err := io.ReadAll(io.LimitReader(r, maxPage+1))
+		b, err := readPage(r, maxPage)
 		if err != nil {
 			return err
 		}
@@ -134,6 +134,8 @@ func (c *Client) Export(ctx context.Context, class, id string, w io.Writer) (End
 }
 
 // pagesReader streams an export that did not fit in its first page, fetching the rest on demand.
+// While one page is read, the next one is already being fetched: the Worker writes page n+1 while
+// cfbackup compresses and encrypts page n (memory: two pages).
 type pagesReader struct {
 	ctx       context.Context
 	c         *Client
@@ -143,6 +145,23 @@ type pagesReader struct {
 	end       *End
 	onPage    func(int)
 	err       error
+	ahead     chan pageResult // the page of cursor next, being fetched; nil when none is
+}
+
+type pageResult struct {
+	p   Page
+	err error
+}
+
+// fetch starts fetching the page of cursor next.
+func (r *pagesReader) fetch() {
+	ch := make(chan pageResult, 1) // never blocks: an abandoned fetch ends on its own
+	r.ahead = ch
+	ctx, c, class, id, cursor := r.ctx, r.c, r.class, r.id, r.next
+	go func() {
+		p, err := c.ExportPage(ctx, class, id, cursor)
+		ch <- pageResult{p, err}
+	}()
 }
 
 func (r *pagesReader) Read(b []byte) (int, error) {
@@ -153,12 +172,20 @@ func (r *pagesReader) Read(b []byte) (int, error) {
 		if r.next == "" {
 			return 0, io.EOF
 		}
-		p, err := r.c.ExportPage(r.ctx, r.class, r.id, r.next)
-		if err != nil {
-			r.err = err
-			return 0, err
+		if r.ahead == nil {
+			r.fetch()
 		}
+		res := <-r.ahead
+		r.ahead = nil
+		if res.err != nil {
+			r.err = res.err
+			return 0, res.err
+		}
+		p := res.p
 		r.buf, r.next, r.end = p.Data, p.Next, p.End
+		if r.next != "" {
+			r.fetch()
+		}
 		if r.onPage != nil {
 			r.onPage(len(p.Data))
 		}

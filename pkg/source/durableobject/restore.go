@@ -1,7 +1,6 @@
 package durableobject
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,7 +80,8 @@ type chunkReply struct {
 
 // ImportObject replays one object's export (r) into the object id of class, in chunks: the first
 // chunk makes the object delete everything it stores, the last one sets the alarm. It checks the
-// counts the Worker reports against the export's end line.
+// counts the Worker reports against the export's end line. The next chunk is read (and framed) while
+// the Worker applies the current one (memory: two chunks).
 func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader, chunkBytes int, progress func(int)) (ObjectResult, error) {
 	if chunkBytes <= 0 {
 		chunkBytes = DefaultChunkBytes
@@ -90,28 +90,76 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 		progress = func(int) {}
 	}
 	res := ObjectResult{ID: id}
+	ctx, cancel := context.WithCancel(ctx)
 	dec := NewDecoder(r)
-	var cur bytes.Buffer
-	send := func(final bool) error {
+	chunks := make(chan importChunk)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.readChunks(ctx, class, id, dec, chunkBytes, chunks)
+	}()
+	// The reader must be done with r before the caller closes it.
+	defer func() { cancel(); <-done }()
+	for ch := range chunks {
+		if ch.err != nil {
+			return res, ch.err
+		}
 		q := url.Values{"seq": {strconv.Itoa(res.Chunks)}, "final": {"0"}}
-		if final {
+		if ch.final {
 			q = finalQuery(res.Chunks, dec.Header.Alarm)
 		}
-		body := cur.Bytes()
+		if ch.framed {
+			q.Set("wire", Wire)
+		}
 		var rep chunkReply
-		err := c.do(ctx, 1, http.MethodPost, class, id, "import", q, body, func(rd io.Reader) error {
+		err := c.do(ctx, 1, http.MethodPost, class, id, "import", q, ch.body, func(rd io.Reader) error {
 			return json.NewDecoder(rd).Decode(&rep)
 		})
 		if err != nil {
 			if res.Chunks > 0 {
-				return fmt.Errorf("%w (chunk %d: the object is partly restored; run the restore again, it starts over)", err, res.Chunks)
+				return res, fmt.Errorf("%w (chunk %d: the object is partly restored; run the restore again, it starts over)", err, res.Chunks)
 			}
-			return err
+			return res, err
 		}
-		progress(len(body))
-		res.add(rep, len(body), final)
-		cur.Reset()
-		return nil
+		progress(ch.n)
+		res.add(rep, ch.n, ch.final)
+		if ch.final {
+			return res, res.check(id, *dec.End)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, fmt.Errorf("%w: item ended without its last chunk", ErrFormat) // not reached: the reader sends it or an error
+}
+
+// importChunk is one import request's body: n bytes of the item's lines, framed or not. The last
+// one (final) follows the item's end line; err ends the item.
+type importChunk struct {
+	body          []byte
+	n             int
+	final, framed bool
+	err           error
+}
+
+// readChunks reads the item's lines into chunks of at most chunkBytes (one longer line alone) and
+// hands them on, framed when the module speaks the framing; it stops when ctx is done.
+func (c *Client) readChunks(ctx context.Context, class, id string, dec *Decoder, chunkBytes int, out chan<- importChunk) {
+	defer close(out)
+	var cur []byte
+	send := func(ch importChunk) bool {
+		select {
+		case out <- ch:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	flush := func(final bool) bool {
+		body, framed := c.importBody(ctx, class, id, cur)
+		ch := importChunk{body: body, n: len(cur), final: final, framed: framed}
+		cur = nil // the chunk keeps its buffer: the next one gets its own
+		return send(ch)
 	}
 	for {
 		line, err := dec.Next()
@@ -119,23 +167,22 @@ func (c *Client) ImportObject(ctx context.Context, class, id string, r io.Reader
 			break
 		}
 		if err != nil {
-			return res, itemErr(err)
+			send(importChunk{err: itemErr(err)})
+			return
 		}
-		if cur.Len() > 0 && cur.Len()+len(line) > chunkBytes {
-			if err := send(false); err != nil {
-				return res, err
-			}
+		if len(cur) > 0 && len(cur)+len(line) > chunkBytes && !flush(false) {
+			return
 		}
-		cur.Write(line)
+		if cur == nil {
+			cur = make([]byte, 0, min(chunkBytes, max(2*len(line), 4<<10)))
+		}
+		cur = append(cur, line...)
 	}
 	if err := dec.Complete(); err != nil {
-		return res, itemErr(err)
+		send(importChunk{err: itemErr(err)})
+		return
 	}
-	end := dec.End
-	if err := send(true); err != nil {
-		return res, err
-	}
-	return res, res.check(id, *end)
+	flush(true)
 }
 
 // add counts one chunk's reply (n body bytes) into the object's result.
