@@ -25,8 +25,8 @@ if [ -s "$DIR/do.txt" ]; then
     v=$(printf %.1f "$v")
     BENCH_LOAD=$load bench_row parsed "$1" "$v" "$3" "issue target (no reference tool)" "$4" "$(bench_ratio "$v" "$4")" ">=1.00"
   }
-  row "DO backup, ${n:-10000} small objects" BenchmarkSmallObjects backup-objects/s 1000
-  row "DO restore, ${n:-10000} small objects" BenchmarkSmallObjects restore-objects/s 500
+  row "DO backup, ${n:-10000} small objects (batches)" BenchmarkSmallObjects/batch backup-objects/s 1000
+  row "DO restore, ${n:-10000} small objects (batches)" BenchmarkSmallObjects/batch restore-objects/s 500
   row "DO backup, one 50 MiB object" BenchmarkLargeObject backup-MB/s 100
   row "DO restore, one 50 MiB object" BenchmarkLargeObject restore-MB/s 100
 fi
