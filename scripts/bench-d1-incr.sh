@@ -25,6 +25,9 @@ bench_d1_setup "$D" "$USERS" "$BASE"
 dbs=("$D"/emu/d1/*/db.sqlite); db=${dbs[0]}
 echo "D1 database: $USERS users, $(($(stat -c %s "$db") / 1048576)) MiB SQLite file"
 full=0
+field() { # NAME: the sum of a number the backups' "D1 dump chunked" log lines give
+  grep -o " $1=[0-9]*" "$D/b.err" | cut -d= -f2 | paste -sd+ | bc
+}
 backup() { # label: one backup; prints the bytes it added to the repository
   local before after secs
   before=$(du -sb "$D/repo" | cut -f1)
@@ -33,8 +36,9 @@ backup() { # label: one backup; prints the bytes it added to the repository
   after=$(du -sb "$D/repo" | cut -f1)
   local added=$((after - before))
   [ "$full" -gt 0 ] || full=$added
-  printf '%-44s %10d bytes  %6.2f %% of the full backup  (%s s; chunks stored: %s)\n' "$1" "$added" \
-    "$(echo "100 * $added / $full" | bc -l)" "$secs" "$(grep -o 'stored=[0-9]*' "$D/b.err" | cut -d= -f2 | paste -sd+ | bc)"
+  printf '%-44s %10d bytes  %6.2f %% of the full backup  (%s s; chunks stored: %s of %s; list chunks stored: %s of %s)\n' "$1" "$added" \
+    "$(echo "100 * $added / $full" | bc -l)" "$secs" "$(field stored)" "$(field chunks)" "$(field lists_stored)" "$(field lists)"
+  bench_row d1-incr "$1" "$added" bytes "full backup" "$full" "$(bench_ratio "$added" "$full")" -
 }
 backup "full"
 backup "no change"
