@@ -10,6 +10,7 @@
 #   BENCH_USERS  users to seed (default 100000: a 265 MiB SQLite file, a 305 MB dump)
 #   BENCH_BASE   git revision to compare restore speed with (default main; empty: skip)
 #   BENCH_RUNS   restore rounds (default 3)
+#   BENCH_KEEP   set: keep the temporary directory (repositories, binaries) and print its name
 # Binaries are built into a temporary directory, never into .bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ BASE=${BENCH_BASE-main}
 RUNS=${BENCH_RUNS:-3}
 D=$(mktemp -d /tmp/cfbackup-bench-incr.XXXXXX)
 EMU=
-trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; rm -rf "$D"' EXIT
+trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$D"' EXIT
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 bench_d1_setup "$D" "$USERS" "$BASE"
@@ -56,7 +57,9 @@ sqlite3 "$db" "UPDATE users SET profile = json_set(coalesce(profile, '{}'), '\$.
 backup "1 % of every table (updates + appends)"
 [ -n "$BASE" ] || exit 0
 # Restore speed: the chunked incremental just taken against BASE's restore of its own full backup.
+[ -z "${BENCH_KEEP:-}" ] || echo "kept: $D"
 export CFBACKUP_WRITER_KEY_FILE=$D/wb.key
+R=$(sed -n 's/^# public key: //p' "$D/key.txt")
 CFBACKUP_REPOSITORY=$D/repob "$B/cfbackup-base" init --recipient "$R" >/dev/null
 CFBACKUP_REPOSITORY=$D/repob "$B/cfbackup-base" backup --no-progress >/dev/null 2>&1
 : >"$D/t.new"; : >"$D/t.base"
