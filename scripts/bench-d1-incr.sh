@@ -10,6 +10,7 @@
 #   BENCH_USERS  users to seed (default 100000: a 265 MiB SQLite file, a 305 MB dump)
 #   BENCH_BASE   git revision to compare restore speed with (default main; empty: skip)
 #   BENCH_RUNS   restore rounds (default 3)
+#   BENCH_KEEP   set: keep the temporary directory (repositories, binaries) and print its name
 # Binaries are built into a temporary directory, never into .bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +19,16 @@ BASE=${BENCH_BASE-main}
 RUNS=${BENCH_RUNS:-3}
 D=$(mktemp -d /tmp/cfbackup-bench-incr.XXXXXX)
 EMU=
-trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; rm -rf "$D"' EXIT
+trap '[ -n "$EMU" ] && kill $EMU 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$D"' EXIT
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 bench_d1_setup "$D" "$USERS" "$BASE"
 dbs=("$D"/emu/d1/*/db.sqlite); db=${dbs[0]}
 echo "D1 database: $USERS users, $(($(stat -c %s "$db") / 1048576)) MiB SQLite file"
 full=0
+field() { # NAME: the sum of a number the backups' "D1 dump chunked" log lines give
+  grep -o " $1=[0-9]*" "$D/b.err" | cut -d= -f2 | paste -sd+ | bc
+}
 backup() { # label: one backup; prints the bytes it added to the repository
   local before after secs
   before=$(du -sb "$D/repo" | cut -f1)
@@ -33,8 +37,9 @@ backup() { # label: one backup; prints the bytes it added to the repository
   after=$(du -sb "$D/repo" | cut -f1)
   local added=$((after - before))
   [ "$full" -gt 0 ] || full=$added
-  printf '%-44s %10d bytes  %6.2f %% of the full backup  (%s s; chunks stored: %s)\n' "$1" "$added" \
-    "$(echo "100 * $added / $full" | bc -l)" "$secs" "$(grep -o 'stored=[0-9]*' "$D/b.err" | cut -d= -f2 | paste -sd+ | bc)"
+  printf '%-44s %10d bytes  %6.2f %% of the full backup  (%s s; chunks stored: %s of %s; list chunks stored: %s of %s)\n' "$1" "$added" \
+    "$(echo "100 * $added / $full" | bc -l)" "$secs" "$(field stored)" "$(field chunks)" "$(field lists_stored)" "$(field lists)"
+  bench_row d1-incr "$1" "$added" bytes "full backup" "$full" "$(bench_ratio "$added" "$full")" -
 }
 backup "full"
 backup "no change"
@@ -52,7 +57,9 @@ sqlite3 "$db" "UPDATE users SET profile = json_set(coalesce(profile, '{}'), '\$.
 backup "1 % of every table (updates + appends)"
 [ -n "$BASE" ] || exit 0
 # Restore speed: the chunked incremental just taken against BASE's restore of its own full backup.
+[ -z "${BENCH_KEEP:-}" ] || echo "kept: $D"
 export CFBACKUP_WRITER_KEY_FILE=$D/wb.key
+R=$(sed -n 's/^# public key: //p' "$D/key.txt")
 CFBACKUP_REPOSITORY=$D/repob "$B/cfbackup-base" init --recipient "$R" >/dev/null
 CFBACKUP_REPOSITORY=$D/repob "$B/cfbackup-base" backup --no-progress >/dev/null 2>&1
 : >"$D/t.new"; : >"$D/t.base"

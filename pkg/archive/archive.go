@@ -61,6 +61,9 @@ type Chunk struct {
 	// tar entry is "chunks/<ID>" and any item of any later snapshot may reference it. Empty for
 	// chunks named after their item.
 	ID string `json:"id,omitempty"`
+	// SHA256 is set only on the list chunks of ItemRef.Lists: the hex SHA-256 of the list chunk's
+	// bytes, checked before the list is used (readers without the writer secret cannot check ID).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ItemRef is what the catalogue records for one item, enough to read it back alone and check it.
@@ -68,7 +71,10 @@ type ItemRef struct {
 	Name   string  `json:"name"`
 	Size   int64   `json:"size"`
 	SHA256 string  `json:"sha256"` // hex of the uncompressed item
-	Chunks []Chunk `json:"chunks"`
+	Chunks []Chunk `json:"chunks,omitempty"`
+	// Lists, instead of Chunks, holds the list chunks (docs/FORMAT.md "Chunk lists") whose entries,
+	// in order, are the item's chunks. An item has one or the other, never both.
+	Lists []Chunk `json:"lists,omitempty"`
 }
 
 // SegmentInfo is what the manifest records for one segment, enough to verify it without a key.

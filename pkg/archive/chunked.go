@@ -23,12 +23,19 @@ type ChunkedOptions struct {
 	// of storing it again. The caller must list the chunk's segment in the manifest
 	// (Session.Reference) and make sure it still exists. Nil: every chunk is stored.
 	Known func(id string) (Chunk, bool)
+	// Lists stores the item's chunk list as list chunks (docs/FORMAT.md "Chunk lists") when it has
+	// more than ListThreshold chunks: the returned ItemRef then has Lists set, and Chunks still holds
+	// the data chunks for the caller's index; the catalogue must record Lists only (ItemRef.Catalogued).
+	Lists bool
 }
 
 // ChunkedStats say how much of a chunked item was stored and how much referenced.
 type ChunkedStats struct {
 	Chunks, Stored int
 	StoredBytes    int64
+	// Lists and ListsStored count list chunks (ChunkedOptions.Lists), ListBytes their stored bytes.
+	Lists, ListsStored int
+	ListBytes          int64
 }
 
 // WriteChunked streams r into the archive as content-addressed chunks (docs/FORMAT.md
@@ -82,16 +89,11 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 				continue
 			}
 		}
-		buf := bytes.Clone(data)
-		j := &job{entry: ChunkPrefix + id, data: &buf, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{}),
-			class: w.class, release: func() {}}
-		j.chunk = Chunk{Size: int64(len(data)), ID: id}
-		if err := w.reserveFrame(j, len(data)); err != nil {
+		j, err := w.storeChunk(id, data, mtime)
+		if err != nil {
 			readErr = err
 			break
 		}
-		w.ordered <- j
-		w.work <- j
 		st.Stored++
 		st.StoredBytes += int64(len(data))
 		mine[id] = len(slots)
@@ -123,7 +125,87 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 		return r, st, err
 	}
 	ref.SHA256 = hex.EncodeToString(h.Sum(nil))
+	if o.Lists && len(ref.Chunks) > ListThreshold {
+		if err := w.writeLists(&ref, o, mtime, &st); err != nil {
+			return ItemRef{}, st, err
+		}
+	}
 	return ref, st, nil
+}
+
+// storeChunk queues data as the content-addressed entry chunks/<id>.
+func (w *Writer) storeChunk(id string, data []byte, mtime time.Time) (*job, error) {
+	buf := bytes.Clone(data)
+	j := &job{entry: ChunkPrefix + id, data: &buf, mtime: mtime, ready: make(chan struct{}), saved: make(chan struct{}),
+		class: w.class, release: func() {}}
+	j.chunk = Chunk{Size: int64(len(data)), ID: id}
+	if err := w.reserveFrame(j, len(data)); err != nil {
+		return nil, err
+	}
+	w.ordered <- j
+	w.work <- j
+	return j, nil
+}
+
+// writeLists stores ref's chunk list as list chunks, reusing those Known returns, and sets
+// ref.Lists (each with its SHA-256).
+func (w *Writer) writeLists(ref *ItemRef, o ChunkedOptions, mtime time.Time, st *ChunkedStats) error {
+	groups := cutLists(ref.Chunks)
+	lists := make([]Chunk, len(groups))
+	jobs := make([]*job, len(groups))
+	mine := map[string]int{}
+	var err error
+	for i, g := range groups {
+		var data []byte
+		if data, err = encodeList(g); err != nil {
+			break
+		}
+		id := ChunkID(o.Key, data)
+		sum := sha256.Sum256(data)
+		lists[i] = Chunk{ID: id, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		st.Lists++
+		if k, ok := mine[id]; ok {
+			lists[i], jobs[i] = lists[k], jobs[k]
+			continue
+		}
+		mine[id] = i
+		if o.Known != nil {
+			if c, ok := o.Known(id); ok && c.ID == id && c.Size == int64(len(data)) {
+				c.SHA256 = lists[i].SHA256
+				lists[i] = c
+				continue
+			}
+		}
+		if jobs[i], err = w.storeChunk(id, data, mtime); err != nil {
+			break
+		}
+		st.ListsStored++
+		st.ListBytes += int64(len(data))
+	}
+	for i, j := range jobs {
+		if j != nil {
+			<-j.saved
+			c := j.chunk
+			c.SHA256 = lists[i].SHA256
+			lists[i] = c
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.failed(); err != nil {
+		return err
+	}
+	ref.Lists = lists
+	return nil
+}
+
+// Catalogued is ref as the catalogue records it: with list chunks, without the data chunks they list.
+func (ref ItemRef) Catalogued() ItemRef {
+	if len(ref.Lists) > 0 {
+		ref.Chunks = nil
+	}
+	return ref
 }
 
 // checkChunked checks a WriteChunked call before anything is read and returns its parameters.

@@ -241,6 +241,13 @@ func OpenItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, 
 }
 
 func openItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, ids []age.Identity, ref ItemRef, heads *headCache) (io.ReadCloser, error) {
+	if len(ref.Lists) > 0 {
+		chunks, err := readLists(ctx, st, segs, ids, ref, heads)
+		if err != nil {
+			return nil, err
+		}
+		ref.Chunks, ref.Lists = chunks, nil
+	}
 	if len(ref.Chunks) == 0 {
 		return nil, fmt.Errorf("%w: item %q has no chunks", ErrIntegrity, ref.Name)
 	}

@@ -23,10 +23,12 @@ type Params struct {
 	Min, Avg, Max int
 }
 
-// Default is what D1 table dumps use: chosen by measurement (docs/FORMAT.md "Content-defined
-// chunks"): small enough that a row changed here and there rewrites little, large enough that the
-// per-chunk metadata (catalogue and chunk index) stays a small fraction of an unchanged backup.
-var Default = Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
+// Default is what D1 table dumps use: chosen by measurement (docs/D1.md "The trade-off in the
+// chunk size"): small enough that a row changed here and there rewrites little, large enough that
+// each chunk's own cost (a tar header and LZ4 frame, an index entry, an entry in a list chunk)
+// stays small. Chunk lists (docs/FORMAT.md) keep an unchanged backup's metadata from growing with
+// the number of chunks, which is what made the earlier 16 KiB average necessary.
+var Default = Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
 
 // Check reports whether p is usable.
 func (p Params) Check() error {

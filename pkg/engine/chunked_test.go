@@ -114,8 +114,24 @@ func TestChunkedD1IncrementalChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// verify --read-data of the child confirms every chunk by its keyed id while it streams each
-	// segment once: no item needs reading again with ranged reads.
+	// The tables' chunk lists are list chunks, most of them the first snapshot's.
+	cat, err := engine.OpenCatalogue(m4, f.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	for _, it := range cat.Items {
+		lists += len(it.Lists)
+		if len(it.Lists) > 0 && len(it.Chunks) > 0 {
+			t.Fatalf("item %s records chunks and lists", it.Name)
+		}
+	}
+	if lists < 2 {
+		t.Fatalf("the child's catalogue has %d list chunks, want its large tables' chunks listed in list chunks", lists)
+	}
+
+	// verify --read-data of the child confirms every chunk (data and list) by its keyed id while it
+	// streams each segment once: no item needs reading again with ranged reads.
 	counted := *f.repo
 	cs := &openCounter{Store: f.repo.Store}
 	counted.Store = cs
@@ -194,8 +210,24 @@ func TestChunkedD1ForgedCatalogue(t *testing.T) {
 	foreign := it.ItemRef
 	foreign.Chunks = append([]archive.Chunk{}, it.Chunks...)
 	foreign.Chunks[0].Segment = "ffffffffffffffffffffffffffffffff"
+	forged := map[string]archive.ItemRef{"reordered chunks": swapped, "unlisted segment": foreign}
+	for _, c := range cat.Items {
+		if len(c.Lists) >= 2 && c.Lists[0].ID != c.Lists[1].ID {
+			l := c.ItemRef
+			l.Lists = append([]archive.Chunk{}, c.Lists...)
+			l.Lists[0], l.Lists[1] = c.Lists[1], c.Lists[0]
+			forged["reordered lists"] = l
+			l.Lists = append([]archive.Chunk{}, c.Lists...)
+			l.Lists[1].SHA256 = l.Lists[0].SHA256
+			forged["list hash"] = l
+			break
+		}
+	}
+	if len(forged) != 4 {
+		t.Fatal("no item of two different list chunks")
+	}
 	open := f.eng.Opener(m, f.ids)
-	for name, ref := range map[string]archive.ItemRef{"reordered chunks": swapped, "unlisted segment": foreign} {
+	for name, ref := range forged {
 		rc, err := open(ctx, ref)
 		if err == nil {
 			_, err = rc.(archive.WholeReader).ReadAll(&archive.Buffers{})

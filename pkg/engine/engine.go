@@ -14,6 +14,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"slices"
@@ -475,7 +476,7 @@ func (e *Engine) verifyData(ctx context.Context, m *manifest.Manifest, selected 
 	proof := e.newChunkProof(ctx, ids)
 	var win []manifest.Item
 	err := m.EachItem(ctx, e.Repo.Store, ids, func(it manifest.Item) error {
-		for _, c := range it.Chunks {
+		for _, c := range slices.Concat(it.Chunks, it.Lists) {
 			if chosen[c.Segment] {
 				win = append(win, it)
 				break
@@ -529,6 +530,10 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 	states := make([]*itemState, len(items))
 	for i, it := range items {
 		states[i] = &itemState{h: sha256.New()}
+		if len(it.Lists) > 0 { // its chunks are known once its lists are read: read every chosen segment
+			proof.expectLists(it.Lists)
+			maps.Copy(want, chosen)
+		}
 		for ci, c := range it.Chunks {
 			k := c.Segment + "\x00" + archive.ChunkEntry(it.Name, c, ci, len(it.Chunks))
 			entries[k] = append(entries[k], chunkRef{i, ci})
@@ -590,6 +595,7 @@ func (e *Engine) verifyWindowData(ctx context.Context, m *manifest.Manifest, ite
 			fail(res, FailureKindOf(err, FailureError), fmt.Sprintf("item %s (%s %s): %v", it.Name, it.Component, it.Table, err))
 		}
 	}
+	proof.endWindow()
 	return nil
 }
 

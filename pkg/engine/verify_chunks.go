@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -23,6 +24,24 @@ import (
 type chunkProof struct {
 	key []byte
 	ok  map[string]int64 // segment id + "\x00" + chunk id → size of a chunk whose bytes match its id
+	// lists holds the bytes of the list chunks (docs/FORMAT.md "Chunk lists") the window's items
+	// name, nil until read and confirmed by id: an item with lists is proved by its lists' chunks.
+	lists map[string][]byte
+}
+
+// maxListBytes bounds a list chunk kept while a segment streams past (a writer makes ~12 KiB ones).
+const maxListBytes = 1 << 20
+
+// expectLists asks wrap to keep the bytes of these list chunks.
+func (p *chunkProof) expectLists(ls []archive.Chunk) {
+	if p == nil {
+		return
+	}
+	for _, l := range ls {
+		if _, ok := p.lists[l.Segment+"\x00"+l.ID]; !ok {
+			p.lists[l.Segment+"\x00"+l.ID] = nil
+		}
+	}
 }
 
 // newChunkProof returns nil when the writer secret cannot be unwrapped (verify then falls back to
@@ -35,7 +54,7 @@ func (e *Engine) newChunkProof(ctx context.Context, ids []age.Identity) *chunkPr
 	if err != nil {
 		return nil
 	}
-	return &chunkProof{key: archive.ChunkIDKey(secret), ok: map[string]int64{}}
+	return &chunkProof{key: archive.ChunkIDKey(secret), ok: map[string]int64{}, lists: map[string][]byte{}}
 }
 
 // wrap tees a content-addressed entry's bytes into its HMAC; done records the chunk when its bytes
@@ -46,26 +65,74 @@ func (p *chunkProof) wrap(seg, name string, r io.Reader) (io.Reader, func()) {
 		return r, func() {}
 	}
 	m := hmac.New(sha256.New, p.key)
-	cr := &sizeCounter{r: io.TeeReader(r, m)}
+	var w io.Writer = m
+	var keep *bytes.Buffer
+	if b, want := p.lists[seg+"\x00"+id]; want && b == nil {
+		keep = &bytes.Buffer{}
+		w = io.MultiWriter(m, &limitWriter{w: keep, n: maxListBytes})
+	}
+	cr := &sizeCounter{r: io.TeeReader(r, w)}
 	return cr, func() {
 		if hex.EncodeToString(m.Sum(nil)[:archive.ChunkIDLen/2]) == id {
 			p.ok[seg+"\x00"+id] = cr.n
+			if keep != nil && int64(keep.Len()) == cr.n {
+				p.lists[seg+"\x00"+id] = keep.Bytes()
+			}
 		}
 	}
 }
 
+// limitWriter keeps at most n bytes and drops the rest (a chunk that long is no list of ours).
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	if k := min(int64(len(b)), l.n); k > 0 {
+		l.w.Write(b[:k])
+		l.n -= k
+	}
+	return len(b), nil
+}
+
 // proves reports whether every chunk of it was confirmed by its id.
 func (p *chunkProof) proves(it manifest.Item) bool {
-	if p == nil || len(it.Chunks) == 0 {
+	if p == nil {
 		return false
 	}
-	for _, c := range it.Chunks {
+	chunks := it.Chunks
+	if len(it.Lists) > 0 {
+		if len(chunks) > 0 {
+			return false
+		}
+		for _, l := range it.Lists {
+			cs, err := archive.DecodeListChecked(l, p.lists[l.Segment+"\x00"+l.ID])
+			if err != nil {
+				return false
+			}
+			chunks = append(chunks, cs...)
+		}
+	}
+	if len(chunks) == 0 {
+		return false
+	}
+	var size int64
+	for _, c := range chunks {
+		size += c.Size
 		n, ok := p.ok[c.Segment+"\x00"+c.ID]
 		if c.ID == "" || !ok || n != c.Size {
 			return false
 		}
 	}
-	return true
+	return size == it.Size
+}
+
+// endWindow forgets the list chunks kept for a window's items.
+func (p *chunkProof) endWindow() {
+	if p != nil {
+		clear(p.lists)
+	}
 }
 
 type sizeCounter struct {

@@ -570,35 +570,111 @@ class Repo:
         self._plain[seg_id] = pt
         return pt
 
+    def _entry(self, m, item, c, n, want_default):
+        """The bytes of one catalogue chunk: its frame's single tar entry, checked by name and size."""
+        pt = self.segment_plain(m, c["segment"])
+        off, ln = _int(c["offset"]), _int(c["length"])
+        if off < 0 or ln <= 0 or off + ln > len(pt):
+            raise ReaderError("%s: chunk beyond its segment" % item["name"])
+        name, data = tar_entry(lz4_frames(pt[off:off + ln]))
+        if c.get("id") is not None:  # FORMAT.md "Content-defined chunks"
+            if not re.fullmatch(r"[0-9a-f]{32}", str(c["id"])):
+                raise ReaderError("chunk %d of %s: invalid id" % (n, item["name"]))
+            if c["segment"] not in {s["id"] for s in m["segments"]}:
+                raise ReaderError("chunk %d of %s: segment not in the manifest" % (n, item["name"]))
+            want = "chunks/" + c["id"]
+        else:
+            want = want_default
+        if name != want:
+            raise ReaderError("chunk %d of %s: tar entry is %r" % (n, item["name"], name))
+        if len(data) != _int(c["size"]):
+            raise ReaderError("chunk %d of %s: size %d, catalogue %d" % (n, item["name"], len(data), _int(c["size"])))
+        return data
+
+    def item_chunks(self, m, item):
+        """The item's chunks: the catalogue's "chunks", or the entries of its list chunks ("lists",
+        FORMAT.md "Chunk lists"), each list checked by its SHA-256 before it is parsed."""
+        if "lists" not in item or item["lists"] is None:
+            return item["chunks"]
+        if item.get("chunks"):
+            raise ReaderError("%s: both chunks and lists" % item["name"])
+        out, total = [], 0
+        for n, l in enumerate(item["lists"], 1):
+            if _int(l["size"]) > 1 << 20:
+                raise ReaderError("list %d of %s: too large" % (n, item["name"]))
+            data = self._entry(m, item, l, n, None)
+            if hashlib.sha256(data).hexdigest() != l.get("sha256"):
+                raise ReaderError("list %d of %s: SHA-256 differs from the catalogue" % (n, item["name"]))
+            for c in decode_list(data):
+                total += c["size"]
+                if total > _int(item["size"]):
+                    raise ReaderError("%s: its lists hold more than its size" % item["name"])
+                out.append(c)
+        return out
+
     def item_bytes(self, m, item):
         check_item_name(item["name"])
-        chunks = item["chunks"]
+        chunks = self.item_chunks(m, item)
         h = hashlib.sha256()
         parts = []
         for n, c in enumerate(chunks, 1):
-            pt = self.segment_plain(m, c["segment"])
-            off, ln = _int(c["offset"]), _int(c["length"])
-            if off < 0 or off + ln > len(pt):
-                raise ReaderError("%s: chunk beyond its segment" % item["name"])
-            name, data = tar_entry(lz4_frames(pt[off:off + ln]))
-            if c.get("id") is not None:  # FORMAT.md "Content-defined chunks"
-                if not re.fullmatch(r"[0-9a-f]{32}", str(c["id"])):
-                    raise ReaderError("chunk %d of %s: invalid id" % (n, item["name"]))
-                if c["segment"] not in {s["id"] for s in m["segments"]}:
-                    raise ReaderError("chunk %d of %s: segment not in the manifest" % (n, item["name"]))
-                want = "chunks/" + c["id"]
-            else:
-                want = item["name"] if len(chunks) == 1 else "%s.part%06d" % (item["name"], n)
-            if name != want:
-                raise ReaderError("chunk %d of %s: tar entry is %r" % (n, item["name"], name))
-            if len(data) != _int(c["size"]):
-                raise ReaderError("chunk %d of %s: size %d, catalogue %d" % (n, item["name"], len(data), _int(c["size"])))
+            want = item["name"] if len(chunks) == 1 else "%s.part%06d" % (item["name"], n)
+            data = self._entry(m, item, c, n, want)
             h.update(data)
             parts.append(data)
         data = b"".join(parts)
         if len(data) != _int(item["size"]) or h.hexdigest() != item["sha256"]:
             raise ReaderError("%s: size or SHA-256 differs from the catalogue" % item["name"])
         return data
+
+
+def _uvarint(b, i):
+    x = shift = 0
+    while True:
+        if i >= len(b) or shift > 63:
+            raise ReaderError("chunk list: truncated varint")
+        c = b[i]
+        i += 1
+        x |= (c & 0x7F) << shift
+        if c < 0x80:
+            return x, i
+        shift += 7
+
+
+def decode_list(b):
+    """FORMAT.md "Chunk lists": "CFL1", u32be n, n ids, uvarint s, s segment ids, then per entry
+    uvarint segment, zigzag varint gap, uvarint length, uvarint size."""
+    if len(b) < 8 or b[:4] != b"CFL1":
+        raise ReaderError("chunk list: bad header")
+    (n,) = struct.unpack(">I", b[4:8])
+    if n == 0 or 8 + 16 * n > len(b):
+        raise ReaderError("chunk list: bad count")
+    ids = [b[8 + 16 * k:24 + 16 * k].hex() for k in range(n)]
+    i = 8 + 16 * n
+    ns, i = _uvarint(b, i)
+    if ns == 0 or ns > n or i + 16 * ns > len(b):
+        raise ReaderError("chunk list: bad segment table")
+    segs = [b[i + 16 * k:i + 16 * k + 16].hex() for k in range(ns)]
+    i += 16 * ns
+    out, prev, end = [], -1, 0
+    for k in range(n):
+        si, i = _uvarint(b, i)
+        z, i = _uvarint(b, i)
+        gap = (z >> 1) ^ -(z & 1)
+        ln, i = _uvarint(b, i)
+        size, i = _uvarint(b, i)
+        if si >= ns or ln == 0:
+            raise ReaderError("chunk list: entry %d out of range" % k)
+        if si != prev:
+            end = 0
+        off = end + gap
+        if off < 0:
+            raise ReaderError("chunk list: entry %d out of range" % k)
+        out.append({"segment": segs[si], "offset": off, "length": ln, "size": size, "id": ids[k]})
+        prev, end = si, off + ln
+    if i != len(b):
+        raise ReaderError("chunk list: bytes after the last entry")
+    return out
 
 
 def verify_segments(repo, m, items):
@@ -628,7 +704,7 @@ def verify_segments(repo, m, items):
         if not ended:
             raise ReaderError("segment %s: no end-of-archive frame" % seg["id"])
     for it in items:
-        for c in it["chunks"]:
+        for c in repo.item_chunks(m, it) + (it.get("lists") or []):
             f = frames.get((c["segment"], _int(c["offset"])))
             if f is None or f[0] != _int(c["length"]):
                 raise ReaderError("%s: chunk %r is not one frame of its segment" % (it["name"], c))

@@ -66,15 +66,19 @@ func paramsFor(chunkSize int) cdc.Params {
 
 // WriteItem stores the item as content-addressed chunks (ItemWriter).
 func (cw *chunkWriter) WriteItem(name string, r io.Reader) (archive.ItemRef, error) {
-	ref, st, err := cw.w.WriteChunked(name, r, archive.ChunkedOptions{Params: cw.params, Key: cw.keys.id, Known: cw.ix.known})
+	ref, st, err := cw.w.WriteChunked(name, r, archive.ChunkedOptions{Params: cw.params, Key: cw.keys.id, Known: cw.ix.known, Lists: true})
 	if err != nil {
 		return ref, err
 	}
-	cw.ix.add(ref)
+	cw.ix.add(ref.Chunks)
+	cw.ix.add(ref.Lists)
 	cw.stats.Chunks += st.Chunks
 	cw.stats.Stored += st.Stored
 	cw.stats.StoredBytes += st.StoredBytes
-	return ref, nil
+	cw.stats.Lists += st.Lists
+	cw.stats.ListsStored += st.ListsStored
+	cw.stats.ListBytes += st.ListBytes
+	return ref.Catalogued(), nil
 }
 
 // finish writes the database's chunk index and records the parent and reuse in the source summary.
@@ -85,6 +89,6 @@ func (cw *chunkWriter) finish(ctx context.Context, src *manifest.Source) error {
 	}
 	src.Parent, src.Reused = cw.ix.from, cw.ix.reused
 	cw.s.Log.Info("D1 dump chunked", "database", cw.db.Name, "chunks", cw.stats.Chunks, "stored", cw.stats.Stored,
-		"stored_bytes", cw.stats.StoredBytes, "reused_from_parent", cw.ix.reused, "parent", cw.ix.from, "index_entries_written", n)
+		"stored_bytes", cw.stats.StoredBytes, "lists", cw.stats.Lists, "lists_stored", cw.stats.ListsStored, "list_bytes", cw.stats.ListBytes, "reused_from_parent", cw.ix.reused, "parent", cw.ix.from, "index_entries_written", n)
 	return nil
 }

@@ -138,9 +138,9 @@ func (ix *chunkIndex) known(id string) (archive.Chunk, bool) {
 	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: l.length, Size: l.size, ID: id}, true
 }
 
-// add records the chunks of an item written in this run (new ones and reused ones).
-func (ix *chunkIndex) add(ref archive.ItemRef) {
-	for _, c := range ref.Chunks {
+// add records chunks of an item written in this run (new ones and reused ones; data and list chunks).
+func (ix *chunkIndex) add(chunks []archive.Chunk) {
+	for _, c := range chunks {
 		k, ok := parseChunkID(c.ID)
 		if !ok {
 			continue
