@@ -135,7 +135,7 @@ type Object struct {
 type Catalogue struct {
 	Items []Item `json:"items"`
 
-	stream func(fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
+	stream func(sel *Selection, fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
 }
 
 // Item is one restorable unit: a D1 table's SQL, a D1 schema part, a virtual table's definition and rows.
