@@ -46,10 +46,10 @@ const (
 // CatalogueWriter writes a streamed catalogue object: one age stream to the recipients holding
 // records u32be(len) ‖ gzip(JSON array of at most RecordItems items). It buffers one record.
 type CatalogueWriter struct {
-	enc  io.WriteCloser
-	buf  []Item
-	n    int64
-	z    bytes.Buffer
+	enc   io.WriteCloser
+	buf   []Item
+	n     int64
+	z     bytes.Buffer
 	zw    *gzip.Writer
 	done  bool
 	fence fenceTracker
