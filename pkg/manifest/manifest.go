@@ -83,6 +83,9 @@ type Manifest struct {
 	Catalogue string `json:"catalogue,omitempty"`
 	// CatalogueObjects are the side objects of a streamed catalogue, read in order (EachItem).
 	CatalogueObjects []CatalogueObject `json:"catalogue_objects,omitempty"`
+	// Shards, in a merged sharded run (docs/SHARDING.md), says what each shard did: plaintext
+	// operational metadata of the partials, which the merge deletes.
+	Shards []ShardRun `json:"shards,omitempty"`
 	// MAC authenticates the manifest (format 2): HMAC-SHA256 over its canonical JSON without "mac",
 	// keyed from the writer secret (docs/FORMAT.md "Authentication").
 	MAC string `json:"mac,omitempty"`
@@ -122,6 +125,20 @@ type Source struct {
 	Prefix string `json:"prefix,omitempty"`
 	// Class is a Durable Object namespace's class: the Worker module routes requests by it.
 	Class string `json:"class,omitempty"`
+}
+
+// ShardRun is one shard's part of a merged run: its partial manifest's id, host, start, duration and
+// counts (objects, uncompressed and stored bytes, objects reused from its parent).
+type ShardRun struct {
+	Shard      string    `json:"shard"` // "I/N"
+	Partial    string    `json:"partial"`
+	Host       string    `json:"host,omitempty"`
+	Time       time.Time `json:"time"`
+	Duration   Duration  `json:"duration"`
+	Items      int64     `json:"items"`
+	Size       int64     `json:"size"`
+	StoredSize int64     `json:"stored_size"`
+	Reused     int64     `json:"reused"`
 }
 
 // Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
