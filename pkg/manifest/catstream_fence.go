@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"filippo.io/age"
 
@@ -63,9 +64,11 @@ func (t *fenceTracker) see(it *Item) {
 	k, keyed := it.SortKey()
 	switch {
 	case t.n == 0:
-		t.ok = keyed
+		// A key that is not UTF-8 comes back from the catalogue's JSON with U+FFFD in it, so the
+		// reader could not hold it to a range the writer took over the raw bytes: no fence.
+		t.ok = keyed && utf8.ValidString(k)
 		t.f = Fence{Component: it.Component, Source: it.Source, First: k, Last: k}
-	case t.ok && keyed && it.Component == t.f.Component && it.Source == t.f.Source && k > t.f.Last:
+	case t.ok && keyed && it.Component == t.f.Component && it.Source == t.f.Source && k > t.f.Last && utf8.ValidString(k):
 		t.f.Last = k
 	default:
 		t.ok = false

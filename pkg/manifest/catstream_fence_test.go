@@ -35,6 +35,7 @@ func TestWriterFence(t *testing.T) {
 		{"unkeyed after keyed", []Item{sorted[0], d1}, nil},
 		{"two sources", []Item{sorted[0], other, sorted[5]}, nil},
 		{"empty", nil, nil},
+		{"not UTF-8", []Item{sorted[0], {Component: "r2", Source: "b", Object: &ObjectMeta{Key: "k/1\xff"}}}, nil},
 	}
 	for _, tc := range cases {
 		w, err := NewCatalogueWriter(io.Discard, []age.Recipient{id.Recipient()})
