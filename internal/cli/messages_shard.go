@@ -53,4 +53,7 @@ type ShardMergeMessage struct {
 	Segments      int   `json:"segments"`
 	// PartialsRemoved counts the partial manifests this merge deleted.
 	PartialsRemoved int `json:"partials_removed"`
+	// ShardRuns say what each shard did (the merged manifest's "shards"): partial id, host, start,
+	// duration, objects, bytes, stored bytes, objects reused.
+	ShardRuns []manifest.ShardRun `json:"shard_runs,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -84,6 +85,9 @@ func shardBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, plan 
 		for _, s := range res.Partial.Sources {
 			msg.Full = msg.Full || s.Parent == ""
 		}
+		// The audit record, notifications and metrics of this process say what this shard did
+		// (objects, bytes, its partial); a merge it runs adds the run's snapshot id.
+		o.f.SetResult(resultFromManifest(res.Partial))
 	}
 	var merr error
 	if res.Present == sh.N {
@@ -95,7 +99,12 @@ func shardBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, plan 
 			var mr *engine.MergeResult
 			if mr, merr = eng.MergeShards(ctx, engine.MergeOptions{Run: run, Shards: sh.N, Identities: ids}); merr == nil {
 				msg.Merge = mergeMessage(mr)
-				o.f.SetResult(resultFromManifest(mr.Snapshot))
+				rr := resultFromManifest(mr.Snapshot)
+				if res.Partial != nil {
+					rr = resultFromManifest(res.Partial)
+					rr.Snapshots = append(rr.Snapshots, mr.Snapshot.ID)
+				}
+				o.f.SetResult(rr)
 			}
 		}
 	} else {
@@ -138,7 +147,7 @@ func printShardBackup(f *Factory, msg *ShardBackupMessage) error {
 func mergeMessage(mr *engine.MergeResult) *ShardMergeMessage {
 	m := mr.Snapshot
 	return &ShardMergeMessage{MessageType: msgShardMerge, Run: mr.Run, Shards: mr.Shards, Snapshot: m.ID, Time: m.Time, AlreadyMerged: mr.AlreadyMerged,
-		Items: m.Items, Size: m.Size, Segments: len(m.Segments), PartialsRemoved: mr.PartialsRemoved}
+		Items: m.Items, Size: m.Size, Segments: len(m.Segments), PartialsRemoved: mr.PartialsRemoved, ShardRuns: m.Shards}
 }
 
 func printMerge(out interface{ Write([]byte) (int, error) }, mm *ShardMergeMessage) {
@@ -147,6 +156,10 @@ func printMerge(out interface{ Write([]byte) (int, error) }, mm *ShardMergeMessa
 		return
 	}
 	fmt.Fprintf(out, "Merged %d shard(s) of run %s into snapshot %s (%d item(s), %s, %d segment(s)).\n", mm.Shards, mm.Run, mm.Snapshot, mm.Items, humanBytes(mm.Size), mm.Segments)
+	for _, r := range mm.ShardRuns {
+		fmt.Fprintf(out, "  shard %-5s %8d object(s) %10s  %d reused  %s  on %s (partial %s)\n", r.Shard, r.Items, humanBytes(r.Size), r.Reused,
+			time.Duration(r.Duration).Round(time.Millisecond), r.Host, r.Partial)
+	}
 }
 
 // ShardMergeOptions are the flags of 'shard merge'.

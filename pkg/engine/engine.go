@@ -257,11 +257,12 @@ func (e *Engine) storeCatalogue(ctx context.Context, m *manifest.Manifest, spool
 		if sp.Items() == 0 {
 			continue
 		}
-		co, err := sp.Store(ctx, e.Repo.Store, layout.CatalogueKey(m.ID, len(m.CatalogueObjects)))
+		n := len(m.CatalogueObjects)
+		cos, err := sp.Store(ctx, e.Repo.Store, func(i int) string { return layout.CatalogueKey(m.ID, n+i) })
 		if err != nil {
 			return fmt.Errorf("store the catalogue: %w", err)
 		}
-		m.CatalogueObjects = append(m.CatalogueObjects, co)
+		m.CatalogueObjects = append(m.CatalogueObjects, cos...)
 	}
 	return nil
 }
@@ -736,8 +737,9 @@ func (e *Engine) streamCatalogue(ctx context.Context, m *manifest.Manifest, ids 
 	if err := m.CheckIdentity(ctx, e.Repo.Store, ids); err != nil {
 		return nil, keyErr(err)
 	}
-	return manifest.StreamCatalogue(func(fn func(manifest.Item) error) error {
-		return keyErr(m.EachItem(ctx, e.Repo.Store, ids, fn))
+	cat := m.Stream(ctx, e.Repo.Store, ids)
+	return manifest.StreamSelected(func(sel *manifest.Selection, fn func(manifest.Item) error) error {
+		return keyErr(cat.EachSelected(sel, fn))
 	}), nil
 }
 

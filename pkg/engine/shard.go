@@ -373,8 +373,8 @@ func mixedCounts(run string, n int, parts map[int]map[int]string) error {
 // it (the same ShardOf as the backup's), and every item that is not a keyed object.
 func shardCatalogue(c *manifest.Catalogue, sh Shard) *manifest.Catalogue {
 	// A filtered view, streamed like the catalogue it wraps: no per-item state is kept.
-	return manifest.StreamCatalogue(func(fn func(manifest.Item) error) error {
-		return c.Each(func(it manifest.Item) error {
+	return manifest.StreamSelected(func(sel *manifest.Selection, fn func(manifest.Item) error) error {
+		return c.EachSelected(sel, func(it manifest.Item) error {
 			if it.Object == nil || sh.Keeps(it.Object.Key) {
 				return fn(it)
 			}

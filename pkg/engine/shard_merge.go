@@ -165,6 +165,7 @@ func mergeManifests(run string, parts []*shardPartial) (*manifest.Manifest, erro
 			return nil, fmt.Errorf("%w: shard %d/%d of run %q backed up something else than shard 1 (components, buckets, prefixes or labels differ)", ErrShardMixed, p.Shard, p.Shards, run)
 		}
 		ids[pi] = pm.ID
+		m.Shards = append(m.Shards, shardSummary(p))
 		if pm.Time.Before(m.Time) {
 			m.Time = pm.Time
 		}
@@ -193,6 +194,17 @@ func mergeManifests(run string, parts []*shardPartial) (*manifest.Manifest, erro
 	m.Labels[LabelShardCount] = strconv.Itoa(len(parts))
 	m.Labels[LabelShardPartials] = strings.Join(ids, ",")
 	return m, nil
+}
+
+// shardSummary is what the merged manifest keeps of a partial (manifest.ShardRun).
+func shardSummary(p *shardPartial) manifest.ShardRun {
+	pm := p.Manifest
+	r := manifest.ShardRun{Shard: fmt.Sprintf("%d/%d", p.Shard, p.Shards), Partial: pm.ID, Host: pm.Host, Time: pm.Time.UTC(),
+		Duration: pm.Duration, Items: pm.Items, Size: pm.Size, StoredSize: pm.StoredSize}
+	for _, s := range pm.Sources {
+		r.Reused += s.Reused
+	}
+	return r
 }
 
 // mergeSource adds one shard's summary of a bucket to the merged one. The merged source names no

@@ -84,6 +84,10 @@ func TestPruneKeepsShardsInFlight(t *testing.T) {
 	if err != nil || mr.AlreadyMerged || mr.Snapshot.ID != engine.RunSnapshotID("run-m") {
 		t.Fatalf("merge: %+v %v", mr, err)
 	}
+	if sr := mr.Snapshot.Shards; len(sr) != 1 || sr[0].Shard != "1/1" || sr[0].Partial != merged.Partial.ID || sr[0].Items != 1 || sr[0].Size != merged.Partial.Size ||
+		sr[0].Host == "" || sr[0].Host != merged.Partial.Host || !sr[0].Time.Equal(merged.Partial.Time) {
+		t.Fatalf("the merged snapshot's shard runs: %+v, partial %s", sr, merged.Partial.ID)
+	}
 	pol := retention.Policies{Default: retention.Policy{Last: 5}}
 	prune := func(dry bool) *engine.PruneResult {
 		t.Helper()

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"filippo.io/age"
 
@@ -22,12 +23,15 @@ import (
 
 // CatalogueObject is one side object of a streamed catalogue (docs/FORMAT.md "Streamed catalogue"):
 // the manifest lists them in order, and its MAC covers the key, the item count, the size and the
-// SHA-256, so a reader trusts the object only once all four match.
+// SHA-256, so a reader trusts the object only once all four match. Fence, when set, is the object's
+// key range (a Fence sealed to the recipients, SealFence): a reader of a selection skips the objects
+// whose range misses it, and holds the items of those it reads to it.
 type CatalogueObject struct {
 	Key    string `json:"key"`
 	Items  int64  `json:"items"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	Fence  string `json:"fence,omitempty"`
 }
 
 // Streamed catalogue limits: a record holds at most RecordItems items; a reader refuses a record whose
@@ -42,12 +46,13 @@ const (
 // CatalogueWriter writes a streamed catalogue object: one age stream to the recipients holding
 // records u32be(len) ‖ gzip(JSON array of at most RecordItems items). It buffers one record.
 type CatalogueWriter struct {
-	enc  io.WriteCloser
-	buf  []Item
-	n    int64
-	z    bytes.Buffer
-	zw   *gzip.Writer
-	done bool
+	enc   io.WriteCloser
+	buf   []Item
+	n     int64
+	z     bytes.Buffer
+	zw    *gzip.Writer
+	done  bool
+	fence fenceTracker
 }
 
 // NewCatalogueWriter starts a catalogue object written to w, encrypted to the recipients.
@@ -62,6 +67,9 @@ func NewCatalogueWriter(w io.Writer, recipients []age.Recipient) (*CatalogueWrit
 
 // Add appends items in catalogue order.
 func (w *CatalogueWriter) Add(items ...Item) error {
+	for i := range items {
+		w.fence.see(&items[i])
+	}
 	for len(items) > 0 {
 		k := min(len(items), RecordItems-len(w.buf))
 		w.buf = append(w.buf, items[:k]...)
@@ -215,6 +223,14 @@ func (m *Manifest) Streamed() bool { return len(m.CatalogueObjects) > 0 }
 // is checked: act on them (write anything) only once EachItem has returned nil. An error fn returns
 // stops the iteration and is returned as it is.
 func (m *Manifest) EachItem(ctx context.Context, st store.Store, ids []age.Identity, fn func(Item) error) error {
+	return m.EachSelected(ctx, st, ids, nil, nil, fn)
+}
+
+// EachSelected is EachItem for a reader of sel: it skips the catalogue objects whose fences show
+// they hold none of sel (fn may still see items outside sel: the caller filters), and holds the items
+// of every fenced object it reads to its fence. fences are the objects' opened fences (openFences),
+// or nil to open them here; a nil sel reads everything and decrypts no fence.
+func (m *Manifest) EachSelected(ctx context.Context, st store.Store, ids []age.Identity, sel *Selection, fences []*Fence, fn func(Item) error) error {
 	if m.Summary {
 		return fmt.Errorf("catalogue of snapshot %s was not read (listing only): load the manifest whole first", m.ID)
 	}
@@ -236,15 +252,31 @@ func (m *Manifest) EachItem(ctx context.Context, st store.Store, ids []age.Ident
 	if m.Catalogue != "" {
 		return fmt.Errorf("%w: snapshot %s has both an inline and a streamed catalogue", ErrFormat, m.ID)
 	}
+	if sel != nil && fences == nil {
+		var err error
+		if fences, err = m.openFences(ids); err != nil {
+			return err
+		}
+	}
+	sel = sel.sorted()
 	var total int64
-	for _, co := range m.CatalogueObjects {
-		n, err := eachInObject(ctx, st, m.ID, co, ids, fn)
+	skipped := false
+	for i, co := range m.CatalogueObjects {
+		var f *Fence
+		if i < len(fences) {
+			f = fences[i]
+		}
+		if sel != nil && f != nil && !sel.mayHold(f) {
+			skipped = true
+			continue
+		}
+		n, err := eachInObject(ctx, st, m.ID, co, f, ids, fn)
 		if err != nil {
 			return err
 		}
 		total += n
 	}
-	if total != m.Items {
+	if !skipped && total != m.Items {
 		return fmt.Errorf("%w: catalogue of snapshot %s holds %d items, its manifest says %d", archive.ErrIntegrity, m.ID, total, m.Items)
 	}
 	return nil
@@ -254,15 +286,19 @@ type fnErr struct{ err error }
 
 func (f fnErr) Error() string { return f.err.Error() }
 
-func eachInObject(ctx context.Context, st store.Store, snap string, co CatalogueObject, ids []age.Identity, fn func(Item) error) (int64, error) {
+func eachInObject(ctx context.Context, st store.Store, snap string, co CatalogueObject, fence *Fence, ids []age.Identity, fn func(Item) error) (int64, error) {
 	rc, err := st.Open(ctx, co.Key, 0, -1)
 	if err != nil {
 		return 0, fmt.Errorf("catalogue of snapshot %s: %w", snap, err)
 	}
 	defer rc.Close()
 	cr := &checkedObject{r: io.LimitReader(store.ContextReader(ctx, rc), co.Size+1), h: sha256.New(), want: co, snap: snap}
+	fc := &fenceCheck{want: fence, co: co.Key, snap: snap}
 	n, err := ReadCatalogueRecords(cr, ids, func(items []Item) error {
 		for _, it := range items {
+			if err := fc.item(&it); err != nil {
+				return err
+			}
 			if err := fn(it); err != nil {
 				return fnErr{err}
 			}
@@ -293,7 +329,7 @@ func eachInObject(ctx context.Context, st store.Store, snap string, co Catalogue
 	if n != co.Items {
 		return n, fmt.Errorf("%w: catalogue object %s holds %d items, snapshot %s says %d", archive.ErrIntegrity, co.Key, n, snap, co.Items)
 	}
-	return n, nil
+	return n, fc.end()
 }
 
 // checkedObject fails once more bytes than recorded arrive, and at EOF unless size and SHA-256 match.
@@ -326,9 +362,14 @@ func (c *checkedObject) Read(p []byte) (int, error) {
 
 // Each calls fn for every item of the catalogue in order: the items held in memory, or, for a
 // catalogue opened with Stream, the items read from its objects as fn asks for them.
-func (c *Catalogue) Each(fn func(Item) error) error {
+func (c *Catalogue) Each(fn func(Item) error) error { return c.EachSelected(nil, fn) }
+
+// EachSelected calls fn in order for every item sel selects, and maybe others (fn filters): a
+// streamed catalogue reads only the objects whose fences may hold some of sel (Manifest.EachSelected).
+// A nil sel is Each.
+func (c *Catalogue) EachSelected(sel *Selection, fn func(Item) error) error {
 	if c.stream != nil {
-		return c.stream(fn)
+		return c.stream(sel, fn)
 	}
 	for _, it := range c.Items {
 		if err := fn(it); err != nil {
@@ -338,15 +379,36 @@ func (c *Catalogue) Each(fn func(Item) error) error {
 	return nil
 }
 
-// Stream returns the manifest's catalogue as an iterator (Each) over EachItem: nothing is held
-// between calls, every Each reads the objects again.
+// Stream returns the manifest's catalogue as an iterator (Each, EachSelected) over EachSelected:
+// nothing but the objects' fences (opened by the first selection) is held between calls, every Each
+// reads the objects again.
 func (m *Manifest) Stream(ctx context.Context, st store.Store, ids []age.Identity) *Catalogue {
-	return StreamCatalogue(func(fn func(Item) error) error { return m.EachItem(ctx, st, ids, fn) })
+	var mu sync.Mutex
+	var fences []*Fence
+	return StreamSelected(func(sel *Selection, fn func(Item) error) error {
+		mu.Lock()
+		fs, err := fences, error(nil)
+		if sel != nil && fs == nil {
+			fs, err = m.openFences(ids)
+			fences = fs
+		}
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return m.EachSelected(ctx, st, ids, sel, fs, fn)
+	})
 }
 
 // StreamCatalogue makes a Catalogue whose Each is each (an EachItem with its error classified by
-// the caller); its Items is empty.
+// the caller); its Items is empty. It reads everything for a selection too.
 func StreamCatalogue(each func(fn func(Item) error) error) *Catalogue {
+	return &Catalogue{stream: func(_ *Selection, fn func(Item) error) error { return each(fn) }}
+}
+
+// StreamSelected makes a Catalogue whose EachSelected is each (a Stream's, wrapped or filtered by
+// the caller); its Items is empty.
+func StreamSelected(each func(sel *Selection, fn func(Item) error) error) *Catalogue {
 	return &Catalogue{stream: each}
 }
 
@@ -356,6 +418,13 @@ func StreamCatalogue(each func(fn func(Item) error) error) *Catalogue {
 func (m *Manifest) CheckIdentity(ctx context.Context, st store.Store, ids []age.Identity) error {
 	if !m.Streamed() {
 		return nil
+	}
+	for _, co := range m.CatalogueObjects {
+		if co.Fence != "" {
+			// A fence is sealed to the same recipients and is in the manifest: no request needed.
+			_, err := co.OpenFence(ids)
+			return err
+		}
 	}
 	rc, err := st.Open(ctx, m.CatalogueObjects[0].Key, 0, -1)
 	if err != nil {

@@ -83,6 +83,9 @@ type Manifest struct {
 	Catalogue string `json:"catalogue,omitempty"`
 	// CatalogueObjects are the side objects of a streamed catalogue, read in order (EachItem).
 	CatalogueObjects []CatalogueObject `json:"catalogue_objects,omitempty"`
+	// Shards, in a merged sharded run (docs/SHARDING.md), says what each shard did: plaintext
+	// operational metadata of the partials, which the merge deletes.
+	Shards []ShardRun `json:"shards,omitempty"`
 	// MAC authenticates the manifest (format 2): HMAC-SHA256 over its canonical JSON without "mac",
 	// keyed from the writer secret (docs/FORMAT.md "Authentication").
 	MAC string `json:"mac,omitempty"`
@@ -124,6 +127,20 @@ type Source struct {
 	Class string `json:"class,omitempty"`
 }
 
+// ShardRun is one shard's part of a merged run: its partial manifest's id, host, start, duration and
+// counts (objects, uncompressed and stored bytes, objects reused from its parent).
+type ShardRun struct {
+	Shard      string    `json:"shard"` // "I/N"
+	Partial    string    `json:"partial"`
+	Host       string    `json:"host,omitempty"`
+	Time       time.Time `json:"time"`
+	Duration   Duration  `json:"duration"`
+	Items      int64     `json:"items"`
+	Size       int64     `json:"size"`
+	StoredSize int64     `json:"stored_size"`
+	Reused     int64     `json:"reused"`
+}
+
 // Object is a side object a snapshot owns: prune keeps it while the snapshot is kept.
 type Object struct {
 	Key    string `json:"key"`
@@ -135,7 +152,7 @@ type Object struct {
 type Catalogue struct {
 	Items []Item `json:"items"`
 
-	stream func(fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
+	stream func(sel *Selection, fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
 }
 
 // Item is one restorable unit: a D1 table's SQL, a D1 schema part, a virtual table's definition and rows.

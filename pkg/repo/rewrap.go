@@ -365,20 +365,27 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 
 // rewrapInline rewraps the header of a manifest's inline catalogue.
 func rewrapInline(m *manifest.Manifest, mk string, ids []age.Identity, rcp []age.Recipient) error {
-	raw, err := base64.StdEncoding.DecodeString(m.Catalogue)
+	c, err := rewrapSealed(m.Catalogue, mk, "catalogue", ids, rcp)
+	m.Catalogue = c
+	return err
+}
+
+// rewrapSealed rewraps the header of base64(age(…)) held in a manifest: an inline catalogue, or a
+// catalogue object's fence.
+func rewrapSealed(b64, mk, what string, ids []age.Identity, rcp []age.Recipient) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return fmt.Errorf("%w: %s: catalogue is not base64", manifest.ErrFormat, mk)
+		return b64, fmt.Errorf("%w: %s: %s is not base64", manifest.ErrFormat, mk, what)
 	}
 	n, err := keys.HeaderLen(raw)
 	if err != nil {
-		return fmt.Errorf("%s: catalogue: %w", mk, err)
+		return b64, fmt.Errorf("%s: %s: %w", mk, what, err)
 	}
 	hdr, err := keys.RewrapHeader(raw[:n], ids, rcp, 0)
 	if err != nil {
-		return fmt.Errorf("%w: catalogue of %s: %v", archive.ErrNoIdentity, mk, err)
+		return b64, fmt.Errorf("%w: %s of %s: %v", archive.ErrNoIdentity, what, mk, err)
 	}
-	m.Catalogue = base64.StdEncoding.EncodeToString(append(hdr, raw[n:]...))
-	return nil
+	return base64.StdEncoding.EncodeToString(append(hdr, raw[n:]...)), nil
 }
 
 // rewrapCatalogueObjects rewraps a streamed catalogue's objects as segments are rewrapped (header
@@ -401,6 +408,13 @@ func (r *Repo) rewrapCatalogueObjects(ctx context.Context, m *manifest.Manifest,
 			}
 		}
 		m.CatalogueObjects[i].Size, m.CatalogueObjects[i].SHA256 = d.Size, d.SHA256
+		if co.Fence != "" {
+			f, err := rewrapSealed(co.Fence, m.ID, "fence of "+co.Key, ids, rcp)
+			if err != nil {
+				return err
+			}
+			m.CatalogueObjects[i].Fence = f
+		}
 	}
 	return nil
 }

@@ -551,9 +551,23 @@ class Repo:
                 off += 4 + ln
             if got != _int(co["items"]):
                 raise ReaderError("catalogue object %s holds %d items, manifest says %d" % (co["key"], got, _int(co["items"])))
+            if co.get("fence"):
+                self._check_fence(co, items[len(items) - got:])
         if len(items) != n:
             raise ReaderError("catalogue holds %d items, manifest says %d" % (len(items), n))
         return items
+
+    def _check_fence(self, co, objs):
+        # docs/FORMAT.md "Fences": the object's items are R2 objects of one source, keys strictly
+        # ascending from first to last (UTF-8 keys: code point order is byte order).
+        f = parse_json(age_decrypt(self.identity, base64.b64decode(co["fence"], validate=True)))
+        keys = []
+        for it in objs:
+            if it.get("component") != f["component"] or it.get("source") != f["source"] or not isinstance(it.get("object"), dict):
+                raise ReaderError("catalogue object %s holds an item outside its fence" % co["key"])
+            keys.append(it["object"]["key"])
+        if not keys or keys[0] != f["first"] or keys[-1] != f["last"] or any(a >= b for a, b in zip(keys, keys[1:])):
+            raise ReaderError("catalogue object %s holds items outside the key range its manifest records" % co["key"])
 
     def segment_plain(self, m, seg_id):
         if seg_id in self._plain:

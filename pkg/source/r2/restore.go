@@ -49,8 +49,10 @@ func Select(cat *manifest.Catalogue, bucket, prefix string, keys []string) ([]ma
 		want[k] = true
 	}
 	var out []manifest.Item
-	// One pass over the (streamed) catalogue; only the selected items are held.
-	err := cat.Each(func(it manifest.Item) error {
+	// One pass over the (streamed) catalogue, skipping the objects whose key ranges miss the keys or
+	// the prefix (docs/FORMAT.md "Streamed catalogue"); only the selected items are held.
+	sel := &manifest.Selection{Component: Component, Source: bucket, Keys: keys, Prefix: prefix}
+	err := cat.EachSelected(sel, func(it manifest.Item) error {
 		if it.Component != Component || it.Source != bucket || it.Object == nil {
 			return nil
 		}

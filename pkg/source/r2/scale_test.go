@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/repo"
 	"github.com/cfbackup/cfbackup/pkg/retention"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
+	"github.com/cfbackup/cfbackup/pkg/store"
 	"github.com/cfbackup/cfbackup/pkg/store/local"
 )
 
@@ -66,6 +68,8 @@ func TestScale(t *testing.T) {
 		res = scaleVerify(t, dir)
 	case "prune":
 		res = scalePrune(t, dir)
+	case "restore1":
+		res = scaleRestoreOne(t, fb, dir)
 	default:
 		res = scaleIncremental(t, fb, dir)
 	}
@@ -356,6 +360,51 @@ func scaleVerify(t *testing.T, dir string) scaleResult {
 		t.Fatal(err)
 	}
 	return scaleResult{Objects: int64(res.Items)}
+}
+
+// catCountingStore counts the catalogue objects opened (the restore1 phase's "gets").
+type catCountingStore struct {
+	store.Store
+	opens atomic.Int64
+}
+
+func (c *catCountingStore) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "catalogue/") {
+		c.opens.Add(1)
+	}
+	return c.Store.Open(ctx, key, off, n)
+}
+
+// scaleRestoreOne plans the restore of one key (the object in the middle of the listing) from the
+// newest snapshot: what restore --key does before it reads any data, the catalogue lookup.
+// Its "gets" are the catalogue objects opened.
+func scaleRestoreOne(t *testing.T, fb *fakeBucket, dir string) scaleResult {
+	ctx := context.Background()
+	rp, _ := openScale(t, dir)
+	b, err := os.ReadFile(filepath.Join(dir, "identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, _, err := rp.ListSnapshots(ctx)
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("no snapshot to restore from: %v", err)
+	}
+	m, err := rp.LoadManifest(ctx, snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &catCountingStore{Store: rp.Store}
+	key := scaleKey(fb.byPos(fb.n / 2))
+	items, err := r2.Select(m.Stream(ctx, cs, ids), scaleBucket, "", []string{key})
+	if err != nil || len(items) != 1 || items[0].Object.Key != key {
+		t.Fatalf("select %q: %d item(s), %v", key, len(items), err)
+	}
+	fb.gets.Store(cs.opens.Load())
+	return scaleResult{Objects: 1}
 }
 
 // scalePrune keeps only the newest snapshot: the two older manifests go, and the sweep (no grace)
