@@ -386,13 +386,15 @@ feed:
 	return res, nil
 }
 
-// streamReaderBytes is what a worker streaming a large object holds besides its part buffer: the
-// archive reader's LZ4 block buffers (a compressed and a decoded block of up to 4 MiB). The 100 MiB
-// base limit was measured with objects read whole; with eight workers streaming 18 MiB objects the
-// live heap (≈ 155 MiB: 12 part buffers and 8 readers) sat above the limit and the collector ran
-// back to back: 150 collections and 7.5 s of CPU for an 800 MiB restore against 17 and 4.5 s with
-// these buffers in the limit (docs/BENCHMARKS.md).
-const streamReaderBytes = 8 << 20
+// streamReaderBytes is what a worker restoring a large object holds besides its part buffer: one
+// chunk's compressed frame (archive.PartReader decodes it straight into the part buffer; a chunk
+// that straddles two parts also takes a decoded copy, which 8 MiB parts of 4 MiB chunks never do).
+// It was 8 MiB while large objects streamed through an LZ4 reader (a compressed and a decoded block
+// of up to 4 MiB): the 100 MiB base limit was measured with objects read whole, and with eight
+// workers streaming 18 MiB objects the live heap (≈ 155 MiB: 12 part buffers and 8 readers) sat
+// above it and the collector ran back to back — 150 collections and 7.5 s of CPU for an 800 MiB
+// restore against 17 and 4.5 s with these buffers in the limit (docs/BENCHMARKS.md).
+const streamReaderBytes = archive.DefaultChunkSize + 64<<10
 
 // streamingBytes is the memory the workers streaming large objects (over partSize, uploaded in
 // parts) hold beyond what the base limit covers: at most one reader per worker, none when every
@@ -413,6 +415,7 @@ const keepBuffer = 1 << 20
 // workerBufs is one restore worker's memory, reused from object to object.
 type workerBufs struct {
 	whole archive.Buffers // objects read whole and sent with one PUT
+	parts archive.Buffers // large objects' chunk frames, decoded into the part buffers
 }
 
 func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs, budget *s3api.Budget) error {
@@ -432,11 +435,18 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 			return err
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which the upload reaches before it
-		// completes (an error or a mismatch there aborts it). Parts are read in order and sent up to
+		// completes (an error or a mismatch there aborts it). Parts are read in order, each chunk
+		// decoded straight into its part buffer (archive.PartReader), and sent up to
 		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
 		// budget. Part buffers are not kept: eight idle 8 MiB buffers would hold the heap at its soft
-		// limit.
-		return c.put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, budget)
+		// limit; the frame buffer (one compressed chunk) is, while objects keep needing it.
+		var r io.Reader = rc
+		if pr, ok := rc.(archive.PartReader); ok {
+			r = pr.Parts(&buf.parts)
+		}
+		err := c.put(ctx, t.Bucket, e.Target, r, e.Size, *e.item.Object, budget)
+		buf.parts.Trim(streamReaderBytes)
+		return err
 	}
 	// Every file operation goes through root, which refuses any path that leaves t.Dir (through
 	// "..", an absolute path or a symbolic link); checkNoLinks refuses links inside it as well.
