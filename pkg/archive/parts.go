@@ -165,3 +165,16 @@ func (r *partReader) decodeAt(frame, dst []byte, c Chunk) (bool, error) {
 	r.hl = hl
 	return true, nil
 }
+
+// TrimTo drops the frame buffer if it is larger than frameMax bytes and the data buffer if it is
+// larger than dataMax: a caller that reads items of every size through one Buffers keeps a frame
+// buffer that fits any chunk (frames are at most a chunk) while dropping the data buffer that only a
+// large item read whole needed.
+func (b *Buffers) TrimTo(frameMax, dataMax int) {
+	if cap(b.frame) > frameMax {
+		b.frame = nil
+	}
+	if cap(b.data) > dataMax {
+		b.data = nil
+	}
+}
