@@ -396,7 +396,7 @@ feed:
 // them in the limit the live heap of eight workers sits above it and the collector runs back to
 // back: 150 collections and 7.5 s of CPU for an 800 MiB restore of 18 MiB objects against 17 and
 // 4.5 s (docs/BENCHMARKS.md); a limit 32 MiB lower with the frames kept ran 420 collections instead
-// of 92 in a 4 GiB restore (docs/R2.md).
+// of 92 in a 4 GiB restore (docs/BENCHMARKS.md).
 const streamReaderBytes = 8 << 20
 
 // frameKeep is the largest frame buffer a worker keeps: a chunk's frame (archive.DefaultChunkSize
