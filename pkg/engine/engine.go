@@ -702,6 +702,32 @@ func (p progressReader) ReadAll(b *archive.Buffers) ([]byte, error) {
 	return data, err
 }
 
+// Parts reads the item in parts (archive.PartReader: chunks decoded straight into the caller's
+// buffers) and reports what is read; a reader without it is read as it is.
+func (p progressReader) Parts(b *archive.Buffers) io.Reader {
+	pr, ok := p.ReadCloser.(archive.PartReader)
+	if !ok {
+		return p
+	}
+	return progressParts{pr.Parts(b), p}
+}
+
+// progressParts reports the bytes an archive.PartReader's reader gives.
+type progressParts struct {
+	r io.Reader
+	p progressReader
+}
+
+func (q progressParts) Read(b []byte) (int, error) {
+	n, err := q.r.Read(b)
+	if n > 0 {
+		q.p.add(n)
+	}
+	return n, err
+}
+
+var _ archive.PartReader = progressReader{} // restores of large objects rely on it
+
 func (p progressReader) Read(b []byte) (int, error) {
 	n, err := p.ReadCloser.Read(b)
 	if n > 0 {

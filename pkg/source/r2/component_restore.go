@@ -132,7 +132,7 @@ func (c *component) PlanRestore(ctx context.Context, env source.Env, req source.
 	if !req.DryRun {
 		var extra int64 // the part buffers beyond one per worker (RestorePartStreams), the streams' readers
 		if cl != nil {
-			extra = cl.PartBufferBytes(0) + plan.streamingBytes(cl.partSize, conc)
+			extra = cl.PartBufferBytes(0) + plan.streamingBytes(conc)
 		}
 		setMemoryLimit(req.Repo, false, extra)
 	}

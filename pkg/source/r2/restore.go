@@ -388,21 +388,31 @@ feed:
 	return res, nil
 }
 
-// streamReaderBytes is what a worker streaming a large object holds besides its part buffer: the
-// archive reader's LZ4 block buffers (a compressed and a decoded block of up to 4 MiB). The 100 MiB
-// base limit was measured with objects read whole; with eight workers streaming 18 MiB objects the
-// live heap (≈ 155 MiB: 12 part buffers and 8 readers) sat above the limit and the collector ran
-// back to back: 150 collections and 7.5 s of CPU for an 800 MiB restore against 17 and 4.5 s with
-// these buffers in the limit (docs/BENCHMARKS.md).
+// streamReaderBytes is what a worker that restores objects over keepBuffer holds beyond what the
+// 100 MiB base limit covers (it was measured on objects of at most 4 MiB read whole, their frame
+// buffers dropped after each): the frame buffer it keeps (one compressed chunk, ≤ 4 MiB + 64 KiB,
+// reused by objects read whole and by large objects decoded straight into their part buffers) and
+// a decoded object of up to the part size (8 MiB) instead of 4. Large objects no longer stream
+// through an LZ4 reader (a compressed and a decoded block of up to 4 MiB each, 8 MiB garbage per
+// object), so the same 8 MiB now covers buffers that are kept rather than reallocated. Without
+// them in the limit the live heap of eight workers sits above it and the collector runs back to
+// back: 150 collections and 7.5 s of CPU for an 800 MiB restore of 18 MiB objects against 17 and
+// 4.5 s (docs/BENCHMARKS.md); a limit 32 MiB lower with the frames kept ran 420 collections instead
+// of 92 in a 4 GiB restore (docs/BENCHMARKS.md).
 const streamReaderBytes = 8 << 20
 
-// streamingBytes is the memory the workers streaming large objects (over partSize, uploaded in
-// parts) hold beyond what the base limit covers: at most one reader per worker, none when every
-// object fits one PUT, so the limit of a restore of small objects is unchanged.
-func (p *Plan) streamingBytes(partSize int64, workers int) int64 {
+// frameKeep is the largest frame buffer a worker keeps: a chunk's frame (archive.DefaultChunkSize
+// of incompressible bytes, their tar header and LZ4 block headers).
+const frameKeep = archive.DefaultChunkSize + 64<<10
+
+// streamingBytes is the memory the workers hold in frame buffers beyond what the base limit
+// covers: each worker that restores an object over keepBuffer keeps a frame buffer of up to one
+// chunk's frame for its next objects (streamReaderBytes); none when every object is small, so the
+// limit of a restore of small objects is unchanged.
+func (p *Plan) streamingBytes(workers int) int64 {
 	n := 0
 	for _, e := range p.Entries {
-		if e.Size > partSize && (e.Action == "put" || e.Action == "overwrite") {
+		if e.Size > keepBuffer && (e.Action == "put" || e.Action == "overwrite") {
 			n++
 		}
 	}
@@ -414,7 +424,10 @@ const keepBuffer = 1 << 20
 
 // workerBufs is one restore worker's memory, reused from object to object.
 type workerBufs struct {
-	whole archive.Buffers // objects read whole and sent with one PUT
+	// b serves objects read whole and sent with one PUT (a frame and the decoded object) and
+	// large objects decoded into part buffers (a frame). The frame buffer is kept, up to a chunk's
+	// frame; the data buffer up to keepBuffer.
+	b archive.Buffers
 }
 
 func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs, budget *s3api.Budget) error {
@@ -426,19 +439,26 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 	if t.Dir == "" {
 		// An object that fits one PUT is read whole (its SHA-256 checked) and sent from that buffer.
 		if wr, ok := rc.(archive.WholeReader); ok && e.Size <= c.partSize {
-			b, err := wr.ReadAll(&buf.whole)
+			b, err := wr.ReadAll(&buf.b)
 			if err == nil {
 				err = c.PutBytes(ctx, t.Bucket, e.Target, b, *e.item.Object)
 			}
-			buf.whole.Trim(keepBuffer)
+			buf.b.TrimTo(frameKeep, keepBuffer)
 			return err
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which the upload reaches before it
-		// completes (an error or a mismatch there aborts it). Parts are read in order and sent up to
+		// completes (an error or a mismatch there aborts it). Parts are read in order, each chunk
+		// decoded straight into its part buffer (archive.PartReader), and sent up to
 		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
 		// budget. Part buffers are not kept: eight idle 8 MiB buffers would hold the heap at its soft
-		// limit.
-		return c.put(ctx, t.Bucket, e.Target, rc, e.Size, *e.item.Object, budget)
+		// limit; the frame buffer (one compressed chunk) is.
+		var r io.Reader = rc
+		if pr, ok := rc.(archive.PartReader); ok {
+			r = pr.Parts(&buf.b)
+		}
+		err := c.put(ctx, t.Bucket, e.Target, r, e.Size, *e.item.Object, budget)
+		buf.b.TrimTo(frameKeep, keepBuffer)
+		return err
 	}
 	// Every file operation goes through root, which refuses any path that leaves t.Dir (through
 	// "..", an absolute path or a symbolic link); checkNoLinks refuses links inside it as well.
