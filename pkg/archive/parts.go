@@ -1,10 +1,7 @@
 package archive
 
 import (
-	"archive/tar"
-	"bytes"
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -87,19 +84,9 @@ func (r *partReader) chunk(p []byte, at int) (int, error) {
 	it := r.it
 	c := it.ref.Chunks[it.next]
 	it.chunk = c
-	if err := it.openSeg(c); err != nil {
+	frame, err := it.readFrame(r.b, c)
+	if err != nil {
 		return 0, err
-	}
-	if cap(r.b.frame) < int(c.Length) {
-		r.b.frame = make([]byte, c.Length)
-	}
-	frame := r.b.frame[:c.Length]
-	it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(it.next))
-	if n, err := it.seg.plain.ReadAt(frame, c.Offset); n < len(frame) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, classify(err, it.where(), it.seg.src)
 	}
 	size, avail := int(c.Size), len(p)-at
 	// The two ways straight into p ignore errors: the fallback below decodes again and reports them.
@@ -141,26 +128,12 @@ func (r *partReader) chunk(p []byte, at int) (int, error) {
 	return 0, nil
 }
 
-// decodeAt decodes frame into dst and checks its tar header against chunk c, leaving the header's
+// decodeAt decodes frame into dst and checks it (itemReader.decodeChunk), leaving the tar header's
 // length in r.hl. It reports whether the chunk's bytes are in dst, and why not.
 func (r *partReader) decodeAt(frame, dst []byte, c Chunk) (bool, error) {
-	it := r.it
-	m, err := decodeFrame(frame, dst)
+	hl, err := r.it.decodeChunk(frame, dst, c)
 	if err != nil {
-		return false, classify(err, it.where()+": lz4 frame", it.seg.src)
-	}
-	br := bytes.NewReader(dst[:m])
-	h, err := tar.NewReader(br).Next()
-	if err != nil {
-		return false, classify(err, it.where()+": tar header", it.seg.src)
-	}
-	want := ChunkEntry(it.ref.Name, c, it.next, len(it.ref.Chunks))
-	if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
-		return false, fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
-	}
-	hl := m - br.Len()
-	if int64(m-hl) < c.Size {
-		return false, fmt.Errorf("%w: %s: frame holds %d bytes of a %d-byte entry", ErrIntegrity, it.where(), m-hl, c.Size)
+		return false, err
 	}
 	r.hl = hl
 	return true, nil

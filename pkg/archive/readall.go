@@ -72,43 +72,19 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 	start, pos := -1, 0 // the item's bytes are data[start:pos] so far
 	for i, c := range it.ref.Chunks {
 		it.next, it.chunk = i, c
-		if err := it.openSeg(c); err != nil {
+		frame, err := it.readFrame(b, c)
+		if err != nil {
 			return nil, err
 		}
-		if cap(b.frame) < int(c.Length) {
-			b.frame = make([]byte, c.Length)
-		}
-		frame := b.frame[:c.Length]
-		it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(i))
-		if n, err := it.seg.plain.ReadAt(frame, c.Offset); n < len(frame) {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, classify(err, it.where(), it.seg.src)
-		}
 		at := max(pos, 0)
-		m, err := decodeFrame(frame, data[at:])
+		hl, err := it.decodeChunk(frame, data[at:], c)
 		if err != nil {
-			return nil, classify(err, it.where()+": lz4 frame", it.seg.src)
-		}
-		dec := data[at : at+m]
-		br := bytes.NewReader(dec)
-		h, err := tar.NewReader(br).Next()
-		if err != nil {
-			return nil, classify(err, it.where()+": tar header", it.seg.src)
-		}
-		want := ChunkEntry(it.ref.Name, c, i, len(it.ref.Chunks))
-		if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
-			return nil, fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
-		}
-		hl := m - br.Len()
-		if int64(m-hl) < c.Size {
-			return nil, fmt.Errorf("%w: %s: frame holds %d bytes of a %d-byte entry", ErrIntegrity, it.where(), m-hl, c.Size)
+			return nil, err
 		}
 		if start < 0 {
 			start, pos = hl, hl // the first chunk stays where it was decoded
 		} else {
-			copy(data[pos:], dec[hl:hl+int(c.Size)])
+			copy(data[pos:], data[at+hl:at+hl+int(c.Size)])
 		}
 		pos += int(c.Size)
 	}
@@ -119,6 +95,49 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 			ErrIntegrity, it.ref.Name, it.chunk.Segment, len(out), sum, it.ref.Size, it.ref.SHA256)
 	}
 	return out, nil
+}
+
+// readFrame reads chunk c's LZ4 frame with one ranged read into b's frame buffer.
+func (it *itemReader) readFrame(b *Buffers, c Chunk) ([]byte, error) {
+	if err := it.openSeg(c); err != nil {
+		return nil, err
+	}
+	if cap(b.frame) < int(c.Length) {
+		b.frame = make([]byte, c.Length)
+	}
+	frame := b.frame[:c.Length]
+	it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(it.next))
+	if n, err := it.seg.plain.ReadAt(frame, c.Offset); n < len(frame) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, classify(err, it.where(), it.seg.src)
+	}
+	return frame, nil
+}
+
+// decodeChunk decodes frame (chunk it.next, c) into dst and checks its tar entry: the name and size
+// the catalogue records, a regular file, and all its bytes in the frame. The chunk's bytes are
+// dst[hl:hl+c.Size].
+func (it *itemReader) decodeChunk(frame, dst []byte, c Chunk) (hl int, err error) {
+	m, err := decodeFrame(frame, dst)
+	if err != nil {
+		return 0, classify(err, it.where()+": lz4 frame", it.seg.src)
+	}
+	br := bytes.NewReader(dst[:m])
+	h, err := tar.NewReader(br).Next()
+	if err != nil {
+		return 0, classify(err, it.where()+": tar header", it.seg.src)
+	}
+	want := ChunkEntry(it.ref.Name, c, it.next, len(it.ref.Chunks))
+	if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+		return 0, fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
+	}
+	hl = m - br.Len()
+	if int64(m-hl) < c.Size {
+		return 0, fmt.Errorf("%w: %s: frame holds %d bytes of a %d-byte entry", ErrIntegrity, it.where(), m-hl, c.Size)
+	}
+	return hl, nil
 }
 
 // decodeFrame decodes the LZ4 frame that is exactly frame into dst and returns the decoded length.

@@ -486,22 +486,9 @@ func (it *itemReader) openSmallChunk(c Chunk) error {
 	if need := int(c.Size) + 2*tarSlack; cap(it.dec) < need {
 		it.dec = make([]byte, need)
 	}
-	m, err := decodeFrame(frame, it.dec[:cap(it.dec)])
+	hl, err := it.decodeChunk(frame, it.dec[:cap(it.dec)], c)
 	if err != nil {
-		return classify(err, it.where()+": lz4 frame", it.seg.src)
-	}
-	br := bytes.NewReader(it.dec[:m])
-	h, err := tar.NewReader(br).Next()
-	if err != nil {
-		return classify(err, it.where()+": tar header", it.seg.src)
-	}
-	want := ChunkEntry(it.ref.Name, c, it.next, len(it.ref.Chunks))
-	if h.Name != want || h.Size != c.Size || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
-		return fmt.Errorf("%w: %s: found entry %q (%d bytes), want %q (%d bytes)", ErrIntegrity, it.where(), h.Name, h.Size, want, c.Size)
-	}
-	hl := m - br.Len()
-	if int64(m-hl) < c.Size {
-		return fmt.Errorf("%w: %s: frame holds %d bytes of a %d-byte entry", ErrIntegrity, it.where(), m-hl, c.Size)
+		return err
 	}
 	it.small.Reset(it.dec[hl : hl+int(c.Size)])
 	it.cur, it.lz = &it.small, nil
