@@ -53,12 +53,7 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 	ref := ItemRef{Name: name}
 	h := sha256.New()
 	mtime := w.opts.Now().Truncate(time.Second)
-	type slot struct {
-		c   Chunk
-		job *job // set while the chunk is being stored by this call
-	}
-	var slots []slot
-	mine := map[string]int{} // id → slot of its first occurrence in this item
+	pl := w.newPlacer(o.Known, mtime)
 	ch := cdc.New(r, p)
 	var readErr error
 	for {
@@ -76,34 +71,18 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 		}
 		h.Write(data)
 		ref.Size += int64(len(data))
-		id := ChunkID(o.Key, data)
 		st.Chunks++
-		if i, ok := mine[id]; ok {
-			slots = append(slots, slot{c: slots[i].c, job: slots[i].job})
-			continue
-		}
-		if o.Known != nil {
-			if c, ok := o.Known(id); ok && c.ID == id && c.Size == int64(len(data)) {
-				mine[id] = len(slots)
-				slots = append(slots, slot{c: c})
-				continue
-			}
-		}
-		j, err := w.storeChunk(id, data, mtime)
+		stored, err := pl.add(ChunkID(o.Key, data), data)
 		if err != nil {
 			readErr = err
 			break
 		}
-		st.Stored++
-		st.StoredBytes += int64(len(data))
-		mine[id] = len(slots)
-		slots = append(slots, slot{job: j})
-	}
-	for _, s := range slots {
-		if s.job != nil {
-			<-s.job.saved
+		if stored {
+			st.Stored++
+			st.StoredBytes += int64(len(data))
 		}
 	}
+	chunks := pl.wait()
 	if readErr != nil {
 		if w.ctx.Err() != nil {
 			w.fail(readErr)
@@ -113,13 +92,7 @@ func (w *Writer) WriteChunked(name string, r io.Reader, o ChunkedOptions) (ItemR
 	if err := w.failed(); err != nil {
 		return ItemRef{}, st, err
 	}
-	ref.Chunks = make([]Chunk, len(slots))
-	for i, s := range slots {
-		if s.job != nil {
-			s.c = s.job.chunk
-		}
-		ref.Chunks[i] = s.c
-	}
+	ref.Chunks = chunks
 	if len(ref.Chunks) == 0 { // an empty item is one empty chunk, as WriteItem stores it
 		r, err := w.WriteItem(name, bytes.NewReader(nil))
 		return r, st, err
@@ -147,54 +120,96 @@ func (w *Writer) storeChunk(id string, data []byte, mtime time.Time) (*job, erro
 	return j, nil
 }
 
+// placer places the content-addressed chunks of one item in order: a chunk whose id came earlier in
+// the item is that chunk again, one Known returns (same id and size) is referenced, any other is
+// stored (storeChunk).
+type placer struct {
+	w     *Writer
+	known func(id string) (Chunk, bool)
+	mtime time.Time
+	slots []placed
+	mine  map[string]int // id → slot of its first occurrence
+}
+
+// placed is one chunk of the item: known, or being stored by job.
+type placed struct {
+	c   Chunk
+	job *job
+}
+
+func (w *Writer) newPlacer(known func(id string) (Chunk, bool), mtime time.Time) *placer {
+	return &placer{w: w, known: known, mtime: mtime, mine: map[string]int{}}
+}
+
+// add places the chunk id holding data and reports whether it is stored by this call.
+func (p *placer) add(id string, data []byte) (bool, error) {
+	if i, ok := p.mine[id]; ok {
+		p.slots = append(p.slots, p.slots[i])
+		return false, nil
+	}
+	if p.known != nil {
+		if c, ok := p.known(id); ok && c.ID == id && c.Size == int64(len(data)) {
+			p.mine[id] = len(p.slots)
+			p.slots = append(p.slots, placed{c: c})
+			return false, nil
+		}
+	}
+	j, err := p.w.storeChunk(id, data, p.mtime)
+	if err != nil {
+		return false, err
+	}
+	p.mine[id] = len(p.slots)
+	p.slots = append(p.slots, placed{job: j})
+	return true, nil
+}
+
+// wait waits until the chunks this placer stores are saved and returns every chunk placed, in
+// order (after a writer failure, those not saved are incomplete: check Writer.failed).
+func (p *placer) wait() []Chunk {
+	out := make([]Chunk, len(p.slots))
+	for i, s := range p.slots {
+		if s.job != nil {
+			<-s.job.saved
+			s.c = s.job.chunk
+		}
+		out[i] = s.c
+	}
+	return out
+}
+
 // writeLists stores ref's chunk list as list chunks, reusing those Known returns, and sets
 // ref.Lists (each with its SHA-256).
 func (w *Writer) writeLists(ref *ItemRef, o ChunkedOptions, mtime time.Time, st *ChunkedStats) error {
 	groups := cutLists(ref.Chunks)
-	lists := make([]Chunk, len(groups))
-	jobs := make([]*job, len(groups))
-	mine := map[string]int{}
+	sums := make([]string, 0, len(groups))
+	pl := w.newPlacer(o.Known, mtime)
 	var err error
-	for i, g := range groups {
+	for _, g := range groups {
 		var data []byte
 		if data, err = encodeList(g); err != nil {
 			break
 		}
-		id := ChunkID(o.Key, data)
 		sum := sha256.Sum256(data)
-		lists[i] = Chunk{ID: id, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+		sums = append(sums, hex.EncodeToString(sum[:]))
 		st.Lists++
-		if k, ok := mine[id]; ok {
-			lists[i], jobs[i] = lists[k], jobs[k]
-			continue
-		}
-		mine[id] = i
-		if o.Known != nil {
-			if c, ok := o.Known(id); ok && c.ID == id && c.Size == int64(len(data)) {
-				c.SHA256 = lists[i].SHA256
-				lists[i] = c
-				continue
-			}
-		}
-		if jobs[i], err = w.storeChunk(id, data, mtime); err != nil {
+		var stored bool
+		if stored, err = pl.add(ChunkID(o.Key, data), data); err != nil {
 			break
 		}
-		st.ListsStored++
-		st.ListBytes += int64(len(data))
-	}
-	for i, j := range jobs {
-		if j != nil {
-			<-j.saved
-			c := j.chunk
-			c.SHA256 = lists[i].SHA256
-			lists[i] = c
+		if stored {
+			st.ListsStored++
+			st.ListBytes += int64(len(data))
 		}
 	}
+	lists := pl.wait()
 	if err != nil {
 		return err
 	}
 	if err := w.failed(); err != nil {
 		return err
+	}
+	for i := range lists {
+		lists[i].SHA256 = sums[i]
 	}
 	ref.Lists = lists
 	return nil
