@@ -61,12 +61,9 @@ func (d *Decoder) Next() ([]byte, error) {
 	return line, nil
 }
 
-// rowLine is how the module starts every row line (JSON.stringify keeps the key order).
-var rowLine = []byte(`{"t":"row",`)
-
 // check parses one line and counts it.
 func (d *Decoder) check(line []byte) error {
-	if d.n > 1 && bytes.HasPrefix(line, rowLine) {
+	if d.n > 1 && bytes.HasPrefix(line, rowPrefix) {
 		// Most of an item, and all of a large one: checking the JSON once is enough (Unmarshal
 		// checks it and then walks it again). A later "t" key would make it another line type for
 		// the module; the counts it reports then differ from the end line's, which a restore checks.
@@ -118,29 +115,17 @@ func (d *Decoder) check(line []byte) error {
 // are checked as base64 characters only (no quote, backslash or control character, so they are
 // valid string contents) and left out of the JSON check, which walks text 10 times slower.
 func (d *Decoder) validRow(line []byte) bool {
-	if bytes.Index(line, abPrefix) < 0 {
+	buf, last := d.scratch[:0], 0
+	eachBlobString(line, func(s, e int) {
+		if e-s >= frameMin && isBase64Text(line[s:e]) {
+			buf = append(buf, line[last:s]...)
+			last = e
+		}
+	})
+	if last == 0 {
 		return json.Valid(line)
 	}
-	buf := d.scratch[:0]
-	rest := line
-	for {
-		i := bytes.Index(rest, abPrefix)
-		if i < 0 {
-			break
-		}
-		s := i + len(abPrefix)
-		q := bytes.IndexByte(rest[s:], '"')
-		if q < 0 {
-			break
-		}
-		if q >= frameMin && isBase64Text(rest[s:s+q]) {
-			buf = append(buf, rest[:s]...)
-		} else {
-			buf = append(buf, rest[:s+q]...)
-		}
-		rest = rest[s+q:]
-	}
-	buf = append(buf, rest...)
+	buf = append(buf, line[last:]...)
 	if cap(buf) <= 1<<20 {
 		d.scratch = buf // kept for the next line while small
 	}

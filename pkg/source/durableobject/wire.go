@@ -89,7 +89,7 @@ func unframe(b []byte) ([]byte, error) {
 
 var (
 	strictB64 = base64.StdEncoding.Strict()
-	rowPrefix = []byte(`{"t":"row",`)
+	rowPrefix = []byte(`{"t":"row",`) // how the module starts every row line (JSON.stringify keeps the key order)
 	abPrefix  = []byte(`{"$t":"ab","v":"`)
 )
 
@@ -109,23 +109,14 @@ func frameChunk(chunk []byte) ([]byte, bool) {
 		}
 		line := chunk[off:end]
 		if bytes.HasPrefix(line, rowPrefix) {
-			for p := 0; ; {
-				i := bytes.Index(line[p:], abPrefix)
-				if i < 0 {
-					break
-				}
-				s := p + i + len(abPrefix)
-				q := bytes.IndexByte(line[s:], '"')
-				if q < 0 {
-					break
-				}
-				p = s + q
+			eachBlobString(line, func(s, p int) {
+				q := p - s
 				if q < frameMin {
-					continue
+					return
 				}
 				raw, err := strictB64.AppendDecode(nil, line[s:p])
 				if err != nil || base64.StdEncoding.EncodedLen(len(raw)) != q {
-					continue // not canonical base64 (it would not come back byte for byte): sent as text
+					return // not canonical base64 (it would not come back byte for byte): sent as text
 				}
 				if out == nil {
 					out = make([]byte, 0, len(chunk))
@@ -135,7 +126,7 @@ func frameChunk(chunk []byte) ([]byte, bool) {
 				out = binary.BigEndian.AppendUint32(out, uint32(len(raw)))
 				out = append(out, raw...)
 				last = off + p
-			}
+			})
 		}
 		off = end
 	}
@@ -143,6 +134,24 @@ func frameChunk(chunk []byte) ([]byte, bool) {
 		return chunk, false
 	}
 	return append(out, chunk[last:]...), true
+}
+
+// eachBlobString calls fn with the bounds line[s:e] of every BLOB value's string in a row line
+// ({"$t":"ab","v":"<s…e>"}), in order; e is the closing quote.
+func eachBlobString(line []byte, fn func(s, e int)) {
+	for p := 0; ; {
+		i := bytes.Index(line[p:], abPrefix)
+		if i < 0 {
+			return
+		}
+		s := p + i + len(abPrefix)
+		q := bytes.IndexByte(line[s:], '"')
+		if q < 0 {
+			return
+		}
+		p = s + q
+		fn(s, p)
+	}
 }
 
 // importBody is a chunk as sent: framed (true) when the module speaks the framing and the chunk
