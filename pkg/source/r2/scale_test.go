@@ -338,10 +338,8 @@ func openScale(t *testing.T, dir string) (*repo.Repo, []byte) {
 	return rp, secret
 }
 
-// scaleVerify runs verify --read-data on the newest snapshot (the 5 %-changed one): every catalogue
-// item is hashed.
-func scaleVerify(t *testing.T, dir string) scaleResult {
-	ctx := context.Background()
+// openScaleNewest opens the scale repository with its identity and returns its newest snapshot.
+func openScaleNewest(t *testing.T, dir string) (*repo.Repo, []age.Identity, *manifest.Manifest) {
 	rp, _ := openScale(t, dir)
 	b, err := os.ReadFile(filepath.Join(dir, "identity"))
 	if err != nil {
@@ -351,11 +349,19 @@ func scaleVerify(t *testing.T, dir string) scaleResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snaps, _, err := rp.ListSnapshots(ctx)
+	snaps, _, err := rp.ListSnapshots(context.Background())
 	if err != nil || len(snaps) == 0 {
-		t.Fatalf("no snapshot to verify: %v", err)
+		t.Fatalf("no snapshot in the scale repository: %v", err)
 	}
-	res, err := (&engine.Engine{Repo: rp, Tool: "bench"}).Verify(ctx, snaps[0], engine.VerifyOptions{ReadData: true, Identities: ids})
+	return rp, ids, snaps[0]
+}
+
+// scaleVerify runs verify --read-data on the newest snapshot (the 5 %-changed one): every catalogue
+// item is hashed.
+func scaleVerify(t *testing.T, dir string) scaleResult {
+	ctx := context.Background()
+	rp, ids, newest := openScaleNewest(t, dir)
+	res, err := (&engine.Engine{Repo: rp, Tool: "bench"}).Verify(ctx, newest, engine.VerifyOptions{ReadData: true, Identities: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,20 +386,8 @@ func (c *catCountingStore) Open(ctx context.Context, key string, off, n int64) (
 // Its "gets" are the catalogue objects opened.
 func scaleRestoreOne(t *testing.T, fb *fakeBucket, dir string) scaleResult {
 	ctx := context.Background()
-	rp, _ := openScale(t, dir)
-	b, err := os.ReadFile(filepath.Join(dir, "identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := age.ParseIdentities(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snaps, _, err := rp.ListSnapshots(ctx)
-	if err != nil || len(snaps) == 0 {
-		t.Fatalf("no snapshot to restore from: %v", err)
-	}
-	m, err := rp.LoadManifest(ctx, snaps[0])
+	rp, ids, newest := openScaleNewest(t, dir)
+	m, err := rp.LoadManifest(ctx, newest)
 	if err != nil {
 		t.Fatal(err)
 	}
