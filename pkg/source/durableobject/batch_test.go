@@ -32,6 +32,13 @@ func countingProxy(t *testing.T, target string, old bool) (string, func() map[st
 		if kind == durableobject.BatchSegment && old {
 			r.URL.Path = strings.TrimSuffix(r.URL.Path, kind) + "not-an-id"
 			kind = "old-batch"
+			// The module answers bad_id before it reads the body and workerd may then reset the
+			// connection while the proxy is still sending it, which the proxy reports as a broken
+			// answer instead of the 400 (CI failed once so). The body plays no part in the answer:
+			// it is read here and not sent on.
+			_, _ = io.Copy(io.Discard, r.Body)
+			r.Body, r.ContentLength = http.NoBody, 0
+			r.Header.Del("Content-Length")
 		}
 		mu.Lock()
 		seen[kind]++
