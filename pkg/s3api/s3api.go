@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -196,6 +198,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle || (cfg.Endpoint != "" && !isAWS(cfg.Endpoint))
+		// A part or a streamed segment can be replayed only by the SDK (it holds the buffer): give it
+		// as many tries as pkg/store/retry gives replayable calls, not the SDK's default 3, and no
+		// client-side retry quota — a long backup under throttling would drain it and then fail at
+		// once instead of backing off.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = RetryAttempts
+			so.RateLimiter = ratelimit.None
+		})
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if r2 {
@@ -206,6 +216,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	})
 	return &Client{api: api, partSize: partSize, concurrency: conc, free: make(chan *[]byte, conc+1)}, nil
 }
+
+// RetryAttempts is the tries (first included) the SDK makes of each request.
+const RetryAttempts = 5
 
 // API is the SDK client, for the operations other than uploads (reads, listings, deletes, Object Lock).
 func (c *Client) API() *awss3.Client { return c.api }

@@ -168,3 +168,32 @@ func TestConditionalCreateLostAnswer(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamedPutOutlastsFourFailures: a stream's upload cannot be replayed by the retry decorator
+// (it has consumed the reader), so the SDK's own retries are all it gets. Four failures in a row
+// must not fail it: CI once lost a backup to three 5xx answers in a row at a 10 % fault rate.
+func TestStreamedPutOutlastsFourFailures(t *testing.T) {
+	ctx := context.Background()
+	srv := s3server.Start(t)
+	srv.CreateBucket(t, "stream", false)
+	s, p := proxied(t, srv, "stream")
+	data := randBytes(t, 10<<10)
+	for _, k := range []faultproxy.Kind{faultproxy.Status503, faultproxy.Status500, faultproxy.Drop, faultproxy.Status503} {
+		p.Next(k, isPutObject)
+	}
+	if err := s.Put(ctx, "segments/s.age", io.MultiReader(bytes.NewReader(data)), store.PutOptions{}); err != nil {
+		t.Fatalf("streamed put after four failed attempts: %v", err)
+	}
+	if p.Pending() != 0 {
+		t.Fatalf("%d scripted failures did not happen", p.Pending())
+	}
+	rc, err := s.Open(ctx, "segments/s.age", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatal("stored object differs")
+	}
+}
