@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"testing"
 
 	"filippo.io/age"
@@ -179,4 +181,67 @@ func FuzzDecodeList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A reader expands an item's list chunks as it reaches them: it never holds more than two list
+// chunks' entries, and a bad list chunk late in the item fails the read (not the open) with an
+// integrity error, as does a catalogue whose lists add up to less than the item.
+func TestChunkListsReadLazily(t *testing.T) {
+	st := mem.New()
+	id, recs := newKey(t)
+	data := sqlText(8<<20, 3)
+	refs, segList, _ := writeListed(t, st, recs, map[string]Chunk{}, []item{{"t/big.sql", data}})
+	ref := refs[0]
+	segs := map[string]SegmentInfo{}
+	for _, s := range segList {
+		segs[s.ID] = s
+	}
+	if len(ref.Lists) < 8 {
+		t.Fatalf("%d list chunks, want several", len(ref.Lists))
+	}
+	ids := []age.Identity{id}
+	rc, err := OpenItem(context.Background(), st, segs, ids, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := rc.(*itemReader)
+	var got []byte
+	most, buf := 0, make([]byte, 3000)
+	for {
+		n, err := rc.Read(buf)
+		got = append(got, buf[:n]...)
+		most = max(most, len(it.ref.Chunks))
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(data))
+	}
+	if most > 2*listMax || it.base+it.next < 1000 {
+		t.Fatalf("held up to %d chunk entries of %d chunks", most, it.base+it.next)
+	}
+	late := ref
+	late.Lists = slices.Clone(ref.Lists)
+	late.Lists[len(late.Lists)-1].SHA256 = late.Lists[0].SHA256
+	short := ref
+	short.Lists = ref.Lists[:len(ref.Lists)-1]
+	for name, r := range map[string]ItemRef{"late hash": late, "short": short} {
+		rc, err := OpenItem(context.Background(), st, segs, ids, r)
+		if err != nil {
+			t.Fatalf("%s: open: %v", name, err)
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if !errors.Is(err, ErrIntegrity) {
+			t.Errorf("%s: %v, want an integrity error", name, err)
+		}
+		if _, err := readBack(t, st, segs, ids, r); !errors.Is(err, ErrIntegrity) {
+			t.Errorf("%s: ReadAll: %v, want an integrity error", name, err)
+		}
+	}
 }

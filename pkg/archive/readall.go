@@ -70,8 +70,15 @@ func (it *itemReader) readAll(b *Buffers) ([]byte, error) {
 	}
 	data := b.data[:cap(b.data)]
 	start, pos := -1, 0 // the item's bytes are data[start:pos] so far
-	for i, c := range it.ref.Chunks {
-		it.next, it.chunk = i, c
+	for ; ; it.next++ {
+		if err := it.fill(); err != nil {
+			return nil, err
+		}
+		if it.next == len(it.ref.Chunks) {
+			break
+		}
+		c := it.ref.Chunks[it.next]
+		it.chunk = c
 		frame, err := it.readFrame(b, c)
 		if err != nil {
 			return nil, err
