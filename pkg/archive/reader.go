@@ -433,8 +433,8 @@ type itemReader struct {
 	ids  []age.Identity
 	ref  ItemRef
 
-	seg   *openSegment
-	next  int // index in ref.Chunks of the next chunk to open
+	seg  *openSegment
+	next int // index in ref.Chunks of the next chunk to open
 	// lists, when the item has chunk lists, expands them into ref.Chunks as the read goes (fill);
 	// base is the item's chunks dropped from ref.Chunks before it.
 	lists *listCursor
