@@ -49,15 +49,27 @@ func cutLists(chunks []Chunk) [][]Chunk {
 	var out [][]Chunk
 	start := 0
 	for i, c := range chunks {
-		n := i - start + 1
-		b, _ := hex.DecodeString(c.ID)
-		cut := n >= listMax || (n >= listMin && len(b) >= 8 && binary.BigEndian.Uint32(b[4:8])%listAvg == 0)
-		if cut || i == len(chunks)-1 {
+		if cutAfter(c, i-start+1) || i == len(chunks)-1 {
 			out = append(out, chunks[start:i+1])
 			start = i + 1
 		}
 	}
 	return out
+}
+
+// cutAfter reports whether a list chunk ends after c, its n-th entry.
+func cutAfter(c Chunk, n int) bool {
+	if n >= listMax {
+		return true
+	}
+	if n < listMin || len(c.ID) < 16 {
+		return false
+	}
+	var b [4]byte
+	if _, err := hex.Decode(b[:], []byte(c.ID[8:16])); err != nil {
+		return false
+	}
+	return binary.BigEndian.Uint32(b[:])%listAvg == 0
 }
 
 // encodeList encodes chunks (content-addressed, in segments with 32-hex-digit ids) as a list chunk.

@@ -138,20 +138,19 @@ func (ix *chunkIndex) known(id string) (archive.Chunk, bool) {
 	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: l.length, Size: l.size, ID: id}, true
 }
 
-// add records chunks of an item written in this run (new ones and reused ones; data and list chunks).
-func (ix *chunkIndex) add(chunks []archive.Chunk) {
-	for _, c := range chunks {
-		k, ok := parseChunkID(c.ID)
-		if !ok {
-			continue
-		}
-		if !ix.used[k] && ix.parent[k] {
-			ix.reused++
-		}
-		ix.used[k] = true
-		if _, ok := ix.chunks[k]; !ok {
-			ix.chunks[k] = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: c.Length, size: c.Size}
-		}
+// add records a chunk of an item written in this run (new or reused; data or list chunk) as
+// archive.Writer.WriteChunked places it (ChunkedOptions.Placed).
+func (ix *chunkIndex) add(c archive.Chunk) {
+	k, ok := parseChunkID(c.ID)
+	if !ok {
+		return
+	}
+	if !ix.used[k] && ix.parent[k] {
+		ix.reused++
+	}
+	ix.used[k] = true
+	if _, ok := ix.chunks[k]; !ok {
+		ix.chunks[k] = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: c.Length, size: c.Size}
 	}
 }
 
