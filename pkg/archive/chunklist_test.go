@@ -183,13 +183,13 @@ func FuzzDecodeList(f *testing.F) {
 	})
 }
 
-// A reader expands an item's list chunks as it reaches them: it never holds more than two list
-// chunks' entries, and a bad list chunk late in the item fails the read (not the open) with an
+// A reader expands an item's list chunks as it reaches them: it never holds more than
+// readAheadEntries and a list chunk's entries, and a bad list chunk late in the item fails the read (not the open) with an
 // integrity error, as does a catalogue whose lists add up to less than the item.
 func TestChunkListsReadLazily(t *testing.T) {
 	st := mem.New()
 	id, recs := newKey(t)
-	data := sqlText(8<<20, 3)
+	data := sqlText(24<<20, 3)
 	refs, segList, _ := writeListed(t, st, recs, map[string]Chunk{}, []item{{"t/big.sql", data}})
 	ref := refs[0]
 	segs := map[string]SegmentInfo{}
@@ -222,7 +222,7 @@ func TestChunkListsReadLazily(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read back %d bytes, want %d", len(got), len(data))
 	}
-	if most > 2*listMax || it.base+it.next < 1000 {
+	if most > readAheadEntries+listMax || it.base+it.next < 2*readAheadEntries {
 		t.Fatalf("held up to %d chunk entries of %d chunks", most, it.base+it.next)
 	}
 	late := ref

@@ -291,11 +291,25 @@ func (it *itemReader) checkChunk(i int, c Chunk) error {
 	return nil
 }
 
-// fill expands the item's next list chunk (itemReader.lists) once fewer than listMax chunks are left
-// to read: runEnd then sees a list's worth of chunks ahead, and the reader holds at most two list
-// chunks' entries, whatever the item's size. The chunks read so far are dropped (base counts them).
+// readAheadEntries is how many of an item's chunks a reader keeps expanded ahead of the read (from
+// its list chunks): enough for runEnd to span ReadAheadWindow of small chunks with one ranged read
+// (~1.5 KiB a compressed 4 KiB chunk), ~300 KiB of memory whatever the item's size.
+const readAheadEntries = 2048
+
+// fill expands the item's next list chunks (itemReader.lists) once fewer than readAheadEntries/2
+// chunks are left to read, until readAheadEntries are: runEnd then sees far enough ahead, and the
+// reader holds at most readAheadEntries+listMax entries, whatever the item's size. The chunks read
+// so far are dropped (base counts them).
 func (it *itemReader) fill() error {
-	for it.lists != nil && len(it.ref.Chunks)-it.next < listMax {
+	if it.lists == nil || len(it.ref.Chunks)-it.next >= readAheadEntries/2 {
+		return nil
+	}
+	rest := it.ref.Chunks[it.next:]
+	win := make([]Chunk, len(rest), readAheadEntries+listMax)
+	copy(win, rest)
+	it.base += it.next
+	it.ref.Chunks, it.next = win, 0
+	for len(it.ref.Chunks) < readAheadEntries {
 		cs, err := it.lists.next()
 		if err != nil {
 			return err
@@ -310,11 +324,7 @@ func (it *itemReader) fill() error {
 				return err
 			}
 		}
-		rest := it.ref.Chunks[it.next:]
-		win := make([]Chunk, 0, len(rest)+len(cs))
-		it.ref.Chunks = append(append(win, rest...), cs...)
-		it.base += it.next
-		it.next = 0
+		it.ref.Chunks = append(it.ref.Chunks, cs...)
 	}
 	return nil
 }
