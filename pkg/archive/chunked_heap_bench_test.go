@@ -26,7 +26,9 @@ type rowReader struct {
 	id   int64
 }
 
-func newRowReader(n, seed int64) *rowReader { return &rowReader{rng: rand.New(rand.NewSource(seed)), left: n} }
+func newRowReader(n, seed int64) *rowReader {
+	return &rowReader{rng: rand.New(rand.NewSource(seed)), left: n}
+}
 
 func (r *rowReader) Read(p []byte) (int, error) {
 	if r.left == 0 {
