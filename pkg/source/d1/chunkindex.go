@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 
@@ -82,31 +83,34 @@ func parseChunkID(s string) (chunkID, bool) {
 	return id, err == nil
 }
 
-// loc is where a chunk is stored; seg indexes chunkIndex.segs.
+// loc is where a chunk is stored (seg indexes chunkIndex.segs), and whether the parent's chain
+// holds it and this run used it: 24 bytes. Chunks and list chunks are far below 4 GiB.
 type loc struct {
-	seg                  int32
-	offset, length, size int64
+	offset       int64
+	length, size uint32
+	seg          int32
+	parent, used bool
 }
 
 // chunkIndex is the chunks of one database known to this backup: the parent's (from its index
-// chain) and those this run stored. Memory: ~120 bytes a chunk (three maps keyed by the 16-byte id):
-// a 10 GB dump at the 16 KiB average chunk is ~650,000 chunks, ~75 MiB.
+// chain) and those this run stored. Memory: one map keyed by the 16-byte id, ~96 bytes a chunk
+// (BenchmarkChunkIndexHeap; three maps took 184): a 10 GB dump at the 4 KiB average chunk is
+// ~2,600,000 chunks, ~250 MiB (docs/D1.md "Memory").
 type chunkIndex struct {
 	segs    []archive.SegmentInfo
 	segAt   map[string]int32
 	chunks  map[chunkID]loc
-	parent  map[chunkID]bool // ids the parent's chain holds
+	parents int // chunks the parent's chain holds
 	chain   []manifest.Object
 	from    string // parent snapshot id
-	used    map[chunkID]bool
+	used    int    // chunks this run used
 	reused  int64
 	sess    *source.Session
 	refSegs map[int32]bool
 }
 
 func newChunkIndex(s *source.Session) *chunkIndex {
-	return &chunkIndex{segAt: map[string]int32{}, chunks: map[chunkID]loc{}, parent: map[chunkID]bool{}, used: map[chunkID]bool{},
-		sess: s, refSegs: map[int32]bool{}}
+	return &chunkIndex{segAt: map[string]int32{}, chunks: map[chunkID]loc{}, sess: s, refSegs: map[int32]bool{}}
 }
 
 func (ix *chunkIndex) segment(info archive.SegmentInfo) int32 {
@@ -131,11 +135,11 @@ func (ix *chunkIndex) known(id string) (archive.Chunk, bool) {
 		return archive.Chunk{}, false
 	}
 	seg := ix.segs[l.seg]
-	if ix.parent[k] && !ix.refSegs[l.seg] {
+	if l.parent && !ix.refSegs[l.seg] {
 		ix.refSegs[l.seg] = true
 		ix.sess.Reference(seg)
 	}
-	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: l.length, Size: l.size, ID: id}, true
+	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: int64(l.length), Size: int64(l.size), ID: id}, true
 }
 
 // add records a chunk of an item written in this run (new or reused; data or list chunk) as
@@ -145,13 +149,22 @@ func (ix *chunkIndex) add(c archive.Chunk) {
 	if !ok {
 		return
 	}
-	if !ix.used[k] && ix.parent[k] {
+	l, ok := ix.chunks[k]
+	if !ok {
+		if c.Length > math.MaxUint32 || c.Size > math.MaxUint32 {
+			return // never written by WriteChunked; not reused
+		}
+		l = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: uint32(c.Length), size: uint32(c.Size)}
+	}
+	if l.used {
+		return
+	}
+	if l.parent {
 		ix.reused++
 	}
-	ix.used[k] = true
-	if _, ok := ix.chunks[k]; !ok {
-		ix.chunks[k] = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: c.Length, size: c.Size}
-	}
+	l.used = true
+	ix.used++
+	ix.chunks[k] = l
 }
 
 // loadParent reads the index chain of the newest snapshot holding the database (safety snapshots
@@ -252,11 +265,13 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 		if v[0] >= uint64(len(at)) {
 			return fmt.Errorf("%w: entry %d names segment %d of %d", ErrChunkIndex, n, v[0], len(at))
 		}
-		if at[v[0]] < 0 || v[2] == 0 || v[2] > 1<<40 || v[1] > 1<<50 || v[3] > 1<<40 {
+		if at[v[0]] < 0 || v[2] == 0 || v[2] > math.MaxUint32 || v[1] > 1<<50 || v[3] > math.MaxUint32 {
 			continue
 		}
-		ix.chunks[k] = loc{seg: at[v[0]], offset: int64(v[1]), length: int64(v[2]), size: int64(v[3])}
-		ix.parent[k] = true
+		if !ix.chunks[k].parent {
+			ix.parents++
+		}
+		ix.chunks[k] = loc{seg: at[v[0]], offset: int64(v[1]), length: uint32(v[2]), size: uint32(v[3]), parent: true}
 	}
 	return nil
 }
@@ -273,15 +288,14 @@ func recipientSet(r *repo.Repo) []string {
 }
 
 // encode makes an index object of the chunks ids picks.
-func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc {
+func (ix *chunkIndex) encode(uuid string, pick func(loc) bool) chunkIndexDoc {
 	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: uuid, Recipients: recipientSet(ix.sess.Repo)}
 	segAt := map[int32]uint64{}
 	var tmp [binary.MaxVarintLen64]byte
-	for k := range ix.used {
-		if !pick(k) {
+	for k, l := range ix.chunks {
+		if !l.used || !pick(l) {
 			continue
 		}
-		l := ix.chunks[k]
 		si, ok := segAt[l.seg]
 		if !ok {
 			si = uint64(len(doc.Segments))
@@ -301,9 +315,9 @@ func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc
 // the parent (the parent's chain is listed again), the new chunks as one more link, or the whole
 // index (the chunks used) when the chain is long or mostly stale.
 func (ix *chunkIndex) save(ctx context.Context, keys chunkKeys, uuid string) (wrote int, err error) {
-	stale := len(ix.parent) - int(ix.reused)
-	whole := len(ix.chain) == 0 || len(ix.chain) >= maxChain || stale > len(ix.used)
-	pick := func(k chunkID) bool { return whole || !ix.parent[k] }
+	stale := ix.parents - int(ix.reused)
+	whole := len(ix.chain) == 0 || len(ix.chain) >= maxChain || stale > ix.used
+	pick := func(l loc) bool { return whole || !l.parent }
 	doc := ix.encode(uuid, pick)
 	if !whole {
 		ix.sess.ReferenceObjects(ix.chain...)
