@@ -257,7 +257,8 @@ type lister struct {
 	group  []Chunk
 	batch  [][]byte
 	nbatch int
-	sums   []string
+	sums   []string // of the list chunks placed and not yet collected
+	lists  []Chunk
 }
 
 func (l *lister) add(c Chunk) error {
@@ -302,6 +303,13 @@ func (l *lister) flush() error {
 		}
 	}
 	l.batch, l.nbatch = l.batch[:0], 0
+	return l.pl.drain(false, l.collect)
+}
+
+// collect records a placed list chunk with its SHA-256.
+func (l *lister) collect(c Chunk) error {
+	c.SHA256, l.sums = l.sums[0], l.sums[1:]
+	l.lists = append(l.lists, c)
 	return nil
 }
 
@@ -315,14 +323,10 @@ func (l *lister) finish() ([]Chunk, error) {
 	if err := l.flush(); err != nil {
 		return nil, err
 	}
-	var lists []Chunk
-	if err := l.pl.drain(true, func(c Chunk) error { lists = append(lists, c); return nil }); err != nil {
+	if err := l.pl.drain(true, l.collect); err != nil {
 		return nil, err
 	}
-	for i := range lists {
-		lists[i].SHA256 = l.sums[i]
-	}
-	return lists, nil
+	return l.lists, nil
 }
 
 // Catalogued is ref as the catalogue records it: with list chunks, without the data chunks they list.
