@@ -494,8 +494,12 @@ func (it *itemReader) openChunk() error {
 	if err := it.openSeg(c); err != nil {
 		return err
 	}
+	small := c.Length <= smallFrame && c.Size <= smallFrame
+	if small && it.inRun(c) { // read already with the run it is in: no runEnd scan per chunk
+		return it.openSmallChunk(c)
+	}
 	it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(it.next))
-	if c.Length <= smallFrame && c.Size <= smallFrame {
+	if small {
 		return it.openSmallChunk(c)
 	}
 	it.lz = lz4.NewReader(io.NewSectionReader(it.seg.plain, c.Offset, c.Length))
@@ -519,10 +523,15 @@ func (it *itemReader) openChunk() error {
 // made reading 16 KiB content-defined chunks five times slower than 4 MiB ones.
 const smallFrame = 256 << 10
 
+// inRun reports whether chunk c's frame lies in the run of plaintext openSmallChunk read last.
+func (it *itemReader) inRun(c Chunk) bool {
+	return it.runSeg == c.Segment && c.Offset >= it.runOff && c.Offset+c.Length <= it.runOff+int64(len(it.run))
+}
+
 // openSmallChunk reads chunk c's frame with one ReadAt and decodes it in memory, with the checks
 // openChunk applies (entry name and size; the frame's end), and serves its bytes from there.
 func (it *itemReader) openSmallChunk(c Chunk) error {
-	if it.runSeg != c.Segment || c.Offset < it.runOff || c.Offset+c.Length > it.runOff+int64(len(it.run)) {
+	if !it.inRun(c) {
 		// Read the plaintext of the whole run of chunks this one starts with one ReadAt: one
 		// decryption pass and one allocation-free copy instead of one per chunk.
 		end := it.runEnd(it.next)
