@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"testing"
@@ -50,11 +51,14 @@ func (r *rowReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// heapPeak samples the heap (runtime.ReadMemStats: HeapAlloc, live objects and garbage not yet
-// collected) every few milliseconds until stop, which returns the largest sample.
-func heapPeak() (stop func() uint64) {
+// heapPeak samples the heap every few milliseconds until stop, which returns the largest samples
+// of HeapAlloc (runtime.ReadMemStats: live objects and garbage not yet collected, so it depends on
+// when the collector ran) and of the live heap the last collection found (runtime/metrics
+// /gc/heap/live:bytes: what the code holds).
+func heapPeak() (stop func() (alloc, live uint64)) {
 	runtime.GC()
-	var peak uint64
+	var peak, peakLive uint64
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	var mu sync.Mutex
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -66,8 +70,10 @@ func heapPeak() (stop func() uint64) {
 		defer t.Stop()
 		for {
 			runtime.ReadMemStats(&ms)
+			metrics.Read(sample)
 			mu.Lock()
 			peak = max(peak, ms.HeapAlloc)
+			peakLive = max(peakLive, sample[0].Value.Uint64())
 			mu.Unlock()
 			select {
 			case <-done:
@@ -76,10 +82,10 @@ func heapPeak() (stop func() uint64) {
 			}
 		}
 	}()
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		wg.Wait()
-		return peak
+		return peak, peakLive
 	}
 }
 
@@ -108,9 +114,11 @@ func BenchmarkChunkedItemHeap(b *testing.B) {
 			size := mib << 20
 			b.SetBytes(size)
 			for b.Loop() {
-				wpeak, rpeak := chunkedHeapRound(b, recs, []age.Identity{id}, size)
-				b.ReportMetric(float64(wpeak)/(1<<20), "backup-peak-heap-MiB")
-				b.ReportMetric(float64(rpeak)/(1<<20), "restore-peak-heap-MiB")
+				p := chunkedHeapRound(b, recs, []age.Identity{id}, size)
+				b.ReportMetric(float64(p[0])/(1<<20), "backup-peak-heap-MiB")
+				b.ReportMetric(float64(p[1])/(1<<20), "backup-peak-live-MiB")
+				b.ReportMetric(float64(p[2])/(1<<20), "restore-peak-heap-MiB")
+				b.ReportMetric(float64(p[3])/(1<<20), "restore-peak-live-MiB")
 			}
 		})
 	}
@@ -128,8 +136,9 @@ func splitComma(s string) []string {
 	return out
 }
 
-// chunkedHeapRound writes and reads back one item of size bytes, returning each phase's peak heap.
-func chunkedHeapRound(b *testing.B, recs []age.Recipient, ids []age.Identity, size int64) (uint64, uint64) {
+// chunkedHeapRound writes and reads back one item of size bytes, returning each phase's peak heap
+// and peak live heap.
+func chunkedHeapRound(b *testing.B, recs []age.Recipient, ids []age.Identity, size int64) (p [4]uint64) {
 	ctx := context.Background()
 	st, err := local.New(b.TempDir())
 	if err != nil {
@@ -148,7 +157,7 @@ func chunkedHeapRound(b *testing.B, recs []age.Recipient, ids []age.Identity, si
 	if err != nil {
 		b.Fatal(err)
 	}
-	wpeak := stop()
+	p[0], p[1] = stop()
 	sm := map[string]SegmentInfo{}
 	for _, s := range segs {
 		sm[s.ID] = s
@@ -164,7 +173,8 @@ func chunkedHeapRound(b *testing.B, recs []age.Recipient, ids []age.Identity, si
 		b.Fatalf("read back %d of %d bytes: %v", n, size, err)
 	}
 	rc.Close()
-	return wpeak, stop()
+	p[2], p[3] = stop()
+	return p
 }
 
 // chunkedHeapOptions: chunk lists, every chunk stored (no index: the caller's index is measured
