@@ -1,6 +1,7 @@
 package d1
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -92,15 +93,22 @@ type loc struct {
 	parent, used bool
 }
 
+// parentEntry is one chunk of the parent's index chain: 40 bytes.
+type parentEntry struct {
+	id chunkID
+	l  loc
+}
+
 // chunkIndex is the chunks of one database known to this backup: the parent's (from its index
-// chain) and those this run stored. Memory: one map keyed by the 16-byte id, ~96 bytes a chunk
-// (BenchmarkChunkIndexHeap; three maps took 184): a 10 GB dump at the 4 KiB average chunk is
-// ~2,600,000 chunks, ~250 MiB (docs/D1.md "Memory").
+// chain, a slice sorted by id, 40 bytes a chunk) and those this run stored (a map, ~96 bytes a
+// chunk; BenchmarkChunkIndexHeap; three maps of every chunk took 184). An incremental backup of a
+// 10 GB dump (~2 million chunks) holds ~80 MiB, a full one ~190 MiB (docs/D1.md "Memory").
 type chunkIndex struct {
 	segs    []archive.SegmentInfo
 	segAt   map[string]int32
-	chunks  map[chunkID]loc
-	parents int // chunks the parent's chain holds
+	parent  []parentEntry   // sorted by id, one entry per id
+	chunks  map[chunkID]loc // this run's chunks not in parent
+	parents int             // chunks the parent's chain holds
 	chain   []manifest.Object
 	from    string // parent snapshot id
 	used    int    // chunks this run used
@@ -130,7 +138,7 @@ func (ix *chunkIndex) known(id string) (archive.Chunk, bool) {
 	if !ok {
 		return archive.Chunk{}, false
 	}
-	l, ok := ix.chunks[k]
+	l, ok := ix.lookup(k)
 	if !ok {
 		return archive.Chunk{}, false
 	}
@@ -149,6 +157,14 @@ func (ix *chunkIndex) add(c archive.Chunk) {
 	if !ok {
 		return
 	}
+	if p := ix.inParent(k); p != nil {
+		if !p.used {
+			p.used = true
+			ix.used++
+			ix.reused++
+		}
+		return
+	}
 	l, ok := ix.chunks[k]
 	if !ok {
 		if c.Length > math.MaxUint32 || c.Size > math.MaxUint32 {
@@ -159,12 +175,41 @@ func (ix *chunkIndex) add(c archive.Chunk) {
 	if l.used {
 		return
 	}
-	if l.parent {
-		ix.reused++
-	}
 	l.used = true
 	ix.used++
 	ix.chunks[k] = l
+}
+
+// inParent is the parent chain's entry of k, nil when it has none.
+func (ix *chunkIndex) inParent(k chunkID) *loc {
+	i, ok := slices.BinarySearchFunc(ix.parent, k, func(e parentEntry, k chunkID) int { return bytes.Compare(e.id[:], k[:]) })
+	if !ok {
+		return nil
+	}
+	return &ix.parent[i].l
+}
+
+// lookup is where chunk k is stored, from the parent's chain or this run.
+func (ix *chunkIndex) lookup(k chunkID) (loc, bool) {
+	if p := ix.inParent(k); p != nil {
+		return *p, true
+	}
+	l, ok := ix.chunks[k]
+	return l, ok
+}
+
+// sortParent sorts the parent's entries by id, keeping of each id the entry latest in the chain.
+func (ix *chunkIndex) sortParent() {
+	slices.SortStableFunc(ix.parent, func(a, b parentEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	out := ix.parent[:0]
+	for i, e := range ix.parent {
+		if i+1 < len(ix.parent) && ix.parent[i+1].id == e.id {
+			continue
+		}
+		out = append(out, e)
+	}
+	ix.parent = slices.Clip(out)
+	ix.parents = len(out)
 }
 
 // loadParent reads the index chain of the newest snapshot holding the database (safety snapshots
@@ -223,6 +268,7 @@ func (ix *chunkIndex) loadParent(ctx context.Context, r *repo.Repo, keys chunkKe
 		}
 		kept = append(kept, ob)
 	}
+	ix.sortParent()
 	ix.chain, ix.from = kept, m.ID
 	return nil
 }
@@ -247,6 +293,7 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 		}
 	}
 	b := doc.Entries
+	ix.parent = slices.Grow(ix.parent, min(doc.Count, len(b)/20))
 	for n := 0; n < doc.Count; n++ {
 		if len(b) < len(chunkID{}) {
 			return fmt.Errorf("%w: truncated at entry %d", ErrChunkIndex, n)
@@ -268,10 +315,7 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 		if at[v[0]] < 0 || v[2] == 0 || v[2] > math.MaxUint32 || v[1] > 1<<50 || v[3] > math.MaxUint32 {
 			continue
 		}
-		if !ix.chunks[k].parent {
-			ix.parents++
-		}
-		ix.chunks[k] = loc{seg: at[v[0]], offset: int64(v[1]), length: uint32(v[2]), size: uint32(v[3]), parent: true}
+		ix.parent = append(ix.parent, parentEntry{id: k, l: loc{seg: at[v[0]], offset: int64(v[1]), length: uint32(v[2]), size: uint32(v[3]), parent: true}})
 	}
 	return nil
 }
@@ -292,9 +336,9 @@ func (ix *chunkIndex) encode(uuid string, pick func(loc) bool) chunkIndexDoc {
 	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: uuid, Recipients: recipientSet(ix.sess.Repo)}
 	segAt := map[int32]uint64{}
 	var tmp [binary.MaxVarintLen64]byte
-	for k, l := range ix.chunks {
+	each := func(k chunkID, l loc) {
 		if !l.used || !pick(l) {
-			continue
+			return
 		}
 		si, ok := segAt[l.seg]
 		if !ok {
@@ -307,6 +351,12 @@ func (ix *chunkIndex) encode(uuid string, pick func(loc) bool) chunkIndexDoc {
 			doc.Entries = append(doc.Entries, tmp[:binary.PutUvarint(tmp[:], x)]...)
 		}
 		doc.Count++
+	}
+	for _, e := range ix.parent {
+		each(e.id, e.l)
+	}
+	for k, l := range ix.chunks {
+		each(k, l)
 	}
 	return doc
 }

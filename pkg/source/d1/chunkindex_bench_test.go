@@ -14,16 +14,22 @@ import (
 )
 
 // BenchmarkChunkIndexHeap measures the D1 chunk index of a table of n chunks (cdc.Default: ~4 KiB
-// each, so 262,144 chunks is a 1 GiB dump): the parent's index decoded, every chunk used again by
-// this backup (add), and the whole index encoded as save writes it. It reports the heap the index
-// holds per chunk and in all, and the encoded entries' size.
+// each, so 262,144 chunks is a 1 GiB dump) as an incremental backup with nothing changed holds it:
+// the parent's index decoded, every chunk used again by this backup (add), and the whole index
+// encoded as save writes it; and as a full backup holds it (every chunk added new). It reports the
+// heap the index holds per chunk and in all, and the encoded entries' size.
 //
 //	go test ./pkg/source/d1 -run '^$' -bench ChunkIndexHeap -benchtime 1x
 func BenchmarkChunkIndexHeap(b *testing.B) {
-	for _, n := range []int{262144, 1048576} {
-		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n    int
+		full bool
+	}{{262144, false}, {1048576, false}, {262144, true}, {1048576, true}} {
+		kind := map[bool]string{false: "incremental", true: "full"}[c.full]
+		b.Run(fmt.Sprintf("%s/chunks=%d", kind, c.n), func(b *testing.B) {
+			n := c.n
 			for b.Loop() {
-				held, entries := chunkIndexRound(b, n)
+				held, entries := chunkIndexRound(b, n, c.full)
 				b.ReportMetric(float64(held)/float64(n), "heap-B/chunk")
 				b.ReportMetric(float64(held)/(1<<20), "heap-MiB")
 				b.ReportMetric(float64(entries)/float64(n), "encoded-B/chunk")
@@ -32,7 +38,7 @@ func BenchmarkChunkIndexHeap(b *testing.B) {
 	}
 }
 
-func chunkIndexRound(b *testing.B, n int) (held uint64, entries int) {
+func chunkIndexRound(b *testing.B, n int, full bool) (held uint64, entries int) {
 	segs := map[string]archive.SegmentInfo{}
 	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: "db"}
 	live := map[string]bool{}
@@ -57,8 +63,11 @@ func chunkIndexRound(b *testing.B, n int) (held uint64, entries int) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	ix := newChunkIndex(&source.Session{Repo: &repo.Repo{}})
-	if err := ix.decode(context.Background(), nil, doc, segs, live); err != nil {
-		b.Fatal(err)
+	if !full {
+		if err := ix.decode(context.Background(), nil, doc, segs, live); err != nil {
+			b.Fatal(err)
+		}
+		ix.sortParent()
 	}
 	for _, c := range chunks {
 		ix.add(c)
@@ -68,7 +77,7 @@ func chunkIndexRound(b *testing.B, n int) (held uint64, entries int) {
 	runtime.KeepAlive(chunks) // what the index holds, not what the test frees
 	runtime.KeepAlive(doc.Entries)
 	out := ix.encode("db", func(loc) bool { return true })
-	if out.Count != n || ix.reused != int64(n) {
+	if out.Count != n || (ix.reused == int64(n)) == full {
 		b.Fatalf("encoded %d of %d chunks, reused %d", out.Count, n, ix.reused)
 	}
 	runtime.KeepAlive(ix)
