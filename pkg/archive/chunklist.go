@@ -49,15 +49,27 @@ func cutLists(chunks []Chunk) [][]Chunk {
 	var out [][]Chunk
 	start := 0
 	for i, c := range chunks {
-		n := i - start + 1
-		b, _ := hex.DecodeString(c.ID)
-		cut := n >= listMax || (n >= listMin && len(b) >= 8 && binary.BigEndian.Uint32(b[4:8])%listAvg == 0)
-		if cut || i == len(chunks)-1 {
+		if cutAfter(c, i-start+1) || i == len(chunks)-1 {
 			out = append(out, chunks[start:i+1])
 			start = i + 1
 		}
 	}
 	return out
+}
+
+// cutAfter reports whether a list chunk ends after c, its n-th entry.
+func cutAfter(c Chunk, n int) bool {
+	if n >= listMax {
+		return true
+	}
+	if n < listMin || len(c.ID) < 16 {
+		return false
+	}
+	var b [4]byte
+	if _, err := hex.Decode(b[:], []byte(c.ID[8:16])); err != nil {
+		return false
+	}
+	return binary.BigEndian.Uint32(b[:])%listAvg == 0
 }
 
 // encodeList encodes chunks (content-addressed, in segments with 32-hex-digit ids) as a list chunk.
@@ -183,10 +195,20 @@ func DecodeListChecked(l Chunk, b []byte) ([]Chunk, error) {
 	return decodeList(b)
 }
 
-// readLists reads the list chunks of ref (ItemRef.Lists) and returns the chunks they list, in order.
-// Each list chunk is checked (entry name, size, SHA-256) before it is parsed; the entries may not
-// add up to more than the item's size, which bounds the memory a forged list can claim.
-func readLists(ctx context.Context, st store.Store, segs map[string]SegmentInfo, ids []age.Identity, ref ItemRef, heads *headCache) ([]Chunk, error) {
+// listCursor expands an item's list chunks (ItemRef.Lists) one at a time as a read reaches them, so
+// a reader holds a list chunk's entries (at most listMax) at a time, never the whole item's chunk
+// list. Each list chunk is checked (entry name, size, SHA-256) before it is parsed; the entries may
+// not add up to more than the item's size, which bounds the memory a forged list can claim, and
+// after the last list chunk they must add up to it exactly.
+type listCursor struct {
+	ref  ItemRef
+	lr   *itemReader
+	i    int
+	size int64
+	buf  []byte
+}
+
+func newListCursor(ctx context.Context, st store.Store, segs map[string]SegmentInfo, ids []age.Identity, ref ItemRef, heads *headCache) (*listCursor, error) {
 	if len(ref.Chunks) > 0 {
 		return nil, fmt.Errorf("%w: item %q has both chunks and chunk lists", ErrIntegrity, ref.Name)
 	}
@@ -202,26 +224,36 @@ func readLists(ctx context.Context, st store.Store, segs map[string]SegmentInfo,
 	}
 	lr := &itemReader{ctx: ctx, st: st, segs: segs, ids: ids, ref: ItemRef{Name: ref.Name, Chunks: ref.Lists, Size: total},
 		hash: sha256.New(), heads: heads}
-	defer lr.Close()
-	var out []Chunk
-	var size int64
-	buf := make([]byte, 0, 16<<10)
-	for _, l := range ref.Lists {
-		buf = slices.Grow(buf[:0], int(l.Size))[:l.Size]
-		if _, err := io.ReadFull(lr, buf); err != nil {
-			return nil, err
-		}
-		cs, err := DecodeListChecked(l, buf)
-		if err != nil {
-			return nil, fmt.Errorf("item %q: %w", ref.Name, err)
-		}
-		for _, c := range cs {
-			size += c.Size
-		}
-		if size > ref.Size {
-			return nil, fmt.Errorf("%w: item %q: its chunk lists hold more than its %d bytes", ErrIntegrity, ref.Name, ref.Size)
-		}
-		out = append(out, cs...)
-	}
-	return out, nil
+	return &listCursor{ref: ItemRef{Name: ref.Name, Size: ref.Size}, lr: lr}, nil
 }
+
+// next returns the entries of the next list chunk; nil (and the list reader closed) after the last.
+func (lc *listCursor) next() ([]Chunk, error) {
+	lists := lc.lr.ref.Chunks
+	if lc.i == len(lists) {
+		lc.close()
+		if lc.size != lc.ref.Size {
+			return nil, fmt.Errorf("%w: item %q: chunk sizes add up to %d, item size is %d", ErrIntegrity, lc.ref.Name, lc.size, lc.ref.Size)
+		}
+		return nil, nil
+	}
+	l := lists[lc.i]
+	lc.buf = slices.Grow(lc.buf[:0], int(l.Size))[:l.Size]
+	if _, err := io.ReadFull(lc.lr, lc.buf); err != nil {
+		return nil, err
+	}
+	cs, err := DecodeListChecked(l, lc.buf)
+	if err != nil {
+		return nil, fmt.Errorf("item %q: %w", lc.ref.Name, err)
+	}
+	for _, c := range cs {
+		lc.size += c.Size
+	}
+	if lc.size > lc.ref.Size {
+		return nil, fmt.Errorf("%w: item %q: its chunk lists hold more than its %d bytes", ErrIntegrity, lc.ref.Name, lc.ref.Size)
+	}
+	lc.i++
+	return cs, nil
+}
+
+func (lc *listCursor) close() { lc.lr.Close() }

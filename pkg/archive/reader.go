@@ -241,39 +241,92 @@ func OpenItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, 
 }
 
 func openItem(ctx context.Context, st store.Store, segs map[string]SegmentInfo, ids []age.Identity, ref ItemRef, heads *headCache) (io.ReadCloser, error) {
-	if len(ref.Lists) > 0 {
-		chunks, err := readLists(ctx, st, segs, ids, ref, heads)
-		if err != nil {
-			return nil, err
-		}
-		ref.Chunks, ref.Lists = chunks, nil
-	}
-	if len(ref.Chunks) == 0 {
-		return nil, fmt.Errorf("%w: item %q has no chunks", ErrIntegrity, ref.Name)
-	}
 	if err := ValidName(ref.Name); err != nil { // never written by cfbackup: a forged catalogue
 		return nil, fmt.Errorf("%w: catalogue item: %w", ErrIntegrity, err)
 	}
-	var total int64
-	for i, c := range ref.Chunks {
-		if _, ok := segs[c.Segment]; !ok {
-			if c.ID != "" { // a content-addressed chunk may point anywhere: only listed segments are checked and kept
-				return nil, fmt.Errorf("%w: item %q: chunk %d: segment %s is not in the manifest", ErrIntegrity, ref.Name, i, c.Segment)
+	it := &itemReader{ctx: ctx, st: st, segs: segs, ids: ids, ref: ref, hash: sha256.New(), next: 0, heads: heads}
+	if len(ref.Lists) > 0 {
+		lc, err := newListCursor(ctx, st, segs, ids, ref, heads)
+		if err != nil {
+			return nil, err
+		}
+		it.lists, it.ref.Chunks, it.ref.Lists = lc, nil, nil
+		if err := it.fill(); err != nil { // the first list chunk: a bad catalogue fails the open
+			it.Close()
+			return nil, err
+		}
+	} else {
+		var total int64
+		for i, c := range ref.Chunks {
+			if err := it.checkChunk(i, c); err != nil {
+				return nil, err
 			}
-			return nil, fmt.Errorf("item %q: chunk %d: segment %s is not in the manifest", ref.Name, i, c.Segment)
+			total += c.Size
 		}
-		if c.ID != "" && !validChunkID(c.ID) {
-			return nil, fmt.Errorf("%w: item %q: chunk %d has an invalid id", ErrIntegrity, ref.Name, i)
+		if total != ref.Size {
+			return nil, fmt.Errorf("%w: item %q: chunk sizes add up to %d, item size is %d", ErrIntegrity, ref.Name, total, ref.Size)
 		}
-		if c.Offset < 0 || c.Length <= 0 || c.Size < 0 {
-			return nil, fmt.Errorf("%w: item %q: chunk %d has an invalid range", ErrIntegrity, ref.Name, i)
-		}
-		total += c.Size
 	}
-	if total != ref.Size {
-		return nil, fmt.Errorf("%w: item %q: chunk sizes add up to %d, item size is %d", ErrIntegrity, ref.Name, total, ref.Size)
+	if len(it.ref.Chunks) == 0 {
+		it.Close()
+		return nil, fmt.Errorf("%w: item %q has no chunks", ErrIntegrity, ref.Name)
 	}
-	return &itemReader{ctx: ctx, st: st, segs: segs, ids: ids, ref: ref, hash: sha256.New(), next: 0, heads: heads}, nil
+	return it, nil
+}
+
+// checkChunk checks chunk i of the item as the catalogue (or a list chunk) records it.
+func (it *itemReader) checkChunk(i int, c Chunk) error {
+	if _, ok := it.segs[c.Segment]; !ok {
+		if c.ID != "" { // a content-addressed chunk may point anywhere: only listed segments are checked and kept
+			return fmt.Errorf("%w: item %q: chunk %d: segment %s is not in the manifest", ErrIntegrity, it.ref.Name, i, c.Segment)
+		}
+		return fmt.Errorf("item %q: chunk %d: segment %s is not in the manifest", it.ref.Name, i, c.Segment)
+	}
+	if c.ID != "" && !validChunkID(c.ID) {
+		return fmt.Errorf("%w: item %q: chunk %d has an invalid id", ErrIntegrity, it.ref.Name, i)
+	}
+	if c.Offset < 0 || c.Length <= 0 || c.Size < 0 {
+		return fmt.Errorf("%w: item %q: chunk %d has an invalid range", ErrIntegrity, it.ref.Name, i)
+	}
+	return nil
+}
+
+// readAheadEntries is how many of an item's chunks a reader keeps expanded ahead of the read (from
+// its list chunks): enough for runEnd to span ReadAheadWindow of small chunks with one ranged read
+// (~1.5 KiB a compressed 4 KiB chunk), ~300 KiB of memory whatever the item's size.
+const readAheadEntries = 2048
+
+// fill expands the item's next list chunks (itemReader.lists) once fewer than readAheadEntries/2
+// chunks are left to read, until readAheadEntries are: runEnd then sees far enough ahead, and the
+// reader holds at most readAheadEntries+listMax entries, whatever the item's size. The chunks read
+// so far are dropped (base counts them).
+func (it *itemReader) fill() error {
+	if it.lists == nil || len(it.ref.Chunks)-it.next >= readAheadEntries/2 {
+		return nil
+	}
+	rest := it.ref.Chunks[it.next:]
+	win := make([]Chunk, len(rest), readAheadEntries+listMax)
+	copy(win, rest)
+	it.base += it.next
+	it.ref.Chunks, it.next = win, 0
+	for len(it.ref.Chunks) < readAheadEntries {
+		cs, err := it.lists.next()
+		if err != nil {
+			return err
+		}
+		if cs == nil {
+			it.lists = nil
+			break
+		}
+		at := it.base + len(it.ref.Chunks)
+		for i, c := range cs {
+			if err := it.checkChunk(at+i, c); err != nil {
+				return err
+			}
+		}
+		it.ref.Chunks = append(it.ref.Chunks, cs...)
+	}
+	return nil
 }
 
 // Opener reads items of one snapshot like OpenItem, for many items: it remembers the header and
@@ -390,8 +443,12 @@ type itemReader struct {
 	ids  []age.Identity
 	ref  ItemRef
 
-	seg   *openSegment
-	next  int // index of the next chunk to open
+	seg  *openSegment
+	next int // index in ref.Chunks of the next chunk to open
+	// lists, when the item has chunk lists, expands them into ref.Chunks as the read goes (fill);
+	// base is the item's chunks dropped from ref.Chunks before it.
+	lists *listCursor
+	base  int
 	cur   io.Reader
 	lz    *lz4.Reader
 	chunk Chunk
@@ -409,7 +466,7 @@ type itemReader struct {
 }
 
 func (it *itemReader) where() string {
-	return fmt.Sprintf("item %q, chunk %d, segment %s", it.ref.Name, it.next, it.chunk.Segment)
+	return fmt.Sprintf("item %q, chunk %d, segment %s", it.ref.Name, it.base+it.next, it.chunk.Segment)
 }
 
 // openSeg makes it.seg the segment holding chunk c and checks that c lies inside it.
@@ -437,8 +494,12 @@ func (it *itemReader) openChunk() error {
 	if err := it.openSeg(c); err != nil {
 		return err
 	}
+	small := c.Length <= smallFrame && c.Size <= smallFrame
+	if small && it.inRun(c) { // read already with the run it is in: no runEnd scan per chunk
+		return it.openSmallChunk(c)
+	}
 	it.seg.src.expect(it.seg.hdr, c.Offset, it.runEnd(it.next))
-	if c.Length <= smallFrame && c.Size <= smallFrame {
+	if small {
 		return it.openSmallChunk(c)
 	}
 	it.lz = lz4.NewReader(io.NewSectionReader(it.seg.plain, c.Offset, c.Length))
@@ -462,10 +523,15 @@ func (it *itemReader) openChunk() error {
 // made reading 16 KiB content-defined chunks five times slower than 4 MiB ones.
 const smallFrame = 256 << 10
 
+// inRun reports whether chunk c's frame lies in the run of plaintext openSmallChunk read last.
+func (it *itemReader) inRun(c Chunk) bool {
+	return it.runSeg == c.Segment && c.Offset >= it.runOff && c.Offset+c.Length <= it.runOff+int64(len(it.run))
+}
+
 // openSmallChunk reads chunk c's frame with one ReadAt and decodes it in memory, with the checks
 // openChunk applies (entry name and size; the frame's end), and serves its bytes from there.
 func (it *itemReader) openSmallChunk(c Chunk) error {
-	if it.runSeg != c.Segment || c.Offset < it.runOff || c.Offset+c.Length > it.runOff+int64(len(it.run)) {
+	if !it.inRun(c) {
 		// Read the plaintext of the whole run of chunks this one starts with one ReadAt: one
 		// decryption pass and one allocation-free copy instead of one per chunk.
 		end := it.runEnd(it.next)
@@ -543,6 +609,10 @@ func (it *itemReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if it.cur == nil {
+			if err := it.fill(); err != nil {
+				it.err = err
+				return 0, err
+			}
 			if it.next == len(it.ref.Chunks) {
 				it.err = it.finish()
 				return 0, it.err
@@ -596,6 +666,10 @@ func (it *itemReader) Close() error {
 	if it.seg != nil {
 		it.seg.src.release()
 		it.seg = nil
+	}
+	if it.lists != nil {
+		it.lists.close()
+		it.lists = nil
 	}
 	return nil
 }

@@ -96,36 +96,38 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// proves reports whether every chunk of it was confirmed by its id.
+// proves reports whether every chunk of it was confirmed by its id. An item with list chunks is
+// checked one list chunk at a time (never its whole chunk list at once).
 func (p *chunkProof) proves(it manifest.Item) bool {
 	if p == nil {
 		return false
 	}
-	chunks := it.Chunks
-	if len(it.Lists) > 0 {
-		if len(chunks) > 0 {
-			return false
-		}
-		for _, l := range it.Lists {
-			cs, err := archive.DecodeListChecked(l, p.lists[l.Segment+"\x00"+l.ID])
-			if err != nil {
+	var size int64
+	var n int
+	each := func(chunks []archive.Chunk) bool {
+		for _, c := range chunks {
+			size += c.Size
+			got, ok := p.ok[c.Segment+"\x00"+c.ID]
+			if c.ID == "" || !ok || got != c.Size {
 				return false
 			}
-			chunks = append(chunks, cs...)
 		}
+		n += len(chunks)
+		return true
 	}
-	if len(chunks) == 0 {
+	if len(it.Lists) == 0 {
+		return each(it.Chunks) && n > 0 && size == it.Size
+	}
+	if len(it.Chunks) > 0 {
 		return false
 	}
-	var size int64
-	for _, c := range chunks {
-		size += c.Size
-		n, ok := p.ok[c.Segment+"\x00"+c.ID]
-		if c.ID == "" || !ok || n != c.Size {
+	for _, l := range it.Lists {
+		cs, err := archive.DecodeListChecked(l, p.lists[l.Segment+"\x00"+l.ID])
+		if err != nil || !each(cs) || size > it.Size {
 			return false
 		}
 	}
-	return size == it.Size
+	return n > 0 && size == it.Size
 }
 
 // endWindow forgets the list chunks kept for a window's items.

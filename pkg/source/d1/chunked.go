@@ -66,12 +66,11 @@ func paramsFor(chunkSize int) cdc.Params {
 
 // WriteItem stores the item as content-addressed chunks (ItemWriter).
 func (cw *chunkWriter) WriteItem(name string, r io.Reader) (archive.ItemRef, error) {
-	ref, st, err := cw.w.WriteChunked(name, r, archive.ChunkedOptions{Params: cw.params, Key: cw.keys.id, Known: cw.ix.known, Lists: true})
+	ref, st, err := cw.w.WriteChunked(name, r, archive.ChunkedOptions{Params: cw.params, Key: cw.keys.id, Known: cw.ix.known, Lists: true,
+		Placed: cw.ix.add})
 	if err != nil {
 		return ref, err
 	}
-	cw.ix.add(ref.Chunks)
-	cw.ix.add(ref.Lists)
 	cw.stats.Chunks += st.Chunks
 	cw.stats.Stored += st.Stored
 	cw.stats.StoredBytes += st.StoredBytes

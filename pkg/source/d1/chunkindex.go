@@ -1,11 +1,13 @@
 package d1
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 
@@ -82,31 +84,41 @@ func parseChunkID(s string) (chunkID, bool) {
 	return id, err == nil
 }
 
-// loc is where a chunk is stored; seg indexes chunkIndex.segs.
+// loc is where a chunk is stored (seg indexes chunkIndex.segs), and whether the parent's chain
+// holds it and this run used it: 24 bytes. Chunks and list chunks are far below 4 GiB.
 type loc struct {
-	seg                  int32
-	offset, length, size int64
+	offset       int64
+	length, size uint32
+	seg          int32
+	parent, used bool
+}
+
+// parentEntry is one chunk of the parent's index chain: 40 bytes.
+type parentEntry struct {
+	id chunkID
+	l  loc
 }
 
 // chunkIndex is the chunks of one database known to this backup: the parent's (from its index
-// chain) and those this run stored. Memory: ~120 bytes a chunk (three maps keyed by the 16-byte id):
-// a 10 GB dump at the 16 KiB average chunk is ~650,000 chunks, ~75 MiB.
+// chain, a slice sorted by id, 40 bytes a chunk) and those this run stored (a map, ~96 bytes a
+// chunk; BenchmarkChunkIndexHeap; three maps of every chunk took 184). An incremental backup of a
+// 10 GB dump (~2 million chunks) holds ~80 MiB, a full one ~190 MiB (docs/D1.md "Memory").
 type chunkIndex struct {
 	segs    []archive.SegmentInfo
 	segAt   map[string]int32
-	chunks  map[chunkID]loc
-	parent  map[chunkID]bool // ids the parent's chain holds
+	parent  []parentEntry   // sorted by id, one entry per id
+	chunks  map[chunkID]loc // this run's chunks not in parent
+	parents int             // chunks the parent's chain holds
 	chain   []manifest.Object
 	from    string // parent snapshot id
-	used    map[chunkID]bool
+	used    int    // chunks this run used
 	reused  int64
 	sess    *source.Session
 	refSegs map[int32]bool
 }
 
 func newChunkIndex(s *source.Session) *chunkIndex {
-	return &chunkIndex{segAt: map[string]int32{}, chunks: map[chunkID]loc{}, parent: map[chunkID]bool{}, used: map[chunkID]bool{},
-		sess: s, refSegs: map[int32]bool{}}
+	return &chunkIndex{segAt: map[string]int32{}, chunks: map[chunkID]loc{}, sess: s, refSegs: map[int32]bool{}}
 }
 
 func (ix *chunkIndex) segment(info archive.SegmentInfo) int32 {
@@ -126,33 +138,78 @@ func (ix *chunkIndex) known(id string) (archive.Chunk, bool) {
 	if !ok {
 		return archive.Chunk{}, false
 	}
-	l, ok := ix.chunks[k]
+	l, ok := ix.lookup(k)
 	if !ok {
 		return archive.Chunk{}, false
 	}
 	seg := ix.segs[l.seg]
-	if ix.parent[k] && !ix.refSegs[l.seg] {
+	if l.parent && !ix.refSegs[l.seg] {
 		ix.refSegs[l.seg] = true
 		ix.sess.Reference(seg)
 	}
-	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: l.length, Size: l.size, ID: id}, true
+	return archive.Chunk{Segment: seg.ID, Offset: l.offset, Length: int64(l.length), Size: int64(l.size), ID: id}, true
 }
 
-// add records chunks of an item written in this run (new ones and reused ones; data and list chunks).
-func (ix *chunkIndex) add(chunks []archive.Chunk) {
-	for _, c := range chunks {
-		k, ok := parseChunkID(c.ID)
-		if !ok {
-			continue
-		}
-		if !ix.used[k] && ix.parent[k] {
+// add records a chunk of an item written in this run (new or reused; data or list chunk) as
+// archive.Writer.WriteChunked places it (ChunkedOptions.Placed).
+func (ix *chunkIndex) add(c archive.Chunk) {
+	k, ok := parseChunkID(c.ID)
+	if !ok {
+		return
+	}
+	if p := ix.inParent(k); p != nil {
+		if !p.used {
+			p.used = true
+			ix.used++
 			ix.reused++
 		}
-		ix.used[k] = true
-		if _, ok := ix.chunks[k]; !ok {
-			ix.chunks[k] = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: c.Length, size: c.Size}
-		}
+		return
 	}
+	l, ok := ix.chunks[k]
+	if !ok {
+		if c.Length > math.MaxUint32 || c.Size > math.MaxUint32 {
+			return // never written by WriteChunked; not reused
+		}
+		l = loc{seg: ix.segment(archive.SegmentInfo{ID: c.Segment}), offset: c.Offset, length: uint32(c.Length), size: uint32(c.Size)}
+	}
+	if l.used {
+		return
+	}
+	l.used = true
+	ix.used++
+	ix.chunks[k] = l
+}
+
+// inParent is the parent chain's entry of k, nil when it has none.
+func (ix *chunkIndex) inParent(k chunkID) *loc {
+	i, ok := slices.BinarySearchFunc(ix.parent, k, func(e parentEntry, k chunkID) int { return bytes.Compare(e.id[:], k[:]) })
+	if !ok {
+		return nil
+	}
+	return &ix.parent[i].l
+}
+
+// lookup is where chunk k is stored, from the parent's chain or this run.
+func (ix *chunkIndex) lookup(k chunkID) (loc, bool) {
+	if p := ix.inParent(k); p != nil {
+		return *p, true
+	}
+	l, ok := ix.chunks[k]
+	return l, ok
+}
+
+// sortParent sorts the parent's entries by id, keeping of each id the entry latest in the chain.
+func (ix *chunkIndex) sortParent() {
+	slices.SortStableFunc(ix.parent, func(a, b parentEntry) int { return bytes.Compare(a.id[:], b.id[:]) })
+	out := ix.parent[:0]
+	for i, e := range ix.parent {
+		if i+1 < len(ix.parent) && ix.parent[i+1].id == e.id {
+			continue
+		}
+		out = append(out, e)
+	}
+	ix.parent = slices.Clip(out)
+	ix.parents = len(out)
 }
 
 // loadParent reads the index chain of the newest snapshot holding the database (safety snapshots
@@ -211,6 +268,7 @@ func (ix *chunkIndex) loadParent(ctx context.Context, r *repo.Repo, keys chunkKe
 		}
 		kept = append(kept, ob)
 	}
+	ix.sortParent()
 	ix.chain, ix.from = kept, m.ID
 	return nil
 }
@@ -235,6 +293,7 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 		}
 	}
 	b := doc.Entries
+	ix.parent = slices.Grow(ix.parent, min(doc.Count, len(b)/20))
 	for n := 0; n < doc.Count; n++ {
 		if len(b) < len(chunkID{}) {
 			return fmt.Errorf("%w: truncated at entry %d", ErrChunkIndex, n)
@@ -253,11 +312,10 @@ func (ix *chunkIndex) decode(ctx context.Context, r *repo.Repo, doc chunkIndexDo
 		if v[0] >= uint64(len(at)) {
 			return fmt.Errorf("%w: entry %d names segment %d of %d", ErrChunkIndex, n, v[0], len(at))
 		}
-		if at[v[0]] < 0 || v[2] == 0 || v[2] > 1<<40 || v[1] > 1<<50 || v[3] > 1<<40 {
+		if at[v[0]] < 0 || v[2] == 0 || v[2] > math.MaxUint32 || v[1] > 1<<50 || v[3] > math.MaxUint32 {
 			continue
 		}
-		ix.chunks[k] = loc{seg: at[v[0]], offset: int64(v[1]), length: int64(v[2]), size: int64(v[3])}
-		ix.parent[k] = true
+		ix.parent = append(ix.parent, parentEntry{id: k, l: loc{seg: at[v[0]], offset: int64(v[1]), length: uint32(v[2]), size: uint32(v[3]), parent: true}})
 	}
 	return nil
 }
@@ -274,15 +332,14 @@ func recipientSet(r *repo.Repo) []string {
 }
 
 // encode makes an index object of the chunks ids picks.
-func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc {
+func (ix *chunkIndex) encode(uuid string, pick func(loc) bool) chunkIndexDoc {
 	doc := chunkIndexDoc{Version: chunkIndexVersion, Database: uuid, Recipients: recipientSet(ix.sess.Repo)}
 	segAt := map[int32]uint64{}
 	var tmp [binary.MaxVarintLen64]byte
-	for k := range ix.used {
-		if !pick(k) {
-			continue
+	each := func(k chunkID, l loc) {
+		if !l.used || !pick(l) {
+			return
 		}
-		l := ix.chunks[k]
 		si, ok := segAt[l.seg]
 		if !ok {
 			si = uint64(len(doc.Segments))
@@ -295,6 +352,12 @@ func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc
 		}
 		doc.Count++
 	}
+	for _, e := range ix.parent {
+		each(e.id, e.l)
+	}
+	for k, l := range ix.chunks {
+		each(k, l)
+	}
 	return doc
 }
 
@@ -302,9 +365,9 @@ func (ix *chunkIndex) encode(uuid string, pick func(chunkID) bool) chunkIndexDoc
 // the parent (the parent's chain is listed again), the new chunks as one more link, or the whole
 // index (the chunks used) when the chain is long or mostly stale.
 func (ix *chunkIndex) save(ctx context.Context, keys chunkKeys, uuid string) (wrote int, err error) {
-	stale := len(ix.parent) - int(ix.reused)
-	whole := len(ix.chain) == 0 || len(ix.chain) >= maxChain || stale > len(ix.used)
-	pick := func(k chunkID) bool { return whole || !ix.parent[k] }
+	stale := ix.parents - int(ix.reused)
+	whole := len(ix.chain) == 0 || len(ix.chain) >= maxChain || stale > ix.used
+	pick := func(l loc) bool { return whole || !l.parent }
 	doc := ix.encode(uuid, pick)
 	if !whole {
 		ix.sess.ReferenceObjects(ix.chain...)
