@@ -143,13 +143,15 @@ func SampleNote(n, total int) string {
 // hold a sampled item are read; otherwise the whole catalogue is read twice.
 func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, seed uint64, mine func(manifest.Item) bool) (chk TestRestoreCheck, more Overflow, items []manifest.Item, err error) {
 	chk = TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
-	if items, note, ok, err := sampleFenced(cat, src, sample, seed, mine); err != nil || ok {
+	if items, note, ok, err := sampleFenced(cat, src, sample, seed, mine); err != nil {
+		return chk, more, nil, err
+	} else if ok {
 		for _, it := range items {
 			chk.Items++
 			chk.Bytes += it.Size
 		}
 		chk.Checks = append(chk.Checks, note)
-		return chk, more, items, err
+		return chk, more, items, nil
 	}
 	// Two passes over the (streamed) catalogue: count the source's items, then take the sampled
 	// ones; only the sample is held.

@@ -2,6 +2,7 @@ package r2_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,8 +10,10 @@ import (
 	"testing"
 
 	"github.com/cfbackup/cfbackup/pkg/engine"
+	"github.com/cfbackup/cfbackup/pkg/errclass"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
 	"github.com/cfbackup/cfbackup/pkg/source/r2"
+	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
 // restoredKeys lists the files a test-restore left in dir (its R2 scratch directory), as keys.
@@ -79,5 +82,16 @@ func TestSampleReadsOnlyChosenCatalogueObjects(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Fatalf("six seeds picked only %v", seen)
+	}
+	// A catalogue object replaced by other bytes is damage (exit 6), whichever one the seed picks.
+	for _, co := range m.CatalogueObjects {
+		if err := rp.Store.Put(context.Background(), co.Key, strings.NewReader("not a catalogue object"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed := uint64(7)
+	_, err := eng.TestRestore(context.Background(), m, engine.TestRestoreOptions{Identities: ids, Components: []string{r2.Component}, Sample: "1", Seed: &seed, ScratchDir: t.TempDir(), Env: quietEnv{}})
+	if !errors.Is(err, errclass.Integrity) {
+		t.Fatalf("a damaged catalogue object: %v, want an integrity error", err)
 	}
 }
