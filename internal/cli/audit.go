@@ -135,13 +135,22 @@ problems are printed on stderr (run 'cfbackup audit verify' for the verdict and 
 				if rec.Result == audit.ResultError {
 					res = fmt.Sprintf("error(%d): %s", rec.ExitCode, firstLine(rec.Error))
 				}
-				fmt.Fprintf(f.IO.Out, "#%-5d %s  %-20s %-14s %s %s\n", rec.Seq, rec.Time.Format(time.RFC3339), rec.Actor, rec.Command, res, strings.Join(rec.Snapshots, ","))
+				fmt.Fprintf(f.IO.Out, "#%-5d %s  %-20s %-14s %s %s%s\n", rec.Seq, rec.Time.Format(time.RFC3339), rec.Actor, rec.Command, res, strings.Join(rec.Snapshots, ","), recordCounts(rec))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "", "only records newer than this: a duration back from now (90d, 12h) or a time (2026-01-31, 2026-01-31T09:00:00Z); docs/CONFIG.md \"Times and durations\"")
 	return cmd
+}
+
+// recordCounts is what a record of a run that wrote a snapshot says it holds: " (12 item(s), 1.0 MiB,
+// 400 B stored)"; "" for other records (and for records written before they carried counts).
+func recordCounts(rec audit.Record) string {
+	if rec.Items == 0 && rec.PerComponent == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (%d item(s), %s, %s stored)", rec.Items, humanBytes(rec.Bytes), humanBytes(rec.StoredBytes))
 }
 
 func firstLine(s string) string {

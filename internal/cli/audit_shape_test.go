@@ -82,3 +82,59 @@ func TestHookWarningsHideURLSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditBackupRecordCounts: a backup's end record says what the snapshot holds — its items in
+// all and per component, its bytes before compression and the bytes the run stored — as list shows
+// them; its started record carries none of it.
+func TestAuditBackupRecordCounts(t *testing.T) {
+	h := newHookEnv(t)
+	for i := range 2 {
+		if _, errOut, code := h.run(t, "backup", "--component", "d1"); code != 0 {
+			t.Fatalf("backup %d: %s", i, errOut)
+		}
+	}
+	out, errOut, code := h.run(t, "list", "--json")
+	if code != 0 {
+		t.Fatalf("list: %s", errOut)
+	}
+	var snaps []struct {
+		ID         string `json:"id"`
+		Items      int64  `json:"items"`
+		Size       int64  `json:"size"`
+		StoredSize int64  `json:"stored_size"`
+	}
+	if err := json.Unmarshal([]byte(out), &snaps); err != nil || len(snaps) != 2 {
+		t.Fatalf("list --json: %v %s", err, out)
+	}
+	byID := map[string]int{snaps[0].ID: 0, snaps[1].ID: 1}
+	_, recs := h.auditRecords(t)
+	seen := 0
+	for _, r := range recs {
+		if r["command"] != "backup" {
+			continue
+		}
+		if r["result"] == "started" {
+			if _, ok := r["items"]; ok {
+				t.Errorf("a started record carries items: %v", r)
+			}
+			continue
+		}
+		ids, _ := r["snapshots"].([]any)
+		if len(ids) != 1 {
+			t.Fatalf("backup record snapshots %v", r["snapshots"])
+		}
+		s := snaps[byID[ids[0].(string)]]
+		per, _ := r["per_component"].(map[string]any)
+		d1, _ := per["d1"].(map[string]any)
+		if s.Items == 0 || r["items"] != float64(s.Items) || r["bytes"] != float64(s.Size) || d1["items"] != float64(s.Items) || d1["bytes"] != float64(s.Size) || len(per) != 1 {
+			t.Errorf("backup record %v; snapshot %+v", r, s)
+		}
+		if got, _ := r["stored_bytes"].(float64); int64(got) != s.StoredSize {
+			t.Errorf("backup record stored_bytes %v; snapshot stored %d", r["stored_bytes"], s.StoredSize)
+		}
+		seen++
+	}
+	if seen != 2 {
+		t.Fatalf("%d backup end records, want 2", seen)
+	}
+}

@@ -190,7 +190,7 @@ func backupRun(cmd *cobra.Command, o *BackupOptions) error {
 	if err != nil {
 		return err
 	}
-	o.f.SetResult(resultFromManifest(m))
+	o.f.SetResult(backupResult(m))
 	copies, cerr := copyAfterBackup(cmd, o, eng, m)
 	if o.f.jsonOut {
 		if err := writeJSON(out, &BackupSummaryMessage{MessageType: msgSummary, Snapshot: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(),

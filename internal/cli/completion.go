@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -146,7 +148,7 @@ func (f *Factory) completeSnapshots(cmd *cobra.Command, args []string, toComplet
 		}
 		return nil
 	})
-	sort.Sort(sort.Reverse(sort.StringSlice(names))) // names start with the time: newest first
+	newestFirst(ctx, st, names)
 	var out []string
 	if strings.HasPrefix("latest", toComplete) {
 		out = append(out, "latest\tthe newest snapshot")
@@ -160,4 +162,76 @@ func (f *Factory) completeSnapshots(cmd *cobra.Command, args []string, toComplet
 		out = append(out, id+"\t"+when)
 	}
 	return out, directive
+}
+
+// newestFirst orders manifest names (<time to the second>-<id>) as list does: by full time, newest
+// first, ties by id. The key orders snapshots of different seconds; only snapshots sharing a second
+// need their manifest's time, read from its first bytes (manifestTime), so a TAB reads one manifest
+// head per snapshot that shares its second with another, and none otherwise.
+func newestFirst(ctx context.Context, st store.Store, names []string) {
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	full := map[string]time.Time{}
+	for i := 0; i < len(names); {
+		j := i + 1
+		sec := nameSecond(names[i])
+		for j < len(names) && nameSecond(names[j]) == sec {
+			j++
+		}
+		if j-i > 1 {
+			for _, n := range names[i:j] {
+				full[n] = manifestTime(ctx, st, layout.Snapshots+n+layout.JSONSuffix)
+			}
+			group := names[i:j]
+			sort.SliceStable(group, func(a, b int) bool {
+				ta, tb := full[group[a]], full[group[b]]
+				if !ta.Equal(tb) {
+					return ta.After(tb)
+				}
+				return group[a] > group[b]
+			})
+		}
+		i = j
+	}
+}
+
+// nameSecond is the time part of a manifest name.
+func nameSecond(name string) string {
+	s, _, _ := strings.Cut(name, "-")
+	return s
+}
+
+// manifestHead bounds what completion reads of a manifest to find its time: "format", "id" and
+// "time" are its first members.
+const manifestHead = 4 << 10
+
+// manifestTime is the "time" of the manifest at key, read from its first bytes (unauthenticated: it
+// only orders the offers); zero when it can't be read, which sorts the snapshot last of its second.
+func manifestTime(ctx context.Context, st store.Store, key string) time.Time {
+	rc, err := st.Open(ctx, key, 0, manifestHead)
+	if err != nil {
+		return time.Time{}
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(io.LimitReader(rc, manifestHead))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return time.Time{}
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return time.Time{}
+		}
+		if k == "time" {
+			var t time.Time
+			if dec.Decode(&t) != nil {
+				return time.Time{}
+			}
+			return t
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return time.Time{}
+		}
+	}
+	return time.Time{}
 }

@@ -215,6 +215,13 @@ func (f *Factory) auditRecord(cmd *cobra.Command, result string, err error, code
 		if len(r.Components) > 0 {
 			rec.Components = r.Components
 		}
+		if r.Wrote {
+			rec.Items, rec.StoredBytes = r.Items, r.StoredBytes
+			rec.PerComponent = map[string]audit.Count{}
+			for c, v := range r.PerComponent {
+				rec.PerComponent[c] = audit.Count{Items: v.Items, Bytes: v.Bytes}
+			}
+		}
 	}
 	return rec
 }

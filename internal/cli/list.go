@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfbackup/cfbackup/pkg/manifest"
+	"github.com/cfbackup/cfbackup/pkg/report"
 )
 
 // ListOptions are the flags of 'list'.
@@ -85,6 +87,10 @@ type ListEntry struct {
 	Sources []manifest.Source `json:"sources"`
 	// Authenticity is "authenticated", "unchecked" (this host holds no key) or "legacy" (format 1).
 	Authenticity string `json:"authenticity"`
+	// Sharded, for a snapshot merged from the shards of one run (docs/SHARDING.md), is the run id,
+	// the shard count and each shard's index, partial, host, start and end, objects and bytes; omitted
+	// for other snapshots.
+	Sharded *report.ShardedRun `json:"sharded,omitempty"`
 }
 
 func listRun(cmd *cobra.Command, o *ListOptions) error {
@@ -107,7 +113,7 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	entries := []ListEntry{}
 	for _, m := range filter.apply(snaps) {
 		e := ListEntry{ID: m.ID, Time: m.Time, Duration: time.Duration(m.Duration).String(), Components: m.Components, Items: m.Items,
-			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}, Authenticity: string(m.Auth)}
+			Size: m.Size, StoredSize: m.StoredSize, Segments: len(m.Segments), Labels: m.Labels, Host: m.Host, Sources: m.Sources, Databases: []string{}, Authenticity: string(m.Auth), Sharded: report.Sharded(m)}
 		for _, s := range m.Sources {
 			e.Databases = append(e.Databases, s.Name)
 		}
@@ -140,7 +146,14 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 	default:
 		fmt.Fprintf(o.f.IO.Err, "Repository %s: this host has no key, so the snapshots below are NOT checked (set CFBACKUP_WRITER_KEY_FILE or --identity-file).\n", r.Config.ID)
 	}
-	tw := tabwriter.NewWriter(o.f.IO.Out, 0, 4, 2, ' ', 0)
+	return writeListTable(o.f.IO.Out, entries)
+}
+
+// writeListTable is list's table for a terminal. A merged sharded snapshot is marked "(3 shards)"
+// after its components, and its labels leave out the shard-* bookkeeping (list --json and report
+// have the run in full).
+func writeListTable(w io.Writer, entries []ListEntry) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// Sources are databases, buckets, namespaces or an account: name them with their component.
 	fmt.Fprintln(tw, "ID\tTIME\tCOMPONENTS\tSOURCES\tSIZE\tSTORED\tLABELS")
 	for _, e := range entries {
@@ -148,8 +161,18 @@ func listRun(cmd *cobra.Command, o *ListOptions) error {
 		for _, s := range e.Sources {
 			srcs = append(srcs, s.Component+":"+s.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(e.Components, ","),
-			strings.Join(srcs, ","), humanBytes(e.Size), humanBytes(e.StoredSize), labelString(e.Labels))
+		comps, labels := strings.Join(e.Components, ","), e.Labels
+		if e.Sharded != nil {
+			comps += " (" + e.Sharded.Marker() + ")"
+			labels = map[string]string{}
+			for k, v := range e.Labels {
+				if !strings.HasPrefix(k, "shard-") {
+					labels[k] = v
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format("2006-01-02 15:04:05"), comps,
+			strings.Join(srcs, ","), humanBytes(e.Size), humanBytes(e.StoredSize), labelString(labels))
 	}
 	return tw.Flush()
 }

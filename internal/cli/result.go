@@ -20,9 +20,13 @@ type RunResult struct {
 	Bytes        int64
 	Items        int64
 	PerComponent map[string]ComponentResult
-	Duration     time.Duration
-	Err          error
-	ExitCode     int
+	// Wrote says the run wrote the snapshot it names (backup, a shard, shard merge): its audit record
+	// carries Items, StoredBytes and PerComponent.
+	Wrote       bool
+	StoredBytes int64
+	Duration    time.Duration
+	Err         error
+	ExitCode    int
 }
 
 // ComponentResult is one component's share of a run.
@@ -36,6 +40,13 @@ type ComponentResult struct {
 func (f *Factory) SetResult(r RunResult) {
 	cp := r
 	f.result = &cp
+}
+
+// backupResult describes a snapshot the run wrote: resultFromManifest, and the bytes it stored.
+func backupResult(m *manifest.Manifest) RunResult {
+	r := resultFromManifest(m)
+	r.Wrote, r.StoredBytes = true, m.StoredSize
+	return r
 }
 
 // resultFromManifest describes a snapshot a run wrote or read.

@@ -87,7 +87,7 @@ func shardBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, plan 
 		}
 		// The audit record, notifications and metrics of this process say what this shard did
 		// (objects, bytes, its partial); a merge it runs adds the run's snapshot id.
-		o.f.SetResult(resultFromManifest(res.Partial))
+		o.f.SetResult(backupResult(res.Partial))
 	}
 	var merr error
 	if res.Present == sh.N {
@@ -99,9 +99,9 @@ func shardBackup(cmd *cobra.Command, o *BackupOptions, eng *engine.Engine, plan 
 			var mr *engine.MergeResult
 			if mr, merr = eng.MergeShards(ctx, engine.MergeOptions{Run: run, Shards: sh.N, Identities: ids}); merr == nil {
 				msg.Merge = mergeMessage(mr)
-				rr := resultFromManifest(mr.Snapshot)
+				rr := backupResult(mr.Snapshot)
 				if res.Partial != nil {
-					rr = resultFromManifest(res.Partial)
+					rr = backupResult(res.Partial)
 					rr.Snapshots = append(rr.Snapshots, mr.Snapshot.ID)
 				}
 				o.f.SetResult(rr)
@@ -241,7 +241,7 @@ func shardMergeRun(cmd *cobra.Command, o *ShardMergeOptions) error {
 	if err != nil {
 		return err
 	}
-	o.f.SetResult(resultFromManifest(mr.Snapshot))
+	o.f.SetResult(backupResult(mr.Snapshot))
 	mm := mergeMessage(mr)
 	if o.f.jsonOut {
 		return writeJSON(o.f.IO.Out, mm)

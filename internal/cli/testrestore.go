@@ -26,6 +26,7 @@ type TestRestoreOptions struct {
 	Snapshot   string
 	Components []string
 	Sample     string
+	Seed       uint64
 	Asserts    []string
 	Expects    []string
 	Database   string
@@ -52,9 +53,10 @@ comes back:
   d1   every database into a local SQLite file: every item's SHA-256 while reading, then
        PRAGMA integrity_check, foreign_key_check and each table's row count against the catalogue,
        then your assertions.
-  r2   every object (or --sample N / x% of them, picked at random) into a scratch directory:
-       each object's SHA-256 while reading, then every file re-read (size and SHA-256) and its
-       metadata (ETag, content type, custom metadata) compared with the catalogue.
+  r2   every object (or --sample N / x% of them, picked at random; --seed picks the same ones
+       again) into a scratch directory: each object's SHA-256 while reading, then every file
+       re-read (size and SHA-256) and its metadata (ETag, content type, custom metadata) compared
+       with the catalogue. A sample reads only the catalogue objects that hold a sampled object.
   do   every Durable Object (or a --sample) decoded: its SHA-256, every NDJSON line parses, the
        end line's counts match the kv/table/row/schema lines and the catalogue. With
        --scratch-worker-url (or CFBACKUP_TEST_RESTORE_WORKER_URL) the objects are also imported into
@@ -113,6 +115,7 @@ Needs an identity.`,
 	fl := cmd.Flags()
 	fl.StringSliceVar(&o.Components, "component", nil, "components to test (default: all in the snapshot)")
 	fl.StringVar(&o.Sample, "sample", "", "for per-object components (R2, Durable Objects): test N objects or x% of them")
+	fl.Uint64Var(&o.Seed, "seed", 0, "with --sample: pick the sample from this seed (the output names the seed of every sampled run; the same seed picks the same objects)")
 	fl.StringArrayVar(&o.Asserts, "assert", nil, "SQL to run on each restored D1 database, optionally followed by an expectation argument")
 	fl.StringVar(&o.Database, "d1-database", "", "run the --assert checks only on this D1 database")
 	fl.StringVar(&o.Keep, "keep", "", "keep the restored files in this directory (default: a temporary directory, removed)")
@@ -161,8 +164,12 @@ func testRestoreRun(cmd *cobra.Command, o *TestRestoreOptions) error {
 	if err := o.checkDiff(m); err != nil {
 		return err
 	}
+	var seed *uint64
+	if cmd.Flags().Changed("seed") {
+		seed = &o.Seed
+	}
 	res, terr := o.f.Engine(r).TestRestore(ctx, m, engine.TestRestoreOptions{
-		Identities: ids, Components: o.Components, Sample: o.Sample, Assertions: o.assertions(), ScratchDir: o.Keep, Record: !o.NoRecord,
+		Identities: ids, Components: o.Components, Sample: o.Sample, Seed: seed, Assertions: o.assertions(), ScratchDir: o.Keep, Record: !o.NoRecord,
 		ScratchWorkerURL: scratchURL, ScratchWorkerSecret: cfg.TestRestoreWorkerSecret,
 		Env: o.f.Env(), Diff: o.Diff, Bound: o.comps,
 	})
@@ -264,6 +271,9 @@ func printTestRestore(out io.Writer, m *manifest.Manifest, res *engine.TestResto
 			fmt.Fprintf(out, "  %*s live account differs (- only in the snapshot, + only in the account, ~ changed):\n", cw, "")
 			configsrc.WriteText(out, ch)
 		}
+	}
+	if res.Seed != nil {
+		fmt.Fprintf(out, "The sample was drawn with --seed %d (give it again to test the same objects).\n", *res.Seed)
 	}
 	if keep != "" {
 		fmt.Fprintf(out, "Restored files kept in %s.\n", keep)

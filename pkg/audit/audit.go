@@ -68,12 +68,28 @@ type Record struct {
 	// would otherwise see: ReadsData (decrypted: restore, test-restore, verify --read-data*),
 	// ReadsCiphertext (copied still encrypted: copy) or ReadsMetadata (report). Empty for other runs.
 	Reads string `json:"reads,omitempty"`
-	// Bytes is how much the run read or wrote, when it says (restore: plaintext bytes decrypted).
+	// Bytes is how much the run read or wrote, when it says (restore: plaintext bytes decrypted;
+	// backup: the snapshot's bytes before compression).
 	Bytes int64 `json:"bytes,omitempty"`
+	// Items, StoredBytes and PerComponent say what a run that wrote a snapshot (backup, a shard of a
+	// sharded run, shard merge) put in it: its items (D1 tables, R2 objects, Durable Objects, KV
+	// keys, configuration documents), the bytes the run stored (ciphertext of the segments it wrote,
+	// against Bytes before compression; 0 when every item was reused from the parent), and items and
+	// bytes per component. Absent from other records, and from records written before they existed.
+	Items        int64            `json:"items,omitempty"`
+	StoredBytes  int64            `json:"stored_bytes,omitempty"`
+	PerComponent map[string]Count `json:"per_component,omitempty"`
 	// Run ties a "started" record to its "ok"/"error" record.
 	Run  string `json:"run,omitempty"`
 	Prev string `json:"prev"`
 	Hash string `json:"hash"`
+}
+
+// Count is one component's share of what a run wrote (Record.PerComponent): items and their bytes
+// before compression.
+type Count struct {
+	Items int64 `json:"items"`
+	Bytes int64 `json:"bytes"`
 }
 
 // ErrChain: the audit chain is broken (a record is missing, edited, reordered or forked).

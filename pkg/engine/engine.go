@@ -764,7 +764,7 @@ func (e *Engine) streamCatalogue(ctx context.Context, m *manifest.Manifest, ids 
 		return nil, keyErr(err)
 	}
 	cat := m.Stream(ctx, e.Repo.Store, ids)
-	return manifest.StreamSelected(func(sel *manifest.Selection, fn func(manifest.Item) error) error {
+	return cat.Wrap(func(sel *manifest.Selection, fn func(manifest.Item) error) error {
 		return keyErr(cat.EachSelected(sel, fn))
 	}), nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +24,10 @@ type TestRestoreOptions struct {
 	Identities []age.Identity
 	// Components limits the run (default: every component of the snapshot this build can test).
 	Components []string
-	// Sample limits per-object components (R2 objects, Durable Objects) to N items or x percent.
+	// Sample limits per-object components (R2 objects, Durable Objects) to N items or x percent,
+	// picked at random from Seed (nil: a seed drawn now, reported in the result).
 	Sample     string
+	Seed       *uint64
 	Assertions []Assertion
 	// ScratchDir receives the restored files (default: a temporary directory, removed afterwards).
 	ScratchDir string
@@ -54,6 +57,9 @@ type TestRestoreResult struct {
 	OK             bool               `json:"ok"`
 	Sources        []TestRestoreCheck `json:"sources"`
 	DurationMillis int64              `json:"duration_ms"`
+	// Seed drew the --sample (test-restore --seed takes it again to pick the same items); omitted
+	// without --sample.
+	Seed *uint64 `json:"seed,omitempty"`
 }
 
 // TestRestore restores a snapshot into scratch targets only — never into the account — and checks
@@ -82,6 +88,13 @@ func (e *Engine) TestRestore(ctx context.Context, m *manifest.Manifest, o TestRe
 		return nil, err
 	}
 	res := &TestRestoreResult{Snapshot: m.ID, Time: start.UTC()}
+	if o.Seed == nil {
+		seed := rand.Uint64()
+		o.Seed = &seed
+	}
+	if o.Sample != "" {
+		res.Seed = o.Seed
+	}
 	for _, c := range comps {
 		checks, err := e.testRestoreComponent(ctx, m, cat, c, scratch, o)
 		if err != nil {
@@ -136,7 +149,7 @@ func (e *Engine) testRestoreComponent(ctx context.Context, m *manifest.Manifest,
 	}
 	return comp.TestRestore(ctx, o.Env, source.TestRestoreRequest{
 		Snapshot: m, Catalogue: cat, Open: e.Opener(m, o.Identities), Identities: o.Identities,
-		Scratch: filepath.Join(scratch, c), Sample: o.Sample, Assertions: o.Assertions,
+		Scratch: filepath.Join(scratch, c), Sample: o.Sample, Seed: *o.Seed, Assertions: o.Assertions,
 		ScratchWorkerURL: o.ScratchWorkerURL, ScratchWorkerSecret: o.ScratchWorkerSecret, Diff: o.Diff, Log: e.log(),
 	})
 }

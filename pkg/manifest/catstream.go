@@ -385,19 +385,26 @@ func (c *Catalogue) EachSelected(sel *Selection, fn func(Item) error) error {
 func (m *Manifest) Stream(ctx context.Context, st store.Store, ids []age.Identity) *Catalogue {
 	var mu sync.Mutex
 	var fences []*Fence
-	return StreamSelected(func(sel *Selection, fn func(Item) error) error {
+	// open returns the fences, opening them first when must (and not yet opened).
+	open := func(must bool) ([]*Fence, error) {
 		mu.Lock()
+		defer mu.Unlock()
 		fs, err := fences, error(nil)
-		if sel != nil && fs == nil {
+		if must && fs == nil {
 			fs, err = m.openFences(ids)
 			fences = fs
 		}
-		mu.Unlock()
+		return fs, err
+	}
+	c := StreamSelected(func(sel *Selection, fn func(Item) error) error {
+		fs, err := open(sel != nil)
 		if err != nil {
 			return err
 		}
 		return m.EachSelected(ctx, st, ids, sel, fs, fn)
 	})
+	c.objects = &objectReader{ctx: ctx, st: st, ids: ids, m: m, fences: func() ([]*Fence, error) { return open(true) }}
+	return c
 }
 
 // StreamCatalogue makes a Catalogue whose Each is each (an EachItem with its error classified by

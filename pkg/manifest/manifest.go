@@ -153,6 +153,9 @@ type Catalogue struct {
 	Items []Item `json:"items"`
 
 	stream func(sel *Selection, fn func(Item) error) error // set by Stream: Items is empty, Each reads the objects
+	// objects, set by Stream, reads chosen catalogue objects for readers that pick them (Layout,
+	// EachInObjects: a test-restore's sample).
+	objects *objectReader
 }
 
 // Item is one restorable unit: a D1 table's SQL, a D1 schema part, a virtual table's definition and rows.

@@ -305,6 +305,13 @@ Verification coverage: {{pct .R.Verification.Coverage}} of {{.R.Verification.Sna
 {{range .R.Backups}}<tr><td>{{ts .Time}}</td><td class="mono">{{.Snapshot}}{{if .Pruned}} <span class="muted">(pruned {{tsp .PrunedAt}})</span>{{end}}</td><td>{{join .Components ", "}}</td><td>{{.Items}}</td><td>{{bytes .Size}}</td><td>{{bytes .StoredSize}}</td><td>{{secs .DurationSeconds}}</td><td>{{if .ReadDataChecked}}read-data{{else if .Verified}}quick{{else}}—{{end}}{{if .TestRestored}}, test-restored{{end}}</td><td>{{if .Held}}held{{end}}</td><td>{{range $k, $v := .Labels}}{{$k}}={{$v}} {{end}}</td></tr>
 {{else}}<tr><td colspan="10" class="muted">no snapshots in this period</td></tr>{{end}}</table>
 
+{{if .S}}<h2>Sharded runs</h2>
+<p>Snapshots merged from the shards of one run (docs/SHARDING.md): what each shard did, from the snapshot's manifest.</p>
+{{range .S}}<h3><span class="mono">{{.Snapshot}}</span> {{ts .Time}}: run <span class="mono">{{.Sharded.Run}}</span>, {{.Sharded.Count}} shard(s)</h3>
+<table><tr><th>shard</th><th>objects</th><th>size</th><th>stored</th><th>reused</th><th>started</th><th>finished</th><th>duration</th><th>host</th><th>partial</th></tr>
+{{range .Sharded.Shards}}<tr><td>{{.Index}}/{{.Count}}</td><td>{{.Items}}</td><td>{{bytes .Size}}</td><td>{{bytes .StoredSize}}</td><td>{{.Reused}}</td><td>{{ts .Started}}</td><td>{{ts .Finished}}</td><td>{{secs .DurationSeconds}}</td><td>{{.Host}}</td><td class="mono">{{.Partial}}</td></tr>
+{{end}}</table>{{end}}{{end}}
+
 <h2>Storage</h2>
 {{with .R.Storage}}<p>{{bytes .TotalBytes}} in {{.TotalObjects}} object(s). Logical {{bytes .LogicalBytes}}, stored once {{bytes .ReferencedBytes}}: {{pct .SavingsRatio}} saved by compression and deduplication{{if .UnreferencedBytes}}; {{bytes .UnreferencedBytes}} no snapshot references (prune collects it){{end}}. Snapshots in this period added {{bytes .Growth.StoredAdded}}.</p>
 <table><tr><th>component</th><th>snapshots</th><th>sources</th><th>latest size</th><th>logical</th><th>stored added</th></tr>
@@ -335,7 +342,8 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		R *Report
 		C charts
 		A []titled
-	}{r, r.charts(), r.Activity.sections()})
+		S []Backup
+	}{r, r.charts(), r.Activity.sections(), r.shardedBackups()})
 }
 
 // titled is one activity section with its heading.

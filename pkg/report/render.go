@@ -64,6 +64,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	r.activityCSV(row)
 	r.Storage.csvRows(row)
 	r.backupsCSV(row)
+	r.shardsCSV(row)
 	for _, f := range r.Failures {
 		row("failure", ts(f.Time), strings.Join(f.Components, ";"), "", f.Kind, strconv.Itoa(f.ExitCode), "", "", "", "", f.Actor, f.Command+": "+f.Error)
 	}
@@ -162,6 +163,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			c.Component, c.Backups, c.Failures, c.Unfinished, rate, orNever(c.LastSuccess), c.Snapshots, c.Pruned)
 	}
 	r.writeActivityText(w)
+	r.writeShardsText(w)
 	v := r.Verification
 	fmt.Fprintf(w, "Verification: %d of %d snapshot(s) verified (%.0f%%), %d with --read-data, %d test-restored; %d failed check(s)%s.\n",
 		v.Verified, v.Snapshots, v.Coverage*100, v.ReadData, v.TestRestored, v.Failed, byKind(v.FailedByKind))

@@ -122,6 +122,9 @@ type Backup struct {
 	// (records older than those figures give only the stored size).
 	Pruned   bool       `json:"pruned"`
 	PrunedAt *time.Time `json:"pruned_at,omitempty"`
+	// Sharded is the run of a merged sharded snapshot: its id, shard count and what each shard did
+	// (ShardedRun; docs/SHARDING.md). Omitted for other snapshots, and for pruned ones.
+	Sharded *ShardedRun `json:"sharded,omitempty"`
 }
 
 // Failure is a failed or unfinished run from the audit trail.
@@ -368,7 +371,8 @@ func (b *builder) addBackups(snaps []*manifest.Manifest, held map[string]bool, c
 		}
 		inWindow[m.ID] = true
 		bk := Backup{Snapshot: m.ID, Time: m.Time.UTC(), Components: m.Components, ComponentSizes: map[string]int64{}, Items: m.Items, Size: m.Size,
-			StoredSize: m.StoredSize, DurationSeconds: time.Duration(m.Duration).Seconds(), Labels: m.Labels, Host: m.Host, Actor: m.Actor, Held: held[m.ID]}
+			StoredSize: m.StoredSize, DurationSeconds: time.Duration(m.Duration).Seconds(), Labels: m.Labels, Host: m.Host, Actor: m.Actor, Held: held[m.ID],
+			Sharded: Sharded(m)}
 		if bk.Components == nil {
 			bk.Components = []string{}
 		}

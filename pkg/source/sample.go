@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -41,9 +42,24 @@ func ParseSample(s string) (n int, pct float64, err error) {
 // SampleIndexes picks which of total items a test-restore checks: all of them without a sample,
 // otherwise a random subset (so repeated drills cover different objects), in ascending order.
 func SampleIndexes(total int, sample string) ([]int, error) {
-	n, pct, err := ParseSample(sample)
+	return SampleIndexesSeeded(total, sample, rand.Uint64(), "")
+}
+
+// SampleIndexesSeeded is SampleIndexes with the choice drawn from seed and the source's name (Rand):
+// the same seed picks the same items of a source again.
+func SampleIndexesSeeded(total int, sample string, seed uint64, source string) ([]int, error) {
+	n, err := sampleSize(total, sample)
 	if err != nil {
 		return nil, err
+	}
+	return samplePositions(total, n, Rand(seed, source)), nil
+}
+
+// sampleSize is how many of total items --sample asks for (total without a sample).
+func sampleSize(total int, sample string) (int, error) {
+	n, pct, err := ParseSample(sample)
+	if err != nil {
+		return 0, err
 	}
 	if pct > 0 {
 		n = int(math.Ceil(float64(total) * pct / 100))
@@ -51,17 +67,39 @@ func SampleIndexes(total int, sample string) ([]int, error) {
 	if n == 0 || n >= total {
 		n = total
 	}
-	idx := make([]int, total)
-	for i := range idx {
-		idx[i] = i
+	return n, nil
+}
+
+// Rand is the random source of one source's sample: seeded by the run's seed and the source's name,
+// so sources are sampled independently of their order and a seed reproduces every one of them.
+func Rand(seed uint64, source string) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(source))
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
+}
+
+// samplePositions draws n distinct positions of [0, total) uniformly (Floyd's algorithm: n draws,
+// memory for n, not total), ascending so the items are read in catalogue (segment) order.
+func samplePositions(total, n int, rng *rand.Rand) []int {
+	if n >= total {
+		idx := make([]int, total)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
 	}
-	if n < total {
-		rand.Shuffle(total, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		idx = idx[:n]
-		// Ascending, so the items are read in catalogue (segment) order.
-		slices.Sort(idx)
+	chosen := make(map[int]struct{}, n)
+	idx := make([]int, 0, n)
+	for j := total - n; j < total; j++ {
+		t := rng.IntN(j + 1)
+		if _, dup := chosen[t]; dup {
+			t = j
+		}
+		chosen[t] = struct{}{}
+		idx = append(idx, t)
 	}
-	return idx, nil
+	slices.Sort(idx)
+	return idx
 }
 
 // MaxProblems caps the problems listed per source; the rest are counted (Overflow).
@@ -100,9 +138,21 @@ func SampleNote(n, total int) string {
 }
 
 // SampleSource picks the catalogue items of one source (mine), checks their count against the
-// manifest, and takes the --sample of them; the check starts with what was picked.
-func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, mine func(manifest.Item) bool) (chk TestRestoreCheck, more Overflow, items []manifest.Item, err error) {
+// manifest, and takes the --sample of them, drawn from seed; the check starts with what was picked.
+// When the source's items are all in fenced catalogue objects (sampleFenced), only the objects that
+// hold a sampled item are read; otherwise the whole catalogue is read twice.
+func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, seed uint64, mine func(manifest.Item) bool) (chk TestRestoreCheck, more Overflow, items []manifest.Item, err error) {
 	chk = TestRestoreCheck{Component: src.Component, Source: src.Name, Checks: []string{}, Problems: []string{}}
+	if items, note, ok, err := sampleFenced(cat, src, sample, seed, mine); err != nil {
+		return chk, more, nil, err
+	} else if ok {
+		for _, it := range items {
+			chk.Items++
+			chk.Bytes += it.Size
+		}
+		chk.Checks = append(chk.Checks, note)
+		return chk, more, items, nil
+	}
 	// Two passes over the (streamed) catalogue: count the source's items, then take the sampled
 	// ones; only the sample is held.
 	total := 0
@@ -117,7 +167,7 @@ func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, m
 	if int64(total) != src.Items {
 		AddProblem(&chk, &more, FailureIntegrity, fmt.Sprintf("the catalogue lists %d object(s), the manifest %d", total, src.Items))
 	}
-	idx, err := SampleIndexes(total, sample)
+	idx, err := SampleIndexesSeeded(total, sample, seed, src.Component+"/"+src.Name)
 	if err != nil {
 		return chk, more, nil, err
 	}
@@ -144,7 +194,11 @@ func SampleSource(cat *manifest.Catalogue, src manifest.Source, sample string, m
 	if n != total {
 		return chk, more, nil, fmt.Errorf("%w: the catalogue changed between two reads (%d then %d items of the source)", errclass.Integrity, total, n)
 	}
-	chk.Checks = append(chk.Checks, SampleNote(len(items), total))
+	note := SampleNote(len(items), total)
+	if len(items) < total {
+		note += fmt.Sprintf(" (seed %d; the whole catalogue read)", seed)
+	}
+	chk.Checks = append(chk.Checks, note)
 	return chk, more, items, nil
 }
 

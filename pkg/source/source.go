@@ -280,8 +280,10 @@ type TestRestoreRequest struct {
 	Identities []age.Identity
 	// Scratch is a directory the component may fill (removed afterwards unless kept).
 	Scratch string
-	// Sample limits per-object components to N items or x percent ("" = all).
+	// Sample limits per-object components to N items or x percent ("" = all); Seed seeds the
+	// random choice of them (SampleSource): the same seed picks the same items of the same snapshot.
 	Sample string
+	Seed   uint64
 	// Assertions are the user's checks of restored databases (D1).
 	Assertions []Assertion
 	// ScratchWorkerURL is a local Workers runtime of the application that sampled Durable Objects may

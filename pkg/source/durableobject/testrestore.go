@@ -75,7 +75,7 @@ func (c *component) TestRestore(ctx context.Context, env source.Env, req source.
 		if src.Component != Component {
 			continue
 		}
-		chk, more, items, err := source.SampleSource(req.Catalogue, src, req.Sample, func(it manifest.Item) bool {
+		chk, more, items, err := source.SampleSource(req.Catalogue, src, req.Sample, req.Seed, func(it manifest.Item) bool {
 			return it.Component == Component && it.Source == src.ID
 		})
 		if err != nil {

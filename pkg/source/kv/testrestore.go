@@ -44,7 +44,7 @@ func (k *kvComponent) TestRestore(ctx context.Context, env source.Env, req sourc
 		if int64(all) != s.Items {
 			chk.Fail(source.FailureIntegrity, fmt.Sprintf("the catalogue lists %d item(s) of the namespace, the manifest %d", all, s.Items))
 		}
-		idx, err := source.SampleIndexes(len(items), req.Sample)
+		idx, err := source.SampleIndexesSeeded(len(items), req.Sample, req.Seed, s.Component+"/"+s.Name)
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,7 @@ func (c *component) TestRestore(ctx context.Context, env source.Env, req source.
 
 // testRestoreBucket restores one bucket's sample into Scratch/<bucket> and checks it.
 func testRestoreBucket(ctx context.Context, req source.TestRestoreRequest, src manifest.Source) (source.TestRestoreCheck, error) {
-	chk, more, items, err := source.SampleSource(req.Catalogue, src, req.Sample, func(it manifest.Item) bool {
+	chk, more, items, err := source.SampleSource(req.Catalogue, src, req.Sample, req.Seed, func(it manifest.Item) bool {
 		return it.Component == Component && it.Source == src.Name && it.Object != nil
 	})
 	if err != nil || len(items) == 0 {
