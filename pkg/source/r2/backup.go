@@ -138,8 +138,15 @@ func (bb *bucketBackup) window(ctx context.Context, objs []Object, conc int) err
 	bb.objs = objs
 	fetch := bb.reuse(ctx)
 	bb.pf = newPrefetcher(ctx, bb.c, bb.o, bb.objs, fetch, conc, &bb.st)
-	for n, i := range fetch {
-		skipped, err := bb.fetch(ctx, n, i)
+	// Objects go into the archive as their GETs complete, not in key order: one slow object no
+	// longer holds the budget of every object fetched after it (docs/R2.md "Backing up"). Items
+	// keep their place in the window (bb.items[i]), so the catalogue and the index stay in key order.
+	for range fetch {
+		n, ok := bb.pf.readyClaim()
+		if !ok {
+			return bb.pf.ctx.Err()
+		}
+		skipped, err := bb.fetch(ctx, n, fetch[n])
 		if err != nil {
 			return err
 		}
@@ -602,8 +609,9 @@ func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, i
 }
 
 // prefetcher runs the GET workers: they claim objects in key order and, within PrefetchBudget, fetch
-// small ones into buffers and start large ones as ranged GETs (rangedBody) that the writer reads in
-// turn.
+// small ones into buffers and start large ones as ranged GETs (rangedBody); the writer takes them in
+// the order they are ready (readyClaim), so what holds the budget is the GETs in flight and the objects
+// waiting for the compressors, not objects that finished early and wait behind a slow one.
 type prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -621,6 +629,7 @@ type prefetcher struct {
 	budget    int64
 	limit     int64 // the whole budget
 	results   []chan fetched
+	ready     chan int // the claims whose result is in results, in the order they were ready
 	wg        sync.WaitGroup
 	free      [][]byte
 	freeBytes int64
@@ -648,7 +657,7 @@ func newPrefetcher(ctx context.Context, c *Client, o BackupOptions, objs []Objec
 		budget = o.PrefetchBudget
 	}
 	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: budget, limit: budget, conc: conc,
-		results: make([]chan fetched, len(fetch))}
+		results: make([]chan fetched, len(fetch)), ready: make(chan int, len(fetch))}
 	p.cond = sync.NewCond(&p.mu)
 	for i := range p.results {
 		p.results[i] = make(chan fetched, 1)
@@ -699,6 +708,18 @@ func (p *prefetcher) worker() {
 		} else {
 			p.results[n] <- p.get(ob, need)
 		}
+		p.ready <- n
+	}
+}
+
+// readyClaim waits for a claim whose result is ready and returns it; false once the prefetcher is stopped
+// or its context ended. Each claim is returned once (a refetch's result is not announced again).
+func (p *prefetcher) readyClaim() (int, bool) {
+	select {
+	case n := <-p.ready:
+		return n, true
+	case <-p.ctx.Done():
+		return 0, false
 	}
 }
 
