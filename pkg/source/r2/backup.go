@@ -28,9 +28,26 @@ const (
 	// SmallObject is the largest object prefetched into memory by the GET workers; larger objects are
 	// streamed straight into the archive writer when their turn comes.
 	SmallObject = 4 << 20
-	// PrefetchBudget bounds the bytes of prefetched objects waiting for the writer.
+	// PrefetchBudget is the least the prefetched objects (fetched, being fetched, waiting for the
+	// compressors) may hold; the budget is prefetchBudget(workers).
 	PrefetchBudget = 24 << 20
+	// PrefetchPerWorker is the budget each GET worker brings: one SmallObject being fetched and
+	// 2 MiB of objects fetched and waiting for the compressors. Over a slow link an object holds
+	// its share for as long as it takes to arrive (a 4 MiB object at 12.5 MB/s a connection:
+	// 0.34 s), so filling a link takes as many bytes in flight as the link carries in that time;
+	// 24 MiB for 8 workers left the workers waiting for budget and a 50 MB/s link 53–65 % used,
+	// 48 MiB used 65–78 % of it (docs/BENCHMARKS.md "The slow link").
+	PrefetchPerWorker = 6 << 20
+	// MaxPrefetchBudget caps the budget of many workers.
+	MaxPrefetchBudget = 128 << 20
 )
+
+// prefetchBudget is the prefetch budget of a backup with conc GET workers: PrefetchPerWorker each,
+// at least PrefetchBudget, at most MaxPrefetchBudget. It bounds the memory of prefetched objects
+// by the workers, never by the data; the backup's memory limit counts it (setMemoryLimit).
+func prefetchBudget(conc int) int64 {
+	return min(max(PrefetchBudget, int64(conc)*PrefetchPerWorker), MaxPrefetchBudget)
+}
 
 // BackupOptions select what one bucket backup captures.
 type BackupOptions struct {
@@ -47,7 +64,7 @@ type BackupOptions struct {
 	Log          *slog.Logger
 	// Progress receives bytes as they are read from the bucket (or reused).
 	Progress func(int)
-	// PrefetchBudget overrides PrefetchBudget (tests).
+	// PrefetchBudget overrides the prefetch budget, prefetchBudget(Concurrency) (tests).
 	PrefetchBudget int64
 	// BeforeGet is called before each object GET (tests delete objects or cancel here).
 	BeforeGet func(key string)
@@ -652,7 +669,7 @@ type pbuf struct {
 
 func newPrefetcher(ctx context.Context, c *Client, o BackupOptions, objs []Object, fetch []int, conc int, st *Stats) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	budget := int64(PrefetchBudget)
+	budget := prefetchBudget(conc)
 	if o.PrefetchBudget > 0 {
 		budget = o.PrefetchBudget
 	}
