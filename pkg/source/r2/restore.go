@@ -429,15 +429,13 @@ func (p *Plan) streamingBytes(workers int) int64 {
 const keepBuffer = 1 << 20
 
 // poolBytes bounds the restore's shared buffer pool (s3api.Pool: decoded objects read whole, part
-// buffers): it keeps a buffer for reuse only while the buffers it has handed out and kept stay
-// under half of what the memory limit adds for the restore (PartBufferBytes(0) + streamingBytes,
-// see PlanRestore) and the keepBuffer a worker kept before there was a pool. Kept buffers are live
-// heap: with the whole of that kept, a 4 GiB restore's live heap sat at the soft limit and the
-// collector ran 117–132 times instead of main's 66–69; with half, 52 (docs/BENCHMARKS.md). A
-// restore of objects of 1–8 MiB still reuses most decoded buffers instead of allocating and
-// clearing one per object; the bound depends on the workers and the part size, never on the data.
+// buffers), in use and kept together: what the memory limit adds for the restore
+// (PartBufferBytes(0) + streamingBytes, see PlanRestore) plus the keepBuffer a worker kept before
+// there was a pool, which the 100 MiB base limit covers. So the pool keeps only memory the limit
+// already counts, and a restore of objects of 1–8 MiB no longer allocates and clears a decoded
+// buffer per object; the bound depends on the workers and the part size, never on the data.
 func (p *Plan) poolBytes(c *Client, workers int) int64 {
-	return (c.PartBufferBytes(0) + p.streamingBytes(workers) + int64(workers)*keepBuffer) / 2
+	return c.PartBufferBytes(0) + p.streamingBytes(workers) + int64(workers)*keepBuffer
 }
 
 // restorePoolHook, when set, sees each bucket restore's pool and its bound at the end (tests).
