@@ -410,10 +410,15 @@ type holder struct {
 	freed chan struct{} // signalled whenever a buffer comes back
 }
 
+// poolSlack is what a part buffer taken from a Pool has beyond the part size: room for an object
+// of the part size read whole with its archive framing (a tar header, padding), so that one buffer
+// class serves both a restore's parts and its objects read whole.
+const poolSlack = 32 << 10
+
 // buf is a new part buffer: from the budget's pool when it has one, else the client's free list.
 func (h *holder) buf() *[]byte {
 	if h.budget != nil && h.budget.pool != nil {
-		b := h.budget.pool.Get(int(h.c.partSize))
+		b := h.budget.pool.Get(int(h.c.partSize) + poolSlack)[:h.c.partSize]
 		return &b
 	}
 	return h.c.getBuf()

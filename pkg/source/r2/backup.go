@@ -35,8 +35,9 @@ const (
 	// 2 MiB of objects fetched and waiting for the compressors. Over a slow link an object holds
 	// its share for as long as it takes to arrive (a 4 MiB object at 12.5 MB/s a connection:
 	// 0.34 s), so filling a link takes as many bytes in flight as the link carries in that time;
-	// 24 MiB for 8 workers left the workers waiting for budget and a 50 MB/s link 53–65 % used,
-	// 48 MiB used 65–78 % of it (docs/BENCHMARKS.md "The slow link").
+	// 24 MiB for 8 workers kept them waiting for budget with a 50 MB/s link about half used;
+	// 48 MiB used about 70 % of it (docs/BENCHMARKS.md "The slow-link backup and the restore's
+	// buffers").
 	PrefetchPerWorker = 6 << 20
 	// MaxPrefetchBudget caps the budget of many workers.
 	MaxPrefetchBudget = 128 << 20
