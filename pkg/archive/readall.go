@@ -32,6 +32,22 @@ func (b *Buffers) Trim(max int) {
 	}
 }
 
+// WholeSize is the data buffer ReadAll needs for an item of size bytes (the item and a chunk's tar
+// header and padding around it), for callers that lend it one (SetData).
+func WholeSize(size int64) int { return int(size) + 2*tarSlack }
+
+// SetData lends d as the data buffer (ReadAll uses it when its capacity is at least WholeSize of the
+// item), so a caller can keep decoded buffers in a pool of its own; TakeData takes the data buffer
+// back out (nil when there is none).
+func (b *Buffers) SetData(d []byte) { b.data = d }
+
+// TakeData returns the data buffer and leaves b without one.
+func (b *Buffers) TakeData() []byte {
+	d := b.data
+	b.data = nil
+	return d
+}
+
 // WholeReader is implemented by the readers OpenItem and Opener.Open return. ReadAll is for callers
 // that need a whole item in memory anyway (an object PUT with a checksum header): it reads each chunk's
 // frame with one ranged read, decodes its LZ4 blocks straight into b's data buffer and checks the item's

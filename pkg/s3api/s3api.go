@@ -392,11 +392,22 @@ func (c *Client) putBuf(b *[]byte) {
 // upload only ever waits for a slot while a part of its own is in flight).
 type Budget struct {
 	slots chan struct{}
+	pool  *Pool
 }
 
 // NewBudget makes a budget of k extra part buffers shared by the uploads that carry it.
 func NewBudget(k int) *Budget {
 	return &Budget{slots: make(chan struct{}, max(k, 0))}
+}
+
+// NewBudgetPool is NewBudget whose uploads take their part buffers from pool and give them back
+// there, instead of the client's free list (which keeps one upload's Concurrency+1 buffers and
+// lets the others' go to the collector): uploads in flight together reuse what the pool's bound
+// allows, up to every worker's buffer and the k slots'.
+func NewBudgetPool(k int, pool *Pool) *Budget {
+	b := NewBudget(k)
+	b.pool = pool
+	return b
 }
 
 // InUse is the number of the budget's slots taken now (tests check the bound with it).
@@ -412,11 +423,25 @@ type holder struct {
 	freed chan struct{} // signalled whenever a buffer comes back
 }
 
+// poolSlack is what a part buffer taken from a Pool has beyond the part size: room for an object
+// of the part size read whole with its archive framing (a tar header, padding), so that one buffer
+// class serves both a restore's parts and its objects read whole.
+const poolSlack = 32 << 10
+
+// buf is a new part buffer: from the budget's pool when it has one, else the client's free list.
+func (h *holder) buf() *[]byte {
+	if h.budget != nil && h.budget.pool != nil {
+		b := h.budget.pool.Get(int(h.c.partSize) + poolSlack)[:h.c.partSize]
+		return &b
+	}
+	return h.c.getBuf()
+}
+
 // get returns a part buffer, waiting for a budget slot (or for one of the upload's own buffers to
 // come back) when the upload already holds one.
 func (h *holder) get(ctx context.Context) (*[]byte, error) {
 	if h.budget == nil {
-		return h.c.getBuf(), nil
+		return h.buf(), nil
 	}
 	h.mu.Lock()
 	if h.freed == nil {
@@ -432,7 +457,7 @@ func (h *holder) get(ctx context.Context) (*[]byte, error) {
 			}
 			h.held++
 			h.mu.Unlock()
-			return h.c.getBuf(), nil
+			return h.buf(), nil
 		case <-h.freed:
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -441,7 +466,7 @@ func (h *holder) get(ctx context.Context) (*[]byte, error) {
 	}
 	h.held = 1
 	h.mu.Unlock()
-	return h.c.getBuf(), nil
+	return h.buf(), nil
 }
 
 // put gives a buffer back (nil is ignored) and, for all but the upload's last one, its budget slot.
@@ -449,9 +474,14 @@ func (h *holder) put(b *[]byte) {
 	if b == nil {
 		return
 	}
-	h.c.putBuf(b)
 	if h.budget == nil {
+		h.c.putBuf(b)
 		return
+	}
+	if h.budget.pool != nil {
+		h.budget.pool.Put(*b)
+	} else {
+		h.c.putBuf(b)
 	}
 	h.mu.Lock()
 	if h.held > 1 {

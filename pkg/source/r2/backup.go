@@ -28,9 +28,27 @@ const (
 	// SmallObject is the largest object prefetched into memory by the GET workers; larger objects are
 	// streamed straight into the archive writer when their turn comes.
 	SmallObject = 4 << 20
-	// PrefetchBudget bounds the bytes of prefetched objects waiting for the writer.
+	// PrefetchBudget is the least the prefetched objects (fetched, being fetched, waiting for the
+	// compressors) may hold; the budget is prefetchBudget(workers).
 	PrefetchBudget = 24 << 20
+	// PrefetchPerWorker is the budget each GET worker brings: one SmallObject being fetched and
+	// 2 MiB of objects fetched and waiting for the compressors. Over a slow link an object holds
+	// its share for as long as it takes to arrive (a 4 MiB object at 12.5 MB/s a connection:
+	// 0.34 s), so filling a link takes as many bytes in flight as the link carries in that time;
+	// 24 MiB for 8 workers kept them waiting for budget with a 50 MB/s link about half used;
+	// 48 MiB used about 70 % of it (docs/BENCHMARKS.md "The slow-link backup and the restore's
+	// buffers").
+	PrefetchPerWorker = 6 << 20
+	// MaxPrefetchBudget caps the budget of many workers.
+	MaxPrefetchBudget = 128 << 20
 )
+
+// prefetchBudget is the prefetch budget of a backup with conc GET workers: PrefetchPerWorker each,
+// at least PrefetchBudget, at most MaxPrefetchBudget. It bounds the memory of prefetched objects
+// by the workers, never by the data; the backup's memory limit counts it (setMemoryLimit).
+func prefetchBudget(conc int) int64 {
+	return min(max(PrefetchBudget, int64(conc)*PrefetchPerWorker), MaxPrefetchBudget)
+}
 
 // BackupOptions select what one bucket backup captures.
 type BackupOptions struct {
@@ -47,7 +65,7 @@ type BackupOptions struct {
 	Log          *slog.Logger
 	// Progress receives bytes as they are read from the bucket (or reused).
 	Progress func(int)
-	// PrefetchBudget overrides PrefetchBudget (tests).
+	// PrefetchBudget overrides the prefetch budget, prefetchBudget(Concurrency) (tests).
 	PrefetchBudget int64
 	// BeforeGet is called before each object GET (tests delete objects or cancel here).
 	BeforeGet func(key string)
@@ -138,8 +156,15 @@ func (bb *bucketBackup) window(ctx context.Context, objs []Object, conc int) err
 	bb.objs = objs
 	fetch := bb.reuse(ctx)
 	bb.pf = newPrefetcher(ctx, bb.c, bb.o, bb.objs, fetch, conc, &bb.st)
-	for n, i := range fetch {
-		skipped, err := bb.fetch(ctx, n, i)
+	// Objects go into the archive as their GETs complete, not in key order: one slow object no
+	// longer holds the budget of every object fetched after it (docs/R2.md "Backing up"). Items
+	// keep their place in the window (bb.items[i]), so the catalogue and the index stay in key order.
+	for range fetch {
+		n, ok := bb.pf.readyClaim()
+		if !ok {
+			return bb.pf.ctx.Err()
+		}
+		skipped, err := bb.fetch(ctx, n, fetch[n])
 		if err != nil {
 			return err
 		}
@@ -602,8 +627,9 @@ func loadParent(ctx context.Context, s *source.Session, bucket, prefix string, i
 }
 
 // prefetcher runs the GET workers: they claim objects in key order and, within PrefetchBudget, fetch
-// small ones into buffers and start large ones as ranged GETs (rangedBody) that the writer reads in
-// turn.
+// small ones into buffers and start large ones as ranged GETs (rangedBody); the writer takes them in
+// the order they are ready (readyClaim), so what holds the budget is the GETs in flight and the objects
+// waiting for the compressors, not objects that finished early and wait behind a slow one.
 type prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -621,6 +647,7 @@ type prefetcher struct {
 	budget    int64
 	limit     int64 // the whole budget
 	results   []chan fetched
+	ready     chan int // the claims whose result is in results, in the order they were ready
 	wg        sync.WaitGroup
 	free      [][]byte
 	freeBytes int64
@@ -643,12 +670,12 @@ type pbuf struct {
 
 func newPrefetcher(ctx context.Context, c *Client, o BackupOptions, objs []Object, fetch []int, conc int, st *Stats) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	budget := int64(PrefetchBudget)
+	budget := prefetchBudget(conc)
 	if o.PrefetchBudget > 0 {
 		budget = o.PrefetchBudget
 	}
 	p := &prefetcher{ctx: ctx, cancel: cancel, c: c, o: o, objs: objs, fetch: fetch, st: st, budget: budget, limit: budget, conc: conc,
-		results: make([]chan fetched, len(fetch))}
+		results: make([]chan fetched, len(fetch)), ready: make(chan int, len(fetch))}
 	p.cond = sync.NewCond(&p.mu)
 	for i := range p.results {
 		p.results[i] = make(chan fetched, 1)
@@ -699,6 +726,18 @@ func (p *prefetcher) worker() {
 		} else {
 			p.results[n] <- p.get(ob, need)
 		}
+		p.ready <- n
+	}
+}
+
+// readyClaim waits for a claim whose result is ready and returns it; false once the prefetcher is stopped
+// or its context ended. Each claim is returned once (a refetch's result is not announced again).
+func (p *prefetcher) readyClaim() (int, bool) {
+	select {
+	case n := <-p.ready:
+		return n, true
+	case <-p.ctx.Done():
+		return 0, false
 	}
 }
 

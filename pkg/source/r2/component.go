@@ -1,6 +1,7 @@
 package r2
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -143,7 +144,8 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 	if req.DryRun {
 		return plan, nil
 	}
-	setMemoryLimit(req.Repo, true, 0)
+	// The 100 MiB base was measured with a prefetch budget of PrefetchBudget; more workers bring more.
+	setMemoryLimit(req.Repo, true, prefetchBudget(cmp.Or(conc, DefaultConcurrency))-PrefetchBudget)
 	if req.SecretErr != nil {
 		env.Log().Warn("writer secret unavailable: R2 objects are backed up in full, without an incremental index", "err", req.SecretErr)
 	}

@@ -3,6 +3,7 @@ package r2
 import (
 	"context"
 
+	"github.com/cfbackup/cfbackup/pkg/s3api"
 	"github.com/cfbackup/cfbackup/pkg/store"
 )
 
@@ -59,4 +60,11 @@ func SetJournalMaxWaiting(n int) func() {
 	old := journalMaxWaiting
 	journalMaxWaiting = n
 	return func() { journalMaxWaiting = old }
+}
+
+// SetRestorePoolHook calls f with each bucket restore's buffer pool and its bound when the restore
+// ends; the returned func removes it.
+func SetRestorePoolHook(f func(pool *s3api.Pool, bound int64)) func() {
+	restorePoolHook = f
+	return func() { restorePoolHook = nil }
 }

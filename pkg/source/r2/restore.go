@@ -324,8 +324,10 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		removeStaleTemps(root, p)
 	}
 	var budget *s3api.Budget // part buffers beyond one per worker, shared (RestorePartStreams)
+	var pool *s3api.Pool     // the workers' decoded objects and part buffers, reused
 	if c != nil {
-		budget = s3api.NewBudget(c.partStreams)
+		pool = s3api.NewPool(p.poolBytes(c, concurrency))
+		budget = s3api.NewBudgetPool(c.partStreams, pool)
 	}
 	work := make(chan int)
 	var mu sync.Mutex
@@ -337,7 +339,7 @@ func Restore(ctx context.Context, c *Client, open Opener, p *Plan, concurrency i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf workerBufs
+			buf := workerBufs{pool: pool}
 			for i := range work {
 				e := p.Entries[i]
 				err := restoreOne(ctx, c, open, t, root, e, &buf, budget)
@@ -371,6 +373,9 @@ feed:
 	}
 	close(work)
 	wg.Wait()
+	if restorePoolHook != nil && pool != nil {
+		restorePoolHook(pool, p.poolBytes(c, concurrency))
+	}
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = ctx.Err()
 	}
@@ -419,15 +424,47 @@ func (p *Plan) streamingBytes(workers int) int64 {
 	return int64(min(n, workers)) * streamReaderBytes
 }
 
-// keepBuffer is the largest buffer a restore worker keeps for its next object.
+// keepBuffer is the largest data buffer a restore worker keeps for its next object; larger ones go
+// back to the restore's pool.
 const keepBuffer = 1 << 20
+
+// poolBytes bounds the restore's shared buffer pool (s3api.Pool: decoded objects read whole, part
+// buffers), in use and kept together: what the memory limit adds for the restore
+// (PartBufferBytes(0) + streamingBytes, see PlanRestore) plus the keepBuffer a worker kept before
+// there was a pool, which the 100 MiB base limit covers. So the pool keeps only memory the limit
+// already counts, and a restore of objects of 1–8 MiB no longer allocates and clears a decoded
+// buffer per object; the bound depends on the workers and the part size, never on the data.
+func (p *Plan) poolBytes(c *Client, workers int) int64 {
+	return c.PartBufferBytes(0) + p.streamingBytes(workers) + int64(workers)*keepBuffer
+}
+
+// restorePoolHook, when set, sees each bucket restore's pool and its bound at the end (tests).
+var restorePoolHook func(pool *s3api.Pool, bound int64)
 
 // workerBufs is one restore worker's memory, reused from object to object.
 type workerBufs struct {
 	// b serves objects read whole and sent with one PUT (a frame and the decoded object) and
 	// large objects decoded into part buffers (a frame). The frame buffer is kept, up to a chunk's
-	// frame; the data buffer up to keepBuffer.
-	b archive.Buffers
+	// frame; the data buffer of an object read whole comes from pool and goes back to it.
+	b    archive.Buffers
+	pool *s3api.Pool
+}
+
+// readWhole reads an object that fits one PUT into a buffer from the pool (give it back with
+// done once it is sent).
+func (w *workerBufs) readWhole(wr archive.WholeReader, size int64) ([]byte, error) {
+	if w.pool != nil {
+		w.b.SetData(w.pool.Get(archive.WholeSize(size)))
+	}
+	return wr.ReadAll(&w.b)
+}
+
+// done gives the data buffer back to the pool and trims what the worker keeps.
+func (w *workerBufs) done() {
+	if w.pool != nil {
+		w.pool.Put(w.b.TakeData())
+	}
+	w.b.TrimTo(frameKeep, keepBuffer)
 }
 
 func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs, budget *s3api.Budget) error {
@@ -439,19 +476,19 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 	if t.Dir == "" {
 		// An object that fits one PUT is read whole (its SHA-256 checked) and sent from that buffer.
 		if wr, ok := rc.(archive.WholeReader); ok && e.Size <= c.partSize {
-			b, err := wr.ReadAll(&buf.b)
+			b, err := buf.readWhole(wr, e.Size)
 			if err == nil {
 				err = c.PutBytes(ctx, t.Bucket, e.Target, b, *e.item.Object)
 			}
-			buf.b.TrimTo(frameKeep, keepBuffer)
+			buf.done()
 			return err
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which the upload reaches before it
 		// completes (an error or a mismatch there aborts it). Parts are read in order, each chunk
 		// decoded straight into its part buffer (archive.PartReader), and sent up to
 		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
-		// budget. Part buffers are not kept: eight idle 8 MiB buffers would hold the heap at its soft
-		// limit; the frame buffer (one compressed chunk) is.
+		// budget; part buffers come from the restore's pool and go back to it (kept within the bound
+		// the memory limit counts, poolBytes); the frame buffer (one compressed chunk) is kept.
 		var r io.Reader = rc
 		if pr, ok := rc.(archive.PartReader); ok {
 			r = pr.Parts(&buf.b)
