@@ -18,11 +18,13 @@ import (
 	"github.com/cfbackup/cfbackup/pkg/s3api"
 )
 
-// inFlight counts the UploadPart requests in flight and holds each for delay.
+// inFlight counts the UploadPart requests in flight and holds each for delay — and, until want
+// parts have been in flight at once, for up to 5 s more, so that on a loaded machine the parts that
+// could overlap do (CI saw the lower bound missed when a 100 ms hold was not enough to overlap).
 type inFlight struct {
-	delay     time.Duration
-	mu        sync.Mutex
-	now, most int
+	delay           time.Duration
+	mu              sync.Mutex
+	now, most, want int
 }
 
 func (f *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -33,6 +35,14 @@ func (f *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
 		f.most = max(f.most, f.now)
 		f.mu.Unlock()
 		time.Sleep(f.delay)
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			f.mu.Lock()
+			reached := f.most >= f.want
+			f.mu.Unlock()
+			if reached {
+				break
+			}
+		}
 		defer func() {
 			f.mu.Lock()
 			f.now--
@@ -60,10 +70,10 @@ func TestBudgetBoundsUploads(t *testing.T) {
 	if err := c.Put(ctx, "bud", "warm", bytes.NewReader(warm), s3api.PutOptions{Size: int64(len(warm))}); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	f.most = 0
-	f.mu.Unlock()
 	const uploads, slots = 3, 2
+	f.mu.Lock()
+	f.most, f.want = 0, uploads+2
+	f.mu.Unlock()
 	budget := s3api.NewBudget(slots)
 	bodies := make([][]byte, uploads)
 	errs := make([]error, uploads+1)
