@@ -3,6 +3,8 @@ package archive
 import (
 	"context"
 	"sync"
+
+	"github.com/cfbackup/cfbackup/pkg/bufclass"
 )
 
 // frameMem hands out compressed-frame buffers within a byte budget. A buffer is reserved when a job is
@@ -30,17 +32,7 @@ func newFrameMem(budget int64) *frameMem {
 // BufferClass is the capacity to allocate for a buffer of n bytes that is to be recycled: n rounded
 // up to an eighth of the power of two below it (at most 12.5 % waste, few distinct sizes), and at
 // least 64 KiB.
-func BufferClass(n int) int {
-	if n <= 64<<10 {
-		return 64 << 10
-	}
-	p := 64 << 10
-	for p*2 <= n {
-		p <<= 1
-	}
-	step := p / 8
-	return (n + step - 1) / step * step
-}
+func BufferClass(n int) int { return bufclass.Round(n, 8) }
 
 // get returns an empty buffer with capacity of at least n and the bytes charged for it (give both
 // to put), waiting for the sink to give back buffers while the budget is used up; it fails only when

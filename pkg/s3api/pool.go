@@ -1,6 +1,10 @@
 package s3api
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/cfbackup/cfbackup/pkg/bufclass"
+)
 
 // Pool is a bounded free list of byte buffers shared by the uploads of one caller that runs many
 // (a restore's object workers): their part buffers (Budget.Pool) and whatever else the caller
@@ -36,17 +40,7 @@ func NewPool(max int64) *Pool { return &Pool{max: max} }
 // poolClass is the capacity allocated for a request of n bytes: n rounded up to a sixteenth of the
 // power of two below it (at most 6.25 % waste, so one buffer serves many nearby sizes: a part of
 // 8 MiB and an object of 8 MiB read whole with its tar header both fit 8.5 MiB), at least 64 KiB.
-func poolClass(n int) int {
-	if n <= 64<<10 {
-		return 64 << 10
-	}
-	p := 64 << 10
-	for p*2 <= n {
-		p <<= 1
-	}
-	step := p / 16
-	return (n + step - 1) / step * step
-}
+func poolClass(n int) int { return bufclass.Round(n, 16) }
 
 // Get returns a buffer of length n: the smallest free one that fits and is less than twice n's
 // class (a large buffer is not spent on a small object), or a new one.

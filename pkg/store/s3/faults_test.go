@@ -157,15 +157,7 @@ func TestConditionalCreateLostAnswer(t *testing.T) {
 		if p.Pending() != 0 {
 			t.Fatal("the answer was not lost")
 		}
-		rc, err := s.Open(ctx, "segments/big.age", 0, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if !bytes.Equal(got, data) {
-			t.Fatal("stored object differs")
-		}
+		sameStored(t, s, "segments/big.age", data)
 	})
 }
 
@@ -187,13 +179,19 @@ func TestStreamedPutOutlastsFourFailures(t *testing.T) {
 	if p.Pending() != 0 {
 		t.Fatalf("%d scripted failures did not happen", p.Pending())
 	}
-	rc, err := s.Open(ctx, "segments/s.age", 0, -1)
+	sameStored(t, s, "segments/s.age", data)
+}
+
+// sameStored fails t unless key holds exactly want.
+func sameStored(t *testing.T, s store.Store, key string, want []byte) {
+	t.Helper()
+	rc, err := s.Open(context.Background(), key, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(rc)
 	rc.Close()
-	if !bytes.Equal(got, data) {
-		t.Fatal("stored object differs")
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: stored object differs", key)
 	}
 }
