@@ -7,13 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfbackup/cfbackup/pkg/engine"
 	"github.com/cfbackup/cfbackup/pkg/manifest"
-)
-
-// Labels a merged sharded run carries (docs/SHARDING.md "Merge").
-const (
-	LabelShardRun   = "shard-run"
-	LabelShardCount = "shard-count"
 )
 
 // ShardedRun is what a merged sharded snapshot says about its run: the run id, the shard count and
@@ -53,8 +48,8 @@ func Sharded(m *manifest.Manifest) *ShardedRun {
 	if len(m.Shards) == 0 {
 		return nil
 	}
-	out := &ShardedRun{Run: m.Labels[LabelShardRun], Shards: make([]ShardRun, 0, len(m.Shards))}
-	out.Count, _ = strconv.Atoi(m.Labels[LabelShardCount])
+	out := &ShardedRun{Run: m.Labels[engine.LabelShardRun], Shards: make([]ShardRun, 0, len(m.Shards))}
+	out.Count, _ = strconv.Atoi(m.Labels[engine.LabelShardCount])
 	for _, s := range m.Shards {
 		i, n := parseShard(s.Shard)
 		d := time.Duration(s.Duration)
