@@ -51,7 +51,10 @@ func Sharded(m *manifest.Manifest) *ShardedRun {
 	out := &ShardedRun{Run: m.Labels[engine.LabelShardRun], Shards: make([]ShardRun, 0, len(m.Shards))}
 	out.Count, _ = strconv.Atoi(m.Labels[engine.LabelShardCount])
 	for _, s := range m.Shards {
-		i, n := parseShard(s.Shard)
+		var i, n int // zeros when the manifest's "I/N" is not one
+		if sh, err := engine.ParseShard(s.Shard); err == nil {
+			i, n = sh.I, sh.N
+		}
 		d := time.Duration(s.Duration)
 		out.Shards = append(out.Shards, ShardRun{Index: i, Count: n, Partial: s.Partial, Host: s.Host, Started: s.Time.UTC(),
 			Finished: s.Time.Add(d).UTC(), DurationSeconds: d.Seconds(), Items: s.Items, Size: s.Size, StoredSize: s.StoredSize, Reused: s.Reused})
@@ -60,20 +63,6 @@ func Sharded(m *manifest.Manifest) *ShardedRun {
 		}
 	}
 	return out
-}
-
-// parseShard reads "I/N"; zeros when it is not that.
-func parseShard(s string) (i, n int) {
-	a, b, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, 0
-	}
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if err1 != nil || err2 != nil {
-		return 0, 0
-	}
-	return i, n
 }
 
 // Marker is the compact note `list` prints beside a merged snapshot: "3 shards".
