@@ -232,7 +232,7 @@ export async function handleCfbackup(state: State, env: Env, req: Request): Prom
   try {
     const h = checkHeaders(env.CFBACKUP_SECRET, req);
     const body = req.method === "POST" ? await readBody(req, MAX_IMPORT_BYTES) : new Uint8Array(0);
-    await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard);
+    await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard, Date.now(), url);
     const name = pathName(id);
     if (name === undefined ? id !== state.id.toString() : state.id.name !== undefined && state.id.name !== name) {
       return json(400, { error: "wrong_object", message: `request for object ${id} reached object ${state.id}: check the Worker's cfbackup route` });
@@ -871,7 +871,7 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
       st.transactionSync(() => {
         const master = readMaster(sql);
         const kept = keepable(sql, master, created, schemaNames);
-        wipeSync(st, sql, master, kept);
+        wipeSync(st, sql, master, kept, new Set(kv.map(([k]) => k)));
         for (const [k, v] of kv) st.kv!.put(k, v);
         apply(kept);
       });
@@ -928,11 +928,11 @@ function keepable(sql: NonNullable<Storage["sql"]>, master: MasterRow[], created
 }
 
 /**
- * wipeSync removes every user trigger, view, index and table and every KV key, synchronously, inside
- * the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
+ * wipeSync removes every user trigger, view, index and table and every KV key (but those in
+ * rewritten, which the caller puts next), synchronously, inside the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
  * children are dropped before their parents, so a parent table with referencing rows drops cleanly.
  */
-function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, master = readMaster(sql), kept?: Kept) {
+function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, master = readMaster(sql), kept?: Kept, rewritten?: Set<string>) {
   sql.exec("PRAGMA defer_foreign_keys = ON");
   const objs = master.filter((r) => (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null);
   for (const r of objs.sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))) {
@@ -947,7 +947,8 @@ function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, master = readMa
   if (kept?.tables.size && hasSequence(master)) {
     for (const t of kept.tables) sql.exec("DELETE FROM sqlite_sequence WHERE name = ?", t); // the export's seq lines set them again
   }
-  const keys = [...st.kv!.list()].map(([k]) => k);
+  // A key the caller writes again next is overwritten, not deleted first.
+  const keys = [...st.kv!.list()].map(([k]) => k).filter((k) => !rewritten?.has(k));
   for (const k of keys) st.kv!.delete(k);
 }
 
