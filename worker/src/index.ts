@@ -266,15 +266,26 @@ async function info(state: State) {
 
 type Table = { name: string; sql: string };
 
-/** MasterRow is one row of sqlite_master (r: its rowid). */
-type MasterRow = { type: string; name: string; tbl_name: string; sql: string | null; r: number };
+const USER_TABLE = "type = 'table' AND NOT (name LIKE '\\_cf\\_%' ESCAPE '\\' OR name LIKE '\\_\\_cf\\_%' ESCAPE '\\' OR name LIKE 'sqlite\\_%' ESCAPE '\\' OR name LIKE '\\_\\_miniflare%' ESCAPE '\\')";
+const MASTER_WITH_COLS = `SELECT type, name, tbl_name, sql, rowid AS r, CASE WHEN ${USER_TABLE} THEN (SELECT json_group_array(p.name) FROM pragma_table_info(m.name) AS p) END AS cols FROM sqlite_master AS m ORDER BY name`;
+
+/** MasterRow is one row of sqlite_master (r: its rowid; cols: a user table's columns as JSON, when asked for). */
+type MasterRow = { type: string; name: string; tbl_name: string; sql: string | null; r: number; cols?: string | null };
 
 /**
  * readMaster reads sqlite_master once, by name: the tables, the other schema objects and whether
  * sqlite_sequence exists all come from it (one query instead of one per question).
  */
-function readMaster(sql: NonNullable<Storage["sql"]>): MasterRow[] {
-  return sql.exec("SELECT type, name, tbl_name, sql, rowid AS r FROM sqlite_master ORDER BY name").toArray() as MasterRow[];
+function readMaster(sql: NonNullable<Storage["sql"]>, withCols = false): MasterRow[] {
+  if (!withCols) return sql.exec("SELECT type, name, tbl_name, sql, rowid AS r FROM sqlite_master ORDER BY name").toArray() as MasterRow[];
+  // An export also needs every user table's columns: in the same query, not one PRAGMA table_info
+  // each (internal tables are not the module's to read: the runtime refuses them). Should the
+  // runtime refuse this query, the columns are read per table as before.
+  try {
+    return sql.exec(MASTER_WITH_COLS).toArray() as MasterRow[];
+  } catch {
+    return readMaster(sql);
+  }
 }
 
 /**
@@ -310,18 +321,22 @@ function schemaOf(sql: NonNullable<Storage["sql"]>) {
   let order: { tables: Table[]; cyclic: boolean } | undefined;
   const cols = new Map<string, string[]>();
   return {
-    master: () => (master ??= readMaster(sql)),
-    tables: () => (tables ??= userTables(sql, (master ??= readMaster(sql)))),
+    master: () => (master ??= readMaster(sql, true)),
+    tables: () => (tables ??= userTables(sql, (master ??= readMaster(sql, true)))),
     order: () => {
       if (!order) {
         const cyc = { v: false };
-        order = { tables: fkOrder(sql, (tables ??= userTables(sql, (master ??= readMaster(sql)))), cyc), cyclic: cyc.v };
+        order = { tables: fkOrder(sql, (tables ??= userTables(sql, (master ??= readMaster(sql, true)))), cyc), cyclic: cyc.v };
       }
       return order;
     },
     cols: (name: string) => {
       let c = cols.get(name);
-      if (!c) cols.set(name, (c = tableCols(sql, name)));
+      if (!c) {
+        const m = (master ??= readMaster(sql, true)).find((r) => r.name === name && r.type === "table");
+        c = typeof m?.cols === "string" ? (JSON.parse(m.cols) as string[]) : tableCols(sql, name);
+        cols.set(name, c);
+      }
       return c;
     },
   };
