@@ -13,11 +13,19 @@ export const MIN_SECRET_LENGTH = 32;
 
 const enc = new TextEncoder();
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 export function hex(b: ArrayBuffer): string {
-  return [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  let s = "";
+  for (const x of new Uint8Array(b)) s += HEX[x];
+  return s;
 }
 
+/** EMPTY_SHA256 is the SHA-256 of no bytes (the body of every GET): not computed again per request. */
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 export async function sha256Hex(body: ArrayBuffer | Uint8Array): Promise<string> {
+  if (body.byteLength === 0) return EMPTY_SHA256;
   return hex(await crypto.subtle.digest("SHA-256", body as BufferSource));
 }
 
@@ -140,9 +148,8 @@ export function checkHeaders(secret: string | undefined, req: Request, now = Dat
 }
 
 /** checkSignature checks the HMAC over the request and its (bounded, already read) body, then replay. */
-export async function checkSignature(secret: string, req: Request, body: Uint8Array, h: SignedHeaders, guard: ReplayGuard, now = Date.now()): Promise<void> {
+export async function checkSignature(secret: string, req: Request, body: Uint8Array, h: SignedHeaders, guard: ReplayGuard, now = Date.now(), url = new URL(req.url)): Promise<void> {
   const { ts, nonce, sig } = h;
-  const url = new URL(req.url);
   const want = await hmacHex(secret, stringToSign(req.method, url.pathname, canonicalQuery(url.searchParams), await sha256Hex(body), ts, nonce));
   if (!timingSafeEqual(want, sig)) {
     throw new AuthError(403, "bad_signature", "signature does not match: CFBACKUP_WORKER_SECRET (cfbackup) and CFBACKUP_SECRET (Worker) differ");

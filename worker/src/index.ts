@@ -232,7 +232,7 @@ export async function handleCfbackup(state: State, env: Env, req: Request): Prom
   try {
     const h = checkHeaders(env.CFBACKUP_SECRET, req);
     const body = req.method === "POST" ? await readBody(req, MAX_IMPORT_BYTES) : new Uint8Array(0);
-    await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard);
+    await checkSignature(env.CFBACKUP_SECRET!, req, body, h, guard, Date.now(), url);
     const name = pathName(id);
     if (name === undefined ? id !== state.id.toString() : state.id.name !== undefined && state.id.name !== name) {
       return json(400, { error: "wrong_object", message: `request for object ${id} reached object ${state.id}: check the Worker's cfbackup route` });
@@ -266,16 +266,49 @@ async function info(state: State) {
 
 type Table = { name: string; sql: string };
 
+const USER_TABLE = "type = 'table' AND NOT (name LIKE '\\_cf\\_%' ESCAPE '\\' OR name LIKE '\\_\\_cf\\_%' ESCAPE '\\' OR name LIKE 'sqlite\\_%' ESCAPE '\\' OR name LIKE '\\_\\_miniflare%' ESCAPE '\\')";
+const MASTER_WITH_COLS = `SELECT type, name, tbl_name, sql, rowid AS r, CASE WHEN ${USER_TABLE} THEN (SELECT json_group_array(p.name) FROM pragma_table_info(m.name) AS p) END AS cols FROM sqlite_master AS m ORDER BY name`;
+
+/** MasterRow is one row of sqlite_master (r: its rowid; cols: a user table's columns as JSON, when asked for). */
+type MasterRow = { type: string; name: string; tbl_name: string; sql: string | null; r: number; cols?: string | null };
+
+/**
+ * readMaster reads sqlite_master once, by name: the tables, the other schema objects and whether
+ * sqlite_sequence exists all come from it (one query instead of one per question).
+ */
+function readMaster(sql: NonNullable<Storage["sql"]>, withCols = false): MasterRow[] {
+  if (!withCols) return sql.exec("SELECT type, name, tbl_name, sql, rowid AS r FROM sqlite_master ORDER BY name").toArray() as MasterRow[];
+  // An export also needs every user table's columns: in the same query, not one PRAGMA table_info
+  // each (internal tables are not the module's to read: the runtime refuses them). Should the
+  // runtime refuse this query, the columns are read per table as before.
+  try {
+    return sql.exec(MASTER_WITH_COLS).toArray() as MasterRow[];
+  } catch {
+    return readMaster(sql);
+  }
+}
+
 /**
  * userTables lists the object's own tables by name: virtual tables (FTS5) included, their shadow
- * tables not (the virtual table creates and fills them again).
+ * tables not (the virtual table creates and fills them again). master: sqlite_master as read
+ * already in this request (readMaster), else it is read.
  */
-function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
-  const all = sql.exec("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name").toArray() as Table[];
+function userTables(sql: NonNullable<Storage["sql"]>, master = readMaster(sql)): Table[] {
+  const all = master.filter((r) => r.type === "table") as Table[];
   // Only a virtual table has shadow tables: without one, the (slower) table_list pragma is skipped.
   const virtual = all.some((r) => r.sql && /^\s*CREATE\s+VIRTUAL\b/i.test(r.sql));
   const shadow = virtual ? new Set(sql.exec("PRAGMA table_list").toArray().filter((r) => r.type === "shadow" && r.schema === "main").map((r) => r.name as string)) : new Set<string>();
-  return all.filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name));
+  return all.filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name)).map((r) => ({ name: r.name, sql: r.sql }));
+}
+
+/** schemaObjects are the user's indexes, triggers and views (with SQL), in the order they were created. */
+function schemaObjects(master: MasterRow[]): MasterRow[] {
+  return master.filter((r) => (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null && !isInternal(r.name) && !isInternal(r.tbl_name)).sort((a, b) => a.r - b.r);
+}
+
+/** hasSequence tells whether sqlite_sequence exists (some table has AUTOINCREMENT). */
+function hasSequence(master: MasterRow[]): boolean {
+  return master.some((r) => r.name === "sqlite_sequence");
 }
 
 /**
@@ -283,21 +316,27 @@ function userTables(sql: NonNullable<Storage["sql"]>): Table[] {
  * change while one request is answered): an export asks for them on every phase and table.
  */
 function schemaOf(sql: NonNullable<Storage["sql"]>) {
+  let master: MasterRow[] | undefined;
   let tables: Table[] | undefined;
   let order: { tables: Table[]; cyclic: boolean } | undefined;
   const cols = new Map<string, string[]>();
   return {
-    tables: () => (tables ??= userTables(sql)),
+    master: () => (master ??= readMaster(sql, true)),
+    tables: () => (tables ??= userTables(sql, (master ??= readMaster(sql, true)))),
     order: () => {
       if (!order) {
         const cyc = { v: false };
-        order = { tables: fkOrder(sql, (tables ??= userTables(sql)), cyc), cyclic: cyc.v };
+        order = { tables: fkOrder(sql, (tables ??= userTables(sql, (master ??= readMaster(sql, true)))), cyc), cyclic: cyc.v };
       }
       return order;
     },
     cols: (name: string) => {
       let c = cols.get(name);
-      if (!c) cols.set(name, (c = tableCols(sql, name)));
+      if (!c) {
+        const m = (master ??= readMaster(sql, true)).find((r) => r.name === name && r.type === "table");
+        c = typeof m?.cols === "string" ? (JSON.parse(m.cols) as string[]) : tableCols(sql, name);
+        cols.set(name, c);
+      }
       return c;
     },
   };
@@ -322,6 +361,9 @@ function ftsContent(t: Table): "own" | "external" | "none" | null {
  */
 function fkOrder(sql: NonNullable<Storage["sql"]>, tables: Table[], cyclic?: { v: boolean }): Table[] {
   if (tables.length < 2 && !cyclic) return tables; // nothing to order: no foreign key pragma needed
+  // A foreign key is written with REFERENCES in its table's CREATE statement (ALTER TABLE rewrites
+  // the statement): with none anywhere, no table has one, and no pragma is needed.
+  if (!tables.some((t) => /references/i.test(t.sql))) return tables;
   const byLower = new Map(tables.map((t) => [t.name.toLowerCase(), t]));
   const parents = new Map<string, Set<string>>();
   for (const t of tables) {
@@ -543,8 +585,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
     }
     if (c.ph === "seq" && sql) {
       if (schema!.order().cyclic) c.fkc = true;
-      const has = sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0;
-      if (has) {
+      if (hasSequence(schema!.master())) {
         for (const r of sql.exec("SELECT name, CAST(seq AS TEXT) AS seq FROM sqlite_sequence ORDER BY name").toArray()) {
           if (isInternal(String(r.name))) continue;
           emit({ t: "seq", name: r.name, seq: r.seq });
@@ -555,8 +596,7 @@ async function exportPage(state: State, url: URL, framed: boolean): Promise<Resp
       continue;
     }
     if (sql) {
-      for (const r of sql.exec("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index','trigger','view') AND sql IS NOT NULL ORDER BY rowid").toArray()) {
-        if (isInternal(r.name) || isInternal(r.tbl_name)) continue;
+      for (const r of schemaObjects(schema!.master())) {
         emit({ t: "schema", type: r.type, name: r.name, sql: r.sql });
         c.n.schema++;
       }
@@ -844,8 +884,9 @@ async function importChunk(state: State, url: URL, body: Uint8Array) {
     if (seq === 0 && final && sql && st.kv && st.transactionSync) {
       // Whole object in one chunk: wipe and write inside one SQLite transaction.
       st.transactionSync(() => {
-        const kept = keepable(sql, created, schemaNames);
-        wipeSync(st, sql, kept);
+        const master = readMaster(sql);
+        const kept = keepable(sql, master, created, schemaNames);
+        wipeSync(st, sql, master, kept, new Set(kv.map(([k]) => k)));
         for (const [k, v] of kv) st.kv!.put(k, v);
         apply(kept);
       });
@@ -888,27 +929,28 @@ function tableCols(sql: NonNullable<Storage["sql"]>, table: string): string[] {
  */
 type Kept = { tables: Set<string>; indexes: Set<string> };
 
-function keepable(sql: NonNullable<Storage["sql"]>, created: Table[], schema: { type: string; name: string; sql: string }[]): Kept {
+function keepable(sql: NonNullable<Storage["sql"]>, master: MasterRow[], created: Table[], schema: { type: string; name: string; sql: string }[]): Kept {
   const want = new Map(created.filter((t) => !/^\s*CREATE\s+VIRTUAL\b/i.test(t.sql)).map((t) => [t.name, t.sql]));
   const tables = new Set<string>();
   const indexes = new Set<string>();
   if (want.size === 0) return { tables, indexes };
-  for (const t of userTables(sql)) if (want.get(t.name) === t.sql) tables.add(t.name);
+  for (const t of userTables(sql, master)) if (want.get(t.name) === t.sql) tables.add(t.name);
   const wantIdx = new Map(schema.filter((x) => x.type === "index").map((x) => [x.name, x.sql]));
-  for (const r of sql.exec("SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL").toArray()) {
-    if (tables.has(r.tbl_name) && wantIdx.get(r.name) === r.sql) indexes.add(r.name);
+  for (const r of master) {
+    if (r.type === "index" && r.sql !== null && tables.has(r.tbl_name) && wantIdx.get(r.name) === r.sql) indexes.add(r.name);
   }
   return { tables, indexes };
 }
 
 /**
- * wipeSync removes every user trigger, view, index and table and every KV key, synchronously, inside
- * the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
+ * wipeSync removes every user trigger, view, index and table and every KV key (but those in
+ * rewritten, which the caller puts next), synchronously, inside the caller's transaction. Foreign keys are checked at commit (by then every table is gone), and
  * children are dropped before their parents, so a parent table with referencing rows drops cleanly.
  */
-function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, kept?: Kept) {
+function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, master = readMaster(sql), kept?: Kept, rewritten?: Set<string>) {
   sql.exec("PRAGMA defer_foreign_keys = ON");
-  for (const r of sql.exec("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('view','trigger','index') AND sql IS NOT NULL ORDER BY type").toArray()) {
+  const objs = master.filter((r) => (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null);
+  for (const r of objs.sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))) {
     if (isInternal(r.name)) continue;
     // Indexes go with their tables, except on a kept table, where only the kept ones stay.
     if (r.type === "index" && (!kept?.tables.has(r.tbl_name) || kept.indexes.has(r.name))) continue;
@@ -916,11 +958,12 @@ function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, kept?: Kept) {
   }
   // Children before parents; a kept table is emptied where it would have been dropped (DROP TABLE
   // empties it first too), so foreign-key actions run as they would have.
-  for (const t of fkOrder(sql, userTables(sql)).reverse()) sql.exec(kept?.tables.has(t.name) ? `DELETE FROM ${q(t.name)}` : `DROP TABLE IF EXISTS ${q(t.name)}`);
-  if (kept?.tables.size && sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE name='sqlite_sequence'").toArray()[0].n > 0) {
+  for (const t of fkOrder(sql, userTables(sql, master)).reverse()) sql.exec(kept?.tables.has(t.name) ? `DELETE FROM ${q(t.name)}` : `DROP TABLE IF EXISTS ${q(t.name)}`);
+  if (kept?.tables.size && hasSequence(master)) {
     for (const t of kept.tables) sql.exec("DELETE FROM sqlite_sequence WHERE name = ?", t); // the export's seq lines set them again
   }
-  const keys = [...st.kv!.list()].map(([k]) => k);
+  // A key the caller writes again next is overwritten, not deleted first.
+  const keys = [...st.kv!.list()].map(([k]) => k).filter((k) => !rewritten?.has(k));
   for (const k of keys) st.kv!.delete(k);
 }
 

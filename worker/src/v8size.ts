@@ -189,22 +189,26 @@ function walk(c: Counter, v: unknown): void {
 
 /** utf8Length is a key's size as the platform counts it. */
 export function utf8Length(s: string): number {
-  return new TextEncoder().encode(s).length;
+  return keyEncoder.encode(s).length;
 }
+const keyEncoder = new TextEncoder();
 
 /**
  * kvProblem says why a key/value pair cannot be put into an object of the given backend, or null.
  * certain=true checks the lower bound (the put would certainly fail); false the upper bound (it may).
  */
 export function kvProblem(backend: "sqlite" | "kv", key: string, value: unknown, certain: boolean): string | null {
-  const kb = utf8Length(key);
+  // A UTF-16 unit is at most 3 bytes of UTF-8: the key's bytes are counted only near a limit.
+  const kMax = key.length * 3;
   const b = v8SizeBounds(value);
   const vb = certain ? b.min : b.max;
   if (backend === "kv") {
+    const kb = kMax > KV_KEY_BYTES ? utf8Length(key) : 0;
     if (kb > KV_KEY_BYTES) return `key of ${kb} bytes exceeds the ${KV_KEY_BYTES}-byte key limit of KV-backed objects`;
     if (vb > KV_VALUE_ENFORCED) return `value of ${b.min === b.max ? "" : certain ? "at least " : "up to "}${vb} bytes (V8 serialisation) exceeds the ${KV_VALUE_ADVERTISED}-byte value limit of KV-backed objects`;
     return null;
   }
+  const kb = kMax + vb > SQLITE_KV_BYTES ? utf8Length(key) : 0;
   if (kb + vb > SQLITE_KV_BYTES) return `key + value of ${certain ? "at least " : "up to "}${kb + vb} bytes exceeds the 2 MB key+value limit`;
   return null;
 }

@@ -261,3 +261,32 @@ test("full-text tables (FTS5) restore: own content re-inserted, external content
   assert.equal(end.unrestorable, 1);
   assert.match(end.warnings[0], /table "blind": a contentless full-text table/);
 });
+
+test("a one-chunk import over a live object deletes what the export lacks and overwrites the rest (keys, rows, indexes, foreign keys)", async () => {
+  const id = await idOf("sessions", "overwrite-live");
+  await post(`/sessions/${id}/__test/put`, { k: "a", v: encode("first") });
+  await post(`/sessions/${id}/__test/put`, { k: "b", v: encode(2) });
+  await post(`/sessions/${id}/__test/sql`, [
+    "CREATE TABLE parent(id INTEGER PRIMARY KEY, v TEXT)",
+    "CREATE TABLE child(id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id) ON DELETE CASCADE)",
+    "INSERT INTO parent VALUES (1, 'one'), (2, 'two')",
+    "INSERT INTO child VALUES (10, 1), (20, 2)",
+  ]);
+  const want = await get(`/sessions/${id}/__test/snapshot`);
+  const text = await exportText("SessionStore", id);
+  // The live object moves on: a value changed, a key, rows, an index and a table added, a row gone.
+  await post(`/sessions/${id}/__test/put`, { k: "a", v: encode("changed") });
+  await post(`/sessions/${id}/__test/put`, { k: "stale", v: encode(3) });
+  await post(`/sessions/${id}/__test/sql`, [
+    "INSERT INTO parent VALUES (3, 'three')",
+    "INSERT INTO child VALUES (30, 3)",
+    "DELETE FROM child WHERE id = 10",
+    "CREATE INDEX child_p ON child(p)",
+    "CREATE TABLE extra(x)",
+    "INSERT INTO events(at, kind) VALUES (1, 'late')",
+  ]);
+  assert.notDeepEqual(await get(`/sessions/${id}/__test/snapshot`), want);
+  const r = await importText("SessionStore", id, text);
+  assert.equal(r.status, 200, await r.clone().text());
+  assert.deepEqual(await get(`/sessions/${id}/__test/snapshot`), want);
+});
