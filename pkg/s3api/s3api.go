@@ -103,6 +103,10 @@ type Config struct {
 	// of known size (PutOptions.Size) holds one part buffer: for callers that run many uploads at
 	// once (a restore of many objects) and bound memory by their own parallelism.
 	Concurrency int
+	// SinglePutMax is the largest object of known size (PutOptions.Size) sent with one PUT instead of
+	// a multipart upload: 0 means PartSize × Concurrency, the most a multipart upload of it holds in
+	// part buffers anyway; below PartSize it is PartSize.
+	SinglePutMax int64
 	// HTTPClient replaces the SDK's HTTP client (tests, proxies).
 	HTTPClient *http.Client
 }
@@ -113,6 +117,7 @@ type Client struct {
 	api         *awss3.Client
 	partSize    int64
 	concurrency int
+	singleMax   int64 // Config.SinglePutMax
 	// free is a bounded free list of part buffers: unlike sync.Pool it survives GC, so a long
 	// upload reuses the same Concurrency+1 buffers instead of allocating per part.
 	free chan *[]byte
@@ -214,7 +219,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.ContinueHeaderThresholdBytes = -1
 		}
 	})
-	return &Client{api: api, partSize: partSize, concurrency: conc, free: make(chan *[]byte, conc+1)}, nil
+	single := cfg.SinglePutMax
+	if single == 0 {
+		single = partSize * int64(conc)
+	}
+	single = min(max(single, partSize), MaxPartSize)
+	return &Client{api: api, partSize: partSize, concurrency: conc, singleMax: single, free: make(chan *[]byte, conc+1)}, nil
 }
 
 // RetryAttempts is the tries (first included) the SDK makes of each request.
@@ -225,6 +235,15 @@ func (c *Client) API() *awss3.Client { return c.api }
 
 // PartSize is the multipart part size: objects up to it are uploaded with one PUT.
 func (c *Client) PartSize() int64 { return c.partSize }
+
+// SinglePutMax is the largest object of known size uploaded with one PUT (Config.SinglePutMax).
+func (c *Client) SinglePutMax() int64 { return c.singleMax }
+
+// SinglePutSlots is the Budget slots a single PUT of size bytes takes beside the uploader's own
+// part buffer: its buffer holds that many part sizes more (0 up to PartSize).
+func (c *Client) SinglePutSlots(size int64) int {
+	return int(max((size+c.partSize-1)/c.partSize-1, 0))
+}
 
 // UploadBufferBytes is the most memory the part buffers of one upload in flight take, so a process
 // that sets a soft memory limit can account for them.
@@ -393,6 +412,9 @@ func (c *Client) putBuf(b *[]byte) {
 type Budget struct {
 	slots chan struct{}
 	pool  *Pool
+	// reserving lets one Reserve at a time wait for slots, so two cannot each hold part of what
+	// both need.
+	reserving sync.Mutex
 }
 
 // NewBudget makes a budget of k extra part buffers shared by the uploads that carry it.
@@ -408,6 +430,54 @@ func NewBudgetPool(k int, pool *Pool) *Budget {
 	b := NewBudget(k)
 	b.pool = pool
 	return b
+}
+
+// Reserve takes n of the budget's slots at once, for an upload whose one buffer holds n part sizes
+// more than its own part buffer (a single PUT of an object over the part size, SinglePutSlots), and
+// returns the function that gives them back. It waits while the slots are taken: one Reserve waits
+// at a time, and every other holder of slots gives them back without waiting for anything a
+// reservation holds (multipart uploads hold slots only while their parts are in flight), so the wait
+// ends. ok is false, and nothing is taken, when the budget has fewer than n slots at all; a nil
+// budget reserves nothing (ok, no bound).
+func (b *Budget) Reserve(ctx context.Context, n int) (release func(), ok bool, err error) {
+	if b == nil || n <= 0 {
+		return func() {}, true, nil
+	}
+	if n > cap(b.slots) {
+		return nil, false, nil
+	}
+	give := func(k int) {
+		for range k {
+			<-b.slots
+		}
+	}
+	b.reserving.Lock()
+	defer b.reserving.Unlock()
+	for i := range n {
+		select {
+		case b.slots <- struct{}{}:
+		case <-ctx.Done():
+			give(i)
+			return nil, false, ctx.Err()
+		}
+	}
+	return sync.OnceFunc(func() { give(n) }), true, nil
+}
+
+// Buf is a buffer of n bytes from the budget's pool (a new one when it has none; nil budget too);
+// give it back with PutBuf.
+func (b *Budget) Buf(n int) []byte {
+	if b == nil || b.pool == nil {
+		return make([]byte, n)
+	}
+	return b.pool.Get(n)
+}
+
+// PutBuf gives back a buffer Buf returned.
+func (b *Budget) PutBuf(buf []byte) {
+	if b != nil && b.pool != nil {
+		b.pool.Put(buf)
+	}
 }
 
 // InUse is the number of the budget's slots taken now (tests check the bound with it).
@@ -506,6 +576,11 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	if o.Size > 0 {
 		r = &sizedReader{r: r, left: o.Size, size: o.Size}
 	}
+	if o.Size > c.partSize && o.Size <= c.singleMax {
+		if done, err := c.putWhole(ctx, bucket, key, r, o); done {
+			return err
+		}
+	}
 	h := &holder{c: c, budget: o.Budget}
 	b1, _ := h.get(ctx) // the first buffer is the caller's own: it never waits
 
@@ -546,6 +621,30 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 		return c.PutBytes(ctx, bucket, key, (*b1)[:n1], o)
 	}
 	return c.putMultipart(ctx, h, bucket, key, b1, b2, n2, eof, r, o)
+}
+
+// putWhole reads an object of known size over the part size but within SinglePutMax into one buffer
+// (from the budget's pool, with the budget slots its size takes: SinglePutSlots) and sends it with
+// one PUT: one request instead of create + parts + complete, and no reassembly of parts on the
+// server. The reader is read to its end (and its check there) before the PUT. done is false, with
+// nothing read, when the budget has too few slots for it at all (the caller uploads it in parts).
+func (c *Client) putWhole(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) (done bool, err error) {
+	release, ok, err := o.Budget.Reserve(ctx, c.SinglePutSlots(o.Size))
+	if !ok {
+		return err != nil, err
+	}
+	defer release()
+	buf := o.Budget.Buf(int(o.Size))
+	defer o.Budget.PutBuf(buf)
+	n, eof, err := fill(ctx, r, buf)
+	if err == nil && !eof {
+		var probe [1]byte
+		_, _, err = fill(ctx, r, probe[:])
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, c.PutBytes(ctx, bucket, key, buf[:n], o)
 }
 
 // PutBytes uploads data with one PUT (at most MaxPartSize bytes), with the checksum header and the

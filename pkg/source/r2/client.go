@@ -255,8 +255,12 @@ func (c *Client) PartBufferBytes(workers int) int64 {
 	return int64(workers+c.partStreams) * c.partSize
 }
 
-// PutBytes uploads b under key with one PUT (b must not exceed the part size), with the checksum
-// header Put describes.
+// singlePutMax is the largest object restored with one PUT (s3api.Client.SinglePutMax: the part size
+// times the part streams).
+func (c *Client) singlePutMax() int64 { return c.api.SinglePutMax() }
+
+// PutBytes uploads b under key with one PUT (b must not exceed the single-PUT maximum), with the
+// checksum header Put describes.
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte, m manifest.ObjectMeta) error {
 	return mapErr("put", bucket+"/"+key, c.api.PutBytes(ctx, bucket, key, b, s3api.PutOptions{Headers: headers(m)}))
 }
