@@ -464,22 +464,6 @@ func (b *Budget) Reserve(ctx context.Context, n int) (release func(), ok bool, e
 	return sync.OnceFunc(func() { give(n) }), true, nil
 }
 
-// Buf is a buffer of n bytes from the budget's pool (a new one when it has none; nil budget too);
-// give it back with PutBuf.
-func (b *Budget) Buf(n int) []byte {
-	if b == nil || b.pool == nil {
-		return make([]byte, n)
-	}
-	return b.pool.Get(n)
-}
-
-// PutBuf gives back a buffer Buf returned.
-func (b *Budget) PutBuf(buf []byte) {
-	if b != nil && b.pool != nil {
-		b.pool.Put(buf)
-	}
-}
-
 // InUse is the number of the budget's slots taken now (tests check the bound with it).
 func (b *Budget) InUse() int { return len(b.slots) }
 
@@ -537,6 +521,15 @@ func (h *holder) get(ctx context.Context) (*[]byte, error) {
 	h.held = 1
 	h.mu.Unlock()
 	return h.buf(), nil
+}
+
+// putNoSlot gives back a buffer taken with buf (no slot of its own).
+func (h *holder) putNoSlot(b *[]byte) {
+	if h.budget != nil && h.budget.pool != nil {
+		h.budget.pool.Put(*b)
+	} else {
+		h.c.putBuf(b)
+	}
 }
 
 // put gives a buffer back (nil is ignored) and, for all but the upload's last one, its budget slot.
@@ -623,37 +616,61 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	return c.putMultipart(ctx, h, bucket, key, b1, b2, n2, eof, r, o)
 }
 
-// putWhole reads an object of known size over the part size but within SinglePutMax into one buffer
-// (from the budget's pool, with the budget slots its size takes: SinglePutSlots) and sends it with
-// one PUT: one request instead of create + parts + complete, and no reassembly of parts on the
-// server. The reader is read to its end (and its check there) before the PUT. done is false, with
-// nothing read, when the budget has too few slots for it at all (the caller uploads it in parts).
+// putWhole reads an object of known size over the part size but within SinglePutMax into part
+// buffers (the ones a multipart upload of it would hold at most, from the budget's pool and slots:
+// SinglePutSlots) and sends them with one PUT: one request instead of create + parts + complete,
+// and no reassembly of parts on the server. The reader is read to its end (and its check there)
+// before the PUT. done is false, with nothing read, when the budget has too few slots for it at all
+// (the caller uploads it in parts).
 func (c *Client) putWhole(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) (done bool, err error) {
-	release, ok, err := o.Budget.Reserve(ctx, c.SinglePutSlots(o.Size))
+	slots := c.SinglePutSlots(o.Size)
+	release, ok, err := o.Budget.Reserve(ctx, slots)
 	if !ok {
 		return err != nil, err
 	}
 	defer release()
-	buf := o.Budget.Buf(int(o.Size))
-	defer o.Budget.PutBuf(buf)
-	n, eof, err := fill(ctx, r, buf)
-	if err == nil && !eof {
-		var probe [1]byte
-		_, _, err = fill(ctx, r, probe[:])
+	// The reserved slots stand for these buffers: taken without the holder's per-buffer slots.
+	h := &holder{c: c, budget: o.Budget}
+	bufs := make([]*[]byte, 0, slots+1)
+	defer func() {
+		for _, b := range bufs {
+			h.putNoSlot(b)
+		}
+	}()
+	data := make([][]byte, 0, slots+1)
+	for left := o.Size; left > 0; {
+		b := h.buf()
+		bufs = append(bufs, b)
+		n, _, err := fill(ctx, r, (*b)[:min(int64(len(*b)), left)])
+		if err != nil {
+			return true, err
+		}
+		data = append(data, (*b)[:n])
+		left -= int64(n)
+		if n == 0 {
+			break
+		}
 	}
-	if err != nil {
+	var probe [1]byte // the end of r, and its check there (sizedReader fails a short or long body)
+	if _, _, err := fill(ctx, r, probe[:]); err != nil {
 		return true, err
 	}
-	return true, c.PutBytes(ctx, bucket, key, buf[:n], o)
+	return true, c.putBufs(ctx, bucket, key, data, o)
 }
 
 // PutBytes uploads data with one PUT (at most MaxPartSize bytes), with the checksum header and the
 // conditional-create handling of Put.
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, o PutOptions) error {
+	return c.putBufs(ctx, bucket, key, [][]byte{data}, o)
+}
+
+// putBufs uploads the buffers back to back as one object with one PUT (PutBytes).
+func (c *Client) putBufs(ctx context.Context, bucket, key string, data [][]byte, o PutOptions) error {
+	body := newBufsReader(data)
 	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(bucket),
 		Key:           aws.String(key),
-		ContentLength: aws.Int64(int64(len(data))),
+		ContentLength: aws.Int64(body.size),
 	}
 	h := o.Headers
 	in.ContentType, in.CacheControl, in.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
@@ -673,11 +690,12 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, 
 		// One checksum only: R2 refuses a request with two.
 		crc := !c.noCRC.Load()
 		if crc {
-			in.ChecksumCRC32C, in.ContentMD5 = CRC32C(data), nil
+			in.ChecksumCRC32C, in.ContentMD5 = crc32cBufs(data), nil
 		} else {
-			in.ChecksumCRC32C, in.ContentMD5 = nil, md5b64(data)
+			in.ChecksumCRC32C, in.ContentMD5 = nil, md5Bufs(data)
 		}
-		in.Body = bytes.NewReader(data)
+		body.off = 0
+		in.Body = body
 		before := sent.Load()
 		_, err := c.api.PutObject(ctx, in, apiOpts...)
 		if crc && CRCRefused(err) {
@@ -721,14 +739,16 @@ func countAttempts(n *atomic.Int32) func(*middleware.Stack) error {
 	}
 }
 
-// sameContent reports whether key holds exactly data (size, then SHA-256 of a full read).
-func (c *Client) sameContent(ctx context.Context, bucket, key string, data []byte) (bool, error) {
+// sameContent reports whether key holds exactly the buffers back to back (size, then SHA-256 of a
+// full read).
+func (c *Client) sameContent(ctx context.Context, bucket, key string, data [][]byte) (bool, error) {
 	out, err := c.api.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		return false, err
 	}
 	defer out.Body.Close()
-	if aws.ToInt64(out.ContentLength) != int64(len(data)) {
+	size := newBufsReader(data).size
+	if aws.ToInt64(out.ContentLength) != size {
 		return false, nil
 	}
 	h := sha256.New()
@@ -736,8 +756,7 @@ func (c *Client) sameContent(ctx context.Context, bucket, key string, data []byt
 	if err != nil {
 		return false, err
 	}
-	want := sha256.Sum256(data)
-	return n == int64(len(data)) && bytes.Equal(h.Sum(nil), want[:]), nil
+	return n == size && bytes.Equal(h.Sum(nil), sha256Bufs(data)), nil
 }
 
 // multipartETag is the ETag S3 (and versitygw, MinIO) gives a completed multipart upload: the MD5 of

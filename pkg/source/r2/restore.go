@@ -467,23 +467,6 @@ func (w *workerBufs) done() {
 	w.b.TrimTo(frameKeep, keepBuffer)
 }
 
-// putWhole restores an object of up to SinglePutMax with one PUT from a buffer of the pool, after
-// taking the budget slots its size stands for (s3api.Budget.Reserve); done is false when the budget
-// has too few slots at all (the object goes in parts).
-func putWhole(ctx context.Context, c *Client, t Target, e PlanEntry, wr archive.WholeReader, buf *workerBufs, budget *s3api.Budget) (done bool, err error) {
-	release, ok, err := budget.Reserve(ctx, c.api.SinglePutSlots(e.Size))
-	if !ok {
-		return err != nil, err
-	}
-	defer release()
-	b, err := buf.readWhole(wr, e.Size)
-	if err == nil {
-		err = c.PutBytes(ctx, t.Bucket, e.Target, b, *e.item.Object)
-	}
-	buf.done()
-	return true, err
-}
-
 func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.Root, e PlanEntry, buf *workerBufs, budget *s3api.Budget) error {
 	rc, err := open(ctx, e.item.ItemRef)
 	if err != nil {
@@ -491,20 +474,24 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 	}
 	defer rc.Close()
 	if t.Dir == "" {
-		// An object that fits one PUT (up to SinglePutMax) is read whole (its SHA-256 checked) and
-		// sent from that buffer; one over the part size first takes the budget slots its buffer
-		// stands for, so the restore holds no more than its multipart upload would.
-		if wr, ok := rc.(archive.WholeReader); ok && e.Size <= c.singlePutMax() {
-			if done, err := putWhole(ctx, c, t, e, wr, buf, budget); done {
-				return err
+		// An object that fits one PUT is read whole (its SHA-256 checked) and sent from that buffer.
+		if wr, ok := rc.(archive.WholeReader); ok && e.Size <= c.partSize {
+			b, err := buf.readWhole(wr, e.Size)
+			if err == nil {
+				err = c.PutBytes(ctx, t.Bucket, e.Target, b, *e.item.Object)
 			}
+			buf.done()
+			return err
 		}
 		// The reader checks the catalogue's SHA-256 at EOF, which the upload reaches before it
 		// completes (an error or a mismatch there aborts it). Parts are read in order, each chunk
 		// decoded straight into its part buffer (archive.PartReader), and sent up to
 		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
 		// budget; part buffers come from the restore's pool and go back to it (kept within the bound
-		// the memory limit counts, poolBytes); the frame buffer (one compressed chunk) is kept.
+		// the memory limit counts, poolBytes); the frame buffer (one compressed chunk) is kept. An
+		// object of up to PartStreams parts goes with one PUT from its part buffers, after taking
+		// the budget slots they stand for at once (s3api.Budget.Reserve): one request, and no
+		// reassembly of parts on the server (docs/R2.md "Benchmark").
 		var r io.Reader = rc
 		if pr, ok := rc.(archive.PartReader); ok {
 			r = pr.Parts(&buf.b)
