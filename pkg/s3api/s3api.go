@@ -16,6 +16,11 @@
 //     near PartSize × (Concurrency+1) per upload whatever the object size. The reader is read to its
 //     end before anything is committed, so a reader that checks its content at EOF (a restore's item
 //     reader checks the catalogue's SHA-256 there) keeps a bad body from ever appearing.
+//   - An object of known size (PutOptions.Size) up to SinglePutMax (PartSize × Concurrency) goes
+//     with one PUT, read into the part buffers its multipart upload would hold at most (with a
+//     Budget, the slots they stand for are taken at once first) and sent as one seekable body: one
+//     request instead of create + parts + complete, no reassembly of parts on the server, and an
+//     ETag that is the object's MD5. Its reader is read to its end before the PUT, as above.
 //   - A failed multipart upload is aborted, again until it is gone (Abort).
 //   - Conditional creates use If-None-Match: * on PutObject and CompleteMultipartUpload, and a retried
 //     request that meets 412 checks whether the object there is its own.
