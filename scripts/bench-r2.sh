@@ -83,7 +83,8 @@ if [ -n "${BENCH_R2_AB:-}" ]; then
   # A/B mode: BENCH_R2_AB names another cfbackup binary (say, main's build); each of BENCH_R2_ROUNDS
   # rounds (default 2) runs its full backup and restore, then this build's, each into a new
   # repository and a new bucket, so both meet the same bucket and machine load in turn. rclone and
-  # restic do not run. BENCH_R2_PROF=dir: CPU profiles of every run land there.
+  # restic do not run. BENCH_R2_PROF=dir: CPU profiles of every run land there;
+  # BENCH_R2_AB_RESTORE=0: backups only.
   for r in $(seq "${BENCH_R2_ROUNDS:-2}"); do
     for who in a b; do
       bin=$BENCH_R2_AB; [ $who = b ] && bin=$CFB
@@ -93,7 +94,7 @@ if [ -n "${BENCH_R2_AB:-}" ]; then
       pe=(); [ -n "${BENCH_R2_PROF:-}" ] && pe=(CFBACKUP_CPUPROFILE="$BENCH_R2_PROF/backup-$who-$r.prof")
       measure "b$who$r" "$who round $r: backup (full)" env "${pe[@]}" "$bin" backup --component r2 --r2-bucket src --no-progress
       [ -n "${BENCH_R2_PROF:-}" ] && pe=(CFBACKUP_CPUPROFILE="$BENCH_R2_PROF/restore-$who-$r.prof")
-      measure "r$who$r" "$who round $r: restore → bucket" env "${pe[@]}" "$bin" restore latest --component r2 --to-bucket "dst-$who-$r" --no-progress
+      [ "${BENCH_R2_AB_RESTORE:-1}" = 0 ] || measure "r$who$r" "$who round $r: restore → bucket" env "${pe[@]}" "$bin" restore latest --component r2 --to-bucket "dst-$who-$r" --no-progress
       rm -rf "$CFBACKUP_REPOSITORY" "$D/gw/dst-$who-$r"
     done
   done

@@ -653,17 +653,8 @@ type prefetcher struct {
 	freeBytes int64
 }
 
-// freeListBytes is the least the prefetch buffers kept for reuse may hold; they may hold up to the
-// budget not taken (keepBytes).
+// freeListBytes bounds the prefetch buffers kept for reuse.
 const freeListBytes = 8 << 20
-
-// keepBytes bounds the free buffers: the budget not taken now (what claims could take and fill at
-// once anyway), at least freeListBytes, so the buffers in use and kept together stay within the
-// budget plus freeListBytes, as when only freeListBytes were kept. With only 8 MiB kept, a large
-// object's four 4 MiB range buffers were mostly allocated anew, and clearing them (the runtime
-// zeroes every large allocation) took 2.5 s of CPU in a 4 GiB backup (docs/R2.md "Benchmark").
-// Call with mu held.
-func (p *prefetcher) keepBytes() int64 { return max(freeListBytes, p.budget) }
 
 type fetched struct {
 	buf  *pbuf       // a small object's body
@@ -786,7 +777,7 @@ func (p *prefetcher) giveBack(bufs [][]byte, need int64) {
 	p.mu.Lock()
 	p.budget += need
 	for _, b := range bufs {
-		if p.freeBytes+int64(cap(b)) <= p.keepBytes() {
+		if p.freeBytes+int64(cap(b)) <= freeListBytes {
 			p.free = append(p.free, b)
 			p.freeBytes += int64(cap(b))
 		}
@@ -843,14 +834,6 @@ func (p *prefetcher) alloc(n int) []byte {
 		p.freeBytes -= int64(cap(b))
 		return b[:n]
 	}
-	// None fits: drop free buffers (the last kept first) until what is kept is within the budget
-	// left, before allocating.
-	for len(p.free) > 0 && p.freeBytes > p.keepBytes() {
-		last := len(p.free) - 1
-		p.freeBytes -= int64(cap(p.free[last]))
-		p.free[last] = nil
-		p.free = p.free[:last]
-	}
 	return make([]byte, n, archive.BufferClass(n))
 }
 
@@ -895,7 +878,7 @@ func (p *prefetcher) release(b *pbuf) {
 	p.mu.Lock()
 	p.budget += b.cost
 	// Keep a few buffers for reuse, within a fixed byte total so they never add up past the budget.
-	if b.b != nil && cap(b.b) >= 64<<10 && p.freeBytes+int64(cap(b.b)) <= p.keepBytes() {
+	if b.b != nil && cap(b.b) >= 64<<10 && p.freeBytes+int64(cap(b.b)) <= freeListBytes {
 		p.free = append(p.free, b.b)
 		p.freeBytes += int64(cap(b.b))
 	}
