@@ -79,6 +79,28 @@ measure() { # key label command...
     "$(echo "$us+$ss" | bc -l)" "$sc" "${gets:+  body GETs $gets}${rg:+ (+$rg ranged)}"
 }
 GIB=$(awk -v s="$SIZE" 'BEGIN { if (s >= 1073741824) printf "%g GiB", s / 1073741824; else printf "%g MiB", s / 1048576 }')
+if [ -n "${BENCH_R2_AB:-}" ]; then
+  # A/B mode: BENCH_R2_AB names another cfbackup binary (say, main's build); each of BENCH_R2_ROUNDS
+  # rounds (default 2) runs its full backup and restore, then this build's, each into a new
+  # repository and a new bucket, so both meet the same bucket and machine load in turn. rclone and
+  # restic do not run. BENCH_R2_PROF=dir: CPU profiles of every run land there;
+  # BENCH_R2_AB_RESTORE=0: backups only.
+  for r in $(seq "${BENCH_R2_ROUNDS:-2}"); do
+    for who in a b; do
+      bin=$BENCH_R2_AB; [ $who = b ] && bin=$CFB
+      export CFBACKUP_REPOSITORY=$D/repo-$who-$r CFBACKUP_WRITER_KEY_FILE=$D/w-$who-$r.key
+      "$bin" init --recipient "$R" >/dev/null
+      seed -bucket "dst-$who-$r" -objects 0 -create
+      pe=(); [ -n "${BENCH_R2_PROF:-}" ] && pe=(CFBACKUP_CPUPROFILE="$BENCH_R2_PROF/backup-$who-$r.prof")
+      measure "b$who$r" "$who round $r: backup (full)" env "${pe[@]}" "$bin" backup --component r2 --r2-bucket src --no-progress
+      [ -n "${BENCH_R2_PROF:-}" ] && pe=(CFBACKUP_CPUPROFILE="$BENCH_R2_PROF/restore-$who-$r.prof")
+      [ "${BENCH_R2_AB_RESTORE:-1}" = 0 ] || measure "r$who$r" "$who round $r: restore → bucket" env "${pe[@]}" "$bin" restore latest --component r2 --to-bucket "dst-$who-$r" --no-progress
+      rm -rf "$CFBACKUP_REPOSITORY" "$D/gw/dst-$who-$r"
+    done
+  done
+  printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 if [ "$LINK" = 1 ]; then
   measure cfb_full "cfbackup backup (full)"     "$CFB" backup --component r2 --r2-bucket src --no-progress
   measure cfb_rest "cfbackup restore → bucket"  "$CFB" restore latest --component r2 --to-bucket dst-cfb --no-progress

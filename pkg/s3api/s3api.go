@@ -16,6 +16,11 @@
 //     near PartSize × (Concurrency+1) per upload whatever the object size. The reader is read to its
 //     end before anything is committed, so a reader that checks its content at EOF (a restore's item
 //     reader checks the catalogue's SHA-256 there) keeps a bad body from ever appearing.
+//   - An object of known size (PutOptions.Size) up to SinglePutMax (PartSize × Concurrency) goes
+//     with one PUT, read into the part buffers its multipart upload would hold at most (with a
+//     Budget, the slots they stand for are taken at once first) and sent as one seekable body: one
+//     request instead of create + parts + complete, no reassembly of parts on the server, and an
+//     ETag that is the object's MD5. Its reader is read to its end before the PUT, as above.
 //   - A failed multipart upload is aborted, again until it is gone (Abort).
 //   - Conditional creates use If-None-Match: * on PutObject and CompleteMultipartUpload, and a retried
 //     request that meets 412 checks whether the object there is its own.
@@ -103,6 +108,10 @@ type Config struct {
 	// of known size (PutOptions.Size) holds one part buffer: for callers that run many uploads at
 	// once (a restore of many objects) and bound memory by their own parallelism.
 	Concurrency int
+	// SinglePutMax is the largest object of known size (PutOptions.Size) sent with one PUT instead of
+	// a multipart upload: 0 means PartSize × Concurrency, the most a multipart upload of it holds in
+	// part buffers anyway; below PartSize it is PartSize.
+	SinglePutMax int64
 	// HTTPClient replaces the SDK's HTTP client (tests, proxies).
 	HTTPClient *http.Client
 }
@@ -113,6 +122,7 @@ type Client struct {
 	api         *awss3.Client
 	partSize    int64
 	concurrency int
+	singleMax   int64 // Config.SinglePutMax
 	// free is a bounded free list of part buffers: unlike sync.Pool it survives GC, so a long
 	// upload reuses the same Concurrency+1 buffers instead of allocating per part.
 	free chan *[]byte
@@ -214,7 +224,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.ContinueHeaderThresholdBytes = -1
 		}
 	})
-	return &Client{api: api, partSize: partSize, concurrency: conc, free: make(chan *[]byte, conc+1)}, nil
+	single := cfg.SinglePutMax
+	if single == 0 {
+		single = partSize * int64(conc)
+	}
+	single = min(max(single, partSize), MaxPartSize)
+	return &Client{api: api, partSize: partSize, concurrency: conc, singleMax: single, free: make(chan *[]byte, conc+1)}, nil
 }
 
 // RetryAttempts is the tries (first included) the SDK makes of each request.
@@ -225,6 +240,15 @@ func (c *Client) API() *awss3.Client { return c.api }
 
 // PartSize is the multipart part size: objects up to it are uploaded with one PUT.
 func (c *Client) PartSize() int64 { return c.partSize }
+
+// SinglePutMax is the largest object of known size uploaded with one PUT (Config.SinglePutMax).
+func (c *Client) SinglePutMax() int64 { return c.singleMax }
+
+// SinglePutSlots is the Budget slots a single PUT of size bytes takes beside the uploader's own
+// part buffer: its buffer holds that many part sizes more (0 up to PartSize).
+func (c *Client) SinglePutSlots(size int64) int {
+	return int(max((size+c.partSize-1)/c.partSize-1, 0))
+}
 
 // UploadBufferBytes is the most memory the part buffers of one upload in flight take, so a process
 // that sets a soft memory limit can account for them.
@@ -393,6 +417,9 @@ func (c *Client) putBuf(b *[]byte) {
 type Budget struct {
 	slots chan struct{}
 	pool  *Pool
+	// reserving lets one Reserve at a time wait for slots, so two cannot each hold part of what
+	// both need.
+	reserving sync.Mutex
 }
 
 // NewBudget makes a budget of k extra part buffers shared by the uploads that carry it.
@@ -408,6 +435,38 @@ func NewBudgetPool(k int, pool *Pool) *Budget {
 	b := NewBudget(k)
 	b.pool = pool
 	return b
+}
+
+// Reserve takes n of the budget's slots at once, for an upload whose one buffer holds n part sizes
+// more than its own part buffer (a single PUT of an object over the part size, SinglePutSlots), and
+// returns the function that gives them back. It waits while the slots are taken: one Reserve waits
+// at a time, and every other holder of slots gives them back without waiting for anything a
+// reservation holds (multipart uploads hold slots only while their parts are in flight), so the wait
+// ends. ok is false, and nothing is taken, when the budget has fewer than n slots at all; a nil
+// budget reserves nothing (ok, no bound).
+func (b *Budget) Reserve(ctx context.Context, n int) (release func(), ok bool, err error) {
+	if b == nil || n <= 0 {
+		return func() {}, true, nil
+	}
+	if n > cap(b.slots) {
+		return nil, false, nil
+	}
+	give := func(k int) {
+		for range k {
+			<-b.slots
+		}
+	}
+	b.reserving.Lock()
+	defer b.reserving.Unlock()
+	for i := range n {
+		select {
+		case b.slots <- struct{}{}:
+		case <-ctx.Done():
+			give(i)
+			return nil, false, ctx.Err()
+		}
+	}
+	return sync.OnceFunc(func() { give(n) }), true, nil
 }
 
 // InUse is the number of the budget's slots taken now (tests check the bound with it).
@@ -469,6 +528,15 @@ func (h *holder) get(ctx context.Context) (*[]byte, error) {
 	return h.buf(), nil
 }
 
+// putNoSlot gives back a buffer taken with buf (no slot of its own).
+func (h *holder) putNoSlot(b *[]byte) {
+	if h.budget != nil && h.budget.pool != nil {
+		h.budget.pool.Put(*b)
+	} else {
+		h.c.putBuf(b)
+	}
+}
+
 // put gives a buffer back (nil is ignored) and, for all but the upload's last one, its budget slot.
 func (h *holder) put(b *[]byte) {
 	if b == nil {
@@ -505,6 +573,11 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	}
 	if o.Size > 0 {
 		r = &sizedReader{r: r, left: o.Size, size: o.Size}
+	}
+	if o.Size > c.partSize && o.Size <= c.singleMax {
+		if done, err := c.putWhole(ctx, bucket, key, r, o); done {
+			return err
+		}
 	}
 	h := &holder{c: c, budget: o.Budget}
 	b1, _ := h.get(ctx) // the first buffer is the caller's own: it never waits
@@ -548,13 +621,61 @@ func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, o Put
 	return c.putMultipart(ctx, h, bucket, key, b1, b2, n2, eof, r, o)
 }
 
+// putWhole reads an object of known size over the part size but within SinglePutMax into part
+// buffers (the ones a multipart upload of it would hold at most, from the budget's pool and slots:
+// SinglePutSlots) and sends them with one PUT: one request instead of create + parts + complete,
+// and no reassembly of parts on the server. The reader is read to its end (and its check there)
+// before the PUT. done is false, with nothing read, when the budget has too few slots for it at all
+// (the caller uploads it in parts).
+func (c *Client) putWhole(ctx context.Context, bucket, key string, r io.Reader, o PutOptions) (done bool, err error) {
+	slots := c.SinglePutSlots(o.Size)
+	release, ok, err := o.Budget.Reserve(ctx, slots)
+	if !ok {
+		return err != nil, err
+	}
+	defer release()
+	// The reserved slots stand for these buffers: taken without the holder's per-buffer slots.
+	h := &holder{c: c, budget: o.Budget}
+	bufs := make([]*[]byte, 0, slots+1)
+	defer func() {
+		for _, b := range bufs {
+			h.putNoSlot(b)
+		}
+	}()
+	data := make([][]byte, 0, slots+1)
+	for left := o.Size; left > 0; {
+		b := h.buf()
+		bufs = append(bufs, b)
+		n, _, err := fill(ctx, r, (*b)[:min(int64(len(*b)), left)])
+		if err != nil {
+			return true, err
+		}
+		data = append(data, (*b)[:n])
+		left -= int64(n)
+		if n == 0 {
+			break
+		}
+	}
+	var probe [1]byte // the end of r, and its check there (sizedReader fails a short or long body)
+	if _, _, err := fill(ctx, r, probe[:]); err != nil {
+		return true, err
+	}
+	return true, c.putBufs(ctx, bucket, key, data, o)
+}
+
 // PutBytes uploads data with one PUT (at most MaxPartSize bytes), with the checksum header and the
 // conditional-create handling of Put.
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, o PutOptions) error {
+	return c.putBufs(ctx, bucket, key, [][]byte{data}, o)
+}
+
+// putBufs uploads the buffers back to back as one object with one PUT (PutBytes).
+func (c *Client) putBufs(ctx context.Context, bucket, key string, data [][]byte, o PutOptions) error {
+	body := newBufsReader(data)
 	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(bucket),
 		Key:           aws.String(key),
-		ContentLength: aws.Int64(int64(len(data))),
+		ContentLength: aws.Int64(body.size),
 	}
 	h := o.Headers
 	in.ContentType, in.CacheControl, in.ContentEncoding = strp(h.ContentType), strp(h.CacheControl), strp(h.ContentEncoding)
@@ -574,11 +695,12 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, data []byte, 
 		// One checksum only: R2 refuses a request with two.
 		crc := !c.noCRC.Load()
 		if crc {
-			in.ChecksumCRC32C, in.ContentMD5 = CRC32C(data), nil
+			in.ChecksumCRC32C, in.ContentMD5 = crc32cBufs(data), nil
 		} else {
-			in.ChecksumCRC32C, in.ContentMD5 = nil, md5b64(data)
+			in.ChecksumCRC32C, in.ContentMD5 = nil, md5Bufs(data)
 		}
-		in.Body = bytes.NewReader(data)
+		body.off = 0
+		in.Body = body
 		before := sent.Load()
 		_, err := c.api.PutObject(ctx, in, apiOpts...)
 		if crc && CRCRefused(err) {
@@ -622,14 +744,16 @@ func countAttempts(n *atomic.Int32) func(*middleware.Stack) error {
 	}
 }
 
-// sameContent reports whether key holds exactly data (size, then SHA-256 of a full read).
-func (c *Client) sameContent(ctx context.Context, bucket, key string, data []byte) (bool, error) {
+// sameContent reports whether key holds exactly the buffers back to back (size, then SHA-256 of a
+// full read).
+func (c *Client) sameContent(ctx context.Context, bucket, key string, data [][]byte) (bool, error) {
 	out, err := c.api.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
 		return false, err
 	}
 	defer out.Body.Close()
-	if aws.ToInt64(out.ContentLength) != int64(len(data)) {
+	size := newBufsReader(data).size
+	if aws.ToInt64(out.ContentLength) != size {
 		return false, nil
 	}
 	h := sha256.New()
@@ -637,8 +761,7 @@ func (c *Client) sameContent(ctx context.Context, bucket, key string, data []byt
 	if err != nil {
 		return false, err
 	}
-	want := sha256.Sum256(data)
-	return n == int64(len(data)) && bytes.Equal(h.Sum(nil), want[:]), nil
+	return n == size && bytes.Equal(h.Sum(nil), sha256Bufs(data)), nil
 }
 
 // multipartETag is the ETag S3 (and versitygw, MinIO) gives a completed multipart upload: the MD5 of

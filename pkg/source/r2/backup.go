@@ -651,10 +651,18 @@ type prefetcher struct {
 	wg        sync.WaitGroup
 	free      [][]byte
 	freeBytes int64
+	ranges    [][]byte // kept range buffers (cap RangeChunk), at most rangeKeepBytes
 }
 
-// freeListBytes bounds the prefetch buffers kept for reuse.
+// freeListBytes bounds the prefetch buffers kept for reuse, but for range buffers (rangeKeepBytes).
 const freeListBytes = 8 << 20
+
+// rangeKeepBytes bounds the range buffers kept for the next large object, apart from the free list:
+// one large object's set (RangeStreams buffers of RangeChunk, all of one size, so any fits). When
+// they shared the 8 MiB free list with small objects' buffers, most of a large object's four 4 MiB
+// buffers were allocated anew, and clearing them (the runtime zeroes every large allocation) took
+// 2.5 s of CPU in a 4 GiB backup (docs/R2.md "Benchmark"). The backup's memory limit counts them.
+const rangeKeepBytes = RangeStreams * RangeChunk
 
 type fetched struct {
 	buf  *pbuf       // a small object's body
@@ -758,7 +766,7 @@ func (p *prefetcher) getLarge(ob Object, need int64) fetched {
 	chunk := min(need, RangeChunk)
 	bufs := make([][]byte, need/chunk)
 	for i := range bufs {
-		bufs[i] = p.alloc(int(chunk))
+		bufs[i] = p.allocRange(int(chunk))
 	}
 	giveBack := func(bufs [][]byte) { p.giveBack(bufs, need) }
 	rb, ranged, err := startRanged(p.ctx, p.c, p.o.Bucket, ob.Key, bufs, &p.wg, &p.st.GETs, &p.st.RangeGETs, giveBack)
@@ -777,6 +785,10 @@ func (p *prefetcher) giveBack(bufs [][]byte, need int64) {
 	p.mu.Lock()
 	p.budget += need
 	for _, b := range bufs {
+		if cap(b) == RangeChunk && int64(len(p.ranges)+1)*RangeChunk <= rangeKeepBytes {
+			p.ranges = append(p.ranges, b)
+			continue
+		}
 		if p.freeBytes+int64(cap(b)) <= freeListBytes {
 			p.free = append(p.free, b)
 			p.freeBytes += int64(cap(b))
@@ -835,6 +847,20 @@ func (p *prefetcher) alloc(n int) []byte {
 		return b[:n]
 	}
 	return make([]byte, n, archive.BufferClass(n))
+}
+
+// allocRange is a range buffer of n bytes: a kept one when n is RangeChunk, else alloc's.
+func (p *prefetcher) allocRange(n int) []byte {
+	p.mu.Lock()
+	if k := len(p.ranges); n == RangeChunk && k > 0 {
+		b := p.ranges[k-1]
+		p.ranges[k-1] = nil
+		p.ranges = p.ranges[:k-1]
+		p.mu.Unlock()
+		return b[:n]
+	}
+	p.mu.Unlock()
+	return p.alloc(n)
 }
 
 // result waits for the n-th object's fetch.

@@ -64,7 +64,9 @@ type Config struct {
 	HTTPClient  *http.Client
 }
 
-// DefaultPartSize is the restore upload part size; objects up to it are restored with one PUT.
+// DefaultPartSize is the restore upload part size; objects up to it are read whole and restored with
+// one PUT, and so are objects up to PartSize × PartStreams (s3api.Config.SinglePutMax), read into
+// part buffers.
 const DefaultPartSize = 8 << 20
 
 // Client reads and writes objects of any bucket at one endpoint. Uploads go through pkg/s3api, the
@@ -224,7 +226,7 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 }
 
 // Put uploads size bytes from r under key with the object's metadata, through pkg/s3api: one PUT up
-// to the part size, otherwise a multipart upload of equal parts. r must check its content at EOF (a
+// to the part size times PartStreams (from part buffers), otherwise a multipart upload of equal parts. r must check its content at EOF (a
 // restore's item reader checks the catalogue's SHA-256 there): the upload reads r to its end before
 // the object is committed, so a body that fails the check, or is not exactly size bytes long, is
 // never committed and its multipart upload is aborted. Every request body carries a checksum the

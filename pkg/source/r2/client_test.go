@@ -72,7 +72,8 @@ func TestPutRecordedSize(t *testing.T) {
 		want string
 	}{
 		{"one-put", 100_000, "crc32c"},
-		{"multipart", 12_000_000, "crc32c crc32c crc32c"}, // 3 parts of 5 MiB
+		{"single-put", 12_000_000, "crc32c"},                            // 3 parts' worth, within 4 streams: one PUT
+		{"multipart", 22_000_000, "crc32c crc32c crc32c crc32c crc32c"}, // 5 parts of 5 MiB
 	} {
 		cl, ct := checksumClient(t, e, 5<<20)
 		body := bytes.Repeat([]byte("restored object body\n"), c.n/21)

@@ -144,8 +144,9 @@ func (c *component) PlanBackup(ctx context.Context, env source.Env, req source.B
 	if req.DryRun {
 		return plan, nil
 	}
-	// The 100 MiB base was measured with a prefetch budget of PrefetchBudget; more workers bring more.
-	setMemoryLimit(req.Repo, true, prefetchBudget(cmp.Or(conc, DefaultConcurrency))-PrefetchBudget)
+	// The 100 MiB base was measured with a prefetch budget of PrefetchBudget; more workers bring
+	// more, and the range buffers kept for large objects (rangeKeepBytes) are held too.
+	setMemoryLimit(req.Repo, true, prefetchBudget(cmp.Or(conc, DefaultConcurrency))-PrefetchBudget+rangeKeepBytes)
 	if req.SecretErr != nil {
 		env.Log().Warn("writer secret unavailable: R2 objects are backed up in full, without an incremental index", "err", req.SecretErr)
 	}

@@ -488,7 +488,10 @@ func restoreOne(ctx context.Context, c *Client, open Opener, t Target, root *os.
 		// decoded straight into its part buffer (archive.PartReader), and sent up to
 		// RestorePartStreams at once, the buffers beyond this worker's one taken from the shared
 		// budget; part buffers come from the restore's pool and go back to it (kept within the bound
-		// the memory limit counts, poolBytes); the frame buffer (one compressed chunk) is kept.
+		// the memory limit counts, poolBytes); the frame buffer (one compressed chunk) is kept. An
+		// object of up to PartStreams parts goes with one PUT from its part buffers, after taking
+		// the budget slots they stand for at once (s3api.Budget.Reserve): one request, and no
+		// reassembly of parts on the server (docs/R2.md "Benchmark").
 		var r io.Reader = rc
 		if pr, ok := rc.(archive.PartReader); ok {
 			r = pr.Parts(&buf.b)
