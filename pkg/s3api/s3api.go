@@ -34,7 +34,6 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -308,21 +307,14 @@ func strp(s string) *string {
 	return aws.String(s)
 }
 
-func md5b64(b []byte) *string {
-	sum := md5.Sum(b)
-	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-}
+func md5b64(b []byte) *string { return md5Bufs([][]byte{b}) }
 
 // castagnoli is the CRC32C table; Go computes it with the CPU's CRC instructions (>10 GB/s).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // CRC32C is the x-amz-checksum-crc32c value of b (the big-endian CRC, base64): the request checksum
 // uploads carry, which the server verifies.
-func CRC32C(b []byte) *string {
-	var s [4]byte
-	binary.BigEndian.PutUint32(s[:], crc32.Checksum(b, castagnoli))
-	return aws.String(base64.StdEncoding.EncodeToString(s[:]))
-}
+func CRC32C(b []byte) *string { return crc32cBufs([][]byte{b}) }
 
 // CRCRefused says a server refused a CRC32C checksum header itself (not a mismatch): a 501 (R2
 // answered that to CRC headers before it supported them), or a 400 other than BadDigest whose

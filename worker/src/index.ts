@@ -301,9 +301,14 @@ function userTables(sql: NonNullable<Storage["sql"]>, master = readMaster(sql)):
   return all.filter((r) => !isInternal(r.name) && r.sql && !shadow.has(r.name)).map((r) => ({ name: r.name, sql: r.sql }));
 }
 
+/** isSchemaObject: an index, trigger or view with SQL (not an automatic index). */
+function isSchemaObject(r: MasterRow): boolean {
+  return (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null;
+}
+
 /** schemaObjects are the user's indexes, triggers and views (with SQL), in the order they were created. */
 function schemaObjects(master: MasterRow[]): MasterRow[] {
-  return master.filter((r) => (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null && !isInternal(r.name) && !isInternal(r.tbl_name)).sort((a, b) => a.r - b.r);
+  return master.filter((r) => isSchemaObject(r) && !isInternal(r.name) && !isInternal(r.tbl_name)).sort((a, b) => a.r - b.r);
 }
 
 /** hasSequence tells whether sqlite_sequence exists (some table has AUTOINCREMENT). */
@@ -320,20 +325,21 @@ function schemaOf(sql: NonNullable<Storage["sql"]>) {
   let tables: Table[] | undefined;
   let order: { tables: Table[]; cyclic: boolean } | undefined;
   const cols = new Map<string, string[]>();
+  const getMaster = () => (master ??= readMaster(sql, true));
   return {
-    master: () => (master ??= readMaster(sql, true)),
-    tables: () => (tables ??= userTables(sql, (master ??= readMaster(sql, true)))),
+    master: getMaster,
+    tables: () => (tables ??= userTables(sql, getMaster())),
     order: () => {
       if (!order) {
         const cyc = { v: false };
-        order = { tables: fkOrder(sql, (tables ??= userTables(sql, (master ??= readMaster(sql, true)))), cyc), cyclic: cyc.v };
+        order = { tables: fkOrder(sql, (tables ??= userTables(sql, getMaster())), cyc), cyclic: cyc.v };
       }
       return order;
     },
     cols: (name: string) => {
       let c = cols.get(name);
       if (!c) {
-        const m = (master ??= readMaster(sql, true)).find((r) => r.name === name && r.type === "table");
+        const m = getMaster().find((r) => r.name === name && r.type === "table");
         c = typeof m?.cols === "string" ? (JSON.parse(m.cols) as string[]) : tableCols(sql, name);
         cols.set(name, c);
       }
@@ -949,7 +955,7 @@ function keepable(sql: NonNullable<Storage["sql"]>, master: MasterRow[], created
  */
 function wipeSync(st: Storage, sql: NonNullable<Storage["sql"]>, master = readMaster(sql), kept?: Kept, rewritten?: Set<string>) {
   sql.exec("PRAGMA defer_foreign_keys = ON");
-  const objs = master.filter((r) => (r.type === "index" || r.type === "trigger" || r.type === "view") && r.sql !== null);
+  const objs = master.filter(isSchemaObject);
   for (const r of objs.sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0))) {
     if (isInternal(r.name)) continue;
     // Indexes go with their tables, except on a kept table, where only the kept ones stay.
