@@ -655,7 +655,12 @@ type prefetcher struct {
 }
 
 // freeListBytes bounds the prefetch buffers kept for reuse, but for range buffers (rangeKeepBytes).
-const freeListBytes = 8 << 20
+// Which are kept matters more than how many: when a full list turned away whatever came back, most
+// objects of a 1 GiB backup of mixed sizes were read into new buffers, and allocating, clearing and
+// collecting them (and the runtime returning the memory to the OS under the backup's memory limit)
+// cost ~0.5 CPU s a GiB (docs/BENCHMARKS.md "What bounds the rest"). The list keeps the largest (putFree), and a buffer serves an object of at
+// least half its size (alloc), so a small object never pins a large buffer.
+const freeListBytes = 16 << 20
 
 // rangeKeepBytes bounds the range buffers kept for the next large object, apart from the free list:
 // one large object's set (RangeStreams buffers of RangeChunk, all of one size, so any fits). When
@@ -780,7 +785,7 @@ func (p *prefetcher) getLarge(ob Object, need int64) fetched {
 	return fetched{body: rb}
 }
 
-// giveBack returns a large object's budget and keeps its buffers for reuse within freeListBytes.
+// giveBack returns a large object's budget and keeps its buffers for reuse (rangeKeepBytes, putFree).
 func (p *prefetcher) giveBack(bufs [][]byte, need int64) {
 	p.mu.Lock()
 	p.budget += need
@@ -789,10 +794,7 @@ func (p *prefetcher) giveBack(bufs [][]byte, need int64) {
 			p.ranges = append(p.ranges, b)
 			continue
 		}
-		if p.freeBytes+int64(cap(b)) <= freeListBytes {
-			p.free = append(p.free, b)
-			p.freeBytes += int64(cap(b))
-		}
+		p.putFree(b)
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
@@ -833,20 +835,47 @@ func (p *prefetcher) alloc(n int) []byte {
 	defer p.mu.Unlock()
 	best := -1
 	for i, b := range p.free {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+		if cap(b) >= n && cap(b) <= max(2*n, minKeep) && (best < 0 || cap(b) < cap(p.free[best])) {
 			best = i
 		}
 	}
 	if best >= 0 {
-		b := p.free[best]
-		last := len(p.free) - 1
-		p.free[best] = p.free[last]
-		p.free[last] = nil
-		p.free = p.free[:last]
-		p.freeBytes -= int64(cap(b))
-		return b[:n]
+		return p.takeFree(best)[:n]
 	}
 	return make([]byte, n, archive.BufferClass(n))
+}
+
+// minKeep is the smallest buffer kept for reuse: smaller ones cost little to allocate.
+const minKeep = 64 << 10
+
+// putFree keeps b for reuse. Past freeListBytes the smallest kept buffers go (to the GC): the
+// largest are what most bytes of a bucket pass through, and what costs most to allocate and clear.
+func (p *prefetcher) putFree(b []byte) {
+	if cap(b) < minKeep {
+		return
+	}
+	p.free = append(p.free, b)
+	p.freeBytes += int64(cap(b))
+	for p.freeBytes > freeListBytes {
+		small := 0
+		for i, f := range p.free {
+			if cap(f) < cap(p.free[small]) {
+				small = i
+			}
+		}
+		p.takeFree(small)
+	}
+}
+
+// takeFree removes the i-th kept buffer from the free list and returns it.
+func (p *prefetcher) takeFree(i int) []byte {
+	b := p.free[i]
+	last := len(p.free) - 1
+	p.free[i] = p.free[last]
+	p.free[last] = nil
+	p.free = p.free[:last]
+	p.freeBytes -= int64(cap(b))
+	return b
 }
 
 // allocRange is a range buffer of n bytes: a kept one when n is RangeChunk, else alloc's.
@@ -904,10 +933,7 @@ func (p *prefetcher) release(b *pbuf) {
 	p.mu.Lock()
 	p.budget += b.cost
 	// Keep a few buffers for reuse, within a fixed byte total so they never add up past the budget.
-	if b.b != nil && cap(b.b) >= 64<<10 && p.freeBytes+int64(cap(b.b)) <= freeListBytes {
-		p.free = append(p.free, b.b)
-		p.freeBytes += int64(cap(b.b))
-	}
+	p.putFree(b.b)
 	b.b = nil // a retained *pbuf (a pending item's job) must not keep the bytes alive
 	p.cond.Broadcast()
 	p.mu.Unlock()
