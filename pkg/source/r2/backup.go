@@ -658,8 +658,9 @@ type prefetcher struct {
 // Which are kept matters more than how many: when a full list turned away whatever came back, most
 // objects of a 1 GiB backup of mixed sizes were read into new buffers, and allocating, clearing and
 // collecting them (and the runtime returning the memory to the OS under the backup's memory limit)
-// cost ~0.5 CPU s a GiB (docs/BENCHMARKS.md "What bounds the rest"). The list keeps the largest (putFree), and a buffer serves an object of at
-// least half its size (alloc), so a small object never pins a large buffer.
+// cost ~0.5 CPU s a GiB (docs/BENCHMARKS.md "What bounds the rest"). The list keeps the largest
+// (putFree), and a buffer serves an object of at least half its size (alloc), so a small object
+// never pins a large buffer.
 const freeListBytes = 16 << 20
 
 // rangeKeepBytes bounds the range buffers kept for the next large object, apart from the free list:
