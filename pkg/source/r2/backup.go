@@ -933,7 +933,7 @@ func (p *prefetcher) release(b *pbuf) {
 	}
 	p.mu.Lock()
 	p.budget += b.cost
-	// Keep a few buffers for reuse, within a fixed byte total so they never add up past the budget.
+	// Keep the buffer for reuse if it is among the largest (putFree: at most freeListBytes in all).
 	p.putFree(b.b)
 	b.b = nil // a retained *pbuf (a pending item's job) must not keep the bytes alive
 	p.cond.Broadcast()
