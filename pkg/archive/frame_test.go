@@ -2,8 +2,10 @@ package archive
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"os/exec"
+	"slices"
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
@@ -36,14 +38,72 @@ func TestFrameWriterInterop(t *testing.T) {
 			}
 		}
 	}
-	// Incompressible data is stored, not expanded: overhead is only framing.
+	// Incompressible data is stored, not expanded: overhead is only framing (two 4-byte block sizes).
 	rnd := randomBytes(6<<20, 3)
-	if f := fw.frame(nil, rnd); len(f) != frameBound(len(rnd)) {
-		t.Fatalf("random data frame %d bytes, want %d", len(f), frameBound(len(rnd)))
+	if f, want := fw.frame(nil, rnd), len(frameHeader)+len(rnd)+2*4+endMark; len(f) != want {
+		t.Fatalf("random data frame %d bytes, want %d", len(f), want)
 	}
 	// Text compresses.
 	txt := sqlText(6<<20, 4)
 	if f := fw.frame(nil, txt); len(f) > len(txt)/2 {
 		t.Fatalf("text frame %d bytes for %d", len(f), len(txt))
+	}
+}
+
+// A large piece is compressed or stored from where it is: blocks end where it starts and ends, the
+// small pieces around it (a tar header, padding) are blocks of their own, and nothing large is
+// copied into the scratch buffer. Small pieces are still joined into one block.
+func TestFrameBlocksFollowLargePieces(t *testing.T) {
+	hdr, pad := bytes.Repeat([]byte("h"), 512), make([]byte, 300)
+	for _, data := range [][]byte{sqlText(9<<20+123, 5), randomBytes(5<<20, 6), randomBytes(splitMin, 7)} {
+		fw := &frameWriter{}
+		frame := fw.frame(nil, hdr, data, pad)
+		var want []int // decoded block sizes
+		want = append(want, len(hdr))
+		for left := len(data); left > 0; left -= min(left, maxBlock) {
+			want = append(want, min(left, maxBlock))
+		}
+		want = append(want, len(pad))
+		if got := blockSizes(t, frame); !slices.Equal(got, want) {
+			t.Fatalf("%d-byte piece: blocks %v, want %v", len(data), got, want)
+		}
+		if cap(fw.scratch) >= splitMin {
+			t.Fatalf("%d-byte piece: scratch grew to %d bytes", len(data), cap(fw.scratch))
+		}
+		if len(frame) > frameBound(len(hdr)+len(data)+len(pad)) {
+			t.Fatalf("frame %d bytes over its bound %d", len(frame), frameBound(len(hdr)+len(data)+len(pad)))
+		}
+	}
+	// Pieces under splitMin make one block, as one contiguous piece would.
+	fw := &frameWriter{}
+	small := sqlText(splitMin-1, 8)
+	if got := blockSizes(t, fw.frame(nil, hdr, small, pad)); !slices.Equal(got, []int{len(hdr) + len(small) + len(pad)}) {
+		t.Fatalf("small pieces: blocks %v, want one", got)
+	}
+}
+
+// blockSizes decodes frame block by block and returns each block's decoded size.
+func blockSizes(t *testing.T, frame []byte) []int {
+	t.Helper()
+	var sizes []int
+	p := len(frameHeader)
+	for {
+		bs := binary.LittleEndian.Uint32(frame[p:])
+		p += 4
+		if bs == 0 {
+			return sizes
+		}
+		l := int(bs &^ uncompBit)
+		if bs&uncompBit != 0 {
+			sizes = append(sizes, l)
+		} else {
+			dst := make([]byte, maxBlock)
+			k, err := lz4.UncompressBlock(frame[p:p+l], dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, k)
+		}
+		p += l
 	}
 }
