@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"math/rand"
 	"os/exec"
 	"slices"
 	"testing"
@@ -106,4 +107,55 @@ func blockSizes(t *testing.T, frame []byte) []int {
 		}
 		p += l
 	}
+}
+
+// Random piece layouts (seeded, reproducible): sizes around splitMin and the 4 MiB block, empty
+// pieces, text and random bytes. Every frame decodes to the pieces joined (with this package's
+// decoder and with pierrec/lz4's), stays within its bound, and uses no block over 4 MiB.
+func TestFrameRandomPieces(t *testing.T) {
+	rng := rand.New(rand.NewSource(20261205))
+	sizes := []int{0, 1, 511, 512, splitMin - 1, splitMin, splitMin + 1, maxBlock - 1, maxBlock, maxBlock + 1}
+	fw := &frameWriter{}
+	var out []byte
+	for round := 0; round < 30; round++ {
+		k := 1 + rng.Intn(5)
+		pieces := make([][]byte, k)
+		large := 0
+		for i := range pieces {
+			n := sizes[rng.Intn(len(sizes))]
+			if rng.Intn(3) == 0 {
+				n = rng.Intn(3 * splitMin)
+			}
+			if rng.Intn(2) == 0 {
+				pieces[i] = sqlText(n, rng.Int63())
+			} else {
+				pieces[i] = randomBytes(n, rng.Int63())
+			}
+			if n >= splitMin {
+				large++
+			}
+		}
+		want := bytes.Join(pieces, nil)
+		out = fw.frame(out, pieces...)
+		if len(out) > piecesBound(len(want), large) {
+			t.Fatalf("round %d: frame %d bytes over its bound %d", round, len(out), piecesBound(len(want), large))
+		}
+		dst := make([]byte, len(want)+1)
+		n, err := decodeFrame(out, dst)
+		if err != nil || n != len(want) || !bytes.Equal(dst[:n], want) {
+			t.Fatalf("round %d (pieces %v): decodeFrame %d bytes, %v", round, pieceLens(pieces), n, err)
+		}
+		got, err := io.ReadAll(lz4.NewReader(bytes.NewReader(out)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("round %d (pieces %v): pierrec decode: %v", round, pieceLens(pieces), err)
+		}
+	}
+}
+
+func pieceLens(pieces [][]byte) []int {
+	var l []int
+	for _, p := range pieces {
+		l = append(l, len(p))
+	}
+	return l
 }
