@@ -226,11 +226,12 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (size int64, etag
 }
 
 // Put uploads size bytes from r under key with the object's metadata, through pkg/s3api: one PUT up
-// to the part size times PartStreams (from part buffers), otherwise a multipart upload of equal parts. r must check its content at EOF (a
-// restore's item reader checks the catalogue's SHA-256 there): the upload reads r to its end before
-// the object is committed, so a body that fails the check, or is not exactly size bytes long, is
-// never committed and its multipart upload is aborted. Every request body carries a checksum the
-// server verifies (CRC32C, Content-MD5 after a refusal), so it rejects a body corrupted on the way.
+// to the part size times PartStreams (from part buffers), otherwise a multipart upload of equal
+// parts. r must check its content at EOF (a restore's item reader checks the catalogue's SHA-256
+// there): the upload reads r to its end before the object is committed, so a body that fails the
+// check, or is not exactly size bytes long, is never committed and its multipart upload is aborted.
+// Every request body carries a checksum the server verifies (CRC32C, Content-MD5 after a refusal),
+// so it rejects a body corrupted on the way.
 // Up to PartStreams parts are in flight at once (PartStreams+1 part buffers).
 func (c *Client) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, m manifest.ObjectMeta) error {
 	return c.put(ctx, bucket, key, r, size, m, nil)
